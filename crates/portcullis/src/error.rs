@@ -1,0 +1,293 @@
+//! One error taxonomy for every way a request can fail verification.
+//!
+//! Each [`Error`] carries a stable machine-readable [`Reason`] (its code never changes between releases), a short
+//! human description that is safe to put in an HTTP header, and a mapping to the HTTP answer that the middleware
+//! and the gateway give (status code and RFC 6750 `error` attribute).
+
+use std::borrow::Cow;
+use std::fmt;
+
+/// Why a token (or a request carrying one) was refused.
+///
+/// The [`code`](Reason::code) is stable and documented; clients and dashboards may match on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Reason {
+    /// The request carried no credentials at all.
+    TokenMissing,
+    /// The request itself is malformed: two credentials, a scheme other than `Bearer`, an empty token.
+    RequestInvalid,
+    /// The token is not a well-formed compact JWS: size, segments, base64url, JSON.
+    TokenMalformed,
+    /// The JOSE header is well-formed JSON but breaks a rule: `crit`, `b64`, `typ`, `kid` type, nested tokens.
+    HeaderInvalid,
+    /// The token's `alg` is not allowed here, or does not match the key.
+    AlgorithmNotAllowed,
+    /// No usable key in the key set matches the token.
+    KeyNotFound,
+    /// The signature does not verify.
+    SignatureInvalid,
+    /// `exp` has passed (beyond the leeway), or the token is older than the configured maximum age.
+    TokenExpired,
+    /// `nbf` is still in the future (beyond the leeway).
+    TokenNotYetValid,
+    /// `iss` is not one of the expected issuers.
+    IssuerMismatch,
+    /// No `aud` value is one of the expected audiences.
+    AudienceMismatch,
+    /// A required claim is absent.
+    ClaimMissing,
+    /// A claim is present but malformed or out of range, or fails a configured rule.
+    ClaimInvalid,
+    /// The token was revoked by the application's revocation check.
+    TokenRevoked,
+    /// The token is valid but the authorization rule for this resource is not met.
+    InsufficientScope,
+    /// The keys needed to verify the token cannot be obtained right now.
+    KeysUnavailable,
+}
+
+/// The `error` attribute of an RFC 6750 `WWW-Authenticate: Bearer` challenge.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum BearerError {
+    /// `invalid_request` (RFC 6750 §3.1): HTTP 400.
+    InvalidRequest,
+    /// `invalid_token`: HTTP 401.
+    InvalidToken,
+    /// `insufficient_scope`: HTTP 403.
+    InsufficientScope,
+}
+
+impl BearerError {
+    /// The wire spelling of the error code.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::InvalidRequest => "invalid_request",
+            Self::InvalidToken => "invalid_token",
+            Self::InsufficientScope => "insufficient_scope",
+        }
+    }
+}
+
+impl Reason {
+    /// Every reason, in documentation order.
+    pub const ALL: [Reason; 16] = [
+        Reason::TokenMissing,
+        Reason::RequestInvalid,
+        Reason::TokenMalformed,
+        Reason::HeaderInvalid,
+        Reason::AlgorithmNotAllowed,
+        Reason::KeyNotFound,
+        Reason::SignatureInvalid,
+        Reason::TokenExpired,
+        Reason::TokenNotYetValid,
+        Reason::IssuerMismatch,
+        Reason::AudienceMismatch,
+        Reason::ClaimMissing,
+        Reason::ClaimInvalid,
+        Reason::TokenRevoked,
+        Reason::InsufficientScope,
+        Reason::KeysUnavailable,
+    ];
+
+    /// The stable machine-readable code, e.g. `audience_mismatch`.
+    pub const fn code(self) -> &'static str {
+        match self {
+            Self::TokenMissing => "token_missing",
+            Self::RequestInvalid => "request_invalid",
+            Self::TokenMalformed => "token_malformed",
+            Self::HeaderInvalid => "header_invalid",
+            Self::AlgorithmNotAllowed => "algorithm_not_allowed",
+            Self::KeyNotFound => "key_not_found",
+            Self::SignatureInvalid => "signature_invalid",
+            Self::TokenExpired => "token_expired",
+            Self::TokenNotYetValid => "token_not_yet_valid",
+            Self::IssuerMismatch => "issuer_mismatch",
+            Self::AudienceMismatch => "audience_mismatch",
+            Self::ClaimMissing => "claim_missing",
+            Self::ClaimInvalid => "claim_invalid",
+            Self::TokenRevoked => "token_revoked",
+            Self::InsufficientScope => "insufficient_scope",
+            Self::KeysUnavailable => "keys_unavailable",
+        }
+    }
+
+    /// The HTTP status code a server answers with.
+    ///
+    /// ```
+    /// use portcullis::Reason;
+    /// assert_eq!(Reason::TokenMissing.http_status(), 401);
+    /// assert_eq!(Reason::RequestInvalid.http_status(), 400);
+    /// assert_eq!(Reason::InsufficientScope.http_status(), 403);
+    /// assert_eq!(Reason::KeysUnavailable.http_status(), 503);
+    /// ```
+    pub const fn http_status(self) -> u16 {
+        match self {
+            Self::RequestInvalid => 400,
+            Self::InsufficientScope => 403,
+            Self::KeysUnavailable => 503,
+            _ => 401,
+        }
+    }
+
+    /// The RFC 6750 error code for the `WWW-Authenticate` challenge.
+    ///
+    /// `None` means the challenge carries no error attribute (no credentials, RFC 6750 §3.1) or no challenge is
+    /// sent at all (503: the fault is the server's, not the client's).
+    pub const fn bearer_error(self) -> Option<BearerError> {
+        match self {
+            Self::TokenMissing | Self::KeysUnavailable => None,
+            Self::RequestInvalid => Some(BearerError::InvalidRequest),
+            Self::InsufficientScope => Some(BearerError::InsufficientScope),
+            _ => Some(BearerError::InvalidToken),
+        }
+    }
+
+    /// Whether the answer carries a `WWW-Authenticate: Bearer` challenge at all.
+    pub const fn has_challenge(self) -> bool {
+        !matches!(self, Self::KeysUnavailable)
+    }
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.code())
+    }
+}
+
+/// A refusal: a [`Reason`] and a description a human can act on.
+///
+/// The description never contains key material or the token, and only characters allowed in an RFC 6750
+/// `error_description` (printable ASCII without `"` and `\`).
+///
+/// ```
+/// use portcullis::{Error, Reason};
+/// let err = Error::new(Reason::IssuerMismatch, "issuer mismatch: \"evil\\\" value\u{7f}");
+/// assert_eq!(err.reason(), Reason::IssuerMismatch);
+/// assert_eq!(err.description(), "issuer mismatch: 'evil/' value?");
+/// ```
+#[derive(Clone, PartialEq, Eq)]
+pub struct Error {
+    reason: Reason,
+    description: Cow<'static, str>,
+}
+
+impl Error {
+    /// Builds an error; characters not allowed in an RFC 6750 description are replaced.
+    pub fn new(reason: Reason, description: impl Into<Cow<'static, str>>) -> Self {
+        let description = description.into();
+        let description = if description.bytes().all(is_description_byte) {
+            description
+        } else {
+            Cow::Owned(description.chars().map(safe_char).collect())
+        };
+        Self {
+            reason,
+            description,
+        }
+    }
+
+    /// The machine-readable reason.
+    pub fn reason(&self) -> Reason {
+        self.reason
+    }
+
+    /// The human-readable description (safe for `error_description`).
+    pub fn description(&self) -> &str {
+        &self.description
+    }
+
+    /// Shorthand for `self.reason().http_status()`.
+    pub fn http_status(&self) -> u16 {
+        self.reason.http_status()
+    }
+}
+
+impl fmt::Debug for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Error({}: {})", self.reason.code(), self.description)
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.reason.code(), self.description)
+    }
+}
+
+impl std::error::Error for Error {}
+
+/// RFC 6750 §3: `error-description = *( %x20-21 / %x23-5B / %x5D-7E )`.
+fn is_description_byte(b: u8) -> bool {
+    matches!(b, 0x20..=0x21 | 0x23..=0x5B | 0x5D..=0x7E)
+}
+
+fn safe_char(c: char) -> char {
+    match c {
+        '"' => '\'',
+        '\\' => '/',
+        c if c.is_ascii() && is_description_byte(c as u8) => c,
+        _ => '?',
+    }
+}
+
+/// Quotes a value taken from a token for use inside a description: at most 80 characters, safe charset.
+pub(crate) fn quoted(value: &str) -> String {
+    const MAX: usize = 80;
+    let mut out = String::with_capacity(value.len().min(MAX) + 5);
+    out.push('\'');
+    for (i, c) in value.chars().enumerate() {
+        if i == MAX {
+            out.push_str("...");
+            break;
+        }
+        out.push(safe_char(c));
+    }
+    out.push('\'');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_are_unique_and_snake_case() {
+        let mut seen = std::collections::HashSet::new();
+        for reason in Reason::ALL {
+            assert!(
+                seen.insert(reason.code()),
+                "duplicate code {}",
+                reason.code()
+            );
+            assert!(
+                reason
+                    .code()
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b == b'_')
+            );
+        }
+    }
+
+    #[test]
+    fn token_defects_are_401_invalid_token() {
+        for reason in [
+            Reason::TokenMalformed,
+            Reason::SignatureInvalid,
+            Reason::AudienceMismatch,
+        ] {
+            assert_eq!(reason.http_status(), 401);
+            assert_eq!(reason.bearer_error(), Some(BearerError::InvalidToken));
+        }
+        assert_eq!(Reason::TokenMissing.bearer_error(), None);
+        assert!(!Reason::KeysUnavailable.has_challenge());
+    }
+
+    #[test]
+    fn quoted_truncates_and_sanitises() {
+        let long = "a".repeat(200);
+        let q = quoted(&long);
+        assert_eq!(q.len(), 80 + 5);
+        assert_eq!(quoted("x\"y\u{e9}"), "'x'y?'");
+    }
+}

@@ -1,0 +1,68 @@
+//! # portcullis
+//!
+//! Strict, fast verification of JWT access tokens issued by Auth0 or any OpenID Connect provider.
+//!
+//! A [`Verifier`] takes a compact JWS from an `Authorization: Bearer` header and checks, cheapest and most
+//! hostile-input-safe first: size limits, exactly three strict base64url segments, a duplicate-free JSON header
+//! with understood `crit`/`b64`/`typ`, the key chosen by exact `kid` from a [`KeySet`], the algorithm bound to that
+//! key (never taken on trust from the token), the signature through aws-lc-rs, and then the claims: `iss`, `aud`,
+//! `exp`, `nbf`, `iat`, each either absent, valid or malformed — malformed is always an error.
+//!
+//! Every refusal is an [`Error`] with a stable [`Reason`] code and a description safe to send to clients, mapped to
+//! the HTTP answer (status and RFC 6750 `WWW-Authenticate` error).
+//!
+//! ```
+//! use portcullis::{Algorithm, KeySet, Reason, Verifier, signing::SigningKey};
+//! use serde_json::json;
+//!
+//! // An issuer's key, published as a JWKS.
+//! let signer = SigningKey::generate(Algorithm::ES256, Some("key-1".into())).unwrap();
+//! let jwks = json!({ "keys": [signer.public_jwk()] }).to_string();
+//!
+//! let verifier = Verifier::builder()
+//!     .issuer("https://tenant.example.com/")
+//!     .audience("https://api.example.com")
+//!     .keys(KeySet::from_jwks_json(jwks.as_bytes()).unwrap())
+//!     .build()
+//!     .unwrap();
+//!
+//! let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+//! let claims = json!({
+//!     "iss": "https://tenant.example.com/", "sub": "auth0|alice", "aud": "https://api.example.com",
+//!     "iat": now, "exp": now + 3600, "scope": "read:messages",
+//! });
+//! let token = signer.sign_token(&claims, None).unwrap();
+//! let verified = verifier.verify(&token).unwrap();
+//! assert_eq!(verified.subject(), Some("auth0|alice"));
+//! assert_eq!(verified.scopes(), ["read:messages"]);
+//!
+//! // The same token for another API is refused, and says why.
+//! let mut other = claims.clone();
+//! other["aud"] = json!("https://other.example.com");
+//! let err = verifier.verify(&signer.sign_token(&other, None).unwrap()).unwrap_err();
+//! assert_eq!(err.reason(), Reason::AudienceMismatch);
+//! assert_eq!(err.http_status(), 401);
+//! ```
+#![forbid(unsafe_code)]
+
+pub mod algorithm;
+pub mod base64url;
+pub mod claims;
+pub mod clock;
+pub mod error;
+pub mod json;
+pub mod jwk;
+pub mod jws;
+pub mod keyset;
+mod roca;
+pub mod rules;
+pub mod signing;
+pub mod verifier;
+
+pub use algorithm::{Algorithm, AlgorithmSet};
+pub use claims::RegisteredClaims;
+pub use clock::{Clock, SystemClock};
+pub use error::{BearerError, Error, Reason};
+pub use jwk::{KeyRejected, VerifyingKey};
+pub use keyset::KeySet;
+pub use verifier::{ConfigError, Report, VerifiedToken, Verifier, VerifierBuilder};

@@ -1,0 +1,499 @@
+//! The [`Verifier`]: a compact JWS checked end to end into a [`VerifiedToken`].
+
+use crate::algorithm::{Algorithm, AlgorithmSet};
+use crate::claims::RegisteredClaims;
+use crate::clock::{Clock, SystemClock};
+use crate::error::{Error, Reason, quoted};
+use crate::jwk::VerifyingKey;
+use crate::jws::{AlgorithmPolicy, Header, JwsPolicy, UnverifiedJws};
+use crate::keyset::KeySet;
+use crate::rules::{CLAIM_CHECKS, Check, ClaimRules};
+use serde_json::{Map, Value};
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Default clock-skew allowance for `exp`, `nbf` and `iat`.
+pub const DEFAULT_LEEWAY: Duration = Duration::from_secs(60);
+
+/// A verifier configuration that cannot work.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// No expected issuer was given.
+    #[error("an expected issuer is required")]
+    MissingIssuer,
+    /// No expected audience was given.
+    #[error("an expected audience is required")]
+    MissingAudience,
+    /// No key set was given.
+    #[error("a key set is required")]
+    MissingKeys,
+    /// An empty algorithm allowlist was given.
+    #[error("the algorithm allowlist is empty")]
+    NoAlgorithms,
+    /// An empty string was given where a value is needed.
+    #[error("{0} must not be empty")]
+    Empty(&'static str),
+}
+
+/// Verifies access tokens: strict JWS, key from the key set, then the claim rules.
+///
+/// There is no insecure default: the issuer, the audience and the keys must be named. Without an algorithm
+/// allowlist, a token's `alg` must equal the `alg` its key declares.
+///
+/// ```
+/// use portcullis::{KeySet, Verifier, Reason};
+/// let keys = KeySet::from_jwks_json(br#"{"keys":[{"kty":"OKP","crv":"Ed25519","alg":"EdDSA","kid":"k1",
+///     "x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}]}"#).unwrap();
+/// let verifier = Verifier::builder()
+///     .issuer("https://tenant.example.com/")
+///     .audience("https://api.example.com")
+///     .keys(keys)
+///     .build()
+///     .unwrap();
+/// let err = verifier.verify("not-a-token").unwrap_err();
+/// assert_eq!(err.reason(), Reason::TokenMalformed);
+/// assert_eq!(err.http_status(), 401);
+/// ```
+#[derive(Clone)]
+pub struct Verifier {
+    keys: Arc<KeySet>,
+    jws: JwsPolicy,
+    rules: ClaimRules,
+    clock: Arc<dyn Clock>,
+}
+
+impl fmt::Debug for Verifier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Verifier")
+            .field("keys", &self.keys.len())
+            .field("jws", &self.jws)
+            .field("rules", &self.rules)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Builds a [`Verifier`].
+#[derive(Debug, Default)]
+#[must_use]
+pub struct VerifierBuilder {
+    issuers: Vec<String>,
+    audiences: Vec<String>,
+    algorithms: Option<AlgorithmSet>,
+    keys: Option<Arc<KeySet>>,
+    leeway: Option<Duration>,
+    max_age: Option<Duration>,
+    typ: Option<String>,
+    required: Vec<String>,
+    clients: Vec<String>,
+    max_token_len: Option<usize>,
+    clock: Option<Arc<dyn Clock>>,
+}
+
+impl VerifierBuilder {
+    /// Adds an accepted issuer (`iss`, compared exactly: Auth0 issuers end with `/`).
+    pub fn issuer(mut self, issuer: impl Into<String>) -> Self {
+        self.issuers.push(issuer.into());
+        self
+    }
+
+    /// Adds an accepted audience; a token is accepted when any of its `aud` values is accepted.
+    pub fn audience(mut self, audience: impl Into<String>) -> Self {
+        self.audiences.push(audience.into());
+        self
+    }
+
+    /// Sets the algorithm allowlist (otherwise each key's declared `alg` is the only one it accepts).
+    pub fn algorithms(mut self, algorithms: impl IntoIterator<Item = Algorithm>) -> Self {
+        self.algorithms = Some(algorithms.into_iter().collect());
+        self
+    }
+
+    /// Sets the keys.
+    pub fn keys(mut self, keys: impl Into<Arc<KeySet>>) -> Self {
+        self.keys = Some(keys.into());
+        self
+    }
+
+    /// Sets the clock-skew allowance (default 60 s).
+    pub fn leeway(mut self, leeway: Duration) -> Self {
+        self.leeway = Some(leeway);
+        self
+    }
+
+    /// Refuses tokens issued longer ago than `max_age` (makes `iat` required).
+    pub fn max_age(mut self, max_age: Duration) -> Self {
+        self.max_age = Some(max_age);
+        self
+    }
+
+    /// Requires the header `typ`, e.g. `at+jwt` for RFC 9068 access tokens.
+    pub fn typ(mut self, typ: impl Into<String>) -> Self {
+        self.typ = Some(typ.into());
+        self
+    }
+
+    /// Requires a claim to be present (dotted paths reach into objects).
+    pub fn require_claim(mut self, name: impl Into<String>) -> Self {
+        self.required.push(name.into());
+        self
+    }
+
+    /// Accepts only tokens whose `azp` (or `client_id`) is one of the allowed clients.
+    pub fn allowed_client(mut self, client: impl Into<String>) -> Self {
+        self.clients.push(client.into());
+        self
+    }
+
+    /// Sets the longest token accepted (default 16 KiB).
+    pub fn max_token_len(mut self, bytes: usize) -> Self {
+        self.max_token_len = Some(bytes);
+        self
+    }
+
+    /// Injects the clock (default: the system clock).
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = Some(clock);
+        self
+    }
+
+    /// Checks the configuration and builds the verifier.
+    pub fn build(self) -> Result<Verifier, ConfigError> {
+        if self.issuers.is_empty() {
+            return Err(ConfigError::MissingIssuer);
+        }
+        if self.audiences.is_empty() {
+            return Err(ConfigError::MissingAudience);
+        }
+        if self.issuers.iter().any(String::is_empty) {
+            return Err(ConfigError::Empty("issuer"));
+        }
+        if self.audiences.iter().any(String::is_empty) {
+            return Err(ConfigError::Empty("audience"));
+        }
+        let keys = self.keys.ok_or(ConfigError::MissingKeys)?;
+        let algorithms = match self.algorithms {
+            None => AlgorithmPolicy::FromKeys,
+            Some(set) if set.is_empty() => return Err(ConfigError::NoAlgorithms),
+            Some(set) => AlgorithmPolicy::Allow(set),
+        };
+        Ok(Verifier {
+            keys,
+            jws: JwsPolicy {
+                algorithms,
+                required_typ: self.typ,
+                max_token_len: self
+                    .max_token_len
+                    .unwrap_or(crate::jws::DEFAULT_MAX_TOKEN_LEN),
+            },
+            rules: ClaimRules {
+                issuers: self.issuers,
+                audiences: self.audiences,
+                leeway: self.leeway.unwrap_or(DEFAULT_LEEWAY).as_secs_f64(),
+                max_age: self.max_age.map(|d| d.as_secs_f64()),
+                required: self.required,
+                clients: self.clients,
+            },
+            clock: self.clock.unwrap_or_else(|| Arc::new(SystemClock)),
+        })
+    }
+}
+
+impl Verifier {
+    /// Starts a builder.
+    pub fn builder() -> VerifierBuilder {
+        VerifierBuilder::default()
+    }
+
+    /// The key set in use.
+    pub fn keys(&self) -> &Arc<KeySet> {
+        &self.keys
+    }
+
+    /// Verifies a token completely; the first failing check decides the error.
+    pub fn verify(&self, token: &str) -> Result<VerifiedToken, Error> {
+        let jws = UnverifiedJws::parse(token, &self.jws)?;
+        let key = jws.select_key(&self.keys, &self.jws)?;
+        let verified = jws.verify_with(key)?;
+        let claims = parse_claims(&verified.payload)?;
+        let registered = RegisteredClaims::from_claims(&claims)?;
+        self.rules
+            .check_all(&registered, &claims, self.clock.now_unix())?;
+        Ok(VerifiedToken {
+            header: verified.header,
+            claims,
+            registered,
+            key: verified.key,
+            token: token.into(),
+        })
+    }
+
+    /// Verifies a token and reports every check with its outcome, for people debugging a rejection.
+    ///
+    /// Structure, key and signature are checked in order and stop at the first failure; once the signature holds,
+    /// every claim check runs so that all problems show at once. The verdict is the same as [`verify`](Self::verify).
+    pub fn explain(&self, token: &str) -> Report {
+        let mut report = Report {
+            claims: unverified_payload(token),
+            ..Report::default()
+        };
+        let jws = match UnverifiedJws::parse(token, &self.jws) {
+            Ok(jws) => jws,
+            Err(err) => {
+                report.header = unverified_header(token);
+                return report.fail(Check::Structure, err, None);
+            }
+        };
+        report.header = Some(jws.header().raw().clone());
+        report.pass(Check::Structure, format!("alg {}", jws.header().alg()));
+        let key = match jws.select_key(&self.keys, &self.jws) {
+            Ok(key) => key,
+            Err(err) => {
+                let hint = key_hint(&err, jws.header().kid());
+                return report.fail(Check::Key, err, hint);
+            }
+        };
+        report.pass(Check::Key, describe_key(key));
+        let verified = match jws.verify_with(key) {
+            Ok(verified) => verified,
+            Err(err) => return report.fail(Check::Signature, err, None),
+        };
+        report.pass(Check::Signature, "valid".into());
+        let parsed = parse_claims(&verified.payload).and_then(|claims| {
+            RegisteredClaims::from_claims(&claims).map(|registered| (claims, registered))
+        });
+        let (claims, registered) = match parsed {
+            Ok(parsed) => parsed,
+            Err(err) => return report.fail(Check::Claims, err, None),
+        };
+        report.pass(Check::Claims, "well-formed".into());
+        let now = self.clock.now_unix();
+        let mut first_error = None;
+        for check in CLAIM_CHECKS {
+            match self.rules.check(check, &registered, &claims, now) {
+                Ok(detail) => report.pass(check, detail),
+                Err(err) => {
+                    let hint = self.claim_hint(check, &registered);
+                    first_error.get_or_insert_with(|| err.clone());
+                    report.steps.push(Step {
+                        check,
+                        outcome: Err(err),
+                        hint,
+                    });
+                }
+            }
+        }
+        report.verdict = match first_error {
+            Some(err) => Err(err),
+            None => Ok(VerifiedToken {
+                header: verified.header,
+                claims,
+                registered,
+                key: verified.key,
+                token: token.into(),
+            }),
+        };
+        report
+    }
+
+    fn claim_hint(&self, check: Check, claims: &RegisteredClaims) -> Option<String> {
+        match check {
+            Check::Issuer => {
+                let iss = claims.iss.as_deref()?;
+                let near =
+                    self.rules.issuers.iter().find(|expected| {
+                        expected.trim_end_matches('/') == iss.trim_end_matches('/')
+                    })?;
+                Some(format!(
+                    "the issuers differ only in the trailing slash: the token says {}, you expect {}. Auth0 issuers \
+                     end with '/': use exactly the token's value",
+                    quoted(iss),
+                    quoted(near)
+                ))
+            }
+            Check::Audience => Some(format!(
+                "request the token with audience={} (Auth0: the API Identifier), or add the token's audience to \
+                 this API's configuration",
+                self.rules
+                    .audiences
+                    .first()
+                    .map(String::as_str)
+                    .unwrap_or_default()
+            )),
+            Check::Expiry => {
+                Some("get a fresh token; if clocks disagree, check NTP or raise the leeway".into())
+            }
+            Check::NotBefore | Check::IssuedAt => Some(
+                "the issuer's clock may be ahead of this machine's: check NTP, or raise the leeway"
+                    .into(),
+            ),
+            _ => None,
+        }
+    }
+}
+
+fn parse_claims(payload: &[u8]) -> Result<Map<String, Value>, Error> {
+    crate::json::parse_object(payload).map_err(|e| {
+        Error::new(
+            Reason::TokenMalformed,
+            format!("payload is not a valid JSON claim set: {e}"),
+        )
+    })
+}
+
+fn describe_key(key: &VerifyingKey) -> String {
+    match key.kid() {
+        Some(kid) => format!(
+            "kid {} ({} bits, {})",
+            quoted(kid),
+            key.bits(),
+            key.algorithms()
+        ),
+        None => format!("the only key ({} bits, {})", key.bits(), key.algorithms()),
+    }
+}
+
+fn key_hint(err: &Error, kid: Option<&str>) -> Option<String> {
+    match (err.reason(), kid) {
+        (Reason::KeyNotFound, Some(_)) => Some(
+            "the token was signed by a key this key set does not hold: it may come from another tenant or \
+             environment, or the issuer rotated keys and this JWKS copy is stale"
+                .into(),
+        ),
+        (Reason::KeyNotFound, None) => Some("the token has no kid; only a single-key set can verify it".into()),
+        (Reason::AlgorithmNotAllowed, _) => {
+            Some("the algorithm comes from the key, never from the token: check --alg and the JWK's alg".into())
+        }
+        _ => None,
+    }
+}
+
+fn unverified_header(token: &str) -> Option<Map<String, Value>> {
+    let segment = token.split('.').next()?;
+    crate::json::parse_object(&crate::base64url::decode(segment)?).ok()
+}
+
+fn unverified_payload(token: &str) -> Option<Map<String, Value>> {
+    let segment = token.split('.').nth(1)?;
+    crate::json::parse_object(&crate::base64url::decode(segment)?).ok()
+}
+
+/// One check in a [`Report`].
+#[derive(Debug, Clone)]
+pub struct Step {
+    /// Which check.
+    pub check: Check,
+    /// What passed, or why it failed.
+    pub outcome: Result<String, Error>,
+    /// Advice for a failure, when there is a common cause.
+    pub hint: Option<String>,
+}
+
+/// The result of [`Verifier::explain`].
+#[derive(Debug)]
+pub struct Report {
+    /// The decoded header (shown even when the token is invalid).
+    pub header: Option<Map<String, Value>>,
+    /// The decoded, possibly unverified, claims.
+    pub claims: Option<Map<String, Value>>,
+    /// Checks in the order they ran.
+    pub steps: Vec<Step>,
+    /// The same verdict [`Verifier::verify`] gives.
+    pub verdict: Result<VerifiedToken, Error>,
+}
+
+impl Default for Report {
+    fn default() -> Self {
+        Self {
+            header: None,
+            claims: None,
+            steps: Vec::new(),
+            verdict: Err(Error::new(Reason::TokenMalformed, "not checked")),
+        }
+    }
+}
+
+impl Report {
+    fn pass(&mut self, check: Check, detail: String) {
+        self.steps.push(Step {
+            check,
+            outcome: Ok(detail),
+            hint: None,
+        });
+    }
+
+    fn fail(mut self, check: Check, err: Error, hint: Option<String>) -> Self {
+        self.steps.push(Step {
+            check,
+            outcome: Err(err.clone()),
+            hint,
+        });
+        self.verdict = Err(err);
+        self
+    }
+}
+
+/// A token that passed every check.
+#[derive(Debug, Clone)]
+pub struct VerifiedToken {
+    header: Header,
+    claims: Map<String, Value>,
+    registered: RegisteredClaims,
+    key: Arc<VerifyingKey>,
+    token: Box<str>,
+}
+
+impl VerifiedToken {
+    /// The JOSE header.
+    pub fn header(&self) -> &Header {
+        &self.header
+    }
+
+    /// Every claim, as JSON.
+    pub fn claims(&self) -> &Map<String, Value> {
+        &self.claims
+    }
+
+    /// The registered claims, typed.
+    pub fn registered(&self) -> &RegisteredClaims {
+        &self.registered
+    }
+
+    /// `sub`, when present.
+    pub fn subject(&self) -> Option<&str> {
+        self.registered.sub.as_deref()
+    }
+
+    /// `iss`.
+    pub fn issuer(&self) -> Option<&str> {
+        self.registered.iss.as_deref()
+    }
+
+    /// Scopes from `scope` or `scp`.
+    pub fn scopes(&self) -> &[String] {
+        &self.registered.scopes
+    }
+
+    /// Auth0 `permissions`.
+    pub fn permissions(&self) -> &[String] {
+        &self.registered.permissions
+    }
+
+    /// The key that verified the signature.
+    pub fn key(&self) -> &Arc<VerifyingKey> {
+        &self.key
+    }
+
+    /// The token as received. Handle with care: it is a bearer credential; never log it.
+    pub fn raw(&self) -> &str {
+        &self.token
+    }
+
+    /// Deserializes the claims into an application type (e.g. a struct with namespaced custom claims).
+    pub fn deserialize_claims<T: serde::de::DeserializeOwned>(
+        &self,
+    ) -> Result<T, serde_json::Error> {
+        T::deserialize(Value::Object(self.claims.clone()))
+    }
+}
