@@ -1,2 +1,4 @@
-//! placeholder
-fn main() {}
+//! The `portcullis` command.
+fn main() -> std::process::ExitCode {
+    portcullis_cli::main()
+}

@@ -50,6 +50,7 @@ pub mod base64url;
 pub mod claims;
 pub mod clock;
 pub mod error;
+pub mod fetch;
 pub mod json;
 pub mod jwk;
 pub mod jws;

@@ -1,0 +1,52 @@
+//! The `portcullis` command line: argument parsing and the subcommands.
+//!
+//! Exit status (stable, for scripts):
+//!
+//! | status | meaning |
+//! |---|---|
+//! | 0 | success (for `verify`: the token is valid) |
+//! | 1 | the token is invalid |
+//! | 2 | usage or configuration error (bad flag, unreadable key set) |
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+mod explain;
+mod verify;
+
+/// Exit status for a usage or configuration error.
+pub const EXIT_USAGE: u8 = 2;
+/// Exit status for an invalid token.
+pub const EXIT_INVALID: u8 = 1;
+
+/// Gatekeeper for HTTP APIs secured with JWT access tokens from Auth0 or any OpenID Connect issuer.
+#[derive(Debug, Parser)]
+#[command(name = "portcullis", version, about, max_term_width = 100)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Verify one access token against a key set, issuer and audience, and explain the outcome.
+    Verify(verify::VerifyArgs),
+}
+
+/// Parses the process arguments and runs the chosen subcommand.
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(err) => {
+            let _ = err.print();
+            return if err.use_stderr() {
+                ExitCode::from(EXIT_USAGE)
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
+    match cli.command {
+        Command::Verify(args) => verify::run(args),
+    }
+}

@@ -1,0 +1,437 @@
+//! `portcullis verify` run as a process, on tokens minted here.
+#![allow(clippy::unwrap_used)]
+
+use portcullis::signing::SigningKey;
+use portcullis::{Algorithm, base64url};
+use serde_json::{Value, json};
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::process::{Command, Output, Stdio};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+const ISSUER: &str = "https://tenant.example.com/";
+const AUDIENCE: &str = "https://api.example.com";
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    jwks_path: String,
+    jwks: String,
+    key: SigningKey,
+}
+
+fn fixture() -> Fixture {
+    let key = SigningKey::generate(Algorithm::RS256, Some("key-1".into())).unwrap();
+    let jwks = json!({ "keys": [key.public_jwk()] }).to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("jwks.json");
+    std::fs::write(&path, &jwks).unwrap();
+    Fixture {
+        jwks_path: path.to_str().unwrap().to_owned(),
+        jwks,
+        _dir: dir,
+        key,
+    }
+}
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+fn claims() -> Value {
+    json!({
+        "iss": ISSUER, "sub": "auth0|alice", "aud": [AUDIENCE, "https://tenant.example.com/userinfo"],
+        "iat": now(), "exp": now() + 3600, "azp": "client-1", "scope": "openid read:messages",
+    })
+}
+
+fn with(mut claims: Value, name: &str, value: Value) -> Value {
+    claims[name] = value;
+    claims
+}
+
+fn run(args: &[&str], stdin: Option<&str>) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_portcullis"))
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut input = child.stdin.take().unwrap();
+    input.write_all(stdin.unwrap_or("").as_bytes()).unwrap();
+    drop(input);
+    child.wait_with_output().unwrap()
+}
+
+fn verify(fx: &Fixture, token: &str, extra: &[&str]) -> Output {
+    let mut args = vec![
+        "verify",
+        "--jwks",
+        &fx.jwks_path,
+        "--issuer",
+        ISSUER,
+        "--audience",
+        AUDIENCE,
+    ];
+    args.extend_from_slice(extra);
+    args.push(token);
+    run(&args, None)
+}
+
+fn json_verdict(output: &Output) -> Value {
+    let text = String::from_utf8(output.stdout.clone()).unwrap();
+    assert_eq!(
+        text.trim().lines().count(),
+        1,
+        "exactly one JSON object: {text}"
+    );
+    serde_json::from_str(&text).unwrap()
+}
+
+fn assert_invalid(fx: &Fixture, token: &str, reason: &str) -> Output {
+    let output = verify(fx, token, &["--json"]);
+    assert_eq!(
+        output.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let verdict = json_verdict(&output);
+    assert_eq!(verdict["valid"], false);
+    assert_eq!(verdict["reason"], reason, "{verdict}");
+    assert!(
+        verdict["description"]
+            .as_str()
+            .is_some_and(|d| !d.is_empty())
+    );
+    output
+}
+
+#[test]
+fn valid_token_exits_zero_with_header_and_claims() {
+    let fx = fixture();
+    let token = fx.key.sign_token(&claims(), None).unwrap();
+    let output = verify(&fx, &token, &["--json"]);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let verdict = json_verdict(&output);
+    assert_eq!(verdict["valid"], true);
+    assert_eq!(verdict["header"]["kid"], "key-1");
+    assert_eq!(verdict["claims"]["sub"], "auth0|alice");
+
+    let readable = verify(&fx, &token, &[]);
+    assert_eq!(readable.status.code(), Some(0));
+    let text = String::from_utf8(readable.stdout).unwrap();
+    assert!(text.contains("[ok]   signature"), "{text}");
+    assert!(text.contains("\"sub\": \"auth0|alice\""), "{text}");
+    assert!(text.trim_end().ends_with("VALID"), "{text}");
+}
+
+#[test]
+fn token_from_stdin_with_bearer_prefix() {
+    let fx = fixture();
+    let token = fx.key.sign_token(&claims(), None).unwrap();
+    let args = [
+        "verify",
+        "--jwks",
+        &fx.jwks_path,
+        "--issuer",
+        ISSUER,
+        "--audience",
+        AUDIENCE,
+        "--json",
+    ];
+    let output = run(&args, Some(&format!("  Bearer {token}\n")));
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let two = run(&args, Some(&format!("{token} {token}")));
+    assert_eq!(two.status.code(), Some(2));
+}
+
+#[test]
+fn each_defect_exits_one_with_its_reason() {
+    let fx = fixture();
+    let sign = |claims: &Value| fx.key.sign_token(claims, None).unwrap();
+
+    let expired = sign(&with(claims(), "exp", json!(now() - 7200)));
+    let output = assert_invalid(&fx, &expired, "token_expired");
+    assert!(
+        json_verdict(&output)["description"]
+            .as_str()
+            .unwrap()
+            .contains("ago")
+    );
+
+    assert_invalid(
+        &fx,
+        &sign(&with(claims(), "aud", json!("https://other.example"))),
+        "audience_mismatch",
+    );
+    assert_invalid(
+        &fx,
+        &sign(&with(claims(), "iss", json!("https://tenant.example.com"))),
+        "issuer_mismatch",
+    );
+    assert_invalid(
+        &fx,
+        &sign(&with(claims(), "nbf", json!(now() + 3600))),
+        "token_not_yet_valid",
+    );
+    assert_invalid(
+        &fx,
+        &sign(&with(claims(), "exp", json!("tomorrow"))),
+        "claim_invalid",
+    );
+
+    let mut no_exp = claims();
+    no_exp.as_object_mut().unwrap().remove("exp");
+    assert_invalid(&fx, &sign(&no_exp), "claim_missing");
+
+    let stranger = SigningKey::generate(Algorithm::RS256, Some("key-2".into())).unwrap();
+    assert_invalid(
+        &fx,
+        &stranger.sign_token(&claims(), None).unwrap(),
+        "key_not_found",
+    );
+
+    let impostor = SigningKey::generate(Algorithm::RS256, Some("key-1".into())).unwrap();
+    assert_invalid(
+        &fx,
+        &impostor.sign_token(&claims(), None).unwrap(),
+        "signature_invalid",
+    );
+
+    let header = base64url::encode(br#"{"alg":"none","typ":"JWT"}"#);
+    let payload = base64url::encode(claims().to_string());
+    assert_invalid(
+        &fx,
+        &format!("{header}.{payload}."),
+        "algorithm_not_allowed",
+    );
+
+    assert_invalid(&fx, "not.a-token", "token_malformed");
+}
+
+#[test]
+fn readable_output_explains_common_mistakes() {
+    let fx = fixture();
+    let sign = |claims: &Value| fx.key.sign_token(claims, None).unwrap();
+
+    let slashless = sign(&with(claims(), "iss", json!("https://tenant.example.com")));
+    let text = String::from_utf8(verify(&fx, &slashless, &[]).stdout).unwrap();
+    assert!(text.contains("trailing slash"), "{text}");
+    assert!(text.contains("INVALID (issuer_mismatch)"), "{text}");
+
+    let other = sign(&with(claims(), "aud", json!("https://other.example")));
+    let text = String::from_utf8(verify(&fx, &other, &[]).stdout).unwrap();
+    assert!(
+        text.contains(
+            "token is for 'https://other.example', this API is 'https://api.example.com'"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("hint: request the token with audience=https://api.example.com"),
+        "{text}"
+    );
+
+    let expired = sign(&with(claims(), "exp", json!(now() - 3 * 3600 - 120)));
+    let text = String::from_utf8(verify(&fx, &expired, &[]).stdout).unwrap();
+    assert!(text.contains("token expired 3h 2m ago"), "{text}");
+
+    let stranger = SigningKey::generate(Algorithm::RS256, Some("rotated".into())).unwrap();
+    let text =
+        String::from_utf8(verify(&fx, &stranger.sign_token(&claims(), None).unwrap(), &[]).stdout)
+            .unwrap();
+    assert!(
+        text.contains("no key with kid 'rotated' in the key set (kids: 'key-1')"),
+        "{text}"
+    );
+    assert!(text.contains("rotated keys"), "{text}");
+}
+
+#[test]
+fn algorithm_flag_restricts() {
+    let fx = fixture();
+    let token = fx.key.sign_token(&claims(), None).unwrap();
+    let output = verify(&fx, &token, &["--json", "--alg", "ES256"]);
+    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(json_verdict(&output)["reason"], "algorithm_not_allowed");
+    let output = verify(&fx, &token, &["--json", "--alg", "ES256", "--alg", "RS256"]);
+    assert_eq!(output.status.code(), Some(0));
+}
+
+#[test]
+fn typ_flag_requires_at_jwt() {
+    let fx = fixture();
+    let plain = fx.key.sign_token(&claims(), None).unwrap();
+    let output = verify(&fx, &plain, &["--json", "--typ", "at+jwt"]);
+    assert_eq!(json_verdict(&output)["reason"], "header_invalid");
+    let header = json!({ "typ": "at+jwt" });
+    let typed = fx.key.sign_token(&claims(), header.as_object()).unwrap();
+    assert_eq!(
+        verify(&fx, &typed, &["--typ", "at+jwt"]).status.code(),
+        Some(0)
+    );
+}
+
+#[test]
+fn usage_and_configuration_errors_exit_two() {
+    let fx = fixture();
+    let token = fx.key.sign_token(&claims(), None).unwrap();
+    let missing_issuer = run(
+        &[
+            "verify",
+            "--jwks",
+            &fx.jwks_path,
+            "--audience",
+            AUDIENCE,
+            &token,
+        ],
+        None,
+    );
+    assert_eq!(missing_issuer.status.code(), Some(2));
+    let bad_alg = verify(&fx, &token, &["--alg", "HS256"]);
+    assert_eq!(bad_alg.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad_alg.stderr).contains("unsupported algorithm"));
+    let bad_flag = verify(&fx, &token, &["--frobnicate"]);
+    assert_eq!(bad_flag.status.code(), Some(2));
+    let unreadable = run(
+        &[
+            "verify",
+            "--jwks",
+            "/nonexistent/jwks.json",
+            "--issuer",
+            ISSUER,
+            "--audience",
+            AUDIENCE,
+            &token,
+        ],
+        None,
+    );
+    assert_eq!(unreadable.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&unreadable.stderr).contains("cannot read the key set"));
+
+    let dir = tempfile::tempdir().unwrap();
+    let only_secret = dir.path().join("secret.json");
+    std::fs::write(
+        &only_secret,
+        r#"{"keys":[{"kty":"oct","k":"c2VjcmV0","kid":"s"}]}"#,
+    )
+    .unwrap();
+    let output = run(
+        &[
+            "verify",
+            "--jwks",
+            only_secret.to_str().unwrap(),
+            "--issuer",
+            ISSUER,
+            "--audience",
+            AUDIENCE,
+            &token,
+        ],
+        None,
+    );
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("symmetric") && stderr.contains("no usable keys"),
+        "{stderr}"
+    );
+    let help = run(&["verify", "--help"], None);
+    assert_eq!(help.status.code(), Some(0));
+}
+
+/// Serves `body` once over HTTP on 127.0.0.1:0 and returns the URL; the thread ends after one request.
+fn serve_once(status: &str, body: String) -> (String, std::thread::JoinHandle<String>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!(
+        "http://{}/.well-known/jwks.json",
+        listener.local_addr().unwrap()
+    );
+    let status = status.to_owned();
+    let handle = std::thread::spawn(move || {
+        let (mut stream, _) = listener.accept().unwrap();
+        let mut request = Vec::new();
+        let mut buf = [0u8; 1024];
+        while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+            let n = stream.read(&mut buf).unwrap();
+            if n == 0 {
+                break;
+            }
+            request.extend_from_slice(&buf[..n]);
+        }
+        let response = format!(
+            "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        stream.write_all(response.as_bytes()).unwrap();
+        String::from_utf8_lossy(&request).into_owned()
+    });
+    (url, handle)
+}
+
+#[test]
+fn jwks_from_a_local_url() {
+    let fx = fixture();
+    let token = fx.key.sign_token(&claims(), None).unwrap();
+    let (url, server) = serve_once("200 OK", fx.jwks.clone());
+    let output = run(
+        &[
+            "verify",
+            "--jwks",
+            &url,
+            "--issuer",
+            ISSUER,
+            "--audience",
+            AUDIENCE,
+            "--json",
+            &token,
+        ],
+        None,
+    );
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let request = server.join().unwrap().to_ascii_lowercase();
+    assert!(
+        request.starts_with("get /.well-known/jwks.json"),
+        "{request}"
+    );
+    assert!(
+        request.contains("accept: application/jwk-set+json, application/json"),
+        "{request}"
+    );
+
+    let (url, server) = serve_once("503 Service Unavailable", "{}".into());
+    let output = run(
+        &[
+            "verify",
+            "--jwks",
+            &url,
+            "--issuer",
+            ISSUER,
+            "--audience",
+            AUDIENCE,
+            &token,
+        ],
+        None,
+    );
+    server.join().unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("HTTP 503"));
+}
