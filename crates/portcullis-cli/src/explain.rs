@@ -26,11 +26,7 @@ pub(crate) fn readable(report: &Report) -> String {
     let mut out = String::new();
     let verified = report.verdict.is_ok();
     section(&mut out, "Header", report.header.as_ref());
-    let title = if verified {
-        "Claims"
-    } else {
-        "Claims (not trusted: the token is invalid)"
-    };
+    let title = if verified { "Claims" } else { "Claims (not trusted: the token is invalid)" };
     section(&mut out, title, report.claims.as_ref());
     if let Some(claims) = &report.claims {
         times(&mut out, claims);
@@ -42,13 +38,7 @@ pub(crate) fn readable(report: &Report) -> String {
                 let _ = writeln!(out, "  [ok]   {:<16}{detail}", step.check.label());
             }
             Err(err) => {
-                let _ = writeln!(
-                    out,
-                    "  [FAIL] {:<16}{}: {}",
-                    step.check.label(),
-                    err.reason(),
-                    err.description()
-                );
+                let _ = writeln!(out, "  [FAIL] {:<16}{}: {}", step.check.label(), err.reason(), err.description());
                 if let Some(hint) = &step.hint {
                     let _ = writeln!(out, "         {:<16}hint: {hint}", "");
                 }
@@ -88,10 +78,6 @@ fn times(out: &mut String, claims: &Map<String, Value>) {
             continue;
         }
         let when = UNIX_EPOCH + Duration::from_secs_f64(secs);
-        let _ = writeln!(
-            out,
-            "  {name} = {}",
-            humantime::format_rfc3339_seconds(when)
-        );
+        let _ = writeln!(out, "  {name} = {}", humantime::format_rfc3339_seconds(when));
     }
 }

@@ -48,19 +48,12 @@ pub(crate) fn run(args: VerifyArgs) -> ExitCode {
             } else {
                 print!("{}", crate::explain::readable(&report));
             }
-            if report.verdict.is_ok() {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::from(EXIT_INVALID)
-            }
+            if report.verdict.is_ok() { ExitCode::SUCCESS } else { ExitCode::from(EXIT_INVALID) }
         }
         Err(message) => {
             eprintln!("portcullis verify: {message}");
             if args.json {
-                println!(
-                    "{}",
-                    json!({ "valid": false, "reason": "usage_error", "description": message })
-                );
+                println!("{}", json!({ "valid": false, "reason": "usage_error", "description": message }));
             }
             ExitCode::from(EXIT_USAGE)
         }
@@ -86,9 +79,7 @@ fn prepare(args: &VerifyArgs) -> Result<(Verifier, String), String> {
     if keys.is_empty() {
         return Err(format!("the key set {} has no usable keys", args.jwks));
     }
-    let mut builder = Verifier::builder()
-        .keys(keys)
-        .leeway(Duration::from_secs(args.leeway));
+    let mut builder = Verifier::builder().keys(keys).leeway(Duration::from_secs(args.leeway));
     for issuer in &args.issuers {
         builder = builder.issuer(issuer);
     }
@@ -137,11 +128,7 @@ fn fetch(url: &str) -> Result<Vec<u8>, String> {
         .map_err(|e| format!("cannot start the HTTP client: {e}"))?;
     runtime.block_on(async {
         let fetcher = Fetcher::new(FetchPolicy::default()).map_err(|e| e.to_string())?;
-        fetcher
-            .get(url)
-            .await
-            .map(|fetched| fetched.body)
-            .map_err(|e| e.to_string())
+        fetcher.get(url).await.map(|fetched| fetched.body).map_err(|e| e.to_string())
     })
 }
 
@@ -151,18 +138,9 @@ mod tests {
 
     #[test]
     fn token_input_forms() {
-        assert_eq!(
-            normalize_token("  abc.def.ghi\n").as_deref(),
-            Ok("abc.def.ghi")
-        );
-        assert_eq!(
-            normalize_token("Bearer abc.def.ghi").as_deref(),
-            Ok("abc.def.ghi")
-        );
-        assert_eq!(
-            normalize_token("bearer   abc.def.ghi ").as_deref(),
-            Ok("abc.def.ghi")
-        );
+        assert_eq!(normalize_token("  abc.def.ghi\n").as_deref(), Ok("abc.def.ghi"));
+        assert_eq!(normalize_token("Bearer abc.def.ghi").as_deref(), Ok("abc.def.ghi"));
+        assert_eq!(normalize_token("bearer   abc.def.ghi ").as_deref(), Ok("abc.def.ghi"));
         assert!(normalize_token("a.b.c d.e.f").is_err());
         assert!(normalize_token("   ").is_err());
         assert!(normalize_token("Bearer").is_ok()); // a lone word is taken as the token and fails verification

@@ -25,19 +25,11 @@ fn fixture() -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("jwks.json");
     std::fs::write(&path, &jwks).unwrap();
-    Fixture {
-        jwks_path: path.to_str().unwrap().to_owned(),
-        jwks,
-        _dir: dir,
-        key,
-    }
+    Fixture { jwks_path: path.to_str().unwrap().to_owned(), jwks, _dir: dir, key }
 }
 
 fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs()
 }
 
 fn claims() -> Value {
@@ -67,15 +59,7 @@ fn run(args: &[&str], stdin: Option<&str>) -> Output {
 }
 
 fn verify(fx: &Fixture, token: &str, extra: &[&str]) -> Output {
-    let mut args = vec![
-        "verify",
-        "--jwks",
-        &fx.jwks_path,
-        "--issuer",
-        ISSUER,
-        "--audience",
-        AUDIENCE,
-    ];
+    let mut args = vec!["verify", "--jwks", &fx.jwks_path, "--issuer", ISSUER, "--audience", AUDIENCE];
     args.extend_from_slice(extra);
     args.push(token);
     run(&args, None)
@@ -83,30 +67,17 @@ fn verify(fx: &Fixture, token: &str, extra: &[&str]) -> Output {
 
 fn json_verdict(output: &Output) -> Value {
     let text = String::from_utf8(output.stdout.clone()).unwrap();
-    assert_eq!(
-        text.trim().lines().count(),
-        1,
-        "exactly one JSON object: {text}"
-    );
+    assert_eq!(text.trim().lines().count(), 1, "exactly one JSON object: {text}");
     serde_json::from_str(&text).unwrap()
 }
 
 fn assert_invalid(fx: &Fixture, token: &str, reason: &str) -> Output {
     let output = verify(fx, token, &["--json"]);
-    assert_eq!(
-        output.status.code(),
-        Some(1),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    assert_eq!(output.status.code(), Some(1), "{}", String::from_utf8_lossy(&output.stderr));
     let verdict = json_verdict(&output);
     assert_eq!(verdict["valid"], false);
     assert_eq!(verdict["reason"], reason, "{verdict}");
-    assert!(
-        verdict["description"]
-            .as_str()
-            .is_some_and(|d| !d.is_empty())
-    );
+    assert!(verdict["description"].as_str().is_some_and(|d| !d.is_empty()));
     output
 }
 
@@ -115,12 +86,7 @@ fn valid_token_exits_zero_with_header_and_claims() {
     let fx = fixture();
     let token = fx.key.sign_token(&claims(), None).unwrap();
     let output = verify(&fx, &token, &["--json"]);
-    assert_eq!(
-        output.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    assert_eq!(output.status.code(), Some(0), "{}", String::from_utf8_lossy(&output.stderr));
     let verdict = json_verdict(&output);
     assert_eq!(verdict["valid"], true);
     assert_eq!(verdict["header"]["kid"], "key-1");
@@ -138,23 +104,9 @@ fn valid_token_exits_zero_with_header_and_claims() {
 fn token_from_stdin_with_bearer_prefix() {
     let fx = fixture();
     let token = fx.key.sign_token(&claims(), None).unwrap();
-    let args = [
-        "verify",
-        "--jwks",
-        &fx.jwks_path,
-        "--issuer",
-        ISSUER,
-        "--audience",
-        AUDIENCE,
-        "--json",
-    ];
+    let args = ["verify", "--jwks", &fx.jwks_path, "--issuer", ISSUER, "--audience", AUDIENCE, "--json"];
     let output = run(&args, Some(&format!("  Bearer {token}\n")));
-    assert_eq!(
-        output.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    assert_eq!(output.status.code(), Some(0), "{}", String::from_utf8_lossy(&output.stderr));
     let two = run(&args, Some(&format!("{token} {token}")));
     assert_eq!(two.status.code(), Some(2));
 }
@@ -166,59 +118,26 @@ fn each_defect_exits_one_with_its_reason() {
 
     let expired = sign(&with(claims(), "exp", json!(now() - 7200)));
     let output = assert_invalid(&fx, &expired, "token_expired");
-    assert!(
-        json_verdict(&output)["description"]
-            .as_str()
-            .unwrap()
-            .contains("ago")
-    );
+    assert!(json_verdict(&output)["description"].as_str().unwrap().contains("ago"));
 
-    assert_invalid(
-        &fx,
-        &sign(&with(claims(), "aud", json!("https://other.example"))),
-        "audience_mismatch",
-    );
-    assert_invalid(
-        &fx,
-        &sign(&with(claims(), "iss", json!("https://tenant.example.com"))),
-        "issuer_mismatch",
-    );
-    assert_invalid(
-        &fx,
-        &sign(&with(claims(), "nbf", json!(now() + 3600))),
-        "token_not_yet_valid",
-    );
-    assert_invalid(
-        &fx,
-        &sign(&with(claims(), "exp", json!("tomorrow"))),
-        "claim_invalid",
-    );
+    assert_invalid(&fx, &sign(&with(claims(), "aud", json!("https://other.example"))), "audience_mismatch");
+    assert_invalid(&fx, &sign(&with(claims(), "iss", json!("https://tenant.example.com"))), "issuer_mismatch");
+    assert_invalid(&fx, &sign(&with(claims(), "nbf", json!(now() + 3600))), "token_not_yet_valid");
+    assert_invalid(&fx, &sign(&with(claims(), "exp", json!("tomorrow"))), "claim_invalid");
 
     let mut no_exp = claims();
     no_exp.as_object_mut().unwrap().remove("exp");
     assert_invalid(&fx, &sign(&no_exp), "claim_missing");
 
     let stranger = SigningKey::generate(Algorithm::RS256, Some("key-2".into())).unwrap();
-    assert_invalid(
-        &fx,
-        &stranger.sign_token(&claims(), None).unwrap(),
-        "key_not_found",
-    );
+    assert_invalid(&fx, &stranger.sign_token(&claims(), None).unwrap(), "key_not_found");
 
     let impostor = SigningKey::generate(Algorithm::RS256, Some("key-1".into())).unwrap();
-    assert_invalid(
-        &fx,
-        &impostor.sign_token(&claims(), None).unwrap(),
-        "signature_invalid",
-    );
+    assert_invalid(&fx, &impostor.sign_token(&claims(), None).unwrap(), "signature_invalid");
 
     let header = base64url::encode(br#"{"alg":"none","typ":"JWT"}"#);
     let payload = base64url::encode(claims().to_string());
-    assert_invalid(
-        &fx,
-        &format!("{header}.{payload}."),
-        "algorithm_not_allowed",
-    );
+    assert_invalid(&fx, &format!("{header}.{payload}."), "algorithm_not_allowed");
 
     assert_invalid(&fx, "not.a-token", "token_malformed");
 }
@@ -235,29 +154,16 @@ fn readable_output_explains_common_mistakes() {
 
     let other = sign(&with(claims(), "aud", json!("https://other.example")));
     let text = String::from_utf8(verify(&fx, &other, &[]).stdout).unwrap();
-    assert!(
-        text.contains(
-            "token is for 'https://other.example', this API is 'https://api.example.com'"
-        ),
-        "{text}"
-    );
-    assert!(
-        text.contains("hint: request the token with audience=https://api.example.com"),
-        "{text}"
-    );
+    assert!(text.contains("token is for 'https://other.example', this API is 'https://api.example.com'"), "{text}");
+    assert!(text.contains("hint: request the token with audience=https://api.example.com"), "{text}");
 
     let expired = sign(&with(claims(), "exp", json!(now() - 3 * 3600 - 120)));
     let text = String::from_utf8(verify(&fx, &expired, &[]).stdout).unwrap();
     assert!(text.contains("token expired 3h 2m ago"), "{text}");
 
     let stranger = SigningKey::generate(Algorithm::RS256, Some("rotated".into())).unwrap();
-    let text =
-        String::from_utf8(verify(&fx, &stranger.sign_token(&claims(), None).unwrap(), &[]).stdout)
-            .unwrap();
-    assert!(
-        text.contains("no key with kid 'rotated' in the key set (kids: 'key-1')"),
-        "{text}"
-    );
+    let text = String::from_utf8(verify(&fx, &stranger.sign_token(&claims(), None).unwrap(), &[]).stdout).unwrap();
+    assert!(text.contains("no key with kid 'rotated' in the key set (kids: 'key-1')"), "{text}");
     assert!(text.contains("rotated keys"), "{text}");
 }
 
@@ -280,75 +186,35 @@ fn typ_flag_requires_at_jwt() {
     assert_eq!(json_verdict(&output)["reason"], "header_invalid");
     let header = json!({ "typ": "at+jwt" });
     let typed = fx.key.sign_token(&claims(), header.as_object()).unwrap();
-    assert_eq!(
-        verify(&fx, &typed, &["--typ", "at+jwt"]).status.code(),
-        Some(0)
-    );
+    assert_eq!(verify(&fx, &typed, &["--typ", "at+jwt"]).status.code(), Some(0));
 }
 
 #[test]
 fn usage_and_configuration_errors_exit_two() {
     let fx = fixture();
     let token = fx.key.sign_token(&claims(), None).unwrap();
-    let missing_issuer = run(
-        &[
-            "verify",
-            "--jwks",
-            &fx.jwks_path,
-            "--audience",
-            AUDIENCE,
-            &token,
-        ],
-        None,
-    );
+    let missing_issuer = run(&["verify", "--jwks", &fx.jwks_path, "--audience", AUDIENCE, &token], None);
     assert_eq!(missing_issuer.status.code(), Some(2));
     let bad_alg = verify(&fx, &token, &["--alg", "HS256"]);
     assert_eq!(bad_alg.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&bad_alg.stderr).contains("unsupported algorithm"));
     let bad_flag = verify(&fx, &token, &["--frobnicate"]);
     assert_eq!(bad_flag.status.code(), Some(2));
-    let unreadable = run(
-        &[
-            "verify",
-            "--jwks",
-            "/nonexistent/jwks.json",
-            "--issuer",
-            ISSUER,
-            "--audience",
-            AUDIENCE,
-            &token,
-        ],
-        None,
-    );
+    let unreadable =
+        run(&["verify", "--jwks", "/nonexistent/jwks.json", "--issuer", ISSUER, "--audience", AUDIENCE, &token], None);
     assert_eq!(unreadable.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&unreadable.stderr).contains("cannot read the key set"));
 
     let dir = tempfile::tempdir().unwrap();
     let only_secret = dir.path().join("secret.json");
-    std::fs::write(
-        &only_secret,
-        r#"{"keys":[{"kty":"oct","k":"c2VjcmV0","kid":"s"}]}"#,
-    )
-    .unwrap();
+    std::fs::write(&only_secret, r#"{"keys":[{"kty":"oct","k":"c2VjcmV0","kid":"s"}]}"#).unwrap();
     let output = run(
-        &[
-            "verify",
-            "--jwks",
-            only_secret.to_str().unwrap(),
-            "--issuer",
-            ISSUER,
-            "--audience",
-            AUDIENCE,
-            &token,
-        ],
+        &["verify", "--jwks", only_secret.to_str().unwrap(), "--issuer", ISSUER, "--audience", AUDIENCE, &token],
         None,
     );
     assert_eq!(output.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        stderr.contains("symmetric") && stderr.contains("no usable keys"),
-        "{stderr}"
-    );
+    assert!(stderr.contains("symmetric") && stderr.contains("no usable keys"), "{stderr}");
     let help = run(&["verify", "--help"], None);
     assert_eq!(help.status.code(), Some(0));
 }
@@ -356,10 +222,7 @@ fn usage_and_configuration_errors_exit_two() {
 /// Serves `body` once over HTTP on 127.0.0.1:0 and returns the URL; the thread ends after one request.
 fn serve_once(status: &str, body: String) -> (String, std::thread::JoinHandle<String>) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!(
-        "http://{}/.well-known/jwks.json",
-        listener.local_addr().unwrap()
-    );
+    let url = format!("http://{}/.well-known/jwks.json", listener.local_addr().unwrap());
     let status = status.to_owned();
     let handle = std::thread::spawn(move || {
         let (mut stream, _) = listener.accept().unwrap();
@@ -387,50 +250,14 @@ fn jwks_from_a_local_url() {
     let fx = fixture();
     let token = fx.key.sign_token(&claims(), None).unwrap();
     let (url, server) = serve_once("200 OK", fx.jwks.clone());
-    let output = run(
-        &[
-            "verify",
-            "--jwks",
-            &url,
-            "--issuer",
-            ISSUER,
-            "--audience",
-            AUDIENCE,
-            "--json",
-            &token,
-        ],
-        None,
-    );
-    assert_eq!(
-        output.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let output = run(&["verify", "--jwks", &url, "--issuer", ISSUER, "--audience", AUDIENCE, "--json", &token], None);
+    assert_eq!(output.status.code(), Some(0), "{}", String::from_utf8_lossy(&output.stderr));
     let request = server.join().unwrap().to_ascii_lowercase();
-    assert!(
-        request.starts_with("get /.well-known/jwks.json"),
-        "{request}"
-    );
-    assert!(
-        request.contains("accept: application/jwk-set+json, application/json"),
-        "{request}"
-    );
+    assert!(request.starts_with("get /.well-known/jwks.json"), "{request}");
+    assert!(request.contains("accept: application/jwk-set+json, application/json"), "{request}");
 
     let (url, server) = serve_once("503 Service Unavailable", "{}".into());
-    let output = run(
-        &[
-            "verify",
-            "--jwks",
-            &url,
-            "--issuer",
-            ISSUER,
-            "--audience",
-            AUDIENCE,
-            &token,
-        ],
-        None,
-    );
+    let output = run(&["verify", "--jwks", &url, "--issuer", ISSUER, "--audience", AUDIENCE, &token], None);
     server.join().unwrap();
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains("HTTP 503"));

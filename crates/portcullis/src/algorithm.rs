@@ -130,9 +130,7 @@ impl Algorithm {
     /// The key family that can produce this algorithm's signatures.
     pub const fn family(self) -> KeyFamily {
         match self {
-            Self::RS256 | Self::RS384 | Self::RS512 | Self::PS256 | Self::PS384 | Self::PS512 => {
-                KeyFamily::Rsa
-            }
+            Self::RS256 | Self::RS384 | Self::RS512 | Self::PS256 | Self::PS384 | Self::PS512 => KeyFamily::Rsa,
             Self::ES256 => KeyFamily::Ec(Curve::P256),
             Self::ES384 => KeyFamily::Ec(Curve::P384),
             Self::ES512 => KeyFamily::Ec(Curve::P521),
@@ -159,12 +157,7 @@ pub struct UnknownAlgorithm(pub String);
 impl fmt::Display for UnknownAlgorithm {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let names: Vec<&str> = Algorithm::ALL.iter().map(|a| a.name()).collect();
-        write!(
-            f,
-            "unsupported algorithm {} (supported: {})",
-            crate::error::quoted(&self.0),
-            names.join(", ")
-        )
+        write!(f, "unsupported algorithm {} (supported: {})", crate::error::quoted(&self.0), names.join(", "))
     }
 }
 
@@ -188,10 +181,7 @@ impl AlgorithmSet {
 
     /// Every algorithm of a key family.
     pub fn family(family: KeyFamily) -> Self {
-        Algorithm::ALL
-            .into_iter()
-            .filter(|alg| alg.family() == family)
-            .collect()
+        Algorithm::ALL.into_iter().filter(|alg| alg.family() == family).collect()
     }
 
     /// Whether `alg` is in the set.
@@ -216,9 +206,7 @@ impl AlgorithmSet {
 
     /// The members, in [`Algorithm::ALL`] order.
     pub fn iter(self) -> impl Iterator<Item = Algorithm> {
-        Algorithm::ALL
-            .into_iter()
-            .filter(move |alg| self.contains(*alg))
+        Algorithm::ALL.into_iter().filter(move |alg| self.contains(*alg))
     }
 }
 
@@ -234,9 +222,7 @@ impl FromIterator<Algorithm> for AlgorithmSet {
 
 impl fmt::Debug for AlgorithmSet {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_set()
-            .entries(self.iter().map(Algorithm::name))
-            .finish()
+        f.debug_set().entries(self.iter().map(Algorithm::name)).finish()
     }
 }
 

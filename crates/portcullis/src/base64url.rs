@@ -2,18 +2,11 @@
 //!
 //! No padding, no `+` or `/`, no whitespace, and canonical trailing bits: every token has exactly one encoding,
 //! so a token cannot be altered without changing what it means.
+//!
+//! Decoding runs on `base64-simd`, whose URL-safe no-pad decoder is exactly this strict and several times faster
+//! than a scalar decoder on the request path (three segments per token).
 
-use base64::Engine;
-use base64::alphabet::URL_SAFE;
-use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
-
-const STRICT: GeneralPurpose = GeneralPurpose::new(
-    &URL_SAFE,
-    GeneralPurposeConfig::new()
-        .with_encode_padding(false)
-        .with_decode_padding_mode(DecodePaddingMode::RequireNone)
-        .with_decode_allow_trailing_bits(false),
-);
+use base64_simd::URL_SAFE_NO_PAD as STRICT;
 
 /// Decodes strict unpadded base64url; `None` for any deviation.
 ///
@@ -26,13 +19,7 @@ const STRICT: GeneralPurpose = GeneralPurpose::new(
 /// assert_eq!(base64url::decode("a+b/"), None); // standard alphabet
 /// ```
 pub fn decode(input: &str) -> Option<Vec<u8>> {
-    STRICT.decode(input).ok()
-}
-
-/// Decodes into `buf` (cleared first), reusing its allocation.
-pub fn decode_into(input: &str, buf: &mut Vec<u8>) -> bool {
-    buf.clear();
-    STRICT.decode_vec(input, buf).is_ok()
+    STRICT.decode_to_vec(input).ok()
 }
 
 /// Encodes without padding.
@@ -41,7 +28,7 @@ pub fn decode_into(input: &str, buf: &mut Vec<u8>) -> bool {
 /// assert_eq!(portcullis::base64url::encode(b"foo?"), "Zm9vPw");
 /// ```
 pub fn encode(input: impl AsRef<[u8]>) -> String {
-    STRICT.encode(input)
+    STRICT.encode_to_string(input)
 }
 
 #[cfg(test)]
@@ -54,6 +41,18 @@ mod tests {
         assert_eq!(decode("Zm9v\n"), None);
         assert_eq!(decode(" Zm9v"), None);
         assert_eq!(decode("Z"), None);
+    }
+
+    #[test]
+    fn every_non_canonical_final_character_is_refused() {
+        let alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+        // One trailing byte leaves 4 spare bits in the second character; two bytes leave 2 in the third.
+        for (prefix, spare_mask) in [("Z", 0b1111), ("Zm", 0b11)] {
+            for (index, last) in alphabet.chars().enumerate() {
+                let input = format!("Zm9v{prefix}{last}");
+                assert_eq!(decode(&input).is_some(), index & spare_mask == 0, "{input}");
+            }
+        }
     }
 
     #[test]

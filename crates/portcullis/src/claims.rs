@@ -4,7 +4,11 @@
 //! an error wherever it appears; it is never treated as absent (a string `exp` does not make a token immortal).
 
 use crate::error::{Error, Reason, quoted};
+use crate::json::{KeySeed, Validate, check_depth, remember_key, validate_map};
+use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};
+use std::borrow::Cow;
+use std::fmt;
 
 /// NumericDate values at or above 2^53 are refused (beyond exact integers in JSON numbers).
 const MAX_NUMERIC_DATE: f64 = 9_007_199_254_740_992.0;
@@ -37,118 +41,232 @@ pub struct RegisteredClaims {
 }
 
 impl RegisteredClaims {
-    /// Reads the registered claims of a claim set; any present-but-malformed one is a
-    /// [`Reason::ClaimInvalid`] error.
-    pub fn from_claims(claims: &Map<String, Value>) -> Result<Self, Error> {
-        let aud = match claims.get("aud") {
-            None => Vec::new(),
-            Some(Value::String(aud)) => vec![aud.clone()],
-            Some(Value::Array(items)) => items
-                .iter()
-                .map(|item| {
-                    item.as_str()
-                        .map(str::to_owned)
-                        .ok_or_else(|| invalid("aud array must hold only strings"))
-                })
-                .collect::<Result<_, _>>()?,
-            Some(_) => return Err(invalid("aud must be a string or an array of strings")),
-        };
-        let scopes = match (claims.get("scope"), claims.get("scp")) {
-            (Some(Value::String(scope)), _) => scope
-                .split(' ')
-                .filter(|s| !s.is_empty())
-                .map(str::to_owned)
-                .collect(),
-            (Some(_), _) => return Err(invalid("scope must be a space-separated string")),
-            (None, Some(scp)) => string_list(scp, "scp", true)?,
-            (None, None) => Vec::new(),
-        };
-        let permissions = match claims.get("permissions") {
-            None => Vec::new(),
-            Some(list) => string_list(list, "permissions", false)?,
-        };
-        Ok(Self {
-            iss: string(claims, "iss")?,
-            sub: string(claims, "sub")?,
-            aud,
-            exp: numeric_date(claims, "exp")?,
-            nbf: numeric_date(claims, "nbf")?,
-            iat: numeric_date(claims, "iat")?,
-            jti: string(claims, "jti")?,
-            azp: string(claims, "azp")?,
-            client_id: string(claims, "client_id")?,
-            scopes,
-            permissions,
-        })
+    /// Parses a claim set in one strict pass and reads the registered claims.
+    ///
+    /// The payload must be a JSON object with no duplicate member names at any depth and bounded nesting
+    /// ([`Reason::TokenMalformed`] otherwise); a registered claim of the wrong type or range is
+    /// [`Reason::ClaimInvalid`]. Other claims are validated but not built, so this costs little more than a scan.
+    ///
+    /// ```
+    /// use portcullis::{Reason, RegisteredClaims};
+    /// let claims = RegisteredClaims::parse(br#"{"sub":"auth0|1","aud":["a","b"],"exp":1.5e9}"#).unwrap();
+    /// assert_eq!(claims.aud, ["a", "b"]);
+    /// let err = RegisteredClaims::parse(br#"{"exp":"soon"}"#).unwrap_err();
+    /// assert_eq!(err.reason(), Reason::ClaimInvalid);
+    /// ```
+    pub fn parse(payload: &[u8]) -> Result<Self, Error> {
+        if payload.starts_with(&[0xEF, 0xBB, 0xBF]) {
+            return Err(malformed("byte-order mark is not allowed"));
+        }
+        // One UTF-8 check for the whole payload lets the parser skip it per string.
+        let text = std::str::from_utf8(payload).map_err(|_| malformed("payload is not UTF-8"))?;
+        let mut deserializer = serde_json::Deserializer::from_str(text);
+        let outcome = serde::Deserializer::deserialize_any(&mut deserializer, ClaimSetVisitor)
+            .and_then(|outcome| deserializer.end().map(|()| outcome))
+            .map_err(|e| malformed(format!("payload is not a valid JSON claim set: {e}")))?;
+        outcome
     }
+}
+
+fn malformed(description: impl Into<std::borrow::Cow<'static, str>>) -> Error {
+    Error::new(Reason::TokenMalformed, description)
 }
 
 fn invalid(description: impl Into<std::borrow::Cow<'static, str>>) -> Error {
     Error::new(Reason::ClaimInvalid, description)
 }
 
-fn string(claims: &Map<String, Value>, name: &'static str) -> Result<Option<String>, Error> {
-    match claims.get(name) {
-        None => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s.clone())),
-        Some(other) => Err(invalid(format!(
-            "{name} must be a string, got {}",
-            kind(other)
-        ))),
+/// A registered claim's value as found, before its type is judged.
+enum Raw<'de> {
+    Str(Cow<'de, str>),
+    Num(f64),
+    Strings(Vec<String>),
+    Other(&'static str),
+}
+
+impl Raw<'_> {
+    fn kind(&self) -> &'static str {
+        match self {
+            Raw::Str(_) => "a string",
+            Raw::Num(_) => "a number",
+            Raw::Strings(_) => "an array",
+            Raw::Other(kind) => kind,
+        }
     }
 }
 
-fn string_list(
-    value: &Value,
-    name: &'static str,
-    space_separated_ok: bool,
-) -> Result<Vec<String>, Error> {
-    match value {
-        Value::Array(items) => items
-            .iter()
-            .map(|item| {
-                item.as_str()
-                    .map(str::to_owned)
-                    .ok_or_else(|| invalid(format!("{name} must hold only strings")))
-            })
-            .collect(),
-        Value::String(s) if space_separated_ok => Ok(s
-            .split(' ')
-            .filter(|s| !s.is_empty())
-            .map(str::to_owned)
-            .collect()),
-        other => Err(invalid(format!(
-            "{name} must be an array of strings, got {}",
-            kind(other)
-        ))),
+struct ClaimSetVisitor;
+
+impl<'de> Visitor<'de> for ClaimSetVisitor {
+    type Value = Result<RegisteredClaims, Error>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut access: A) -> Result<Self::Value, A::Error> {
+        let mut claims = RegisteredClaims::default();
+        let mut scp = None;
+        let mut first_error = None;
+        // Registered names are tracked in a bit set, others in a list that stays unallocated for typical tokens.
+        let mut registered_seen = 0u16;
+        let mut others = Vec::new();
+        while let Some(key) = access.next_key_seed(KeySeed)? {
+            let Some(index) = REGISTERED.iter().position(|name| *name == key) else {
+                access.next_value_seed(Validate { depth: 2 })?;
+                remember_key(&mut others, key)?;
+                continue;
+            };
+            if registered_seen & (1 << index) != 0 {
+                return Err(de::Error::custom(format_args!("duplicate member name '{key}'")));
+            }
+            registered_seen |= 1 << index;
+            let raw = access.next_value_seed(RawSeed { depth: 2 })?;
+            if let Err(err) = claims.assign(REGISTERED[index], raw, &mut scp) {
+                first_error.get_or_insert(err);
+            }
+        }
+        if registered_seen & (1 << SCOPE_INDEX) == 0 {
+            claims.scopes = scp.unwrap_or_default();
+        }
+        Ok(match first_error {
+            Some(err) => Err(err),
+            None => Ok(claims),
+        })
+    }
+}
+
+/// The claims read into [`RegisteredClaims`].
+const REGISTERED: [&str; 12] =
+    ["iss", "sub", "aud", "exp", "nbf", "iat", "jti", "azp", "client_id", "scope", "scp", "permissions"];
+const SCOPE_INDEX: usize = 9;
+
+impl RegisteredClaims {
+    /// Stores one registered claim's value, judging its type. `scope` wins over `scp` when both are present.
+    fn assign(&mut self, name: &'static str, raw: Raw<'_>, scp: &mut Option<Vec<String>>) -> Result<(), Error> {
+        match name {
+            "iss" => self.iss = Some(string(raw, name)?),
+            "sub" => self.sub = Some(string(raw, name)?),
+            "jti" => self.jti = Some(string(raw, name)?),
+            "azp" => self.azp = Some(string(raw, name)?),
+            "client_id" => self.client_id = Some(string(raw, name)?),
+            "exp" => self.exp = Some(numeric_date(raw, name)?),
+            "nbf" => self.nbf = Some(numeric_date(raw, name)?),
+            "iat" => self.iat = Some(numeric_date(raw, name)?),
+            "aud" => self.aud = audience(raw)?,
+            "scope" => match raw {
+                Raw::Str(s) => self.scopes = split_spaces(&s),
+                other => return Err(invalid(format!("scope must be a space-separated string, got {}", other.kind()))),
+            },
+            "scp" => match raw {
+                Raw::Str(s) => *scp = Some(split_spaces(&s)),
+                Raw::Strings(list) => *scp = Some(list),
+                other => return Err(invalid(format!("scp must be an array of strings, got {}", other.kind()))),
+            },
+            _ => match raw {
+                Raw::Strings(list) => self.permissions = list,
+                other => {
+                    return Err(invalid(format!("permissions must be an array of strings, got {}", other.kind())));
+                }
+            },
+        }
+        Ok(())
+    }
+}
+
+/// Reads a registered claim's value, validating anything nested.
+struct RawSeed {
+    depth: usize,
+}
+
+impl<'de> DeserializeSeed<'de> for RawSeed {
+    type Value = Raw<'de>;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for RawSeed {
+    type Value = Raw<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(Raw::Other("a boolean"))
+    }
+
+    fn visit_i64<E>(self, v: i64) -> Result<Self::Value, E> {
+        Ok(Raw::Num(v as f64))
+    }
+
+    fn visit_u64<E>(self, v: u64) -> Result<Self::Value, E> {
+        Ok(Raw::Num(v as f64))
+    }
+
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
+        if v.is_finite() { Ok(Raw::Num(v)) } else { Err(E::custom("number out of range")) }
+    }
+
+    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+        Ok(Raw::Str(Cow::Borrowed(v)))
+    }
+
+    fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(Raw::Str(Cow::Owned(v.to_owned())))
+    }
+
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(Raw::Other("null"))
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        check_depth::<A::Error>(self.depth)?;
+        let mut strings = Vec::new();
+        let mut only_strings = true;
+        while let Some(item) = seq.next_element_seed(RawSeed { depth: self.depth + 1 })? {
+            match item {
+                Raw::Str(s) if only_strings => strings.push(s.into_owned()),
+                _ => only_strings = false,
+            }
+        }
+        Ok(if only_strings { Raw::Strings(strings) } else { Raw::Other("an array with non-string members") })
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, access: A) -> Result<Self::Value, A::Error> {
+        validate_map(access, self.depth)?;
+        Ok(Raw::Other("an object"))
+    }
+}
+
+fn split_spaces(s: &str) -> Vec<String> {
+    s.split(' ').filter(|s| !s.is_empty()).map(str::to_owned).collect()
+}
+
+fn string(raw: Raw<'_>, name: &'static str) -> Result<String, Error> {
+    match raw {
+        Raw::Str(s) => Ok(s.into_owned()),
+        other => Err(invalid(format!("{name} must be a string, got {}", other.kind()))),
+    }
+}
+
+fn audience(raw: Raw<'_>) -> Result<Vec<String>, Error> {
+    match raw {
+        Raw::Str(s) => Ok(vec![s.into_owned()]),
+        Raw::Strings(list) => Ok(list),
+        Raw::Other("an array with non-string members") => Err(invalid("aud array must hold only strings")),
+        other => Err(invalid(format!("aud must be a string or an array of strings, got {}", other.kind()))),
     }
 }
 
 /// A NumericDate (RFC 7519 §2): a JSON number, non-negative, below 2^53.
-fn numeric_date(claims: &Map<String, Value>, name: &'static str) -> Result<Option<f64>, Error> {
-    match claims.get(name) {
-        None => Ok(None),
-        Some(Value::Number(n)) => match n.as_f64() {
-            Some(secs) if secs.is_finite() && (0.0..MAX_NUMERIC_DATE).contains(&secs) => {
-                Ok(Some(secs))
-            }
-            _ => Err(invalid(format!("{name} is out of range for a NumericDate"))),
-        },
-        Some(other) => Err(invalid(format!(
-            "{name} must be a NumericDate (a JSON number of seconds), got {}",
-            kind(other)
-        ))),
-    }
-}
-
-fn kind(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
+fn numeric_date(raw: Raw<'_>, name: &'static str) -> Result<f64, Error> {
+    match raw {
+        Raw::Num(secs) if (0.0..MAX_NUMERIC_DATE).contains(&secs) => Ok(secs),
+        Raw::Num(_) => Err(invalid(format!("{name} is out of range for a NumericDate"))),
+        other => Err(invalid(format!("{name} must be a NumericDate (a JSON number of seconds), got {}", other.kind()))),
     }
 }
 
@@ -197,19 +315,30 @@ mod tests {
     use serde_json::json;
 
     fn parse(value: Value) -> Result<RegisteredClaims, Error> {
-        RegisteredClaims::from_claims(value.as_object().unwrap())
+        RegisteredClaims::parse(value.to_string().as_bytes())
+    }
+
+    #[test]
+    fn json_level_defects_are_malformed() {
+        for payload in
+            [&br#"{"a":1,"a":2}"#[..], br#"{"x":{"b":[{"c":1,"c":1}]}}"#, br#"{"aud":[{"k":1,"k":2}]}"#, b"[]", b"{} x"]
+        {
+            let err = RegisteredClaims::parse(payload).unwrap_err();
+            assert_eq!(err.reason(), Reason::TokenMalformed, "{}", String::from_utf8_lossy(payload));
+        }
+        for claim in ["x", "aud", "exp"] {
+            let deep = format!(r#"{{"{claim}":{}{}}}"#, "[".repeat(100), "]".repeat(100));
+            let err = RegisteredClaims::parse(deep.as_bytes()).unwrap_err();
+            assert_eq!(err.reason(), Reason::TokenMalformed, "{claim}");
+            assert!(err.description().contains("nesting deeper than 64"), "{err}");
+        }
+        let escaped_duplicate = br#"{"sub":"a","\u0073ub":"b"}"#;
+        assert_eq!(RegisteredClaims::parse(escaped_duplicate).unwrap_err().reason(), Reason::TokenMalformed);
     }
 
     #[test]
     fn malformed_dates_are_errors_not_absent() {
-        for exp in [
-            json!("1700000000"),
-            json!(-1),
-            json!(1e300),
-            json!(9007199254740993u64),
-            json!(null),
-            json!([1]),
-        ] {
+        for exp in [json!("1700000000"), json!(-1), json!(1e300), json!(9007199254740993u64), json!(null), json!([1])] {
             let err = parse(json!({ "exp": exp })).unwrap_err();
             assert_eq!(err.reason(), Reason::ClaimInvalid, "{exp}");
         }
@@ -219,10 +348,7 @@ mod tests {
     #[test]
     fn audience_shapes() {
         assert_eq!(parse(json!({"aud": "a"})).unwrap().aud, vec!["a"]);
-        assert_eq!(
-            parse(json!({"aud": ["a", "b"]})).unwrap().aud,
-            vec!["a", "b"]
-        );
+        assert_eq!(parse(json!({"aud": ["a", "b"]})).unwrap().aud, vec!["a", "b"]);
         assert!(parse(json!({"aud": ["a", 1]})).is_err());
         assert!(parse(json!({"aud": {"a": 1}})).is_err());
     }
@@ -232,10 +358,7 @@ mod tests {
         let c = parse(json!({"scope": "read:a  write:b", "permissions": ["p"]})).unwrap();
         assert_eq!(c.scopes, vec!["read:a", "write:b"]);
         assert_eq!(c.permissions, vec!["p"]);
-        assert_eq!(
-            parse(json!({"scp": ["x", "y"]})).unwrap().scopes,
-            vec!["x", "y"]
-        );
+        assert_eq!(parse(json!({"scp": ["x", "y"]})).unwrap().scopes, vec!["x", "y"]);
         assert!(parse(json!({"scope": ["x"]})).is_err());
         assert!(parse(json!({"permissions": "p"})).is_err());
     }

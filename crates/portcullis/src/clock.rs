@@ -15,10 +15,7 @@ pub struct SystemClock;
 
 impl Clock for SystemClock {
     fn now_unix(&self) -> f64 {
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or(Duration::ZERO)
-            .as_secs_f64()
+        SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO).as_secs_f64()
     }
 }
 
@@ -39,21 +36,17 @@ pub struct ManualClock {
 impl ManualClock {
     /// A clock showing `secs` seconds after the epoch.
     pub fn at_unix(secs: u64) -> Self {
-        Self {
-            millis: AtomicU64::new(secs.saturating_mul(1000)),
-        }
+        Self { millis: AtomicU64::new(secs.saturating_mul(1000)) }
     }
 
     /// Moves the clock forward.
     pub fn advance(&self, by: Duration) {
-        self.millis
-            .fetch_add(by.as_millis() as u64, Ordering::SeqCst);
+        self.millis.fetch_add(by.as_millis() as u64, Ordering::SeqCst);
     }
 
     /// Sets the clock to `secs` seconds after the epoch.
     pub fn set_unix(&self, secs: u64) {
-        self.millis
-            .store(secs.saturating_mul(1000), Ordering::SeqCst);
+        self.millis.store(secs.saturating_mul(1000), Ordering::SeqCst);
     }
 }
 
@@ -72,12 +65,7 @@ impl Clock for ManualClock {
 /// ```
 pub fn human_duration(seconds: f64) -> String {
     let total = seconds.abs().round() as u64;
-    let (d, h, m, s) = (
-        total / 86_400,
-        total / 3600 % 24,
-        total / 60 % 60,
-        total % 60,
-    );
+    let (d, h, m, s) = (total / 86_400, total / 3600 % 24, total / 60 % 60, total % 60);
     match (d, h, m) {
         (0, 0, 0) => format!("{s}s"),
         (0, 0, _) => format!("{m}m {s}s"),

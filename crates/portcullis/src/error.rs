@@ -181,10 +181,7 @@ impl Error {
         } else {
             Cow::Owned(description.chars().map(safe_char).collect())
         };
-        Self {
-            reason,
-            description,
-        }
+        Self { reason, description }
     }
 
     /// The machine-readable reason.
@@ -255,27 +252,14 @@ mod tests {
     fn codes_are_unique_and_snake_case() {
         let mut seen = std::collections::HashSet::new();
         for reason in Reason::ALL {
-            assert!(
-                seen.insert(reason.code()),
-                "duplicate code {}",
-                reason.code()
-            );
-            assert!(
-                reason
-                    .code()
-                    .bytes()
-                    .all(|b| b.is_ascii_lowercase() || b == b'_')
-            );
+            assert!(seen.insert(reason.code()), "duplicate code {}", reason.code());
+            assert!(reason.code().bytes().all(|b| b.is_ascii_lowercase() || b == b'_'));
         }
     }
 
     #[test]
     fn token_defects_are_401_invalid_token() {
-        for reason in [
-            Reason::TokenMalformed,
-            Reason::SignatureInvalid,
-            Reason::AudienceMismatch,
-        ] {
+        for reason in [Reason::TokenMalformed, Reason::SignatureInvalid, Reason::AudienceMismatch] {
             assert_eq!(reason.http_status(), 401);
             assert_eq!(reason.bearer_error(), Some(BearerError::InvalidToken));
         }

@@ -21,11 +21,7 @@ pub struct FetchPolicy {
 
 impl Default for FetchPolicy {
     fn default() -> Self {
-        Self {
-            timeout: Duration::from_secs(5),
-            max_body: 1024 * 1024,
-            allow_insecure_http: false,
-        }
+        Self { timeout: Duration::from_secs(5), max_body: 1024 * 1024, allow_insecure_http: false }
     }
 }
 
@@ -96,18 +92,13 @@ pub fn is_loopback(url: &Url) -> bool {
 
 /// Checks a URL against the policy without fetching it.
 pub fn check_url(url: &str, policy: &FetchPolicy) -> Result<Url, FetchError> {
-    let refused = |why: &str| FetchError::Refused {
-        url: url.to_owned(),
-        why: why.to_owned(),
-    };
+    let refused = |why: &str| FetchError::Refused { url: url.to_owned(), why: why.to_owned() };
     let parsed = Url::parse(url).map_err(|e| refused(&e.to_string()))?;
     match parsed.scheme() {
         "https" => {}
         "http" if policy.allow_insecure_http || is_loopback(&parsed) => {}
         "http" => {
-            return Err(refused(
-                "plain HTTP is only allowed for loopback addresses; use https",
-            ));
+            return Err(refused("plain HTTP is only allowed for loopback addresses; use https"));
         }
         _ => return Err(refused("only https URLs are supported")),
     }
@@ -128,10 +119,7 @@ impl Fetcher {
     /// Builds a client under `policy`.
     pub fn new(policy: FetchPolicy) -> Result<Self, FetchError> {
         let same_host = redirect::Policy::custom(|attempt| {
-            let first_host = attempt
-                .previous()
-                .first()
-                .and_then(|u| u.host_str().map(str::to_owned));
+            let first_host = attempt.previous().first().and_then(|u| u.host_str().map(str::to_owned));
             if attempt.previous().len() > 3 {
                 attempt.error("too many redirects")
             } else if attempt.url().host_str().map(str::to_owned) != first_host {
@@ -146,10 +134,7 @@ impl Fetcher {
             .redirect(same_host)
             .user_agent(concat!("portcullis/", env!("CARGO_PKG_VERSION")))
             .build()
-            .map_err(|e| FetchError::Transport {
-                url: String::new(),
-                why: e.to_string(),
-            })?;
+            .map_err(|e| FetchError::Transport { url: String::new(), why: e.to_string() })?;
         Ok(Self { client, policy })
     }
 
@@ -161,42 +146,24 @@ impl Fetcher {
     /// GETs `url`, accepting a JSON body.
     pub async fn get(&self, url: &str) -> Result<Fetched, FetchError> {
         let parsed = check_url(url, &self.policy)?;
-        let transport = |e: reqwest::Error| FetchError::Transport {
-            url: url.to_owned(),
-            why: describe(e),
-        };
+        let transport = |e: reqwest::Error| FetchError::Transport { url: url.to_owned(), why: describe(e) };
         let mut response = self
             .client
             .get(parsed)
-            .header(
-                reqwest::header::ACCEPT,
-                "application/jwk-set+json, application/json",
-            )
+            .header(reqwest::header::ACCEPT, "application/jwk-set+json, application/json")
             .send()
             .await
             .map_err(transport)?;
         let status = response.status();
         if !status.is_success() {
-            return Err(FetchError::Status {
-                url: url.to_owned(),
-                status: status.as_u16(),
-            });
+            return Err(FetchError::Status { url: url.to_owned(), status: status.as_u16() });
         }
-        let too_large = || FetchError::TooLarge {
-            url: url.to_owned(),
-            limit: self.policy.max_body,
-        };
-        if response
-            .content_length()
-            .is_some_and(|len| len > self.policy.max_body as u64)
-        {
+        let too_large = || FetchError::TooLarge { url: url.to_owned(), limit: self.policy.max_body };
+        if response.content_length().is_some_and(|len| len > self.policy.max_body as u64) {
             return Err(too_large());
         }
-        let cache_control = response
-            .headers()
-            .get(reqwest::header::CACHE_CONTROL)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
+        let cache_control =
+            response.headers().get(reqwest::header::CACHE_CONTROL).and_then(|v| v.to_str().ok()).map(str::to_owned);
         let mut body = Vec::new();
         while let Some(chunk) = response.chunk().await.map_err(transport)? {
             if body.len() + chunk.len() > self.policy.max_body {
@@ -204,10 +171,7 @@ impl Fetcher {
             }
             body.extend_from_slice(&chunk);
         }
-        Ok(Fetched {
-            body,
-            cache_control,
-        })
+        Ok(Fetched { body, cache_control })
     }
 }
 
@@ -215,11 +179,7 @@ impl Fetcher {
 fn describe(error: reqwest::Error) -> String {
     let timed_out = error.is_timeout();
     let error = error.without_url();
-    let mut text = if timed_out {
-        "timed out".to_owned()
-    } else {
-        error.to_string()
-    };
+    let mut text = if timed_out { "timed out".to_owned() } else { error.to_string() };
     let mut source = std::error::Error::source(&error);
     while let Some(cause) = source {
         text.push_str(": ");
@@ -241,10 +201,7 @@ mod tests {
         assert!(check_url("http://tenant.auth0.com/jwks", &policy).is_err());
         assert!(check_url("file:///etc/passwd", &policy).is_err());
         assert!(check_url("https://user:pw@host/", &policy).is_err());
-        let lax = FetchPolicy {
-            allow_insecure_http: true,
-            ..FetchPolicy::default()
-        };
+        let lax = FetchPolicy { allow_insecure_http: true, ..FetchPolicy::default() };
         assert!(check_url("http://idp.internal/jwks", &lax).is_ok());
     }
 }

@@ -6,6 +6,7 @@
 
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Number, Value};
+use std::borrow::Cow;
 use std::fmt;
 
 /// Maximum nesting depth of arrays and objects, the top-level object counting as 1.
@@ -23,10 +24,9 @@ pub fn parse_object(bytes: &[u8]) -> Result<Map<String, Value>, String> {
     if bytes.starts_with(&[0xEF, 0xBB, 0xBF]) {
         return Err("byte-order mark is not allowed".into());
     }
-    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
-    let value = StrictSeed { depth: 1 }
-        .deserialize(&mut deserializer)
-        .map_err(|e| e.to_string())?;
+    let text = std::str::from_utf8(bytes).map_err(|e| format!("not UTF-8: {e}"))?;
+    let mut deserializer = serde_json::Deserializer::from_str(text);
+    let value = StrictSeed { depth: 1 }.deserialize(&mut deserializer).map_err(|e| e.to_string())?;
     deserializer.end().map_err(|e| e.to_string())?;
     match value {
         Value::Object(map) => Ok(map),
@@ -54,17 +54,13 @@ impl StrictVisitor {
     /// Containers deeper than the limit are refused as soon as they open.
     fn enter<E: de::Error>(&self) -> Result<(), E> {
         if self.depth > MAX_DEPTH {
-            return Err(E::custom(format_args!(
-                "nesting deeper than {MAX_DEPTH} levels"
-            )));
+            return Err(E::custom(format_args!("nesting deeper than {MAX_DEPTH} levels")));
         }
         Ok(())
     }
 
     fn nested(&self) -> StrictSeed {
-        StrictSeed {
-            depth: self.depth + 1,
-        }
+        StrictSeed { depth: self.depth + 1 }
     }
 }
 
@@ -88,9 +84,7 @@ impl<'de> Visitor<'de> for StrictVisitor {
     }
 
     fn visit_f64<E: de::Error>(self, v: f64) -> Result<Value, E> {
-        Number::from_f64(v)
-            .map(Value::Number)
-            .ok_or_else(|| E::custom("number out of range"))
+        Number::from_f64(v).map(Value::Number).ok_or_else(|| E::custom("number out of range"))
     }
 
     fn visit_str<E>(self, v: &str) -> Result<Value, E> {
@@ -120,14 +114,130 @@ impl<'de> Visitor<'de> for StrictVisitor {
         while let Some(key) = access.next_key::<String>()? {
             let value = access.next_value_seed(self.nested())?;
             if map.contains_key(&key) {
-                return Err(de::Error::custom(format_args!(
-                    "duplicate member name {}",
-                    crate::error::quoted(&key)
-                )));
+                return Err(de::Error::custom(format_args!("duplicate member name {}", crate::error::quoted(&key))));
             }
             map.insert(key, value);
         }
         Ok(Value::Object(map))
+    }
+}
+
+/// Walks any JSON value under the strict rules without building it: for validating documents whose values are
+/// read elsewhere (the claim set).
+pub(crate) struct Validate {
+    pub depth: usize,
+}
+
+impl<'de> DeserializeSeed<'de> for Validate {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Validate {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<(), E> {
+        if v.is_finite() { Ok(()) } else { Err(E::custom("number out of range")) }
+    }
+
+    fn visit_str<E>(self, _: &str) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_unit<E>(self) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<(), A::Error> {
+        validate_seq(seq, self.depth)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, access: A) -> Result<(), A::Error> {
+        validate_map(access, self.depth)
+    }
+}
+
+/// Validates the rest of an array at `depth`.
+pub(crate) fn validate_seq<'de, A: SeqAccess<'de>>(mut seq: A, depth: usize) -> Result<(), A::Error> {
+    check_depth::<A::Error>(depth)?;
+    while seq.next_element_seed(Validate { depth: depth + 1 })?.is_some() {}
+    Ok(())
+}
+
+/// Validates the rest of an object at `depth`: no member name twice, values strict.
+pub(crate) fn validate_map<'de, A: MapAccess<'de>>(mut access: A, depth: usize) -> Result<(), A::Error> {
+    check_depth::<A::Error>(depth)?;
+    let mut seen: Vec<Cow<'de, str>> = Vec::new();
+    while let Some(key) = access.next_key_seed(KeySeed)? {
+        access.next_value_seed(Validate { depth: depth + 1 })?;
+        remember_key(&mut seen, key)?;
+    }
+    Ok(())
+}
+
+/// Records a member name, failing on a duplicate.
+pub(crate) fn remember_key<'de, E: de::Error>(seen: &mut Vec<Cow<'de, str>>, key: Cow<'de, str>) -> Result<(), E> {
+    if seen.contains(&key) {
+        return Err(E::custom(format_args!("duplicate member name {}", crate::error::quoted(&key))));
+    }
+    seen.push(key);
+    Ok(())
+}
+
+pub(crate) fn check_depth<E: de::Error>(depth: usize) -> Result<(), E> {
+    if depth > MAX_DEPTH {
+        return Err(E::custom(format_args!("nesting deeper than {MAX_DEPTH} levels")));
+    }
+    Ok(())
+}
+
+/// A member name, borrowed from the input when it has no escapes.
+pub(crate) struct KeySeed;
+
+impl<'de> DeserializeSeed<'de> for KeySeed {
+    type Value = Cow<'de, str>;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_str(KeySeed)
+    }
+}
+
+impl<'de> Visitor<'de> for KeySeed {
+    type Value = Cow<'de, str>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a member name")
+    }
+
+    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+        Ok(Cow::Borrowed(v))
+    }
+
+    fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(Cow::Owned(v.to_owned()))
+    }
+
+    fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
+        Ok(Cow::Owned(v))
     }
 }
 

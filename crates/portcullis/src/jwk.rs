@@ -72,8 +72,7 @@ impl VerifyingKey {
     /// assert!(key.algorithms().contains(Algorithm::EdDSA));
     /// ```
     pub fn from_jwk_json(json: &[u8]) -> Result<Self, KeyRejected> {
-        let map = crate::json::parse_object(json)
-            .map_err(|e| KeyRejected::new(format!("invalid JSON: {e}")))?;
+        let map = crate::json::parse_object(json).map_err(|e| KeyRejected::new(format!("invalid JSON: {e}")))?;
         Self::from_jwk(&map)
     }
 
@@ -81,9 +80,7 @@ impl VerifyingKey {
     pub fn from_jwk(jwk: &Map<String, Value>) -> Result<Self, KeyRejected> {
         let kty = string_member(jwk, "kty")?.ok_or_else(|| KeyRejected::new("missing kty"))?;
         if kty == "oct" {
-            return Err(KeyRejected::new(
-                "symmetric (kty oct) keys are never accepted",
-            ));
+            return Err(KeyRejected::new("symmetric (kty oct) keys are never accepted"));
         }
         if let Some(member) = PRIVATE_MEMBERS.iter().find(|m| jwk.contains_key(**m)) {
             return Err(KeyRejected::new(format!(
@@ -95,10 +92,7 @@ impl VerifyingKey {
         let declared_alg = match string_member(jwk, "alg")? {
             None => None,
             Some(name) => Some(Algorithm::from_name(name).ok_or_else(|| {
-                KeyRejected::new(format!(
-                    "alg {} is not a supported signature algorithm",
-                    quoted(name)
-                ))
+                KeyRejected::new(format!("alg {} is not a supported signature algorithm", quoted(name)))
             })?),
         };
         let material = match kty {
@@ -106,10 +100,7 @@ impl VerifyingKey {
             "EC" => KeyMaterial::ec(jwk)?,
             "OKP" => KeyMaterial::okp(jwk)?,
             other => {
-                return Err(KeyRejected::new(format!(
-                    "unsupported kty {}",
-                    quoted(other)
-                )));
+                return Err(KeyRejected::new(format!("unsupported kty {}", quoted(other))));
             }
         };
         let algorithms = match declared_alg {
@@ -170,21 +161,13 @@ impl VerifyingKey {
     /// Verifies a raw signature over `message` with `alg`, which must be one of the key's algorithms.
     ///
     /// ECDSA signatures must be r‖s of exactly twice the coordinate size (RFC 7518 §3.4); DER is refused.
-    pub fn verify_signature(
-        &self,
-        alg: Algorithm,
-        message: &[u8],
-        signature: &[u8],
-    ) -> Result<(), Error> {
+    pub fn verify_signature(&self, alg: Algorithm, message: &[u8], signature: &[u8]) -> Result<(), Error> {
         let Some((_, verifier)) = self.verifiers.iter().find(|(a, _)| *a == alg) else {
             return Err(Error::new(
                 Reason::AlgorithmNotAllowed,
                 format!(
                     "token alg {alg} does not match the key{} (usable with {})",
-                    self.kid
-                        .as_deref()
-                        .map(|k| format!(" {}", quoted(k)))
-                        .unwrap_or_default(),
+                    self.kid.as_deref().map(|k| format!(" {}", quoted(k))).unwrap_or_default(),
                     self.algorithms
                 ),
             ));
@@ -194,10 +177,7 @@ impl VerifyingKey {
             if signature.len() != expected {
                 return Err(Error::new(
                     Reason::SignatureInvalid,
-                    format!(
-                        "{alg} signature must be {expected} bytes (r||s), got {}",
-                        signature.len()
-                    ),
+                    format!("{alg} signature must be {expected} bytes (r||s), got {}", signature.len()),
                 ));
             }
         }
@@ -227,16 +207,11 @@ fn family_name(family: KeyFamily) -> &'static str {
     }
 }
 
-fn string_member<'a>(
-    jwk: &'a Map<String, Value>,
-    name: &str,
-) -> Result<Option<&'a str>, KeyRejected> {
+fn string_member<'a>(jwk: &'a Map<String, Value>, name: &str) -> Result<Option<&'a str>, KeyRejected> {
     match jwk.get(name) {
         None => Ok(None),
         Some(Value::String(s)) => Ok(Some(s)),
-        Some(_) => Err(KeyRejected::new(format!(
-            "member '{name}' must be a string"
-        ))),
+        Some(_) => Err(KeyRejected::new(format!("member '{name}' must be a string"))),
     }
 }
 
@@ -244,10 +219,7 @@ fn check_use(jwk: &Map<String, Value>) -> Result<(), KeyRejected> {
     match string_member(jwk, "use")? {
         None | Some("sig") => {}
         Some(other) => {
-            return Err(KeyRejected::new(format!(
-                "use {} is not 'sig'",
-                quoted(other)
-            )));
+            return Err(KeyRejected::new(format!("use {} is not 'sig'", quoted(other))));
         }
     }
     match jwk.get("key_ops") {
@@ -267,10 +239,8 @@ fn check_use(jwk: &Map<String, Value>) -> Result<(), KeyRejected> {
 }
 
 fn decoded_member(jwk: &Map<String, Value>, name: &str) -> Result<Vec<u8>, KeyRejected> {
-    let text =
-        string_member(jwk, name)?.ok_or_else(|| KeyRejected::new(format!("missing '{name}'")))?;
-    base64url::decode(text)
-        .ok_or_else(|| KeyRejected::new(format!("'{name}' is not strict base64url")))
+    let text = string_member(jwk, name)?.ok_or_else(|| KeyRejected::new(format!("missing '{name}'")))?;
+    base64url::decode(text).ok_or_else(|| KeyRejected::new(format!("'{name}' is not strict base64url")))
 }
 
 /// Decoded public key material, validated, before binding to algorithms.
@@ -288,14 +258,10 @@ impl KeyMaterial {
         let e = strip_leading_zeros(decoded_member(jwk, "e")?);
         let bits = bit_length(&n);
         if bits < MIN_RSA_BITS {
-            return Err(KeyRejected::new(format!(
-                "RSA key of {bits} bits is too weak (minimum {MIN_RSA_BITS})"
-            )));
+            return Err(KeyRejected::new(format!("RSA key of {bits} bits is too weak (minimum {MIN_RSA_BITS})")));
         }
         if bits > MAX_RSA_BITS {
-            return Err(KeyRejected::new(format!(
-                "RSA key of {bits} bits is too large (maximum {MAX_RSA_BITS})"
-            )));
+            return Err(KeyRejected::new(format!("RSA key of {bits} bits is too large (maximum {MAX_RSA_BITS})")));
         }
         if e.len() > 4 || e.is_empty() {
             return Err(KeyRejected::new("RSA public exponent out of range"));
@@ -314,12 +280,7 @@ impl KeyMaterial {
                 "RSA modulus has the ROCA fingerprint (CVE-2017-15361): the private key is recoverable",
             ));
         }
-        Ok(Self {
-            family: KeyFamily::Rsa,
-            bits,
-            first: n,
-            second: e,
-        })
+        Ok(Self { family: KeyFamily::Rsa, bits, first: n, second: e })
     }
 
     fn ec(jwk: &Map<String, Value>) -> Result<Self, KeyRejected> {
@@ -329,10 +290,7 @@ impl KeyMaterial {
             "P-384" => Curve::P384,
             "P-521" => Curve::P521,
             other => {
-                return Err(KeyRejected::new(format!(
-                    "unsupported EC curve {}",
-                    quoted(other)
-                )));
+                return Err(KeyRejected::new(format!("unsupported EC curve {}", quoted(other))));
             }
         };
         let x = decoded_member(jwk, "x")?;
@@ -349,22 +307,14 @@ impl KeyMaterial {
             Curve::P384 => 384,
             Curve::P521 => 521,
         };
-        Ok(Self {
-            family: KeyFamily::Ec(curve),
-            bits,
-            first: x,
-            second: y,
-        })
+        Ok(Self { family: KeyFamily::Ec(curve), bits, first: x, second: y })
     }
 
     fn okp(jwk: &Map<String, Value>) -> Result<Self, KeyRejected> {
         match string_member(jwk, "crv")? {
             Some("Ed25519") => {}
             Some(other) => {
-                return Err(KeyRejected::new(format!(
-                    "unsupported OKP curve {}",
-                    quoted(other)
-                )));
+                return Err(KeyRejected::new(format!("unsupported OKP curve {}", quoted(other))));
             }
             None => return Err(KeyRejected::new("missing crv")),
         }
@@ -372,21 +322,13 @@ impl KeyMaterial {
         if x.len() != 32 {
             return Err(KeyRejected::new("Ed25519 public key must be 32 bytes"));
         }
-        Ok(Self {
-            family: KeyFamily::Ed25519,
-            bits: 256,
-            first: x,
-            second: Vec::new(),
-        })
+        Ok(Self { family: KeyFamily::Ed25519, bits: 256, first: x, second: Vec::new() })
     }
 
     fn parse_for(&self, alg: Algorithm) -> Result<ParsedPublicKey, KeyRejected> {
         let parsed = match self.family {
             KeyFamily::Rsa => {
-                let components = RsaPublicKeyComponents {
-                    n: &self.first[..],
-                    e: &self.second[..],
-                };
+                let components = RsaPublicKeyComponents { n: &self.first[..], e: &self.second[..] };
                 components.to_parsed_public_key(rsa_parameters(alg))
             }
             KeyFamily::Ec(curve) => {
@@ -403,33 +345,18 @@ impl KeyMaterial {
             }
             KeyFamily::Ed25519 => ParsedPublicKey::new(&signature::ED25519, &self.first),
         };
-        parsed.map_err(|e| {
-            KeyRejected::new(format!(
-                "{} key rejected by aws-lc: {e}",
-                family_name(self.family)
-            ))
-        })
+        parsed.map_err(|e| KeyRejected::new(format!("{} key rejected by aws-lc: {e}", family_name(self.family))))
     }
 
     /// RFC 7638: SHA-256 over the required members in lexicographic order, no whitespace.
     fn thumbprint(&self) -> String {
         let b = base64url::encode;
         let canonical = match self.family {
-            KeyFamily::Rsa => format!(
-                r#"{{"e":"{}","kty":"RSA","n":"{}"}}"#,
-                b(&self.second),
-                b(&self.first)
-            ),
-            KeyFamily::Ec(curve) => format!(
-                r#"{{"crv":"{}","kty":"EC","x":"{}","y":"{}"}}"#,
-                curve.name(),
-                b(&self.first),
-                b(&self.second)
-            ),
-            KeyFamily::Ed25519 => format!(
-                r#"{{"crv":"Ed25519","kty":"OKP","x":"{}"}}"#,
-                b(&self.first)
-            ),
+            KeyFamily::Rsa => format!(r#"{{"e":"{}","kty":"RSA","n":"{}"}}"#, b(&self.second), b(&self.first)),
+            KeyFamily::Ec(curve) => {
+                format!(r#"{{"crv":"{}","kty":"EC","x":"{}","y":"{}"}}"#, curve.name(), b(&self.first), b(&self.second))
+            }
+            KeyFamily::Ed25519 => format!(r#"{{"crv":"Ed25519","kty":"OKP","x":"{}"}}"#, b(&self.first)),
         };
         base64url::encode(digest::digest(&digest::SHA256, canonical.as_bytes()))
     }
@@ -471,12 +398,7 @@ mod tests {
 
     #[test]
     fn refuses_private_symmetric_and_encryption_keys() {
-        assert!(
-            jwk(r#"{"kty":"oct","k":"AAAA"}"#)
-                .unwrap_err()
-                .message()
-                .contains("symmetric")
-        );
+        assert!(jwk(r#"{"kty":"oct","k":"AAAA"}"#).unwrap_err().message().contains("symmetric"));
         let private = format!(r#"{{"kty":"OKP","crv":"Ed25519","x":"{ED_X}","d":"AAAA"}}"#);
         assert!(jwk(&private).unwrap_err().message().contains("private"));
         let enc = format!(r#"{{"kty":"OKP","crv":"Ed25519","x":"{ED_X}","use":"enc"}}"#);
@@ -507,10 +429,7 @@ mod tests {
     fn rfc8037_thumbprint() {
         // RFC 8037 A.3.
         let key = jwk(&format!(r#"{{"kty":"OKP","crv":"Ed25519","x":"{ED_X}"}}"#)).unwrap();
-        assert_eq!(
-            key.thumbprint(),
-            "kPrK_qmxVWaYVA9wwBF6Iuo3vVzz7TxHCTwXBygrS4k"
-        );
+        assert_eq!(key.thumbprint(), "kPrK_qmxVWaYVA9wwBF6Iuo3vVzz7TxHCTwXBygrS4k");
     }
 
     #[test]

@@ -9,6 +9,7 @@ use crate::base64url;
 use crate::error::{Error, Reason, quoted};
 use crate::jwk::VerifyingKey;
 use crate::keyset::KeySet;
+use arc_swap::ArcSwap;
 use serde_json::{Map, Value};
 use std::sync::Arc;
 
@@ -40,11 +41,7 @@ pub struct JwsPolicy {
 
 impl Default for JwsPolicy {
     fn default() -> Self {
-        Self {
-            algorithms: AlgorithmPolicy::FromKeys,
-            required_typ: None,
-            max_token_len: DEFAULT_MAX_TOKEN_LEN,
-        }
+        Self { algorithms: AlgorithmPolicy::FromKeys, required_typ: None, max_token_len: DEFAULT_MAX_TOKEN_LEN }
     }
 }
 
@@ -79,10 +76,55 @@ impl Header {
     }
 }
 
+/// Headers already seen in verified tokens, by their exact encoded segment.
+///
+/// Every token an issuer signs with one key carries the same header bytes, so a verifier that remembers the
+/// parsed, rule-checked header skips its base64url and JSON work on the next token. Only headers of tokens whose
+/// signature verified are remembered (an attacker cannot fill the cache), the cache holds at most
+/// [`HeaderCache::CAPACITY`] entries (oldest out first), and lookups take no lock.
+#[derive(Debug, Default)]
+pub struct HeaderCache {
+    entries: ArcSwap<Vec<(Box<str>, Arc<Header>)>>,
+}
+
+impl HeaderCache {
+    /// The most headers remembered.
+    pub const CAPACITY: usize = 32;
+
+    /// The parsed header for an encoded header segment, if remembered.
+    pub fn get(&self, segment: &str) -> Option<Arc<Header>> {
+        self.entries.load().iter().find(|(seen, _)| seen.as_ref() == segment).map(|(_, header)| Arc::clone(header))
+    }
+
+    /// Remembers a header (call only after the token's signature verified).
+    pub fn insert(&self, segment: &str, header: &Arc<Header>) {
+        self.entries.rcu(|entries| {
+            let mut next: Vec<_> = entries.iter().filter(|(seen, _)| seen.as_ref() != segment).cloned().collect();
+            if next.len() >= Self::CAPACITY {
+                next.remove(0);
+            }
+            next.push((segment.into(), Arc::clone(header)));
+            next
+        });
+    }
+
+    /// Number of remembered headers.
+    pub fn len(&self) -> usize {
+        self.entries.load().len()
+    }
+
+    /// Whether nothing is remembered.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
 /// A token split into its parts, with the header checked but nothing verified yet.
 #[derive(Debug)]
 pub struct UnverifiedJws<'a> {
-    header: Header,
+    header: Arc<Header>,
+    header_segment: &'a str,
+    header_was_cached: bool,
     signing_input: &'a str,
     payload: Vec<u8>,
     signature: Vec<u8>,
@@ -91,31 +133,33 @@ pub struct UnverifiedJws<'a> {
 impl<'a> UnverifiedJws<'a> {
     /// Parses `token` under `policy`'s size and header rules.
     pub fn parse(token: &'a str, policy: &JwsPolicy) -> Result<Self, Error> {
+        Self::parse_with_cache(token, policy, None)
+    }
+
+    /// Parses `token`, taking the header from `cache` when its segment was seen before.
+    ///
+    /// A cache must only ever be used with one `policy`: it remembers headers that passed that policy's rules.
+    pub fn parse_with_cache(token: &'a str, policy: &JwsPolicy, cache: Option<&HeaderCache>) -> Result<Self, Error> {
         if token.len() > policy.max_token_len {
-            return Err(malformed(format!(
-                "token is {} bytes, the limit is {}",
-                token.len(),
-                policy.max_token_len
-            )));
+            return Err(malformed(format!("token is {} bytes, the limit is {}", token.len(), policy.max_token_len)));
         }
-        let (signing_input, header_b64, payload_b64, signature_b64) = split(token)?;
-        if header_b64.len() > MAX_HEADER_LEN / 3 * 4 + 4 {
-            return Err(malformed(format!(
-                "header is larger than {MAX_HEADER_LEN} bytes"
-            )));
-        }
-        let header_json = base64url::decode(header_b64).ok_or_else(|| not_base64("header"))?;
+        let (signing_input, header_segment, payload_b64, signature_b64) = split(token)?;
+        let cached = cache.and_then(|cache| cache.get(header_segment));
+        let header_was_cached = cached.is_some();
+        let header = match cached {
+            Some(header) => header,
+            None => Arc::new(parse_header(header_segment, policy)?),
+        };
         let payload = base64url::decode(payload_b64).ok_or_else(|| not_base64("payload"))?;
         let signature = base64url::decode(signature_b64).ok_or_else(|| not_base64("signature"))?;
-        let raw = crate::json::parse_object(&header_json)
-            .map_err(|e| malformed(format!("header is not a valid JSON object: {e}")))?;
-        let header = check_header(raw, policy)?;
-        Ok(Self {
-            header,
-            signing_input,
-            payload,
-            signature,
-        })
+        Ok(Self { header, header_segment, header_was_cached, signing_input, payload, signature })
+    }
+
+    /// Remembers this token's header in `cache` if it was not there; call only after the signature verified.
+    pub fn remember_header(&self, cache: &HeaderCache) {
+        if !self.header_was_cached {
+            cache.insert(self.header_segment, &self.header);
+        }
     }
 
     /// The checked header.
@@ -129,11 +173,7 @@ impl<'a> UnverifiedJws<'a> {
     }
 
     /// Finds the key for this token and checks that the token's algorithm is one the key and the policy allow.
-    pub fn select_key<'k>(
-        &self,
-        keys: &'k KeySet,
-        policy: &JwsPolicy,
-    ) -> Result<&'k Arc<VerifyingKey>, Error> {
+    pub fn select_key<'k>(&self, keys: &'k KeySet, policy: &JwsPolicy) -> Result<&'k Arc<VerifyingKey>, Error> {
         let alg = self.header.alg;
         let key = keys.select(self.header.kid())?;
         let allowed = match policy.algorithms {
@@ -151,10 +191,7 @@ impl<'a> UnverifiedJws<'a> {
         if !allowed {
             return Err(Error::new(
                 Reason::AlgorithmNotAllowed,
-                format!(
-                    "token alg {alg} does not match the key (usable with {})",
-                    usable(key, policy)
-                ),
+                format!("token alg {alg} does not match the key (usable with {})", usable(key, policy)),
             ));
         }
         Ok(key)
@@ -162,16 +199,18 @@ impl<'a> UnverifiedJws<'a> {
 
     /// Verifies the signature with `key`, returning the authenticated parts.
     pub fn verify_with(self, key: &Arc<VerifyingKey>) -> Result<VerifiedJws, Error> {
-        key.verify_signature(
-            self.header.alg,
-            self.signing_input.as_bytes(),
-            &self.signature,
-        )?;
-        Ok(VerifiedJws {
-            header: self.header,
-            payload: self.payload,
-            key: Arc::clone(key),
-        })
+        self.verify_signature(key)?;
+        Ok(self.into_verified(key))
+    }
+
+    /// Verifies the signature with `key`, keeping the parts here.
+    pub fn verify_signature(&self, key: &VerifyingKey) -> Result<(), Error> {
+        key.verify_signature(self.header.alg, self.signing_input.as_bytes(), &self.signature)
+    }
+
+    /// Takes the authenticated parts; only meaningful after [`verify_signature`](Self::verify_signature) passed.
+    pub fn into_verified(self, key: &Arc<VerifyingKey>) -> VerifiedJws {
+        VerifiedJws { header: self.header, payload: self.payload, key: Arc::clone(key) }
     }
 }
 
@@ -179,7 +218,7 @@ impl<'a> UnverifiedJws<'a> {
 #[derive(Debug)]
 pub struct VerifiedJws {
     /// The checked header.
-    pub header: Header,
+    pub header: Arc<Header>,
     /// The authenticated payload bytes.
     pub payload: Vec<u8>,
     /// The key that verified the signature.
@@ -200,11 +239,7 @@ pub struct VerifiedJws {
 /// let verified = verify_compact(token, &keys, &JwsPolicy::default()).unwrap();
 /// assert_eq!(verified.payload, b"Example of Ed25519 signing");
 /// ```
-pub fn verify_compact(
-    token: &str,
-    keys: &KeySet,
-    policy: &JwsPolicy,
-) -> Result<VerifiedJws, Error> {
+pub fn verify_compact(token: &str, keys: &KeySet, policy: &JwsPolicy) -> Result<VerifiedJws, Error> {
     let jws = UnverifiedJws::parse(token, policy)?;
     let key = jws.select_key(keys, policy)?;
     jws.verify_with(key)
@@ -212,19 +247,22 @@ pub fn verify_compact(
 
 fn usable(key: &VerifyingKey, policy: &JwsPolicy) -> String {
     match policy.algorithms {
-        AlgorithmPolicy::FromKeys => key
-            .declared_algorithm()
-            .map(|a| a.name().to_owned())
-            .unwrap_or_default(),
+        AlgorithmPolicy::FromKeys => key.declared_algorithm().map(|a| a.name().to_owned()).unwrap_or_default(),
         AlgorithmPolicy::Allow(set) => {
             let both = set.intersection(key.algorithms());
-            if both.is_empty() {
-                "nothing allowed here".to_owned()
-            } else {
-                both.to_string()
-            }
+            if both.is_empty() { "nothing allowed here".to_owned() } else { both.to_string() }
         }
     }
+}
+
+fn parse_header(segment: &str, policy: &JwsPolicy) -> Result<Header, Error> {
+    if segment.len() > MAX_HEADER_LEN / 3 * 4 + 4 {
+        return Err(malformed(format!("header is larger than {MAX_HEADER_LEN} bytes")));
+    }
+    let json = base64url::decode(segment).ok_or_else(|| not_base64("header"))?;
+    let raw =
+        crate::json::parse_object(&json).map_err(|e| malformed(format!("header is not a valid JSON object: {e}")))?;
+    check_header(raw, policy)
 }
 
 fn malformed(description: impl Into<std::borrow::Cow<'static, str>>) -> Error {
@@ -236,26 +274,19 @@ fn header_invalid(description: impl Into<std::borrow::Cow<'static, str>>) -> Err
 }
 
 fn not_base64(part: &str) -> Error {
-    malformed(format!(
-        "{part} is not strict base64url (RFC 7515: no padding, no whitespace, URL-safe alphabet)"
-    ))
+    malformed(format!("{part} is not strict base64url (RFC 7515: no padding, no whitespace, URL-safe alphabet)"))
 }
 
 /// Splits into (signing input, header, payload, signature).
 fn split(token: &str) -> Result<(&str, &str, &str, &str), Error> {
-    let mut dots = token.match_indices('.').map(|(i, _)| i);
+    let mut dots = memchr::memchr_iter(b'.', token.as_bytes());
     let (Some(first), Some(second)) = (dots.next(), dots.next()) else {
         return Err(segment_count(token));
     };
     if dots.next().is_some() {
         return Err(segment_count(token));
     }
-    Ok((
-        &token[..second],
-        &token[..first],
-        &token[first + 1..second],
-        &token[second + 1..],
-    ))
+    Ok((&token[..second], &token[..first], &token[first + 1..second], &token[second + 1..]))
 }
 
 fn segment_count(token: &str) -> Error {
@@ -263,16 +294,13 @@ fn segment_count(token: &str) -> Error {
     if segments == 5 {
         malformed("encrypted tokens (JWE, 5 segments) are not accepted")
     } else {
-        malformed(format!(
-            "a compact JWS has 3 segments, this token has {segments}"
-        ))
+        malformed(format!("a compact JWS has 3 segments, this token has {segments}"))
     }
 }
 
 /// The header members whose meaning RFC 7515/7519 define; `crit` may not list them.
-const REGISTERED: [&str; 13] = [
-    "alg", "jku", "jwk", "kid", "x5u", "x5c", "x5t", "x5t#S256", "typ", "cty", "crit", "enc", "zip",
-];
+const REGISTERED: [&str; 13] =
+    ["alg", "jku", "jwk", "kid", "x5u", "x5c", "x5t", "x5t#S256", "typ", "cty", "crit", "enc", "zip"];
 
 fn check_header(raw: Map<String, Value>, policy: &JwsPolicy) -> Result<Header, Error> {
     let alg = match raw.get("alg") {
@@ -286,16 +314,12 @@ fn check_header(raw: Map<String, Value>, policy: &JwsPolicy) -> Result<Header, E
     match raw.get("b64") {
         None | Some(Value::Bool(true)) => {}
         Some(Value::Bool(false)) => {
-            return Err(header_invalid(
-                "unencoded payloads (b64: false) are not accepted",
-            ));
+            return Err(header_invalid("unencoded payloads (b64: false) are not accepted"));
         }
         Some(_) => return Err(header_invalid("header b64 must be a boolean")),
     }
     if raw.contains_key("enc") || raw.contains_key("zip") {
-        return Err(header_invalid(
-            "enc and zip belong to encrypted tokens, which are not accepted",
-        ));
+        return Err(header_invalid("enc and zip belong to encrypted tokens, which are not accepted"));
     }
     let kid = match raw.get("kid") {
         None => None,
@@ -325,15 +349,9 @@ fn algorithm(name: &str) -> Result<Algorithm, Error> {
     let description = if name.eq_ignore_ascii_case("none") {
         "unsecured tokens (alg none) are never accepted".to_owned()
     } else if name.starts_with("HS") {
-        format!(
-            "alg {} is not accepted: HMAC cannot be verified with published keys",
-            quoted(name)
-        )
+        format!("alg {} is not accepted: HMAC cannot be verified with published keys", quoted(name))
     } else {
-        format!(
-            "alg {} is not a supported signature algorithm",
-            quoted(name)
-        )
+        format!("alg {} is not a supported signature algorithm", quoted(name))
     };
     Err(Error::new(Reason::AlgorithmNotAllowed, description))
 }
@@ -350,15 +368,9 @@ fn check_crit(crit: &Value) -> Result<(), Error> {
         return Err(header_invalid("header crit must hold only strings"));
     };
     if REGISTERED.contains(&name.as_str()) {
-        return Err(header_invalid(format!(
-            "crit lists the registered member {}",
-            quoted(name)
-        )));
+        return Err(header_invalid(format!("crit lists the registered member {}", quoted(name))));
     }
-    Err(header_invalid(format!(
-        "critical header extension {} is not supported",
-        quoted(name)
-    )))
+    Err(header_invalid(format!("critical header extension {} is not supported", quoted(name))))
 }
 
 /// Lower-cases and removes an `application/` prefix (RFC 7515 §4.1.9).
@@ -373,19 +385,12 @@ fn media_type(value: &str) -> String {
 fn check_typ(typ: Option<&str>, required: Option<&str>) -> Result<(), Error> {
     match (typ, required) {
         (Some(typ), Some(required)) if media_type(typ) != media_type(required) => {
-            Err(header_invalid(format!(
-                "typ {} does not match the required {}",
-                quoted(typ),
-                quoted(required)
-            )))
+            Err(header_invalid(format!("typ {} does not match the required {}", quoted(typ), quoted(required))))
         }
-        (None, Some(required)) => Err(header_invalid(format!(
-            "typ is missing; {} is required",
-            quoted(required)
-        ))),
-        (Some(typ), None) if !matches!(media_type(typ).as_str(), "jwt" | "at+jwt") => Err(
-            header_invalid(format!("typ {} does not name a JWT", quoted(typ))),
-        ),
+        (None, Some(required)) => Err(header_invalid(format!("typ is missing; {} is required", quoted(required)))),
+        (Some(typ), None) if !matches!(media_type(typ).as_str(), "jwt" | "at+jwt") => {
+            Err(header_invalid(format!("typ {} does not name a JWT", quoted(typ))))
+        }
         _ => Ok(()),
     }
 }
@@ -409,18 +414,8 @@ mod tests {
     #[test]
     fn segment_errors() {
         assert!(parse("a.b").unwrap_err().description().contains("has 2"));
-        assert!(
-            parse("a.b.c.d.e")
-                .unwrap_err()
-                .description()
-                .contains("encrypted")
-        );
-        assert!(
-            parse("a.b.c.d")
-                .unwrap_err()
-                .description()
-                .contains("has 4")
-        );
+        assert!(parse("a.b.c.d.e").unwrap_err().description().contains("encrypted"));
+        assert!(parse("a.b.c.d").unwrap_err().description().contains("has 4"));
         assert!(parse("").unwrap_err().description().contains("has 1"));
     }
 
@@ -437,31 +432,13 @@ mod tests {
     #[test]
     fn header_rules() {
         let reason = |h: &str| parse(&token(h)).unwrap_err().reason();
-        assert_eq!(
-            reason(r#"{"alg":"RS256","crit":["exp"]}"#),
-            Reason::HeaderInvalid
-        );
-        assert_eq!(
-            reason(r#"{"alg":"RS256","crit":[]}"#),
-            Reason::HeaderInvalid
-        );
-        assert_eq!(
-            reason(r#"{"alg":"RS256","crit":["alg"]}"#),
-            Reason::HeaderInvalid
-        );
-        assert_eq!(
-            reason(r#"{"alg":"RS256","b64":false,"crit":["b64"]}"#),
-            Reason::HeaderInvalid
-        );
+        assert_eq!(reason(r#"{"alg":"RS256","crit":["exp"]}"#), Reason::HeaderInvalid);
+        assert_eq!(reason(r#"{"alg":"RS256","crit":[]}"#), Reason::HeaderInvalid);
+        assert_eq!(reason(r#"{"alg":"RS256","crit":["alg"]}"#), Reason::HeaderInvalid);
+        assert_eq!(reason(r#"{"alg":"RS256","b64":false,"crit":["b64"]}"#), Reason::HeaderInvalid);
         assert_eq!(reason(r#"{"alg":"RS256","kid":1}"#), Reason::HeaderInvalid);
-        assert_eq!(
-            reason(r#"{"alg":"RS256","cty":"JWT"}"#),
-            Reason::HeaderInvalid
-        );
-        assert_eq!(
-            reason(r#"{"alg":"RS256","zip":"DEF"}"#),
-            Reason::HeaderInvalid
-        );
+        assert_eq!(reason(r#"{"alg":"RS256","cty":"JWT"}"#), Reason::HeaderInvalid);
+        assert_eq!(reason(r#"{"alg":"RS256","zip":"DEF"}"#), Reason::HeaderInvalid);
         assert_eq!(reason(r#"{"alg":["RS256"]}"#), Reason::TokenMalformed);
         assert_eq!(reason(r#"{"typ":"JWT"}"#), Reason::TokenMalformed);
         assert_eq!(reason(r#"{"alg":"None"}"#), Reason::AlgorithmNotAllowed);
@@ -470,22 +447,11 @@ mod tests {
 
     #[test]
     fn size_limits_come_first() {
-        let policy = JwsPolicy {
-            max_token_len: 100,
-            ..JwsPolicy::default()
-        };
+        let policy = JwsPolicy { max_token_len: 100, ..JwsPolicy::default() };
         let long = "a".repeat(101);
         let err = UnverifiedJws::parse(&long, &policy).unwrap_err();
         assert!(err.description().contains("101 bytes"), "{err}");
-        let big_header = format!(
-            r#"{{"alg":"RS256","pad":"{}"}}"#,
-            "x".repeat(MAX_HEADER_LEN)
-        );
-        assert!(
-            parse(&token(&big_header))
-                .unwrap_err()
-                .description()
-                .contains("header is larger")
-        );
+        let big_header = format!(r#"{{"alg":"RS256","pad":"{}"}}"#, "x".repeat(MAX_HEADER_LEN));
+        assert!(parse(&token(&big_header)).unwrap_err().description().contains("header is larger"));
     }
 }

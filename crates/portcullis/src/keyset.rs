@@ -25,13 +25,7 @@ pub struct SkippedKey {
 impl fmt::Display for SkippedKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.kid {
-            Some(kid) => write!(
-                f,
-                "key #{} (kid {}): {}",
-                self.index,
-                quoted(kid),
-                self.reason
-            ),
+            Some(kid) => write!(f, "key #{} (kid {}): {}", self.index, quoted(kid), self.reason),
             None => write!(f, "key #{}: {}", self.index, self.reason),
         }
     }
@@ -114,12 +108,7 @@ impl KeySet {
                 }
             }
         }
-        Self {
-            keys,
-            by_kid,
-            ambiguous,
-            skipped: Vec::new(),
-        }
+        Self { keys, by_kid, ambiguous, skipped: Vec::new() }
     }
 
     /// Number of usable keys.
@@ -153,19 +142,12 @@ impl KeySet {
                 if let Some(count) = self.ambiguous.get(kid) {
                     return Err(Error::new(
                         Reason::KeyNotFound,
-                        format!(
-                            "kid {} names {count} keys in the key set; refusing to guess",
-                            quoted(kid)
-                        ),
+                        format!("kid {} names {count} keys in the key set; refusing to guess", quoted(kid)),
                     ));
                 }
                 Err(Error::new(
                     Reason::KeyNotFound,
-                    format!(
-                        "no key with kid {} in the key set ({})",
-                        quoted(kid),
-                        self.describe_kids()
-                    ),
+                    format!("no key with kid {} in the key set ({})", quoted(kid), self.describe_kids()),
                 ))
             }
             None => match self.keys.as_slice() {
@@ -183,13 +165,7 @@ impl KeySet {
         if self.keys.is_empty() {
             return "the set is empty".into();
         }
-        let kids: Vec<String> = self
-            .keys
-            .iter()
-            .filter_map(|k| k.kid())
-            .take(SHOWN)
-            .map(quoted)
-            .collect();
+        let kids: Vec<String> = self.keys.iter().filter_map(|k| k.kid()).take(SHOWN).map(quoted).collect();
         let more = self.keys.len().saturating_sub(SHOWN);
         match (kids.is_empty(), more) {
             (true, _) => format!("{} keys without kid", self.keys.len()),
@@ -204,19 +180,12 @@ mod tests {
     use super::*;
 
     fn ed_key(kid: &str) -> String {
-        format!(
-            r#"{{"kty":"OKP","crv":"Ed25519","x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo","kid":"{kid}"}}"#
-        )
+        format!(r#"{{"kty":"OKP","crv":"Ed25519","x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo","kid":"{kid}"}}"#)
     }
 
     #[test]
     fn duplicate_kids_are_ambiguous() {
-        let doc = format!(
-            r#"{{"keys":[{},{},{}]}}"#,
-            ed_key("a"),
-            ed_key("a"),
-            ed_key("b")
-        );
+        let doc = format!(r#"{{"keys":[{},{},{}]}}"#, ed_key("a"), ed_key("a"), ed_key("b"));
         let set = KeySet::from_jwks_json(doc.as_bytes()).unwrap();
         let err = set.select(Some("a")).unwrap_err();
         assert!(err.description().contains("names 2 keys"), "{err}");
@@ -228,28 +197,18 @@ mod tests {
         let doc = format!(r#"{{"keys":[{}]}}"#, ed_key("key-1"));
         let set = KeySet::from_jwks_json(doc.as_bytes()).unwrap();
         for near in ["key-", "key-1\u{0}", "KEY-1", "key-1 ", ""] {
-            assert_eq!(
-                set.select(Some(near)).unwrap_err().reason(),
-                Reason::KeyNotFound,
-                "{near:?}"
-            );
+            assert_eq!(set.select(Some(near)).unwrap_err().reason(), Reason::KeyNotFound, "{near:?}");
         }
     }
 
     #[test]
     fn no_kid_needs_a_single_key() {
-        let one =
-            KeySet::from_jwks_json(format!(r#"{{"keys":[{}]}}"#, ed_key("a")).as_bytes()).unwrap();
+        let one = KeySet::from_jwks_json(format!(r#"{{"keys":[{}]}}"#, ed_key("a")).as_bytes()).unwrap();
         assert!(one.select(None).is_ok());
-        let two = KeySet::from_jwks_json(
-            format!(r#"{{"keys":[{},{}]}}"#, ed_key("a"), ed_key("b")).as_bytes(),
-        )
-        .unwrap();
+        let two =
+            KeySet::from_jwks_json(format!(r#"{{"keys":[{},{}]}}"#, ed_key("a"), ed_key("b")).as_bytes()).unwrap();
         let err = two.select(None).unwrap_err();
-        assert_eq!(
-            err.description(),
-            "token has no kid and the key set has 2 keys"
-        );
+        assert_eq!(err.description(), "token has no kid and the key set has 2 keys");
     }
 
     #[test]

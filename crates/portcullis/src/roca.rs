@@ -6,22 +6,19 @@
 
 /// The odd primes up to 167 that make up the primorial of the 512-bit-prime generator.
 const PRIMES: [u32; 38] = [
-    3, 5, 7, 11, 13, 17, 19, 23, 29, 31, 37, 41, 43, 47, 53, 59, 61, 67, 71, 73, 79, 83, 89, 97,
-    101, 103, 107, 109, 113, 127, 131, 137, 139, 149, 151, 157, 163, 167,
+    3, 5, 7, 11, 13, 17, 19, 23, 29, 31, 37, 41, 43, 47, 53, 59, 61, 67, 71, 73, 79, 83, 89, 97, 101, 103, 107, 109,
+    113, 127, 131, 137, 139, 149, 151, 157, 163, 167,
 ];
 
 const GENERATOR: u32 = 65537;
 
 /// Whether the big-endian modulus `n` carries the ROCA fingerprint.
 pub(crate) fn has_fingerprint(n: &[u8]) -> bool {
-    PRIMES
-        .iter()
-        .all(|&p| in_generated_subgroup(remainder(n, p), p))
+    PRIMES.iter().all(|&p| in_generated_subgroup(remainder(n, p), p))
 }
 
 fn remainder(n: &[u8], p: u32) -> u32 {
-    n.iter()
-        .fold(0u32, |acc, &byte| ((acc << 8) | u32::from(byte)) % p)
+    n.iter().fold(0u32, |acc, &byte| ((acc << 8) | u32::from(byte)) % p)
 }
 
 fn in_generated_subgroup(value: u32, p: u32) -> bool {

@@ -6,7 +6,7 @@
 use crate::claims::{RegisteredClaims, describe_list, lookup};
 use crate::clock::human_duration;
 use crate::error::{Error, Reason, quoted};
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 /// One check of a token, in the order verification performs them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -78,68 +78,76 @@ pub(crate) const CLAIM_CHECKS: [Check; 7] = [
 ];
 
 impl ClaimRules {
-    /// Runs one claim check; `Ok` carries a short account of what passed.
-    pub fn check(
-        &self,
-        check: Check,
-        claims: &RegisteredClaims,
-        raw: &Map<String, Value>,
-        now: f64,
-    ) -> Result<String, Error> {
+    /// Runs one claim check. `payload` is the verified claim set, parsed into a map only when a rule needs claims
+    /// beyond the registered ones.
+    pub fn check(&self, check: Check, claims: &RegisteredClaims, payload: &[u8], now: f64) -> Result<(), Error> {
         match check {
             Check::Issuer => self.issuer(claims),
             Check::Audience => self.audience(claims),
             Check::Expiry => self.expiry(claims, now),
             Check::NotBefore => self.not_before(claims, now),
             Check::IssuedAt => self.issued_at(claims, now),
-            Check::RequiredClaims => self.required_claims(raw),
+            Check::RequiredClaims => self.required_claims(payload),
             Check::Client => self.client(claims),
-            _ => Ok(String::new()),
+            _ => Ok(()),
         }
     }
 
-    /// Runs every claim check, stopping at the first failure.
-    pub fn check_all(
-        &self,
-        claims: &RegisteredClaims,
-        raw: &Map<String, Value>,
-        now: f64,
-    ) -> Result<(), Error> {
+    /// Runs every claim check, stopping at the first failure. Allocates nothing when all pass.
+    pub fn check_all(&self, claims: &RegisteredClaims, payload: &[u8], now: f64) -> Result<(), Error> {
         for check in CLAIM_CHECKS {
-            self.check(check, claims, raw, now)?;
+            self.check(check, claims, payload, now)?;
         }
         Ok(())
     }
 
-    fn issuer(&self, claims: &RegisteredClaims) -> Result<String, Error> {
+    /// A short account of a check that passed, for reports.
+    pub fn passed(&self, check: Check, claims: &RegisteredClaims, now: f64) -> String {
+        let shown = |value: &Option<String>| value.as_deref().map(quoted).unwrap_or_default();
+        match check {
+            Check::Issuer => format!("iss {} is expected", shown(&claims.iss)),
+            Check::Audience => match claims.aud.iter().find(|aud| self.audiences.contains(aud)) {
+                Some(hit) => format!("aud includes {}", quoted(hit)),
+                None => String::new(),
+            },
+            Check::Expiry => match claims.exp {
+                Some(exp) if now < exp => format!("expires in {}", human_duration(exp - now)),
+                Some(exp) => format!("expired {} ago, within the leeway", human_duration(now - exp)),
+                None => String::new(),
+            },
+            Check::NotBefore if claims.nbf.is_none() => "no nbf".into(),
+            Check::NotBefore => "nbf has passed".into(),
+            Check::IssuedAt => match claims.iat {
+                Some(iat) => format!("issued {} ago", human_duration((now - iat).max(0.0))),
+                None => "no iat".into(),
+            },
+            Check::RequiredClaims if self.required.is_empty() => "none configured".into(),
+            Check::RequiredClaims => "all present".into(),
+            Check::Client if self.clients.is_empty() => "any client".into(),
+            Check::Client => format!("client {} is allowed", shown(&claims.azp.clone().or(claims.client_id.clone()))),
+            _ => String::new(),
+        }
+    }
+
+    fn issuer(&self, claims: &RegisteredClaims) -> Result<(), Error> {
         let Some(iss) = &claims.iss else {
-            return Err(Error::new(
-                Reason::ClaimMissing,
-                "iss is missing; the issuer is required",
-            ));
+            return Err(Error::new(Reason::ClaimMissing, "iss is missing; the issuer is required"));
         };
         if self.issuers.iter().any(|expected| expected == iss) {
-            return Ok(format!("iss {} is expected", quoted(iss)));
+            return Ok(());
         }
         Err(Error::new(
             Reason::IssuerMismatch,
-            format!(
-                "issuer mismatch: token is from {}, expected {}",
-                quoted(iss),
-                describe_list(&self.issuers)
-            ),
+            format!("issuer mismatch: token is from {}, expected {}", quoted(iss), describe_list(&self.issuers)),
         ))
     }
 
-    fn audience(&self, claims: &RegisteredClaims) -> Result<String, Error> {
+    fn audience(&self, claims: &RegisteredClaims) -> Result<(), Error> {
         if claims.aud.is_empty() {
-            return Err(Error::new(
-                Reason::ClaimMissing,
-                "aud is missing; the audience is required",
-            ));
+            return Err(Error::new(Reason::ClaimMissing, "aud is missing; the audience is required"));
         }
-        if let Some(hit) = claims.aud.iter().find(|aud| self.audiences.contains(aud)) {
-            return Ok(format!("aud includes {}", quoted(hit)));
+        if claims.aud.iter().any(|aud| self.audiences.contains(aud)) {
+            return Ok(());
         }
         Err(Error::new(
             Reason::AudienceMismatch,
@@ -151,51 +159,31 @@ impl ClaimRules {
         ))
     }
 
-    fn expiry(&self, claims: &RegisteredClaims, now: f64) -> Result<String, Error> {
+    fn expiry(&self, claims: &RegisteredClaims, now: f64) -> Result<(), Error> {
         let Some(exp) = claims.exp else {
-            return Err(Error::new(
-                Reason::ClaimMissing,
-                "exp is missing; tokens must expire",
-            ));
+            return Err(Error::new(Reason::ClaimMissing, "exp is missing; tokens must expire"));
         };
         if now >= exp + self.leeway {
-            return Err(Error::new(
-                Reason::TokenExpired,
-                format!("token expired {} ago", human_duration(now - exp)),
-            ));
+            return Err(Error::new(Reason::TokenExpired, format!("token expired {} ago", human_duration(now - exp))));
         }
-        Ok(if now < exp {
-            format!("expires in {}", human_duration(exp - now))
-        } else {
-            format!(
-                "expired {} ago, within the leeway",
-                human_duration(now - exp)
-            )
-        })
+        Ok(())
     }
 
-    fn not_before(&self, claims: &RegisteredClaims, now: f64) -> Result<String, Error> {
+    fn not_before(&self, claims: &RegisteredClaims, now: f64) -> Result<(), Error> {
         match claims.nbf {
-            None => Ok("no nbf".into()),
             Some(nbf) if now + self.leeway < nbf => Err(Error::new(
                 Reason::TokenNotYetValid,
-                format!(
-                    "token is not valid for another {}",
-                    human_duration(nbf - now)
-                ),
+                format!("token is not valid for another {}", human_duration(nbf - now)),
             )),
-            Some(_) => Ok("nbf has passed".into()),
+            _ => Ok(()),
         }
     }
 
-    fn issued_at(&self, claims: &RegisteredClaims, now: f64) -> Result<String, Error> {
+    fn issued_at(&self, claims: &RegisteredClaims, now: f64) -> Result<(), Error> {
         let Some(iat) = claims.iat else {
             return match self.max_age {
-                Some(_) => Err(Error::new(
-                    Reason::ClaimMissing,
-                    "iat is missing; it is required with a maximum age",
-                )),
-                None => Ok("no iat".into()),
+                Some(_) => Err(Error::new(Reason::ClaimMissing, "iat is missing; it is required with a maximum age")),
+                None => Ok(()),
             };
         };
         if iat > now + self.leeway {
@@ -204,57 +192,43 @@ impl ClaimRules {
                 format!("iat is {} in the future", human_duration(iat - now)),
             ));
         }
-        if let Some(max_age) = self.max_age {
-            if now - iat > max_age + self.leeway {
-                return Err(Error::new(
-                    Reason::TokenExpired,
-                    format!(
-                        "token was issued {} ago, more than the maximum age of {}",
-                        human_duration(now - iat),
-                        human_duration(max_age)
-                    ),
-                ));
-            }
+        match self.max_age {
+            Some(max_age) if now - iat > max_age + self.leeway => Err(Error::new(
+                Reason::TokenExpired,
+                format!(
+                    "token was issued {} ago, more than the maximum age of {}",
+                    human_duration(now - iat),
+                    human_duration(max_age)
+                ),
+            )),
+            _ => Ok(()),
         }
-        Ok(format!(
-            "issued {} ago",
-            human_duration((now - iat).max(0.0))
-        ))
     }
 
-    fn required_claims(&self, raw: &Map<String, Value>) -> Result<String, Error> {
+    fn required_claims(&self, payload: &[u8]) -> Result<(), Error> {
+        if self.required.is_empty() {
+            return Ok(());
+        }
+        let raw = crate::json::parse_object(payload).map_err(|e| Error::new(Reason::TokenMalformed, e))?;
         for name in &self.required {
-            if lookup(raw, name).is_none_or(Value::is_null) {
-                return Err(Error::new(
-                    Reason::ClaimMissing,
-                    format!("required claim {} is missing", quoted(name)),
-                ));
+            if lookup(&raw, name).is_none_or(Value::is_null) {
+                return Err(Error::new(Reason::ClaimMissing, format!("required claim {} is missing", quoted(name))));
             }
         }
-        Ok(if self.required.is_empty() {
-            "none configured".into()
-        } else {
-            "all present".into()
-        })
+        Ok(())
     }
 
-    fn client(&self, claims: &RegisteredClaims) -> Result<String, Error> {
+    fn client(&self, claims: &RegisteredClaims) -> Result<(), Error> {
         if self.clients.is_empty() {
-            return Ok("any client".into());
+            return Ok(());
         }
         let Some(client) = claims.azp.as_ref().or(claims.client_id.as_ref()) else {
-            return Err(Error::new(
-                Reason::ClaimMissing,
-                "azp/client_id is missing; the client is restricted",
-            ));
+            return Err(Error::new(Reason::ClaimMissing, "azp/client_id is missing; the client is restricted"));
         };
         if self.clients.contains(client) {
-            Ok(format!("client {} is allowed", quoted(client)))
+            Ok(())
         } else {
-            Err(Error::new(
-                Reason::ClaimInvalid,
-                format!("client {} is not allowed", quoted(client)),
-            ))
+            Err(Error::new(Reason::ClaimInvalid, format!("client {} is not allowed", quoted(client))))
         }
     }
 }

@@ -41,32 +41,20 @@ impl SigningKey {
     pub fn generate(alg: Algorithm, kid: Option<String>) -> Result<Self, SigningError> {
         let err = |e: &dyn fmt::Display| SigningError(e.to_string());
         let pair = match alg.family() {
-            KeyFamily::Rsa => {
-                Pair::Rsa(RsaKeyPair::generate(KeySize::Rsa2048).map_err(|e| err(&e))?)
-            }
-            KeyFamily::Ec(curve) => {
-                Pair::Ec(EcdsaKeyPair::generate(ecdsa_signing(curve)).map_err(|e| err(&e))?)
-            }
+            KeyFamily::Rsa => Pair::Rsa(RsaKeyPair::generate(KeySize::Rsa2048).map_err(|e| err(&e))?),
+            KeyFamily::Ec(curve) => Pair::Ec(EcdsaKeyPair::generate(ecdsa_signing(curve)).map_err(|e| err(&e))?),
             KeyFamily::Ed25519 => Pair::Ed(Ed25519KeyPair::generate().map_err(|e| err(&e))?),
         };
         Ok(Self { alg, kid, pair })
     }
 
     /// Imports a PKCS#8 DER private key for `alg`.
-    pub fn from_pkcs8(
-        alg: Algorithm,
-        kid: Option<String>,
-        der: &[u8],
-    ) -> Result<Self, SigningError> {
+    pub fn from_pkcs8(alg: Algorithm, kid: Option<String>, der: &[u8]) -> Result<Self, SigningError> {
         let err = |e: &dyn fmt::Display| SigningError(e.to_string());
         let pair = match alg.family() {
             KeyFamily::Rsa => Pair::Rsa(RsaKeyPair::from_pkcs8(der).map_err(|e| err(&e))?),
-            KeyFamily::Ec(curve) => {
-                Pair::Ec(EcdsaKeyPair::from_pkcs8(ecdsa_signing(curve), der).map_err(|e| err(&e))?)
-            }
-            KeyFamily::Ed25519 => {
-                Pair::Ed(Ed25519KeyPair::from_pkcs8_maybe_unchecked(der).map_err(|e| err(&e))?)
-            }
+            KeyFamily::Ec(curve) => Pair::Ec(EcdsaKeyPair::from_pkcs8(ecdsa_signing(curve), der).map_err(|e| err(&e))?),
+            KeyFamily::Ed25519 => Pair::Ed(Ed25519KeyPair::from_pkcs8_maybe_unchecked(der).map_err(|e| err(&e))?),
         };
         Ok(Self { alg, kid, pair })
     }
@@ -137,15 +125,10 @@ impl SigningKey {
         Ok(match &self.pair {
             Pair::Rsa(pair) => {
                 let mut signature = vec![0; pair.public_modulus_len()];
-                pair.sign(rsa_encoding(self.alg), &rng, message, &mut signature)
-                    .map_err(|e| err(&e))?;
+                pair.sign(rsa_encoding(self.alg), &rng, message, &mut signature).map_err(|e| err(&e))?;
                 signature
             }
-            Pair::Ec(pair) => pair
-                .sign(&rng, message)
-                .map_err(|e| err(&e))?
-                .as_ref()
-                .to_vec(),
+            Pair::Ec(pair) => pair.sign(&rng, message).map_err(|e| err(&e))?.as_ref().to_vec(),
             Pair::Ed(pair) => pair.sign(message).as_ref().to_vec(),
         })
     }
@@ -174,19 +157,14 @@ impl SigningKey {
                 header.insert(name.clone(), value.clone());
             }
         }
-        let header =
-            serde_json::to_vec(&Value::Object(header)).map_err(|e| SigningError(e.to_string()))?;
+        let header = serde_json::to_vec(&Value::Object(header)).map_err(|e| SigningError(e.to_string()))?;
         let payload = serde_json::to_vec(claims).map_err(|e| SigningError(e.to_string()))?;
         self.sign_parts(&header, &payload)
     }
 
     /// Mints a compact JWS from exact header and payload bytes (for tests that need unusual JSON).
     pub fn sign_parts(&self, header: &[u8], payload: &[u8]) -> Result<String, SigningError> {
-        let signing_input = format!(
-            "{}.{}",
-            base64url::encode(header),
-            base64url::encode(payload)
-        );
+        let signing_input = format!("{}.{}", base64url::encode(header), base64url::encode(payload));
         let signature = self.sign(signing_input.as_bytes())?;
         Ok(format!("{signing_input}.{}", base64url::encode(signature)))
     }
@@ -194,10 +172,7 @@ impl SigningKey {
 
 impl fmt::Debug for SigningKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SigningKey")
-            .field("alg", &self.alg)
-            .field("kid", &self.kid)
-            .finish_non_exhaustive()
+        f.debug_struct("SigningKey").field("alg", &self.alg).field("kid", &self.kid).finish_non_exhaustive()
     }
 }
 

@@ -5,12 +5,12 @@ use crate::claims::RegisteredClaims;
 use crate::clock::{Clock, SystemClock};
 use crate::error::{Error, Reason, quoted};
 use crate::jwk::VerifyingKey;
-use crate::jws::{AlgorithmPolicy, Header, JwsPolicy, UnverifiedJws};
+use crate::jws::{AlgorithmPolicy, Header, HeaderCache, JwsPolicy, UnverifiedJws, VerifiedJws};
 use crate::keyset::KeySet;
 use crate::rules::{CLAIM_CHECKS, Check, ClaimRules};
 use serde_json::{Map, Value};
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 /// Default clock-skew allowance for `exp`, `nbf` and `iat`.
@@ -60,6 +60,7 @@ pub enum ConfigError {
 pub struct Verifier {
     keys: Arc<KeySet>,
     jws: JwsPolicy,
+    headers: Arc<HeaderCache>,
     rules: ClaimRules,
     clock: Arc<dyn Clock>,
 }
@@ -180,12 +181,11 @@ impl VerifierBuilder {
         };
         Ok(Verifier {
             keys,
+            headers: Arc::default(),
             jws: JwsPolicy {
                 algorithms,
                 required_typ: self.typ,
-                max_token_len: self
-                    .max_token_len
-                    .unwrap_or(crate::jws::DEFAULT_MAX_TOKEN_LEN),
+                max_token_len: self.max_token_len.unwrap_or(crate::jws::DEFAULT_MAX_TOKEN_LEN),
             },
             rules: ClaimRules {
                 issuers: self.issuers,
@@ -211,22 +211,21 @@ impl Verifier {
         &self.keys
     }
 
+    /// How many distinct token headers this verifier remembers (see [`HeaderCache`]).
+    pub fn cached_headers(&self) -> usize {
+        self.headers.len()
+    }
+
     /// Verifies a token completely; the first failing check decides the error.
     pub fn verify(&self, token: &str) -> Result<VerifiedToken, Error> {
-        let jws = UnverifiedJws::parse(token, &self.jws)?;
+        let jws = UnverifiedJws::parse_with_cache(token, &self.jws, Some(&self.headers))?;
         let key = jws.select_key(&self.keys, &self.jws)?;
-        let verified = jws.verify_with(key)?;
-        let claims = parse_claims(&verified.payload)?;
-        let registered = RegisteredClaims::from_claims(&claims)?;
-        self.rules
-            .check_all(&registered, &claims, self.clock.now_unix())?;
-        Ok(VerifiedToken {
-            header: verified.header,
-            claims,
-            registered,
-            key: verified.key,
-            token: token.into(),
-        })
+        jws.verify_signature(key)?;
+        jws.remember_header(&self.headers);
+        let verified = jws.into_verified(key);
+        let registered = RegisteredClaims::parse(&verified.payload)?;
+        self.rules.check_all(&registered, &verified.payload, self.clock.now_unix())?;
+        Ok(VerifiedToken::new(verified, registered, token))
     }
 
     /// Verifies a token and reports every check with its outcome, for people debugging a rejection.
@@ -234,10 +233,7 @@ impl Verifier {
     /// Structure, key and signature are checked in order and stop at the first failure; once the signature holds,
     /// every claim check runs so that all problems show at once. The verdict is the same as [`verify`](Self::verify).
     pub fn explain(&self, token: &str) -> Report {
-        let mut report = Report {
-            claims: unverified_payload(token),
-            ..Report::default()
-        };
+        let mut report = Report { claims: unverified_payload(token), ..Report::default() };
         let jws = match UnverifiedJws::parse(token, &self.jws) {
             Ok(jws) => jws,
             Err(err) => {
@@ -260,39 +256,26 @@ impl Verifier {
             Err(err) => return report.fail(Check::Signature, err, None),
         };
         report.pass(Check::Signature, "valid".into());
-        let parsed = parse_claims(&verified.payload).and_then(|claims| {
-            RegisteredClaims::from_claims(&claims).map(|registered| (claims, registered))
-        });
-        let (claims, registered) = match parsed {
-            Ok(parsed) => parsed,
+        let registered = match RegisteredClaims::parse(&verified.payload) {
+            Ok(registered) => registered,
             Err(err) => return report.fail(Check::Claims, err, None),
         };
         report.pass(Check::Claims, "well-formed".into());
         let now = self.clock.now_unix();
         let mut first_error = None;
         for check in CLAIM_CHECKS {
-            match self.rules.check(check, &registered, &claims, now) {
-                Ok(detail) => report.pass(check, detail),
+            match self.rules.check(check, &registered, &verified.payload, now) {
+                Ok(()) => report.pass(check, self.rules.passed(check, &registered, now)),
                 Err(err) => {
                     let hint = self.claim_hint(check, &registered);
                     first_error.get_or_insert_with(|| err.clone());
-                    report.steps.push(Step {
-                        check,
-                        outcome: Err(err),
-                        hint,
-                    });
+                    report.steps.push(Step { check, outcome: Err(err), hint });
                 }
             }
         }
         report.verdict = match first_error {
             Some(err) => Err(err),
-            None => Ok(VerifiedToken {
-                header: verified.header,
-                claims,
-                registered,
-                key: verified.key,
-                token: token.into(),
-            }),
+            None => Ok(VerifiedToken::new(verified, registered, token)),
         };
         report
     }
@@ -301,10 +284,11 @@ impl Verifier {
         match check {
             Check::Issuer => {
                 let iss = claims.iss.as_deref()?;
-                let near =
-                    self.rules.issuers.iter().find(|expected| {
-                        expected.trim_end_matches('/') == iss.trim_end_matches('/')
-                    })?;
+                let near = self
+                    .rules
+                    .issuers
+                    .iter()
+                    .find(|expected| expected.trim_end_matches('/') == iss.trim_end_matches('/'))?;
                 Some(format!(
                     "the issuers differ only in the trailing slash: the token says {}, you expect {}. Auth0 issuers \
                      end with '/': use exactly the token's value",
@@ -315,41 +299,20 @@ impl Verifier {
             Check::Audience => Some(format!(
                 "request the token with audience={} (Auth0: the API Identifier), or add the token's audience to \
                  this API's configuration",
-                self.rules
-                    .audiences
-                    .first()
-                    .map(String::as_str)
-                    .unwrap_or_default()
+                self.rules.audiences.first().map(String::as_str).unwrap_or_default()
             )),
-            Check::Expiry => {
-                Some("get a fresh token; if clocks disagree, check NTP or raise the leeway".into())
+            Check::Expiry => Some("get a fresh token; if clocks disagree, check NTP or raise the leeway".into()),
+            Check::NotBefore | Check::IssuedAt => {
+                Some("the issuer's clock may be ahead of this machine's: check NTP, or raise the leeway".into())
             }
-            Check::NotBefore | Check::IssuedAt => Some(
-                "the issuer's clock may be ahead of this machine's: check NTP, or raise the leeway"
-                    .into(),
-            ),
             _ => None,
         }
     }
 }
 
-fn parse_claims(payload: &[u8]) -> Result<Map<String, Value>, Error> {
-    crate::json::parse_object(payload).map_err(|e| {
-        Error::new(
-            Reason::TokenMalformed,
-            format!("payload is not a valid JSON claim set: {e}"),
-        )
-    })
-}
-
 fn describe_key(key: &VerifyingKey) -> String {
     match key.kid() {
-        Some(kid) => format!(
-            "kid {} ({} bits, {})",
-            quoted(kid),
-            key.bits(),
-            key.algorithms()
-        ),
+        Some(kid) => format!("kid {} ({} bits, {})", quoted(kid), key.bits(), key.algorithms()),
         None => format!("the only key ({} bits, {})", key.bits(), key.algorithms()),
     }
 }
@@ -416,19 +379,11 @@ impl Default for Report {
 
 impl Report {
     fn pass(&mut self, check: Check, detail: String) {
-        self.steps.push(Step {
-            check,
-            outcome: Ok(detail),
-            hint: None,
-        });
+        self.steps.push(Step { check, outcome: Ok(detail), hint: None });
     }
 
     fn fail(mut self, check: Check, err: Error, hint: Option<String>) -> Self {
-        self.steps.push(Step {
-            check,
-            outcome: Err(err.clone()),
-            hint,
-        });
+        self.steps.push(Step { check, outcome: Err(err.clone()), hint });
         self.verdict = Err(err);
         self
     }
@@ -437,22 +392,40 @@ impl Report {
 /// A token that passed every check.
 #[derive(Debug, Clone)]
 pub struct VerifiedToken {
-    header: Header,
-    claims: Map<String, Value>,
+    header: Arc<Header>,
+    payload: Box<[u8]>,
+    claims: OnceLock<Map<String, Value>>,
     registered: RegisteredClaims,
     key: Arc<VerifyingKey>,
     token: Box<str>,
 }
 
 impl VerifiedToken {
+    fn new(verified: VerifiedJws, registered: RegisteredClaims, token: &str) -> Self {
+        Self {
+            header: verified.header,
+            payload: verified.payload.into_boxed_slice(),
+            claims: OnceLock::new(),
+            registered,
+            key: verified.key,
+            token: token.into(),
+        }
+    }
+
     /// The JOSE header.
     pub fn header(&self) -> &Header {
         &self.header
     }
 
-    /// Every claim, as JSON.
+    /// Every claim, as JSON (built on first use; verification itself reads only the registered claims).
     pub fn claims(&self) -> &Map<String, Value> {
-        &self.claims
+        // The payload already passed the same strict parser during verification, so this cannot fail.
+        self.claims.get_or_init(|| crate::json::parse_object(&self.payload).unwrap_or_default())
+    }
+
+    /// The claim set exactly as signed (JSON bytes).
+    pub fn payload(&self) -> &[u8] {
+        &self.payload
     }
 
     /// The registered claims, typed.
@@ -490,10 +463,9 @@ impl VerifiedToken {
         &self.token
     }
 
-    /// Deserializes the claims into an application type (e.g. a struct with namespaced custom claims).
-    pub fn deserialize_claims<T: serde::de::DeserializeOwned>(
-        &self,
-    ) -> Result<T, serde_json::Error> {
-        T::deserialize(Value::Object(self.claims.clone()))
+    /// Deserializes the claims into an application type (e.g. a struct with namespaced custom claims), straight
+    /// from the signed bytes.
+    pub fn deserialize_claims<T: serde::de::DeserializeOwned>(&self) -> Result<T, serde_json::Error> {
+        serde_json::from_slice(&self.payload)
     }
 }

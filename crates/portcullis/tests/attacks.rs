@@ -27,8 +27,7 @@ fn keys() -> &'static Keys {
         let rsa = SigningKey::generate(Algorithm::RS256, Some("rsa".into())).unwrap();
         let ec = SigningKey::generate(Algorithm::ES256, Some("ec".into())).unwrap();
         let ed = SigningKey::generate(Algorithm::EdDSA, Some("ed".into())).unwrap();
-        let jwks =
-            json!({ "keys": [rsa.public_jwk(), ec.public_jwk(), ed.public_jwk()] }).to_string();
+        let jwks = json!({ "keys": [rsa.public_jwk(), ec.public_jwk(), ed.public_jwk()] }).to_string();
         Keys { rsa, ec, ed, jwks }
     })
 }
@@ -89,13 +88,7 @@ fn alg_none_in_every_spelling() {
             }
         }
     }
-    assert!(
-        verifier()
-            .verify("eyJhbGciOiJub25lIn0.e30.")
-            .unwrap_err()
-            .description()
-            .contains("alg none")
-    );
+    assert!(verifier().verify("eyJhbGciOiJub25lIn0.e30.").unwrap_err().description().contains("alg none"));
 }
 
 #[test]
@@ -110,10 +103,7 @@ fn hs256_signed_with_the_rsa_public_key() {
         jwk["n"].as_str().unwrap().as_bytes().to_vec(),
     ];
     for secret in secrets {
-        let tag = hmac::sign(
-            &hmac::Key::new(hmac::HMAC_SHA256, &secret),
-            signing_input.as_bytes(),
-        );
+        let tag = hmac::sign(&hmac::Key::new(hmac::HMAC_SHA256, &secret), signing_input.as_bytes());
         let token = format!("{signing_input}.{}", b64(tag.as_ref()));
         let err = verifier().verify(&token).unwrap_err();
         assert_eq!(err.reason(), Reason::AlgorithmNotAllowed);
@@ -129,24 +119,15 @@ fn es256_token_with_signature(signature: &[u8]) -> String {
 #[test]
 fn psychic_ecdsa_signatures_r_s_zero_or_order() {
     // CVE-2022-21449: r = s = 0 verified everything in some Java releases.
-    assert_eq!(
-        reason(&es256_token_with_signature(&[0u8; 64])),
-        Reason::SignatureInvalid
-    );
+    assert_eq!(reason(&es256_token_with_signature(&[0u8; 64])), Reason::SignatureInvalid);
     // r = s = n (the P-256 group order) reduce to zero as well.
     let n = hex("ffffffff00000000ffffffffffffffffbce6faada7179e84f3b9cac2fc632551");
     let mut rs = n.clone();
     rs.extend_from_slice(&n);
-    assert_eq!(
-        reason(&es256_token_with_signature(&rs)),
-        Reason::SignatureInvalid
-    );
+    assert_eq!(reason(&es256_token_with_signature(&rs)), Reason::SignatureInvalid);
     let mut one_zero = vec![0u8; 32];
     one_zero.extend_from_slice(&[1u8; 32]);
-    assert_eq!(
-        reason(&es256_token_with_signature(&one_zero)),
-        Reason::SignatureInvalid
-    );
+    assert_eq!(reason(&es256_token_with_signature(&one_zero)), Reason::SignatureInvalid);
 }
 
 #[test]
@@ -156,9 +137,7 @@ fn der_encoded_ecdsa_signature_is_refused() {
     let der_signer = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, &pkcs8).unwrap();
     let header = b64(json!({ "alg": "ES256", "typ": "JWT", "kid": "ec" }).to_string());
     let signing_input = format!("{header}.{}", b64(claims().to_string()));
-    let der = der_signer
-        .sign(&SystemRandom::new(), signing_input.as_bytes())
-        .unwrap();
+    let der = der_signer.sign(&SystemRandom::new(), signing_input.as_bytes()).unwrap();
     assert_eq!(der.as_ref()[0], 0x30, "DER SEQUENCE");
     let token = format!("{signing_input}.{}", b64(der.as_ref()));
     let err = verifier().verify(&token).unwrap_err();
@@ -180,20 +159,12 @@ fn embedded_keys_and_key_urls_are_never_used() {
     for header in headers {
         let token = attacker.sign_token(&claims(), header.as_object()).unwrap();
         let err = verifier().verify(&token).unwrap_err();
-        assert!(
-            matches!(err.reason(), Reason::SignatureInvalid | Reason::KeyNotFound),
-            "{header}: {err}"
-        );
+        assert!(matches!(err.reason(), Reason::SignatureInvalid | Reason::KeyNotFound), "{header}: {err}");
     }
     // Even against a single-key set (where a kid-less token selects the only key), the embedded key is ignored.
     let single = json!({ "keys": [keys().rsa.public_jwk()] }).to_string();
-    let token = attacker
-        .sign_token(&claims(), json!({ "jwk": attacker_jwk }).as_object())
-        .unwrap();
-    assert_eq!(
-        verifier_for(&single).verify(&token).unwrap_err().reason(),
-        Reason::SignatureInvalid
-    );
+    let token = attacker.sign_token(&claims(), json!({ "jwk": attacker_jwk }).as_object()).unwrap();
+    assert_eq!(verifier_for(&single).verify(&token).unwrap_err().reason(), Reason::SignatureInvalid);
 }
 
 #[test]
@@ -207,10 +178,7 @@ fn critical_and_unencoded_payload_headers() {
         json!({ "b64": false }),
     ];
     for header in cases {
-        let token = keys()
-            .rsa
-            .sign_token(&claims(), header.as_object())
-            .unwrap();
+        let token = keys().rsa.sign_token(&claims(), header.as_object()).unwrap();
         assert_eq!(reason(&token), Reason::HeaderInvalid, "{header}");
     }
 }
@@ -220,70 +188,38 @@ fn duplicate_members_in_header_or_claims() {
     let key = &keys().rsa;
     let payload = claims().to_string();
     let header = br#"{"alg":"RS256","kid":"rsa","alg":"RS256"}"#;
-    assert_eq!(
-        reason(&key.sign_parts(header, payload.as_bytes()).unwrap()),
-        Reason::TokenMalformed
-    );
+    assert_eq!(reason(&key.sign_parts(header, payload.as_bytes()).unwrap()), Reason::TokenMalformed);
     let header = br#"{"alg":"RS256","kid":"rsa","kid":"ec"}"#;
-    assert_eq!(
-        reason(&key.sign_parts(header, payload.as_bytes()).unwrap()),
-        Reason::TokenMalformed
-    );
+    assert_eq!(reason(&key.sign_parts(header, payload.as_bytes()).unwrap()), Reason::TokenMalformed);
     // A second "aud" after a valid one: parsers disagree about which wins.
     let header = br#"{"alg":"RS256","kid":"rsa"}"#;
     let doubled = payload
         .replacen('{', &format!(r#"{{"aud":"{AUDIENCE}","#), 1)
-        .replace(
-            &format!(r#""aud":"{AUDIENCE}""#),
-            r#""aud":"https://evil.example""#,
-        );
-    let doubled = doubled.replacen(
-        r#""aud":"https://evil.example""#,
-        &format!(r#""aud":"{AUDIENCE}""#),
-        1,
-    );
+        .replace(&format!(r#""aud":"{AUDIENCE}""#), r#""aud":"https://evil.example""#);
+    let doubled = doubled.replacen(r#""aud":"https://evil.example""#, &format!(r#""aud":"{AUDIENCE}""#), 1);
     assert_eq!(doubled.matches("\"aud\"").count(), 2, "{doubled}");
-    assert_eq!(
-        reason(&key.sign_parts(header, doubled.as_bytes()).unwrap()),
-        Reason::TokenMalformed
-    );
+    assert_eq!(reason(&key.sign_parts(header, doubled.as_bytes()).unwrap()), Reason::TokenMalformed);
 }
 
 #[test]
 fn algorithm_must_match_the_key() {
     // The EC key's kid with an RSA algorithm, signed by the RSA key.
-    let rsa_as_ec = keys()
-        .rsa
-        .sign_token(&claims(), json!({ "kid": "ec" }).as_object())
-        .unwrap();
+    let rsa_as_ec = keys().rsa.sign_token(&claims(), json!({ "kid": "ec" }).as_object()).unwrap();
     assert_eq!(reason(&rsa_as_ec), Reason::AlgorithmNotAllowed);
     // The RSA key declares RS256; a PS256 signature by the same private key is refused.
-    let pss = SigningKey::from_pkcs8(
-        Algorithm::PS256,
-        Some("rsa".into()),
-        &keys().rsa.to_pkcs8().unwrap(),
-    )
-    .unwrap();
-    let err = verifier()
-        .verify(&pss.sign_token(&claims(), None).unwrap())
-        .unwrap_err();
+    let pss = SigningKey::from_pkcs8(Algorithm::PS256, Some("rsa".into()), &keys().rsa.to_pkcs8().unwrap()).unwrap();
+    let err = verifier().verify(&pss.sign_token(&claims(), None).unwrap()).unwrap_err();
     assert_eq!(err.reason(), Reason::AlgorithmNotAllowed);
     assert!(err.description().contains("PS256"), "{err}");
     // Ed25519 under ES256's name.
-    let ed_as_es = keys()
-        .ed
-        .sign_token(&claims(), json!({ "alg": "ES256" }).as_object())
-        .unwrap();
+    let ed_as_es = keys().ed.sign_token(&claims(), json!({ "alg": "ES256" }).as_object()).unwrap();
     assert_eq!(reason(&ed_as_es), Reason::AlgorithmNotAllowed);
     // A key without alg is usable only with an allowlist.
     let mut bare = keys().rsa.public_jwk();
     bare.as_object_mut().unwrap().remove("alg");
     let bare_set = json!({ "keys": [bare] }).to_string();
     let token = signed_claims(&claims());
-    assert_eq!(
-        verifier_for(&bare_set).verify(&token).unwrap_err().reason(),
-        Reason::AlgorithmNotAllowed
-    );
+    assert_eq!(verifier_for(&bare_set).verify(&token).unwrap_err().reason(), Reason::AlgorithmNotAllowed);
     let allowlisted = Verifier::builder()
         .issuer(ISSUER)
         .audience(AUDIENCE)
@@ -294,10 +230,7 @@ fn algorithm_must_match_the_key() {
         .unwrap();
     assert!(allowlisted.verify(&token).is_ok());
     assert_eq!(
-        allowlisted
-            .verify(&pss.sign_token(&claims(), None).unwrap())
-            .unwrap_err()
-            .reason(),
+        allowlisted.verify(&pss.sign_token(&claims(), None).unwrap()).unwrap_err().reason(),
         Reason::AlgorithmNotAllowed
     );
 }
@@ -313,14 +246,8 @@ fn malformed_and_non_canonical_base64url() {
         format!("{header}.{payload}.{signature}=="),
         format!("{header}.{payload} .{signature}"),
         format!("{header}.{payload}.\n{signature}"),
-        format!(
-            "{header}.{payload}.{}",
-            signature.replacen(|c: char| c.is_ascii_alphanumeric(), "+", 1)
-        ),
-        format!(
-            "{header}.{payload}.{}",
-            signature.replacen(|c: char| c.is_ascii_alphanumeric(), "/", 1)
-        ),
+        format!("{header}.{payload}.{}", signature.replacen(|c: char| c.is_ascii_alphanumeric(), "+", 1)),
+        format!("{header}.{payload}.{}", signature.replacen(|c: char| c.is_ascii_alphanumeric(), "/", 1)),
         format!("{header}.{payload}.{signature}%"),
     ];
     for variant in &variants {
@@ -332,10 +259,7 @@ fn malformed_and_non_canonical_base64url() {
     let alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
     let index = alphabet.find(last).unwrap();
     let sibling = alphabet.chars().nth(index ^ 1).unwrap();
-    let malleable = format!(
-        "{signing_input}.{}{sibling}",
-        &signature[..signature.len() - 1]
-    );
+    let malleable = format!("{signing_input}.{}{sibling}", &signature[..signature.len() - 1]);
     assert_eq!(reason(&malleable), Reason::TokenMalformed);
 }
 
@@ -346,32 +270,16 @@ fn wrong_segment_counts() {
     assert_eq!(reason(&parts[..2].join(".")), Reason::TokenMalformed);
     assert_eq!(reason(&format!("{token}.")), Reason::TokenMalformed);
     assert_eq!(reason(&format!("{token}.x.y")), Reason::TokenMalformed);
-    assert!(
-        verifier()
-            .verify("a.b.c.d.e")
-            .unwrap_err()
-            .description()
-            .contains("encrypted")
-    );
+    assert!(verifier().verify("a.b.c.d.e").unwrap_err().description().contains("encrypted"));
     assert_eq!(reason(""), Reason::TokenMalformed);
     assert_eq!(reason(".."), Reason::TokenMalformed);
     // An empty payload is well-formed base64url; it fails at the signature, before any JSON is parsed.
-    assert_eq!(
-        reason(&format!("{}..{}", parts[0], parts[2])),
-        Reason::SignatureInvalid
-    );
+    assert_eq!(reason(&format!("{}..{}", parts[0], parts[2])), Reason::SignatureInvalid);
 }
 
 #[test]
 fn malformed_time_claims() {
-    let bad = [
-        json!("1800003600"),
-        json!(-1),
-        json!(1e20),
-        json!(9_007_199_254_740_992u64),
-        json!(null),
-        json!(true),
-    ];
+    let bad = [json!("1800003600"), json!(-1), json!(1e20), json!(9_007_199_254_740_992u64), json!(null), json!(true)];
     for name in ["exp", "nbf", "iat"] {
         for value in &bad {
             let mut c = claims();
@@ -381,13 +289,8 @@ fn malformed_time_claims() {
         }
     }
     // A number too large for a double is not JSON we accept at all.
-    let payload = claims()
-        .to_string()
-        .replacen(&format!("{}", NOW + 3600), "1e309", 1);
-    let token = keys()
-        .rsa
-        .sign_parts(br#"{"alg":"RS256","kid":"rsa"}"#, payload.as_bytes())
-        .unwrap();
+    let payload = claims().to_string().replacen(&format!("{}", NOW + 3600), "1e309", 1);
+    let token = keys().rsa.sign_parts(br#"{"alg":"RS256","kid":"rsa"}"#, payload.as_bytes()).unwrap();
     assert_eq!(reason(&token), Reason::TokenMalformed);
     // Fractional NumericDates are legal (RFC 7519 §2) and compared exactly, not truncated.
     let strict = Verifier::builder()
@@ -402,10 +305,7 @@ fn malformed_time_claims() {
     c["exp"] = json!(NOW as f64 + 0.5);
     assert!(strict.verify(&signed_claims(&c)).is_ok());
     c["exp"] = json!(NOW as f64 - 0.5);
-    assert_eq!(
-        strict.verify(&signed_claims(&c)).unwrap_err().reason(),
-        Reason::TokenExpired
-    );
+    assert_eq!(strict.verify(&signed_claims(&c)).unwrap_err().reason(), Reason::TokenExpired);
 }
 
 #[test]
@@ -423,19 +323,13 @@ fn missing_exp_and_time_windows() {
         if let Some(nbf) = nbf {
             c["nbf"] = json!(nbf);
         }
-        verifier()
-            .verify(&signed_claims(&c))
-            .map(|_| ())
-            .map_err(|e| e.reason())
+        verifier().verify(&signed_claims(&c)).map(|_| ()).map_err(|e| e.reason())
     };
     // Leeway is 60 s by default.
     assert_eq!(at(NOW - 59, None, NOW - 100), Ok(()));
     assert_eq!(at(NOW - 60, None, NOW - 100), Err(Reason::TokenExpired));
     assert_eq!(at(NOW + 100, Some(NOW + 60), NOW - 100), Ok(()));
-    assert_eq!(
-        at(NOW + 100, Some(NOW + 61), NOW - 100),
-        Err(Reason::TokenNotYetValid)
-    );
+    assert_eq!(at(NOW + 100, Some(NOW + 61), NOW - 100), Err(Reason::TokenNotYetValid));
     assert_eq!(at(NOW + 100, None, NOW + 61), Err(Reason::ClaimInvalid));
 }
 
@@ -456,18 +350,10 @@ fn issuer_and_audience_are_exact() {
     assert_eq!(reason(&signed_claims(&c)), Reason::ClaimInvalid);
 
     let mut c = claims();
-    c["aud"] = json!([
-        "https://other.example.com",
-        "https://api.example.com/",
-        "https://tenant.example.com/userinfo"
-    ]);
+    c["aud"] = json!(["https://other.example.com", "https://api.example.com/", "https://tenant.example.com/userinfo"]);
     let err = verifier().verify(&signed_claims(&c)).unwrap_err();
     assert_eq!(err.reason(), Reason::AudienceMismatch);
-    assert!(
-        err.description()
-            .contains("this API is 'https://api.example.com'"),
-        "{err}"
-    );
+    assert!(err.description().contains("this API is 'https://api.example.com'"), "{err}");
     c["aud"] = json!(["https://tenant.example.com/userinfo", AUDIENCE]);
     assert!(verifier().verify(&signed_claims(&c)).is_ok());
     c["aud"] = json!([AUDIENCE, 7]);
@@ -490,10 +376,7 @@ fn oversized_and_deeply_nested_input() {
         "[".repeat(5000),
         "]".repeat(5000)
     );
-    let token = keys()
-        .rsa
-        .sign_parts(br#"{"alg":"RS256","kid":"rsa"}"#, deep.as_bytes())
-        .unwrap();
+    let token = keys().rsa.sign_parts(br#"{"alg":"RS256","kid":"rsa"}"#, deep.as_bytes()).unwrap();
     let err = Verifier::builder()
         .issuer(ISSUER)
         .audience(AUDIENCE)
@@ -507,99 +390,46 @@ fn oversized_and_deeply_nested_input() {
     assert_eq!(err.reason(), Reason::TokenMalformed);
     assert!(err.description().contains("nesting"), "{err}");
 
-    let deep_header = format!(
-        r#"{{"alg":"RS256","x":{}{}}}"#,
-        "[".repeat(100),
-        "]".repeat(100)
-    );
-    let token = format!(
-        "{}.{}.{}",
-        b64(&deep_header),
-        b64(claims().to_string()),
-        b64("sig")
-    );
+    let deep_header = format!(r#"{{"alg":"RS256","x":{}{}}}"#, "[".repeat(100), "]".repeat(100));
+    let token = format!("{}.{}.{}", b64(&deep_header), b64(claims().to_string()), b64("sig"));
     assert_eq!(reason(&token), Reason::TokenMalformed);
 }
 
 #[test]
 fn kid_lookup_is_exact_and_injection_proof() {
-    for kid in [
-        "rsa\u{0}",
-        "RSA",
-        "rs",
-        "rsa ",
-        "../../etc/passwd",
-        "' OR 1=1 --",
-        "rsa\nec",
-    ] {
-        let token = keys()
-            .rsa
-            .sign_token(&claims(), json!({ "kid": kid }).as_object())
-            .unwrap();
+    for kid in ["rsa\u{0}", "RSA", "rs", "rsa ", "../../etc/passwd", "' OR 1=1 --", "rsa\nec"] {
+        let token = keys().rsa.sign_token(&claims(), json!({ "kid": kid }).as_object()).unwrap();
         assert_eq!(reason(&token), Reason::KeyNotFound, "{kid:?}");
     }
-    let token = keys()
-        .rsa
-        .sign_token(&claims(), json!({ "kid": 1 }).as_object())
-        .unwrap();
+    let token = keys().rsa.sign_token(&claims(), json!({ "kid": 1 }).as_object()).unwrap();
     assert_eq!(reason(&token), Reason::HeaderInvalid);
     // No kid against a three-key set: no trial verification.
     let header = br#"{"alg":"RS256","typ":"JWT"}"#;
-    let token = keys()
-        .rsa
-        .sign_parts(header, claims().to_string().as_bytes())
-        .unwrap();
+    let token = keys().rsa.sign_parts(header, claims().to_string().as_bytes()).unwrap();
     let err = verifier().verify(&token).unwrap_err();
-    assert_eq!(
-        err.description(),
-        "token has no kid and the key set has 3 keys"
-    );
+    assert_eq!(err.description(), "token has no kid and the key set has 3 keys");
 }
 
 #[test]
 fn header_typ_and_structure_rules() {
     for typ in ["JOSE", "JOSE+JSON", "application/jose", "secevent+jwt"] {
-        let token = keys()
-            .rsa
-            .sign_token(&claims(), json!({ "typ": typ }).as_object())
-            .unwrap();
+        let token = keys().rsa.sign_token(&claims(), json!({ "typ": typ }).as_object()).unwrap();
         assert_eq!(reason(&token), Reason::HeaderInvalid, "{typ}");
     }
-    for typ in [
-        "JWT",
-        "jwt",
-        "application/JWT",
-        "at+jwt",
-        "application/at+jwt",
-    ] {
-        let token = keys()
-            .rsa
-            .sign_token(&claims(), json!({ "typ": typ }).as_object())
-            .unwrap();
+    for typ in ["JWT", "jwt", "application/JWT", "at+jwt", "application/at+jwt"] {
+        let token = keys().rsa.sign_token(&claims(), json!({ "typ": typ }).as_object()).unwrap();
         assert!(verifier().verify(&token).is_ok(), "{typ}");
     }
-    let nested = keys()
-        .rsa
-        .sign_token(&claims(), json!({ "cty": "JWT" }).as_object())
-        .unwrap();
+    let nested = keys().rsa.sign_token(&claims(), json!({ "cty": "JWT" }).as_object()).unwrap();
     assert_eq!(reason(&nested), Reason::HeaderInvalid);
     let bom = keys()
         .rsa
-        .sign_parts(
-            b"\xEF\xBB\xBF{\"alg\":\"RS256\",\"kid\":\"rsa\"}",
-            claims().to_string().as_bytes(),
-        )
+        .sign_parts(b"\xEF\xBB\xBF{\"alg\":\"RS256\",\"kid\":\"rsa\"}", claims().to_string().as_bytes())
         .unwrap();
     assert_eq!(reason(&bom), Reason::TokenMalformed);
-    let text_payload = keys()
-        .rsa
-        .sign_parts(br#"{"alg":"RS256","kid":"rsa"}"#, b"just text")
-        .unwrap();
+    let text_payload = keys().rsa.sign_parts(br#"{"alg":"RS256","kid":"rsa"}"#, b"just text").unwrap();
     assert_eq!(reason(&text_payload), Reason::TokenMalformed);
-    let array_payload = keys()
-        .rsa
-        .sign_parts(br#"{"alg":"RS256","kid":"rsa"}"#, b"[1,2]")
-        .unwrap();
+    let array_payload = keys().rsa.sign_parts(br#"{"alg":"RS256","kid":"rsa"}"#, b"[1,2]").unwrap();
     assert_eq!(reason(&array_payload), Reason::TokenMalformed);
 }
 
@@ -608,18 +438,12 @@ fn swapped_header_breaks_the_signature() {
     let token = signed_claims(&claims());
     let (_, rest) = token.split_once('.').unwrap();
     let forged_header = b64(br#"{"alg":"RS256","kid":"rsa","typ":"at+jwt"}"#);
-    assert_eq!(
-        reason(&format!("{forged_header}.{rest}")),
-        Reason::SignatureInvalid
-    );
+    assert_eq!(reason(&format!("{forged_header}.{rest}")), Reason::SignatureInvalid);
     let mut c = claims();
     c["sub"] = json!("auth0|mallory");
     let (header, _) = token.split_once('.').unwrap();
     let signature = token.rsplit('.').next().unwrap();
-    assert_eq!(
-        reason(&format!("{header}.{}.{signature}", b64(c.to_string()))),
-        Reason::SignatureInvalid
-    );
+    assert_eq!(reason(&format!("{header}.{}.{signature}", b64(c.to_string()))), Reason::SignatureInvalid);
 }
 
 #[test]
@@ -631,22 +455,57 @@ fn errors_are_safe_for_headers_and_never_echo_the_token() {
     for candidate in [token.replace('.', "!"), hostile, format!("{token}x")] {
         let err = verifier().verify(&candidate).unwrap_err();
         let description = err.description();
-        assert!(
-            description
-                .bytes()
-                .all(|b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\'),
-            "{description}"
-        );
-        assert!(
-            !description.contains(token.split('.').nth(2).unwrap()),
-            "signature echoed"
-        );
+        assert!(description.bytes().all(|b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\'), "{description}");
+        assert!(!description.contains(token.split('.').nth(2).unwrap()), "signature echoed");
     }
 }
 
 fn hex(s: &str) -> Vec<u8> {
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-        .collect()
+    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
+}
+
+#[test]
+fn header_cache_only_learns_from_verified_tokens() {
+    let verifier = verifier();
+    assert_eq!(verifier.cached_headers(), 0);
+    // A forged token with a well-formed header does not teach the cache anything.
+    let attacker = SigningKey::generate(Algorithm::RS256, Some("rsa".into())).unwrap();
+    let forged = attacker.sign_token(&claims(), None).unwrap();
+    assert_eq!(verifier.verify(&forged).unwrap_err().reason(), Reason::SignatureInvalid);
+    assert_eq!(verifier.cached_headers(), 0);
+    // A genuine token does; the next token with the same header is verified as strictly as the first.
+    let genuine = signed_claims(&claims());
+    assert!(verifier.verify(&genuine).is_ok());
+    assert_eq!(verifier.cached_headers(), 1);
+    assert!(verifier.verify(&genuine).is_ok());
+    assert_eq!(verifier.verify(&forged).unwrap_err().reason(), Reason::SignatureInvalid);
+    let mut expired = claims();
+    expired["exp"] = json!(NOW - 3600);
+    assert_eq!(verifier.verify(&signed_claims(&expired)).unwrap_err().reason(), Reason::TokenExpired);
+    assert_eq!(verifier.cached_headers(), 1);
+    // Bounded: many distinct valid headers never grow it past its capacity.
+    for i in 0..(portcullis::jws::HeaderCache::CAPACITY + 10) {
+        let token = keys().rsa.sign_token(&claims(), json!({ "x-n": i }).as_object()).unwrap();
+        assert!(verifier.verify(&token).is_ok());
+    }
+    assert_eq!(verifier.cached_headers(), portcullis::jws::HeaderCache::CAPACITY);
+}
+
+#[test]
+fn header_cache_is_bound_to_its_verifiers_policy() {
+    // A header accepted by a lax verifier is refused by a strict one (typ required), cache or no cache.
+    let token = signed_claims(&claims());
+    let lax = verifier();
+    assert!(lax.verify(&token).is_ok());
+    let strict = Verifier::builder()
+        .issuer(ISSUER)
+        .audience(AUDIENCE)
+        .typ("at+jwt")
+        .keys(KeySet::from_jwks_json(keys().jwks.as_bytes()).unwrap())
+        .clock(Arc::new(ManualClock::at_unix(NOW)))
+        .build()
+        .unwrap();
+    assert_eq!(strict.verify(&token).unwrap_err().reason(), Reason::HeaderInvalid);
+    let cloned = strict.clone();
+    assert_eq!(cloned.verify(&token).unwrap_err().reason(), Reason::HeaderInvalid);
 }

@@ -62,10 +62,7 @@ impl Exceptions {
         let file: ExceptionFile = toml::from_str(&text).unwrap();
         let mut by_case = HashMap::new();
         for entry in file.exception {
-            assert!(
-                !entry.reason.trim().is_empty(),
-                "every exception needs a reason"
-            );
+            assert!(!entry.reason.trim().is_empty(), "every exception needs a reason");
             for spec in entry.cases {
                 let (first, last) = match spec {
                     CaseSpec::One(id) => (id, id),
@@ -75,8 +72,7 @@ impl Exceptions {
                     }
                 };
                 for id in first..=last {
-                    let previous = by_case
-                        .insert((entry.file.clone(), id), (entry.kind, entry.reason.clone()));
+                    let previous = by_case.insert((entry.file.clone(), id), (entry.kind, entry.reason.clone()));
                     assert!(previous.is_none(), "{} case {id} listed twice", entry.file);
                 }
             }
@@ -119,8 +115,7 @@ impl Tally {
                 }
             }
             Some((Kind::Inapplicable, _)) => {
-                self.failures
-                    .push(format!("{file} #{id}: listed as inapplicable but it ran"));
+                self.failures.push(format!("{file} #{id}: listed as inapplicable but it ran"));
             }
         }
     }
@@ -129,18 +124,13 @@ impl Tally {
         let counts = self.per_file.entry(file.to_owned()).or_default();
         match exception {
             Some((Kind::Inapplicable, _)) => counts[3] += 1,
-            _ => self.failures.push(format!(
-                "{file} #{id}: cannot be run and is not listed as inapplicable"
-            )),
+            _ => self.failures.push(format!("{file} #{id}: cannot be run and is not listed as inapplicable")),
         }
     }
 }
 
 fn hex(s: &str) -> Vec<u8> {
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-        .collect()
+    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
 }
 
 fn b64_of_hex(s: &str) -> String {
@@ -188,10 +178,7 @@ fn group_key(group: &Value) -> Option<(Algorithm, Value)> {
         "EddsaVerify" => Algorithm::EdDSA,
         other => panic!("group type {other}"),
     };
-    let jwk = group
-        .get("publicKeyJwk")
-        .or_else(|| group.get("keyJwk"))
-        .cloned();
+    let jwk = group.get("publicKeyJwk").or_else(|| group.get("keyJwk")).cloned();
     let mut jwk = jwk.unwrap_or_else(|| jwk_from_components(group, alg));
     jwk["alg"] = json!(alg.name());
     Some((alg, jwk))
@@ -266,20 +253,10 @@ fn run_signature_file(file: &str, exceptions: &Exceptions, tally: &mut Tally) {
                 let sig = hex(test["sig"].as_str().unwrap());
                 key.verify_signature(alg, &msg, &sig).is_ok()
             });
-            tally.record(
-                file,
-                id,
-                expected_valid,
-                accepted,
-                exceptions.by_case.get(&(file.to_owned(), id)),
-            );
+            tally.record(file, id, expected_valid, accepted, exceptions.by_case.get(&(file.to_owned(), id)));
         }
     }
-    assert_eq!(
-        total as u64,
-        doc["numberOfTests"].as_u64().unwrap(),
-        "{file}: every case is counted"
-    );
+    assert_eq!(total as u64, doc["numberOfTests"].as_u64().unwrap(), "{file}: every case is counted");
 }
 
 fn run_jose_file(file: &str, exceptions: &Exceptions, tally: &mut Tally) {
@@ -290,11 +267,7 @@ fn run_jose_file(file: &str, exceptions: &Exceptions, tally: &mut Tally) {
     };
     let mut total = 0;
     for group in doc["testGroups"].as_array().unwrap() {
-        let keys = match group
-            .get("public")
-            .filter(|v| !v.is_null())
-            .or_else(|| group.get("private"))
-        {
+        let keys = match group.get("public").filter(|v| !v.is_null()).or_else(|| group.get("private")) {
             Some(set) if set.get("keys").is_some() => set.clone(),
             Some(jwk) => json!({ "keys": [jwk] }),
             None => json!({ "keys": [] }),
@@ -308,20 +281,10 @@ fn run_jose_file(file: &str, exceptions: &Exceptions, tally: &mut Tally) {
                 Some(token) => verify_compact(token, &keys, &policy).is_ok(),
                 None => false, // JSON serialization is not a bearer token format
             };
-            tally.record(
-                file,
-                id,
-                expected_valid,
-                accepted,
-                exceptions.by_case.get(&(file.to_owned(), id)),
-            );
+            tally.record(file, id, expected_valid, accepted, exceptions.by_case.get(&(file.to_owned(), id)));
         }
     }
-    assert_eq!(
-        total as u64,
-        doc["numberOfTests"].as_u64().unwrap(),
-        "{file}: every case is counted"
-    );
+    assert_eq!(total as u64, doc["numberOfTests"].as_u64().unwrap(), "{file}: every case is counted");
 }
 
 #[test]
@@ -357,50 +320,30 @@ fn wycheproof() {
         totals[3],
         tally.failures.len()
     ));
-    assert!(
-        tally.failures.is_empty(),
-        "{} failures:\n{}",
-        tally.failures.len(),
-        tally.failures.join("\n")
-    );
-    assert_eq!(
-        totals[0] + totals[3],
-        4703,
-        "every Wycheproof case is accounted for"
-    );
+    assert!(tally.failures.is_empty(), "{} failures:\n{}", tally.failures.len(), tally.failures.join("\n"));
+    assert_eq!(totals[0] + totals[3], 4703, "every Wycheproof case is accounted for");
 }
 
 #[test]
 fn rfc_examples() {
     let examples = load("rfc/jws_examples.json");
-    let policy = JwsPolicy {
-        algorithms: AlgorithmPolicy::Allow(Algorithm::ALL.into_iter().collect()),
-        ..JwsPolicy::default()
-    };
+    let policy =
+        JwsPolicy { algorithms: AlgorithmPolicy::Allow(Algorithm::ALL.into_iter().collect()), ..JwsPolicy::default() };
     let mut passed = 0;
     for example in examples.as_array().unwrap() {
         let source = example["source"].as_str().unwrap();
-        let keys =
-            KeySet::from_jwks_json(json!({ "keys": [example["jwk"]] }).to_string().as_bytes())
-                .unwrap();
+        let keys = KeySet::from_jwks_json(json!({ "keys": [example["jwk"]] }).to_string().as_bytes()).unwrap();
         let token = example["token"].as_str().unwrap();
         let outcome = verify_compact(token, &keys, &policy);
         match example["expected"].as_str().unwrap() {
             "valid" => {
                 let verified = outcome.unwrap_or_else(|e| panic!("{source}: {e}"));
-                assert_eq!(
-                    verified.header.alg().name(),
-                    example["alg"].as_str().unwrap(),
-                    "{source}"
-                );
+                assert_eq!(verified.header.alg().name(), example["alg"].as_str().unwrap(), "{source}");
                 // Flipping one bit of the signature must break it.
                 let mut tampered = token.to_owned();
                 let last = tampered.pop().unwrap();
                 tampered.push(if last == 'A' { 'Q' } else { 'A' });
-                assert!(
-                    verify_compact(&tampered, &keys, &policy).is_err(),
-                    "{source}: tampered token accepted"
-                );
+                assert!(verify_compact(&tampered, &keys, &policy).is_err(), "{source}: tampered token accepted");
             }
             _ => {
                 let err = outcome.expect_err(source);
@@ -409,10 +352,7 @@ fn rfc_examples() {
         }
         passed += 1;
     }
-    report(&format!(
-        "rfc examples: {passed} of {} behaved as expected",
-        examples.as_array().unwrap().len()
-    ));
+    report(&format!("rfc examples: {passed} of {} behaved as expected", examples.as_array().unwrap().len()));
     assert_eq!(passed, 8);
 }
 
@@ -420,8 +360,7 @@ fn rfc_examples() {
 fn rfc7515_tokens_fail_full_verification_for_claim_reasons() {
     let examples = load("rfc/jws_examples.json");
     let a2 = &examples.as_array().unwrap()[0];
-    let keys =
-        KeySet::from_jwks_json(json!({ "keys": [a2["jwk"]] }).to_string().as_bytes()).unwrap();
+    let keys = KeySet::from_jwks_json(json!({ "keys": [a2["jwk"]] }).to_string().as_bytes()).unwrap();
     let verifier = Verifier::builder()
         .issuer("joe")
         .audience("https://api.example.com")
