@@ -61,10 +61,9 @@ impl RegisteredClaims {
         // One UTF-8 check for the whole payload lets the parser skip it per string.
         let text = std::str::from_utf8(payload).map_err(|_| malformed("payload is not UTF-8"))?;
         let mut deserializer = serde_json::Deserializer::from_str(text);
-        let outcome = serde::Deserializer::deserialize_any(&mut deserializer, ClaimSetVisitor)
+        serde::Deserializer::deserialize_any(&mut deserializer, ClaimSetVisitor)
             .and_then(|outcome| deserializer.end().map(|()| outcome))
-            .map_err(|e| malformed(format!("payload is not a valid JSON claim set: {e}")))?;
-        outcome
+            .map_err(|e| malformed(format!("payload is not a valid JSON claim set: {e}")))?
     }
 }
 
