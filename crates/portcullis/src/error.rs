@@ -170,6 +170,7 @@ impl fmt::Display for Reason {
 pub struct Error {
     reason: Reason,
     description: Cow<'static, str>,
+    retry_after: Option<u32>,
 }
 
 impl Error {
@@ -181,7 +182,19 @@ impl Error {
         } else {
             Cow::Owned(description.chars().map(safe_char).collect())
         };
-        Self { reason, description }
+        Self { reason, description, retry_after: None }
+    }
+
+    /// Adds a hint, in seconds, for when a retry may succeed (sent as `Retry-After` with 503 answers).
+    #[must_use]
+    pub fn with_retry_after(mut self, seconds: u32) -> Self {
+        self.retry_after = Some(seconds);
+        self
+    }
+
+    /// Seconds after which a retry may succeed, when known.
+    pub fn retry_after(&self) -> Option<u32> {
+        self.retry_after
     }
 
     /// The machine-readable reason.

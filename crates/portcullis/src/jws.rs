@@ -174,8 +174,14 @@ impl<'a> UnverifiedJws<'a> {
 
     /// Finds the key for this token and checks that the token's algorithm is one the key and the policy allow.
     pub fn select_key<'k>(&self, keys: &'k KeySet, policy: &JwsPolicy) -> Result<&'k Arc<VerifyingKey>, Error> {
-        let alg = self.header.alg;
         let key = keys.select(self.header.kid())?;
+        self.check_key(key, policy)?;
+        Ok(key)
+    }
+
+    /// Checks that the token's algorithm is one that `key` and the policy allow.
+    pub fn check_key(&self, key: &VerifyingKey, policy: &JwsPolicy) -> Result<(), Error> {
+        let alg = self.header.alg;
         let allowed = match policy.algorithms {
             AlgorithmPolicy::FromKeys => match key.declared_algorithm() {
                 Some(declared) => declared == alg,
@@ -188,13 +194,14 @@ impl<'a> UnverifiedJws<'a> {
             },
             AlgorithmPolicy::Allow(set) => set.contains(alg) && key.algorithms().contains(alg),
         };
-        if !allowed {
-            return Err(Error::new(
+        if allowed {
+            Ok(())
+        } else {
+            Err(Error::new(
                 Reason::AlgorithmNotAllowed,
                 format!("token alg {alg} does not match the key (usable with {})", usable(key, policy)),
-            ));
+            ))
         }
-        Ok(key)
     }
 
     /// Verifies the signature with `key`, returning the authenticated parts.

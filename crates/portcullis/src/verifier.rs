@@ -7,6 +7,7 @@ use crate::error::{Error, Reason, quoted};
 use crate::jwk::VerifyingKey;
 use crate::jws::{AlgorithmPolicy, Header, HeaderCache, JwsPolicy, UnverifiedJws, VerifiedJws};
 use crate::keyset::KeySet;
+use crate::source::{KeySource, StaticKeys, keys_unavailable};
 use crate::rules::{CLAIM_CHECKS, Check, ClaimRules};
 use serde_json::{Map, Value};
 use std::fmt;
@@ -58,7 +59,7 @@ pub enum ConfigError {
 /// ```
 #[derive(Clone)]
 pub struct Verifier {
-    keys: Arc<KeySet>,
+    sources: Sources,
     jws: JwsPolicy,
     headers: Arc<HeaderCache>,
     rules: ClaimRules,
@@ -68,11 +69,20 @@ pub struct Verifier {
 impl fmt::Debug for Verifier {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Verifier")
-            .field("keys", &self.keys.len())
+            .field("sources", &self.sources)
             .field("jws", &self.jws)
             .field("rules", &self.rules)
             .finish_non_exhaustive()
     }
+}
+
+/// Where the verifier finds keys.
+#[derive(Clone, Debug)]
+enum Sources {
+    /// One source for every issuer.
+    Shared(Arc<dyn KeySource>),
+    /// Each issuer its own source, chosen by the token's `iss`.
+    PerIssuer(Arc<[(String, Arc<dyn KeySource>)]>),
 }
 
 /// Builds a [`Verifier`].
@@ -82,7 +92,8 @@ pub struct VerifierBuilder {
     issuers: Vec<String>,
     audiences: Vec<String>,
     algorithms: Option<AlgorithmSet>,
-    keys: Option<Arc<KeySet>>,
+    shared: Option<Arc<dyn KeySource>>,
+    per_issuer: Vec<(String, Arc<dyn KeySource>)>,
     leeway: Option<Duration>,
     max_age: Option<Duration>,
     typ: Option<String>,
@@ -111,9 +122,24 @@ impl VerifierBuilder {
         self
     }
 
-    /// Sets the keys.
-    pub fn keys(mut self, keys: impl Into<Arc<KeySet>>) -> Self {
-        self.keys = Some(keys.into());
+    /// Uses a fixed key set for every configured issuer.
+    pub fn keys(self, keys: impl Into<Arc<KeySet>>) -> Self {
+        self.key_source(Arc::new(StaticKeys(keys.into())))
+    }
+
+    /// Uses one key source (e.g. a [`RemoteKeySet`](crate::remote::RemoteKeySet)) for every configured issuer that
+    /// has no source of its own.
+    pub fn key_source(mut self, source: Arc<dyn KeySource>) -> Self {
+        self.shared = Some(source);
+        self
+    }
+
+    /// Accepts `issuer` with its own key source. With several issuers, the token's `iss` picks the key source
+    /// before anything else in the token is trusted, so one issuer's keys never verify another's tokens.
+    pub fn issuer_keys(mut self, issuer: impl Into<String>, source: Arc<dyn KeySource>) -> Self {
+        let issuer = issuer.into();
+        self.issuers.push(issuer.clone());
+        self.per_issuer.push((issuer, source));
         self
     }
 
@@ -173,14 +199,25 @@ impl VerifierBuilder {
         if self.audiences.iter().any(String::is_empty) {
             return Err(ConfigError::Empty("audience"));
         }
-        let keys = self.keys.ok_or(ConfigError::MissingKeys)?;
+        let sources = if self.per_issuer.is_empty() {
+            Sources::Shared(self.shared.ok_or(ConfigError::MissingKeys)?)
+        } else {
+            let mut list = self.per_issuer;
+            for issuer in &self.issuers {
+                if !list.iter().any(|(known, _)| known == issuer) {
+                    let shared = self.shared.clone().ok_or(ConfigError::MissingKeys)?;
+                    list.push((issuer.clone(), shared));
+                }
+            }
+            Sources::PerIssuer(list.into())
+        };
         let algorithms = match self.algorithms {
             None => AlgorithmPolicy::FromKeys,
             Some(set) if set.is_empty() => return Err(ConfigError::NoAlgorithms),
             Some(set) => AlgorithmPolicy::Allow(set),
         };
         Ok(Verifier {
-            keys,
+            sources,
             headers: Arc::default(),
             jws: JwsPolicy {
                 algorithms,
@@ -206,9 +243,17 @@ impl Verifier {
         VerifierBuilder::default()
     }
 
-    /// The key set in use.
-    pub fn keys(&self) -> &Arc<KeySet> {
-        &self.keys
+    /// Whether every key source has a usable key set (for a readiness endpoint).
+    pub fn is_ready(&self) -> bool {
+        self.readiness().iter().all(|(_, ready)| *ready)
+    }
+
+    /// Readiness per issuer (`"*"` for a key source shared by all issuers).
+    pub fn readiness(&self) -> Vec<(String, bool)> {
+        match &self.sources {
+            Sources::Shared(source) => vec![("*".to_owned(), source.is_ready())],
+            Sources::PerIssuer(list) => list.iter().map(|(issuer, source)| (issuer.clone(), source.is_ready())).collect(),
+        }
     }
 
     /// How many distinct token headers this verifier remembers (see [`HeaderCache`]).
@@ -216,14 +261,67 @@ impl Verifier {
         self.headers.len()
     }
 
-    /// Verifies a token completely; the first failing check decides the error.
+    /// Verifies a token with the keys at hand, without waiting: a key source with no usable set answers
+    /// `keys_unavailable`, an unknown `kid` is `key_not_found`. Servers use [`verify_async`](Self::verify_async),
+    /// which may fetch.
     pub fn verify(&self, token: &str) -> Result<VerifiedToken, Error> {
         let jws = UnverifiedJws::parse_with_cache(token, &self.jws, Some(&self.headers))?;
-        let key = jws.select_key(&self.keys, &self.jws)?;
+        let (source, claims) = self.source_for(&jws)?;
+        let keys = source.current().ok_or_else(|| keys_unavailable("the issuer", 5))?;
+        let key = keys.select(jws.header().kid())?;
+        self.finish(jws, key, claims, token)
+    }
+
+    /// Verifies a token; when the current key set cannot answer (none yet, or an unknown `kid` after a key
+    /// rotation), the key source may fetch a fresh set within its rate limits.
+    pub async fn verify_async(&self, token: &str) -> Result<VerifiedToken, Error> {
+        let jws = UnverifiedJws::parse_with_cache(token, &self.jws, Some(&self.headers))?;
+        let (source, claims) = self.source_for(&jws)?;
+        let kid = jws.header().kid();
+        let cached = source.current().and_then(|keys| keys.select(kid).ok().cloned());
+        let key = match cached {
+            Some(key) => key,
+            None => source.resolve(kid).await?,
+        };
+        self.finish(jws, &key, claims, token)
+    }
+
+    /// The key source for this token: the shared one, or the one of the token's issuer (read before the
+    /// signature is checked, and returned so the claims are not parsed twice).
+    fn source_for(&self, jws: &UnverifiedJws<'_>) -> Result<(&Arc<dyn KeySource>, Option<RegisteredClaims>), Error> {
+        match &self.sources {
+            Sources::Shared(source) => Ok((source, None)),
+            Sources::PerIssuer(list) => {
+                let claims = RegisteredClaims::parse(jws.payload())?;
+                let Some(iss) = claims.iss.as_deref() else {
+                    return Err(Error::new(Reason::ClaimMissing, "iss is missing; the issuer is required"));
+                };
+                match list.iter().find(|(issuer, _)| issuer == iss) {
+                    Some((_, source)) => Ok((source, Some(claims))),
+                    None => Err(Error::new(
+                        Reason::IssuerMismatch,
+                        format!("issuer mismatch: token is from {}, which this API does not trust", quoted(iss)),
+                    )),
+                }
+            }
+        }
+    }
+
+    fn finish(
+        &self,
+        jws: UnverifiedJws<'_>,
+        key: &Arc<VerifyingKey>,
+        claims: Option<RegisteredClaims>,
+        token: &str,
+    ) -> Result<VerifiedToken, Error> {
+        jws.check_key(key, &self.jws)?;
         jws.verify_signature(key)?;
         jws.remember_header(&self.headers);
         let verified = jws.into_verified(key);
-        let registered = RegisteredClaims::parse(&verified.payload)?;
+        let registered = match claims {
+            Some(claims) => claims,
+            None => RegisteredClaims::parse(&verified.payload)?,
+        };
         self.rules.check_all(&registered, &verified.payload, self.clock.now_unix())?;
         Ok(VerifiedToken::new(verified, registered, token))
     }
@@ -243,15 +341,21 @@ impl Verifier {
         };
         report.header = Some(jws.header().raw().clone());
         report.pass(Check::Structure, format!("alg {}", jws.header().alg()));
-        let key = match jws.select_key(&self.keys, &self.jws) {
+        let selected = self.source_for(&jws).and_then(|(source, _)| {
+            let keys = source.current().ok_or_else(|| keys_unavailable("the issuer", 5))?;
+            let key = keys.select(jws.header().kid())?;
+            jws.check_key(key, &self.jws)?;
+            Ok(Arc::clone(key))
+        });
+        let key = match selected {
             Ok(key) => key,
             Err(err) => {
                 let hint = key_hint(&err, jws.header().kid());
                 return report.fail(Check::Key, err, hint);
             }
         };
-        report.pass(Check::Key, describe_key(key));
-        let verified = match jws.verify_with(key) {
+        report.pass(Check::Key, describe_key(&key));
+        let verified = match jws.verify_with(&key) {
             Ok(verified) => verified,
             Err(err) => return report.fail(Check::Signature, err, None),
         };

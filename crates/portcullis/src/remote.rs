@@ -1,0 +1,613 @@
+//! Remote key sets: an issuer's JWKS fetched over HTTPS, cached whole, refreshed ahead of expiry, refetched on
+//! rotation, rate-limited against floods, and kept through outages.
+//!
+//! # Lifecycle and defaults
+//!
+//! | behaviour | default | why |
+//! |---|---|---|
+//! | cache the whole set, swapped atomically | — | the request path reads a snapshot and never takes a lock |
+//! | lifetime from `Cache-Control: max-age` | 10 min when absent | the issuer knows its rotation schedule best |
+//! | lifetime clamped to | 1 min … 24 h | a `max-age=0` must not turn every request into a fetch; a year-long one must not pin a revoked key |
+//! | refresh ahead | at 80 % of the lifetime, in the background | requests never wait for a routine refresh |
+//! | unknown `kid` | one refetch, then at most one per 30 s cooldown | a genuinely rotated key works on first use; a flood of invented kids cannot drive fetches |
+//! | token bucket on all fetches | 10, refilled at 10 per minute | a hard ceiling on what any traffic can make us send to the issuer |
+//! | negative cache | kids still unknown after a fetch, for the cooldown | repeated bogus kids are refused without touching the limiter |
+//! | stale-if-error | keep the last good set 24 h past its expiry | an IdP outage must not become an API outage |
+//! | no usable set | `keys_unavailable` (HTTP 503 with `Retry-After`) | the fault is ours or the IdP's, never the client's (not 401) |
+//! | fetch hygiene | 5 s timeout, 1 MiB body, same-host redirects, HTTPS except loopback | see [`fetch`](crate::fetch) |
+//!
+//! A response that is not a JWK Set, or whose keys are all unusable, never replaces a good cached set; unusable
+//! keys inside a good set are skipped with a warning.
+//!
+//! Lifecycle time comes from the injected [`Clock`], so tests move time without sleeping.
+//!
+//! # Example
+//!
+//! ```no_run
+//! use portcullis::remote::{KeyLocation, RemoteKeySet, RemoteOptions};
+//! use portcullis::{SystemClock, Verifier};
+//! use std::sync::Arc;
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let issuer = "https://your-tenant.auth0.com/";
+//! let keys = RemoteKeySet::new(
+//!     KeyLocation::Discovery { issuer: issuer.into() },
+//!     RemoteOptions::default(),
+//!     Arc::new(SystemClock),
+//! )?;
+//! keys.spawn_refresher(); // load now and keep fresh even without traffic
+//! let verifier = Verifier::builder()
+//!     .issuer(issuer)
+//!     .audience("https://api.example.com")
+//!     .key_source(Arc::new(keys))
+//!     .build()?;
+//! let verified = verifier.verify_async("eyJ...").await?;
+//! # Ok(()) }
+//! ```
+
+use crate::clock::Clock;
+use crate::error::{Error, Reason, quoted};
+use crate::fetch::{FetchError, FetchPolicy, Fetcher};
+use crate::jwk::VerifyingKey;
+use crate::keyset::KeySet;
+use crate::source::{KeyFuture, KeySource, keys_unavailable};
+use arc_swap::ArcSwapOption;
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::time::Duration;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+/// Where the key set lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyLocation {
+    /// A JWKS URL.
+    Jwks(String),
+    /// An issuer whose discovery document names the JWKS URL (`jwks_uri`).
+    Discovery {
+        /// The issuer, exactly as it appears in tokens.
+        issuer: String,
+    },
+}
+
+/// Tunables of a [`RemoteKeySet`]; the defaults are explained in the module docs.
+#[derive(Debug, Clone)]
+pub struct RemoteOptions {
+    /// Lifetime when the response has no usable `Cache-Control: max-age`.
+    pub default_ttl: Duration,
+    /// Lower bound on the lifetime.
+    pub min_ttl: Duration,
+    /// Upper bound on the lifetime.
+    pub max_ttl: Duration,
+    /// Fraction of the lifetime after which a background refresh starts (0.8 = at 80 %).
+    pub refresh_at: f64,
+    /// Minimum time between refetches caused by unknown kids, and the negative-cache lifetime.
+    pub cooldown: Duration,
+    /// Token bucket size: fetches allowed in a burst.
+    pub bucket_capacity: u32,
+    /// Token bucket refill: fetches allowed per minute, sustained.
+    pub fetches_per_minute: u32,
+    /// How long past its expiry the last good set keeps serving when refreshes fail.
+    pub max_staleness: Duration,
+    /// Wait after a failed fetch before a background refresh retries.
+    pub retry_interval: Duration,
+    /// HTTP rules for each fetch.
+    pub fetch: FetchPolicy,
+}
+
+impl Default for RemoteOptions {
+    fn default() -> Self {
+        Self {
+            default_ttl: Duration::from_secs(600),
+            min_ttl: Duration::from_secs(60),
+            max_ttl: Duration::from_secs(24 * 3600),
+            refresh_at: 0.8,
+            cooldown: Duration::from_secs(30),
+            bucket_capacity: 10,
+            fetches_per_minute: 10,
+            max_staleness: Duration::from_secs(24 * 3600),
+            retry_interval: Duration::from_secs(10),
+            fetch: FetchPolicy::default(),
+        }
+    }
+}
+
+/// What a remote key set has been doing, for readiness, metrics and tests.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Status {
+    /// Whether a usable set is held.
+    pub ready: bool,
+    /// Usable keys in the held set.
+    pub keys: usize,
+    /// When the held set was fetched (clock seconds).
+    pub fetched_at: Option<f64>,
+    /// When the held set expires (clock seconds); it keeps serving until `max_staleness` after this.
+    pub expires_at: Option<f64>,
+    /// Completed fetch attempts.
+    pub fetches: u64,
+    /// Failed fetch attempts.
+    pub failures: u64,
+    /// Unknown-kid refetches refused by the cooldown.
+    pub cooldown_rejections: u64,
+    /// Fetches refused by the token bucket.
+    pub bucket_rejections: u64,
+    /// Requests answered from the negative cache.
+    pub negative_hits: u64,
+    /// The last fetch error, if the last attempt failed.
+    pub last_error: Option<String>,
+}
+
+/// An issuer's key set, fetched and kept fresh. Cheap to clone (shared state).
+#[derive(Clone)]
+pub struct RemoteKeySet {
+    inner: Arc<Inner>,
+}
+
+impl fmt::Debug for RemoteKeySet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RemoteKeySet").field("location", &self.inner.location).finish_non_exhaustive()
+    }
+}
+
+struct Snapshot {
+    keys: Arc<KeySet>,
+    fetched_at: f64,
+    expires_at: f64,
+}
+
+struct Inner {
+    label: String,
+    location: KeyLocation,
+    jwks_uri: Mutex<Option<String>>,
+    fetcher: Fetcher,
+    options: RemoteOptions,
+    clock: Arc<dyn Clock>,
+    snapshot: ArcSwapOption<Snapshot>,
+    /// Refresh-ahead due time (f64 seconds as bits), read on every request without locking.
+    refresh_due: AtomicU64,
+    refresh_running: AtomicBool,
+    fetch_lock: Arc<tokio::sync::Mutex<()>>,
+    state: Mutex<State>,
+    events: watch::Sender<u64>,
+}
+
+struct State {
+    attempts: u64,
+    failures: u64,
+    last_attempt_at: Option<f64>,
+    last_error: Option<String>,
+    bucket: TokenBucket,
+    negative: HashMap<String, f64>,
+    cooldown_rejections: u64,
+    bucket_rejections: u64,
+    negative_hits: u64,
+}
+
+/// Why a fetch is wanted; the limits differ.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Cause {
+    /// No usable set: the bucket applies.
+    Missing,
+    /// A kid the set does not hold: cooldown and bucket apply.
+    UnknownKid,
+    /// Background refresh ahead of expiry: the bucket applies.
+    Refresh,
+}
+
+enum Outcome {
+    /// This call fetched; the result is in the snapshot or the error.
+    Fetched(Result<(), String>),
+    /// Another caller's fetch completed while this one waited.
+    Joined,
+    /// Refused by the cooldown (true) or the bucket (false), with seconds until allowed.
+    Limited { cooldown: bool, wait: f64 },
+}
+
+/// Most kids remembered as unknown; beyond it the negative cache starts over.
+const NEGATIVE_CAPACITY: usize = 4096;
+
+impl RemoteKeySet {
+    /// Creates a key set for `location`; nothing is fetched until first use or [`spawn_refresher`](Self::spawn_refresher).
+    pub fn new(location: KeyLocation, options: RemoteOptions, clock: Arc<dyn Clock>) -> Result<Self, FetchError> {
+        let fetcher = Fetcher::new(options.fetch.clone())?;
+        let label = match &location {
+            KeyLocation::Jwks(url) => url.clone(),
+            KeyLocation::Discovery { issuer } => issuer.clone(),
+        };
+        if let KeyLocation::Jwks(url) = &location {
+            crate::fetch::check_url(url, &options.fetch)?;
+        }
+        let bucket = TokenBucket::new(options.bucket_capacity, options.fetches_per_minute);
+        Ok(Self {
+            inner: Arc::new(Inner {
+                label,
+                location,
+                jwks_uri: Mutex::new(None),
+                fetcher,
+                clock,
+                snapshot: ArcSwapOption::empty(),
+                refresh_due: AtomicU64::new(0f64.to_bits()),
+                refresh_running: AtomicBool::new(false),
+                fetch_lock: Arc::new(tokio::sync::Mutex::new(())),
+                state: Mutex::new(State {
+                    attempts: 0,
+                    failures: 0,
+                    last_attempt_at: None,
+                    last_error: None,
+                    bucket,
+                    negative: HashMap::new(),
+                    cooldown_rejections: 0,
+                    bucket_rejections: 0,
+                    negative_hits: 0,
+                }),
+                events: watch::Sender::new(0),
+                options,
+            }),
+        })
+    }
+
+    /// What this set is called in logs and metrics (the issuer or the JWKS URL).
+    pub fn label(&self) -> &str {
+        &self.inner.label
+    }
+
+    /// Fetches now (subject to the token bucket); `Err` carries the reason when no new set was stored.
+    pub async fn refresh(&self) -> Result<(), String> {
+        match Inner::fetch(&self.inner, Cause::Missing).await {
+            Outcome::Fetched(result) => result,
+            Outcome::Joined => self.inner.lock_state().last_error.clone().map_or(Ok(()), Err),
+            Outcome::Limited { .. } => Err("fetch refused by the rate limit".into()),
+        }
+    }
+
+    /// Starts a background task that loads the set now and refreshes it ahead of expiry, even without traffic.
+    /// It stops by itself when the last handle to this key set is dropped.
+    pub fn spawn_refresher(&self) -> JoinHandle<()> {
+        let weak: Weak<Inner> = Arc::downgrade(&self.inner);
+        tokio::spawn(async move {
+            loop {
+                let wait = {
+                    let Some(inner) = weak.upgrade() else { return };
+                    if inner.clock.now_unix() >= inner.refresh_due() {
+                        Inner::fetch(&inner, Cause::Refresh).await;
+                    }
+                    (inner.refresh_due() - inner.clock.now_unix()).clamp(1.0, 60.0)
+                };
+                tokio::time::sleep(Duration::from_secs_f64(wait)).await;
+            }
+        })
+    }
+
+    /// A receiver that changes after every completed fetch attempt (for observers and tests).
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.inner.events.subscribe()
+    }
+
+    /// Current state and counters.
+    pub fn status(&self) -> Status {
+        let now = self.inner.clock.now_unix();
+        let snapshot = self.inner.snapshot.load_full();
+        let state = self.inner.lock_state();
+        Status {
+            ready: self.inner.usable(now).is_some(),
+            keys: snapshot.as_ref().map_or(0, |s| s.keys.len()),
+            fetched_at: snapshot.as_ref().map(|s| s.fetched_at),
+            expires_at: snapshot.as_ref().map(|s| s.expires_at),
+            fetches: state.attempts,
+            failures: state.failures,
+            cooldown_rejections: state.cooldown_rejections,
+            bucket_rejections: state.bucket_rejections,
+            negative_hits: state.negative_hits,
+            last_error: state.last_error.clone(),
+        }
+    }
+}
+
+impl KeySource for RemoteKeySet {
+    fn current(&self) -> Option<Arc<KeySet>> {
+        let now = self.inner.clock.now_unix();
+        let snapshot = self.inner.usable(now)?;
+        if now >= self.inner.refresh_due() {
+            Inner::refresh_in_background(&self.inner);
+        }
+        Some(Arc::clone(&snapshot.keys))
+    }
+
+    fn resolve<'a>(&'a self, kid: Option<&'a str>) -> KeyFuture<'a> {
+        Box::pin(Inner::resolve(&self.inner, kid))
+    }
+}
+
+impl Inner {
+    fn lock_state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn refresh_due(&self) -> f64 {
+        f64::from_bits(self.refresh_due.load(Ordering::Acquire))
+    }
+
+    fn set_refresh_due(&self, at: f64) {
+        self.refresh_due.store(at.to_bits(), Ordering::Release);
+    }
+
+    /// The held set if it is still usable (not past its expiry plus the maximum staleness).
+    fn usable(&self, now: f64) -> Option<Arc<Snapshot>> {
+        let snapshot = self.snapshot.load_full()?;
+        (now < snapshot.expires_at + self.options.max_staleness.as_secs_f64()).then_some(snapshot)
+    }
+
+    fn refresh_in_background(this: &Arc<Self>) {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
+        if this.refresh_running.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let inner = Arc::clone(this);
+        runtime.spawn(async move {
+            Self::fetch(&inner, Cause::Refresh).await;
+            inner.refresh_running.store(false, Ordering::Release);
+        });
+    }
+
+    async fn resolve(this: &Arc<Self>, kid: Option<&str>) -> Result<Arc<VerifyingKey>, Error> {
+        let now = this.clock.now_unix();
+        let Some(snapshot) = this.usable(now) else {
+            // No usable set: fetch (bucket permitting), or answer 503.
+            return match Self::fetch(this, Cause::Missing).await {
+                Outcome::Limited { wait, .. } => Err(this.unavailable(wait)),
+                Outcome::Fetched(_) | Outcome::Joined => match this.usable(this.clock.now_unix()) {
+                    Some(snapshot) => snapshot.keys.select(kid).cloned(),
+                    None => Err(this.unavailable(this.options.retry_interval.as_secs_f64())),
+                },
+            };
+        };
+        let miss = match snapshot.keys.select(kid) {
+            Ok(key) => return Ok(Arc::clone(key)),
+            Err(miss) => miss,
+        };
+        // Only an unknown kid can be cured by refetching; a kid-less token against a multi-key set cannot.
+        let Some(kid) = kid.filter(|kid| !snapshot.keys.keys().iter().any(|k| k.kid() == Some(*kid))) else {
+            return Err(miss);
+        };
+        if this.negative_hit(kid, now) {
+            return Err(Error::new(
+                Reason::KeyNotFound,
+                format!("no key with kid {} in the key set (still unknown after a recent refetch)", quoted(kid)),
+            ));
+        }
+        let limited = match Self::fetch(this, Cause::UnknownKid).await {
+            Outcome::Limited { cooldown, .. } => Some(cooldown),
+            Outcome::Fetched(_) | Outcome::Joined => None,
+        };
+        let refreshed = this.usable(this.clock.now_unix()).unwrap_or(snapshot);
+        match refreshed.keys.select(Some(kid)) {
+            Ok(key) => Ok(Arc::clone(key)),
+            Err(err) => {
+                if limited.is_none() {
+                    this.remember_unknown(kid);
+                }
+                Err(err)
+            }
+        }
+    }
+
+    fn unavailable(&self, wait: f64) -> Error {
+        keys_unavailable(&quoted(&self.label), wait.ceil().clamp(1.0, 3600.0) as u32)
+    }
+
+    fn negative_hit(&self, kid: &str, now: f64) -> bool {
+        let mut state = self.lock_state();
+        match state.negative.get(kid) {
+            Some(&until) if now < until => {
+                state.negative_hits += 1;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    fn remember_unknown(&self, kid: &str) {
+        let until = self.clock.now_unix() + self.options.cooldown.as_secs_f64();
+        let mut state = self.lock_state();
+        if state.negative.len() >= NEGATIVE_CAPACITY {
+            state.negative.clear();
+        }
+        state.negative.insert(kid.to_owned(), until);
+    }
+
+    /// Single-flight fetch: concurrent callers share one request. The request runs in its own task, so a caller
+    /// that goes away does not abort it.
+    async fn fetch(this: &Arc<Self>, cause: Cause) -> Outcome {
+        let seen = *this.events.borrow();
+        let guard = Arc::clone(&this.fetch_lock).lock_owned().await;
+        if *this.events.borrow() != seen {
+            return Outcome::Joined;
+        }
+        let now = this.clock.now_unix();
+        {
+            let mut state = this.lock_state();
+            if cause == Cause::UnknownKid {
+                if let Some(last) = state.last_attempt_at {
+                    let cooldown = this.options.cooldown.as_secs_f64();
+                    if now - last < cooldown {
+                        state.cooldown_rejections += 1;
+                        metrics::counter!("portcullis_jwks_refetch_limited_total", "source" => this.label.clone(), "limit" => "cooldown").increment(1);
+                        tracing::debug!(source = %this.label, "unknown kid: refetch refused by the cooldown");
+                        return Outcome::Limited { cooldown: true, wait: cooldown - (now - last) };
+                    }
+                }
+            }
+            if let Err(wait) = state.bucket.take(now) {
+                state.bucket_rejections += 1;
+                metrics::counter!("portcullis_jwks_refetch_limited_total", "source" => this.label.clone(), "limit" => "bucket").increment(1);
+                tracing::warn!(source = %this.label, ?cause, "key set fetch refused by the token bucket");
+                return Outcome::Limited { cooldown: false, wait };
+            }
+            state.last_attempt_at = Some(now);
+        }
+        let inner = Arc::clone(this);
+        let task = tokio::spawn(async move {
+            let result = inner.fetch_and_store(cause).await;
+            drop(guard);
+            result
+        });
+        Outcome::Fetched(task.await.unwrap_or_else(|e| Err(format!("fetch task failed: {e}"))))
+    }
+
+    async fn fetch_and_store(&self, cause: Cause) -> Result<(), String> {
+        let result = self.fetch_once().await;
+        let now = self.clock.now_unix();
+        let outcome = match result {
+            Ok((keys, ttl)) => {
+                let count = keys.len();
+                self.snapshot.store(Some(Arc::new(Snapshot { keys: Arc::new(keys), fetched_at: now, expires_at: now + ttl })));
+                self.set_refresh_due(now + ttl * self.options.refresh_at.clamp(0.1, 1.0));
+                metrics::counter!("portcullis_jwks_fetches_total", "source" => self.label.clone(), "outcome" => "success").increment(1);
+                metrics::gauge!("portcullis_jwks_keys", "source" => self.label.clone()).set(count as f64);
+                metrics::gauge!("portcullis_jwks_last_success_timestamp_seconds", "source" => self.label.clone()).set(now);
+                tracing::info!(source = %self.label, keys = count, ttl_seconds = ttl, ?cause, "key set fetched");
+                Ok(())
+            }
+            Err(why) => {
+                self.set_refresh_due(now + self.options.retry_interval.as_secs_f64());
+                metrics::counter!("portcullis_jwks_fetches_total", "source" => self.label.clone(), "outcome" => "failure").increment(1);
+                let kept = self.usable(now).is_some();
+                tracing::warn!(source = %self.label, error = %why, keeping_cached_set = kept, ?cause, "key set fetch failed");
+                Err(why)
+            }
+        };
+        {
+            let mut state = self.lock_state();
+            state.attempts += 1;
+            match &outcome {
+                Ok(()) => state.last_error = None,
+                Err(why) => {
+                    state.failures += 1;
+                    state.last_error = Some(why.clone());
+                }
+            }
+        }
+        self.events.send_modify(|generation| *generation += 1);
+        outcome
+    }
+
+    async fn fetch_once(&self) -> Result<(KeySet, f64), String> {
+        let url = self.jwks_uri().await?;
+        let fetched = self.fetcher.get(&url).await.map_err(|e| e.to_string())?;
+        let keys = KeySet::from_jwks_json(&fetched.body).map_err(|e| format!("{url}: {e}"))?;
+        for skipped in keys.skipped() {
+            tracing::warn!(source = %self.label, "skipping {skipped}");
+        }
+        if keys.is_empty() {
+            return Err(format!("{url}: the key set has no usable keys; keeping the previous one"));
+        }
+        Ok((keys, ttl_from(fetched.cache_control.as_deref(), &self.options)))
+    }
+
+    async fn jwks_uri(&self) -> Result<String, String> {
+        let issuer = match &self.location {
+            KeyLocation::Jwks(url) => return Ok(url.clone()),
+            KeyLocation::Discovery { issuer } => issuer,
+        };
+        if let Some(uri) = self.jwks_uri.lock().unwrap_or_else(PoisonError::into_inner).clone() {
+            return Ok(uri);
+        }
+        let metadata = crate::discovery::discover(issuer, &self.fetcher).await.map_err(|e| e.to_string())?;
+        tracing::info!(issuer = %issuer, jwks_uri = %metadata.jwks_uri, "discovered key set location");
+        *self.jwks_uri.lock().unwrap_or_else(PoisonError::into_inner) = Some(metadata.jwks_uri.clone());
+        Ok(metadata.jwks_uri)
+    }
+}
+
+/// The lifetime a response grants, in seconds: `max-age` from `Cache-Control`, clamped; `no-store`/`no-cache`
+/// count as the minimum.
+///
+/// ```
+/// use portcullis::remote::{RemoteOptions, ttl_from};
+/// let o = RemoteOptions::default();
+/// assert_eq!(ttl_from(Some("public, max-age=3600"), &o), 3600.0);
+/// assert_eq!(ttl_from(Some("max-age=5"), &o), 60.0);
+/// assert_eq!(ttl_from(Some("max-age=9999999"), &o), 86400.0);
+/// assert_eq!(ttl_from(Some("no-store"), &o), 60.0);
+/// assert_eq!(ttl_from(None, &o), 600.0);
+/// ```
+pub fn ttl_from(cache_control: Option<&str>, options: &RemoteOptions) -> f64 {
+    let (min, max) = (options.min_ttl.as_secs_f64(), options.max_ttl.as_secs_f64());
+    let Some(header) = cache_control else { return options.default_ttl.as_secs_f64().clamp(min, max) };
+    let mut ttl = None;
+    for directive in header.split(',').map(str::trim) {
+        let lower = directive.to_ascii_lowercase();
+        if lower == "no-store" || lower == "no-cache" {
+            return min;
+        }
+        if let Some(value) = lower.strip_prefix("max-age=") {
+            ttl = value.trim_matches('"').parse::<u64>().ok().map(|secs| secs as f64);
+        }
+    }
+    ttl.unwrap_or(options.default_ttl.as_secs_f64()).clamp(min, max)
+}
+
+/// A token bucket on the injected clock.
+#[derive(Debug)]
+struct TokenBucket {
+    capacity: f64,
+    per_second: f64,
+    tokens: f64,
+    updated_at: Option<f64>,
+}
+
+impl TokenBucket {
+    fn new(capacity: u32, per_minute: u32) -> Self {
+        let capacity = f64::from(capacity.max(1));
+        Self { capacity, per_second: f64::from(per_minute) / 60.0, tokens: capacity, updated_at: None }
+    }
+
+    /// Takes a token, or says how many seconds until one is available.
+    fn take(&mut self, now: f64) -> Result<(), f64> {
+        if let Some(then) = self.updated_at {
+            self.tokens = (self.tokens + (now - then).max(0.0) * self.per_second).min(self.capacity);
+        }
+        self.updated_at = Some(now);
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            Ok(())
+        } else if self.per_second > 0.0 {
+            Err((1.0 - self.tokens) / self.per_second)
+        } else {
+            Err(f64::INFINITY)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bucket_allows_a_burst_then_the_rate() {
+        let mut bucket = TokenBucket::new(3, 60);
+        for _ in 0..3 {
+            assert!(bucket.take(100.0).is_ok());
+        }
+        let wait = bucket.take(100.0).unwrap_err();
+        assert!((wait - 1.0).abs() < 1e-9, "{wait}");
+        assert!(bucket.take(100.5).is_err());
+        assert!(bucket.take(101.0).is_ok());
+        // Refill never exceeds the capacity.
+        for _ in 0..3 {
+            assert!(bucket.take(1000.0).is_ok());
+        }
+        assert!(bucket.take(1000.0).is_err());
+    }
+
+    #[test]
+    fn cache_control_variants() {
+        let o = RemoteOptions::default();
+        assert_eq!(ttl_from(Some("MAX-AGE=120"), &o), 120.0);
+        assert_eq!(ttl_from(Some("max-age=abc"), &o), 600.0);
+        assert_eq!(ttl_from(Some("private"), &o), 600.0);
+        assert_eq!(ttl_from(Some("max-age=\"300\""), &o), 300.0);
+    }
+}
