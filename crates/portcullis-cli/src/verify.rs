@@ -3,10 +3,12 @@
 use crate::{EXIT_INVALID, EXIT_USAGE};
 use clap::Args;
 use portcullis::fetch::{FetchPolicy, Fetcher};
-use portcullis::{Algorithm, KeySet, Verifier};
+use portcullis::remote::{KeyLocation, RemoteKeySet, RemoteOptions};
+use portcullis::{Algorithm, KeySet, KeySource, SystemClock, Verifier};
 use serde_json::json;
 use std::io::Read;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Longest input read from standard input.
@@ -15,8 +17,11 @@ const MAX_STDIN: u64 = 64 * 1024;
 #[derive(Debug, Args)]
 pub(crate) struct VerifyArgs {
     /// The key set: a JWKS file, or an http(s) URL to fetch it from.
-    #[arg(long, value_name = "FILE|URL")]
-    jwks: String,
+    #[arg(long, value_name = "FILE|URL", required_unless_present = "discover", conflicts_with = "discover")]
+    jwks: Option<String>,
+    /// Find each issuer's key set by OpenID Connect discovery instead of --jwks.
+    #[arg(long)]
+    discover: bool,
     /// An accepted issuer (`iss`), exactly as the token carries it; may repeat.
     #[arg(long = "issuer", value_name = "ISS", required = true)]
     issuers: Vec<String>,
@@ -72,16 +77,26 @@ fn prepare(args: &VerifyArgs) -> Result<(Verifier, String), String> {
             normalize_token(&input)?
         }
     };
-    let keys = load_keys(&args.jwks)?;
-    for skipped in keys.skipped() {
-        eprintln!("warning: skipping {skipped}");
-    }
-    if keys.is_empty() {
-        return Err(format!("the key set {} has no usable keys", args.jwks));
-    }
-    let mut builder = Verifier::builder().keys(keys).leeway(Duration::from_secs(args.leeway));
-    for issuer in &args.issuers {
-        builder = builder.issuer(issuer);
+    let mut builder = Verifier::builder().leeway(Duration::from_secs(args.leeway));
+    match &args.jwks {
+        Some(source) => {
+            let keys = load_keys(source)?;
+            for skipped in keys.skipped() {
+                eprintln!("warning: skipping {skipped}");
+            }
+            if keys.is_empty() {
+                return Err(format!("the key set {source} has no usable keys"));
+            }
+            builder = builder.keys(keys);
+            for issuer in &args.issuers {
+                builder = builder.issuer(issuer);
+            }
+        }
+        None => {
+            for issuer in &args.issuers {
+                builder = builder.issuer_keys(issuer, discover(issuer)?);
+            }
+        }
     }
     for audience in &args.audiences {
         builder = builder.audience(audience);
@@ -121,15 +136,27 @@ fn load_keys(source: &str) -> Result<KeySet, String> {
     KeySet::from_jwks_json(&bytes).map_err(|e| format!("{source}: {e}"))
 }
 
-fn fetch(url: &str) -> Result<Vec<u8>, String> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
+fn runtime() -> Result<tokio::runtime::Runtime, String> {
+    tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .map_err(|e| format!("cannot start the HTTP client: {e}"))?;
-    runtime.block_on(async {
+        .map_err(|e| format!("cannot start the HTTP client: {e}"))
+}
+
+fn fetch(url: &str) -> Result<Vec<u8>, String> {
+    runtime()?.block_on(async {
         let fetcher = Fetcher::new(FetchPolicy::default()).map_err(|e| e.to_string())?;
         fetcher.get(url).await.map(|fetched| fetched.body).map_err(|e| e.to_string())
     })
+}
+
+/// Discovers and loads an issuer's key set once.
+fn discover(issuer: &str) -> Result<Arc<dyn KeySource>, String> {
+    let location = KeyLocation::Discovery { issuer: issuer.to_owned() };
+    let keys =
+        RemoteKeySet::new(location, RemoteOptions::default(), Arc::new(SystemClock)).map_err(|e| e.to_string())?;
+    runtime()?.block_on(keys.refresh()).map_err(|e| format!("cannot load the key set of {issuer}: {e}"))?;
+    Ok(Arc::new(keys))
 }
 
 #[cfg(test)]

@@ -462,11 +462,16 @@ impl Inner {
         let outcome = match result {
             Ok((keys, ttl)) => {
                 let count = keys.len();
-                self.snapshot.store(Some(Arc::new(Snapshot { keys: Arc::new(keys), fetched_at: now, expires_at: now + ttl })));
+                self.snapshot.store(Some(Arc::new(Snapshot {
+                    keys: Arc::new(keys),
+                    fetched_at: now,
+                    expires_at: now + ttl,
+                })));
                 self.set_refresh_due(now + ttl * self.options.refresh_at.clamp(0.1, 1.0));
                 metrics::counter!("portcullis_jwks_fetches_total", "source" => self.label.clone(), "outcome" => "success").increment(1);
                 metrics::gauge!("portcullis_jwks_keys", "source" => self.label.clone()).set(count as f64);
-                metrics::gauge!("portcullis_jwks_last_success_timestamp_seconds", "source" => self.label.clone()).set(now);
+                metrics::gauge!("portcullis_jwks_last_success_timestamp_seconds", "source" => self.label.clone())
+                    .set(now);
                 tracing::info!(source = %self.label, keys = count, ttl_seconds = ttl, ?cause, "key set fetched");
                 Ok(())
             }

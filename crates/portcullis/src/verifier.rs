@@ -7,8 +7,8 @@ use crate::error::{Error, Reason, quoted};
 use crate::jwk::VerifyingKey;
 use crate::jws::{AlgorithmPolicy, Header, HeaderCache, JwsPolicy, UnverifiedJws, VerifiedJws};
 use crate::keyset::KeySet;
-use crate::source::{KeySource, StaticKeys, keys_unavailable};
 use crate::rules::{CLAIM_CHECKS, Check, ClaimRules};
+use crate::source::{KeySource, StaticKeys, keys_unavailable};
 use serde_json::{Map, Value};
 use std::fmt;
 use std::sync::{Arc, OnceLock};
@@ -252,7 +252,9 @@ impl Verifier {
     pub fn readiness(&self) -> Vec<(String, bool)> {
         match &self.sources {
             Sources::Shared(source) => vec![("*".to_owned(), source.is_ready())],
-            Sources::PerIssuer(list) => list.iter().map(|(issuer, source)| (issuer.clone(), source.is_ready())).collect(),
+            Sources::PerIssuer(list) => {
+                list.iter().map(|(issuer, source)| (issuer.clone(), source.is_ready())).collect()
+            }
         }
     }
 

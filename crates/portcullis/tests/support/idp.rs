@@ -1,0 +1,164 @@
+//! A test identity provider on 127.0.0.1:0 that serves discovery and a JWKS, counts every request, and on command
+//! rotates keys or misbehaves (error statuses, garbage, empty sets, huge bodies, hangs, cross-host redirects).
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use portcullis::Algorithm;
+use portcullis::signing::SigningKey;
+use serde_json::{Value, json};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::oneshot;
+
+/// How the JWKS endpoint answers.
+#[derive(Debug, Clone, PartialEq)]
+#[allow(dead_code)]
+pub enum Mode {
+    Normal,
+    Status(u16),
+    Garbage,
+    EmptySet,
+    Huge,
+    Hang,
+    RedirectToOtherHost,
+}
+
+struct Shared {
+    keys: Mutex<Vec<Value>>,
+    mode: Mutex<Mode>,
+    cache_control: Mutex<Option<String>>,
+    discovery_issuer: Mutex<String>,
+    jwks_requests: AtomicUsize,
+    discovery_requests: AtomicUsize,
+    port: u16,
+}
+
+pub struct Idp {
+    shared: Arc<Shared>,
+    pub base: String,
+    stop: Option<oneshot::Sender<()>>,
+}
+
+impl Drop for Idp {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+#[allow(dead_code)]
+impl Idp {
+    /// Starts serving; the issuer is `http://127.0.0.1:PORT/`.
+    pub async fn start() -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let base = format!("http://127.0.0.1:{port}");
+        let shared = Arc::new(Shared {
+            keys: Mutex::new(Vec::new()),
+            mode: Mutex::new(Mode::Normal),
+            cache_control: Mutex::new(None),
+            discovery_issuer: Mutex::new(format!("{base}/")),
+            jwks_requests: AtomicUsize::new(0),
+            discovery_requests: AtomicUsize::new(0),
+            port,
+        });
+        let app = Router::new()
+            .route("/.well-known/openid-configuration", get(discovery))
+            .route("/.well-known/jwks.json", get(jwks))
+            .with_state(Arc::clone(&shared));
+        let (stop, stopped) = oneshot::channel::<()>();
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app)
+                .with_graceful_shutdown(async {
+                    let _ = stopped.await;
+                })
+                .await;
+        });
+        Self { shared, base, stop: Some(stop) }
+    }
+
+    pub fn issuer(&self) -> String {
+        format!("{}/", self.base)
+    }
+
+    pub fn jwks_url(&self) -> String {
+        format!("{}/.well-known/jwks.json", self.base)
+    }
+
+    /// Publishes exactly these keys.
+    pub fn publish(&self, keys: &[&SigningKey]) {
+        *self.shared.keys.lock().unwrap() = keys.iter().map(|k| k.public_jwk()).collect();
+    }
+
+    pub fn set_mode(&self, mode: Mode) {
+        *self.shared.mode.lock().unwrap() = mode;
+    }
+
+    pub fn set_cache_control(&self, value: Option<&str>) {
+        *self.shared.cache_control.lock().unwrap() = value.map(str::to_owned);
+    }
+
+    pub fn set_discovery_issuer(&self, issuer: &str) {
+        *self.shared.discovery_issuer.lock().unwrap() = issuer.to_owned();
+    }
+
+    pub fn jwks_requests(&self) -> usize {
+        self.shared.jwks_requests.load(Ordering::SeqCst)
+    }
+
+    pub fn discovery_requests(&self) -> usize {
+        self.shared.discovery_requests.load(Ordering::SeqCst)
+    }
+}
+
+async fn discovery(State(shared): State<Arc<Shared>>) -> Response {
+    shared.discovery_requests.fetch_add(1, Ordering::SeqCst);
+    let issuer = shared.discovery_issuer.lock().unwrap().clone();
+    let base = format!("http://127.0.0.1:{}", shared.port);
+    axum::Json(json!({
+        "issuer": issuer,
+        "jwks_uri": format!("{base}/.well-known/jwks.json"),
+        "authorization_endpoint": format!("{base}/authorize"),
+        "token_endpoint": format!("{base}/oauth/token"),
+    }))
+    .into_response()
+}
+
+async fn jwks(State(shared): State<Arc<Shared>>) -> Response {
+    shared.jwks_requests.fetch_add(1, Ordering::SeqCst);
+    let mode = shared.mode.lock().unwrap().clone();
+    let mut headers = HeaderMap::new();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/jwk-set+json"));
+    if let Some(value) = shared.cache_control.lock().unwrap().clone() {
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_str(&value).unwrap());
+    }
+    match mode {
+        Mode::Normal => {
+            let keys = shared.keys.lock().unwrap().clone();
+            (headers, json!({ "keys": keys }).to_string()).into_response()
+        }
+        Mode::Status(code) => StatusCode::from_u16(code).unwrap().into_response(),
+        Mode::Garbage => (headers, "<html>this is not a key set</html>").into_response(),
+        Mode::EmptySet => (headers, r#"{"keys":[]}"#).into_response(),
+        Mode::Huge => (headers, format!(r#"{{"keys":[],"pad":"{}"}}"#, "x".repeat(10 * 1024 * 1024))).into_response(),
+        Mode::Hang => {
+            tokio::time::sleep(Duration::from_secs(3600)).await;
+            StatusCode::GATEWAY_TIMEOUT.into_response()
+        }
+        Mode::RedirectToOtherHost => {
+            let target = format!("http://localhost:{}/.well-known/jwks.json", shared.port);
+            (StatusCode::FOUND, [(header::LOCATION, target)]).into_response()
+        }
+    }
+}
+
+/// A signing key with a kid.
+#[allow(dead_code)]
+pub fn key(kid: &str) -> SigningKey {
+    SigningKey::generate(Algorithm::ES256, Some(kid.into())).unwrap()
+}
