@@ -262,3 +262,84 @@ fn jwks_from_a_local_url() {
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains("HTTP 503"));
 }
+
+/// Serves `requests` requests on 127.0.0.1:0, answering each path from `routes(base_url)`; returns the base URL
+/// and a handle yielding the request lines seen.
+fn serve_routes(
+    requests: usize,
+    routes: impl FnOnce(&str) -> Vec<(String, String)>,
+) -> (String, std::thread::JoinHandle<Vec<String>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let routes = routes(&base);
+    let handle = std::thread::spawn(move || {
+        let mut seen = Vec::new();
+        for _ in 0..requests {
+            let (mut stream, _) = listener.accept().unwrap();
+            let mut request = Vec::new();
+            let mut buf = [0u8; 1024];
+            while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                let n = stream.read(&mut buf).unwrap();
+                if n == 0 {
+                    break;
+                }
+                request.extend_from_slice(&buf[..n]);
+            }
+            let line = String::from_utf8_lossy(&request).lines().next().unwrap_or_default().to_owned();
+            let path = line.split(' ').nth(1).unwrap_or_default().to_owned();
+            let (status, body) = match routes.iter().find(|(p, _)| *p == path) {
+                Some((_, body)) => ("200 OK", body.clone()),
+                None => ("404 Not Found", "{}".to_owned()),
+            };
+            let response = format!(
+                "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            stream.write_all(response.as_bytes()).unwrap();
+            seen.push(line);
+        }
+        seen
+    });
+    (base, handle)
+}
+
+#[test]
+fn discover_finds_the_key_set_from_the_issuer() {
+    let fx = fixture();
+    let jwks = fx.jwks.clone();
+    let (base, server) = serve_routes(2, |base| {
+        vec![
+            (
+                "/.well-known/openid-configuration".into(),
+                json!({ "issuer": format!("{base}/"), "jwks_uri": format!("{base}/keys") }).to_string(),
+            ),
+            ("/keys".into(), jwks),
+        ]
+    });
+    let issuer = format!("{base}/");
+    let now = now();
+    let claims = json!({ "iss": issuer, "aud": AUDIENCE, "sub": "x", "iat": now, "exp": now + 600 });
+    let token = fx.key.sign_token(&claims, None).unwrap();
+    let output = run(&["verify", "--discover", "--issuer", &issuer, "--audience", AUDIENCE, "--json", &token], None);
+    assert_eq!(output.status.code(), Some(0), "{}", String::from_utf8_lossy(&output.stderr));
+    let seen = server.join().unwrap();
+    assert_eq!(seen, ["GET /.well-known/openid-configuration HTTP/1.1", "GET /keys HTTP/1.1"]);
+
+    // A provider whose metadata names another issuer (no trailing slash) is refused with the reason.
+    let (base, server) = serve_routes(1, |base| {
+        vec![(
+            "/.well-known/openid-configuration".into(),
+            json!({ "issuer": base, "jwks_uri": format!("{base}/keys") }).to_string(),
+        )]
+    });
+    let issuer = format!("{base}/");
+    let output = run(&["verify", "--discover", "--issuer", &issuer, "--audience", AUDIENCE, &token], None);
+    server.join().unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("differ only in the trailing slash"), "{stderr}");
+
+    let both =
+        run(&["verify", "--discover", "--jwks", "x.json", "--issuer", ISSUER, "--audience", AUDIENCE, &token], None);
+    assert_eq!(both.status.code(), Some(2));
+}
