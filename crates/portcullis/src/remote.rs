@@ -44,6 +44,41 @@
 //! let verified = verifier.verify_async("eyJ...").await?;
 //! # Ok(()) }
 //! ```
+//!
+//! An identity provider that cannot be reached before any key was loaded gives `keys_unavailable`, which servers
+//! answer with 503 and `Retry-After` — never 401, since the client did nothing wrong:
+//!
+//! ```
+//! use portcullis::remote::{KeyLocation, RemoteKeySet, RemoteOptions};
+//! use portcullis::{Algorithm, Reason, SystemClock, Verifier, signing::SigningKey};
+//! use std::sync::Arc;
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! // Nothing listens on port 9 of the loopback address: every fetch fails at once.
+//! let keys = RemoteKeySet::new(
+//!     KeyLocation::Jwks("http://127.0.0.1:9/.well-known/jwks.json".into()),
+//!     RemoteOptions::default(),
+//!     Arc::new(SystemClock),
+//! )
+//! .unwrap();
+//! let verifier = Verifier::builder()
+//!     .issuer("https://tenant.example.com/")
+//!     .audience("https://api.example.com")
+//!     .key_source(Arc::new(keys.clone()))
+//!     .build()
+//!     .unwrap();
+//! let signer = SigningKey::generate(Algorithm::ES256, Some("k1".into())).unwrap();
+//! let token = signer.sign_token(&serde_json::json!({"iss": "https://tenant.example.com/"}), None).unwrap();
+//!
+//! let err = verifier.verify_async(&token).await.unwrap_err();
+//! assert_eq!(err.reason(), Reason::KeysUnavailable);
+//! assert_eq!(err.http_status(), 503);
+//! assert!(err.retry_after().is_some());
+//! assert!(!verifier.is_ready());
+//! assert_eq!(keys.status().failures, 1);
+//! # }
+//! ```
 
 use crate::clock::Clock;
 use crate::error::{Error, Reason, quoted};
