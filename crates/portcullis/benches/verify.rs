@@ -56,6 +56,7 @@ fn bench_algorithm(c: &mut Criterion, alg: Algorithm) {
     let verifier = Verifier::builder()
         .issuer(ISSUER)
         .audience(AUDIENCE)
+        .without_cache()
         .keys(KeySet::from_jwks_json(json!({ "keys": [signer.public_jwk()] }).to_string().as_bytes()).unwrap())
         .build()
         .unwrap();

@@ -50,6 +50,7 @@ fn run(alg: Algorithm, mode: &str, count: u32) -> Result<(), String> {
     let verifier = Verifier::builder()
         .issuer(issuer)
         .audience("https://api.example.com")
+        .without_cache()
         .keys(keys)
         .build()
         .map_err(|e| e.to_string())?;

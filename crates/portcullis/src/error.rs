@@ -171,6 +171,7 @@ pub struct Error {
     reason: Reason,
     description: Cow<'static, str>,
     retry_after: Option<u32>,
+    scope: Option<Box<str>>,
 }
 
 impl Error {
@@ -182,7 +183,7 @@ impl Error {
         } else {
             Cow::Owned(description.chars().map(safe_char).collect())
         };
-        Self { reason, description, retry_after: None }
+        Self { reason, description, retry_after: None, scope: None }
     }
 
     /// Adds a hint, in seconds, for when a retry may succeed (sent as `Retry-After` with 503 answers).
@@ -190,6 +191,49 @@ impl Error {
     pub fn with_retry_after(mut self, seconds: u32) -> Self {
         self.retry_after = Some(seconds);
         self
+    }
+
+    /// Adds the space-separated scopes a resource needs (the RFC 6750 `scope` attribute of a 403). Characters not
+    /// allowed there (RFC 6749 §3.3: printable ASCII except `"` and `\\`) are dropped.
+    #[must_use]
+    pub fn with_scope(mut self, scope: &str) -> Self {
+        let clean: String = scope.chars().filter(|c| matches!(*c, ' ' | '!' | '#'..='[' | ']'..='~')).collect();
+        self.scope = Some(clean.into());
+        self
+    }
+
+    /// The scopes a resource needs, for `insufficient_scope` answers.
+    pub fn scope(&self) -> Option<&str> {
+        self.scope.as_deref()
+    }
+
+    /// The `WWW-Authenticate` challenge for this error (RFC 6750 §3), or `None` when no challenge is sent (503).
+    ///
+    /// ```
+    /// use portcullis::{Error, Reason};
+    /// let err = Error::new(Reason::AudienceMismatch, "audience mismatch");
+    /// assert_eq!(
+    ///     err.www_authenticate("api").as_deref(),
+    ///     Some(r#"Bearer realm="api", error="invalid_token", error_description="audience mismatch""#)
+    /// );
+    /// let missing = Error::new(Reason::TokenMissing, "no token");
+    /// assert_eq!(missing.www_authenticate("api").as_deref(), Some(r#"Bearer realm="api""#));
+    /// let forbidden = Error::new(Reason::InsufficientScope, "requires scope").with_scope("read:messages");
+    /// assert!(forbidden.www_authenticate("api").unwrap().ends_with(r#", scope="read:messages""#));
+    /// ```
+    pub fn www_authenticate(&self, realm: &str) -> Option<String> {
+        if !self.reason.has_challenge() {
+            return None;
+        }
+        let realm: String = realm.chars().filter(|c| c.is_ascii() && is_description_byte(*c as u8)).collect();
+        let mut challenge = format!("Bearer realm=\"{realm}\"");
+        if let Some(code) = self.reason.bearer_error() {
+            challenge.push_str(&format!(", error=\"{}\", error_description=\"{}\"", code.as_str(), self.description));
+        }
+        if let Some(scope) = &self.scope {
+            challenge.push_str(&format!(", scope=\"{scope}\""));
+        }
+        Some(challenge)
     }
 
     /// Seconds after which a retry may succeed, when known.

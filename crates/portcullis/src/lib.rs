@@ -46,7 +46,9 @@
 #![forbid(unsafe_code)]
 
 pub mod algorithm;
+pub mod authz;
 pub mod base64url;
+pub mod cache;
 pub mod claims;
 pub mod clock;
 pub mod discovery;
@@ -61,13 +63,16 @@ mod roca;
 pub mod rules;
 pub mod signing;
 pub mod source;
+pub mod token;
 pub mod verifier;
 
 pub use algorithm::{Algorithm, AlgorithmSet};
+pub use authz::Requirement;
 pub use claims::RegisteredClaims;
 pub use clock::{Clock, SystemClock};
 pub use error::{BearerError, Error, Reason};
 pub use jwk::{KeyRejected, VerifyingKey};
 pub use keyset::KeySet;
 pub use source::{KeySource, StaticKeys};
-pub use verifier::{ConfigError, Report, VerifiedToken, Verifier, VerifierBuilder};
+pub use token::VerifiedToken;
+pub use verifier::{ConfigError, Report, Verifier, VerifierBuilder};

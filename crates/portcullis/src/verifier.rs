@@ -1,17 +1,19 @@
 //! The [`Verifier`]: a compact JWS checked end to end into a [`VerifiedToken`].
 
 use crate::algorithm::{Algorithm, AlgorithmSet};
+use crate::cache::{CacheOptions, TokenCache};
 use crate::claims::RegisteredClaims;
 use crate::clock::{Clock, SystemClock};
 use crate::error::{Error, Reason, quoted};
 use crate::jwk::VerifyingKey;
-use crate::jws::{AlgorithmPolicy, Header, HeaderCache, JwsPolicy, UnverifiedJws, VerifiedJws};
+use crate::jws::{AlgorithmPolicy, HeaderCache, JwsPolicy, UnverifiedJws};
 use crate::keyset::KeySet;
 use crate::rules::{CLAIM_CHECKS, Check, ClaimRules};
 use crate::source::{KeySource, StaticKeys, keys_unavailable};
+use crate::token::VerifiedToken;
 use serde_json::{Map, Value};
 use std::fmt;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Default clock-skew allowance for `exp`, `nbf` and `iat`.
@@ -60,6 +62,7 @@ pub enum ConfigError {
 #[derive(Clone)]
 pub struct Verifier {
     sources: Sources,
+    cache: Option<TokenCache>,
     jws: JwsPolicy,
     headers: Arc<HeaderCache>,
     rules: ClaimRules,
@@ -73,6 +76,22 @@ impl fmt::Debug for Verifier {
             .field("jws", &self.jws)
             .field("rules", &self.rules)
             .finish_non_exhaustive()
+    }
+}
+
+/// Why verification with the current keys did not succeed.
+enum Failure {
+    /// The answer is final.
+    Final(Error),
+    /// Fetching keys might change the answer.
+    NeedsKeys(Error),
+}
+
+impl Failure {
+    fn into_error(self) -> Error {
+        match self {
+            Self::Final(err) | Self::NeedsKeys(err) => err,
+        }
     }
 }
 
@@ -101,6 +120,7 @@ pub struct VerifierBuilder {
     clients: Vec<String>,
     max_token_len: Option<usize>,
     clock: Option<Arc<dyn Clock>>,
+    cache: Option<Option<CacheOptions>>,
 }
 
 impl VerifierBuilder {
@@ -179,6 +199,18 @@ impl VerifierBuilder {
         self
     }
 
+    /// Sets the verified-token cache's limits (the cache is on by default with [`CacheOptions::default`]).
+    pub fn cache(mut self, options: CacheOptions) -> Self {
+        self.cache = Some(Some(options));
+        self
+    }
+
+    /// Turns the verified-token cache off: every token pays a full verification.
+    pub fn without_cache(mut self) -> Self {
+        self.cache = Some(None);
+        self
+    }
+
     /// Injects the clock (default: the system clock).
     pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
         self.clock = Some(clock);
@@ -216,8 +248,14 @@ impl VerifierBuilder {
             Some(set) if set.is_empty() => return Err(ConfigError::NoAlgorithms),
             Some(set) => AlgorithmPolicy::Allow(set),
         };
+        let clock = self.clock.unwrap_or_else(|| Arc::new(SystemClock));
+        let cache = self
+            .cache
+            .unwrap_or_else(|| Some(CacheOptions::default()))
+            .map(|o| TokenCache::new(&o, Arc::clone(&clock)));
         Ok(Verifier {
             sources,
+            cache,
             headers: Arc::default(),
             jws: JwsPolicy {
                 algorithms,
@@ -232,7 +270,7 @@ impl VerifierBuilder {
                 required: self.required,
                 clients: self.clients,
             },
-            clock: self.clock.unwrap_or_else(|| Arc::new(SystemClock)),
+            clock,
         })
     }
 }
@@ -267,25 +305,81 @@ impl Verifier {
     /// `keys_unavailable`, an unknown `kid` is `key_not_found`. Servers use [`verify_async`](Self::verify_async),
     /// which may fetch.
     pub fn verify(&self, token: &str) -> Result<VerifiedToken, Error> {
-        let jws = UnverifiedJws::parse_with_cache(token, &self.jws, Some(&self.headers))?;
-        let (source, claims) = self.source_for(&jws)?;
-        let keys = source.current().ok_or_else(|| keys_unavailable("the issuer", 5))?;
-        let key = keys.select(jws.header().kid())?;
-        self.finish(jws, key, claims, token)
+        self.verify_current(token).map_err(Failure::into_error)
+    }
+
+    /// Verifies a token if the keys at hand decide it; `None` when the outcome depends on fetching keys (no usable
+    /// set yet, or an unknown `kid`), which [`verify_async`](Self::verify_async) does. Lets a server answer most
+    /// requests without allocating a future.
+    pub fn verify_now(&self, token: &str) -> Option<Result<VerifiedToken, Error>> {
+        match self.verify_current(token) {
+            Ok(verified) => Some(Ok(verified)),
+            Err(Failure::Final(err)) => Some(Err(err)),
+            Err(Failure::NeedsKeys(_)) => None,
+        }
     }
 
     /// Verifies a token; when the current key set cannot answer (none yet, or an unknown `kid` after a key
     /// rotation), the key source may fetch a fresh set within its rate limits.
     pub async fn verify_async(&self, token: &str) -> Result<VerifiedToken, Error> {
+        match self.verify_current(token) {
+            Ok(verified) => return Ok(verified),
+            Err(Failure::Final(err)) => return Err(err),
+            Err(Failure::NeedsKeys(_)) => {}
+        }
         let jws = UnverifiedJws::parse_with_cache(token, &self.jws, Some(&self.headers))?;
         let (source, claims) = self.source_for(&jws)?;
-        let kid = jws.header().kid();
-        let cached = source.current().and_then(|keys| keys.select(kid).ok().cloned());
-        let key = match cached {
-            Some(key) => key,
-            None => source.resolve(kid).await?,
-        };
+        let key = source.resolve(jws.header().kid()).await?;
         self.finish(jws, &key, claims, token)
+    }
+
+    /// Verification with the current keys, from the token cache when possible.
+    fn verify_current(&self, token: &str) -> Result<VerifiedToken, Failure> {
+        if let Some(hit) = self.cache_hit(token) {
+            return Ok(hit);
+        }
+        let jws = UnverifiedJws::parse_with_cache(token, &self.jws, Some(&self.headers)).map_err(Failure::Final)?;
+        let (source, claims) = self.source_for(&jws).map_err(Failure::Final)?;
+        let Some(keys) = source.current() else {
+            return Err(Failure::NeedsKeys(keys_unavailable("the issuer", 5)));
+        };
+        let kid = jws.header().kid();
+        let key = match keys.select(kid) {
+            Ok(key) => key,
+            Err(err) if kid.is_some() && err.reason() == Reason::KeyNotFound => return Err(Failure::NeedsKeys(err)),
+            Err(err) => return Err(Failure::Final(err)),
+        };
+        self.finish(jws, key, claims, token).map_err(Failure::Final)
+    }
+
+    /// A cached verification of exactly this token that still holds: time claims re-checked now, and the key that
+    /// verified it still in its issuer's current key set.
+    fn cache_hit(&self, token: &str) -> Option<VerifiedToken> {
+        let cache = self.cache.as_ref()?;
+        let hit = cache.get(token)?;
+        let source = match &self.sources {
+            Sources::Shared(source) => source,
+            Sources::PerIssuer(list) => &list.iter().find(|(issuer, _)| Some(issuer.as_str()) == hit.issuer())?.1,
+        };
+        let key_still_published = source
+            .current()
+            .is_some_and(|keys| keys.select(hit.header().kid()).is_ok_and(|key| Arc::ptr_eq(key, hit.key())));
+        let now = self.clock.now_unix();
+        let still_valid = key_still_published
+            && [Check::Expiry, Check::NotBefore, Check::IssuedAt]
+                .into_iter()
+                .all(|check| self.rules.check(check, hit.registered(), hit.payload(), now).is_ok());
+        if still_valid {
+            Some(hit)
+        } else {
+            cache.remove(token);
+            None
+        }
+    }
+
+    /// Entries in the verified-token cache (0 when it is off).
+    pub fn cached_tokens(&self) -> u64 {
+        self.cache.as_ref().map_or(0, TokenCache::len)
     }
 
     /// The key source for this token: the shared one, or the one of the token's issuer (read before the
@@ -325,7 +419,11 @@ impl Verifier {
             None => RegisteredClaims::parse(&verified.payload)?,
         };
         self.rules.check_all(&registered, &verified.payload, self.clock.now_unix())?;
-        Ok(VerifiedToken::new(verified, registered, token))
+        let verified = VerifiedToken::new(verified, registered, token);
+        if let Some(cache) = &self.cache {
+            cache.insert(&verified);
+        }
+        Ok(verified)
     }
 
     /// Verifies a token and reports every check with its outcome, for people debugging a rejection.
@@ -492,86 +590,5 @@ impl Report {
         self.steps.push(Step { check, outcome: Err(err.clone()), hint });
         self.verdict = Err(err);
         self
-    }
-}
-
-/// A token that passed every check.
-#[derive(Debug, Clone)]
-pub struct VerifiedToken {
-    header: Arc<Header>,
-    payload: Box<[u8]>,
-    claims: OnceLock<Map<String, Value>>,
-    registered: RegisteredClaims,
-    key: Arc<VerifyingKey>,
-    token: Box<str>,
-}
-
-impl VerifiedToken {
-    fn new(verified: VerifiedJws, registered: RegisteredClaims, token: &str) -> Self {
-        Self {
-            header: verified.header,
-            payload: verified.payload.into_boxed_slice(),
-            claims: OnceLock::new(),
-            registered,
-            key: verified.key,
-            token: token.into(),
-        }
-    }
-
-    /// The JOSE header.
-    pub fn header(&self) -> &Header {
-        &self.header
-    }
-
-    /// Every claim, as JSON (built on first use; verification itself reads only the registered claims).
-    pub fn claims(&self) -> &Map<String, Value> {
-        // The payload already passed the same strict parser during verification, so this cannot fail.
-        self.claims.get_or_init(|| crate::json::parse_object(&self.payload).unwrap_or_default())
-    }
-
-    /// The claim set exactly as signed (JSON bytes).
-    pub fn payload(&self) -> &[u8] {
-        &self.payload
-    }
-
-    /// The registered claims, typed.
-    pub fn registered(&self) -> &RegisteredClaims {
-        &self.registered
-    }
-
-    /// `sub`, when present.
-    pub fn subject(&self) -> Option<&str> {
-        self.registered.sub.as_deref()
-    }
-
-    /// `iss`.
-    pub fn issuer(&self) -> Option<&str> {
-        self.registered.iss.as_deref()
-    }
-
-    /// Scopes from `scope` or `scp`.
-    pub fn scopes(&self) -> &[String] {
-        &self.registered.scopes
-    }
-
-    /// Auth0 `permissions`.
-    pub fn permissions(&self) -> &[String] {
-        &self.registered.permissions
-    }
-
-    /// The key that verified the signature.
-    pub fn key(&self) -> &Arc<VerifyingKey> {
-        &self.key
-    }
-
-    /// The token as received. Handle with care: it is a bearer credential; never log it.
-    pub fn raw(&self) -> &str {
-        &self.token
-    }
-
-    /// Deserializes the claims into an application type (e.g. a struct with namespaced custom claims), straight
-    /// from the signed bytes.
-    pub fn deserialize_claims<T: serde::de::DeserializeOwned>(&self) -> Result<T, serde_json::Error> {
-        serde_json::from_slice(&self.payload)
     }
 }

@@ -2,16 +2,14 @@
 //! lifecycle clock injected.
 #![allow(clippy::unwrap_used)]
 
-mod support;
-
 use portcullis::clock::{Clock, ManualClock};
 use portcullis::remote::{KeyLocation, RemoteKeySet, RemoteOptions};
 use portcullis::signing::SigningKey;
 use portcullis::{KeySource, Reason, Verifier};
+use portcullis_testkit::idp::{Idp, Mode, key};
 use serde_json::json;
 use std::sync::Arc;
 use std::time::Duration;
-use support::idp::{Idp, Mode, key};
 
 const AUDIENCE: &str = "https://api.example.com";
 const START: u64 = 1_800_000_000;

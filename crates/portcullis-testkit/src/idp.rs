@@ -16,14 +16,20 @@ use tokio::sync::oneshot;
 
 /// How the JWKS endpoint answers.
 #[derive(Debug, Clone, PartialEq)]
-#[allow(dead_code)]
 pub enum Mode {
+    /// The published keys.
     Normal,
+    /// An empty answer with this status.
     Status(u16),
+    /// HTML instead of JSON.
     Garbage,
+    /// `{"keys":[]}`.
     EmptySet,
+    /// A 10 MiB body.
     Huge,
+    /// No answer for an hour.
     Hang,
+    /// A 302 to `localhost` (another host than `127.0.0.1`).
     RedirectToOtherHost,
 }
 
@@ -37,8 +43,10 @@ struct Shared {
     port: u16,
 }
 
+/// The running identity provider; it stops when dropped.
 pub struct Idp {
     shared: Arc<Shared>,
+    /// `http://127.0.0.1:PORT`.
     pub base: String,
     stop: Option<oneshot::Sender<()>>,
 }
@@ -51,7 +59,6 @@ impl Drop for Idp {
     }
 }
 
-#[allow(dead_code)]
 impl Idp {
     /// Starts serving; the issuer is `http://127.0.0.1:PORT/`.
     pub async fn start() -> Self {
@@ -82,10 +89,12 @@ impl Idp {
         Self { shared, base, stop: Some(stop) }
     }
 
+    /// `http://127.0.0.1:PORT/`, with the trailing slash, as Auth0 spells issuers.
     pub fn issuer(&self) -> String {
         format!("{}/", self.base)
     }
 
+    /// The JWKS URL.
     pub fn jwks_url(&self) -> String {
         format!("{}/.well-known/jwks.json", self.base)
     }
@@ -95,22 +104,27 @@ impl Idp {
         *self.shared.keys.lock().unwrap() = keys.iter().map(|k| k.public_jwk()).collect();
     }
 
+    /// Changes how the JWKS endpoint answers.
     pub fn set_mode(&self, mode: Mode) {
         *self.shared.mode.lock().unwrap() = mode;
     }
 
+    /// Sets (or removes) the JWKS `Cache-Control` header.
     pub fn set_cache_control(&self, value: Option<&str>) {
         *self.shared.cache_control.lock().unwrap() = value.map(str::to_owned);
     }
 
+    /// Makes discovery claim another issuer.
     pub fn set_discovery_issuer(&self, issuer: &str) {
         *self.shared.discovery_issuer.lock().unwrap() = issuer.to_owned();
     }
 
+    /// JWKS requests served so far.
     pub fn jwks_requests(&self) -> usize {
         self.shared.jwks_requests.load(Ordering::SeqCst)
     }
 
+    /// Discovery requests served so far.
     pub fn discovery_requests(&self) -> usize {
         self.shared.discovery_requests.load(Ordering::SeqCst)
     }
@@ -157,8 +171,7 @@ async fn jwks(State(shared): State<Arc<Shared>>) -> Response {
     }
 }
 
-/// A signing key with a kid.
-#[allow(dead_code)]
+/// A fresh ES256 signing key with a kid.
 pub fn key(kid: &str) -> SigningKey {
     SigningKey::generate(Algorithm::ES256, Some(kid.into())).unwrap()
 }

@@ -1,0 +1,106 @@
+//! The verified-token cache: a repeated token skips the signature check.
+//!
+//! - **Key**: the full token string, compared in full (never a truncated or non-cryptographic hash alone).
+//! - **Value**: the [`VerifiedToken`], which holds the verified claims and the key that verified it.
+//! - **Bounded by weight** (token and claim bytes), default 32 MiB; least-recently/least-frequently used entries go
+//!   first (moka's TinyLFU).
+//! - **Lifetime**: until the earlier of the token's `exp` and a maximum (default 10 min).
+//! - **Every hit is re-checked**: the time claims (`exp`, `nbf`, `iat`/maximum age) against the clock, and the key:
+//!   if the key that verified the token is no longer in its issuer's current key set (rotated out, revoked), the
+//!   entry is dropped and the token verified afresh.
+//! - **Only successes are stored**: failures are cheap to repeat and must not fill memory.
+
+use crate::clock::Clock;
+use crate::token::VerifiedToken;
+use moka::sync::Cache;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Limits of the verified-token cache.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CacheOptions {
+    /// Total weight (token bytes plus claim bytes plus a fixed overhead per entry).
+    pub max_bytes: u64,
+    /// Longest time an entry is kept, whatever its `exp`.
+    pub max_ttl: Duration,
+}
+
+impl Default for CacheOptions {
+    fn default() -> Self {
+        Self { max_bytes: 32 * 1024 * 1024, max_ttl: Duration::from_secs(600) }
+    }
+}
+
+/// Overhead counted per entry besides the token and claim bytes.
+const ENTRY_OVERHEAD: usize = 512;
+
+/// A bounded cache of verified tokens. Cheap to clone (shared).
+#[derive(Clone)]
+pub struct TokenCache {
+    entries: Cache<Arc<str>, VerifiedToken>,
+}
+
+impl std::fmt::Debug for TokenCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenCache").field("entries", &self.entries.entry_count()).finish_non_exhaustive()
+    }
+}
+
+struct ExpireAtExp {
+    clock: Arc<dyn Clock>,
+    max_ttl: Duration,
+}
+
+impl moka::Expiry<Arc<str>, VerifiedToken> for ExpireAtExp {
+    fn expire_after_create(&self, _: &Arc<str>, token: &VerifiedToken, _: Instant) -> Option<Duration> {
+        let remaining = token.registered().exp.map(|exp| exp - self.clock.now_unix()).unwrap_or(0.0);
+        Some(Duration::from_secs_f64(remaining.max(0.0)).min(self.max_ttl))
+    }
+}
+
+impl TokenCache {
+    /// Creates an empty cache.
+    pub fn new(options: &CacheOptions, clock: Arc<dyn Clock>) -> Self {
+        let entries = Cache::builder()
+            .max_capacity(options.max_bytes)
+            .weigher(|token: &Arc<str>, verified: &VerifiedToken| {
+                let weight = token.len() + verified.payload().len() + ENTRY_OVERHEAD;
+                u32::try_from(weight).unwrap_or(u32::MAX)
+            })
+            .expire_after(ExpireAtExp { clock, max_ttl: options.max_ttl })
+            .build();
+        Self { entries }
+    }
+
+    /// The entry for exactly this token, if any (the caller re-checks it).
+    pub fn get(&self, token: &str) -> Option<VerifiedToken> {
+        self.entries.get(token)
+    }
+
+    /// Stores a token that just passed every check.
+    pub fn insert(&self, verified: &VerifiedToken) {
+        self.entries.insert(Arc::from(verified.raw()), verified.clone());
+    }
+
+    /// Drops one token.
+    pub fn remove(&self, token: &str) {
+        self.entries.invalidate(token);
+    }
+
+    /// Entries currently held (approximate until pending maintenance runs).
+    pub fn len(&self) -> u64 {
+        self.entries.run_pending_tasks();
+        self.entries.entry_count()
+    }
+
+    /// Whether the cache holds nothing.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Current total weight in bytes.
+    pub fn weight(&self) -> u64 {
+        self.entries.run_pending_tasks();
+        self.entries.weighted_size()
+    }
+}

@@ -1,2 +1,0 @@
-//! Shared helpers for integration tests.
-pub mod idp;
