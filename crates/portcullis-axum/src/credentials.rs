@@ -61,7 +61,8 @@ fn single_token(token: &str) -> Result<Option<&str>, Error> {
     if token.is_empty() {
         return Err(invalid("the Bearer credentials are empty"));
     }
-    if token.contains(|c: char| c.is_ascii_whitespace()) {
+    // Header values are visible ASCII (checked by `to_str`), so the only whitespace left is space and tab.
+    if memchr::memchr2(b' ', b'\t', token.as_bytes()).is_some() {
         return Err(invalid("more than one token in the credentials"));
     }
     Ok(Some(token))

@@ -1,6 +1,6 @@
 //! The verified-token cache: a repeated token skips the signature check.
 //!
-//! - **Key**: the full token string, compared in full (never a truncated or non-cryptographic hash alone).
+//! - **Key**: the full token string, compared in full (the hash only picks the bucket; it is never the identity).
 //! - **Value**: the [`VerifiedToken`], which holds the verified claims and the key that verified it.
 //! - **Bounded by weight** (token and claim bytes), default 32 MiB; least-recently/least-frequently used entries go
 //!   first (moka's TinyLFU).
@@ -37,7 +37,7 @@ const ENTRY_OVERHEAD: usize = 512;
 /// A bounded cache of verified tokens. Cheap to clone (shared).
 #[derive(Clone)]
 pub struct TokenCache {
-    entries: Cache<Arc<str>, VerifiedToken>,
+    entries: Cache<Arc<str>, VerifiedToken, foldhash::fast::RandomState>,
 }
 
 impl std::fmt::Debug for TokenCache {
@@ -68,7 +68,8 @@ impl TokenCache {
                 u32::try_from(weight).unwrap_or(u32::MAX)
             })
             .expire_after(ExpireAtExp { clock, max_ttl: options.max_ttl })
-            .build();
+            // A seeded fast hash: keys are whole tokens (hundreds of bytes), and only verified tokens get in.
+            .build_with_hasher(foldhash::fast::RandomState::default());
         Self { entries }
     }
 

@@ -1,0 +1,155 @@
+//! # quickstart
+//!
+//! An API protected by Auth0 (or any OpenID Connect issuer), in the shape of Auth0's API quickstart:
+//!
+//! | route | needs |
+//! |---|---|
+//! | `GET /api/public` | nothing |
+//! | `GET /api/protected` | a valid token; answers with its claims |
+//! | `GET /api/private` | a valid token |
+//! | `GET /api/private-scoped` | a valid token with `read:messages` in `scope` or `permissions` |
+//!
+//! How to run:
+//!
+//! ```sh
+//! ISSUER_BASE_URL=https://your-tenant.auth0.com/ AUDIENCE=https://api.example.com cargo run --release -p quickstart
+//! ```
+//!
+//! Configuration (environment):
+//! - `ISSUER_BASE_URL` (required): the issuer exactly as in your tokens' `iss` (Auth0: `https://TENANT/`, with
+//!   the trailing slash). Its keys are found by OpenID Connect discovery unless `JWKS_URI` is set.
+//! - `AUDIENCE` (required): your API's identifier, as in the tokens' `aud`.
+//! - `JWKS_URI` (optional): where the issuer publishes its keys.
+//! - `PORT` (optional, default 3000): the port on 127.0.0.1 (0 picks a free one).
+
+use axum::Router;
+use axum::routing::get;
+use portcullis::remote::{KeyLocation, RemoteKeySet, RemoteOptions};
+use portcullis::{Requirement, SystemClock, Verifier};
+use portcullis_axum::{JwtLayer, Token, require};
+use serde_json::{Value, json};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+/// The configuration, read from the environment.
+struct Config {
+    issuer: String,
+    audience: String,
+    jwks_uri: Option<String>,
+    port: u16,
+}
+
+fn config() -> Result<Config, String> {
+    let required = |name: &str, what: &str| match std::env::var(name) {
+        Ok(value) if !value.trim().is_empty() => Ok(value.trim().to_owned()),
+        _ => Err(format!("{name} is not set: {what}")),
+    };
+    let issuer = required("ISSUER_BASE_URL", "the issuer of your tokens, e.g. https://your-tenant.auth0.com/")?;
+    if !(issuer.starts_with("https://") || issuer.starts_with("http://")) {
+        return Err(format!("ISSUER_BASE_URL must be an http(s) URL, got {issuer:?}"));
+    }
+    let audience = required("AUDIENCE", "your API's identifier, e.g. https://api.example.com")?;
+    let jwks_uri = std::env::var("JWKS_URI").ok().filter(|v| !v.trim().is_empty());
+    let port = match std::env::var("PORT") {
+        Ok(port) => port.trim().parse().map_err(|_| format!("PORT must be a port number, got {port:?}"))?,
+        Err(_) => 3000,
+    };
+    Ok(Config { issuer, audience, jwks_uri, port })
+}
+
+fn app(verifier: Verifier) -> Router {
+    let read_messages =
+        Requirement::any([Requirement::scope("read:messages"), Requirement::permission("read:messages")]);
+    let protected = Router::new()
+        .route(
+            "/api/protected",
+            get(|Token(token): Token| async move {
+                axum::Json(json!({
+                    "message": "You made it to the protected endpoint!",
+                    "user": Value::Object(token.claims().clone()),
+                }))
+            }),
+        )
+        .route(
+            "/api/private",
+            get(|| async {
+                axum::Json(json!({
+                    "message": "Hello from a private endpoint! You need to be authenticated to see this."
+                }))
+            }),
+        )
+        .route(
+            "/api/private-scoped",
+            get(|| async {
+                axum::Json(json!({
+                    "message": "Hello from a private endpoint! You need to be authenticated and have a scope of \
+                                read:messages to see this."
+                }))
+            })
+            .route_layer(require(read_messages)),
+        )
+        .layer(JwtLayer::new(verifier));
+    Router::new()
+        .route(
+            "/api/public",
+            get(|| async {
+                axum::Json(json!({
+                    "message": "Hello from a public endpoint! You don't need to be authenticated to see this."
+                }))
+            }),
+        )
+        .merge(protected)
+}
+
+async fn run(config: Config) -> Result<(), String> {
+    let location = match &config.jwks_uri {
+        Some(uri) => KeyLocation::Jwks(uri.clone()),
+        None => KeyLocation::Discovery { issuer: config.issuer.clone() },
+    };
+    let keys =
+        RemoteKeySet::new(location, RemoteOptions::default(), Arc::new(SystemClock)).map_err(|e| e.to_string())?;
+    // Load the keys now so configuration mistakes show at start-up; requests get 503 until keys are available.
+    if let Err(why) = keys.refresh().await {
+        eprintln!(
+            "warning: the issuer's keys cannot be loaded yet ({why}); protected routes answer 503 until they can"
+        );
+    }
+    keys.spawn_refresher();
+    let verifier = Verifier::builder()
+        .issuer(&config.issuer)
+        .audience(&config.audience)
+        .key_source(Arc::new(keys))
+        .build()
+        .map_err(|e| e.to_string())?;
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", config.port))
+        .await
+        .map_err(|e| format!("cannot listen on 127.0.0.1:{}: {e}", config.port))?;
+    let address = listener.local_addr().map_err(|e| e.to_string())?;
+    println!("quickstart API listening on http://{address} (issuer {}, audience {})", config.issuer, config.audience);
+    axum::serve(listener, app(verifier)).await.map_err(|e| e.to_string())
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::from_default_env()).init();
+    let config = match config() {
+        Ok(config) => config,
+        Err(message) => {
+            eprintln!("quickstart: {message}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("quickstart: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("quickstart: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
