@@ -45,6 +45,7 @@ mod credentials;
 mod extract;
 mod future;
 mod layer;
+pub mod quickstart;
 mod rejection;
 mod require;
 mod service;

@@ -11,7 +11,9 @@
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
+mod demo;
 mod explain;
+mod issuer_cmd;
 mod verify;
 
 /// Exit status for a usage or configuration error.
@@ -29,6 +31,10 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run the whole system on this machine — dev issuer, protected API, real tokens — with a guided tour.
+    Demo(demo::DemoArgs),
+    /// Run the Auth0-shaped development issuer (development only).
+    Issuer(issuer_cmd::IssuerArgs),
     /// Verify one access token against a key set, issuer and audience, and explain the outcome.
     Verify(verify::VerifyArgs),
 }
@@ -43,6 +49,8 @@ pub fn main() -> ExitCode {
         }
     };
     match cli.command {
+        Command::Demo(args) => demo::run(args),
+        Command::Issuer(args) => issuer_cmd::run(args),
         Command::Verify(args) => verify::run(args),
     }
 }

@@ -30,6 +30,13 @@ enum Pair {
 #[error("signing key error: {0}")]
 pub struct SigningError(String);
 
+impl SigningError {
+    /// An error with this message.
+    pub fn new(message: impl Into<String>) -> Self {
+        Self(message.into())
+    }
+}
+
 impl SigningKey {
     /// Generates a fresh key for `alg` (RSA keys are 2048 bits).
     ///

@@ -21,13 +21,11 @@
 //! - `AUDIENCE` (required): your API's identifier, as in the tokens' `aud`.
 //! - `JWKS_URI` (optional): where the issuer publishes its keys.
 //! - `PORT` (optional, default 3000): the port on 127.0.0.1 (0 picks a free one).
+//!
+//! The routes themselves are [`portcullis_axum::quickstart::app`]: a dozen lines worth reading.
 
-use axum::Router;
-use axum::routing::get;
 use portcullis::remote::{KeyLocation, RemoteKeySet, RemoteOptions};
-use portcullis::{Requirement, SystemClock, Verifier};
-use portcullis_axum::{JwtLayer, Token, require};
-use serde_json::{Value, json};
+use portcullis::{SystemClock, Verifier};
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -57,50 +55,6 @@ fn config() -> Result<Config, String> {
     Ok(Config { issuer, audience, jwks_uri, port })
 }
 
-fn app(verifier: Verifier) -> Router {
-    let read_messages =
-        Requirement::any([Requirement::scope("read:messages"), Requirement::permission("read:messages")]);
-    let protected = Router::new()
-        .route(
-            "/api/protected",
-            get(|Token(token): Token| async move {
-                axum::Json(json!({
-                    "message": "You made it to the protected endpoint!",
-                    "user": Value::Object(token.claims().clone()),
-                }))
-            }),
-        )
-        .route(
-            "/api/private",
-            get(|| async {
-                axum::Json(json!({
-                    "message": "Hello from a private endpoint! You need to be authenticated to see this."
-                }))
-            }),
-        )
-        .route(
-            "/api/private-scoped",
-            get(|| async {
-                axum::Json(json!({
-                    "message": "Hello from a private endpoint! You need to be authenticated and have a scope of \
-                                read:messages to see this."
-                }))
-            })
-            .route_layer(require(read_messages)),
-        )
-        .layer(JwtLayer::new(verifier));
-    Router::new()
-        .route(
-            "/api/public",
-            get(|| async {
-                axum::Json(json!({
-                    "message": "Hello from a public endpoint! You don't need to be authenticated to see this."
-                }))
-            }),
-        )
-        .merge(protected)
-}
-
 async fn run(config: Config) -> Result<(), String> {
     let location = match &config.jwks_uri {
         Some(uri) => KeyLocation::Jwks(uri.clone()),
@@ -126,7 +80,7 @@ async fn run(config: Config) -> Result<(), String> {
         .map_err(|e| format!("cannot listen on 127.0.0.1:{}: {e}", config.port))?;
     let address = listener.local_addr().map_err(|e| e.to_string())?;
     println!("quickstart API listening on http://{address} (issuer {}, audience {})", config.issuer, config.audience);
-    axum::serve(listener, app(verifier)).await.map_err(|e| e.to_string())
+    axum::serve(listener, portcullis_axum::quickstart::app(verifier)).await.map_err(|e| e.to_string())
 }
 
 fn main() -> ExitCode {

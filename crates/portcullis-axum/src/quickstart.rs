@@ -1,0 +1,60 @@
+//! The routes of Auth0's API quickstart, protected by portcullis — the API the `quickstart` example and
+//! `portcullis demo` serve, and a compact example of the whole middleware.
+//!
+//! | route | needs | answers |
+//! |---|---|---|
+//! | `GET /api/public` | nothing | a greeting |
+//! | `GET /api/protected` | a valid token | `{"message":"You made it to the protected endpoint!","user":{…claims…}}` |
+//! | `GET /api/private` | a valid token | a greeting |
+//! | `GET /api/private-scoped` | `read:messages` in `scope` or `permissions` | a greeting |
+
+use crate::{JwtLayer, Token, require};
+use axum::Router;
+use axum::routing::get;
+use portcullis::{Requirement, Verifier};
+use serde_json::{Value, json};
+
+/// The quickstart API, trusting `verifier`.
+pub fn app(verifier: Verifier) -> Router {
+    let read_messages =
+        Requirement::any([Requirement::scope("read:messages"), Requirement::permission("read:messages")]);
+    let protected = Router::new()
+        .route(
+            "/api/protected",
+            get(|Token(token): Token| async move {
+                axum::Json(json!({
+                    "message": "You made it to the protected endpoint!",
+                    "user": Value::Object(token.claims().clone()),
+                }))
+            }),
+        )
+        .route(
+            "/api/private",
+            get(|| async {
+                axum::Json(json!({
+                    "message": "Hello from a private endpoint! You need to be authenticated to see this."
+                }))
+            }),
+        )
+        .route(
+            "/api/private-scoped",
+            get(|| async {
+                axum::Json(json!({
+                    "message": "Hello from a private endpoint! You need to be authenticated and have a scope of \
+                                read:messages to see this."
+                }))
+            })
+            .route_layer(require(read_messages)),
+        )
+        .layer(JwtLayer::new(verifier));
+    Router::new()
+        .route(
+            "/api/public",
+            get(|| async {
+                axum::Json(json!({
+                    "message": "Hello from a public endpoint! You don't need to be authenticated to see this."
+                }))
+            }),
+        )
+        .merge(protected)
+}

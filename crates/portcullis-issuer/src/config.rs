@@ -1,0 +1,238 @@
+//! The tenant: APIs, clients and users, from a TOML file or the built-in demo tenant.
+
+use serde::Deserialize;
+use serde_json::{Map, Value};
+use std::collections::BTreeMap;
+
+/// An API (resource server) tokens can be issued for.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Api {
+    /// The identifier, used as `aud`.
+    pub audience: String,
+    /// Permissions (scopes) the API defines.
+    #[serde(default)]
+    pub permissions: Vec<String>,
+    /// Auth0's "RBAC" + "Add Permissions in the Access Token": a `permissions` claim in tokens.
+    #[serde(default = "yes")]
+    pub rbac: bool,
+}
+
+/// An application that asks for tokens.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Client {
+    /// The client ID.
+    pub client_id: String,
+    /// The secret of a confidential client; absent for public clients (SPAs), which must use PKCE.
+    #[serde(default)]
+    pub client_secret: Option<String>,
+    /// Allowed grants: `client_credentials`, `authorization_code`, `refresh_token`.
+    pub grants: Vec<String>,
+    /// For `client_credentials`: the scopes granted per audience (Auth0's client grants).
+    #[serde(default)]
+    pub audiences: BTreeMap<String, Vec<String>>,
+    /// Allowed callback URLs for `/authorize`, matched exactly.
+    #[serde(default)]
+    pub callbacks: Vec<String>,
+}
+
+impl Client {
+    /// Whether the client is public (no secret).
+    pub fn is_public(&self) -> bool {
+        self.client_secret.is_none()
+    }
+
+    /// Whether the client may use `grant`.
+    pub fn allows(&self, grant: &str) -> bool {
+        self.grants.iter().any(|g| g == grant)
+    }
+}
+
+/// A user who can log in.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct User {
+    /// Short ID, also the login hint; `sub` is `auth0|<id>` unless set.
+    pub id: String,
+    /// The subject, if not `auth0|<id>`.
+    #[serde(default)]
+    pub sub: Option<String>,
+    /// Display name.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Email.
+    #[serde(default)]
+    pub email: Option<String>,
+    /// Permissions per audience.
+    #[serde(default)]
+    pub permissions: BTreeMap<String, Vec<String>>,
+    /// Extra claims added to this user's access tokens (e.g. namespaced roles).
+    #[serde(default)]
+    pub claims: Map<String, Value>,
+}
+
+impl User {
+    /// The `sub` claim.
+    pub fn subject(&self) -> String {
+        self.sub.clone().unwrap_or_else(|| format!("auth0|{}", self.id))
+    }
+}
+
+/// A whole tenant.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Tenant {
+    /// Access token lifetime in seconds (Auth0's default is 86400).
+    #[serde(default = "default_lifetime")]
+    pub token_lifetime: u64,
+    /// Issue RFC 9068 access tokens (`typ: at+jwt`, `client_id`, `jti`).
+    #[serde(default)]
+    pub rfc9068: bool,
+    /// The APIs.
+    #[serde(default)]
+    pub apis: Vec<Api>,
+    /// The clients.
+    #[serde(default)]
+    pub clients: Vec<Client>,
+    /// The users.
+    #[serde(default)]
+    pub users: Vec<User>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn default_lifetime() -> u64 {
+    86_400
+}
+
+/// The demo API's audience.
+pub const DEMO_AUDIENCE: &str = "https://api.example.com";
+
+/// A second demo API, so the demo can show a token issued for another audience being refused.
+pub const OTHER_AUDIENCE: &str = "https://billing.example.com";
+
+impl Tenant {
+    /// Parses a TOML tenant file.
+    pub fn from_toml(text: &str) -> Result<Self, String> {
+        let tenant: Tenant = toml::from_str(text).map_err(|e| e.to_string())?;
+        tenant.check()?;
+        Ok(tenant)
+    }
+
+    /// The built-in demo tenant: API `https://api.example.com` (`read:messages`, `write:messages`, RBAC on),
+    /// machine client `demo-client`/`demo-secret` granted `read:messages`, public SPA client `demo-spa` calling
+    /// back to `spa_callback`, users `alice` (both permissions, role `admin`) and `bob` (none). A second API,
+    /// `https://billing.example.com` (`read:invoices`, granted to `demo-client`), stands for "another API".
+    pub fn demo(spa_callback: &str) -> Self {
+        let api = Api {
+            audience: DEMO_AUDIENCE.into(),
+            permissions: vec!["read:messages".into(), "write:messages".into()],
+            rbac: true,
+        };
+        let other = Api { audience: OTHER_AUDIENCE.into(), permissions: vec!["read:invoices".into()], rbac: true };
+        let machine = Client {
+            client_id: "demo-client".into(),
+            client_secret: Some("demo-secret".into()),
+            grants: vec!["client_credentials".into()],
+            audiences: BTreeMap::from([
+                (DEMO_AUDIENCE.into(), vec!["read:messages".into()]),
+                (OTHER_AUDIENCE.into(), vec!["read:invoices".into()]),
+            ]),
+            callbacks: Vec::new(),
+        };
+        let spa = Client {
+            client_id: "demo-spa".into(),
+            client_secret: None,
+            grants: vec!["authorization_code".into(), "refresh_token".into()],
+            audiences: BTreeMap::new(),
+            callbacks: vec![spa_callback.into()],
+        };
+        let user = |id: &str, name: &str, permissions: Vec<String>, roles: &[&str]| User {
+            id: id.into(),
+            sub: None,
+            name: Some(name.into()),
+            email: Some(format!("{id}@example.com")),
+            permissions: BTreeMap::from([(DEMO_AUDIENCE.into(), permissions)]),
+            claims: Map::from_iter([("https://example.com/roles".to_owned(), Value::from(roles.to_vec()))]),
+        };
+        Self {
+            token_lifetime: default_lifetime(),
+            rfc9068: false,
+            apis: vec![api, other],
+            clients: vec![machine, spa],
+            users: vec![
+                user("alice", "Alice", vec!["read:messages".into(), "write:messages".into()], &["admin"]),
+                user("bob", "Bob", Vec::new(), &[]),
+            ],
+        }
+    }
+
+    fn check(&self) -> Result<(), String> {
+        for client in &self.clients {
+            for grant in &client.grants {
+                if !["client_credentials", "authorization_code", "refresh_token"].contains(&grant.as_str()) {
+                    return Err(format!("client {}: unknown grant {grant}", client.client_id));
+                }
+            }
+            if client.is_public() && client.allows("client_credentials") {
+                return Err(format!("client {}: a public client cannot use client_credentials", client.client_id));
+            }
+            for audience in client.audiences.keys() {
+                if self.api(audience).is_none() {
+                    return Err(format!("client {}: unknown audience {audience}", client.client_id));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The API with this audience.
+    pub fn api(&self, audience: &str) -> Option<&Api> {
+        self.apis.iter().find(|api| api.audience == audience)
+    }
+
+    /// The client with this ID.
+    pub fn client(&self, client_id: &str) -> Option<&Client> {
+        self.clients.iter().find(|client| client.client_id == client_id)
+    }
+
+    /// The user with this ID.
+    pub fn user(&self, id: &str) -> Option<&User> {
+        self.users.iter().find(|user| user.id == id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn demo_tenant_is_valid_and_toml_parses() {
+        assert!(Tenant::demo("http://127.0.0.1:3000/callback").check().is_ok());
+        let tenant = Tenant::from_toml(
+            r#"
+            token_lifetime = 600
+            [[apis]]
+            audience = "https://orders"
+            permissions = ["read:orders"]
+            [[clients]]
+            client_id = "m2m"
+            client_secret = "s"
+            grants = ["client_credentials"]
+            audiences = { "https://orders" = ["read:orders"] }
+            [[users]]
+            id = "carol"
+            claims = { "https://example.com/tier" = "gold" }
+            "#,
+        )
+        .unwrap();
+        assert_eq!(tenant.token_lifetime, 600);
+        assert!(tenant.api("https://orders").unwrap().rbac);
+        assert_eq!(tenant.user("carol").unwrap().subject(), "auth0|carol");
+        assert!(Tenant::from_toml("[[clients]]\nclient_id = \"x\"\ngrants = [\"password\"]").is_err());
+        assert!(Tenant::from_toml("bogus = 1").is_err());
+    }
+}

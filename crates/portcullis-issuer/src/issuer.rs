@@ -1,0 +1,285 @@
+//! [`DevIssuer`]: the tenant, its keys, its clock, and token minting.
+
+use crate::config::{Client, Tenant, User};
+use crate::journal::{Fault, Faults, Journal, JournalEntry};
+use crate::keys::{KeyChoice, KeyRing};
+use aws_lc_rs::rand::{SecureRandom, SystemRandom};
+use portcullis::signing::SigningError;
+use serde_json::{Map, Value, json};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// The issuer: cheap to clone (shared state).
+#[derive(Clone)]
+pub struct DevIssuer {
+    pub(crate) inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for DevIssuer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DevIssuer").field("issuer", &self.inner.issuer).finish_non_exhaustive()
+    }
+}
+
+pub(crate) struct Inner {
+    pub issuer: String,
+    pub tenant: Tenant,
+    pub keys: RwLock<KeyRing>,
+    pub clock_offset: AtomicI64,
+    pub journal: Mutex<Journal>,
+    pub faults: Mutex<Faults>,
+    pub codes: Mutex<HashMap<String, AuthorizationCode>>,
+    pub refresh_tokens: Mutex<HashMap<String, Grant>>,
+}
+
+/// What an access token is issued for.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Grant {
+    /// The client.
+    pub client_id: String,
+    /// The user, or `None` for a machine (client credentials) token.
+    pub user: Option<String>,
+    /// The API.
+    pub audience: String,
+    /// Granted scopes.
+    pub scopes: Vec<String>,
+}
+
+/// A pending authorization code.
+#[derive(Debug, Clone)]
+pub(crate) struct AuthorizationCode {
+    pub grant: Grant,
+    pub redirect_uri: String,
+    pub code_challenge: Option<String>,
+    pub expires_at: i64,
+}
+
+/// How to break a minted token on purpose.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Broken {
+    /// A signature that does not verify.
+    BadSignature,
+    /// `alg: none`, no signature.
+    AlgNone,
+    /// Signed with a fresh key the JWKS does not have (unknown kid).
+    UnknownKey,
+}
+
+pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// A random URL-safe string of `bytes` random bytes.
+pub(crate) fn random_string(bytes: usize) -> String {
+    let mut buf = vec![0u8; bytes];
+    // The system RNG does not fail on supported platforms; an all-zero value would only weaken a dev token.
+    let _ = SystemRandom::new().fill(&mut buf);
+    portcullis::base64url::encode(buf)
+}
+
+impl DevIssuer {
+    /// Creates an issuer for `tenant` whose URL (and `iss`) is `issuer_url` (with its trailing slash).
+    pub fn new(tenant: Tenant, issuer_url: &str) -> Result<Self, SigningError> {
+        Ok(Self {
+            inner: Arc::new(Inner {
+                issuer: issuer_url.to_owned(),
+                tenant,
+                keys: RwLock::new(KeyRing::generate()?),
+                clock_offset: AtomicI64::new(0),
+                journal: Mutex::default(),
+                faults: Mutex::default(),
+                codes: Mutex::default(),
+                refresh_tokens: Mutex::default(),
+            }),
+        })
+    }
+
+    /// The issuer URL, `iss` of every token.
+    pub fn issuer(&self) -> &str {
+        &self.inner.issuer
+    }
+
+    /// The tenant.
+    pub fn tenant(&self) -> &Tenant {
+        &self.inner.tenant
+    }
+
+    /// Now, in seconds since the epoch, on the issuer's (shiftable) clock.
+    pub fn now(&self) -> i64 {
+        let real = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
+        real + self.inner.clock_offset.load(Ordering::SeqCst)
+    }
+
+    /// Moves the issuer's clock by `seconds` (negative goes back).
+    pub fn shift_clock(&self, seconds: i64) {
+        self.inner.clock_offset.fetch_add(seconds, Ordering::SeqCst);
+    }
+
+    /// The published JWKS.
+    pub fn jwks(&self) -> Value {
+        self.inner.keys.read().unwrap_or_else(PoisonError::into_inner).jwks()
+    }
+
+    /// The kid of the key that signs now.
+    pub fn current_kid(&self) -> String {
+        let keys = self.inner.keys.read().unwrap_or_else(PoisonError::into_inner);
+        keys.current().kid().unwrap_or_default().to_owned()
+    }
+
+    /// Rotates keys (previous ← current ← next ← new).
+    pub fn rotate_keys(&self) -> Result<(), SigningError> {
+        self.inner.keys.write().unwrap_or_else(PoisonError::into_inner).rotate()
+    }
+
+    /// Removes a key from the JWKS; `false` if there is no such key.
+    pub fn revoke_key(&self, kid: &str) -> Result<bool, SigningError> {
+        self.inner.keys.write().unwrap_or_else(PoisonError::into_inner).revoke(kid)
+    }
+
+    /// Queues a JWKS fault.
+    pub fn inject_fault(&self, fault: Fault) {
+        lock(&self.inner.faults).push(fault);
+    }
+
+    /// Removes queued faults.
+    pub fn clear_faults(&self) {
+        lock(&self.inner.faults).clear();
+    }
+
+    /// Requests answered so far.
+    pub fn journal(&self) -> Vec<JournalEntry> {
+        lock(&self.inner.journal).entries()
+    }
+
+    /// How many requests for `path` were answered.
+    pub fn requests_to(&self, path: &str) -> usize {
+        lock(&self.inner.journal).entries().iter().filter(|e| e.path == path).count()
+    }
+
+    /// The claims of an access token for `grant`, as GUIDE §7 (Auth0) shapes them.
+    pub fn claims_for(&self, grant: &Grant) -> Map<String, Value> {
+        let tenant = &self.inner.tenant;
+        let now = self.now();
+        let mut claims = Map::new();
+        claims.insert("iss".into(), json!(self.inner.issuer));
+        let user = grant.user.as_deref().and_then(|id| tenant.user(id));
+        let sub = match user {
+            Some(user) => user.subject(),
+            None => format!("{}@clients", grant.client_id),
+        };
+        claims.insert("sub".into(), json!(sub));
+        let wants_userinfo = user.is_some() && grant.scopes.iter().any(|s| s == "openid");
+        let aud = if wants_userinfo {
+            json!([grant.audience, format!("{}userinfo", self.inner.issuer)])
+        } else {
+            json!(grant.audience)
+        };
+        claims.insert("aud".into(), aud);
+        claims.insert("iat".into(), json!(now));
+        claims.insert("exp".into(), json!(now + tenant.token_lifetime as i64));
+        claims.insert("azp".into(), json!(grant.client_id));
+        claims.insert("scope".into(), json!(grant.scopes.join(" ")));
+        if user.is_none() {
+            claims.insert("gty".into(), json!("client-credentials"));
+        }
+        if tenant.api(&grant.audience).is_some_and(|api| api.rbac) {
+            let permissions: Vec<String> = match user {
+                Some(user) => user.permissions.get(&grant.audience).cloned().unwrap_or_default(),
+                None => grant.scopes.clone(),
+            };
+            claims.insert("permissions".into(), json!(permissions));
+        }
+        if tenant.rfc9068 {
+            claims.insert("client_id".into(), json!(grant.client_id));
+            claims.insert("jti".into(), json!(random_string(16)));
+        }
+        if let Some(user) = user {
+            for (name, value) in &user.claims {
+                claims.insert(name.clone(), value.clone());
+            }
+        }
+        claims
+    }
+
+    /// Signs `claims` with the chosen key, optionally broken on purpose.
+    pub fn sign(&self, claims: &Map<String, Value>, key: &KeyChoice, broken: Option<Broken>) -> Result<String, String> {
+        let header = if self.inner.tenant.rfc9068 { Some(json!({ "typ": "at+jwt" })) } else { None };
+        let header = header.as_ref().and_then(Value::as_object);
+        let claims = Value::Object(claims.clone());
+        match broken {
+            Some(Broken::AlgNone) => {
+                let header = portcullis::base64url::encode(br#"{"alg":"none","typ":"JWT"}"#);
+                Ok(format!("{header}.{}.", portcullis::base64url::encode(claims.to_string())))
+            }
+            Some(Broken::UnknownKey) => {
+                let stranger = crate::keys::new_key().map_err(|e| e.to_string())?;
+                stranger.sign_token(&claims, header).map_err(|e| e.to_string())
+            }
+            other => {
+                let signer = self.inner.keys.read().unwrap_or_else(PoisonError::into_inner).choose(key);
+                let signer = signer.ok_or_else(|| format!("no such key: {key:?}"))?;
+                let token = signer.sign_token(&claims, header).map_err(|e| e.to_string())?;
+                Ok(if other == Some(Broken::BadSignature) { flip_signature(&token) } else { token })
+            }
+        }
+    }
+
+    /// An access token for `grant`, signed by the current key.
+    pub fn access_token(&self, grant: &Grant) -> Result<String, String> {
+        self.sign(&self.claims_for(grant), &KeyChoice::Current, None)
+    }
+
+    /// A machine token for the demo client (client credentials), as `POST /oauth/token` would issue it.
+    pub fn client_credentials_token(&self, client_id: &str, audience: &str) -> Result<String, String> {
+        let client = self.inner.tenant.client(client_id).ok_or("unknown client")?;
+        let scopes = client.audiences.get(audience).ok_or("audience not granted")?.clone();
+        self.access_token(&Grant { client_id: client_id.into(), user: None, audience: audience.into(), scopes })
+    }
+
+    /// A user token as the authorization-code flow would issue it.
+    pub fn user_token(&self, client_id: &str, user: &str, audience: &str, scopes: &[&str]) -> Result<String, String> {
+        self.inner.tenant.user(user).ok_or("unknown user")?;
+        let grant = Grant {
+            client_id: client_id.into(),
+            user: Some(user.into()),
+            audience: audience.into(),
+            scopes: scopes.iter().map(|s| (*s).to_owned()).collect(),
+        };
+        self.access_token(&grant)
+    }
+
+    /// The scopes a user actually gets when asking for `requested` on `audience`: the OpenID scopes, and the
+    /// permissions the user holds for that API (Auth0 with RBAC).
+    pub fn user_scopes(&self, user: &User, audience: &str, requested: &[String]) -> Vec<String> {
+        let permitted = user.permissions.get(audience);
+        requested
+            .iter()
+            .filter(|scope| {
+                ["openid", "profile", "email", "offline_access"].contains(&scope.as_str())
+                    || permitted.is_some_and(|p| p.contains(scope))
+            })
+            .cloned()
+            .collect()
+    }
+
+    pub(crate) fn client(&self, client_id: &str) -> Option<&Client> {
+        self.inner.tenant.client(client_id)
+    }
+
+    pub(crate) fn user(&self, id: &str) -> Option<&User> {
+        self.inner.tenant.user(id)
+    }
+}
+
+/// Changes one bit of the signature's first byte.
+fn flip_signature(token: &str) -> String {
+    let Some((input, signature)) = token.rsplit_once('.') else { return token.to_owned() };
+    let mut bytes = portcullis::base64url::decode(signature).unwrap_or_default();
+    if let Some(first) = bytes.first_mut() {
+        *first ^= 0x01;
+    }
+    format!("{input}.{}", portcullis::base64url::encode(bytes))
+}

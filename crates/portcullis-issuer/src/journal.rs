@@ -1,0 +1,113 @@
+//! The request journal (so tests can count JWKS fetches) and JWKS fault injection.
+
+use serde::{Deserialize, Serialize};
+use std::collections::VecDeque;
+
+/// One request the issuer answered.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct JournalEntry {
+    /// Sequence number, from 1.
+    pub seq: u64,
+    /// HTTP method.
+    pub method: String,
+    /// Path (no query string: it may carry codes).
+    pub path: String,
+    /// Status code answered.
+    pub status: u16,
+}
+
+/// The most entries kept.
+pub const JOURNAL_CAPACITY: usize = 10_000;
+
+/// A bounded journal.
+#[derive(Debug, Default)]
+pub(crate) struct Journal {
+    entries: VecDeque<JournalEntry>,
+    next_seq: u64,
+}
+
+impl Journal {
+    pub fn record(&mut self, method: &str, path: &str, status: u16) {
+        self.next_seq += 1;
+        if self.entries.len() == JOURNAL_CAPACITY {
+            self.entries.pop_front();
+        }
+        self.entries.push_back(JournalEntry { seq: self.next_seq, method: method.into(), path: path.into(), status });
+    }
+
+    pub fn entries(&self) -> Vec<JournalEntry> {
+        self.entries.iter().cloned().collect()
+    }
+}
+
+/// A misbehaviour of the JWKS endpoint for the next `count` requests.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Fault {
+    /// Answer after `ms` milliseconds.
+    Delay {
+        /// Delay in milliseconds.
+        ms: u64,
+        /// Requests affected.
+        count: u32,
+    },
+    /// Answer with this status and an empty body.
+    Status {
+        /// The status code.
+        status: u16,
+        /// Requests affected.
+        count: u32,
+    },
+    /// Answer 200 with a body that is not a key set.
+    Garbage {
+        /// Requests affected.
+        count: u32,
+    },
+    /// Close the connection without a complete answer.
+    Drop {
+        /// Requests affected.
+        count: u32,
+    },
+}
+
+impl Fault {
+    fn count_mut(&mut self) -> &mut u32 {
+        match self {
+            Self::Delay { count, .. } | Self::Status { count, .. } | Self::Garbage { count } | Self::Drop { count } => {
+                count
+            }
+        }
+    }
+}
+
+/// Faults waiting to happen, first in first out.
+#[derive(Debug, Default)]
+pub(crate) struct Faults {
+    queue: VecDeque<Fault>,
+}
+
+impl Faults {
+    pub fn push(&mut self, fault: Fault) {
+        self.queue.push_back(fault);
+    }
+
+    /// The fault for this request, if any (consuming one of its count).
+    pub fn take(&mut self) -> Option<Fault> {
+        let front = self.queue.front_mut()?;
+        let count = front.count_mut();
+        if *count == 0 {
+            self.queue.pop_front();
+            return self.take();
+        }
+        *count -= 1;
+        let fault = front.clone();
+        if *front.count_mut() == 0 {
+            self.queue.pop_front();
+        }
+        Some(fault)
+    }
+
+    pub fn clear(&mut self) {
+        self.queue.clear();
+    }
+}
