@@ -5,6 +5,7 @@ use crate::journal::Fault;
 use crate::keys::KeyChoice;
 use axum::Router;
 use axum::body::{Body, Bytes};
+use axum::extract::connect_info::MockConnectInfo;
 use axum::extract::{ConnectInfo, Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
@@ -57,7 +58,11 @@ async fn journal(State(issuer): State<DevIssuer>, request: Request, next: Next) 
 }
 
 async fn loopback_only(request: Request, next: Next) -> Response {
-    let peer = request.extensions().get::<ConnectInfo<SocketAddr>>().map(|info| info.0.ip());
+    let extensions = request.extensions();
+    let peer = extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|info| info.0.ip())
+        .or_else(|| extensions.get::<MockConnectInfo<SocketAddr>>().map(|info| info.0.ip()));
     if peer.is_some_and(|ip| ip.is_loopback()) {
         next.run(request).await
     } else {

@@ -1,0 +1,387 @@
+//! The dev issuer over real sockets: every endpoint, its error paths, and the admin controls.
+#![allow(clippy::unwrap_used)]
+
+use axum::extract::connect_info::MockConnectInfo;
+use portcullis::{KeySet, Reason, Verifier};
+use portcullis_issuer::{DEMO_AUDIENCE, DevIssuer, Tenant, pkce, router};
+use serde_json::{Value, json};
+use std::net::SocketAddr;
+use tower::ServiceExt;
+
+struct Running {
+    issuer: DevIssuer,
+    base: String,
+    http: reqwest::Client,
+    no_redirect: reqwest::Client,
+}
+
+const CALLBACK: &str = "http://127.0.0.1:3000/callback";
+
+async fn start() -> Running {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}/", listener.local_addr().unwrap());
+    let issuer = DevIssuer::new(Tenant::demo(CALLBACK), &base).unwrap();
+    tokio::spawn(portcullis_issuer::serve(listener, issuer.clone()));
+    let no_redirect = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    Running { issuer, base, http: reqwest::Client::new(), no_redirect }
+}
+
+fn decode(token: &str, part: usize) -> Value {
+    serde_json::from_slice(&portcullis::base64url::decode(token.split('.').nth(part).unwrap()).unwrap()).unwrap()
+}
+
+impl Running {
+    async fn post_json(&self, path: &str, body: Value) -> (u16, Value, reqwest::header::HeaderMap) {
+        let response = self.http.post(format!("{}{path}", self.base)).json(&body).send().await.unwrap();
+        let (status, headers) = (response.status().as_u16(), response.headers().clone());
+        let text = response.text().await.unwrap();
+        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)), headers)
+    }
+
+    async fn token(&self, body: Value) -> (u16, Value) {
+        let (status, body, _) = self.post_json("oauth/token", body).await;
+        (status, body)
+    }
+
+    async fn jwks(&self) -> Value {
+        self.http.get(format!("{}.well-known/jwks.json", self.base)).send().await.unwrap().json().await.unwrap()
+    }
+
+    async fn verifier(&self, audience: &str) -> Verifier {
+        let keys = KeySet::from_jwks_json(self.jwks().await.to_string().as_bytes()).unwrap();
+        Verifier::builder().issuer(&self.base).audience(audience).keys(keys).without_cache().build().unwrap()
+    }
+
+    /// Runs /authorize with login_hint and returns the redirect Location.
+    async fn authorize(&self, params: &[(&str, &str)]) -> reqwest::Response {
+        self.no_redirect.get(format!("{}authorize", self.base)).query(params).send().await.unwrap()
+    }
+}
+
+fn machine_request() -> Value {
+    json!({"grant_type": "client_credentials", "client_id": "demo-client", "client_secret": "demo-secret", "audience": DEMO_AUDIENCE})
+}
+
+#[tokio::test]
+async fn discovery_and_jwks_look_like_auth0() {
+    let r = start().await;
+    let doc: Value =
+        r.http.get(format!("{}.well-known/openid-configuration", r.base)).send().await.unwrap().json().await.unwrap();
+    assert_eq!(doc["issuer"], r.base);
+    assert_eq!(doc["jwks_uri"], format!("{}.well-known/jwks.json", r.base));
+    assert_eq!(doc["token_endpoint"], format!("{}oauth/token", r.base));
+    assert_eq!(doc["code_challenge_methods_supported"], json!(["S256"]));
+    let jwks = r.jwks().await;
+    let keys = jwks["keys"].as_array().unwrap();
+    assert_eq!(keys.len(), 2, "current and next");
+    for key in keys {
+        for member in ["kty", "use", "n", "e", "kid", "alg"] {
+            assert!(key.get(member).is_some(), "{member} in {key}");
+        }
+        assert_eq!(
+            (key["kty"].as_str(), key["alg"].as_str(), key["use"].as_str()),
+            (Some("RSA"), Some("RS256"), Some("sig"))
+        );
+    }
+}
+
+#[tokio::test]
+async fn client_credentials_in_every_form_with_auth0_shapes() {
+    let r = start().await;
+    let (status, body, headers) = r.post_json("oauth/token", machine_request()).await;
+    assert_eq!(status, 200);
+    assert_eq!(headers["cache-control"], "no-store");
+    let fields: Vec<&String> = body.as_object().unwrap().keys().collect();
+    assert_eq!(fields, ["access_token", "expires_in", "scope", "token_type"]);
+    assert_eq!(
+        (body["token_type"].as_str(), body["expires_in"].as_u64(), body["scope"].as_str()),
+        (Some("Bearer"), Some(86400), Some("read:messages"))
+    );
+    let token = body["access_token"].as_str().unwrap();
+    let header = decode(token, 0);
+    assert_eq!(header, json!({"alg": "RS256", "typ": "JWT", "kid": r.issuer.current_kid()}));
+    let claims = decode(token, 1);
+    let names: Vec<&String> = claims.as_object().unwrap().keys().collect();
+    assert_eq!(names, ["aud", "azp", "exp", "gty", "iat", "iss", "permissions", "scope", "sub"]);
+    assert_eq!(claims["iss"], r.base);
+    assert_eq!(claims["sub"], "demo-client@clients");
+    assert_eq!(claims["aud"], DEMO_AUDIENCE);
+    assert_eq!(claims["azp"], "demo-client");
+    assert_eq!(claims["gty"], "client-credentials");
+    assert_eq!(claims["permissions"], json!(["read:messages"]));
+    assert_eq!(claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap(), 86400);
+    assert!(r.verifier(DEMO_AUDIENCE).await.verify(token).is_ok());
+
+    // Form body with HTTP Basic.
+    let response = r
+        .http
+        .post(format!("{}oauth/token", r.base))
+        .basic_auth("demo-client", Some("demo-secret"))
+        .form(&[("grant_type", "client_credentials"), ("audience", DEMO_AUDIENCE), ("scope", "read:messages")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+}
+
+#[tokio::test]
+async fn token_endpoint_errors() {
+    let r = start().await;
+    let with = |name: &str, value: Value| {
+        let mut body = machine_request();
+        body[name] = value;
+        body
+    };
+    let cases = [
+        (with("client_secret", json!("wrong")), 401, "access_denied", Some("Unauthorized")),
+        (with("client_id", json!("nobody")), 401, "access_denied", Some("Unauthorized")),
+        (with("grant_type", json!("password")), 400, "unsupported_grant_type", None),
+        (with("audience", json!("https://unknown.example")), 403, "access_denied", None),
+        (with("scope", json!("write:messages")), 403, "access_denied", None),
+        (with("grant_type", json!("authorization_code")), 403, "unauthorized_client", None),
+    ];
+    for (body, status, error, description) in cases {
+        let (got, answer) = r.token(body.clone()).await;
+        assert_eq!((got, answer["error"].as_str()), (status, Some(error)), "{body}");
+        if let Some(description) = description {
+            assert_eq!(answer["error_description"], description);
+        }
+    }
+    let mut no_audience = machine_request();
+    no_audience.as_object_mut().unwrap().remove("audience");
+    assert_eq!(r.token(no_audience).await.1["error"], "invalid_request");
+}
+
+async fn code_for(r: &Running, user: &str, verifier: &str, scope: &str) -> String {
+    let response = r
+        .authorize(&[
+            ("response_type", "code"),
+            ("client_id", "demo-spa"),
+            ("redirect_uri", CALLBACK),
+            ("scope", scope),
+            ("audience", DEMO_AUDIENCE),
+            ("state", "xyz"),
+            ("code_challenge", &pkce::challenge_of(verifier)),
+            ("code_challenge_method", "S256"),
+            ("login_hint", user),
+        ])
+        .await;
+    assert_eq!(response.status(), 303);
+    let location = url::Url::parse(response.headers()["location"].to_str().unwrap()).unwrap();
+    assert!(location.as_str().starts_with(CALLBACK));
+    let pairs: std::collections::HashMap<_, _> = location.query_pairs().into_owned().collect();
+    assert_eq!(pairs["state"], "xyz");
+    pairs["code"].clone()
+}
+
+fn exchange(code: &str, verifier: &str, redirect: &str) -> Value {
+    json!({"grant_type": "authorization_code", "client_id": "demo-spa", "code": code, "code_verifier": verifier, "redirect_uri": redirect})
+}
+
+const VERIFIER: &str = "a-code-verifier-that-is-long-enough-0123456789";
+
+#[tokio::test]
+async fn authorization_code_with_pkce_gives_auth0_user_tokens() {
+    let r = start().await;
+    let code = code_for(&r, "alice", VERIFIER, "openid profile read:messages offline_access").await;
+    let (status, body) = r.token(exchange(&code, VERIFIER, CALLBACK)).await;
+    assert_eq!(status, 200, "{body}");
+    let token = body["access_token"].as_str().unwrap();
+    let claims = decode(token, 1);
+    assert_eq!(claims["sub"], "auth0|alice");
+    assert_eq!(claims["aud"], json!([DEMO_AUDIENCE, format!("{}userinfo", r.base)]));
+    assert_eq!(claims["azp"], "demo-spa");
+    assert_eq!(claims["scope"], "openid profile read:messages offline_access");
+    assert_eq!(claims["permissions"], json!(["read:messages", "write:messages"]));
+    assert_eq!(claims["https://example.com/roles"], json!(["admin"]));
+    assert!(claims.get("gty").is_none());
+    assert!(r.verifier(DEMO_AUDIENCE).await.verify(token).is_ok());
+
+    // userinfo with the same token.
+    let info: Value =
+        r.http.get(format!("{}userinfo", r.base)).bearer_auth(token).send().await.unwrap().json().await.unwrap();
+    assert_eq!((info["sub"].as_str(), info["email"].as_str()), (Some("auth0|alice"), Some("alice@example.com")));
+
+    // Refresh token (offline_access).
+    let refresh = body["refresh_token"].as_str().unwrap();
+    let (status, refreshed) =
+        r.token(json!({"grant_type": "refresh_token", "client_id": "demo-spa", "refresh_token": refresh})).await;
+    assert_eq!(status, 200);
+    assert_eq!(decode(refreshed["access_token"].as_str().unwrap(), 1)["sub"], "auth0|alice");
+    let (status, bad) =
+        r.token(json!({"grant_type": "refresh_token", "client_id": "demo-spa", "refresh_token": "nope"})).await;
+    assert_eq!((status, bad["error"].as_str()), (403, Some("invalid_grant")));
+
+    // bob asks for read:messages but holds no such permission: he does not get it.
+    let code = code_for(&r, "bob", VERIFIER, "openid read:messages").await;
+    let bob = r.token(exchange(&code, VERIFIER, CALLBACK)).await.1;
+    let claims = decode(bob["access_token"].as_str().unwrap(), 1);
+    assert_eq!((claims["scope"].as_str(), &claims["permissions"]), (Some("openid"), &json!([])));
+}
+
+#[tokio::test]
+async fn pkce_and_redirect_rules_are_enforced() {
+    let r = start().await;
+    let code = code_for(&r, "alice", VERIFIER, "openid").await;
+    let (status, body) = r.token(exchange(&code, "a-different-verifier-that-is-long-enough-000000", CALLBACK)).await;
+    assert_eq!((status, body["error"].as_str()), (403, Some("invalid_grant")));
+    // The code is gone after one attempt: reuse fails even with the right verifier.
+    assert_eq!(r.token(exchange(&code, VERIFIER, CALLBACK)).await.1["error"], "invalid_grant");
+    let code = code_for(&r, "alice", VERIFIER, "openid").await;
+    assert_eq!(r.token(exchange(&code, VERIFIER, "http://127.0.0.1:3000/other")).await.1["error"], "invalid_grant");
+    let code = code_for(&r, "alice", VERIFIER, "openid").await;
+    assert_eq!(r.token(exchange(&code, VERIFIER, CALLBACK)).await.0, 200);
+    assert_eq!(r.token(exchange(&code, VERIFIER, CALLBACK)).await.1["error"], "invalid_grant", "reused code");
+
+    let base = [("response_type", "code"), ("client_id", "demo-spa"), ("scope", "openid")];
+    // An unregistered callback is never redirected to.
+    let evil = r
+        .authorize(
+            &[
+                &base[..],
+                &[
+                    ("redirect_uri", "https://evil.example/cb"),
+                    ("code_challenge", "x"),
+                    ("code_challenge_method", "S256"),
+                    ("login_hint", "alice"),
+                ],
+            ]
+            .concat(),
+        )
+        .await;
+    assert_eq!(evil.status(), 400);
+    assert!(evil.headers().get("location").is_none());
+    // A public client must use PKCE, with S256.
+    let plain = r.authorize(&[&base[..], &[("redirect_uri", CALLBACK), ("login_hint", "alice")]].concat()).await;
+    assert_eq!(plain.status(), 400);
+    assert!(plain.text().await.unwrap().contains("PKCE"));
+    let method = r
+        .authorize(
+            &[&base[..], &[("redirect_uri", CALLBACK), ("code_challenge", "x"), ("code_challenge_method", "plain")]]
+                .concat(),
+        )
+        .await;
+    assert_eq!(method.status(), 400);
+}
+
+#[tokio::test]
+async fn login_page_lists_users_and_posts_back() {
+    let r = start().await;
+    let challenge = pkce::challenge_of(VERIFIER);
+    let params = [
+        ("response_type", "code"),
+        ("client_id", "demo-spa"),
+        ("redirect_uri", CALLBACK),
+        ("scope", "openid"),
+        ("code_challenge", challenge.as_str()),
+        ("code_challenge_method", "S256"),
+    ];
+    let page = r.authorize(&params).await.text().await.unwrap();
+    assert!(page.contains("development and tests only"));
+    assert!(page.contains("Log in as Alice") && page.contains("Log in as Bob"));
+    let mut form: Vec<(&str, &str)> = params.to_vec();
+    form.push(("user", "bob"));
+    let response = r.no_redirect.post(format!("{}authorize", r.base)).form(&form).send().await.unwrap();
+    assert_eq!(response.status(), 303);
+    assert!(response.headers()["location"].to_str().unwrap().contains("code="));
+}
+
+#[tokio::test]
+async fn rotation_keeps_old_tokens_valid_until_revoked() {
+    let r = start().await;
+    let old_kid = r.issuer.current_kid();
+    let old = r.token(machine_request()).await.1["access_token"].as_str().unwrap().to_owned();
+    let (status, rotated, _) = r.post_json("__admin/keys/rotate", json!({})).await;
+    assert_eq!(status, 200);
+    assert_ne!(rotated["current"], old_kid);
+    assert_eq!(r.jwks().await["keys"].as_array().unwrap().len(), 3, "next, current, previous");
+    let new = r.token(machine_request()).await.1["access_token"].as_str().unwrap().to_owned();
+    assert_eq!(decode(&new, 0)["kid"], rotated["current"]);
+    let verifier = r.verifier(DEMO_AUDIENCE).await;
+    assert!(verifier.verify(&old).is_ok() && verifier.verify(&new).is_ok());
+    let (status, _, _) = r.post_json("__admin/keys/revoke", json!({"kid": old_kid})).await;
+    assert_eq!(status, 200);
+    let verifier = r.verifier(DEMO_AUDIENCE).await;
+    assert_eq!(verifier.verify(&old).unwrap_err().reason(), Reason::KeyNotFound);
+    assert!(verifier.verify(&new).is_ok());
+    assert_eq!(r.post_json("__admin/keys/revoke", json!({"kid": "no-such-kid"})).await.0, 404);
+}
+
+#[tokio::test]
+async fn faults_and_clock_shift_show_in_the_journal() {
+    let r = start().await;
+    let (status, _, _) = r.post_json("__admin/faults", json!({"kind": "status", "status": 503, "count": 2})).await;
+    assert_eq!(status, 204);
+    r.post_json("__admin/faults", json!({"kind": "garbage", "count": 1})).await;
+    let url = format!("{}.well-known/jwks.json", r.base);
+    let mut statuses = Vec::new();
+    for _ in 0..4 {
+        let response = r.http.get(&url).send().await.unwrap();
+        statuses.push((response.status().as_u16(), response.text().await.unwrap().starts_with("{\"keys\"")));
+    }
+    assert_eq!(statuses, [(503, false), (503, false), (200, false), (200, true)]);
+    // A dropped connection is a transport error for the client.
+    r.post_json("__admin/faults", json!({"kind": "drop", "count": 1})).await;
+    let dropped = r.http.get(&url).send().await;
+    assert!(dropped.is_err() || dropped.unwrap().text().await.is_err());
+
+    let journal: Vec<Value> =
+        r.http.get(format!("{}__admin/journal", r.base)).send().await.unwrap().json().await.unwrap();
+    let jwks: Vec<u64> = journal
+        .iter()
+        .filter(|e| e["path"] == "/.well-known/jwks.json")
+        .map(|e| e["status"].as_u64().unwrap())
+        .collect();
+    assert_eq!(&jwks[..4], [503, 503, 200, 200]);
+    assert_eq!(r.issuer.requests_to("/.well-known/jwks.json"), 5);
+
+    let before = r.issuer.now();
+    let (_, clock, _) = r.post_json("__admin/clock", json!({"shift": 7200})).await;
+    assert!(clock["now"].as_i64().unwrap() >= before + 7200);
+    let token = r.token(machine_request()).await.1["access_token"].as_str().unwrap().to_owned();
+    assert!(decode(&token, 1)["iat"].as_i64().unwrap() >= before + 7200);
+    // A token from two hours in the future is refused by an honest verifier.
+    assert_eq!(r.verifier(DEMO_AUDIENCE).await.verify(&token).unwrap_err().reason(), Reason::ClaimInvalid);
+}
+
+#[tokio::test]
+async fn admin_mints_any_token_including_broken_ones() {
+    let r = start().await;
+    let verifier = r.verifier(DEMO_AUDIENCE).await;
+    let r = &r;
+    let mint = |body: Value| async move {
+        r.post_json("__admin/tokens", body).await.1["access_token"].as_str().unwrap().to_owned()
+    };
+    let custom =
+        mint(json!({"user": "alice", "scopes": ["openid", "read:messages"], "claims": {"org": "acme", "azp": null}}))
+            .await;
+    let claims = decode(&custom, 1);
+    assert_eq!((claims["org"].as_str(), claims.get("azp")), (Some("acme"), None));
+    assert!(verifier.verify(&custom).is_ok());
+    let cases = [
+        (json!({"lifetime": -3600}), Reason::TokenExpired),
+        (json!({"broken": "bad_signature"}), Reason::SignatureInvalid),
+        (json!({"broken": "alg_none"}), Reason::AlgorithmNotAllowed),
+        (json!({"broken": "unknown_key"}), Reason::KeyNotFound),
+        (json!({"audience": "https://billing.example.com"}), Reason::AudienceMismatch),
+    ];
+    for (body, reason) in cases {
+        let token = mint(body.clone()).await;
+        assert_eq!(verifier.verify(&token).unwrap_err().reason(), reason, "{body}");
+    }
+    let next = mint(json!({"key": "next"})).await;
+    assert_ne!(decode(&next, 0)["kid"], r.issuer.current_kid());
+    assert!(verifier.verify(&next).is_ok(), "the next key is already published");
+}
+
+#[tokio::test]
+async fn admin_endpoints_refuse_non_loopback_clients() {
+    let issuer = DevIssuer::new(Tenant::demo(CALLBACK), "http://127.0.0.1:4000/").unwrap();
+    let request = |from: &str| {
+        let app = router(issuer.clone()).layer(MockConnectInfo(from.parse::<SocketAddr>().unwrap()));
+        let request = axum::http::Request::post("/__admin/keys/rotate").body(axum::body::Body::empty()).unwrap();
+        async move { app.oneshot(request).await.unwrap().status().as_u16() }
+    };
+    assert_eq!(request("192.0.2.10:5000").await, 403);
+    assert_eq!(request("127.0.0.1:5000").await, 200);
+}
