@@ -385,3 +385,31 @@ async fn admin_endpoints_refuse_non_loopback_clients() {
     assert_eq!(request("192.0.2.10:5000").await, 403);
     assert_eq!(request("127.0.0.1:5000").await, 200);
 }
+
+#[tokio::test]
+async fn rfc9068_profile_tokens() {
+    let mut tenant = Tenant::demo(CALLBACK);
+    tenant.rfc9068 = true;
+    let issuer = DevIssuer::new(tenant, "http://127.0.0.1:4000/").unwrap();
+    let token = issuer.client_credentials_token("demo-client", DEMO_AUDIENCE).unwrap();
+    assert_eq!(decode(&token, 0)["typ"], "at+jwt");
+    let claims = decode(&token, 1);
+    assert_eq!(claims["client_id"], "demo-client");
+    assert!(claims["jti"].as_str().is_some_and(|j| j.len() >= 16));
+    let keys = KeySet::from_jwks_json(issuer.jwks().to_string().as_bytes()).unwrap();
+    let verifier =
+        Verifier::builder().issuer(issuer.issuer()).audience(DEMO_AUDIENCE).typ("at+jwt").keys(keys).build().unwrap();
+    assert!(verifier.verify(&token).is_ok());
+    // A plain JWT is refused where the RFC 9068 type is required.
+    let plain = DevIssuer::new(Tenant::demo(CALLBACK), "http://127.0.0.1:4000/").unwrap();
+    let plain_token = plain.client_credentials_token("demo-client", DEMO_AUDIENCE).unwrap();
+    let plain_keys = KeySet::from_jwks_json(plain.jwks().to_string().as_bytes()).unwrap();
+    let strict = Verifier::builder()
+        .issuer(plain.issuer())
+        .audience(DEMO_AUDIENCE)
+        .typ("at+jwt")
+        .keys(plain_keys)
+        .build()
+        .unwrap();
+    assert_eq!(strict.verify(&plain_token).unwrap_err().reason(), Reason::HeaderInvalid);
+}
