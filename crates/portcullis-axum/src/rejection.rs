@@ -49,6 +49,11 @@ impl Answer {
         Self { realm, responder }
     }
 
+    /// The default answer with this realm.
+    pub fn with_realm(realm: &str) -> Self {
+        Self { realm: Arc::from(if realm.is_empty() { DEFAULT_REALM } else { realm }), responder: None }
+    }
+
     pub(crate) fn responder(&self) -> Option<Responder> {
         self.responder.clone()
     }

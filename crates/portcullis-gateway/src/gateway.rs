@@ -1,0 +1,179 @@
+//! The decision every request gets, shared by the reverse proxy and forward-auth: which route, which rule, and
+//! which headers go upstream.
+
+use crate::config::{Config, RouteConfig, Unmatched, path_matches};
+use axum::response::Response;
+use http::{HeaderMap, HeaderName, HeaderValue, Method};
+use portcullis::remote::{KeyLocation, RemoteKeySet, RemoteOptions};
+use portcullis::{Error, KeySource, Reason, SystemClock, VerifiedToken, Verifier};
+use portcullis_axum::Answer;
+use serde_json::Value;
+use std::sync::Arc;
+
+/// The gateway's state: verifier, routes, header mapping. Cheap to clone.
+#[derive(Clone)]
+pub struct Gateway {
+    pub(crate) inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    pub config: Config,
+    pub verifier: Verifier,
+    pub answer: Answer,
+    pub claim_headers: Vec<(String, HeaderName)>,
+    pub key_sets: Vec<RemoteKeySet>,
+}
+
+/// The outcome of [`Gateway::decide`].
+pub enum Decision {
+    /// Let it through, with these headers for the upstream.
+    Allow {
+        /// Headers derived from the token's claims.
+        claim_headers: Vec<(HeaderName, HeaderValue)>,
+        /// Whether the `Authorization` header may go upstream.
+        forward_authorization: bool,
+    },
+    /// Refuse with this answer.
+    Deny(Box<Response>),
+}
+
+impl Gateway {
+    /// Builds the gateway: one remote key set per issuer (discovery unless a JWKS URL is given).
+    pub fn new(config: Config) -> Result<Self, String> {
+        config.check()?;
+        let mut builder = Verifier::builder();
+        let mut key_sets = Vec::new();
+        for issuer in &config.issuers {
+            let location = match &issuer.jwks_uri {
+                Some(uri) => KeyLocation::Jwks(uri.clone()),
+                None => KeyLocation::Discovery { issuer: issuer.issuer.clone() },
+            };
+            let keys = RemoteKeySet::new(location, RemoteOptions::default(), Arc::new(SystemClock))
+                .map_err(|e| e.to_string())?;
+            builder = builder.issuer_keys(&issuer.issuer, Arc::new(keys.clone()) as Arc<dyn KeySource>);
+            for audience in &issuer.audiences {
+                builder = builder.audience(audience);
+            }
+            key_sets.push(keys);
+        }
+        let verifier = builder.build().map_err(|e| e.to_string())?;
+        let claim_headers = config
+            .claim_headers
+            .iter()
+            .map(|(claim, header)| {
+                HeaderName::from_bytes(header.as_bytes()).map(|h| (claim.clone(), h)).map_err(|e| e.to_string())
+            })
+            .collect::<Result<_, _>>()?;
+        let answer = Answer::with_realm(&config.realm);
+        Ok(Self { inner: Arc::new(Inner { config, verifier, answer, claim_headers, key_sets }) })
+    }
+
+    /// Starts loading and refreshing every issuer's keys in the background.
+    pub fn start_key_refresh(&self) {
+        for keys in &self.inner.key_sets {
+            keys.spawn_refresher();
+        }
+    }
+
+    /// Whether every issuer has usable keys.
+    pub fn is_ready(&self) -> bool {
+        self.inner.verifier.is_ready()
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &Config {
+        &self.inner.config
+    }
+
+    fn route(&self, method: &Method, path: &str) -> Option<&RouteConfig> {
+        self.inner.config.routes.iter().find(|route| {
+            path_matches(&route.path, path)
+                && (route.methods.is_empty() || route.methods.iter().any(|m| m.eq_ignore_ascii_case(method.as_str())))
+        })
+    }
+
+    fn deny(&self, error: Error) -> Decision {
+        Decision::Deny(Box::new(self.inner.answer.respond(error)))
+    }
+
+    /// Decides about a request for `path` with `method`, carrying `headers`.
+    pub async fn decide(&self, method: &Method, path: &str, headers: &HeaderMap) -> Decision {
+        let route = self.route(method, path);
+        let (public, rule, forward_authorization) = match route {
+            Some(route) => (route.public, route.require.as_ref(), route.forward_authorization),
+            None if self.inner.config.unmatched == Unmatched::Authenticated => (false, None, false),
+            None => {
+                let not_found =
+                    axum::response::IntoResponse::into_response((http::StatusCode::NOT_FOUND, "no such route"));
+                return Decision::Deny(Box::new(not_found));
+            }
+        };
+        if public {
+            return Decision::Allow { claim_headers: Vec::new(), forward_authorization };
+        }
+        let token = match bearer(headers) {
+            Ok(token) => token,
+            Err(error) => return self.deny(error),
+        };
+        let verified = match self.inner.verifier.verify_async(token).await {
+            Ok(verified) => verified,
+            Err(error) => return self.deny(error),
+        };
+        if let Some(rule) = rule {
+            if let Err(error) = rule.check(&verified) {
+                return self.deny(error);
+            }
+        }
+        Decision::Allow { claim_headers: self.claim_headers(&verified), forward_authorization }
+    }
+
+    /// Headers from the token's claims, per the mapping.
+    fn claim_headers(&self, token: &VerifiedToken) -> Vec<(HeaderName, HeaderValue)> {
+        self.inner
+            .claim_headers
+            .iter()
+            .filter_map(|(claim, header)| {
+                let value = portcullis::claims::lookup(token.claims(), claim)?;
+                let text = match value {
+                    Value::String(s) => s.clone(),
+                    Value::Array(items) => items
+                        .iter()
+                        .map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_owned))
+                        .collect::<Vec<_>>()
+                        .join(" "),
+                    Value::Null => return None,
+                    other => other.to_string(),
+                };
+                HeaderValue::from_str(&text).ok().map(|v| (header.clone(), v))
+            })
+            .collect()
+    }
+
+    /// The header names the gateway sets; client-sent copies are always removed.
+    pub fn managed_headers(&self) -> impl Iterator<Item = &HeaderName> {
+        self.inner.claim_headers.iter().map(|(_, header)| header)
+    }
+}
+
+/// The single bearer token of a request (header only: a gateway never reads tokens from URLs).
+fn bearer(headers: &HeaderMap) -> Result<&str, Error> {
+    let mut values = headers.get_all(http::header::AUTHORIZATION).iter();
+    let Some(value) = values.next() else {
+        return Err(Error::new(Reason::TokenMissing, "the request has no bearer token"));
+    };
+    if values.next().is_some() {
+        return Err(Error::new(Reason::RequestInvalid, "more than one Authorization header"));
+    }
+    let value = value
+        .to_str()
+        .map_err(|_| Error::new(Reason::RequestInvalid, "the Authorization header is not visible ASCII"))?;
+    let (scheme, token) = value.split_once(' ').unwrap_or((value, ""));
+    let token = token.trim_start_matches(' ');
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return Err(Error::new(Reason::RequestInvalid, "the Authorization scheme must be Bearer"));
+    }
+    if token.is_empty() || token.contains([' ', '\t']) {
+        return Err(Error::new(Reason::RequestInvalid, "the Bearer credentials must be exactly one token"));
+    }
+    Ok(token)
+}

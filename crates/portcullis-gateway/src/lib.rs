@@ -1,0 +1,83 @@
+//! # portcullis-gateway
+//!
+//! portcullis in front of any HTTP API, without touching its code: a reverse proxy that verifies every request
+//! before it reaches the upstream, or the forward-auth endpoint of the proxy already in place (nginx
+//! `auth_request`, Traefik ForwardAuth, Caddy `forward_auth`). Routes are matched first-wins by path (exact,
+//! `/prefix/*`, `{param}` patterns) and method; each is public or carries an authorization rule (the same
+//! [`Requirement`](portcullis::Requirement) type as the middleware). Claims reach the upstream as headers, and
+//! client-sent copies of those headers are always removed.
+#![forbid(unsafe_code)]
+
+pub mod config;
+mod gateway;
+mod proxy;
+
+pub use config::{Config, IssuerConfig, Mode, RouteConfig, Unmatched};
+pub use gateway::{Decision, Gateway};
+
+use axum::Router;
+use axum::routing::{any, get};
+use hyper_util::rt::TokioExecutor;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// The main listener's routes for `gateway`.
+pub fn router(gateway: Gateway) -> Router {
+    match gateway.config().mode {
+        Mode::ForwardAuth => Router::new().fallback(any(proxy::forward_auth)).with_state(gateway),
+        Mode::Proxy => {
+            let client = hyper_util::client::legacy::Client::builder(TokioExecutor::new()).build_http();
+            let state = proxy::ProxyState {
+                upstream: gateway.config().upstream.clone().unwrap_or_default(),
+                timeout: Duration::from_secs(gateway.config().upstream_timeout_secs),
+                gateway,
+                client,
+            };
+            Router::new().fallback(any(proxy::proxy)).with_state(state)
+        }
+    }
+}
+
+/// The admin listener's routes: `/healthz` (alive) and `/ready` (every issuer has keys).
+pub fn admin_router(gateway: Gateway) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route(
+            "/ready",
+            get(|axum::extract::State(gateway): axum::extract::State<Gateway>| async move {
+                if gateway.is_ready() {
+                    (http::StatusCode::OK, "ready")
+                } else {
+                    (http::StatusCode::SERVICE_UNAVAILABLE, "keys not loaded yet")
+                }
+            }),
+        )
+        .with_state(gateway)
+}
+
+/// Serves the gateway (and its admin listener) until `shutdown` completes; in-flight requests finish.
+pub async fn serve(
+    gateway: Gateway,
+    listener: tokio::net::TcpListener,
+    admin: Option<tokio::net::TcpListener>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    gateway.start_key_refresh();
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    if let Some(admin) = admin {
+        let app = admin_router(gateway.clone());
+        let mut stopped = stopped.clone();
+        tokio::spawn(async move {
+            let _ = axum::serve(admin, app)
+                .with_graceful_shutdown(async move {
+                    let _ = stopped.changed().await;
+                })
+                .await;
+        });
+    }
+    let app = router(gateway).into_make_service_with_connect_info::<SocketAddr>();
+    let result = axum::serve(listener, app).with_graceful_shutdown(shutdown).await;
+    let _ = stop.send(true);
+    result
+}

@@ -1,0 +1,143 @@
+//! Reverse proxy and forward-auth handlers.
+
+use crate::gateway::{Decision, Gateway};
+use axum::body::Body;
+use axum::extract::{ConnectInfo, Request, State};
+use axum::response::{IntoResponse, Response};
+use http::header::{AUTHORIZATION, CONNECTION, HOST};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// The upstream HTTP client.
+pub(crate) type UpstreamClient = Client<HttpConnector, Body>;
+
+/// Hop-by-hop headers (RFC 9110 §7.6.1), never forwarded.
+const HOP_BY_HOP: [&str; 8] = [
+    "connection",
+    "keep-alive",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
+fn remove_hop_by_hop(headers: &mut HeaderMap) {
+    let listed: Vec<HeaderName> = headers
+        .get_all(CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+        .collect();
+    for name in listed {
+        headers.remove(name);
+    }
+    for name in HOP_BY_HOP {
+        headers.remove(name);
+    }
+}
+
+/// Shared state of the proxy handler.
+#[derive(Clone)]
+pub(crate) struct ProxyState {
+    pub gateway: Gateway,
+    pub client: UpstreamClient,
+    pub upstream: String,
+    pub timeout: Duration,
+}
+
+pub(crate) async fn proxy(
+    State(state): State<ProxyState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    request: Request,
+) -> Response {
+    let (mut parts, body) = request.into_parts();
+    let (claim_headers, forward_authorization) =
+        match state.gateway.decide(&parts.method, parts.uri.path(), &parts.headers).await {
+            Decision::Allow { claim_headers, forward_authorization } => (claim_headers, forward_authorization),
+            Decision::Deny(response) => return *response,
+        };
+    let headers = &mut parts.headers;
+    remove_hop_by_hop(headers);
+    for name in state.gateway.managed_headers() {
+        headers.remove(name);
+    }
+    if !forward_authorization {
+        headers.remove(AUTHORIZATION);
+    }
+    for (name, value) in claim_headers {
+        headers.insert(name, value);
+    }
+    let original_host = headers.remove(HOST);
+    let forwarded_for = match headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
+        Some(earlier) => format!("{earlier}, {}", peer.ip()),
+        None => peer.ip().to_string(),
+    };
+    if let Ok(value) = HeaderValue::from_str(&forwarded_for) {
+        headers.insert("x-forwarded-for", value);
+    }
+    headers.insert("x-forwarded-proto", HeaderValue::from_static("http"));
+    if let Some(host) = original_host {
+        headers.insert("x-forwarded-host", host);
+    }
+    let path = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
+    parts.uri = match format!("{}{path}", state.upstream.trim_end_matches('/')).parse::<Uri>() {
+        Ok(uri) => uri,
+        Err(_) => return (StatusCode::BAD_REQUEST, "the request path cannot be forwarded").into_response(),
+    };
+    match tokio::time::timeout(state.timeout, state.client.request(Request::from_parts(parts, body))).await {
+        Err(_) => {
+            tracing::warn!(target: "portcullis::gateway", "upstream timed out");
+            (StatusCode::GATEWAY_TIMEOUT, "upstream timed out").into_response()
+        }
+        Ok(Err(error)) => {
+            tracing::warn!(target: "portcullis::gateway", %error, "upstream unavailable");
+            (StatusCode::BAD_GATEWAY, "upstream unavailable").into_response()
+        }
+        Ok(Ok(response)) => {
+            let (mut parts, body) = response.into_parts();
+            remove_hop_by_hop(&mut parts.headers);
+            Response::from_parts(parts, Body::new(body))
+        }
+    }
+}
+
+/// The method and path of the original request, as nginx (`X-Original-*`) or Traefik/Caddy (`X-Forwarded-*`)
+/// describe it, else the request's own.
+fn original(request: &Request) -> (Method, String) {
+    let headers = request.headers();
+    let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let method = text("x-original-method")
+        .or_else(|| text("x-forwarded-method"))
+        .and_then(|m| Method::from_bytes(m.as_bytes()).ok())
+        .unwrap_or_else(|| request.method().clone());
+    let uri = text("x-original-uri").or_else(|| text("x-forwarded-uri")).unwrap_or_else(|| request.uri().path());
+    let path = uri.split(['?', '#']).next().unwrap_or("/").to_owned();
+    (method, path)
+}
+
+pub(crate) async fn forward_auth(State(gateway): State<Gateway>, request: Request) -> Response {
+    let (method, path) = original(&request);
+    match gateway.decide(&method, &path, request.headers()).await {
+        Decision::Allow { claim_headers, .. } => {
+            let mut response = StatusCode::OK.into_response();
+            for (name, value) in claim_headers {
+                response.headers_mut().insert(name, value);
+            }
+            response
+        }
+        Decision::Deny(response) if response.status() == StatusCode::SERVICE_UNAVAILABLE => {
+            // nginx turns any status but 401/403 into 500: an outage becomes a 401 that says so, logged apart.
+            tracing::error!(target: "portcullis::gateway", "forward-auth: keys unavailable, answering 401");
+            let challenge = "Bearer realm=\"api\", error=\"invalid_token\", error_description=\"keys unavailable: tokens cannot be verified right now\"";
+            (StatusCode::UNAUTHORIZED, [(http::header::WWW_AUTHENTICATE, challenge)], "keys unavailable")
+                .into_response()
+        }
+        Decision::Deny(response) => *response,
+    }
+}

@@ -1,0 +1,273 @@
+//! The gateway against a real upstream and the real dev issuer, all on loopback ports started by the test.
+#![allow(clippy::unwrap_used)]
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::http::HeaderMap;
+use axum::routing::{any, get};
+use portcullis_gateway::{Config, Gateway};
+use portcullis_issuer::{DEMO_AUDIENCE, DevIssuer, Tenant};
+use serde_json::{Value, json};
+use std::time::Duration;
+
+async fn listen() -> (tokio::net::TcpListener, String) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap().to_string();
+    (listener, address)
+}
+
+/// An upstream that answers with what it received.
+async fn upstream() -> String {
+    let echo = |headers: HeaderMap, method: axum::http::Method, uri: axum::http::Uri, body: Bytes| async move {
+        let headers: serde_json::Map<String, Value> =
+            headers.iter().map(|(k, v)| (k.to_string(), json!(v.to_str().unwrap_or("?")))).collect();
+        axum::Json(
+            json!({"method": method.as_str(), "uri": uri.to_string(), "headers": headers, "body_len": body.len()}),
+        )
+    };
+    let app = Router::new()
+        .route(
+            "/slow",
+            get(|| async {
+                tokio::time::sleep(Duration::from_secs(30)).await;
+                "late"
+            }),
+        )
+        .fallback(any(echo))
+        .layer(axum::extract::DefaultBodyLimit::disable());
+    let (listener, address) = listen().await;
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    format!("http://{address}")
+}
+
+async fn issuer() -> DevIssuer {
+    let (listener, address) = listen().await;
+    let issuer = DevIssuer::new(Tenant::demo("http://127.0.0.1:3000/callback"), &format!("http://{address}/")).unwrap();
+    tokio::spawn(portcullis_issuer::serve(listener, issuer.clone()));
+    issuer
+}
+
+async fn gateway(toml: &str) -> String {
+    let gateway = Gateway::new(Config::from_toml(toml).unwrap()).unwrap();
+    let (listener, address) = listen().await;
+    tokio::spawn(portcullis_gateway::serve(gateway, listener, None, std::future::pending()));
+    format!("http://{address}")
+}
+
+fn proxy_config(issuer: &DevIssuer, upstream: &str) -> String {
+    format!(
+        r#"
+        upstream = "{upstream}"
+        upstream_timeout_secs = 1
+        [[issuers]]
+        issuer = "{}"
+        audiences = ["{DEMO_AUDIENCE}"]
+        [[routes]]
+        path = "/api/public"
+        public = true
+        [[routes]]
+        path = "/api/private-scoped"
+        require = {{ any = [{{ scope = "read:messages" }}, {{ permission = "read:messages" }}] }}
+        [[routes]]
+        path = "/api/forward"
+        forward_authorization = true
+        [[routes]]
+        path = "/api/users/{{id}}"
+        methods = ["GET"]
+        [[routes]]
+        path = "/api/*"
+        [[routes]]
+        path = "/slow"
+        "#,
+        issuer.issuer()
+    )
+}
+
+#[tokio::test]
+async fn reverse_proxy_verifies_before_the_upstream_and_passes_claims_as_headers() {
+    let issuer = issuer().await;
+    let upstream = upstream().await;
+    let base = gateway(&proxy_config(&issuer, &upstream)).await;
+    let http = reqwest::Client::new();
+    let alice = issuer.user_token("demo-spa", "alice", DEMO_AUDIENCE, &["openid", "read:messages"]).unwrap();
+    let bob = issuer.user_token("demo-spa", "bob", DEMO_AUDIENCE, &["openid"]).unwrap();
+
+    // Public route: no token needed.
+    assert_eq!(http.get(format!("{base}/api/public")).send().await.unwrap().status(), 200);
+
+    // No token: 401 with the challenge; the upstream never sees the request.
+    let response = http.get(format!("{base}/api/private")).send().await.unwrap();
+    assert_eq!(response.status(), 401);
+    assert_eq!(response.headers()["www-authenticate"], "Bearer realm=\"api\"");
+
+    // A valid token: the upstream sees the claim headers, not the token, and no spoofed headers.
+    let response = http
+        .get(format!("{base}/api/private?x=1"))
+        .bearer_auth(&alice)
+        .header("x-auth-subject", "auth0|mallory")
+        .header("x-auth-permissions", "admin:everything")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let seen: Value = response.json().await.unwrap();
+    assert_eq!(seen["uri"], "/api/private?x=1");
+    assert_eq!(seen["headers"]["x-auth-subject"], "auth0|alice");
+    assert_eq!(seen["headers"]["x-auth-scope"], "openid read:messages");
+    assert_eq!(seen["headers"]["x-auth-permissions"], "read:messages write:messages");
+    assert!(seen["headers"].get("authorization").is_none(), "the token is stripped by default");
+    assert_eq!(seen["headers"]["x-forwarded-for"], "127.0.0.1");
+    assert_eq!(seen["headers"]["x-forwarded-proto"], "http");
+    assert!(seen["headers"]["x-forwarded-host"].as_str().unwrap().starts_with("127.0.0.1:"));
+
+    // forward_authorization keeps it.
+    let seen: Value =
+        http.get(format!("{base}/api/forward")).bearer_auth(&alice).send().await.unwrap().json().await.unwrap();
+    assert_eq!(seen["headers"]["authorization"], format!("Bearer {alice}"));
+
+    // Rules: 403 with the scope attribute for bob; alice passes.
+    let response = http.get(format!("{base}/api/private-scoped")).bearer_auth(&bob).send().await.unwrap();
+    assert_eq!(response.status(), 403);
+    assert!(response.headers()["www-authenticate"].to_str().unwrap().ends_with("scope=\"read:messages\""));
+    assert_eq!(http.get(format!("{base}/api/private-scoped")).bearer_auth(&alice).send().await.unwrap().status(), 200);
+
+    // Pattern routes match methods; unmatched requests are refused without reaching the upstream.
+    assert_eq!(http.get(format!("{base}/api/users/42")).bearer_auth(&alice).send().await.unwrap().status(), 200);
+    assert_eq!(http.get(format!("{base}/elsewhere")).bearer_auth(&alice).send().await.unwrap().status(), 404);
+
+    // Token defects answer 401 with the reason.
+    let other = issuer.client_credentials_token("demo-client", "https://billing.example.com").unwrap();
+    let response = http.get(format!("{base}/api/private")).bearer_auth(&other).send().await.unwrap();
+    assert_eq!(response.status(), 401);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["reason"], "audience_mismatch");
+}
+
+#[tokio::test]
+async fn bodies_stream_both_ways() {
+    let issuer = issuer().await;
+    let upstream = upstream().await;
+    let base = gateway(&proxy_config(&issuer, &upstream)).await;
+    let token = issuer.client_credentials_token("demo-client", DEMO_AUDIENCE).unwrap();
+    let body = vec![b'x'; 8 * 1024 * 1024];
+    let seen: Value = reqwest::Client::new()
+        .post(format!("{base}/api/upload"))
+        .bearer_auth(&token)
+        .body(body)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!((seen["method"].as_str(), seen["body_len"].as_u64()), (Some("POST"), Some(8 * 1024 * 1024)));
+}
+
+#[tokio::test]
+async fn upstream_down_is_502_and_slow_is_504_without_details() {
+    let issuer = issuer().await;
+    let token = issuer.client_credentials_token("demo-client", DEMO_AUDIENCE).unwrap();
+    // Nothing listens on port 9 of the loopback address.
+    let down = gateway(&proxy_config(&issuer, "http://127.0.0.1:9")).await;
+    let response = reqwest::Client::new().get(format!("{down}/api/private")).bearer_auth(&token).send().await.unwrap();
+    assert_eq!(response.status(), 502);
+    assert_eq!(response.text().await.unwrap(), "upstream unavailable");
+    let slow = gateway(&proxy_config(&issuer, &upstream().await)).await;
+    let response = reqwest::Client::new().get(format!("{slow}/slow")).bearer_auth(&token).send().await.unwrap();
+    assert_eq!(response.status(), 504);
+}
+
+#[tokio::test]
+async fn forward_auth_decides_about_the_original_request() {
+    let issuer = issuer().await;
+    let base = gateway(&format!(
+        r#"
+        mode = "forward_auth"
+        [[issuers]]
+        issuer = "{}"
+        audiences = ["{DEMO_AUDIENCE}"]
+        [[routes]]
+        path = "/api/public"
+        public = true
+        [[routes]]
+        path = "/api/private-scoped"
+        require = {{ permission = "read:messages" }}
+        [[routes]]
+        path = "/api/*"
+        "#,
+        issuer.issuer()
+    ))
+    .await;
+    let http = reqwest::Client::new();
+    let alice = issuer.user_token("demo-spa", "alice", DEMO_AUDIENCE, &["openid"]).unwrap();
+    let bob = issuer.user_token("demo-spa", "bob", DEMO_AUDIENCE, &["openid"]).unwrap();
+    let ask = |uri: &'static str, style: &'static str, token: Option<String>| {
+        let mut request = http.get(format!("{base}/auth"));
+        request = match style {
+            "nginx" => request.header("x-original-method", "GET").header("x-original-uri", uri),
+            _ => request
+                .header("x-forwarded-method", "GET")
+                .header("x-forwarded-uri", uri)
+                .header("x-forwarded-host", "app.example"),
+        };
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        async move { request.send().await.unwrap() }
+    };
+    let allowed = ask("/api/private-scoped?page=2", "nginx", Some(alice.clone())).await;
+    assert_eq!(allowed.status(), 200);
+    assert_eq!(allowed.headers()["x-auth-subject"], "auth0|alice");
+    assert_eq!(ask("/api/private-scoped", "caddy", Some(bob.clone())).await.status(), 403);
+    assert_eq!(ask("/api/private", "caddy", Some(bob)).await.status(), 200);
+    let missing = ask("/api/private", "nginx", None).await;
+    assert_eq!(missing.status(), 401);
+    assert_eq!(missing.headers()["www-authenticate"], "Bearer realm=\"api\"");
+    assert_eq!(ask("/api/public", "nginx", None).await.status(), 200);
+}
+
+#[tokio::test]
+async fn forward_auth_turns_a_keys_outage_into_a_401_nginx_can_pass() {
+    let base = gateway(&format!(
+        r#"
+        mode = "forward_auth"
+        [[issuers]]
+        issuer = "http://127.0.0.1:9/"
+        audiences = ["{DEMO_AUDIENCE}"]
+        [[routes]]
+        path = "/*"
+        "#
+    ))
+    .await;
+    let stranger = portcullis::signing::SigningKey::generate(portcullis::Algorithm::ES256, Some("k".into())).unwrap();
+    let token = stranger
+        .sign_token(&json!({"iss": "http://127.0.0.1:9/", "aud": DEMO_AUDIENCE, "exp": 4_000_000_000u64}), None)
+        .unwrap();
+    let response = reqwest::Client::new()
+        .get(format!("{base}/auth"))
+        .bearer_auth(token)
+        .header("x-original-uri", "/x")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 401);
+    assert!(response.headers()["www-authenticate"].to_str().unwrap().contains("keys unavailable"));
+}
+
+#[test]
+fn configuration_errors_are_explained() {
+    let cases = [
+        ("upstream = \"http://x\"", "at least one [[issuers]]"),
+        ("[[issuers]]\nissuer = \"https://i/\"\naudiences = [\"a\"]", "proxy mode needs an upstream"),
+        ("upstream = \"http://x\"\n[[issuers]]\nissuer = \"https://i/\"\naudiences = []", "at least one audience"),
+        (
+            "upstream = \"http://x\"\n[[issuers]]\nissuer = \"https://i/\"\naudiences = [\"a\"]\n[[routes]]\npath = \"api\"",
+            "must start with '/'",
+        ),
+        ("upstream = \"http://x\"\nbogus = 1", "unknown field `bogus`"),
+    ];
+    for (toml, expected) in cases {
+        let err = Config::from_toml(toml).unwrap_err();
+        assert!(err.contains(expected), "{toml}: {err}");
+    }
+}
