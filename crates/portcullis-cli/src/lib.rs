@@ -14,6 +14,7 @@ use std::process::ExitCode;
 mod demo;
 mod explain;
 mod issuer_cmd;
+mod serve;
 mod verify;
 
 /// Exit status for a usage or configuration error.
@@ -35,6 +36,8 @@ enum Command {
     Demo(demo::DemoArgs),
     /// Run the Auth0-shaped development issuer (development only).
     Issuer(issuer_cmd::IssuerArgs),
+    /// Run the gateway: a reverse proxy or forward-auth endpoint that verifies every request.
+    Serve(serve::ServeArgs),
     /// Verify one access token against a key set, issuer and audience, and explain the outcome.
     Verify(verify::VerifyArgs),
 }
@@ -51,6 +54,7 @@ pub fn main() -> ExitCode {
     match cli.command {
         Command::Demo(args) => demo::run(args),
         Command::Issuer(args) => issuer_cmd::run(args),
+        Command::Serve(args) => serve::run(args),
         Command::Verify(args) => verify::run(args),
     }
 }

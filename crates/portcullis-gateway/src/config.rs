@@ -118,6 +118,22 @@ fn default_claim_headers() -> BTreeMap<String, String> {
 }
 
 impl Config {
+    /// Every field at its default, unchecked (no issuer yet): the base that command-line flags fill in.
+    pub fn defaults() -> Self {
+        Self {
+            listen: default_listen(),
+            admin_listen: None,
+            mode: Mode::default(),
+            upstream: None,
+            upstream_timeout_secs: default_timeout(),
+            realm: default_realm(),
+            issuers: Vec::new(),
+            claim_headers: default_claim_headers(),
+            routes: Vec::new(),
+            unmatched: Unmatched::default(),
+        }
+    }
+
     /// Parses a TOML file's text; errors name the line and column.
     pub fn from_toml(text: &str) -> Result<Self, String> {
         let config: Self = toml::from_str(text).map_err(|e| e.to_string())?;

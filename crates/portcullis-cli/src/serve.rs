@@ -1,0 +1,141 @@
+//! `portcullis serve`: the gateway, from a config file, flags, or both (flags win).
+
+use crate::EXIT_USAGE;
+use clap::Args;
+use portcullis_gateway::{Config, Gateway, IssuerConfig, Mode, Unmatched};
+use std::net::SocketAddr;
+use std::process::ExitCode;
+
+#[derive(Debug, Args)]
+pub(crate) struct ServeArgs {
+    /// A TOML config file (routes, rules, several issuers).
+    #[arg(long, env = "PORTCULLIS_CONFIG", value_name = "FILE")]
+    config: Option<std::path::PathBuf>,
+    /// Address to listen on.
+    #[arg(long, env = "PORTCULLIS_LISTEN")]
+    listen: Option<SocketAddr>,
+    /// The API to protect (reverse proxy mode).
+    #[arg(long, env = "PORTCULLIS_UPSTREAM", value_name = "URL")]
+    upstream: Option<String>,
+    /// The trusted issuer, exactly as in tokens.
+    #[arg(long, env = "PORTCULLIS_ISSUER", value_name = "ISS")]
+    issuer: Option<String>,
+    /// An accepted audience; may repeat (comma-separated in the environment).
+    #[arg(long = "audience", env = "PORTCULLIS_AUDIENCE", value_name = "AUD", value_delimiter = ',')]
+    audiences: Vec<String>,
+    /// The issuer's JWKS URL (default: discovery).
+    #[arg(long, env = "PORTCULLIS_JWKS_URI", value_name = "URL")]
+    jwks_uri: Option<String>,
+    /// Answer as a forward-auth endpoint (nginx auth_request, Traefik ForwardAuth, Caddy forward_auth).
+    #[arg(long, env = "PORTCULLIS_FORWARD_AUTH")]
+    forward_auth: bool,
+    /// Admin listener for /healthz and /ready.
+    #[arg(long, env = "PORTCULLIS_ADMIN_LISTEN")]
+    admin_listen: Option<SocketAddr>,
+}
+
+fn config(args: &ServeArgs) -> Result<Config, String> {
+    let mut config = match &args.config {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+            toml::from_str::<Config>(&text).map_err(|e| format!("{}: {e}", path.display()))?
+        }
+        // Without a file there are no routes: every request needs a valid token.
+        None => Config { unmatched: Unmatched::Authenticated, ..Config::defaults() },
+    };
+    if let Some(listen) = args.listen {
+        config.listen = listen;
+    }
+    if args.admin_listen.is_some() {
+        config.admin_listen = args.admin_listen;
+    }
+    if let Some(upstream) = &args.upstream {
+        config.upstream = Some(upstream.clone());
+    }
+    if args.forward_auth {
+        config.mode = Mode::ForwardAuth;
+    }
+    match (&args.issuer, args.audiences.is_empty()) {
+        (Some(issuer), false) => {
+            config.issuers.retain(|known| &known.issuer != issuer);
+            config.issuers.push(IssuerConfig {
+                issuer: issuer.clone(),
+                audiences: args.audiences.clone(),
+                jwks_uri: args.jwks_uri.clone(),
+            });
+        }
+        (Some(_), true) => return Err("--issuer needs at least one --audience".into()),
+        (None, false) => return Err("--audience needs --issuer".into()),
+        (None, true) => {}
+    }
+    config.check()?;
+    Ok(config)
+}
+
+pub(crate) fn run(args: ServeArgs) -> ExitCode {
+    let config = match config(&args) {
+        Ok(config) => config,
+        Err(why) => {
+            eprintln!("portcullis serve: {why}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("portcullis serve: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result: Result<(), String> = runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind(config.listen)
+            .await
+            .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
+        let admin = match config.admin_listen {
+            Some(address) => Some(
+                tokio::net::TcpListener::bind(address).await.map_err(|e| format!("cannot listen on {address}: {e}"))?,
+            ),
+            None => None,
+        };
+        let address = listener.local_addr().map_err(|e| e.to_string())?;
+        let mode = match config.mode {
+            Mode::Proxy => format!("reverse proxy to {}", config.upstream.as_deref().unwrap_or_default()),
+            Mode::ForwardAuth => "forward-auth".to_owned(),
+        };
+        let gateway = Gateway::new(config)?;
+        println!("portcullis gateway listening on http://{address} ({mode})");
+        if let Some(admin) = &admin {
+            println!("admin listening on http://{} (/healthz, /ready)", admin.local_addr().map_err(|e| e.to_string())?);
+        }
+        portcullis_gateway::serve(gateway, listener, admin, shutdown_signal()).await.map_err(|e| e.to_string())
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(why) => {
+            eprintln!("portcullis serve: {why}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Ctrl-C or SIGTERM: stop accepting, let in-flight requests finish.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+}
