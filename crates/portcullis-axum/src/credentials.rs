@@ -43,6 +43,21 @@ pub(crate) fn bearer_token<'r>(
     Ok(found)
 }
 
+/// The bearer token of the request's `Authorization` header (scheme case-insensitive, exactly one header and one
+/// token), `None` when there is no such header; anything malformed is `request_invalid`.
+///
+/// ```
+/// use http::HeaderMap;
+/// let mut headers = HeaderMap::new();
+/// headers.insert("authorization", "bearer abc.def.ghi".parse().unwrap());
+/// assert_eq!(portcullis_axum::authorization_bearer(&headers).unwrap(), Some("abc.def.ghi"));
+/// headers.insert("authorization", "Basic dXNlcjpwdw==".parse().unwrap());
+/// assert!(portcullis_axum::authorization_bearer(&headers).is_err());
+/// ```
+pub fn authorization_bearer(headers: &HeaderMap) -> Result<Option<&str>, Error> {
+    from_authorization(headers)
+}
+
 fn from_authorization(headers: &HeaderMap) -> Result<Option<&str>, Error> {
     let mut values = headers.get_all(AUTHORIZATION).iter();
     let Some(value) = values.next() else { return Ok(None) };

@@ -50,6 +50,7 @@ mod rejection;
 mod require;
 mod service;
 
+pub use credentials::authorization_bearer;
 pub use extract::{Claims, Token};
 pub use future::ResponseFuture;
 pub use layer::{JwtLayer, RevocationCheck};

@@ -30,10 +30,10 @@ struct Running {
 }
 
 pub(crate) fn run(args: DemoArgs) -> ExitCode {
-    let runtime = match tokio::runtime::Runtime::new() {
+    let runtime = match crate::runtime() {
         Ok(runtime) => runtime,
-        Err(e) => {
-            eprintln!("portcullis demo: {e}");
+        Err(why) => {
+            eprintln!("portcullis demo: {why}");
             return ExitCode::FAILURE;
         }
     };

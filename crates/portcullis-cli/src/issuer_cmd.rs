@@ -44,10 +44,10 @@ pub(crate) fn run(args: IssuerArgs) -> ExitCode {
         }
         None => Tenant::demo("http://127.0.0.1:3000/callback"),
     };
-    let runtime = match tokio::runtime::Runtime::new() {
+    let runtime = match crate::runtime() {
         Ok(runtime) => runtime,
-        Err(e) => {
-            eprintln!("portcullis issuer: {e}");
+        Err(why) => {
+            eprintln!("portcullis issuer: {why}");
             return ExitCode::FAILURE;
         }
     };

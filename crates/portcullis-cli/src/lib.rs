@@ -42,6 +42,14 @@ enum Command {
     Verify(verify::VerifyArgs),
 }
 
+/// A tokio runtime for a subcommand, or the reason there is none.
+pub(crate) fn runtime() -> Result<tokio::runtime::Runtime, String> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the async runtime: {e}"))
+}
+
 /// Parses the process arguments and runs the chosen subcommand.
 pub fn main() -> ExitCode {
     let cli = match Cli::try_parse() {

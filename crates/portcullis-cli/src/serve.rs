@@ -80,10 +80,10 @@ pub(crate) fn run(args: ServeArgs) -> ExitCode {
             return ExitCode::from(EXIT_USAGE);
         }
     };
-    let runtime = match tokio::runtime::Runtime::new() {
+    let runtime = match crate::runtime() {
         Ok(runtime) => runtime,
-        Err(e) => {
-            eprintln!("portcullis serve: {e}");
+        Err(why) => {
+            eprintln!("portcullis serve: {why}");
             return ExitCode::FAILURE;
         }
     };

@@ -136,15 +136,8 @@ fn load_keys(source: &str) -> Result<KeySet, String> {
     KeySet::from_jwks_json(&bytes).map_err(|e| format!("{source}: {e}"))
 }
 
-fn runtime() -> Result<tokio::runtime::Runtime, String> {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| format!("cannot start the HTTP client: {e}"))
-}
-
 fn fetch(url: &str) -> Result<Vec<u8>, String> {
-    runtime()?.block_on(async {
+    crate::runtime()?.block_on(async {
         let fetcher = Fetcher::new(FetchPolicy::default()).map_err(|e| e.to_string())?;
         fetcher.get(url).await.map(|fetched| fetched.body).map_err(|e| e.to_string())
     })
@@ -155,7 +148,7 @@ fn discover(issuer: &str) -> Result<Arc<dyn KeySource>, String> {
     let location = KeyLocation::Discovery { issuer: issuer.to_owned() };
     let keys =
         RemoteKeySet::new(location, RemoteOptions::default(), Arc::new(SystemClock)).map_err(|e| e.to_string())?;
-    runtime()?.block_on(keys.refresh()).map_err(|e| format!("cannot load the key set of {issuer}: {e}"))?;
+    crate::runtime()?.block_on(keys.refresh()).map_err(|e| format!("cannot load the key set of {issuer}: {e}"))?;
     Ok(Arc::new(keys))
 }
 

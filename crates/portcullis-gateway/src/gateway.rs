@@ -155,25 +155,8 @@ impl Gateway {
     }
 }
 
-/// The single bearer token of a request (header only: a gateway never reads tokens from URLs).
+/// The single bearer token of a request (header only: a gateway never reads tokens from URLs or cookies).
 fn bearer(headers: &HeaderMap) -> Result<&str, Error> {
-    let mut values = headers.get_all(http::header::AUTHORIZATION).iter();
-    let Some(value) = values.next() else {
-        return Err(Error::new(Reason::TokenMissing, "the request has no bearer token"));
-    };
-    if values.next().is_some() {
-        return Err(Error::new(Reason::RequestInvalid, "more than one Authorization header"));
-    }
-    let value = value
-        .to_str()
-        .map_err(|_| Error::new(Reason::RequestInvalid, "the Authorization header is not visible ASCII"))?;
-    let (scheme, token) = value.split_once(' ').unwrap_or((value, ""));
-    let token = token.trim_start_matches(' ');
-    if !scheme.eq_ignore_ascii_case("bearer") {
-        return Err(Error::new(Reason::RequestInvalid, "the Authorization scheme must be Bearer"));
-    }
-    if token.is_empty() || token.contains([' ', '\t']) {
-        return Err(Error::new(Reason::RequestInvalid, "the Bearer credentials must be exactly one token"));
-    }
-    Ok(token)
+    portcullis_axum::authorization_bearer(headers)?
+        .ok_or_else(|| Error::new(Reason::TokenMissing, "the request has no bearer token"))
 }
