@@ -126,6 +126,11 @@ pub(crate) async fn forward_auth(State(gateway): State<Gateway>, request: Reques
     match gateway.decide(&method, &path, request.headers()).await {
         Decision::Allow { claim_headers, .. } => {
             let mut response = StatusCode::OK.into_response();
+            // Every managed header is answered, empty when the token has no such claim (or the route is public):
+            // proxies that copy them then overwrite any client-sent copy, and none copies a placeholder.
+            for name in gateway.managed_headers() {
+                response.headers_mut().insert(name.clone(), HeaderValue::from_static(""));
+            }
             for (name, value) in claim_headers {
                 response.headers_mut().insert(name, value);
             }
