@@ -96,9 +96,33 @@ impl Gateway {
         Decision::Deny(Box::new(self.inner.answer.respond(error)))
     }
 
-    /// Decides about a request for `path` with `method`, carrying `headers`.
+    /// Decides about a request for `path` with `method`, carrying `headers`; counts the outcome by route and
+    /// reason (`portcullis_gateway_requests_total`) and times it (`portcullis_gateway_decision_seconds`).
     pub async fn decide(&self, method: &Method, path: &str, headers: &HeaderMap) -> Decision {
+        let started = std::time::Instant::now();
         let route = self.route(method, path);
+        let (decision, reason) = self.decide_inner(route, headers).await;
+        let route = route.map_or("unmatched", |r| r.path.as_str()).to_owned();
+        let outcome = if matches!(decision, Decision::Allow { .. }) { "allowed" } else { "denied" };
+        metrics::counter!("portcullis_gateway_requests_total", "route" => route, "outcome" => outcome, "reason" => reason)
+            .increment(1);
+        metrics::histogram!("portcullis_gateway_decision_seconds").record(started.elapsed().as_secs_f64());
+        decision
+    }
+
+    async fn decide_inner(&self, route: Option<&RouteConfig>, headers: &HeaderMap) -> (Decision, &'static str) {
+        let decision = self.decide_route(route, headers).await;
+        let reason = match &decision {
+            Decision::Allow { .. } => "none",
+            Decision::Deny(response) => response
+                .extensions()
+                .get::<portcullis_axum::Rejected>()
+                .map_or("no_route", |rejected| rejected.0.reason().code()),
+        };
+        (decision, reason)
+    }
+
+    async fn decide_route(&self, route: Option<&RouteConfig>, headers: &HeaderMap) -> Decision {
         let (public, rule, forward_authorization) = match route {
             Some(route) => (route.public, route.require.as_ref(), route.forward_authorization),
             None if self.inner.config.unmatched == Unmatched::Authenticated => (false, None, false),

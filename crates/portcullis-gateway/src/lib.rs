@@ -39,9 +39,32 @@ pub fn router(gateway: Gateway) -> Router {
     }
 }
 
-/// The admin listener's routes: `/healthz` (alive) and `/ready` (every issuer has keys).
+/// Installs the process-wide Prometheus recorder (once; later calls return the same handle). Every portcullis
+/// metric — gateway requests and decision latency, JWKS fetches, keys loaded, limiter refusals, token-cache hits —
+/// is then rendered by `/metrics`.
+pub fn install_metrics() -> Option<metrics_exporter_prometheus::PrometheusHandle> {
+    static HANDLE: std::sync::OnceLock<Option<metrics_exporter_prometheus::PrometheusHandle>> =
+        std::sync::OnceLock::new();
+    HANDLE.get_or_init(|| metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder().ok()).clone()
+}
+
+/// The admin listener's routes: `/healthz` (alive), `/ready` (every issuer has keys) and `/metrics` (Prometheus
+/// text, when [`install_metrics`] succeeded).
 pub fn admin_router(gateway: Gateway) -> Router {
+    let handle = install_metrics();
     Router::new()
+        .route(
+            "/metrics",
+            get(move || {
+                let handle = handle.clone();
+                async move {
+                    match handle {
+                        Some(handle) => (http::StatusCode::OK, handle.render()),
+                        None => (http::StatusCode::NOT_FOUND, "metrics recorder not installed".to_owned()),
+                    }
+                }
+            }),
+        )
         .route("/healthz", get(|| async { "ok" }))
         .route(
             "/ready",

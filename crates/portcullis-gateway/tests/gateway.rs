@@ -271,3 +271,43 @@ fn configuration_errors_are_explained() {
         assert!(err.contains(expected), "{toml}: {err}");
     }
 }
+
+#[tokio::test]
+async fn admin_listener_reports_health_readiness_and_metrics() {
+    let issuer = issuer().await;
+    let upstream = upstream().await;
+    let config = format!(
+        r#"
+        upstream = "{upstream}"
+        [[issuers]]
+        issuer = "{}"
+        audiences = ["{DEMO_AUDIENCE}"]
+        [[routes]]
+        path = "/metrics-test/*"
+        "#,
+        issuer.issuer()
+    );
+    let gateway = Gateway::new(Config::from_toml(&config).unwrap()).unwrap();
+    let (main, address) = listen().await;
+    let (admin, admin_address) = listen().await;
+    tokio::spawn(portcullis_gateway::serve(gateway, main, Some(admin), std::future::pending()));
+    let (base, admin) = (format!("http://{address}"), format!("http://{admin_address}"));
+    let http = reqwest::Client::new();
+    assert_eq!(http.get(format!("{admin}/healthz")).send().await.unwrap().status(), 200);
+    let token = issuer.client_credentials_token("demo-client", DEMO_AUDIENCE).unwrap();
+    for _ in 0..3 {
+        assert_eq!(http.get(format!("{base}/metrics-test/a")).send().await.unwrap().status(), 401);
+    }
+    assert_eq!(http.get(format!("{base}/metrics-test/a")).bearer_auth(&token).send().await.unwrap().status(), 200);
+    assert_eq!(http.get(format!("{admin}/ready")).send().await.unwrap().status(), 200, "keys are loaded by now");
+    let metrics = http.get(format!("{admin}/metrics")).send().await.unwrap().text().await.unwrap();
+    let line = |needle: &str| metrics.lines().find(|l| l.starts_with(needle)).map(str::to_owned);
+    let denied =
+        line(r#"portcullis_gateway_requests_total{route="/metrics-test/*",outcome="denied",reason="token_missing"}"#);
+    assert_eq!(denied.as_deref().and_then(|l| l.rsplit(' ').next()), Some("3"), "{metrics}");
+    let allowed = line(r#"portcullis_gateway_requests_total{route="/metrics-test/*",outcome="allowed",reason="none"}"#);
+    assert_eq!(allowed.as_deref().and_then(|l| l.rsplit(' ').next()), Some("1"), "{metrics}");
+    assert!(metrics.contains("portcullis_jwks_fetches_total{"), "{metrics}");
+    assert!(metrics.contains("portcullis_gateway_decision_seconds"), "{metrics}");
+    assert!(metrics.contains("portcullis_token_cache_lookups_total{result=\"miss\"}"), "{metrics}");
+}

@@ -356,7 +356,11 @@ impl Verifier {
     /// verified it still in its issuer's current key set.
     fn cache_hit(&self, token: &str) -> Option<VerifiedToken> {
         let cache = self.cache.as_ref()?;
-        let hit = cache.get(token)?;
+        let Some(hit) = cache.get(token) else {
+            metrics::counter!("portcullis_token_cache_lookups_total", "result" => "miss").increment(1);
+            return None;
+        };
+        metrics::counter!("portcullis_token_cache_lookups_total", "result" => "hit").increment(1);
         let source = match &self.sources {
             Sources::Shared(source) => source,
             Sources::PerIssuer(list) => &list.iter().find(|(issuer, _)| Some(issuer.as_str()) == hit.issuer())?.1,
