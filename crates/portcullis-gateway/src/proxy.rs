@@ -139,7 +139,11 @@ pub(crate) async fn forward_auth(State(gateway): State<Gateway>, request: Reques
         Decision::Deny(response) if response.status() == StatusCode::SERVICE_UNAVAILABLE => {
             // nginx turns any status but 401/403 into 500: an outage becomes a 401 that says so, logged apart.
             tracing::error!(target: "portcullis::gateway", "forward-auth: keys unavailable, answering 401");
-            let challenge = "Bearer realm=\"api\", error=\"invalid_token\", error_description=\"keys unavailable: tokens cannot be verified right now\"";
+            let error = portcullis::Error::new(
+                portcullis::Reason::TokenMalformed,
+                "keys unavailable: tokens cannot be verified right now",
+            );
+            let challenge = error.www_authenticate(&gateway.config().realm).unwrap_or_default();
             (StatusCode::UNAUTHORIZED, [(http::header::WWW_AUTHENTICATE, challenge)], "keys unavailable")
                 .into_response()
         }

@@ -231,6 +231,7 @@ async fn forward_auth_turns_a_keys_outage_into_a_401_nginx_can_pass() {
     let base = gateway(&format!(
         r#"
         mode = "forward_auth"
+        realm = "orders"
         [[issuers]]
         issuer = "http://127.0.0.1:9/"
         audiences = ["{DEMO_AUDIENCE}"]
@@ -251,7 +252,25 @@ async fn forward_auth_turns_a_keys_outage_into_a_401_nginx_can_pass() {
         .await
         .unwrap();
     assert_eq!(response.status(), 401);
-    assert!(response.headers()["www-authenticate"].to_str().unwrap().contains("keys unavailable"));
+    let challenge = response.headers()["www-authenticate"].to_str().unwrap().to_owned();
+    assert!(challenge.starts_with("Bearer realm=\"orders\"") && challenge.contains("keys unavailable"), "{challenge}");
+}
+
+#[tokio::test]
+async fn ready_is_false_until_keys_load() {
+    // The issuer cannot be reached: the gateway is alive but not ready.
+    let config = format!(
+        "upstream = \"http://127.0.0.1:9\"\n[[issuers]]\nissuer = \"http://127.0.0.1:9/\"\naudiences = [\"{DEMO_AUDIENCE}\"]\n"
+    );
+    let gateway = Gateway::new(Config::from_toml(&config).unwrap()).unwrap();
+    let (main, _) = listen().await;
+    let (admin, admin_address) = listen().await;
+    tokio::spawn(portcullis_gateway::serve(gateway, main, Some(admin), std::future::pending()));
+    let http = reqwest::Client::new();
+    assert_eq!(http.get(format!("http://{admin_address}/healthz")).send().await.unwrap().status(), 200);
+    let ready = http.get(format!("http://{admin_address}/ready")).send().await.unwrap();
+    assert_eq!(ready.status(), 503);
+    assert_eq!(ready.text().await.unwrap(), "keys not loaded yet");
 }
 
 #[test]
