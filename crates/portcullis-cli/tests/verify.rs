@@ -219,6 +219,20 @@ fn usage_and_configuration_errors_exit_two() {
     assert_eq!(help.status.code(), Some(0));
 }
 
+/// Reads a request's head (up to the blank line).
+fn read_request(stream: &mut std::net::TcpStream) -> Vec<u8> {
+    let mut request = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+        let n = stream.read(&mut buf).unwrap();
+        if n == 0 {
+            break;
+        }
+        request.extend_from_slice(&buf[..n]);
+    }
+    request
+}
+
 /// Serves `body` once over HTTP on 127.0.0.1:0 and returns the URL; the thread ends after one request.
 fn serve_once(status: &str, body: String) -> (String, std::thread::JoinHandle<String>) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -226,15 +240,7 @@ fn serve_once(status: &str, body: String) -> (String, std::thread::JoinHandle<St
     let status = status.to_owned();
     let handle = std::thread::spawn(move || {
         let (mut stream, _) = listener.accept().unwrap();
-        let mut request = Vec::new();
-        let mut buf = [0u8; 1024];
-        while !request.windows(4).any(|w| w == b"\r\n\r\n") {
-            let n = stream.read(&mut buf).unwrap();
-            if n == 0 {
-                break;
-            }
-            request.extend_from_slice(&buf[..n]);
-        }
+        let request = read_request(&mut stream);
         let response = format!(
             "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
             body.len()
@@ -276,15 +282,7 @@ fn serve_routes(
         let mut seen = Vec::new();
         for _ in 0..requests {
             let (mut stream, _) = listener.accept().unwrap();
-            let mut request = Vec::new();
-            let mut buf = [0u8; 1024];
-            while !request.windows(4).any(|w| w == b"\r\n\r\n") {
-                let n = stream.read(&mut buf).unwrap();
-                if n == 0 {
-                    break;
-                }
-                request.extend_from_slice(&buf[..n]);
-            }
+            let request = read_request(&mut stream);
             let line = String::from_utf8_lossy(&request).lines().next().unwrap_or_default().to_owned();
             let path = line.split(' ').nth(1).unwrap_or_default().to_owned();
             let (status, body) = match routes.iter().find(|(p, _)| *p == path) {
