@@ -6,11 +6,12 @@
 //! |---|---|
 //! | 0 | success (for `verify`: the token is valid) |
 //! | 1 | the token is invalid |
-//! | 2 | usage or configuration error (bad flag, unreadable key set) |
+//! | 2 | usage or configuration error (bad flag, unreadable key set, invalid config file) |
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
+mod check_config;
 mod demo;
 mod explain;
 mod issuer_cmd;
@@ -32,6 +33,8 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Check a gateway configuration file and explain every error with its location (or print the template).
+    CheckConfig(check_config::CheckConfigArgs),
     /// Run the whole system on this machine — dev issuer, protected API, real tokens — with a guided tour.
     Demo(demo::DemoArgs),
     /// Run the Auth0-shaped development issuer (development only).
@@ -60,6 +63,7 @@ pub fn main() -> ExitCode {
         }
     };
     match cli.command {
+        Command::CheckConfig(args) => check_config::run(args),
         Command::Demo(args) => demo::run(args),
         Command::Issuer(args) => issuer_cmd::run(args),
         Command::Serve(args) => serve::run(args),

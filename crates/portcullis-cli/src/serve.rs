@@ -1,14 +1,14 @@
-//! `portcullis serve`: the gateway, from a config file, flags, or both (flags win).
+//! `portcullis serve`: the gateway, from a config file, flags, or both (flags win); SIGHUP reloads the file.
 
 use crate::EXIT_USAGE;
 use clap::Args;
-use portcullis_gateway::{Config, Gateway, IssuerConfig, Mode, Unmatched};
+use portcullis_gateway::{Config, ConfigError, Gateway, IssuerConfig, LogFormat, Mode, Unmatched};
 use std::net::SocketAddr;
 use std::process::ExitCode;
 
 #[derive(Debug, Args)]
 pub(crate) struct ServeArgs {
-    /// A TOML config file (routes, rules, several issuers).
+    /// A TOML config file (routes, rules, several issuers); `portcullis check-config` validates it.
     #[arg(long, env = "PORTCULLIS_CONFIG", value_name = "FILE")]
     config: Option<std::path::PathBuf>,
     /// Address to listen on.
@@ -29,19 +29,32 @@ pub(crate) struct ServeArgs {
     /// Answer as a forward-auth endpoint (nginx auth_request, Traefik ForwardAuth, Caddy forward_auth).
     #[arg(long, env = "PORTCULLIS_FORWARD_AUTH")]
     forward_auth: bool,
-    /// Admin listener for /healthz and /ready.
+    /// Admin listener for /healthz, /ready and /metrics.
     #[arg(long, env = "PORTCULLIS_ADMIN_LISTEN")]
     admin_listen: Option<SocketAddr>,
+    /// Log format: pretty or json (logs go to stderr; RUST_LOG filters, default info).
+    #[arg(long, env = "PORTCULLIS_LOG_FORMAT", value_parser = parse_log_format)]
+    log_format: Option<LogFormat>,
 }
 
+fn parse_log_format(text: &str) -> Result<LogFormat, String> {
+    match text {
+        "pretty" => Ok(LogFormat::Pretty),
+        "json" => Ok(LogFormat::Json),
+        other => Err(format!("{other:?} is not a log format (pretty or json)")),
+    }
+}
+
+/// The configuration from the file (when given) with the flags applied, checked.
 fn config(args: &ServeArgs) -> Result<Config, String> {
-    let mut config = match &args.config {
+    let (mut config, text) = match &args.config {
         Some(path) => {
             let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-            toml::from_str::<Config>(&text).map_err(|e| format!("{}: {e}", path.display()))?
+            let config = Config::parse_toml(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+            (config, Some(text))
         }
         // Without a file there are no routes: every request needs a valid token.
-        None => Config { unmatched: Unmatched::Authenticated, ..Config::defaults() },
+        None => (Config { unmatched: Unmatched::Authenticated, ..Config::defaults() }, None),
     };
     if let Some(listen) = args.listen {
         config.listen = listen;
@@ -54,6 +67,9 @@ fn config(args: &ServeArgs) -> Result<Config, String> {
     }
     if args.forward_auth {
         config.mode = Mode::ForwardAuth;
+    }
+    if let Some(format) = args.log_format {
+        config.log_format = format;
     }
     match (&args.issuer, args.audiences.is_empty()) {
         (Some(issuer), false) => {
@@ -68,8 +84,21 @@ fn config(args: &ServeArgs) -> Result<Config, String> {
         (None, false) => return Err("--audience needs --issuer".into()),
         (None, true) => {}
     }
-    config.check()?;
+    config.check().map_err(|e| match (&args.config, &text) {
+        (Some(path), Some(text)) => format!("{}: {}", path.display(), e.located_in(text)),
+        _ => e.to_string(),
+    })?;
     Ok(config)
+}
+
+fn init_logs(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let logs = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Json => logs.json().flatten_event(true).try_init(),
+        LogFormat::Pretty => logs.try_init(),
+    };
 }
 
 pub(crate) fn run(args: ServeArgs) -> ExitCode {
@@ -80,6 +109,7 @@ pub(crate) fn run(args: ServeArgs) -> ExitCode {
             return ExitCode::from(EXIT_USAGE);
         }
     };
+    init_logs(config.log_format);
     let runtime = match crate::runtime() {
         Ok(runtime) => runtime,
         Err(why) => {
@@ -102,11 +132,13 @@ pub(crate) fn run(args: ServeArgs) -> ExitCode {
             Mode::Proxy => format!("reverse proxy to {}", config.upstream.as_deref().unwrap_or_default()),
             Mode::ForwardAuth => "forward-auth".to_owned(),
         };
-        let gateway = Gateway::new(config)?;
+        let gateway = Gateway::new(config).map_err(|e: ConfigError| e.to_string())?;
         println!("portcullis gateway listening on http://{address} ({mode})");
         if let Some(admin) = &admin {
-            println!("admin listening on http://{} (/healthz, /ready)", admin.local_addr().map_err(|e| e.to_string())?);
+            let admin = admin.local_addr().map_err(|e| e.to_string())?;
+            println!("admin listening on http://{admin} (/healthz, /ready, /metrics)");
         }
+        reload_on_hangup(gateway.clone(), args);
         portcullis_gateway::serve(gateway, listener, admin, shutdown_signal()).await.map_err(|e| e.to_string())
     });
     match result {
@@ -117,6 +149,38 @@ pub(crate) fn run(args: ServeArgs) -> ExitCode {
         }
     }
 }
+
+/// On every SIGHUP, re-reads the file, applies the same flags and replaces the gateway's policy; an invalid file
+/// keeps the running one, and the log says why.
+#[cfg(unix)]
+fn reload_on_hangup(gateway: Gateway, args: ServeArgs) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut hangups) = signal(SignalKind::hangup()) else {
+        tracing::warn!(target: "portcullis::gateway", "SIGHUP cannot be handled: configuration reload is off");
+        return;
+    };
+    tokio::spawn(async move {
+        while hangups.recv().await.is_some() {
+            match config(&args).and_then(|config| gateway.reload(config).map_err(|e| e.to_string())) {
+                Ok(reloaded) => tracing::info!(
+                    target: "portcullis::gateway",
+                    routes = reloaded.routes,
+                    issuers = reloaded.issuers,
+                    new_key_sets = reloaded.new_key_sets,
+                    "configuration reloaded"
+                ),
+                Err(why) => tracing::error!(
+                    target: "portcullis::gateway",
+                    error = %why,
+                    "configuration reload refused; the running configuration is kept"
+                ),
+            }
+        }
+    });
+}
+
+#[cfg(not(unix))]
+fn reload_on_hangup(_gateway: Gateway, _args: ServeArgs) {}
 
 /// Ctrl-C or SIGTERM: stop accepting, let in-flight requests finish.
 async fn shutdown_signal() {

@@ -99,3 +99,134 @@ fn serve_flag_errors_exit_two() {
     assert_eq!(no_audience.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&no_audience.stderr).contains("--audience"));
 }
+
+/// Reads JSON log lines from stderr until one has `message`; returns it. Every line read is kept in `seen`.
+async fn log_line(logs: &mut Lines<BufReader<tokio::process::ChildStderr>>, message: &str, seen: &mut String) -> Value {
+    loop {
+        let line = logs.next_line().await.unwrap().expect("the gateway ended before logging {message}");
+        seen.push_str(&line);
+        seen.push('\n');
+        let entry: Value = serde_json::from_str(&line).unwrap_or_else(|_| panic!("not a JSON log line: {line}"));
+        if entry["message"] == message {
+            return entry;
+        }
+    }
+}
+
+#[tokio::test]
+async fn json_request_logs_and_sighup_reload() {
+    let (_issuer, mut issuer_out) = spawn(&["issuer", "--listen", "127.0.0.1:0"]);
+    let issuer = url_after(&mut issuer_out, "portcullis dev issuer at").await;
+    let upstream = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let upstream_url = format!("http://{}", upstream.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(upstream, Router::new().fallback(any(|| async { "upstream" }))).await });
+
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("gateway.toml");
+    let config = |public: bool| {
+        format!(
+            "listen = \"127.0.0.1:0\"\nupstream = \"{upstream_url}\"\nlog_format = \"json\"\n[[issuers]]\n\
+             issuer = \"{issuer}\"\naudiences = [\"https://api.example.com\"]\n[[routes]]\npath = \"/api/*\"\n\
+             public = {public}\n"
+        )
+    };
+    std::fs::write(&file, config(false)).unwrap();
+    let mut gateway = Command::new(env!("CARGO_BIN_EXE_portcullis"))
+        .args(["serve", "--config", file.to_str().unwrap()])
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(gateway.stdout.take().unwrap()).lines();
+    let mut logs = BufReader::new(gateway.stderr.take().unwrap()).lines();
+    let base = url_after(&mut out, "portcullis gateway listening on").await;
+    let http = reqwest::Client::new();
+    let mut seen = String::new();
+
+    let token: Value = http
+        .post(format!("{issuer}oauth/token"))
+        .json(&json!({"grant_type": "client_credentials", "client_id": "demo-client", "client_secret": "demo-secret", "audience": "https://api.example.com"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = token["access_token"].as_str().unwrap();
+    let response = http.get(format!("{base}/api/a")).bearer_auth(token).header("x-request-id", "req-1").send().await;
+    assert_eq!(response.unwrap().status(), 200);
+    let allowed = log_line(&mut logs, "request allowed", &mut seen).await;
+    assert_eq!(allowed["request_id"], "req-1");
+    assert_eq!(allowed["route"], "/api/*");
+    assert_eq!(allowed["outcome"], "allowed");
+    assert_eq!(allowed["subject"], "demo-client@clients");
+    assert_eq!(allowed["path"], "/api/a");
+
+    let at = token.len() - 10;
+    let flipped = if &token[at..=at] == "A" { "B" } else { "A" };
+    let tampered = format!("{}{flipped}{}", &token[..at], &token[at + 1..]);
+    assert_eq!(http.get(format!("{base}/api/b")).bearer_auth(&tampered).send().await.unwrap().status(), 401);
+    let denied = log_line(&mut logs, "request denied", &mut seen).await;
+    assert_eq!(denied["reason"], "signature_invalid");
+    assert_eq!(denied["route"], "/api/*");
+    assert_eq!(denied["request_id"].as_str().unwrap().len(), 32);
+
+    // A good new file: the route becomes public after SIGHUP.
+    let hangup = || {
+        let pid = gateway.id().unwrap().to_string();
+        assert!(std::process::Command::new("kill").args(["-HUP", &pid]).status().unwrap().success());
+    };
+    std::fs::write(&file, config(true)).unwrap();
+    hangup();
+    let reloaded = log_line(&mut logs, "configuration reloaded", &mut seen).await;
+    assert_eq!((reloaded["routes"].as_u64(), reloaded["new_key_sets"].as_u64()), (Some(1), Some(0)));
+    assert_eq!(http.get(format!("{base}/api/c")).send().await.unwrap().status(), 200);
+
+    // A bad file: refused with the location of the error; the public route stays.
+    std::fs::write(&file, config(true).replace("path = \"/api/*\"", "path = \"api/*\"")).unwrap();
+    hangup();
+    let refused =
+        log_line(&mut logs, "configuration reload refused; the running configuration is kept", &mut seen).await;
+    let why = refused["error"].as_str().unwrap();
+    assert!(why.contains("line 8, column 8: routes[0].path: must start with '/'"), "{why}");
+    assert_eq!(refused["level"], "ERROR");
+    assert_eq!(http.get(format!("{base}/api/d")).send().await.unwrap().status(), 200);
+
+    // Never the token, nor its signature.
+    let signature = token.rsplit('.').next().unwrap();
+    assert!(!seen.contains(signature) && !seen.contains(&tampered), "a token reached the logs:\n{seen}");
+}
+
+#[test]
+fn check_config_explains_errors_and_prints_the_template() {
+    let run = |args: &[&str]| std::process::Command::new(env!("CARGO_BIN_EXE_portcullis")).args(args).output().unwrap();
+    let template = run(&["check-config", "--template"]);
+    assert!(template.status.success());
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("good.toml");
+    std::fs::write(&good, &template.stdout).unwrap();
+    let checked = run(&["check-config", good.to_str().unwrap()]);
+    assert_eq!(checked.status.code(), Some(0));
+    let said = String::from_utf8_lossy(&checked.stdout);
+    assert!(said.contains("valid (reverse proxy, 1 issuer(s), 2 route(s)"), "{said}");
+
+    let bad = dir.path().join("bad.toml");
+    let text = String::from_utf8_lossy(&template.stdout).replace("methods = [\"GET\"]", "methods = [\"GET\", \"\"]");
+    std::fs::write(&bad, text.as_bytes()).unwrap();
+    let line = text.lines().position(|l| l.starts_with("methods = [\"GET\", \"\"]")).unwrap() + 1;
+    let checked = run(&["check-config", bad.to_str().unwrap()]);
+    assert_eq!(checked.status.code(), Some(2));
+    let said = String::from_utf8_lossy(&checked.stderr);
+    assert!(
+        said.contains(&format!("line {line}, column 19: routes[0].methods[1]: \"\" is not an HTTP method")),
+        "{said}"
+    );
+
+    std::fs::write(&bad, "listen = 8080\n").unwrap();
+    let checked = run(&["check-config", bad.to_str().unwrap()]);
+    assert_eq!(checked.status.code(), Some(2));
+    let said = String::from_utf8_lossy(&checked.stderr);
+    assert!(said.contains("line 1, column 10: invalid type: integer `8080`"), "{said}");
+}

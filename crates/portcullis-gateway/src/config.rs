@@ -1,12 +1,26 @@
-//! The gateway's configuration: raw TOML input, checked into a [`Config`] with located, explained errors.
+//! The gateway's configuration: TOML input checked into a [`Config`], with every error located (line, column and
+//! key path) and explained.
+//!
+//! [`TEMPLATE`] is the documented default configuration: every key with its default and a comment. `portcullis
+//! check-config FILE` validates a file with [`Config::from_toml`].
 
 use portcullis::Requirement;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use std::fmt;
 use std::net::SocketAddr;
 
+/// The documented configuration template: every key, its default and what it does. It parses as a valid
+/// configuration (with its example issuer and upstream).
+///
+/// ```
+/// let config = portcullis_gateway::Config::from_toml(portcullis_gateway::config::TEMPLATE).unwrap();
+/// assert_eq!(config.listen.port(), 8080);
+/// ```
+pub const TEMPLATE: &str = include_str!("template.toml");
+
 /// What the gateway does with an allowed request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum Mode {
     /// Forward it to the upstream (reverse proxy).
@@ -16,8 +30,19 @@ pub enum Mode {
     ForwardAuth,
 }
 
+/// How request logs are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    /// One human-readable line per event.
+    #[default]
+    Pretty,
+    /// One JSON object per line.
+    Json,
+}
+
 /// An issuer the gateway trusts.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct IssuerConfig {
     /// The issuer, exactly as in tokens (Auth0: with the trailing slash).
@@ -25,12 +50,12 @@ pub struct IssuerConfig {
     /// Accepted audiences.
     pub audiences: Vec<String>,
     /// The JWKS URL; discovery when absent.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub jwks_uri: Option<String>,
 }
 
 /// One route.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RouteConfig {
     /// `/exact`, `/prefix/*`, or a pattern with `{param}` segments.
@@ -42,28 +67,34 @@ pub struct RouteConfig {
     #[serde(default)]
     pub public: bool,
     /// The authorization rule for the token.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub require: Option<Requirement>,
+    /// Issuers whose tokens this route accepts (all configured issuers when empty).
+    #[serde(default)]
+    pub issuers: Vec<String>,
+    /// Audiences this route accepts; the token must carry one of them (any configured audience when empty).
+    #[serde(default)]
+    pub audiences: Vec<String>,
     /// Pass the `Authorization` header upstream (default: stripped).
     #[serde(default)]
     pub forward_authorization: bool,
 }
 
-/// The raw configuration file.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+/// The gateway's configuration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// Where the gateway listens.
     #[serde(default = "default_listen")]
     pub listen: SocketAddr,
-    /// Admin listener (`/healthz`, `/ready`); none when absent.
-    #[serde(default)]
+    /// Admin listener (`/healthz`, `/ready`, `/metrics`); none when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub admin_listen: Option<SocketAddr>,
     /// Proxy or forward-auth.
     #[serde(default)]
     pub mode: Mode,
     /// The upstream base URL (proxy mode).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub upstream: Option<String>,
     /// Upstream timeout in seconds.
     #[serde(default = "default_timeout")]
@@ -71,6 +102,9 @@ pub struct Config {
     /// Realm of the challenges.
     #[serde(default = "default_realm")]
     pub realm: String,
+    /// Request log format.
+    #[serde(default)]
+    pub log_format: LogFormat,
     /// Trusted issuers.
     #[serde(default)]
     pub issuers: Vec<IssuerConfig>,
@@ -87,7 +121,7 @@ pub struct Config {
 }
 
 /// What happens to a request no route matches.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum Unmatched {
     /// 404 without reaching the upstream.
@@ -117,6 +151,45 @@ fn default_claim_headers() -> BTreeMap<String, String> {
     ])
 }
 
+/// A configuration error: what is wrong, at which key, and where in the file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// The key path, e.g. `routes[2].methods` (empty for the whole file).
+    pub key: String,
+    /// 1-based line and column in the file, when known.
+    pub location: Option<(usize, usize)>,
+    /// What is wrong and how to fix it.
+    pub message: String,
+}
+
+impl ConfigError {
+    fn at(key: impl Into<String>, message: impl Into<String>) -> Self {
+        Self { key: key.into(), location: None, message: message.into() }
+    }
+
+    /// This error with the line and column of its key in the file `text` (when the key is in the file).
+    pub fn located_in(self, text: &str) -> Self {
+        match self.location {
+            Some(_) => self,
+            None => Self { location: locate(text, &self.key), ..self },
+        }
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some((line, column)) = self.location {
+            write!(f, "line {line}, column {column}: ")?;
+        }
+        if !self.key.is_empty() {
+            write!(f, "{}: ", self.key)?;
+        }
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
 impl Config {
     /// Every field at its default, unchecked (no issuer yet): the base that command-line flags fill in.
     pub fn defaults() -> Self {
@@ -127,6 +200,7 @@ impl Config {
             upstream: None,
             upstream_timeout_secs: default_timeout(),
             realm: default_realm(),
+            log_format: LogFormat::default(),
             issuers: Vec::new(),
             claim_headers: default_claim_headers(),
             routes: Vec::new(),
@@ -134,53 +208,153 @@ impl Config {
         }
     }
 
-    /// Parses a TOML file's text; errors name the line and column.
-    pub fn from_toml(text: &str) -> Result<Self, String> {
-        let config: Self = toml::from_str(text).map_err(|e| e.to_string())?;
-        config.check()?;
+    /// Parses a TOML file's text without the checks of [`Config::check`] (flags may still complete it).
+    pub fn parse_toml(text: &str) -> Result<Self, ConfigError> {
+        toml::from_str(text).map_err(|e| {
+            let location = e.span().map(|span| line_column(text, span.start));
+            ConfigError { key: String::new(), location, message: e.message().trim_end().to_owned() }
+        })
+    }
+
+    /// Parses and checks a TOML file's text; errors name the line, column and key.
+    ///
+    /// ```
+    /// let err = portcullis_gateway::Config::from_toml("upstream = \"http://127.0.0.1:3000\"\n\
+    ///     [[issuers]]\nissuer = \"https://tenant.example/\"\naudiences = [\"api\"]\n\
+    ///     [[routes]]\npath = \"/a\"\nmethods = [\"G T\"]\n").unwrap_err();
+    /// assert_eq!(err.to_string(), "line 7, column 12: routes[0].methods[0]: \"G T\" is not an HTTP method");
+    /// ```
+    pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
+        let config = Self::parse_toml(text)?;
+        config.check().map_err(|e| e.located_in(text))?;
         Ok(config)
     }
 
     /// Checks what types cannot: at least one issuer with an audience, an upstream in proxy mode, valid header
-    /// names and route paths.
-    pub fn check(&self) -> Result<(), String> {
+    /// names, methods and route paths, and per-route issuers and audiences that the gateway trusts.
+    pub fn check(&self) -> Result<(), ConfigError> {
         if self.issuers.is_empty() {
-            return Err("at least one [[issuers]] entry (or --issuer and --audience) is required".into());
+            return Err(ConfigError::at(
+                "issuers",
+                "at least one [[issuers]] entry (or --issuer and --audience) is required",
+            ));
         }
         for (i, issuer) in self.issuers.iter().enumerate() {
+            if !issuer.issuer.starts_with("https://") && !issuer.issuer.starts_with("http://") {
+                return Err(ConfigError::at(format!("issuers[{i}].issuer"), "the issuer must be an http(s) URL"));
+            }
             if issuer.audiences.is_empty() {
-                return Err(format!("issuers[{i}] ({}): at least one audience is required", issuer.issuer));
+                return Err(ConfigError::at(
+                    format!("issuers[{i}].audiences"),
+                    format!("{}: at least one audience is required", issuer.issuer),
+                ));
             }
         }
         if self.mode == Mode::Proxy {
-            let upstream = self
-                .upstream
-                .as_deref()
-                .ok_or("proxy mode needs an upstream (--upstream or upstream = \"http://…\")")?;
-            if !upstream.starts_with("http://") {
-                return Err(format!("upstream must be an http:// URL, got {upstream}"));
+            let upstream = self.upstream.as_deref().ok_or_else(|| {
+                ConfigError::at("upstream", "proxy mode needs an upstream (--upstream or upstream = \"http://…\")")
+            })?;
+            if !upstream.starts_with("http://") || upstream.parse::<http::Uri>().is_err() {
+                return Err(ConfigError::at("upstream", format!("must be an http:// URL, got {upstream:?}")));
             }
+        }
+        if self.upstream_timeout_secs == 0 {
+            return Err(ConfigError::at("upstream_timeout_secs", "must be at least 1"));
         }
         for (claim, header) in &self.claim_headers {
             if http::HeaderName::from_bytes(header.as_bytes()).is_err() {
-                return Err(format!("claim_headers.{claim}: {header:?} is not a valid header name"));
+                return Err(ConfigError::at(
+                    format!("claim_headers.{claim}"),
+                    format!("{header:?} is not a valid header name"),
+                ));
             }
         }
         for (i, route) in self.routes.iter().enumerate() {
-            if !route.path.starts_with('/') {
-                return Err(format!("routes[{i}]: path must start with '/', got {:?}", route.path));
+            self.check_route(i, route)?;
+        }
+        Ok(())
+    }
+
+    fn check_route(&self, i: usize, route: &RouteConfig) -> Result<(), ConfigError> {
+        if !route.path.starts_with('/') {
+            return Err(ConfigError::at(
+                format!("routes[{i}].path"),
+                format!("must start with '/', got {:?}", route.path),
+            ));
+        }
+        if route.public && (route.require.is_some() || !route.issuers.is_empty() || !route.audiences.is_empty()) {
+            return Err(ConfigError::at(
+                format!("routes[{i}].public"),
+                format!("{}: a public route cannot also have a rule, issuers or audiences", route.path),
+            ));
+        }
+        for (j, method) in route.methods.iter().enumerate() {
+            if http::Method::from_bytes(method.as_bytes()).is_err() || method.contains(' ') {
+                return Err(ConfigError::at(
+                    format!("routes[{i}].methods[{j}]"),
+                    format!("{method:?} is not an HTTP method"),
+                ));
             }
-            if route.public && route.require.is_some() {
-                return Err(format!("routes[{i}] ({}): a public route cannot have a rule", route.path));
+        }
+        for (j, issuer) in route.issuers.iter().enumerate() {
+            if !self.issuers.iter().any(|known| &known.issuer == issuer) {
+                return Err(ConfigError::at(
+                    format!("routes[{i}].issuers[{j}]"),
+                    format!("{issuer:?} is not one of the [[issuers]]"),
+                ));
             }
-            for method in &route.methods {
-                if http::Method::from_bytes(method.as_bytes()).is_err() {
-                    return Err(format!("routes[{i}] ({}): {method:?} is not an HTTP method", route.path));
-                }
+        }
+        for (j, audience) in route.audiences.iter().enumerate() {
+            let trusted = self
+                .issuers
+                .iter()
+                .filter(|known| route.issuers.is_empty() || route.issuers.contains(&known.issuer))
+                .any(|known| known.audiences.contains(audience));
+            if !trusted {
+                return Err(ConfigError::at(
+                    format!("routes[{i}].audiences[{j}]"),
+                    format!("{audience:?} is not an audience of the route's issuers"),
+                ));
             }
         }
         Ok(())
     }
+}
+
+/// The 1-based line and column of byte `offset` in `text`.
+fn line_column(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, column)
+}
+
+/// Where the value at `key` (`a.b[2].c`) starts in `text`, or its closest located parent.
+fn locate(text: &str, key: &str) -> Option<(usize, usize)> {
+    use toml::de::{DeTable, DeValue};
+    let root = DeTable::parse(text).ok()?;
+    let mut span = None;
+    let mut table = Some(root.get_ref());
+    for part in key.split('.').filter(|p| !p.is_empty()) {
+        let (name, indexes) = match part.find('[') {
+            Some(at) => (&part[..at], &part[at..]),
+            None => (part, ""),
+        };
+        let (_, found) = table?.iter().find(|(k, _)| k.get_ref().as_ref() == name)?;
+        span = Some(found.span());
+        let mut value = Some(found.get_ref());
+        for index in indexes.split(['[', ']']).filter(|s| !s.is_empty()) {
+            let DeValue::Array(items) = value? else { break };
+            let item = items.get(index.parse::<usize>().ok()?)?;
+            span = Some(item.span());
+            value = Some(item.get_ref());
+        }
+        table = match value {
+            Some(DeValue::Table(t)) => Some(t),
+            _ => None,
+        };
+    }
+    span.map(|span| line_column(text, span.start))
 }
 
 /// Whether `path` matches `pattern`: exact, `/prefix/*` (the prefix itself and anything below), or `{param}`

@@ -1,27 +1,36 @@
 //! The decision every request gets, shared by the reverse proxy and forward-auth: which route, which rule, and
-//! which headers go upstream.
+//! which headers go upstream. The policy in force can be replaced at run time ([`Gateway::reload`]).
 
-use crate::config::{Config, RouteConfig, Unmatched, path_matches};
+use crate::config::{Config, ConfigError, RouteConfig, Unmatched, path_matches};
+use arc_swap::ArcSwap;
 use axum::response::Response;
 use http::{HeaderMap, HeaderName, HeaderValue, Method};
 use portcullis::remote::{KeyLocation, RemoteKeySet, RemoteOptions};
 use portcullis::{Error, KeySource, Reason, SystemClock, VerifiedToken, Verifier};
 use portcullis_axum::Answer;
 use serde_json::Value;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 
-/// The gateway's state: verifier, routes, header mapping. Cheap to clone.
+/// The gateway: the policy in force and the issuers' key sets. Cheap to clone; clones share reloads.
 #[derive(Clone)]
 pub struct Gateway {
-    pub(crate) inner: Arc<Inner>,
+    shared: Arc<Shared>,
 }
 
-pub(crate) struct Inner {
-    pub config: Config,
-    pub verifier: Verifier,
-    pub answer: Answer,
-    pub claim_headers: Vec<(String, HeaderName)>,
-    pub key_sets: Vec<RemoteKeySet>,
+struct Shared {
+    policy: ArcSwap<Policy>,
+    /// Key sets by location, reused across reloads so a reload does not refetch keys.
+    key_sets: Mutex<Vec<(KeyLocation, RemoteKeySet)>>,
+    refreshing: AtomicBool,
+}
+
+/// One configuration, built: verifier, answers and header mapping.
+pub(crate) struct Policy {
+    pub config: Arc<Config>,
+    verifier: Verifier,
+    answer: Answer,
+    claim_headers: Vec<(String, HeaderName)>,
 }
 
 /// The outcome of [`Gateway::decide`].
@@ -37,124 +46,232 @@ pub enum Decision {
     Deny(Box<Response>),
 }
 
+/// What a reload changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reloaded {
+    /// Routes now in force.
+    pub routes: usize,
+    /// Issuers now trusted.
+    pub issuers: usize,
+    /// Key sets created by this reload (new JWKS locations); the others were kept with their keys.
+    pub new_key_sets: usize,
+}
+
 impl Gateway {
     /// Builds the gateway: one remote key set per issuer (discovery unless a JWKS URL is given).
-    pub fn new(config: Config) -> Result<Self, String> {
-        config.check()?;
-        let mut builder = Verifier::builder();
-        let mut key_sets = Vec::new();
-        for issuer in &config.issuers {
-            let location = match &issuer.jwks_uri {
-                Some(uri) => KeyLocation::Jwks(uri.clone()),
-                None => KeyLocation::Discovery { issuer: issuer.issuer.clone() },
-            };
-            let keys = RemoteKeySet::new(location, RemoteOptions::default(), Arc::new(SystemClock))
-                .map_err(|e| e.to_string())?;
-            builder = builder.issuer_keys(&issuer.issuer, Arc::new(keys.clone()) as Arc<dyn KeySource>);
-            for audience in &issuer.audiences {
-                builder = builder.audience(audience);
-            }
-            key_sets.push(keys);
-        }
-        let verifier = builder.build().map_err(|e| e.to_string())?;
-        let claim_headers = config
-            .claim_headers
-            .iter()
-            .map(|(claim, header)| {
-                HeaderName::from_bytes(header.as_bytes()).map(|h| (claim.clone(), h)).map_err(|e| e.to_string())
-            })
-            .collect::<Result<_, _>>()?;
-        let answer = Answer::with_realm(&config.realm);
-        Ok(Self { inner: Arc::new(Inner { config, verifier, answer, claim_headers, key_sets }) })
+    pub fn new(config: Config) -> Result<Self, ConfigError> {
+        let (policy, key_sets, _) = Policy::build(config, &[])?;
+        Ok(Self {
+            shared: Arc::new(Shared {
+                policy: ArcSwap::from_pointee(policy),
+                key_sets: Mutex::new(key_sets),
+                refreshing: AtomicBool::new(false),
+            }),
+        })
     }
 
-    /// Starts loading and refreshing every issuer's keys in the background.
+    /// Replaces the policy in force with `config`. Requests already deciding finish under the old policy. Key
+    /// sets of unchanged JWKS locations are kept (no refetch); new ones start loading at once.
+    ///
+    /// Fails, keeping the running policy, when `config` is invalid or changes what only a restart can change
+    /// (`listen`, `admin_listen`, `mode`, `log_format`).
+    pub fn reload(&self, config: Config) -> Result<Reloaded, ConfigError> {
+        let running = self.config();
+        for (key, changed) in [
+            ("listen", config.listen != running.listen),
+            ("admin_listen", config.admin_listen != running.admin_listen),
+            ("mode", config.mode != running.mode),
+            ("log_format", config.log_format != running.log_format),
+        ] {
+            if changed {
+                return Err(ConfigError {
+                    key: key.into(),
+                    location: None,
+                    message: "changes only on restart; the running configuration is kept".into(),
+                });
+            }
+        }
+        let mut key_sets = self.shared.key_sets.lock().unwrap_or_else(PoisonError::into_inner);
+        let (policy, kept, created) = Policy::build(config, &key_sets)?;
+        if self.shared.refreshing.load(Ordering::Acquire) {
+            for keys in &created {
+                keys.spawn_refresher();
+            }
+        }
+        let reloaded = Reloaded {
+            routes: policy.config.routes.len(),
+            issuers: policy.config.issuers.len(),
+            new_key_sets: created.len(),
+        };
+        self.shared.policy.store(Arc::new(policy));
+        *key_sets = kept;
+        Ok(reloaded)
+    }
+
+    /// Starts loading and refreshing every issuer's keys in the background (also for issuers added by reloads).
     pub fn start_key_refresh(&self) {
-        for keys in &self.inner.key_sets {
-            keys.spawn_refresher();
+        let key_sets = self.shared.key_sets.lock().unwrap_or_else(PoisonError::into_inner);
+        if !self.shared.refreshing.swap(true, Ordering::AcqRel) {
+            for (_, keys) in key_sets.iter() {
+                keys.spawn_refresher();
+            }
         }
     }
 
     /// Whether every issuer has usable keys.
     pub fn is_ready(&self) -> bool {
-        self.inner.verifier.is_ready()
+        self.shared.policy.load().verifier.is_ready()
     }
 
     /// The configuration in force.
-    pub fn config(&self) -> &Config {
-        &self.inner.config
+    pub fn config(&self) -> Arc<Config> {
+        self.shared.policy.load().config.clone()
+    }
+
+    /// The policy in force, for one request.
+    pub(crate) fn policy(&self) -> Arc<Policy> {
+        self.shared.policy.load_full()
+    }
+
+    /// Decides about a request for `path` with `method`, carrying `headers`, under the policy in force. Counts
+    /// the outcome by route and reason (`portcullis_gateway_requests_total`), times it
+    /// (`portcullis_gateway_decision_seconds`), and logs it with the request id (`X-Request-Id`), route, outcome,
+    /// reason and subject — never the token.
+    pub async fn decide(&self, method: &Method, path: &str, headers: &HeaderMap) -> Decision {
+        self.policy().decide(method, path, headers).await
+    }
+}
+
+impl Policy {
+    /// Builds a policy from a checked `config`, reusing the key sets in `existing` whose location is unchanged.
+    /// Returns the policy, the key sets it uses, and those among them that are new.
+    #[allow(clippy::type_complexity)]
+    fn build(
+        config: Config,
+        existing: &[(KeyLocation, RemoteKeySet)],
+    ) -> Result<(Self, Vec<(KeyLocation, RemoteKeySet)>, Vec<RemoteKeySet>), ConfigError> {
+        config.check()?;
+        let mut builder = Verifier::builder();
+        let (mut used, mut created) = (Vec::new(), Vec::new());
+        for (i, issuer) in config.issuers.iter().enumerate() {
+            let location = match &issuer.jwks_uri {
+                Some(uri) => KeyLocation::Jwks(uri.clone()),
+                None => KeyLocation::Discovery { issuer: issuer.issuer.clone() },
+            };
+            let keys = match existing.iter().find(|(known, _)| *known == location) {
+                Some((_, keys)) => keys.clone(),
+                None => {
+                    let keys =
+                        RemoteKeySet::new(location.clone(), RemoteOptions::default(), Arc::new(SystemClock)).map_err(
+                            |e| ConfigError { key: format!("issuers[{i}]"), location: None, message: e.to_string() },
+                        )?;
+                    created.push(keys.clone());
+                    keys
+                }
+            };
+            builder = builder.issuer_keys(&issuer.issuer, Arc::new(keys.clone()) as Arc<dyn KeySource>);
+            for audience in &issuer.audiences {
+                builder = builder.audience(audience);
+            }
+            used.push((location, keys));
+        }
+        let verifier = builder.build().map_err(|e| ConfigError {
+            key: "issuers".into(),
+            location: None,
+            message: e.to_string(),
+        })?;
+        let claim_headers = config
+            .claim_headers
+            .iter()
+            .filter_map(|(claim, header)| HeaderName::from_bytes(header.as_bytes()).ok().map(|h| (claim.clone(), h)))
+            .collect();
+        let answer = Answer::with_realm(&config.realm);
+        Ok((Self { config: Arc::new(config), verifier, answer, claim_headers }, used, created))
     }
 
     fn route(&self, method: &Method, path: &str) -> Option<&RouteConfig> {
-        self.inner.config.routes.iter().find(|route| {
+        self.config.routes.iter().find(|route| {
             path_matches(&route.path, path)
                 && (route.methods.is_empty() || route.methods.iter().any(|m| m.eq_ignore_ascii_case(method.as_str())))
         })
     }
 
     fn deny(&self, error: Error) -> Decision {
-        Decision::Deny(Box::new(self.inner.answer.respond(error)))
+        Decision::Deny(Box::new(self.answer.respond(error)))
     }
 
-    /// Decides about a request for `path` with `method`, carrying `headers`; counts the outcome by route and
-    /// reason (`portcullis_gateway_requests_total`) and times it (`portcullis_gateway_decision_seconds`).
+    /// Decides about a request for `path` with `method`, carrying `headers`. Counts the outcome by route and
+    /// reason (`portcullis_gateway_requests_total`), times it (`portcullis_gateway_decision_seconds`), and logs
+    /// it with the request id from `X-Request-Id`, the route, outcome, reason and subject (never the token).
     pub async fn decide(&self, method: &Method, path: &str, headers: &HeaderMap) -> Decision {
         let started = std::time::Instant::now();
         let route = self.route(method, path);
-        let (decision, reason) = self.decide_inner(route, headers).await;
-        let route = route.map_or("unmatched", |r| r.path.as_str()).to_owned();
-        let outcome = if matches!(decision, Decision::Allow { .. }) { "allowed" } else { "denied" };
-        metrics::counter!("portcullis_gateway_requests_total", "route" => route, "outcome" => outcome, "reason" => reason)
-            .increment(1);
-        metrics::histogram!("portcullis_gateway_decision_seconds").record(started.elapsed().as_secs_f64());
+        let (decision, subject) = self.decide_route(route, headers).await;
+        let (outcome, reason, detail) = match &decision {
+            Decision::Allow { .. } => ("allowed", "none", None),
+            Decision::Deny(response) => match response.extensions().get::<portcullis_axum::Rejected>() {
+                Some(rejected) => ("denied", rejected.0.reason().code(), Some(rejected.0.description().to_owned())),
+                None => ("denied", "no_route", None),
+            },
+        };
+        let route = route.map_or("unmatched", |r| r.path.as_str());
+        let elapsed = started.elapsed();
+        tracing::info!(
+            target: "portcullis::gateway::request",
+            request_id = headers.get(crate::request_id::HEADER).and_then(|v| v.to_str().ok()).unwrap_or("-"),
+            method = method.as_str(),
+            path,
+            route,
+            outcome,
+            reason,
+            subject = subject.as_deref().unwrap_or("-"),
+            detail = detail.as_deref().unwrap_or("-"),
+            micros = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
+            "request {outcome}"
+        );
+        metrics::counter!(
+            "portcullis_gateway_requests_total",
+            "route" => route.to_owned(), "outcome" => outcome, "reason" => reason
+        )
+        .increment(1);
+        metrics::histogram!("portcullis_gateway_decision_seconds").record(elapsed.as_secs_f64());
         decision
     }
 
-    async fn decide_inner(&self, route: Option<&RouteConfig>, headers: &HeaderMap) -> (Decision, &'static str) {
-        let decision = self.decide_route(route, headers).await;
-        let reason = match &decision {
-            Decision::Allow { .. } => "none",
-            Decision::Deny(response) => response
-                .extensions()
-                .get::<portcullis_axum::Rejected>()
-                .map_or("no_route", |rejected| rejected.0.reason().code()),
-        };
-        (decision, reason)
-    }
-
-    async fn decide_route(&self, route: Option<&RouteConfig>, headers: &HeaderMap) -> Decision {
-        let (public, rule, forward_authorization) = match route {
-            Some(route) => (route.public, route.require.as_ref(), route.forward_authorization),
-            None if self.inner.config.unmatched == Unmatched::Authenticated => (false, None, false),
+    async fn decide_route(&self, route: Option<&RouteConfig>, headers: &HeaderMap) -> (Decision, Option<String>) {
+        let (public, forward_authorization) = match route {
+            Some(route) => (route.public, route.forward_authorization),
+            None if self.config.unmatched == Unmatched::Authenticated => (false, false),
             None => {
                 let not_found =
                     axum::response::IntoResponse::into_response((http::StatusCode::NOT_FOUND, "no such route"));
-                return Decision::Deny(Box::new(not_found));
+                return (Decision::Deny(Box::new(not_found)), None);
             }
         };
         if public {
-            return Decision::Allow { claim_headers: Vec::new(), forward_authorization };
+            return (Decision::Allow { claim_headers: Vec::new(), forward_authorization }, None);
         }
         let token = match bearer(headers) {
             Ok(token) => token,
-            Err(error) => return self.deny(error),
+            Err(error) => return (self.deny(error), None),
         };
-        let verified = match self.inner.verifier.verify_async(token).await {
+        let verified = match self.verifier.verify_async(token).await {
             Ok(verified) => verified,
-            Err(error) => return self.deny(error),
+            Err(error) => return (self.deny(error), None),
         };
-        if let Some(rule) = rule {
-            if let Err(error) = rule.check(&verified) {
-                return self.deny(error);
+        let subject = verified.subject().map(str::to_owned);
+        if let Some(route) = route {
+            if let Err(error) = route_accepts(route, &verified) {
+                return (self.deny(error), subject);
             }
         }
-        Decision::Allow { claim_headers: self.claim_headers(&verified), forward_authorization }
+        let claim_headers = self.claim_headers(&verified);
+        (Decision::Allow { claim_headers, forward_authorization }, subject)
     }
 
     /// Headers from the token's claims, per the mapping.
     fn claim_headers(&self, token: &VerifiedToken) -> Vec<(HeaderName, HeaderValue)> {
-        self.inner
-            .claim_headers
+        self.claim_headers
             .iter()
             .filter_map(|(claim, header)| {
                 let value = portcullis::claims::lookup(token.claims(), claim)?;
@@ -175,7 +292,27 @@ impl Gateway {
 
     /// The header names the gateway sets; client-sent copies are always removed.
     pub fn managed_headers(&self) -> impl Iterator<Item = &HeaderName> {
-        self.inner.claim_headers.iter().map(|(_, header)| header)
+        self.claim_headers.iter().map(|(_, header)| header)
+    }
+}
+
+/// The route's own restrictions on a verified token: issuer, audience, then its rule.
+fn route_accepts(route: &RouteConfig, token: &VerifiedToken) -> Result<(), Error> {
+    if !route.issuers.is_empty() && !token.issuer().is_some_and(|iss| route.issuers.iter().any(|r| r == iss)) {
+        return Err(Error::new(
+            Reason::IssuerMismatch,
+            format!("{} does not accept tokens from this issuer", route.path),
+        ));
+    }
+    if !route.audiences.is_empty() && !token.registered().aud.iter().any(|aud| route.audiences.contains(aud)) {
+        return Err(Error::new(
+            Reason::AudienceMismatch,
+            format!("{} accepts tokens for {}", route.path, route.audiences.join(" or ")),
+        ));
+    }
+    match &route.require {
+        Some(rule) => rule.check(token),
+        None => Ok(()),
     }
 }
 

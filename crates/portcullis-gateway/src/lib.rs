@@ -11,16 +11,16 @@
 pub mod config;
 mod gateway;
 mod proxy;
+mod request_id;
 
-pub use config::{Config, IssuerConfig, Mode, RouteConfig, Unmatched};
-pub use gateway::{Decision, Gateway};
+pub use config::{Config, ConfigError, IssuerConfig, LogFormat, Mode, RouteConfig, Unmatched};
+pub use gateway::{Decision, Gateway, Reloaded};
 
 use axum::Router;
 use axum::routing::{any, get};
 use hyper_util::rt::TokioExecutor;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::time::Duration;
 
 /// The main listener's routes for `gateway`.
 pub fn router(gateway: Gateway) -> Router {
@@ -28,12 +28,7 @@ pub fn router(gateway: Gateway) -> Router {
         Mode::ForwardAuth => Router::new().fallback(any(proxy::forward_auth)).with_state(gateway),
         Mode::Proxy => {
             let client = hyper_util::client::legacy::Client::builder(TokioExecutor::new()).build_http();
-            let state = proxy::ProxyState {
-                upstream: gateway.config().upstream.clone().unwrap_or_default(),
-                timeout: Duration::from_secs(gateway.config().upstream_timeout_secs),
-                gateway,
-                client,
-            };
+            let state = proxy::ProxyState { gateway, client };
             Router::new().fallback(any(proxy::proxy)).with_state(state)
         }
     }

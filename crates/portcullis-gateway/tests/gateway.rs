@@ -283,10 +283,18 @@ fn configuration_errors_are_explained() {
             "upstream = \"http://x\"\n[[issuers]]\nissuer = \"https://i/\"\naudiences = [\"a\"]\n[[routes]]\npath = \"api\"",
             "must start with '/'",
         ),
-        ("upstream = \"http://x\"\nbogus = 1", "unknown field `bogus`"),
+        ("upstream = \"http://x\"\nbogus = 1", "line 2, column 1: unknown field `bogus`"),
+        (
+            "upstream = \"http://x\"\n[[issuers]]\nissuer = \"https://i/\"\naudiences = [\"a\"]\n[[routes]]\npath = \"/b\"\naudiences = [\"b\"]",
+            "line 7, column 14: routes[0].audiences[0]: \"b\" is not an audience of the route's issuers",
+        ),
+        (
+            "upstream = \"http://x\"\n[[issuers]]\nissuer = \"https://i/\"\naudiences = [\"a\"]\n[[routes]]\npath = \"/b\"\nissuers = [\"https://j/\"]",
+            "line 7, column 12: routes[0].issuers[0]: \"https://j/\" is not one of the [[issuers]]",
+        ),
     ];
     for (toml, expected) in cases {
-        let err = Config::from_toml(toml).unwrap_err();
+        let err = Config::from_toml(toml).unwrap_err().to_string();
         assert!(err.contains(expected), "{toml}: {err}");
     }
 }
@@ -329,4 +337,174 @@ async fn admin_listener_reports_health_readiness_and_metrics() {
     assert!(metrics.contains("portcullis_jwks_fetches_total{"), "{metrics}");
     assert!(metrics.contains("portcullis_gateway_decision_seconds"), "{metrics}");
     assert!(metrics.contains("portcullis_token_cache_lookups_total{result=\"miss\"}"), "{metrics}");
+}
+
+#[tokio::test]
+async fn reload_replaces_the_policy_and_a_bad_config_keeps_the_running_one() {
+    let issuer = issuer().await;
+    let upstream = upstream().await;
+    let config = |public: bool| {
+        format!(
+            "upstream = \"{upstream}\"\n[[issuers]]\nissuer = \"{}\"\naudiences = [\"{DEMO_AUDIENCE}\"]\n\
+             jwks_uri = \"{}.well-known/jwks.json\"\n[[routes]]\npath = \"/api/*\"\npublic = {public}\n",
+            issuer.issuer(),
+            issuer.issuer()
+        )
+    };
+    let gateway = Gateway::new(Config::from_toml(&config(false)).unwrap()).unwrap();
+    let (listener, address) = listen().await;
+    tokio::spawn(portcullis_gateway::serve(gateway.clone(), listener, None, std::future::pending()));
+    let http = reqwest::Client::new();
+    let base = format!("http://{address}");
+    let token = issuer.client_credentials_token("demo-client", DEMO_AUDIENCE).unwrap();
+    assert_eq!(http.get(format!("{base}/api/x")).bearer_auth(&token).send().await.unwrap().status(), 200);
+    assert_eq!(http.get(format!("{base}/api/x")).send().await.unwrap().status(), 401);
+    let fetches = issuer.requests_to("/.well-known/jwks.json");
+    assert_eq!(fetches, 1);
+
+    // A valid new config takes effect for the next request, keeping the loaded keys (no refetch).
+    let reloaded = gateway.reload(Config::from_toml(&config(true)).unwrap()).unwrap();
+    assert_eq!((reloaded.routes, reloaded.issuers, reloaded.new_key_sets), (1, 1, 0));
+    assert_eq!(http.get(format!("{base}/api/x")).send().await.unwrap().status(), 200, "now public");
+    assert!(gateway.is_ready(), "the kept key set is still loaded");
+    assert_eq!(issuer.requests_to("/.well-known/jwks.json"), fetches);
+
+    // Invalid configs and restart-only changes are refused with the reason; the running policy stays.
+    let mut broken = Config::from_toml(&config(false)).unwrap();
+    broken.routes[0].path = "api".into();
+    assert!(gateway.reload(broken).unwrap_err().to_string().contains("routes[0].path: must start with '/'"));
+    let mut moved = Config::from_toml(&config(false)).unwrap();
+    moved.listen = "127.0.0.1:1".parse().unwrap();
+    let why = gateway.reload(moved).unwrap_err().to_string();
+    assert_eq!(why, "listen: changes only on restart; the running configuration is kept");
+    assert_eq!(http.get(format!("{base}/api/x")).send().await.unwrap().status(), 200, "still the reloaded policy");
+}
+
+#[tokio::test]
+async fn routes_restrict_issuers_and_audiences() {
+    let main = issuer().await;
+    let other = issuer().await;
+    let upstream = upstream().await;
+    let base = gateway(&format!(
+        r#"
+        upstream = "{upstream}"
+        [[issuers]]
+        issuer = "{main}"
+        audiences = ["{DEMO_AUDIENCE}", "https://billing.example.com"]
+        [[issuers]]
+        issuer = "{other}"
+        audiences = ["{DEMO_AUDIENCE}"]
+        [[routes]]
+        path = "/billing/*"
+        audiences = ["https://billing.example.com"]
+        [[routes]]
+        path = "/internal/*"
+        issuers = ["{main}"]
+        [[routes]]
+        path = "/*"
+        "#,
+        main = main.issuer(),
+        other = other.issuer()
+    ))
+    .await;
+    let http = reqwest::Client::new();
+    let status_and_reason = |path: &'static str, token: String| {
+        let request = http.get(format!("{base}{path}")).bearer_auth(token);
+        async move {
+            let response = request.send().await.unwrap();
+            let status = response.status().as_u16();
+            let body: Value = response.json().await.unwrap_or(Value::Null);
+            (status, body["reason"].as_str().map(str::to_owned))
+        }
+    };
+    let api = main.client_credentials_token("demo-client", DEMO_AUDIENCE).unwrap();
+    let billing = main.client_credentials_token("demo-client", "https://billing.example.com").unwrap();
+    let foreign = other.client_credentials_token("demo-client", DEMO_AUDIENCE).unwrap();
+
+    assert_eq!(status_and_reason("/anything", api.clone()).await.0, 200);
+    assert_eq!(status_and_reason("/anything", foreign.clone()).await.0, 200, "both issuers are trusted");
+    assert_eq!(status_and_reason("/billing/invoices", billing).await.0, 200);
+    assert_eq!(status_and_reason("/billing/invoices", api.clone()).await, (401, Some("audience_mismatch".into())));
+    assert_eq!(status_and_reason("/internal/x", api).await.0, 200);
+    assert_eq!(status_and_reason("/internal/x", foreign).await, (401, Some("issuer_mismatch".into())));
+}
+
+#[tokio::test]
+async fn request_ids_reach_the_upstream_and_the_client() {
+    let issuer = issuer().await;
+    let base = gateway(&proxy_config(&issuer, &upstream().await)).await;
+    let http = reqwest::Client::new();
+    let token = issuer.client_credentials_token("demo-client", DEMO_AUDIENCE).unwrap();
+    let response = http.get(format!("{base}/api/x")).bearer_auth(&token).send().await.unwrap();
+    let id = response.headers()["x-request-id"].to_str().unwrap().to_owned();
+    assert_eq!(id.len(), 32);
+    let seen: Value = response.json().await.unwrap();
+    assert_eq!(seen["headers"]["x-request-id"], id.as_str());
+
+    let response =
+        http.get(format!("{base}/api/x")).bearer_auth(&token).header("x-request-id", "trace-42").send().await.unwrap();
+    assert_eq!(response.headers()["x-request-id"], "trace-42", "a sane client id is kept");
+    let denied = http.get(format!("{base}/api/x")).header("x-request-id", "bad id!").send().await.unwrap();
+    assert_eq!(denied.status(), 401);
+    assert_eq!(denied.headers()["x-request-id"].len(), 32, "refusals carry an id too; junk is replaced");
+}
+
+/// A WebSocket upstream that echoes messages and answers its first message with the claim headers it saw.
+async fn websocket_upstream() -> String {
+    use futures_util::{SinkExt, StreamExt};
+    let (listener, address) = listen().await;
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut seen = None;
+                let callback = |request: &tokio_tungstenite::tungstenite::handshake::server::Request, response| {
+                    let header =
+                        |name: &str| request.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
+                    seen = Some(json!({"subject": header("x-auth-subject"), "authorization": header("authorization")}));
+                    Ok(response)
+                };
+                let mut socket = tokio_tungstenite::accept_hdr_async(stream, callback).await.unwrap();
+                let seen = seen.unwrap().to_string();
+                socket.send(seen.into()).await.unwrap();
+                while let Some(Ok(message)) = socket.next().await {
+                    if message.is_close() {
+                        break;
+                    }
+                    socket.send(message).await.unwrap();
+                }
+            });
+        }
+    });
+    format!("http://{address}")
+}
+
+#[tokio::test]
+async fn websocket_upgrades_pass_through_after_verification() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+    let issuer = issuer().await;
+    let base = gateway(&proxy_config(&issuer, &websocket_upstream().await)).await;
+    let url = format!("{}/api/socket", base.replacen("http://", "ws://", 1));
+
+    let refused = tokio_tungstenite::connect_async(url.as_str()).await.unwrap_err();
+    match refused {
+        WsError::Http(response) => assert_eq!(response.status(), 401),
+        other => panic!("expected the gateway's 401, got {other}"),
+    }
+
+    let token = issuer.client_credentials_token("demo-client", DEMO_AUDIENCE).unwrap();
+    let mut request = url.as_str().into_client_request().unwrap();
+    request.headers_mut().insert("authorization", format!("Bearer {token}").parse().unwrap());
+    request.headers_mut().insert("x-auth-subject", "spoofed".parse().unwrap());
+    let (mut socket, response) = tokio_tungstenite::connect_async(request).await.unwrap();
+    assert_eq!(response.status(), 101);
+    let first = socket.next().await.unwrap().unwrap();
+    let seen: Value = serde_json::from_str(first.to_text().unwrap()).unwrap();
+    assert_eq!(seen, json!({"subject": "demo-client@clients", "authorization": null}));
+    for text in ["hello", "through the gateway"] {
+        socket.send(Message::text(text)).await.unwrap();
+        assert_eq!(socket.next().await.unwrap().unwrap(), Message::text(text));
+    }
+    socket.close(None).await.unwrap();
 }
