@@ -202,4 +202,5 @@ async fn shutdown_signal() {
         () = ctrl_c => {},
         () = terminate => {},
     }
+    tracing::info!(target: "portcullis::gateway", "shutting down: no new connections, finishing requests in flight");
 }

@@ -230,3 +230,59 @@ fn check_config_explains_errors_and_prints_the_template() {
     let said = String::from_utf8_lossy(&checked.stderr);
     assert!(said.contains("line 1, column 10: invalid type: integer `8080`"), "{said}");
 }
+
+#[tokio::test]
+async fn sigterm_lets_requests_in_flight_finish() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let issuer_url = format!("http://{}/", listener.local_addr().unwrap());
+    let issuer = portcullis_issuer::DevIssuer::new(
+        portcullis_issuer::Tenant::demo("http://127.0.0.1:3000/callback"),
+        &issuer_url,
+    )
+    .unwrap();
+    tokio::spawn(portcullis_issuer::serve(listener, issuer.clone()));
+
+    // The upstream says when the request arrived and answers only when released.
+    let (arrived_tx, arrived) = tokio::sync::mpsc::channel::<()>(1);
+    let release = std::sync::Arc::new(tokio::sync::Notify::new());
+    let upstream = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let upstream_url = format!("http://{}", upstream.local_addr().unwrap());
+    let gate = release.clone();
+    let app = Router::new().fallback(any(move || {
+        let (arrived_tx, gate) = (arrived_tx.clone(), gate.clone());
+        async move {
+            let _ = arrived_tx.send(()).await;
+            gate.notified().await;
+            "finished"
+        }
+    }));
+    tokio::spawn(async move { axum::serve(upstream, app).await });
+
+    let mut args = vec!["serve", "--listen", "127.0.0.1:0", "--upstream", &upstream_url];
+    args.extend(["--issuer", &issuer_url, "--audience", "https://api.example.com"]);
+    let mut gateway = Command::new(env!("CARGO_BIN_EXE_portcullis"))
+        .args(&args)
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(gateway.stdout.take().unwrap()).lines();
+    let mut logs = BufReader::new(gateway.stderr.take().unwrap()).lines();
+    let base = url_after(&mut out, "portcullis gateway listening on").await;
+    let token = issuer.client_credentials_token("demo-client", "https://api.example.com").unwrap();
+    let in_flight = tokio::spawn(reqwest::Client::new().get(format!("{base}/slow")).bearer_auth(token).send());
+    let mut arrived = arrived;
+    arrived.recv().await.unwrap();
+
+    let pid = gateway.id().unwrap().to_string();
+    assert!(std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    // Release the upstream only once the gateway has begun shutting down.
+    while !logs.next_line().await.unwrap().expect("gateway ended early").contains("shutting down") {}
+    release.notify_one();
+    let response = in_flight.await.unwrap().unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.text().await.unwrap(), "finished");
+    assert!(gateway.wait().await.unwrap().success(), "the gateway exits cleanly after SIGTERM");
+}
