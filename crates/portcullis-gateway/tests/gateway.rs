@@ -450,6 +450,7 @@ async fn request_ids_reach_the_upstream_and_the_client() {
 }
 
 /// A WebSocket upstream that echoes messages and answers its first message with the claim headers it saw.
+#[allow(clippy::result_large_err)] // the handshake callback's error type is tungstenite's
 async fn websocket_upstream() -> String {
     use futures_util::{SinkExt, StreamExt};
     let (listener, address) = listen().await;
