@@ -78,6 +78,13 @@ pub struct RouteConfig {
     /// Pass the `Authorization` header upstream (default: stripped).
     #[serde(default)]
     pub forward_authorization: bool,
+    /// Claim → header mapping for this route, instead of the global `claim_headers`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub claim_headers: Option<BTreeMap<String, String>>,
+    /// In proxy mode, this route is a forward-auth endpoint: it answers decisions about the original request
+    /// (`X-Original-*` / `X-Forwarded-*`) instead of being proxied.
+    #[serde(default)]
+    pub forward_auth: bool,
 }
 
 /// The gateway's configuration.
@@ -261,14 +268,7 @@ impl Config {
         if self.upstream_timeout_secs == 0 {
             return Err(ConfigError::at("upstream_timeout_secs", "must be at least 1"));
         }
-        for (claim, header) in &self.claim_headers {
-            if http::HeaderName::from_bytes(header.as_bytes()).is_err() {
-                return Err(ConfigError::at(
-                    format!("claim_headers.{claim}"),
-                    format!("{header:?} is not a valid header name"),
-                ));
-            }
-        }
+        check_claim_headers("claim_headers", &self.claim_headers)?;
         for (i, route) in self.routes.iter().enumerate() {
             self.check_route(i, route)?;
         }
@@ -287,6 +287,33 @@ impl Config {
                 format!("routes[{i}].public"),
                 format!("{}: a public route cannot also have a rule, issuers or audiences", route.path),
             ));
+        }
+        if let Some(mapping) = &route.claim_headers {
+            check_claim_headers(&format!("routes[{i}].claim_headers"), mapping)?;
+        }
+        if route.forward_auth {
+            if self.mode == Mode::ForwardAuth {
+                return Err(ConfigError::at(
+                    format!("routes[{i}].forward_auth"),
+                    "only in proxy mode: in forward_auth mode every request is a decision already",
+                ));
+            }
+            let conflicting = route.public
+                || route.require.is_some()
+                || !route.issuers.is_empty()
+                || !route.audiences.is_empty()
+                || route.forward_authorization
+                || route.claim_headers.is_some();
+            if conflicting {
+                return Err(ConfigError::at(
+                    format!("routes[{i}].forward_auth"),
+                    format!(
+                        "{}: a forward-auth endpoint takes no other settings; the routes matching the original \
+                         request decide",
+                        route.path
+                    ),
+                ));
+            }
         }
         for (j, method) in route.methods.iter().enumerate() {
             if http::Method::from_bytes(method.as_bytes()).is_err() || method.contains(' ') {
@@ -319,6 +346,15 @@ impl Config {
         }
         Ok(())
     }
+}
+
+fn check_claim_headers(key: &str, mapping: &BTreeMap<String, String>) -> Result<(), ConfigError> {
+    for (claim, header) in mapping {
+        if http::HeaderName::from_bytes(header.as_bytes()).is_err() {
+            return Err(ConfigError::at(format!("{key}.{claim}"), format!("{header:?} is not a valid header name")));
+        }
+    }
+    Ok(())
 }
 
 /// The 1-based line and column of byte `offset` in `text`.

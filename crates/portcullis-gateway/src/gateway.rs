@@ -30,7 +30,12 @@ pub(crate) struct Policy {
     pub config: Arc<Config>,
     verifier: Verifier,
     answer: Answer,
+    /// The global claim → header mapping.
     claim_headers: Vec<(String, HeaderName)>,
+    /// Per route (by index): its own mapping, when it has one.
+    route_claim_headers: Vec<Option<Vec<(String, HeaderName)>>>,
+    /// Every header name any mapping sets: client-sent copies of all of them are removed.
+    managed: Vec<HeaderName>,
 }
 
 /// The outcome of [`Gateway::decide`].
@@ -180,20 +185,39 @@ impl Policy {
             location: None,
             message: e.to_string(),
         })?;
-        let claim_headers = config
-            .claim_headers
-            .iter()
-            .filter_map(|(claim, header)| HeaderName::from_bytes(header.as_bytes()).ok().map(|h| (claim.clone(), h)))
-            .collect();
+        let compile = |mapping: &std::collections::BTreeMap<String, String>| -> Vec<(String, HeaderName)> {
+            mapping
+                .iter()
+                .filter_map(|(claim, header)| {
+                    HeaderName::from_bytes(header.as_bytes()).ok().map(|h| (claim.clone(), h))
+                })
+                .collect()
+        };
+        let claim_headers = compile(&config.claim_headers);
+        let route_claim_headers: Vec<_> =
+            config.routes.iter().map(|route| route.claim_headers.as_ref().map(compile)).collect();
+        let mut managed: Vec<HeaderName> = Vec::new();
+        for (_, header) in claim_headers.iter().chain(route_claim_headers.iter().flatten().flatten()) {
+            if !managed.contains(header) {
+                managed.push(header.clone());
+            }
+        }
         let answer = Answer::with_realm(&config.realm);
-        Ok((Self { config: Arc::new(config), verifier, answer, claim_headers }, used, created))
+        let policy = Self { config: Arc::new(config), verifier, answer, claim_headers, route_claim_headers, managed };
+        Ok((policy, used, created))
     }
 
-    fn route(&self, method: &Method, path: &str) -> Option<&RouteConfig> {
-        self.config.routes.iter().find(|route| {
+    /// The first route matching the request, with its index.
+    fn route(&self, method: &Method, path: &str) -> Option<(usize, &RouteConfig)> {
+        self.config.routes.iter().enumerate().find(|(_, route)| {
             path_matches(&route.path, path)
                 && (route.methods.is_empty() || route.methods.iter().any(|m| m.eq_ignore_ascii_case(method.as_str())))
         })
+    }
+
+    /// Whether the request itself is for a forward-auth endpoint route (proxy mode).
+    pub(crate) fn is_forward_auth_endpoint(&self, method: &Method, path: &str) -> bool {
+        self.route(method, path).is_some_and(|(_, route)| route.forward_auth)
     }
 
     fn deny(&self, error: Error) -> Decision {
@@ -207,6 +231,7 @@ impl Policy {
         let started = std::time::Instant::now();
         let route = self.route(method, path);
         let (decision, subject) = self.decide_route(route, headers).await;
+        let route = route.map(|(_, route)| route);
         let (outcome, reason, detail) = match &decision {
             Decision::Allow { .. } => ("allowed", "none", None),
             Decision::Deny(response) => match response.extensions().get::<portcullis_axum::Rejected>() {
@@ -238,11 +263,16 @@ impl Policy {
         decision
     }
 
-    async fn decide_route(&self, route: Option<&RouteConfig>, headers: &HeaderMap) -> (Decision, Option<String>) {
+    async fn decide_route(
+        &self,
+        route: Option<(usize, &RouteConfig)>,
+        headers: &HeaderMap,
+    ) -> (Decision, Option<String>) {
         let (public, forward_authorization) = match route {
-            Some(route) => (route.public, route.forward_authorization),
+            // A forward-auth endpoint is never the resource a decision is about.
+            Some((_, route)) if !route.forward_auth => (route.public, route.forward_authorization),
             None if self.config.unmatched == Unmatched::Authenticated => (false, false),
-            None => {
+            _ => {
                 let not_found =
                     axum::response::IntoResponse::into_response((http::StatusCode::NOT_FOUND, "no such route"));
                 return (Decision::Deny(Box::new(not_found)), None);
@@ -260,40 +290,41 @@ impl Policy {
             Err(error) => return (self.deny(error), None),
         };
         let subject = verified.subject().map(str::to_owned);
-        if let Some(route) = route {
+        if let Some((_, route)) = route {
             if let Err(error) = route_accepts(route, &verified) {
                 return (self.deny(error), subject);
             }
         }
-        let claim_headers = self.claim_headers(&verified);
+        let mapping = route.and_then(|(index, _)| self.route_claim_headers[index].as_deref());
+        let claim_headers = claim_headers(mapping.unwrap_or(&self.claim_headers), &verified);
         (Decision::Allow { claim_headers, forward_authorization }, subject)
     }
 
-    /// Headers from the token's claims, per the mapping.
-    fn claim_headers(&self, token: &VerifiedToken) -> Vec<(HeaderName, HeaderValue)> {
-        self.claim_headers
-            .iter()
-            .filter_map(|(claim, header)| {
-                let value = portcullis::claims::lookup(token.claims(), claim)?;
-                let text = match value {
-                    Value::String(s) => s.clone(),
-                    Value::Array(items) => items
-                        .iter()
-                        .map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_owned))
-                        .collect::<Vec<_>>()
-                        .join(" "),
-                    Value::Null => return None,
-                    other => other.to_string(),
-                };
-                HeaderValue::from_str(&text).ok().map(|v| (header.clone(), v))
-            })
-            .collect()
-    }
-
-    /// The header names the gateway sets; client-sent copies are always removed.
+    /// The header names the gateway sets (every mapping's); client-sent copies are always removed.
     pub fn managed_headers(&self) -> impl Iterator<Item = &HeaderName> {
-        self.claim_headers.iter().map(|(_, header)| header)
+        self.managed.iter()
     }
+}
+
+/// Headers from the token's claims, per `mapping`.
+fn claim_headers(mapping: &[(String, HeaderName)], token: &VerifiedToken) -> Vec<(HeaderName, HeaderValue)> {
+    mapping
+        .iter()
+        .filter_map(|(claim, header)| {
+            let value = portcullis::claims::lookup(token.claims(), claim)?;
+            let text = match value {
+                Value::String(s) => s.clone(),
+                Value::Array(items) => items
+                    .iter()
+                    .map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_owned))
+                    .collect::<Vec<_>>()
+                    .join(" "),
+                Value::Null => return None,
+                other => other.to_string(),
+            };
+            HeaderValue::from_str(&text).ok().map(|v| (header.clone(), v))
+        })
+        .collect()
 }
 
 /// The route's own restrictions on a verified token: issuer, audience, then its rule.

@@ -1,6 +1,6 @@
 //! Reverse proxy and forward-auth handlers.
 
-use crate::gateway::{Decision, Gateway};
+use crate::gateway::{Decision, Gateway, Policy};
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::response::{IntoResponse, Response};
@@ -66,9 +66,14 @@ pub(crate) async fn proxy(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     request: Request,
 ) -> Response {
-    let (mut parts, body) = request.into_parts();
-    let request_id = crate::request_id::ensure(&mut parts.headers);
+    let mut request = request;
+    let request_id = crate::request_id::ensure(request.headers_mut());
     let policy = state.gateway.policy();
+    if policy.is_forward_auth_endpoint(request.method(), request.uri().path()) {
+        let (method, path) = original(&request);
+        return with_request_id(answer_forward_auth(&policy, &method, &path, request.headers()).await, request_id);
+    }
+    let (mut parts, body) = request.into_parts();
     let (claim_headers, forward_authorization) =
         match policy.decide(&parts.method, parts.uri.path(), &parts.headers).await {
             Decision::Allow { claim_headers, forward_authorization } => (claim_headers, forward_authorization),
@@ -183,8 +188,13 @@ fn original(request: &Request) -> (Method, String) {
 pub(crate) async fn forward_auth(State(gateway): State<Gateway>, mut request: Request) -> Response {
     let request_id = crate::request_id::ensure(request.headers_mut());
     let (method, path) = original(&request);
-    let policy = gateway.policy();
-    let response = match policy.decide(&method, &path, request.headers()).await {
+    let response = answer_forward_auth(&gateway.policy(), &method, &path, request.headers()).await;
+    with_request_id(response, request_id)
+}
+
+/// The forward-auth answer about the original request (`method`, `path`, with `headers`).
+async fn answer_forward_auth(policy: &Policy, method: &Method, path: &str, headers: &HeaderMap) -> Response {
+    match policy.decide(method, path, headers).await {
         Decision::Allow { claim_headers, .. } => {
             let mut response = StatusCode::OK.into_response();
             // Every managed header is answered, empty when the token has no such claim (or the route is public):
@@ -209,6 +219,5 @@ pub(crate) async fn forward_auth(State(gateway): State<Gateway>, mut request: Re
                 .into_response()
         }
         Decision::Deny(response) => *response,
-    };
-    with_request_id(response, request_id)
+    }
 }

@@ -14,6 +14,7 @@ fn reference() -> String {
 fn config_keys() -> BTreeSet<String> {
     let mut config = Config::from_toml(TEMPLATE).unwrap();
     config.admin_listen = Some("127.0.0.1:9090".parse().unwrap());
+    config.routes[0].claim_headers = Some([("sub".to_owned(), "X-User".to_owned())].into());
     let value = serde_json::to_value(&config).unwrap();
     let mut keys = BTreeSet::new();
     for (key, value) in value.as_object().unwrap() {
@@ -41,7 +42,7 @@ fn the_reference_table_lists_exactly_the_keys_of_config() {
         .filter(|key| !key.starts_with("--"))
         .collect();
     let keys = config_keys();
-    assert!(keys.len() >= 19, "{keys:?}");
+    assert!(keys.len() >= 21, "{keys:?}");
     assert_eq!(documented, keys, "docs/configuration.md's key table and Config differ");
 }
 

@@ -509,3 +509,72 @@ async fn websocket_upgrades_pass_through_after_verification() {
     }
     socket.close(None).await.unwrap();
 }
+
+#[tokio::test]
+async fn routes_map_their_own_claim_headers_and_can_be_forward_auth_endpoints() {
+    let issuer = issuer().await;
+    let upstream = upstream().await;
+    let base = gateway(&format!(
+        r#"
+        upstream = "{upstream}"
+        [[issuers]]
+        issuer = "{}"
+        audiences = ["{DEMO_AUDIENCE}"]
+        [[routes]]
+        path = "/auth"
+        forward_auth = true
+        [[routes]]
+        path = "/reports/*"
+        claim_headers = {{ sub = "X-User", permissions = "X-Perms" }}
+        [[routes]]
+        path = "/api/*"
+        "#,
+        issuer.issuer()
+    ))
+    .await;
+    let http = reqwest::Client::new();
+    let alice = issuer.user_token("demo-spa", "alice", DEMO_AUDIENCE, &["openid"]).unwrap();
+
+    // Its own mapping; client copies of every managed header (its own and the global ones) are removed.
+    let seen: Value = http
+        .get(format!("{base}/reports/q1"))
+        .bearer_auth(&alice)
+        .header("x-auth-subject", "spoofed")
+        .header("x-user", "spoofed")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(seen["headers"]["x-user"], "auth0|alice");
+    assert_eq!(seen["headers"]["x-perms"], "read:messages write:messages");
+    assert!(seen["headers"].get("x-auth-subject").is_none(), "{seen}");
+    let seen: Value = http
+        .get(format!("{base}/api/x"))
+        .bearer_auth(&alice)
+        .header("x-user", "spoofed")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(seen["headers"]["x-auth-subject"], "auth0|alice");
+    assert!(seen["headers"].get("x-user").is_none(), "{seen}");
+
+    // /auth answers decisions about the original request instead of being proxied.
+    let decide = |uri: &'static str, token: Option<&str>| {
+        let mut request = http.get(format!("{base}/auth")).header("x-original-uri", uri);
+        if let Some(token) = token {
+            request = request.bearer_auth(token.to_owned());
+        }
+        async move { request.send().await.unwrap() }
+    };
+    let allowed = decide("/reports/q2", Some(&alice)).await;
+    assert_eq!(allowed.status(), 200);
+    assert_eq!(allowed.headers()["x-user"], "auth0|alice");
+    assert_eq!(allowed.text().await.unwrap(), "", "a decision, not the upstream's answer");
+    assert_eq!(decide("/api/x", None).await.status(), 401);
+    assert_eq!(decide("/auth", Some(&alice)).await.status(), 404, "the endpoint is never the resource");
+}
