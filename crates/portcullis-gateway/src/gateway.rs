@@ -1,7 +1,8 @@
 //! The decision every request gets, shared by the reverse proxy and forward-auth: which route, which rule, and
 //! which headers go upstream. The policy in force can be replaced at run time ([`Gateway::reload`]).
 
-use crate::config::{Config, ConfigError, RouteConfig, Unmatched, path_matches};
+use crate::config::{Config, ConfigError, RouteConfig, Unmatched};
+use crate::routes::RouteTable;
 use arc_swap::ArcSwap;
 use axum::response::Response;
 use http::{HeaderMap, HeaderName, HeaderValue, Method};
@@ -9,8 +10,9 @@ use portcullis::remote::{KeyLocation, RemoteKeySet, RemoteOptions};
 use portcullis::{Error, KeySource, Reason, SystemClock, VerifiedToken, Verifier};
 use portcullis_axum::Answer;
 use serde_json::Value;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 /// The gateway: the policy in force and the issuers' key sets. Cheap to clone; clones share reloads.
 #[derive(Clone)]
@@ -36,6 +38,45 @@ pub(crate) struct Policy {
     route_claim_headers: Vec<Option<Vec<(String, HeaderName)>>>,
     /// Every header name any mapping sets: client-sent copies of all of them are removed.
     managed: Vec<HeaderName>,
+    routes: RouteTable,
+    metrics: DecisionMetrics,
+}
+
+/// Metric handles, created on first use (after the recorder is installed) and kept: a request does not look
+/// its counters up by name.
+struct DecisionMetrics {
+    /// Allowed requests per route index; the last slot is for unmatched requests.
+    allowed: Vec<OnceLock<metrics::Counter>>,
+    denied: Mutex<HashMap<(usize, &'static str), metrics::Counter>>,
+    latency: OnceLock<metrics::Histogram>,
+}
+
+impl DecisionMetrics {
+    fn new(routes: usize) -> Self {
+        Self {
+            allowed: (0..=routes).map(|_| OnceLock::new()).collect(),
+            denied: Mutex::new(HashMap::new()),
+            latency: OnceLock::new(),
+        }
+    }
+
+    fn counter(route: &str, outcome: &'static str, reason: &'static str) -> metrics::Counter {
+        metrics::counter!(
+            "portcullis_gateway_requests_total",
+            "route" => route.to_owned(), "outcome" => outcome, "reason" => reason
+        )
+    }
+
+    fn record(&self, index: usize, route: &str, reason: Option<&'static str>, seconds: f64) {
+        match reason {
+            None => self.allowed[index].get_or_init(|| Self::counter(route, "allowed", "none")).increment(1),
+            Some(reason) => {
+                let mut denied = self.denied.lock().unwrap_or_else(PoisonError::into_inner);
+                denied.entry((index, reason)).or_insert_with(|| Self::counter(route, "denied", reason)).increment(1);
+            }
+        }
+        self.latency.get_or_init(|| metrics::histogram!("portcullis_gateway_decision_seconds")).record(seconds);
+    }
 }
 
 /// The outcome of [`Gateway::decide`].
@@ -203,16 +244,16 @@ impl Policy {
             }
         }
         let answer = Answer::with_realm(&config.realm);
-        let policy = Self { config: Arc::new(config), verifier, answer, claim_headers, route_claim_headers, managed };
+        let routes = RouteTable::new(config.routes.clone());
+        let metrics = DecisionMetrics::new(config.routes.len());
+        let config = Arc::new(config);
+        let policy = Self { config, verifier, answer, claim_headers, route_claim_headers, managed, routes, metrics };
         Ok((policy, used, created))
     }
 
     /// The first route matching the request, with its index.
     fn route(&self, method: &Method, path: &str) -> Option<(usize, &RouteConfig)> {
-        self.config.routes.iter().enumerate().find(|(_, route)| {
-            path_matches(&route.path, path)
-                && (route.methods.is_empty() || route.methods.iter().any(|m| m.eq_ignore_ascii_case(method.as_str())))
-        })
+        self.routes.find(method, path)
     }
 
     /// Whether the request itself is for a forward-auth endpoint route (proxy mode).
@@ -231,6 +272,7 @@ impl Policy {
         let started = std::time::Instant::now();
         let route = self.route(method, path);
         let (decision, subject) = self.decide_route(route, headers).await;
+        let index = route.map_or(self.config.routes.len(), |(index, _)| index);
         let route = route.map(|(_, route)| route);
         let (outcome, reason, detail) = match &decision {
             Decision::Allow { .. } => ("allowed", "none", None),
@@ -254,12 +296,8 @@ impl Policy {
             micros = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
             "request {outcome}"
         );
-        metrics::counter!(
-            "portcullis_gateway_requests_total",
-            "route" => route.to_owned(), "outcome" => outcome, "reason" => reason
-        )
-        .increment(1);
-        metrics::histogram!("portcullis_gateway_decision_seconds").record(elapsed.as_secs_f64());
+        let denied = (outcome == "denied").then_some(reason);
+        self.metrics.record(index, route, denied, elapsed.as_secs_f64());
         decision
     }
 
@@ -306,25 +344,34 @@ impl Policy {
     }
 }
 
-/// Headers from the token's claims, per `mapping`.
+/// Headers from the token's claims, per `mapping`. `sub`, `scope` (or `scp`) and `permissions` come from the
+/// claims parsed during verification; only other claims build the token's full claim map.
 fn claim_headers(mapping: &[(String, HeaderName)], token: &VerifiedToken) -> Vec<(HeaderName, HeaderValue)> {
     mapping
         .iter()
         .filter_map(|(claim, header)| {
-            let value = portcullis::claims::lookup(token.claims(), claim)?;
-            let text = match value {
-                Value::String(s) => s.clone(),
-                Value::Array(items) => items
-                    .iter()
-                    .map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_owned))
-                    .collect::<Vec<_>>()
-                    .join(" "),
-                Value::Null => return None,
-                other => other.to_string(),
+            let text = match claim.as_str() {
+                "sub" => token.subject()?.to_owned(),
+                "scope" | "scp" if !token.scopes().is_empty() => token.scopes().join(" "),
+                "permissions" if !token.permissions().is_empty() => token.permissions().join(" "),
+                "scope" | "scp" | "permissions" => return None,
+                _ => claim_text(portcullis::claims::lookup(token.claims(), claim)?)?,
             };
             HeaderValue::from_str(&text).ok().map(|v| (header.clone(), v))
         })
         .collect()
+}
+
+/// A claim's value as header text: strings as they are, arrays joined with spaces, other JSON as JSON.
+fn claim_text(value: &Value) -> Option<String> {
+    Some(match value {
+        Value::String(s) => s.clone(),
+        Value::Array(items) => {
+            items.iter().map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_owned)).collect::<Vec<_>>().join(" ")
+        }
+        Value::Null => return None,
+        other => other.to_string(),
+    })
 }
 
 /// The route's own restrictions on a verified token: issuer, audience, then its rule.

@@ -12,6 +12,7 @@ pub mod config;
 mod gateway;
 mod proxy;
 mod request_id;
+mod routes;
 
 pub use config::{Config, ConfigError, IssuerConfig, LogFormat, Mode, RouteConfig, Unmatched};
 pub use gateway::{Decision, Gateway, Reloaded};
@@ -27,7 +28,10 @@ pub fn router(gateway: Gateway) -> Router {
     match gateway.config().mode {
         Mode::ForwardAuth => Router::new().fallback(any(proxy::forward_auth)).with_state(gateway),
         Mode::Proxy => {
-            let client = hyper_util::client::legacy::Client::builder(TokioExecutor::new()).build_http();
+            // Requests and streamed response chunks go out at once (no Nagle delay on either side).
+            let mut connector = hyper_util::client::legacy::connect::HttpConnector::new();
+            connector.set_nodelay(true);
+            let client = hyper_util::client::legacy::Client::builder(TokioExecutor::new()).build(connector);
             let state = proxy::ProxyState { gateway, client };
             Router::new().fallback(any(proxy::proxy)).with_state(state)
         }
@@ -95,6 +99,9 @@ pub async fn serve(
         });
     }
     let app = router(gateway).into_make_service_with_connect_info::<SocketAddr>();
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp: &mut tokio::net::TcpStream| {
+        let _ = tcp.set_nodelay(true);
+    });
     let result = axum::serve(listener, app).with_graceful_shutdown(shutdown).await;
     let _ = stop.send(true);
     result

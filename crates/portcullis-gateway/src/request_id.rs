@@ -28,20 +28,21 @@ fn is_sane(id: &[u8]) -> bool {
         && id.iter().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':' | b'/' | b'+' | b'='))
 }
 
-/// 128 random bits as 32 hex digits.
+/// 32 hex digits: a random per-process prefix and a counter, unique without a random draw per request.
 fn generate() -> HeaderValue {
-    let mut bytes = [0u8; 16];
-    if aws_lc_rs::rand::fill(&mut bytes).is_err() {
-        // The system random source failing is not a reason to refuse service: fall back to a process counter.
-        static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-        let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        bytes[8..].copy_from_slice(&n.to_be_bytes());
-    }
-    let mut text = String::with_capacity(32);
-    for byte in bytes {
-        text.push_str(&format!("{byte:02x}"));
-    }
-    HeaderValue::from_str(&text).unwrap_or_else(|_| HeaderValue::from_static("-"))
+    static PREFIX: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let prefix = *PREFIX.get_or_init(|| {
+        let mut bytes = [0u8; 8];
+        // Without the system random source, the process start time still separates processes.
+        if aws_lc_rs::rand::fill(&mut bytes).is_err() {
+            let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+            bytes = (nanos as u64).to_be_bytes();
+        }
+        u64::from_be_bytes(bytes)
+    });
+    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    HeaderValue::try_from(format!("{prefix:016x}{n:016x}")).unwrap_or_else(|_| HeaderValue::from_static("-"))
 }
 
 #[cfg(test)]

@@ -47,13 +47,30 @@ async fn a_repeated_token_is_served_from_the_cache() {
     let a = key("a");
     s.idp.publish(&[&a]);
     let token = a.sign_token(&claims(&s, 3600), None).unwrap();
+    // Seen once: remembered by the doorkeeper, not cached yet.
     let first = s.verifier.verify_async(&token).await.unwrap();
+    assert_eq!(s.verifier.cached_tokens(), 0);
     let second = s.verifier.verify_async(&token).await.unwrap();
-    // The very same verified data, not a second verification.
-    assert!(std::ptr::eq(first.claims(), second.claims()));
+    assert!(!std::ptr::eq(first.claims(), second.claims()), "verified again");
     assert_eq!(s.verifier.cached_tokens(), 1);
+    // From now on the very same verified data, not another verification.
+    let third = s.verifier.verify_async(&token).await.unwrap();
+    assert!(std::ptr::eq(second.claims(), third.claims()));
     // The sync path hits it too.
-    assert!(std::ptr::eq(s.verifier.verify(&token).unwrap().claims(), first.claims()));
+    assert!(std::ptr::eq(s.verifier.verify(&token).unwrap().claims(), second.claims()));
+}
+
+#[tokio::test]
+async fn one_time_tokens_do_not_enter_the_cache() {
+    let s = setup(CacheOptions::default()).await;
+    let a = key("a");
+    s.idp.publish(&[&a]);
+    for i in 0..200 {
+        let mut c = claims(&s, 3600);
+        c["jti"] = json!(format!("once-{i}"));
+        assert!(s.verifier.verify_async(&a.sign_token(&c, None).unwrap()).await.is_ok());
+    }
+    assert_eq!(s.verifier.cached_tokens(), 0);
 }
 
 #[tokio::test]
@@ -77,6 +94,7 @@ async fn time_claims_are_rechecked_on_every_hit() {
     s.idp.publish(&[&a]);
     let token = a.sign_token(&claims(&s, 120), None).unwrap();
     assert!(s.verifier.verify_async(&token).await.is_ok());
+    assert!(s.verifier.verify_async(&token).await.is_ok());
     assert_eq!(s.verifier.cached_tokens(), 1);
     // 120 s lifetime + 60 s leeway: expired at +180 s, whatever the cache holds.
     s.clock.advance(Duration::from_secs(179));
@@ -93,6 +111,8 @@ async fn entries_of_a_removed_key_are_dropped() {
     s.idp.publish(&[&old]);
     let token = old.sign_token(&claims(&s, 86_400), None).unwrap();
     assert!(s.verifier.verify_async(&token).await.is_ok());
+    assert!(s.verifier.verify_async(&token).await.is_ok());
+    assert_eq!(s.verifier.cached_tokens(), 1);
     // The issuer revokes the key; once the key set is refreshed, the cached verification no longer counts.
     s.idp.publish(&[&new]);
     s.keys.refresh().await.unwrap();
@@ -109,7 +129,9 @@ async fn the_cache_is_bounded_by_weight() {
     for i in 0..500 {
         let mut c = claims(&s, 3600);
         c["jti"] = json!(format!("token-{i}"));
-        assert!(s.verifier.verify_async(&a.sign_token(&c, None).unwrap()).await.is_ok());
+        let token = a.sign_token(&c, None).unwrap();
+        assert!(s.verifier.verify_async(&token).await.is_ok());
+        assert!(s.verifier.verify_async(&token).await.is_ok(), "admitted on its second verification");
     }
     let cache_entries = s.verifier.cached_tokens();
     assert!(cache_entries > 0 && cache_entries < 500, "{cache_entries}");
