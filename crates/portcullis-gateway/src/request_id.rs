@@ -42,7 +42,12 @@ fn generate() -> HeaderValue {
         u64::from_be_bytes(bytes)
     });
     let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    HeaderValue::try_from(format!("{prefix:016x}{n:016x}")).unwrap_or_else(|_| HeaderValue::from_static("-"))
+    let mut text = [0u8; 32];
+    for (i, digit) in text.iter_mut().enumerate() {
+        let (word, shift) = if i < 16 { (prefix, 60 - 4 * i) } else { (n, 60 - 4 * (i - 16)) };
+        *digit = b"0123456789abcdef"[((word >> shift) & 0xf) as usize];
+    }
+    HeaderValue::from_bytes(&text).unwrap_or_else(|_| HeaderValue::from_static("-"))
 }
 
 #[cfg(test)]
