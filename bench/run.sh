@@ -1,0 +1,224 @@
+#!/usr/bin/env bash
+# Side-by-side benchmark of portcullis and its peers: bench/run.sh [--quick]
+#
+# Every server runs pinned to core 0 (taskset -c 0); the load (wrk, the fixed-rate, feed and flood tools) runs on
+# core 1. Same route and JSON reply, RS256-2048, the same token sets for every peer. All servers start first; then
+# rounds of short wrk runs go through every peer and token mix in turn, so machine drift hits every peer alike,
+# and the median of the rounds is reported. Prints the table and the ratios of targets P1-P6 from this one run.
+# Network traffic stays on 127.0.0.1. Needs: cargo, wrk, nginx, node + npm, python3, taskset, curl.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+QUICK=0
+[[ "${1:-}" == "--quick" ]] && QUICK=1
+if (( QUICK )); then
+  ROUNDS=3; DUR=2; DISTINCT=100000; MIXED=100000; RATE_SECS=5; FEED=100000; FLOOD_SECS=15
+else
+  ROUNDS=5; DUR=3; DISTINCT=400000; MIXED=300000; RATE_SECS=15; FEED=1000000; FLOOD_SECS=60
+fi
+CONNS=50
+WORK=$ROOT/bench/.work
+RESULTS=$WORK/results
+rm -rf "$RESULTS" "$WORK/tmp"; mkdir -p "$RESULTS" "$WORK/tmp"
+export PATH="$HOME/.cargo/bin:$PATH"
+
+for tool in cargo wrk nginx node npm python3 taskset curl; do
+  command -v "$tool" >/dev/null || { echo "bench: $tool is missing (apt-get install wrk nginx curl; Node 20 with npm)"; exit 2; }
+done
+
+echo "== building (release)"
+cargo build --release -q -p portcullis-cli -p quickstart
+(cd bench/peers && cargo build --release -q)
+PORTCULLIS=$ROOT/target/release/portcullis
+QUICKSTART=$ROOT/target/release/quickstart
+PEERS=$ROOT/bench/peers/target/release/peers
+
+echo "== installing the Node peers (npm ci into $WORK/node)"
+mkdir -p "$WORK/node"
+cp bench/peers/node/package.json bench/peers/node/package-lock.json bench/peers/node/*.js "$WORK/node/"
+(cd "$WORK/node" && npm ci --silent --no-audit --no-fund)
+
+echo "== token sets (RS256-2048; signed once, kept for six days)"
+TOKENS=$WORK/tokens
+"$PEERS" setup "$TOKENS" --distinct "$DISTINCT" --mixed "$MIXED"
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_port() {
+  for _ in $(seq 1 400); do
+    if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
+    sleep 0.05
+  done
+  echo "bench: nothing listens on port $1 (see $WORK/tmp)"; return 1
+}
+PIDS=()
+cleanup() { for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done; wait 2>/dev/null || true; }
+trap cleanup EXIT
+declare -A PORT
+# P=$(free_port); start NAME COMMAND... (the command listens on $P): runs it on core 0 and waits for the port.
+start() {
+  local name=$1; shift
+  PORT[$name]=$P
+  taskset -c 0 "$@" >"$WORK/tmp/$name.log" 2>&1 &
+  PIDS+=("$!"); LAST_PID=$!
+  wait_port "$P"
+}
+
+JWKS_PORT=$(free_port)
+taskset -c 1 "$PEERS" jwks "127.0.0.1:$JWKS_PORT" "$TOKENS" >"$WORK/tmp/jwks.log" 2>&1 &
+PIDS+=("$!")
+wait_port "$JWKS_PORT"
+JWKS=http://127.0.0.1:$JWKS_PORT/jwks.json
+ISSUER=https://bench.portcullis.test/
+AUDIENCE=https://api.example.com
+
+# Gateway configuration: FILE MODE ROUTES JWKS_FILE ISSUERS (the benchmark issuer is always the last one).
+gateway_config() {
+  local file=$1 mode=$2 routes=$3 jwks_file=$4 issuers=$5
+  {
+    echo "mode = \"$mode\""
+    [[ "$mode" == proxy ]] && echo "upstream = \"http://127.0.0.1:${PORT[upstream]}\""
+    for n in $(seq 1 "$issuers"); do
+      if (( n == issuers )); then iss=$ISSUER; else iss="${ISSUER}other-$n/"; fi
+      printf '[[issuers]]\nissuer = "%s"\naudiences = ["%s"]\njwks_uri = "http://127.0.0.1:%s/issuer-%s/%s"\n' \
+        "$iss" "$AUDIENCE" "$JWKS_PORT" "$n" "$jwks_file"
+    done
+    for n in $(seq 1 $((routes - 1))); do printf '[[routes]]\npath = "/r%s/*"\n' "$n"; done
+    printf '[[routes]]\npath = "/api/*"\n'
+  } >"$file"
+}
+
+echo "== starting every server on core 0"
+P=$(free_port); start ceiling "$PEERS" ceiling "127.0.0.1:$P"
+P=$(free_port); start floor "$PEERS" floor "127.0.0.1:$P" "$TOKENS"
+P=$(free_port); start jwt-authorizer "$PEERS" jwt-authorizer "127.0.0.1:$P" "$JWKS"
+P=$(free_port); start express-jwt env PORT="$P" JWKS_URI="$JWKS" ISSUER="$ISSUER" AUDIENCE="$AUDIENCE" node "$WORK/node/express-jwt.js"
+P=$(free_port); start oauth2-jwt-bearer env PORT="$P" JWKS_URI="$JWKS" ISSUER="$ISSUER" AUDIENCE="$AUDIENCE" \
+  node "$WORK/node/oauth2-jwt-bearer.js"
+P=$(free_port); start portcullis-middleware env PORT="$P" JWKS_URI="$JWKS" ISSUER_BASE_URL="$ISSUER" AUDIENCE="$AUDIENCE" "$QUICKSTART"
+# The proxies' upstream shares core 0 with them: the server side is one core in every case.
+P=$(free_port); start upstream "$PEERS" ceiling "127.0.0.1:$P"
+NGINX_DIR=$WORK/tmp/nginx; mkdir -p "$NGINX_DIR"
+NGINX_PORT=$(free_port)
+cat >"$NGINX_DIR/nginx.conf" <<NGINX
+worker_processes 1;
+daemon off;
+master_process off;
+pid $NGINX_DIR/nginx.pid;
+error_log $NGINX_DIR/error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  client_body_temp_path $NGINX_DIR/body;
+  proxy_temp_path $NGINX_DIR/proxy;
+  fastcgi_temp_path $NGINX_DIR/fastcgi;
+  uwsgi_temp_path $NGINX_DIR/uwsgi;
+  scgi_temp_path $NGINX_DIR/scgi;
+  upstream api { server 127.0.0.1:${PORT[upstream]}; keepalive 64; }
+  server {
+    listen 127.0.0.1:$NGINX_PORT;
+    location / {
+      proxy_pass http://api;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+    }
+  }
+}
+NGINX
+P=$NGINX_PORT; PORT[nginx-proxy]=$P
+taskset -c 0 nginx -p "$NGINX_DIR" -c "$NGINX_DIR/nginx.conf" >"$WORK/tmp/nginx.log" 2>&1 &
+PIDS+=("$!"); wait_port "$P"
+for variant in "gateway-proxy proxy 1 jwks.json 1" "gateway-forward-auth forward_auth 1 jwks.json 1" \
+  "routes-1000 forward_auth 1000 jwks.json 1" "keys-100 forward_auth 1 jwks-100.json 1" \
+  "issuers-20 forward_auth 1 jwks.json 20"; do
+  read -r name mode routes jwks_file issuers <<<"$variant"
+  gateway_config "$WORK/tmp/$name.toml" "$mode" "$routes" "$jwks_file" "$issuers"
+  P=$(free_port); start "$name" env RUST_LOG=warn "$PORTCULLIS" serve --config "$WORK/tmp/$name.toml" --listen "127.0.0.1:$P" \
+    --admin-listen "127.0.0.1:$(free_port)"
+done
+
+# The runs: PEER MIX PATH [X-Original-URI]. Rows compared by a target run next to each other in every round.
+RUNS=(
+  "ceiling one /api/protected"
+  "portcullis-middleware one /api/protected"
+  "gateway-forward-auth one /auth /api/protected"
+  "routes-1000 one /auth /api/protected"
+  "floor distinct /api/protected"
+  "portcullis-middleware distinct /api/protected"
+  "gateway-forward-auth distinct /auth /api/protected"
+  "routes-1000 distinct /auth /api/protected"
+  "keys-100 distinct /auth /api/protected"
+  "issuers-20 distinct /auth /api/protected"
+  "nginx-proxy one /api/protected"
+  "gateway-proxy one /api/protected"
+  "gateway-proxy distinct /api/protected"
+  "portcullis-middleware mixed /api/protected"
+  "gateway-forward-auth mixed /auth /api/protected"
+  "gateway-proxy mixed /api/protected"
+  "jwt-authorizer one /api/protected" "jwt-authorizer distinct /api/protected" "jwt-authorizer mixed /api/protected"
+  "express-jwt one /api/protected" "express-jwt distinct /api/protected" "express-jwt mixed /api/protected"
+  "oauth2-jwt-bearer one /api/protected" "oauth2-jwt-bearer distinct /api/protected"
+  "oauth2-jwt-bearer mixed /api/protected"
+)
+
+# wrk_run PEER MIX PATH ORIGINAL START OUT SECONDS
+wrk_run() {
+  (
+    export TOKENS="$TOKENS/tokens-$2.txt" BENCH_PATH="$3" START="$5"
+    [[ -n "$4" ]] && export ORIGINAL_URI="$4"
+    taskset -c 1 wrk -t1 -c"$CONNS" -d"${7}s" --latency -s bench/tokens.lua "http://127.0.0.1:${PORT[$1]}" >"$6"
+  )
+}
+
+echo "== warm-up: 1 s per server with the repeated token"
+for run in "${RUNS[@]}"; do
+  read -r peer mix path original <<<"$run"
+  [[ "$mix" == one || "$peer" == floor ]] && wrk_run "$peer" one "$path" "${original:-}" 0 /dev/null 1
+done
+
+echo "== $ROUNDS rounds of ${DUR} s per peer and token mix (wrk -t1 -c$CONNS on core 1)"
+for round in $(seq 0 $((ROUNDS - 1))); do
+  for run in "${RUNS[@]}"; do
+    read -r peer mix path original <<<"$run"
+    # Each round starts in its own slice of the token set: a cached token is never seen again by the same server.
+    case $mix in distinct) start_at=$((round * DISTINCT / ROUNDS));; mixed) start_at=$((round * MIXED / ROUNDS));; *) start_at=0;; esac
+    wrk_run "$peer" "$mix" "$path" "${original:-}" "$start_at" "$RESULTS/$peer.$mix.round$round.wrk" "$DUR"
+    printf '  round %s  %-22s %-9s %s\n' "$round" "$peer" "$mix" "$(grep 'Requests/sec' "$RESULTS/$peer.$mix.round$round.wrk")"
+  done
+done
+
+echo "== P4: fixed-rate latency at half of the forward-auth peak (${RATE_SECS} s each, alternating)"
+PEAK=$(python3 bench/report.py --median-rps "$RESULTS" gateway-forward-auth one)
+HALF=$((PEAK / 2))
+for n in 1 2; do
+  taskset -c 1 "$PEERS" rate "http://127.0.0.1:${PORT[ceiling]}/api/protected" "$TOKENS/tokens-one.txt" \
+    --rps "$HALF" --seconds "$RATE_SECS" | tee "$RESULTS/ceiling.rate$n"
+  taskset -c 1 "$PEERS" rate "http://127.0.0.1:${PORT[gateway-forward-auth]}/auth" "$TOKENS/tokens-one.txt" \
+    --rps "$HALF" --seconds "$RATE_SECS" --header "X-Original-URI: /api/protected" \
+    | tee "$RESULTS/gateway-forward-auth.rate$n"
+done
+cleanup; PIDS=()
+
+echo "== P6: memory after $FEED distinct valid tokens, each sent twice (ES256, signed by the load tool), then a ${FLOOD_SECS} s flood"
+taskset -c 1 "$PEERS" jwks "127.0.0.1:$JWKS_PORT" "$TOKENS" >"$WORK/tmp/jwks.log" 2>&1 &
+PIDS+=("$!"); wait_port "$JWKS_PORT"
+gateway_config "$WORK/tmp/memory.toml" forward_auth 1 jwks.json 1
+P=$(free_port); start memory env RUST_LOG=warn "$PORTCULLIS" serve --config "$WORK/tmp/memory.toml" --listen "127.0.0.1:$P" \
+  --admin-listen "127.0.0.1:$(free_port)"
+MEM_PID=$LAST_PID   # taskset and env exec the gateway: this is its pid
+rss() { awk '/VmRSS/ { print $2 }' "/proc/$MEM_PID/status"; }
+FA="http://127.0.0.1:${PORT[memory]}/auth"
+echo "rss_start_kib=$(rss)" >"$RESULTS/memory.txt"
+# Each token twice: the second verification admits it to the cache, so the cache's bound is what is measured.
+taskset -c 1 "$PEERS" feed "$FA" "$TOKENS" --count "$FEED" --repeat 2 --header "X-Original-URI: /api/protected" \
+  | tee -a "$RESULTS/memory.txt"
+echo "rss_end_kib=$(rss)" | tee -a "$RESULTS/memory.txt"
+BEFORE=$(curl -s "http://127.0.0.1:$JWKS_PORT/count")
+taskset -c 1 "$PEERS" flood "$FA" "$TOKENS/tokens-distinct.txt" --seconds "$FLOOD_SECS" \
+  --header "X-Original-URI: /api/protected" | tee "$RESULTS/flood.txt"
+AFTER=$(curl -s "http://127.0.0.1:$JWKS_PORT/count")
+echo "jwks_fetches_during_flood=$((AFTER - BEFORE)) flood_seconds=$FLOOD_SECS" | tee -a "$RESULTS/flood.txt"
+echo "rss_after_flood_kib=$(rss)" | tee -a "$RESULTS/memory.txt"
+cleanup; PIDS=()
+
+echo
+python3 bench/report.py "$RESULTS" --quick "$QUICK" --rounds "$ROUNDS" --seconds "$DUR" | tee "$RESULTS/report.md"
