@@ -89,6 +89,20 @@ pub async fn serve(
     let (stop, stopped) = tokio::sync::watch::channel(false);
     if let Some(admin) = admin {
         let app = admin_router(gateway.clone());
+        if let Some(handle) = install_metrics() {
+            // Histogram samples are buffered until drained: drain them every few seconds whether or not anyone
+            // scrapes /metrics, so the buffer never grows with traffic.
+            let mut stopped = stopped.clone();
+            tokio::spawn(async move {
+                let mut every = tokio::time::interval(std::time::Duration::from_secs(5));
+                loop {
+                    tokio::select! {
+                        _ = every.tick() => handle.run_upkeep(),
+                        _ = stopped.changed() => return,
+                    }
+                }
+            });
+        }
         let mut stopped = stopped.clone();
         tokio::spawn(async move {
             let _ = axum::serve(admin, app)

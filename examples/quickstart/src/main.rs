@@ -29,6 +29,10 @@ use portcullis::{SystemClock, Verifier};
 use std::process::ExitCode;
 use std::sync::Arc;
 
+/// mimalloc: a flat resident size under token churn and faster small allocations.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// The configuration, read from the environment.
 struct Config {
     issuer: String,
