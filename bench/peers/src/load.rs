@@ -160,7 +160,7 @@ pub async fn rate(
 /// A token that can never verify: a random `kid` (80 %) or garbage (20 %).
 fn hostile(random: &mut Xorshift) -> String {
     let b64 = |bytes: &[u8]| base64_simd::URL_SAFE_NO_PAD.encode_to_string(bytes);
-    if random.next() % 5 == 0 {
+    if random.next().is_multiple_of(5) {
         let junk: Vec<u8> = (0..64).map(|_| (random.next() % 256) as u8).collect();
         return format!("{}.{}", b64(&junk), b64(&junk[..16]));
     }

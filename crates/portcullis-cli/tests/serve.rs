@@ -34,6 +34,20 @@ async fn url_after(lines: &mut Lines<BufReader<ChildStdout>>, marker: &str) -> S
     }
 }
 
+/// A client-credentials access token for the demo API from the dev issuer's `/oauth/token`, over HTTP.
+async fn client_credentials_token(http: &reqwest::Client, issuer: &str) -> String {
+    let answer: Value = http
+        .post(format!("{issuer}oauth/token"))
+        .json(&json!({"grant_type": "client_credentials", "client_id": "demo-client", "client_secret": "demo-secret", "audience": "https://api.example.com"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    answer["access_token"].as_str().unwrap().to_owned()
+}
+
 #[tokio::test]
 async fn flags_only_gateway_in_front_of_an_upstream_with_the_dev_issuer() {
     let (_issuer, mut issuer_out) = spawn(&["issuer", "--listen", "127.0.0.1:0"]);
@@ -63,16 +77,7 @@ async fn flags_only_gateway_in_front_of_an_upstream_with_the_dev_issuer() {
     let admin = url_after(&mut gateway_out, "admin listening on").await;
     let http = reqwest::Client::new();
 
-    let token: Value = http
-        .post(format!("{issuer}oauth/token"))
-        .json(&json!({"grant_type": "client_credentials", "client_id": "demo-client", "client_secret": "demo-secret", "audience": "https://api.example.com"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let token = token["access_token"].as_str().unwrap();
+    let token = &client_credentials_token(&http, &issuer).await;
 
     let response = http.get(format!("{gateway}/api/anything")).send().await.unwrap();
     assert_eq!(response.status(), 401);
@@ -145,16 +150,7 @@ async fn json_request_logs_and_sighup_reload() {
     let http = reqwest::Client::new();
     let mut seen = String::new();
 
-    let token: Value = http
-        .post(format!("{issuer}oauth/token"))
-        .json(&json!({"grant_type": "client_credentials", "client_id": "demo-client", "client_secret": "demo-secret", "audience": "https://api.example.com"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let token = token["access_token"].as_str().unwrap();
+    let token = &client_credentials_token(&http, &issuer).await;
     let response = http.get(format!("{base}/api/a")).bearer_auth(token).header("x-request-id", "req-1").send().await;
     assert_eq!(response.unwrap().status(), 200);
     let allowed = log_line(&mut logs, "request allowed", &mut seen).await;
