@@ -34,6 +34,24 @@ async fn url_after(lines: &mut Lines<BufReader<ChildStdout>>, marker: &str) -> S
     }
 }
 
+/// Starts `portcullis` with `args` and info logs on stderr; returns it, the gateway's URL and its log lines.
+async fn serve_with_logs(args: &[&str]) -> (Child, String, Lines<BufReader<tokio::process::ChildStderr>>) {
+    let mut gateway = Command::new(env!("CARGO_BIN_EXE_portcullis"))
+        .args(args)
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(gateway.stdout.take().unwrap()).lines();
+    let logs = BufReader::new(gateway.stderr.take().unwrap()).lines();
+    let base = url_after(&mut out, "portcullis gateway listening on").await;
+    // Keep reading stdout so a later line never meets a closed pipe.
+    tokio::spawn(async move { while let Ok(Some(_)) = out.next_line().await {} });
+    (gateway, base, logs)
+}
+
 /// A client-credentials access token for the demo API from the dev issuer's `/oauth/token`, over HTTP.
 async fn client_credentials_token(http: &reqwest::Client, issuer: &str) -> String {
     let answer: Value = http
@@ -136,17 +154,7 @@ async fn json_request_logs_and_sighup_reload() {
         )
     };
     std::fs::write(&file, config(false)).unwrap();
-    let mut gateway = Command::new(env!("CARGO_BIN_EXE_portcullis"))
-        .args(["serve", "--config", file.to_str().unwrap()])
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut out = BufReader::new(gateway.stdout.take().unwrap()).lines();
-    let mut logs = BufReader::new(gateway.stderr.take().unwrap()).lines();
-    let base = url_after(&mut out, "portcullis gateway listening on").await;
+    let (gateway, base, mut logs) = serve_with_logs(&["serve", "--config", file.to_str().unwrap()]).await;
     let http = reqwest::Client::new();
     let mut seen = String::new();
 
@@ -256,17 +264,7 @@ async fn sigterm_lets_requests_in_flight_finish() {
 
     let mut args = vec!["serve", "--listen", "127.0.0.1:0", "--upstream", &upstream_url];
     args.extend(["--issuer", &issuer_url, "--audience", "https://api.example.com"]);
-    let mut gateway = Command::new(env!("CARGO_BIN_EXE_portcullis"))
-        .args(&args)
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut out = BufReader::new(gateway.stdout.take().unwrap()).lines();
-    let mut logs = BufReader::new(gateway.stderr.take().unwrap()).lines();
-    let base = url_after(&mut out, "portcullis gateway listening on").await;
+    let (mut gateway, base, mut logs) = serve_with_logs(&args).await;
     let token = issuer.client_credentials_token("demo-client", "https://api.example.com").unwrap();
     let in_flight = tokio::spawn(reqwest::Client::new().get(format!("{base}/slow")).bearer_auth(token).send());
     let mut arrived = arrived;
