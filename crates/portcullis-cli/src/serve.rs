@@ -35,6 +35,9 @@ pub(crate) struct ServeArgs {
     /// Log format: pretty or json (logs go to stderr; RUST_LOG filters, default info).
     #[arg(long, env = "PORTCULLIS_LOG_FORMAT", value_parser = parse_log_format)]
     log_format: Option<LogFormat>,
+    /// Threads serving requests (0: one per CPU the process may run on; 1: single-threaded).
+    #[arg(long, env = "PORTCULLIS_WORKERS", value_name = "N")]
+    workers: Option<usize>,
 }
 
 fn parse_log_format(text: &str) -> Result<LogFormat, String> {
@@ -70,6 +73,9 @@ fn config(args: &ServeArgs) -> Result<Config, String> {
     }
     if let Some(format) = args.log_format {
         config.log_format = format;
+    }
+    if let Some(workers) = args.workers {
+        config.workers = workers;
     }
     match (&args.issuer, args.audiences.is_empty()) {
         (Some(issuer), false) => {
@@ -110,10 +116,10 @@ pub(crate) fn run(args: ServeArgs) -> ExitCode {
         }
     };
     init_logs(config.log_format);
-    let runtime = match crate::runtime() {
+    let runtime = match serving_runtime(config.worker_threads()) {
         Ok(runtime) => runtime,
         Err(why) => {
-            eprintln!("portcullis serve: {why}");
+            eprintln!("portcullis serve: cannot start the async runtime: {why}");
             return ExitCode::FAILURE;
         }
     };
@@ -132,8 +138,12 @@ pub(crate) fn run(args: ServeArgs) -> ExitCode {
             Mode::Proxy => format!("reverse proxy to {}", config.upstream.as_deref().unwrap_or_default()),
             Mode::ForwardAuth => "forward-auth".to_owned(),
         };
+        let threads = match config.worker_threads() {
+            1 => "1 worker thread".to_owned(),
+            n => format!("{n} worker threads"),
+        };
         let gateway = Gateway::new(config).map_err(|e: ConfigError| e.to_string())?;
-        println!("portcullis gateway listening on http://{address} ({mode})");
+        println!("portcullis gateway listening on http://{address} ({mode}, {threads})");
         if let Some(admin) = &admin {
             let admin = admin.local_addr().map_err(|e| e.to_string())?;
             println!("admin listening on http://{admin} (/healthz, /ready, /metrics)");
@@ -148,6 +158,19 @@ pub(crate) fn run(args: ServeArgs) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// The runtime that serves requests: single-threaded for one worker (no hand-offs between threads), else one
+/// worker thread per `workers`.
+fn serving_runtime(workers: usize) -> std::io::Result<tokio::runtime::Runtime> {
+    let mut builder = if workers <= 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        let mut builder = tokio::runtime::Builder::new_multi_thread();
+        builder.worker_threads(workers);
+        builder
+    };
+    builder.enable_all().build()
 }
 
 /// On every SIGHUP, re-reads the file, applies the same flags and replaces the gateway's policy; an invalid file

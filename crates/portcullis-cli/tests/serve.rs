@@ -25,13 +25,23 @@ fn spawn(args: &[&str]) -> (Child, Lines<BufReader<ChildStdout>>) {
 
 /// Reads stdout until a line contains `marker`, and returns the first `http://…` word of it.
 async fn url_after(lines: &mut Lines<BufReader<ChildStdout>>, marker: &str) -> String {
+    url_in(&line_with(lines, marker).await)
+}
+
+/// The first line of `lines` that contains `marker`.
+async fn line_with(lines: &mut Lines<BufReader<ChildStdout>>, marker: &str) -> String {
     loop {
         let line = lines.next_line().await.unwrap().expect("the process ended before printing its address");
         if line.contains(marker) {
-            let word = line.split_whitespace().find(|w| w.starts_with("http://")).unwrap();
-            return word.trim_end_matches([',', ')']).to_owned();
+            return line;
         }
     }
+}
+
+/// The first `http://` URL in `line`.
+fn url_in(line: &str) -> String {
+    let word = line.split_whitespace().find(|w| w.starts_with("http://")).unwrap();
+    word.trim_end_matches([',', ')']).to_owned()
 }
 
 /// Starts `portcullis` with `args` and info logs on stderr; returns it, the gateway's URL and its log lines.
@@ -90,8 +100,12 @@ async fn flags_only_gateway_in_front_of_an_upstream_with_the_dev_issuer() {
         "https://api.example.com",
         "--admin-listen",
         "127.0.0.1:0",
+        "--workers",
+        "1",
     ]);
-    let gateway = url_after(&mut gateway_out, "portcullis gateway listening on").await;
+    let listening = line_with(&mut gateway_out, "portcullis gateway listening on").await;
+    assert!(listening.ends_with(&format!("(reverse proxy to {upstream_url}, 1 worker thread)")), "{listening}");
+    let gateway = url_in(&listening);
     let admin = url_after(&mut gateway_out, "admin listening on").await;
     let http = reqwest::Client::new();
 

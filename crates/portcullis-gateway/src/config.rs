@@ -112,6 +112,10 @@ pub struct Config {
     /// Request log format.
     #[serde(default)]
     pub log_format: LogFormat,
+    /// Threads serving requests; 0 means one per CPU the process may run on. With one, the gateway runs on a
+    /// single-threaded runtime, like one nginx worker.
+    #[serde(default)]
+    pub workers: usize,
     /// Trusted issuers.
     #[serde(default)]
     pub issuers: Vec<IssuerConfig>,
@@ -198,6 +202,20 @@ impl fmt::Display for ConfigError {
 impl std::error::Error for ConfigError {}
 
 impl Config {
+    /// The number of threads [`Config::workers`] asks for: itself, or when 0 the CPUs this process may run on
+    /// (its affinity and cgroup quota), at least 1.
+    ///
+    /// ```
+    /// let config = portcullis_gateway::Config { workers: 3, ..portcullis_gateway::Config::defaults() };
+    /// assert_eq!(config.worker_threads(), 3);
+    /// ```
+    pub fn worker_threads(&self) -> usize {
+        match self.workers {
+            0 => std::thread::available_parallelism().map_or(1, usize::from),
+            n => n,
+        }
+    }
+
     /// Every field at its default, unchecked (no issuer yet): the base that command-line flags fill in.
     pub fn defaults() -> Self {
         Self {
@@ -208,6 +226,7 @@ impl Config {
             upstream_timeout_secs: default_timeout(),
             realm: default_realm(),
             log_format: LogFormat::default(),
+            workers: 0,
             issuers: Vec::new(),
             claim_headers: default_claim_headers(),
             routes: Vec::new(),

@@ -120,7 +120,7 @@ impl Gateway {
     /// sets of unchanged JWKS locations are kept (no refetch); new ones start loading at once.
     ///
     /// Fails, keeping the running policy, when `config` is invalid or changes what only a restart can change
-    /// (`listen`, `admin_listen`, `mode`, `log_format`).
+    /// (`listen`, `admin_listen`, `mode`, `log_format`, `workers`).
     pub fn reload(&self, config: Config) -> Result<Reloaded, ConfigError> {
         let running = self.config();
         for (key, changed) in [
@@ -128,6 +128,7 @@ impl Gateway {
             ("admin_listen", config.admin_listen != running.admin_listen),
             ("mode", config.mode != running.mode),
             ("log_format", config.log_format != running.log_format),
+            ("workers", config.workers != running.workers),
         ] {
             if changed {
                 return Err(ConfigError {
