@@ -189,13 +189,20 @@ done
 echo "== P4: fixed-rate latency at half of the forward-auth peak (${RATE_SECS} s each, alternating)"
 PEAK=$(python3 bench/report.py --median-rps "$RESULTS" gateway-forward-auth one)
 HALF=$((PEAK / 2))
+# A fresh forward-auth gateway serves only these runs, so its own decision histogram (in-process, from the
+# request's arrival in the handler to the decision) covers exactly them.
+LATENCY_ADMIN=$(free_port)
+P=$(free_port); start latency env RUST_LOG=warn "$PORTCULLIS" serve --config "$WORK/tmp/gateway-forward-auth.toml" \
+  --listen "127.0.0.1:$P" --admin-listen "127.0.0.1:$LATENCY_ADMIN"
 for n in 1 2; do
   taskset -c 1 "$PEERS" rate "http://127.0.0.1:${PORT[ceiling]}/api/protected" "$TOKENS/tokens-one.txt" \
     --rps "$HALF" --seconds "$RATE_SECS" | tee "$RESULTS/ceiling.rate$n"
-  taskset -c 1 "$PEERS" rate "http://127.0.0.1:${PORT[gateway-forward-auth]}/auth" "$TOKENS/tokens-one.txt" \
+  taskset -c 1 "$PEERS" rate "http://127.0.0.1:${PORT[latency]}/auth" "$TOKENS/tokens-one.txt" \
     --rps "$HALF" --seconds "$RATE_SECS" --header "X-Original-URI: /api/protected" \
     | tee "$RESULTS/gateway-forward-auth.rate$n"
 done
+# The exporter's summaries roll over 60 s: the scrape covers both runs (and nothing else reached this gateway).
+curl -s "http://127.0.0.1:$LATENCY_ADMIN/metrics" | python3 bench/report.py --decision-metrics | tee "$RESULTS/decision.txt"
 cleanup; PIDS=()
 
 echo "== P6: memory after $FEED distinct valid tokens, each sent twice (ES256, signed by the load tool), then a ${FLOOD_SECS} s flood"
