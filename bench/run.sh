@@ -39,7 +39,9 @@ cp bench/peers/node/package.json bench/peers/node/package-lock.json bench/peers/
 (cd "$WORK/node" && npm ci --silent --no-audit --no-fund)
 
 echo "== token sets (RS256-2048; signed once, kept for six days)"
+# Quick and full runs keep their own sets, so neither re-signs the other's.
 TOKENS=$WORK/tokens
+(( QUICK )) && TOKENS=$WORK/tokens-quick
 "$PEERS" setup "$TOKENS" --distinct "$DISTINCT" --mixed "$MIXED"
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
