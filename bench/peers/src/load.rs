@@ -83,6 +83,8 @@ struct Counts {
     ok: AtomicU64,
     rejected: AtomicU64,
     failed: AtomicU64,
+    /// Answers that contradict the token (with `--expect-mixed`).
+    wrong: AtomicU64,
 }
 
 impl Counts {
@@ -96,16 +98,24 @@ impl Counts {
     }
 }
 
+/// How `rate` sends: requests per second, for how long, over how many connections, and whether the answers are
+/// checked against the mixed token set's pattern.
+pub struct Pace {
+    pub rps: u64,
+    pub seconds: u64,
+    pub connections: usize,
+    pub expect_mixed: bool,
+}
+
+/// The status the mixed set's token number `i` must get: valid ones (every other) 200, the others 401.
+fn mixed_expectation(i: usize) -> u16 {
+    if i.is_multiple_of(2) { 200 } else { 401 }
+}
+
 /// Open-loop load at `rps` for `seconds`; each latency counts from the request's scheduled start, so a stalled
 /// server cannot hide its queue (no coordinated omission).
-pub async fn rate(
-    url: String,
-    headers: Headers,
-    tokens: PathBuf,
-    rps: u64,
-    seconds: u64,
-    connections: usize,
-) -> Result<(), String> {
+pub async fn rate(url: String, headers: Headers, tokens: PathBuf, pace: Pace) -> Result<(), String> {
+    let Pace { rps, seconds, connections, expect_mixed } = pace;
     let tokens = read_tokens(&tokens)?;
     let client = client(connections);
     let total = rps * seconds;
@@ -131,8 +141,12 @@ pub async fn rate(
                 while tokio::time::Instant::now() < due {
                     tokio::task::yield_now().await;
                 }
-                let status = send(&client, &url, &headers, &tokens[(i as usize) % tokens.len()]).await;
+                let index = (i as usize) % tokens.len();
+                let status = send(&client, &url, &headers, &tokens[index]).await;
                 counts.record(status);
+                if expect_mixed && status != mixed_expectation(index) {
+                    counts.wrong.fetch_add(1, Ordering::Relaxed);
+                }
                 let micros = u64::try_from(due.elapsed().as_micros()).unwrap_or(u64::MAX);
                 let _ = histogram.record(micros.max(1));
             }
@@ -143,11 +157,12 @@ pub async fn rate(
         all.add(task.await.map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
     }
     println!(
-        "rate: target_rps={rps} seconds={seconds} sent={} ok={} rejected={} failed={} p50_us={} p90_us={} p99_us={} p999_us={} max_us={}",
+        "rate: target_rps={rps} seconds={seconds} sent={} ok={} rejected={} failed={} wrong={} p50_us={} p90_us={} p99_us={} p999_us={} max_us={}",
         all.len(),
         counts.ok.load(Ordering::Relaxed),
         counts.rejected.load(Ordering::Relaxed),
         counts.failed.load(Ordering::Relaxed),
+        counts.wrong.load(Ordering::Relaxed),
         all.value_at_quantile(0.50),
         all.value_at_quantile(0.90),
         all.value_at_quantile(0.99),
@@ -260,6 +275,66 @@ pub async fn feed(
         counts.rejected.load(Ordering::Relaxed),
         counts.failed.load(Ordering::Relaxed),
         started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+/// Slowloris: `connections` connections each send the start of a request and then one header byte every 5 s;
+/// whenever the server closes one, a new one takes its place. Reports how many were opened and closed by the
+/// server.
+pub async fn slow(address: std::net::SocketAddr, connections: usize, seconds: u64) -> Result<(), String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(seconds);
+    let (opened, closed, refused) =
+        (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let mut tasks = Vec::new();
+    for n in 0..connections {
+        let (opened, closed, refused) = (opened.clone(), closed.clone(), refused.clone());
+        tasks.push(tokio::spawn(async move {
+            // Spread the openings over the first two seconds.
+            tokio::time::sleep(Duration::from_micros((n as u64 * 2_000_000) / connections.max(1) as u64)).await;
+            while tokio::time::Instant::now() < deadline {
+                let Ok(mut stream) = tokio::net::TcpStream::connect(address).await else {
+                    refused.fetch_add(1, Ordering::Relaxed);
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                };
+                opened.fetch_add(1, Ordering::Relaxed);
+                if stream.write_all(b"GET /auth HTTP/1.1\r\nHost: slow\r\nX-Slow: ").await.is_err() {
+                    closed.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                }
+                let mut byte = [0u8; 1];
+                loop {
+                    let pause = tokio::time::sleep(Duration::from_secs(5));
+                    tokio::select! {
+                        _ = tokio::time::sleep_until(deadline) => return,
+                        read = stream.read(&mut byte) => {
+                            // The server answered or closed: this connection is over.
+                            let _ = read;
+                            closed.fetch_add(1, Ordering::Relaxed);
+                            break;
+                        }
+                        () = pause => {
+                            if stream.write_all(b"a").await.is_err() {
+                                closed.fetch_add(1, Ordering::Relaxed);
+                                break;
+                            }
+                        }
+                    }
+                }
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.map_err(|e| e.to_string())?;
+    }
+    let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
+    println!(
+        "slow: connections={connections} seconds={seconds} opened={} closed_by_server={} connect_failures={}",
+        load(&opened),
+        load(&closed),
+        load(&refused)
     );
     Ok(())
 }

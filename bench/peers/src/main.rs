@@ -55,6 +55,19 @@ enum Command {
         /// Extra request header `Name: value` (e.g. `X-Original-URI: /api/protected` for forward-auth); may repeat.
         #[arg(long = "header")]
         headers: Vec<String>,
+        /// The tokens are the mixed set (valid, bad signature, valid, wrong audience, …): count every answer that
+        /// is not 200 for a valid token or 401 for an invalid one as wrong.
+        #[arg(long)]
+        expect_mixed: bool,
+    },
+    /// Holds CONNECTIONS connections that send a request's headers one byte every few seconds (slowloris),
+    /// opening a new one whenever the server closes one, for SECONDS.
+    Slow {
+        address: SocketAddr,
+        #[arg(long, default_value_t = 10_000)]
+        connections: usize,
+        #[arg(long, default_value_t = 60)]
+        seconds: u64,
     },
     /// Floods URL with random-kid and garbage tokens while a second client sends valid ones; reports both.
     Flood {
@@ -98,9 +111,11 @@ fn main() -> Result<(), String> {
             Command::Ceiling { listen } => servers::ceiling(listen).await,
             Command::Floor { listen, dir } => servers::floor(listen, dir).await,
             Command::JwtAuthorizer { listen, jwks_url } => servers::jwt_authorizer(listen, jwks_url).await,
-            Command::Rate { url, tokens, rps, seconds, connections, headers } => {
-                load::rate(url, load::parse_headers(&headers)?, tokens, rps, seconds, connections).await
+            Command::Rate { url, tokens, rps, seconds, connections, headers, expect_mixed } => {
+                let headers = load::parse_headers(&headers)?;
+                load::rate(url, headers, tokens, load::Pace { rps, seconds, connections, expect_mixed }).await
             }
+            Command::Slow { address, connections, seconds } => load::slow(address, connections, seconds).await,
             Command::Flood { url, valid, seconds, connections, headers } => {
                 load::flood(url, load::parse_headers(&headers)?, valid, seconds, connections).await
             }

@@ -116,6 +116,7 @@ pub(crate) fn run(args: ServeArgs) -> ExitCode {
         }
     };
     init_logs(config.log_format);
+    raise_open_files_limit(config.limits.max_connections);
     let runtime = match serving_runtime(config.worker_threads()) {
         Ok(runtime) => runtime,
         Err(why) => {
@@ -157,6 +158,23 @@ pub(crate) fn run(args: ServeArgs) -> ExitCode {
             eprintln!("portcullis serve: {why}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Raises the soft limit on open files to the hard limit: each connection is a descriptor, and many systems start
+/// services with a soft limit of 1,024. Warns when the limit stays below what `max_connections` needs.
+fn raise_open_files_limit(max_connections: usize) {
+    // Two descriptors per proxied connection (client and upstream), plus listeners, key fetches and logs.
+    let wanted = (max_connections as u64).saturating_mul(2).saturating_add(64);
+    match rlimit::increase_nofile_limit(wanted) {
+        Ok(limit) if limit < wanted => tracing::warn!(
+            target: "portcullis::gateway",
+            open_files = limit,
+            max_connections,
+            "the open-files limit is below what limits.max_connections needs; raise it (ulimit -n, LimitNOFILE)"
+        ),
+        Ok(_) => {}
+        Err(error) => tracing::warn!(target: "portcullis::gateway", %error, "cannot read the open-files limit"),
     }
 }
 

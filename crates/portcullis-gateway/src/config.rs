@@ -87,6 +87,45 @@ pub struct RouteConfig {
     pub forward_auth: bool,
 }
 
+/// Bounds on what a client or an identity provider can make the gateway hold or wait for. Every default is safe
+/// for a public listener.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Request line plus headers, in bytes; larger requests are answered 431 and the connection closed.
+    pub max_header_bytes: usize,
+    /// Request headers; more are answered 431.
+    pub max_headers: usize,
+    /// Seconds a client may take to send a request's headers, and to start the next request on a kept-alive
+    /// connection; slower or idle connections are closed (slowloris).
+    pub header_read_timeout_secs: u64,
+    /// Connections served at once; further clients wait in the listen queue until one closes.
+    pub max_connections: usize,
+    /// Bearer token length in bytes; longer tokens are refused before any parsing.
+    pub max_token_bytes: usize,
+    /// JWKS (and discovery) response size in bytes; a larger response is refused and the last good set kept.
+    pub max_jwks_bytes: usize,
+    /// Keys in one JWKS; a set with more is refused and the last good set kept.
+    pub max_keys_per_set: usize,
+    /// Trusted issuers in one configuration.
+    pub max_issuers: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_header_bytes: 32 * 1024,
+            max_headers: 100,
+            header_read_timeout_secs: 30,
+            max_connections: 10_000,
+            max_token_bytes: portcullis::jws::DEFAULT_MAX_TOKEN_LEN,
+            max_jwks_bytes: 1024 * 1024,
+            max_keys_per_set: 128,
+            max_issuers: 64,
+        }
+    }
+}
+
 /// The gateway's configuration.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -129,6 +168,9 @@ pub struct Config {
     /// Requests matching no route: refused (default) or treated as needing any valid token.
     #[serde(default)]
     pub unmatched: Unmatched,
+    /// Resource limits.
+    #[serde(default)]
+    pub limits: Limits,
 }
 
 /// What happens to a request no route matches.
@@ -231,6 +273,7 @@ impl Config {
             claim_headers: default_claim_headers(),
             routes: Vec::new(),
             unmatched: Unmatched::default(),
+            limits: Limits::default(),
         }
     }
 
@@ -287,9 +330,41 @@ impl Config {
         if self.upstream_timeout_secs == 0 {
             return Err(ConfigError::at("upstream_timeout_secs", "must be at least 1"));
         }
+        self.check_limits()?;
         check_claim_headers("claim_headers", &self.claim_headers)?;
         for (i, route) in self.routes.iter().enumerate() {
             self.check_route(i, route)?;
+        }
+        Ok(())
+    }
+
+    fn check_limits(&self) -> Result<(), ConfigError> {
+        let limits = &self.limits;
+        let at_least = |key: &str, value: u64, minimum: u64, unit: &str| {
+            if value < minimum {
+                Err(ConfigError::at(format!("limits.{key}"), format!("must be at least {minimum}{unit}")))
+            } else {
+                Ok(())
+            }
+        };
+        // hyper needs room for one read buffer (8 KiB); a bearer token must fit in the header block.
+        at_least("max_header_bytes", limits.max_header_bytes as u64, 8192, " bytes")?;
+        at_least("max_headers", limits.max_headers as u64, 8, "")?;
+        at_least("header_read_timeout_secs", limits.header_read_timeout_secs, 1, " second")?;
+        at_least("max_connections", limits.max_connections as u64, 1, "")?;
+        at_least("max_token_bytes", limits.max_token_bytes as u64, 256, " bytes")?;
+        at_least("max_jwks_bytes", limits.max_jwks_bytes as u64, 1024, " bytes")?;
+        at_least("max_keys_per_set", limits.max_keys_per_set as u64, 1, "")?;
+        at_least("max_issuers", limits.max_issuers as u64, 1, "")?;
+        if self.issuers.len() > limits.max_issuers {
+            return Err(ConfigError::at(
+                "issuers",
+                format!(
+                    "{} issuers configured, more than limits.max_issuers = {}",
+                    self.issuers.len(),
+                    limits.max_issuers
+                ),
+            ));
         }
         Ok(())
     }

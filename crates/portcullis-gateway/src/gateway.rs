@@ -120,7 +120,7 @@ impl Gateway {
     /// sets of unchanged JWKS locations are kept (no refetch); new ones start loading at once.
     ///
     /// Fails, keeping the running policy, when `config` is invalid or changes what only a restart can change
-    /// (`listen`, `admin_listen`, `mode`, `log_format`, `workers`).
+    /// (`listen`, `admin_listen`, `mode`, `log_format`, `workers`, `limits`).
     pub fn reload(&self, config: Config) -> Result<Reloaded, ConfigError> {
         let running = self.config();
         for (key, changed) in [
@@ -129,6 +129,7 @@ impl Gateway {
             ("mode", config.mode != running.mode),
             ("log_format", config.log_format != running.log_format),
             ("workers", config.workers != running.workers),
+            ("limits", config.limits != running.limits),
         ] {
             if changed {
                 return Err(ConfigError {
@@ -198,7 +199,7 @@ impl Policy {
         existing: &[(KeyLocation, RemoteKeySet)],
     ) -> Result<(Self, Vec<(KeyLocation, RemoteKeySet)>, Vec<RemoteKeySet>), ConfigError> {
         config.check()?;
-        let mut builder = Verifier::builder();
+        let mut builder = Verifier::builder().max_token_len(config.limits.max_token_bytes);
         let (mut used, mut created) = (Vec::new(), Vec::new());
         for (i, issuer) in config.issuers.iter().enumerate() {
             let location = match &issuer.jwks_uri {
@@ -208,10 +209,11 @@ impl Policy {
             let keys = match existing.iter().find(|(known, _)| *known == location) {
                 Some((_, keys)) => keys.clone(),
                 None => {
-                    let keys =
-                        RemoteKeySet::new(location.clone(), RemoteOptions::default(), Arc::new(SystemClock)).map_err(
-                            |e| ConfigError { key: format!("issuers[{i}]"), location: None, message: e.to_string() },
-                        )?;
+                    let mut options = RemoteOptions { max_keys: config.limits.max_keys_per_set, ..Default::default() };
+                    options.fetch.max_body = config.limits.max_jwks_bytes;
+                    let keys = RemoteKeySet::new(location.clone(), options, Arc::new(SystemClock)).map_err(|e| {
+                        ConfigError { key: format!("issuers[{i}]"), location: None, message: e.to_string() }
+                    })?;
                     created.push(keys.clone());
                     keys
                 }

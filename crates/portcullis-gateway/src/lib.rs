@@ -10,18 +10,18 @@
 
 pub mod config;
 mod gateway;
+mod listener;
 mod proxy;
 mod request_id;
 mod routes;
 
-pub use config::{Config, ConfigError, IssuerConfig, LogFormat, Mode, RouteConfig, Unmatched};
+pub use config::{Config, ConfigError, IssuerConfig, Limits, LogFormat, Mode, RouteConfig, Unmatched};
 pub use gateway::{Decision, Gateway, Reloaded};
 
 use axum::Router;
 use axum::routing::{any, get};
 use hyper_util::rt::TokioExecutor;
 use std::future::Future;
-use std::net::SocketAddr;
 
 /// The main listener's routes for `gateway`.
 pub fn router(gateway: Gateway) -> Router {
@@ -78,7 +78,8 @@ pub fn admin_router(gateway: Gateway) -> Router {
         .with_state(gateway)
 }
 
-/// Serves the gateway (and its admin listener) until `shutdown` completes; in-flight requests finish.
+/// Serves the gateway (and its admin listener) until `shutdown` completes; in-flight requests finish. Both
+/// listeners apply the configuration's [`Limits`] (header size and count, header read timeout, connections).
 pub async fn serve(
     gateway: Gateway,
     listener: tokio::net::TcpListener,
@@ -86,6 +87,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     gateway.start_key_refresh();
+    let limits = gateway.config().limits.clone();
     let (stop, stopped) = tokio::sync::watch::channel(false);
     if let Some(admin) = admin {
         let app = admin_router(gateway.clone());
@@ -104,19 +106,15 @@ pub async fn serve(
             });
         }
         let mut stopped = stopped.clone();
+        let limits = limits.clone();
         tokio::spawn(async move {
-            let _ = axum::serve(admin, app)
-                .with_graceful_shutdown(async move {
-                    let _ = stopped.changed().await;
-                })
-                .await;
+            let stopped = async move {
+                let _ = stopped.changed().await;
+            };
+            let _ = listener::serve(admin, app, &limits, stopped).await;
         });
     }
-    let app = router(gateway).into_make_service_with_connect_info::<SocketAddr>();
-    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp: &mut tokio::net::TcpStream| {
-        let _ = tcp.set_nodelay(true);
-    });
-    let result = axum::serve(listener, app).with_graceful_shutdown(shutdown).await;
+    let result = listener::serve(listener, router(gateway), &limits, shutdown).await;
     let _ = stop.send(true);
     result
 }

@@ -1,58 +1,12 @@
 //! The gateway against a real upstream and the real dev issuer, all on loopback ports started by the test.
 #![allow(clippy::unwrap_used)]
 
-use axum::Router;
-use axum::body::Bytes;
-use axum::http::HeaderMap;
-use axum::routing::{any, get};
+mod support;
+
 use portcullis_gateway::{Config, Gateway};
-use portcullis_issuer::{DEMO_AUDIENCE, DevIssuer, Tenant};
+use portcullis_issuer::{DEMO_AUDIENCE, DevIssuer};
 use serde_json::{Value, json};
-use std::time::Duration;
-
-async fn listen() -> (tokio::net::TcpListener, String) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = listener.local_addr().unwrap().to_string();
-    (listener, address)
-}
-
-/// An upstream that answers with what it received.
-async fn upstream() -> String {
-    let echo = |headers: HeaderMap, method: axum::http::Method, uri: axum::http::Uri, body: Bytes| async move {
-        let headers: serde_json::Map<String, Value> =
-            headers.iter().map(|(k, v)| (k.to_string(), json!(v.to_str().unwrap_or("?")))).collect();
-        axum::Json(
-            json!({"method": method.as_str(), "uri": uri.to_string(), "headers": headers, "body_len": body.len()}),
-        )
-    };
-    let app = Router::new()
-        .route(
-            "/slow",
-            get(|| async {
-                tokio::time::sleep(Duration::from_secs(30)).await;
-                "late"
-            }),
-        )
-        .fallback(any(echo))
-        .layer(axum::extract::DefaultBodyLimit::disable());
-    let (listener, address) = listen().await;
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    format!("http://{address}")
-}
-
-async fn issuer() -> DevIssuer {
-    let (listener, address) = listen().await;
-    let issuer = DevIssuer::new(Tenant::demo("http://127.0.0.1:3000/callback"), &format!("http://{address}/")).unwrap();
-    tokio::spawn(portcullis_issuer::serve(listener, issuer.clone()));
-    issuer
-}
-
-async fn gateway(toml: &str) -> String {
-    let gateway = Gateway::new(Config::from_toml(toml).unwrap()).unwrap();
-    let (listener, address) = listen().await;
-    tokio::spawn(portcullis_gateway::serve(gateway, listener, None, std::future::pending()));
-    format!("http://{address}")
-}
+use support::{gateway, issuer, listen, upstream};
 
 fn proxy_config(issuer: &DevIssuer, upstream: &str) -> String {
     format!(
@@ -119,6 +73,24 @@ async fn reverse_proxy_verifies_before_the_upstream_and_passes_claims_as_headers
     assert_eq!(seen["headers"]["x-forwarded-for"], "127.0.0.1");
     assert_eq!(seen["headers"]["x-forwarded-proto"], "http");
     assert!(seen["headers"]["x-forwarded-host"].as_str().unwrap().starts_with("127.0.0.1:"));
+
+    // Hop-by-hop names in Connection cannot make a later hop drop the gateway's claim headers: the gateway
+    // consumes Connection itself, and the headers it adds come after.
+    let seen: Value = http
+        .get(format!("{base}/api/private"))
+        .bearer_auth(&alice)
+        .header("connection", "x-auth-subject, x-auth-scope")
+        .header("x-auth-scope", "admin")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(seen["headers"]["x-auth-subject"], "auth0|alice");
+    assert_eq!(seen["headers"]["x-auth-scope"], "openid read:messages");
+    let connection = seen["headers"].get("connection").and_then(Value::as_str).unwrap_or_default();
+    assert!(!connection.contains("x-auth"), "Connection reached the upstream: {connection}");
 
     // forward_authorization keeps it.
     let seen: Value =

@@ -68,10 +68,25 @@ impl KeySet {
     /// Parses a JWK Set document. Fails only when the document itself is not a JWK Set; unusable keys are
     /// skipped and listed in [`skipped`](Self::skipped).
     pub fn from_jwks_json(json: &[u8]) -> Result<Self, KeySetError> {
+        Self::from_jwks_json_bounded(json, usize::MAX)
+    }
+
+    /// [`from_jwks_json`](Self::from_jwks_json) for a document from the network: a set of more than `max_keys`
+    /// entries is refused before any key is parsed.
+    ///
+    /// ```
+    /// let three = br#"{"keys":[{},{},{}]}"#;
+    /// let err = portcullis::keyset::KeySet::from_jwks_json_bounded(three, 2).unwrap_err();
+    /// assert_eq!(err.to_string(), "invalid JWK Set: 3 keys, more than the limit of 2");
+    /// ```
+    pub fn from_jwks_json_bounded(json: &[u8], max_keys: usize) -> Result<Self, KeySetError> {
         let doc = crate::json::parse_object(json).map_err(KeySetError)?;
         let Some(Value::Array(entries)) = doc.get("keys") else {
             return Err(KeySetError("no \"keys\" array".into()));
         };
+        if entries.len() > max_keys {
+            return Err(KeySetError(format!("{} keys, more than the limit of {max_keys}", entries.len())));
+        }
         let mut keys = Vec::new();
         let mut skipped = Vec::new();
         for (index, entry) in entries.iter().enumerate() {

@@ -130,6 +130,8 @@ pub struct RemoteOptions {
     pub retry_interval: Duration,
     /// HTTP rules for each fetch.
     pub fetch: FetchPolicy,
+    /// Keys one set may hold; a larger set is refused (the last good one stays).
+    pub max_keys: usize,
 }
 
 impl Default for RemoteOptions {
@@ -145,6 +147,7 @@ impl Default for RemoteOptions {
             max_staleness: Duration::from_secs(24 * 3600),
             retry_interval: Duration::from_secs(10),
             fetch: FetchPolicy::default(),
+            max_keys: 128,
         }
     }
 }
@@ -536,7 +539,8 @@ impl Inner {
     async fn fetch_once(&self) -> Result<(KeySet, f64), String> {
         let url = self.jwks_uri().await?;
         let fetched = self.fetcher.get(&url).await.map_err(|e| e.to_string())?;
-        let keys = KeySet::from_jwks_json(&fetched.body).map_err(|e| format!("{url}: {e}"))?;
+        let keys =
+            KeySet::from_jwks_json_bounded(&fetched.body, self.options.max_keys).map_err(|e| format!("{url}: {e}"))?;
         for skipped in keys.skipped() {
             tracing::warn!(source = %self.label, "skipping {skipped}");
         }

@@ -509,3 +509,56 @@ fn header_cache_is_bound_to_its_verifiers_policy() {
     let cloned = strict.clone();
     assert_eq!(cloned.verify(&token).unwrap_err().reason(), Reason::HeaderInvalid);
 }
+
+/// 65537^k as big-endian bytes: an odd number whose residue modulo every small prime lies in the subgroup that
+/// 65537 generates, which is the ROCA fingerprint (CVE-2017-15361).
+fn power_of_65537(k: u32) -> Vec<u8> {
+    let mut little_endian = vec![1u8];
+    for _ in 0..k {
+        let mut carry = 0u32;
+        for byte in &mut little_endian {
+            let product = u32::from(*byte) * 65537 + carry;
+            *byte = (product & 0xff) as u8;
+            carry = product >> 8;
+        }
+        while carry > 0 {
+            little_endian.push((carry & 0xff) as u8);
+            carry >>= 8;
+        }
+    }
+    little_endian.reverse();
+    little_endian
+}
+
+#[test]
+fn weak_and_fingerprinted_rsa_keys_are_refused_at_load() {
+    let good = keys().rsa.public_jwk();
+    let n = good["n"].as_str().unwrap().to_owned();
+    let mut even_n = base64url::decode(&n).unwrap();
+    *even_n.last_mut().unwrap() &= 0xfe;
+    let mut short_n = vec![0u8; 128];
+    short_n[0] = 0x80;
+    short_n[127] = 1;
+    let rsa = |kid: &str, n: &str, e: &str| json!({ "kty": "RSA", "kid": kid, "n": n, "e": e });
+    let jwks = json!({ "keys": [
+        good,
+        rsa("short", &base64url::encode(&short_n), "AQAB"),
+        rsa("exponent-one", &n, "AQ"),
+        rsa("even-exponent", &n, "AQAA"),
+        rsa("even-modulus", &base64url::encode(&even_n), "AQAB"),
+        rsa("roca", &base64url::encode(power_of_65537(128)), "AQAB"),
+    ]});
+    let set = KeySet::from_jwks_json(jwks.to_string().as_bytes()).unwrap();
+    assert_eq!(set.len(), 1, "only the sound key is loaded");
+    let reasons: Vec<(String, String)> =
+        set.skipped().iter().map(|s| (s.kid.clone().unwrap(), s.reason.clone())).collect();
+    let reason = |kid: &str| reasons.iter().find(|(k, _)| k == kid).map(|(_, r)| r.as_str()).unwrap();
+    assert_eq!(reason("short"), "RSA key of 1024 bits is too weak (minimum 2048)");
+    assert_eq!(reason("exponent-one"), "RSA public exponent 1 is not allowed (must be odd and at least 3)");
+    assert_eq!(reason("even-exponent"), "RSA public exponent 65536 is not allowed (must be odd and at least 3)");
+    assert_eq!(reason("even-modulus"), "RSA modulus is even");
+    assert!(reason("roca").contains("ROCA fingerprint (CVE-2017-15361)"), "{}", reason("roca"));
+
+    // A token signed by the sound key still verifies against the set.
+    assert!(verifier_for(&jwks.to_string()).verify(&signed_claims(&claims())).is_ok());
+}

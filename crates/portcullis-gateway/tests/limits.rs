@@ -1,0 +1,189 @@
+//! Every limit of `[limits]` holds against a real client: oversized or too many headers, slow and idle clients,
+//! connection floods, long tokens, and key sets that are too large or hold too many keys.
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use axum::Router;
+use axum::routing::get;
+use portcullis_gateway::{Config, Gateway};
+use portcullis_issuer::{DEMO_AUDIENCE, DevIssuer};
+use serde_json::{Value, json};
+use std::time::Duration;
+use support::{gateway, issuer, listen, upstream};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// A proxy-mode configuration for `issuer` with `limits` (TOML lines of the `[limits]` table).
+fn config(issuer: &DevIssuer, upstream: &str, limits: &str) -> String {
+    format!(
+        "upstream = \"{upstream}\"\n[[issuers]]\nissuer = \"{}\"\naudiences = [\"{DEMO_AUDIENCE}\"]\n\
+         [[routes]]\npath = \"/api/*\"\n[limits]\n{limits}\n",
+        issuer.issuer()
+    )
+}
+
+/// Reads from `stream` until the server closes it (or 10 s pass, which fails the test); returns what was read.
+async fn read_until_closed(stream: &mut TcpStream) -> String {
+    let mut seen = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut seen)).await;
+    assert!(read.is_ok(), "the server kept the connection open; it sent {:?}", String::from_utf8_lossy(&seen));
+    String::from_utf8_lossy(&seen).into_owned()
+}
+
+/// Sends one request on a new connection and returns the status line of the answer.
+async fn status_line(address: &str, request: &str) -> String {
+    let mut stream = TcpStream::connect(address).await.unwrap();
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let answer = read_until_closed(&mut stream).await;
+    answer.lines().next().unwrap_or_default().to_owned()
+}
+
+#[tokio::test]
+async fn oversized_header_blocks_and_too_many_headers_are_431() {
+    let issuer = issuer().await;
+    let upstream = upstream().await;
+    let base = gateway(&config(&issuer, &upstream, "max_header_bytes = 8192\nmax_headers = 20")).await;
+    let address = base.trim_start_matches("http://");
+    let token = issuer.user_token("demo-spa", "alice", DEMO_AUDIENCE, &["openid"]).unwrap();
+
+    let fits = format!("GET /api/x HTTP/1.1\r\nHost: a\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n");
+    assert_eq!(status_line(address, &fits).await, "HTTP/1.1 200 OK");
+
+    let padding = "p".repeat(9000);
+    let big = format!("GET /api/x HTTP/1.1\r\nHost: a\r\nX-Padding: {padding}\r\nConnection: close\r\n\r\n");
+    assert_eq!(status_line(address, &big).await, "HTTP/1.1 431 Request Header Fields Too Large");
+
+    let many: String = (0..30).map(|i| format!("X-Extra-{i}: {i}\r\n")).collect();
+    let crowded = format!("GET /api/x HTTP/1.1\r\nHost: a\r\n{many}Connection: close\r\n\r\n");
+    assert_eq!(status_line(address, &crowded).await, "HTTP/1.1 431 Request Header Fields Too Large");
+}
+
+#[tokio::test]
+async fn slow_headers_and_idle_connections_are_closed() {
+    let issuer = issuer().await;
+    let upstream = upstream().await;
+    let base = gateway(&config(&issuer, &upstream, "header_read_timeout_secs = 1")).await;
+    let address = base.trim_start_matches("http://");
+
+    // Slowloris: half a request head, then nothing. The server closes without answering.
+    let mut slow = TcpStream::connect(address).await.unwrap();
+    slow.write_all(b"GET /api/x HTTP/1.1\r\nHost: a\r\n").await.unwrap();
+    let started = std::time::Instant::now();
+    assert_eq!(read_until_closed(&mut slow).await, "");
+    assert!(started.elapsed() >= Duration::from_millis(900), "closed after {:?}", started.elapsed());
+
+    // An idle kept-alive connection: one answered request, then silence; closed by the same timeout.
+    let mut idle = TcpStream::connect(address).await.unwrap();
+    idle.write_all(b"GET /api/x HTTP/1.1\r\nHost: a\r\n\r\n").await.unwrap();
+    let answer = read_until_closed(&mut idle).await;
+    assert!(answer.starts_with("HTTP/1.1 401 Unauthorized"), "{answer}");
+}
+
+#[tokio::test]
+async fn connections_beyond_the_limit_wait_until_one_closes() {
+    let issuer = issuer().await;
+    let upstream = upstream().await;
+    let base = gateway(&config(&issuer, &upstream, "max_connections = 2")).await;
+    let address = base.trim_start_matches("http://");
+
+    let first = TcpStream::connect(address).await.unwrap();
+    let mut second = TcpStream::connect(address).await.unwrap();
+    second.write_all(b"GET /api/x HTTP/1.1\r\nHost: a\r\n\r\n").await.unwrap();
+    let mut head = [0u8; 12];
+    second.read_exact(&mut head).await.unwrap();
+    assert_eq!(&head, b"HTTP/1.1 401", "the second connection is served");
+
+    // The third is queued by the kernel but not served while two are open.
+    let mut third = TcpStream::connect(address).await.unwrap();
+    third.write_all(b"GET /api/x HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n").await.unwrap();
+    let mut byte = [0u8; 1];
+    let early = tokio::time::timeout(Duration::from_millis(300), third.read(&mut byte)).await;
+    assert!(early.is_err(), "a third connection was served beyond max_connections = 2");
+
+    drop(first);
+    let answer = read_until_closed(&mut third).await;
+    assert!(answer.starts_with("HTTP/1.1 401"), "served once a slot was free: {answer}");
+}
+
+#[tokio::test]
+async fn tokens_longer_than_the_limit_are_refused_before_parsing() {
+    let issuer = issuer().await;
+    let upstream = upstream().await;
+    let base = gateway(&config(&issuer, &upstream, "max_token_bytes = 512")).await;
+    let http = reqwest::Client::new();
+    let token = issuer.user_token("demo-spa", "alice", DEMO_AUDIENCE, &["openid"]).unwrap();
+    assert!(token.len() > 512, "the dev issuer's RS256 token is {} bytes", token.len());
+
+    let response = http.get(format!("{base}/api/x")).bearer_auth(&token).send().await.unwrap();
+    assert_eq!(response.status(), 401);
+    let challenge = response.headers()["www-authenticate"].to_str().unwrap().to_owned();
+    assert!(challenge.contains("error=\"invalid_token\""), "{challenge}");
+    assert!(challenge.contains("the limit is 512"), "{challenge}");
+}
+
+/// A JWKS endpoint serving `document`; its URL.
+async fn jwks_endpoint(document: Value) -> String {
+    let text = document.to_string();
+    let app = Router::new().route("/jwks.json", get(move || std::future::ready(text.clone())));
+    let (listener, address) = listen().await;
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    format!("http://{address}/jwks.json")
+}
+
+/// Whether a gateway whose key set comes from `jwks_uri` under `limits` accepts a valid token of `issuer`.
+async fn accepts(issuer: &DevIssuer, jwks_uri: &str, limits: &str) -> u16 {
+    let toml = format!(
+        "mode = \"forward_auth\"\n[[issuers]]\nissuer = \"{}\"\naudiences = [\"{DEMO_AUDIENCE}\"]\n\
+         jwks_uri = \"{jwks_uri}\"\n[[routes]]\npath = \"/api/*\"\n[limits]\n{limits}\n",
+        issuer.issuer()
+    );
+    let gateway = Gateway::new(Config::from_toml(&toml).unwrap()).unwrap();
+    let (listener, address) = listen().await;
+    tokio::spawn(portcullis_gateway::serve(gateway, listener, None, std::future::pending()));
+    let token = issuer.user_token("demo-spa", "alice", DEMO_AUDIENCE, &["openid"]).unwrap();
+    let response = reqwest::Client::new()
+        .get(format!("http://{address}/auth"))
+        .bearer_auth(token)
+        .header("x-original-uri", "/api/x")
+        .send()
+        .await
+        .unwrap();
+    response.status().as_u16()
+}
+
+#[tokio::test]
+async fn key_sets_that_are_too_large_or_hold_too_many_keys_are_refused() {
+    let issuer = issuer().await;
+    let mut document = issuer.jwks();
+    let keys = document["keys"].as_array_mut().unwrap();
+    let real = keys.len();
+    // Padding entries: each counts against max_keys_per_set and adds to the document's size.
+    keys.extend((0..3).map(|i| json!({ "kty": "oct", "kid": format!("padding-{i}"), "k": "x".repeat(400) })));
+    let size = document.to_string().len();
+    let uri = jwks_endpoint(document).await;
+
+    assert_eq!(accepts(&issuer, &uri, "").await, 200, "within the default limits");
+    // A keys outage in forward-auth mode is a 401 that says so (nginx passes only 401/403).
+    assert_eq!(accepts(&issuer, &uri, &format!("max_keys_per_set = {}", real + 2)).await, 401);
+    assert_eq!(accepts(&issuer, &uri, &format!("max_keys_per_set = {}", real + 3)).await, 200);
+    assert_eq!(accepts(&issuer, &uri, &format!("max_jwks_bytes = {}", size - 1)).await, 401);
+    assert_eq!(accepts(&issuer, &uri, &format!("max_jwks_bytes = {size}")).await, 200);
+}
+
+#[test]
+fn limits_are_checked_at_load() {
+    let base = "upstream = \"http://127.0.0.1:1\"\n[[issuers]]\nissuer = \"https://a.example/\"\naudiences = [\"x\"]\n";
+    let error = |limits: &str| Config::from_toml(&format!("{base}[limits]\n{limits}\n")).unwrap_err().to_string();
+    assert_eq!(
+        error("max_header_bytes = 100"),
+        "line 6, column 20: limits.max_header_bytes: must be at least 8192 bytes"
+    );
+    assert_eq!(error("max_connections = 0"), "line 6, column 19: limits.max_connections: must be at least 1");
+    assert!(error("header_read_timeout = 3").contains("unknown field `header_read_timeout`"));
+    let two_more = "[[issuers]]\nissuer = \"https://b.example/\"\naudiences = [\"x\"]\n\
+                    [[issuers]]\nissuer = \"https://c.example/\"\naudiences = [\"x\"]\n";
+    let crowded = Config::from_toml(&format!("{base}{two_more}[limits]\nmax_issuers = 2\n")).unwrap_err();
+    assert_eq!(crowded.key, "issuers");
+    assert!(crowded.message.contains("3 issuers configured, more than limits.max_issuers = 2"), "{crowded}");
+}
