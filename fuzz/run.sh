@@ -7,7 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 SECONDS_PER_TARGET=60
-RUNS=0
+RUNS=-1
 TARGETS=()
 while (($#)); do
   case $1 in

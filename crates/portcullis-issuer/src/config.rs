@@ -18,8 +18,14 @@ pub struct Api {
     pub rbac: bool,
 }
 
-/// An application that asks for tokens.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+/// An application that asks for tokens. Its `Debug` output never shows the secret.
+///
+/// ```
+/// let tenant = portcullis_issuer::Tenant::demo("http://127.0.0.1:3000/callback");
+/// let client = tenant.client("demo-client").unwrap();
+/// assert!(!format!("{client:?}").contains("demo-secret"));
+/// ```
+#[derive(Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Client {
     /// The client ID.
@@ -35,6 +41,18 @@ pub struct Client {
     /// Allowed callback URLs for `/authorize`, matched exactly.
     #[serde(default)]
     pub callbacks: Vec<String>,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("client_id", &self.client_id)
+            .field("client_secret", &self.client_secret.as_ref().map(|_| "<redacted>"))
+            .field("grants", &self.grants)
+            .field("audiences", &self.audiences)
+            .field("callbacks", &self.callbacks)
+            .finish()
+    }
 }
 
 impl Client {
