@@ -21,6 +21,7 @@ for target in "${TARGETS[@]}"; do
   mkdir -p "corpus/$target" "artifacts/$target"
   log=$(mktemp)
   status=0
+  started=$(date +%s)
   cargo +nightly fuzz run "$target" "corpus/$target" "seeds/$target" -- \
     -max_total_time="$SECONDS_PER_TARGET" -runs="$RUNS" -print_final_stats=1 -rss_limit_mb=2048 >"$log" 2>&1 || status=$?
   stat() { awk -v key="$1" '$1 == "stat::"key":" { print $2 }' "$log" | tail -1; }
@@ -28,7 +29,7 @@ for target in "${TARGETS[@]}"; do
   cov=$(sed -nE 's/.* cov: ([0-9]+).*/\1/p' <<<"$last")
   ft=$(sed -nE 's/.* ft: ([0-9]+).*/\1/p' <<<"$last")
   crashes=$(find "artifacts/$target" -type f | wc -l)
-  line="$(date -u +%FT%TZ) target=$target executions=$(stat number_of_executed_units) seconds=$SECONDS_PER_TARGET cov=${cov:-?} ft=${ft:-?} corpus=$(find "corpus/$target" -type f | wc -l) crashes=$crashes exit=$status"
+  line="$(date -u +%FT%TZ) target=$target executions=$(stat number_of_executed_units) seconds=$(( $(date +%s) - started )) cov=${cov:-?} ft=${ft:-?} corpus=$(find "corpus/$target" -type f | wc -l) crashes=$crashes exit=$status"
   echo "$line" | tee -a results.txt
   if ((status != 0)); then tail -40 "$log"; fi
   rm -f "$log"
