@@ -31,4 +31,4 @@ pub use config::{DEMO_AUDIENCE, OTHER_AUDIENCE, Tenant};
 pub use issuer::{Broken, DevIssuer, Grant};
 pub use journal::{Fault, JournalEntry};
 pub use keys::KeyChoice;
-pub use server::{ADMIN_PREFIX, router, serve};
+pub use server::{ADMIN_PREFIX, MAX_BODY_BYTES, router, serve};

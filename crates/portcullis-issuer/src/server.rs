@@ -40,9 +40,14 @@ pub fn router(issuer: DevIssuer) -> Router {
         .route("/authorize", get(authorize_page).post(authorize_submit))
         .route("/userinfo", get(userinfo))
         .nest(ADMIN_PREFIX, admin)
+        // Token, login and admin requests are a few hundred bytes; anything near this is not one of them.
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(middleware::from_fn_with_state(issuer.clone(), journal))
         .with_state(issuer)
 }
+
+/// The largest request body the issuer reads (token, login and admin requests); larger ones are answered 413.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
 /// Serves the issuer on `listener` until the future is dropped.
 pub async fn serve(listener: tokio::net::TcpListener, issuer: DevIssuer) -> std::io::Result<()> {

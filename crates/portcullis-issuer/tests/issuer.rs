@@ -150,6 +150,11 @@ async fn token_endpoint_errors() {
     let mut no_audience = machine_request();
     no_audience.as_object_mut().unwrap().remove("audience");
     assert_eq!(r.token(no_audience).await.1["error"], "invalid_request");
+
+    // Bodies beyond the issuer's limit are refused before they are parsed.
+    let oversized = with("scope", json!("x".repeat(portcullis_issuer::MAX_BODY_BYTES)));
+    let response = r.http.post(format!("{}oauth/token", r.base)).json(&oversized).send().await.unwrap();
+    assert_eq!(response.status(), 413);
 }
 
 async fn code_for(r: &Running, user: &str, verifier: &str, scope: &str) -> String {
