@@ -4,19 +4,13 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
+use portcullis_fuzz::RouterFixture;
 use portcullis_gateway::{Config, Gateway};
 use std::sync::OnceLock;
-use tower::ServiceExt;
 
-struct Fixture {
-    runtime: tokio::runtime::Runtime,
-    router: axum::Router,
-}
-
-fn fixture() -> &'static Fixture {
-    static FIXTURE: OnceLock<Fixture> = OnceLock::new();
-    FIXTURE.get_or_init(|| {
-        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+fn fixture() -> &'static RouterFixture {
+    static FIXTURE: OnceLock<RouterFixture> = OnceLock::new();
+    RouterFixture::get_or_init(&FIXTURE, || {
         let config = Config::from_toml(
             "mode = \"forward_auth\"\n[[issuers]]\nissuer = \"https://issuer.example/\"\n\
              audiences = [\"https://api.example\"]\njwks_uri = \"http://127.0.0.1:9/jwks.json\"\n\
@@ -24,8 +18,7 @@ fn fixture() -> &'static Fixture {
              methods = [\"GET\"]\n[[routes]]\npath = \"/api/*\"\nrequire = { scope = \"read\" }\n",
         )
         .unwrap();
-        let router = runtime.block_on(async { portcullis_gateway::router(Gateway::new(config).unwrap()) });
-        Fixture { runtime, router }
+        portcullis_gateway::router(Gateway::new(config).unwrap())
     })
 }
 
@@ -41,6 +34,6 @@ fuzz_target!(|data: &[u8]| {
         }
     }
     let Ok(request) = request.body(axum::body::Body::empty()) else { return };
-    let response = fixture.runtime.block_on(fixture.router.clone().oneshot(request)).unwrap();
+    let response = fixture.call(request);
     assert!(matches!(response.status().as_u16(), 200 | 400 | 401 | 403 | 404), "{}", response.status());
 });

@@ -3,21 +3,15 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
+use portcullis_fuzz::RouterFixture;
 use portcullis_issuer::{DevIssuer, Tenant};
 use std::sync::OnceLock;
-use tower::ServiceExt;
 
-struct Fixture {
-    runtime: tokio::runtime::Runtime,
-    router: axum::Router,
-}
-
-fn fixture() -> &'static Fixture {
-    static FIXTURE: OnceLock<Fixture> = OnceLock::new();
-    FIXTURE.get_or_init(|| {
-        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+fn fixture() -> &'static RouterFixture {
+    static FIXTURE: OnceLock<RouterFixture> = OnceLock::new();
+    RouterFixture::get_or_init(&FIXTURE, || {
         let issuer = DevIssuer::new(Tenant::demo("http://127.0.0.1:3000/callback"), "http://127.0.0.1:4000/").unwrap();
-        Fixture { runtime, router: portcullis_issuer::router(issuer) }
+        portcullis_issuer::router(issuer)
     })
 }
 
@@ -38,7 +32,7 @@ fuzz_target!(|data: &[u8]| {
         request = request.header("authorization", value);
     }
     let request = request.body(axum::body::Body::from(body.to_vec())).unwrap();
-    let response = fixture.runtime.block_on(fixture.router.clone().oneshot(request)).unwrap();
+    let response = fixture.call(request);
     // Every malformed request is the client's fault: a 4xx, never a server error.
     assert!(!response.status().is_server_error(), "{}", response.status());
 });
