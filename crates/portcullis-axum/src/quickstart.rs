@@ -23,10 +23,13 @@ struct Protected<'a> {
     user: &'a RawValue,
 }
 
+/// The rule of `/api/private-scoped`: the `read:messages` scope, or the RBAC permission of the same name.
+pub fn read_messages() -> Requirement {
+    Requirement::any([Requirement::scope("read:messages"), Requirement::permission("read:messages")])
+}
+
 /// The quickstart API, trusting `verifier`.
 pub fn app(verifier: Verifier) -> Router {
-    let read_messages =
-        Requirement::any([Requirement::scope("read:messages"), Requirement::permission("read:messages")]);
     let protected = Router::new()
         .route(
             "/api/protected",
@@ -55,7 +58,7 @@ pub fn app(verifier: Verifier) -> Router {
                                 read:messages to see this."
                 }))
             })
-            .route_layer(require(read_messages)),
+            .route_layer(require(read_messages())),
         )
         .layer(JwtLayer::new(verifier));
     Router::new()

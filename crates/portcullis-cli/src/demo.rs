@@ -4,8 +4,11 @@
 use crate::issuer_cmd::BANNER;
 use clap::Args;
 use portcullis::remote::{KeyLocation, RemoteKeySet, RemoteOptions};
-use portcullis::{SystemClock, Verifier};
+use portcullis::{Error, Report, SystemClock, VerifiedToken, Verifier};
+use portcullis_axum::quickstart::read_messages;
 use portcullis_issuer::{DEMO_AUDIENCE, DevIssuer, OTHER_AUDIENCE, Tenant, pkce};
+use portcullis_web::spa::SpaConfig;
+use portcullis_web::{Inspect, IssuerView, KeySetView, RouteRule, Tally};
 use serde_json::{Value, json};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -21,6 +24,77 @@ pub(crate) struct DemoArgs {
     /// Run the tour, print each step with pass/fail, and exit (0 only if every step behaved as described).
     #[arg(long)]
     check: bool,
+}
+
+/// The quickstart's routes as the demo's pages show them; `None` marks the public one.
+const DEMO_ROUTES: [(&str, Option<bool>); 4] = [
+    ("/api/public", None),
+    ("/api/protected", Some(false)),
+    ("/api/private", Some(false)),
+    ("/api/private-scoped", Some(true)),
+];
+
+/// The demo API as its debugger and status pages see it.
+struct DemoApi {
+    verifier: Verifier,
+    keys: RemoteKeySet,
+    issuer: String,
+    tally: Tally,
+}
+
+impl Inspect for DemoApi {
+    fn explain(&self, token: &str) -> Report {
+        self.verifier.explain(token)
+    }
+
+    fn routes(&self) -> Vec<RouteRule> {
+        DEMO_ROUTES
+            .iter()
+            .map(|(path, needs)| match needs {
+                None => RouteRule::public(format!("GET {path}")),
+                Some(false) => RouteRule::token(format!("GET {path}")),
+                Some(true) => RouteRule::requiring(format!("GET {path}"), &read_messages()),
+            })
+            .collect()
+    }
+
+    fn check_route(&self, route: usize, token: &VerifiedToken) -> Result<(), Error> {
+        match DEMO_ROUTES.get(route) {
+            Some((_, Some(true))) => read_messages().check(token),
+            _ => Ok(()),
+        }
+    }
+
+    fn issuers(&self) -> Vec<IssuerView> {
+        vec![IssuerView {
+            issuer: self.issuer.clone(),
+            audiences: vec![DEMO_AUDIENCE.to_owned()],
+            key_set: KeySetView::remote(&self.keys),
+        }]
+    }
+
+    fn tally(&self) -> &Tally {
+        &self.tally
+    }
+
+    fn app_path(&self) -> Option<&str> {
+        Some("/")
+    }
+}
+
+/// Counts every API answer for the status page: refusals by the reason the middleware put in the response.
+async fn count(
+    api: Arc<DemoApi>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let response = next.run(request).await;
+    match response.extensions().get::<portcullis_axum::Rejected>() {
+        Some(rejected) => api.tally.denied(rejected.0.reason().code()),
+        None if response.status().is_success() => api.tally.allowed(),
+        None => {}
+    }
+    response
 }
 
 struct Running {
@@ -79,10 +153,23 @@ async fn start(args: &DemoArgs) -> Result<Running, String> {
     let verifier = Verifier::builder()
         .issuer(&issuer_url)
         .audience(DEMO_AUDIENCE)
-        .key_source(Arc::new(keys))
+        .key_source(Arc::new(keys.clone()))
         .build()
         .map_err(|e| e.to_string())?;
-    let app = portcullis_axum::quickstart::app(verifier);
+    let inspect =
+        Arc::new(DemoApi { verifier: verifier.clone(), keys, issuer: issuer_url.clone(), tally: Tally::default() });
+    let spa = SpaConfig {
+        issuer: issuer_url.clone(),
+        client_id: "demo-spa".into(),
+        audience: DEMO_AUDIENCE.into(),
+        scope: "openid profile read:messages".into(),
+        calls: DEMO_ROUTES.iter().map(|(path, _)| (*path).to_owned()).collect(),
+    };
+    let counted = Arc::clone(&inspect);
+    let app = portcullis_axum::quickstart::app(verifier)
+        .layer(axum::middleware::from_fn(move |request, next| count(Arc::clone(&counted), request, next)))
+        .merge(portcullis_web::spa::router(spa).map_err(|e| e.to_string())?)
+        .merge(portcullis_web::pages(inspect));
     tokio::spawn(async move { axum::serve(api_listener, app).await });
     println!("{BANNER}\n");
     println!("portcullis demo: three parties on this machine");
@@ -91,6 +178,10 @@ async fn start(args: &DemoArgs) -> Result<Running, String> {
         "  API                {api_url}  (the quickstart routes, guarded by portcullis, audience {DEMO_AUDIENCE})"
     );
     println!("  clients            demo-client / demo-secret (machine), demo-spa (browser, PKCE), users alice and bob");
+    println!("\nIn a browser:");
+    println!("  {api_url}/          the demo app: log in as alice or bob (authorization code + PKCE), call the API");
+    println!("  {api_url}/debugger  the token debugger: paste a token, see every check this API runs on it");
+    println!("  {api_url}/status    the issuer's keys (kid, fetched at, next refresh) and requests by outcome");
     Ok(Running { api: api_url, issuer: issuer_url, http: reqwest::Client::new() })
 }
 

@@ -143,11 +143,16 @@ pub(crate) fn run(args: ServeArgs) -> ExitCode {
             1 => "1 worker thread".to_owned(),
             n => format!("{n} worker threads"),
         };
+        let admin_paths = if config.admin_pages {
+            "/healthz, /ready, /metrics, /debugger, /status"
+        } else {
+            "/healthz, /ready, /metrics"
+        };
         let gateway = Gateway::new(config).map_err(|e: ConfigError| e.to_string())?;
         println!("portcullis gateway listening on http://{address} ({mode}, {threads})");
         if let Some(admin) = &admin {
             let admin = admin.local_addr().map_err(|e| e.to_string())?;
-            println!("admin listening on http://{admin} (/healthz, /ready, /metrics)");
+            println!("admin listening on http://{admin} ({admin_paths})");
         }
         reload_on_hangup(gateway.clone(), args);
         portcullis_gateway::serve(gateway, listener, admin, shutdown_signal()).await.map_err(|e| e.to_string())

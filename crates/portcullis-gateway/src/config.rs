@@ -136,6 +136,9 @@ pub struct Config {
     /// Admin listener (`/healthz`, `/ready`, `/metrics`); none when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub admin_listen: Option<SocketAddr>,
+    /// Serve the token debugger (`/debugger`) and the status page (`/status`) on the admin listener.
+    #[serde(default = "yes")]
+    pub admin_pages: bool,
     /// Proxy or forward-auth.
     #[serde(default)]
     pub mode: Mode,
@@ -171,6 +174,10 @@ pub struct Config {
     /// Resource limits.
     #[serde(default)]
     pub limits: Limits,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// What happens to a request no route matches.
@@ -263,6 +270,7 @@ impl Config {
         Self {
             listen: default_listen(),
             admin_listen: None,
+            admin_pages: true,
             mode: Mode::default(),
             upstream: None,
             upstream_timeout_secs: default_timeout(),

@@ -9,6 +9,7 @@ use http::{HeaderMap, HeaderName, HeaderValue, Method};
 use portcullis::remote::{KeyLocation, RemoteKeySet, RemoteOptions};
 use portcullis::{Error, KeySource, Reason, SystemClock, VerifiedToken, Verifier};
 use portcullis_axum::Answer;
+use portcullis_web::Tally;
 use serde_json::Value;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -22,6 +23,8 @@ pub struct Gateway {
 
 struct Shared {
     policy: ArcSwap<Policy>,
+    /// Requests decided since start, across reloads (the status page's counts).
+    tally: Arc<Tally>,
     /// Key sets by location, reused across reloads so a reload does not refetch keys.
     key_sets: Mutex<Vec<(KeyLocation, RemoteKeySet)>>,
     refreshing: AtomicBool,
@@ -30,7 +33,7 @@ struct Shared {
 /// One configuration, built: verifier, answers and header mapping.
 pub(crate) struct Policy {
     pub config: Arc<Config>,
-    verifier: Verifier,
+    pub(crate) verifier: Verifier,
     answer: Answer,
     /// The global claim → header mapping.
     claim_headers: Vec<(String, HeaderName)>,
@@ -40,6 +43,7 @@ pub(crate) struct Policy {
     managed: Vec<HeaderName>,
     routes: RouteTable,
     metrics: DecisionMetrics,
+    tally: Arc<Tally>,
 }
 
 /// Metric handles, created on first use (after the recorder is installed) and kept: a request does not look
@@ -106,10 +110,12 @@ pub struct Reloaded {
 impl Gateway {
     /// Builds the gateway: one remote key set per issuer (discovery unless a JWKS URL is given).
     pub fn new(config: Config) -> Result<Self, ConfigError> {
-        let (policy, key_sets, _) = Policy::build(config, &[])?;
+        let tally = Arc::new(Tally::default());
+        let (policy, key_sets, _) = Policy::build(config, &[], Arc::clone(&tally))?;
         Ok(Self {
             shared: Arc::new(Shared {
                 policy: ArcSwap::from_pointee(policy),
+                tally,
                 key_sets: Mutex::new(key_sets),
                 refreshing: AtomicBool::new(false),
             }),
@@ -120,12 +126,13 @@ impl Gateway {
     /// sets of unchanged JWKS locations are kept (no refetch); new ones start loading at once.
     ///
     /// Fails, keeping the running policy, when `config` is invalid or changes what only a restart can change
-    /// (`listen`, `admin_listen`, `mode`, `log_format`, `workers`, `limits`).
+    /// (`listen`, `admin_listen`, `admin_pages`, `mode`, `log_format`, `workers`, `limits`).
     pub fn reload(&self, config: Config) -> Result<Reloaded, ConfigError> {
         let running = self.config();
         for (key, changed) in [
             ("listen", config.listen != running.listen),
             ("admin_listen", config.admin_listen != running.admin_listen),
+            ("admin_pages", config.admin_pages != running.admin_pages),
             ("mode", config.mode != running.mode),
             ("log_format", config.log_format != running.log_format),
             ("workers", config.workers != running.workers),
@@ -140,7 +147,7 @@ impl Gateway {
             }
         }
         let mut key_sets = self.shared.key_sets.lock().unwrap_or_else(PoisonError::into_inner);
-        let (policy, kept, created) = Policy::build(config, &key_sets)?;
+        let (policy, kept, created) = Policy::build(config, &key_sets, Arc::clone(&self.shared.tally))?;
         if self.shared.refreshing.load(Ordering::Acquire) {
             for keys in &created {
                 keys.spawn_refresher();
@@ -176,6 +183,17 @@ impl Gateway {
         self.shared.policy.load().config.clone()
     }
 
+    /// The key set serving `location`, if the policy in force uses it.
+    pub(crate) fn key_set(&self, location: &KeyLocation) -> Option<RemoteKeySet> {
+        let key_sets = self.shared.key_sets.lock().unwrap_or_else(PoisonError::into_inner);
+        key_sets.iter().find(|(known, _)| known == location).map(|(_, keys)| keys.clone())
+    }
+
+    /// Requests decided since start.
+    pub(crate) fn tally(&self) -> &Tally {
+        &self.shared.tally
+    }
+
     /// The policy in force, for one request.
     pub(crate) fn policy(&self) -> Arc<Policy> {
         self.shared.policy.load_full()
@@ -197,6 +215,7 @@ impl Policy {
     fn build(
         config: Config,
         existing: &[(KeyLocation, RemoteKeySet)],
+        tally: Arc<Tally>,
     ) -> Result<(Self, Vec<(KeyLocation, RemoteKeySet)>, Vec<RemoteKeySet>), ConfigError> {
         config.check()?;
         let mut builder = Verifier::builder().max_token_len(config.limits.max_token_bytes);
@@ -250,7 +269,8 @@ impl Policy {
         let routes = RouteTable::new(config.routes.clone());
         let metrics = DecisionMetrics::new(config.routes.len());
         let config = Arc::new(config);
-        let policy = Self { config, verifier, answer, claim_headers, route_claim_headers, managed, routes, metrics };
+        let policy =
+            Self { config, verifier, answer, claim_headers, route_claim_headers, managed, routes, metrics, tally };
         Ok((policy, used, created))
     }
 
@@ -301,6 +321,10 @@ impl Policy {
         );
         let denied = (outcome == "denied").then_some(reason);
         self.metrics.record(index, route, denied, elapsed.as_secs_f64());
+        match denied {
+            None => self.tally.allowed(),
+            Some(reason) => self.tally.denied(reason),
+        }
         decision
     }
 
@@ -378,7 +402,7 @@ fn claim_text(value: &Value) -> Option<String> {
 }
 
 /// The route's own restrictions on a verified token: issuer, audience, then its rule.
-fn route_accepts(route: &RouteConfig, token: &VerifiedToken) -> Result<(), Error> {
+pub(crate) fn route_accepts(route: &RouteConfig, token: &VerifiedToken) -> Result<(), Error> {
     if !route.issuers.is_empty() && !token.issuer().is_some_and(|iss| route.issuers.iter().any(|r| r == iss)) {
         return Err(Error::new(
             Reason::IssuerMismatch,

@@ -10,6 +10,7 @@
 
 pub mod config;
 mod gateway;
+mod inspect;
 mod listener;
 mod proxy;
 mod request_id;
@@ -47,10 +48,16 @@ pub fn install_metrics() -> Option<metrics_exporter_prometheus::PrometheusHandle
     HANDLE.get_or_init(|| metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder().ok()).clone()
 }
 
-/// The admin listener's routes: `/healthz` (alive), `/ready` (every issuer has keys) and `/metrics` (Prometheus
-/// text, when [`install_metrics`] succeeded).
+/// The admin listener's routes: `/healthz` (alive), `/ready` (every issuer has keys), `/metrics` (Prometheus
+/// text, when [`install_metrics`] succeeded) and, unless `admin_pages = false`, the token debugger (`/debugger`)
+/// and the status page (`/status`, `/status.json`).
 pub fn admin_router(gateway: Gateway) -> Router {
     let handle = install_metrics();
+    let pages = if gateway.config().admin_pages {
+        portcullis_web::pages(std::sync::Arc::new(gateway.clone()))
+    } else {
+        Router::new()
+    };
     Router::new()
         .route(
             "/metrics",
@@ -76,6 +83,7 @@ pub fn admin_router(gateway: Gateway) -> Router {
             }),
         )
         .with_state(gateway)
+        .merge(pages)
 }
 
 /// Serves the gateway (and its admin listener) until `shutdown` completes; in-flight requests finish. Both

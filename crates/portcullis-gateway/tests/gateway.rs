@@ -309,6 +309,35 @@ async fn admin_listener_reports_health_readiness_and_metrics() {
     assert!(metrics.contains("portcullis_jwks_fetches_total{"), "{metrics}");
     assert!(metrics.contains("portcullis_gateway_decision_seconds"), "{metrics}");
     assert!(metrics.contains("portcullis_token_cache_lookups_total{result=\"miss\"}"), "{metrics}");
+    // The status page counts the same decisions, across every route.
+    let status: serde_json::Value =
+        http.get(format!("{admin}/status.json")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(
+        status["requests"],
+        serde_json::json!([
+            {"outcome": "allowed", "reason": "none", "count": 1},
+            {"outcome": "denied", "reason": "token_missing", "count": 3},
+        ])
+    );
+    assert_eq!(status["issuers"][0]["key_set"]["state"], "fresh");
+    assert_eq!(http.get(format!("{admin}/debugger")).send().await.unwrap().status(), 200);
+}
+
+#[tokio::test]
+async fn admin_pages_can_be_switched_off() {
+    let issuer = issuer().await;
+    let config = format!(
+        "admin_pages = false\nmode = \"forward_auth\"\n[[issuers]]\nissuer = \"{}\"\naudiences = [\"{DEMO_AUDIENCE}\"]\n",
+        issuer.issuer()
+    );
+    let gateway = Gateway::new(Config::from_toml(&config).unwrap()).unwrap();
+    let (main, _) = listen().await;
+    let (admin, admin_address) = listen().await;
+    tokio::spawn(portcullis_gateway::serve(gateway, main, Some(admin), std::future::pending()));
+    let http = reqwest::Client::new();
+    for (path, status) in [("/healthz", 200), ("/debugger", 404), ("/status", 404), ("/status.json", 404)] {
+        assert_eq!(http.get(format!("http://{admin_address}{path}")).send().await.unwrap().status(), status, "{path}");
+    }
 }
 
 #[tokio::test]
@@ -352,6 +381,9 @@ async fn reload_replaces_the_policy_and_a_bad_config_keeps_the_running_one() {
     let rethreaded = Config { workers: 7, ..Config::from_toml(&config(false)).unwrap() };
     let why = gateway.reload(rethreaded).unwrap_err().to_string();
     assert_eq!(why, "workers: changes only on restart; the running configuration is kept");
+    let paged = Config { admin_pages: false, ..Config::from_toml(&config(false)).unwrap() };
+    let why = gateway.reload(paged).unwrap_err().to_string();
+    assert_eq!(why, "admin_pages: changes only on restart; the running configuration is kept");
     assert_eq!(http.get(format!("{base}/api/x")).send().await.unwrap().status(), 200, "still the reloaded policy");
 }
 

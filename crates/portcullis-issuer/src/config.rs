@@ -41,6 +41,10 @@ pub struct Client {
     /// Allowed callback URLs for `/authorize`, matched exactly.
     #[serde(default)]
     pub callbacks: Vec<String>,
+    /// Origins whose browser scripts may call `/oauth/token` (Auth0's "Allowed Web Origins"), e.g.
+    /// `http://127.0.0.1:3000`; matched exactly against the `Origin` header.
+    #[serde(default)]
+    pub web_origins: Vec<String>,
 }
 
 impl std::fmt::Debug for Client {
@@ -51,6 +55,7 @@ impl std::fmt::Debug for Client {
             .field("grants", &self.grants)
             .field("audiences", &self.audiences)
             .field("callbacks", &self.callbacks)
+            .field("web_origins", &self.web_origins)
             .finish()
     }
 }
@@ -142,7 +147,7 @@ impl Tenant {
 
     /// The built-in demo tenant: API `https://api.example.com` (`read:messages`, `write:messages`, RBAC on),
     /// machine client `demo-client`/`demo-secret` granted `read:messages`, public SPA client `demo-spa` calling
-    /// back to `spa_callback`, users `alice` (both permissions, role `admin`) and `bob` (none). A second API,
+    /// back to `spa_callback` (whose origin may call `/oauth/token` from a browser), users `alice` (both permissions, role `admin`) and `bob` (none). A second API,
     /// `https://billing.example.com` (`read:invoices`, granted to `demo-client`), stands for "another API".
     pub fn demo(spa_callback: &str) -> Self {
         let api = Api {
@@ -160,6 +165,7 @@ impl Tenant {
                 (OTHER_AUDIENCE.into(), vec!["read:invoices".into()]),
             ]),
             callbacks: Vec::new(),
+            web_origins: Vec::new(),
         };
         let spa = Client {
             client_id: "demo-spa".into(),
@@ -167,6 +173,9 @@ impl Tenant {
             grants: vec!["authorization_code".into(), "refresh_token".into()],
             audiences: BTreeMap::new(),
             callbacks: vec![spa_callback.into()],
+            web_origins: url::Url::parse(spa_callback)
+                .map(|url| vec![url.origin().ascii_serialization()])
+                .unwrap_or_default(),
         };
         let user = |id: &str, name: &str, permissions: Vec<String>, roles: &[&str]| User {
             id: id.into(),
@@ -215,6 +224,11 @@ impl Tenant {
     /// The client with this ID.
     pub fn client(&self, client_id: &str) -> Option<&Client> {
         self.clients.iter().find(|client| client.client_id == client_id)
+    }
+
+    /// Whether a browser page from `origin` may call the token endpoint (some client lists it).
+    pub fn allows_web_origin(&self, origin: &str) -> bool {
+        self.clients.iter().any(|client| client.web_origins.iter().any(|allowed| allowed == origin))
     }
 
     /// The user with this ID.

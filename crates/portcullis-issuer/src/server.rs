@@ -36,7 +36,7 @@ pub fn router(issuer: DevIssuer) -> Router {
         .route("/", get(home))
         .route("/.well-known/openid-configuration", get(discovery))
         .route("/.well-known/jwks.json", get(jwks))
-        .route("/oauth/token", post(token))
+        .route("/oauth/token", post(token).layer(token_cors(&issuer)))
         .route("/authorize", get(authorize_page).post(authorize_submit))
         .route("/userinfo", get(userinfo))
         .nest(ADMIN_PREFIX, admin)
@@ -44,6 +44,20 @@ pub fn router(issuer: DevIssuer) -> Router {
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(middleware::from_fn_with_state(issuer.clone(), journal))
         .with_state(issuer)
+}
+
+/// Browser scripts may call the token endpoint from the origins a client lists in `web_origins` (Auth0's
+/// "Allowed Web Origins"); other origins get no CORS headers, so their scripts cannot read the answer.
+fn token_cors(issuer: &DevIssuer) -> tower_http::cors::CorsLayer {
+    use tower_http::cors::{AllowOrigin, CorsLayer};
+    let issuer = issuer.clone();
+    CorsLayer::new()
+        .allow_origin(AllowOrigin::predicate(move |origin, _| {
+            origin.to_str().is_ok_and(|origin| issuer.tenant().allows_web_origin(origin))
+        }))
+        .allow_methods([http::Method::POST])
+        .allow_headers([header::CONTENT_TYPE, header::AUTHORIZATION])
+        .max_age(Duration::from_secs(600))
 }
 
 /// The largest request body the issuer reads (token, login and admin requests); larger ones are answered 413.
@@ -316,11 +330,17 @@ struct AuthorizationRequest {
     code_challenge: Option<String>,
 }
 
+/// The page a browser lands on when an authorization request cannot go back to the app.
 fn error_page(status: StatusCode, message: &str) -> Response {
     (
         status,
         Html(format!(
-            "<!doctype html><title>authorization error</title><p>{}</p><p><em>{DEV_ONLY}.</em></p>",
+            "<!doctype html><html lang=\"en\"><meta charset=\"utf-8\">\
+             <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+             <title>Authorization error — portcullis dev issuer</title>\
+             <body style=\"font: 16px/1.5 system-ui, sans-serif; max-width: 40rem; margin: 1rem auto; padding: 0 1rem\">\
+             <main><h1>Authorization error</h1><p id=\"error\" role=\"alert\">{}</p>\
+             <p><em>{DEV_ONLY}.</em></p></main></body></html>",
             escape(message)
         )),
     )
@@ -333,8 +353,13 @@ fn validate(issuer: &DevIssuer, params: &HashMap<String, String>) -> Result<Auth
     let client = issuer.client(&client_id).ok_or_else(|| "unknown client_id".to_owned())?;
     let redirect_uri = get("redirect_uri").ok_or_else(|| "redirect_uri is required".to_owned())?;
     if !client.callbacks.contains(&redirect_uri) {
-        // Never redirect to an unregistered URL (open redirect): answer here instead.
-        return Err("redirect_uri is not a registered callback URL of this client".to_owned());
+        // Never redirect to an unregistered URL (open redirect): answer here instead, saying what to fix.
+        let allowed = if client.callbacks.is_empty() { "none".to_owned() } else { client.callbacks.join(", ") };
+        return Err(format!(
+            "Callback URL mismatch: {redirect_uri} is not an allowed callback URL of client {client_id} (allowed: \
+             {allowed}). Add it to the client's callbacks (Auth0: Application Settings → Allowed Callback URLs). \
+             It must match exactly — scheme, host, port and path: localhost and 127.0.0.1 are different hosts."
+        ));
     }
     if get("response_type").as_deref() != Some("code") {
         return Err("response_type must be code".to_owned());
@@ -363,6 +388,8 @@ fn validate(issuer: &DevIssuer, params: &HashMap<String, String>) -> Result<Auth
         .collect();
     Ok(AuthorizationRequest { client_id, redirect_uri, state: get("state"), scopes, audience, code_challenge })
 }
+
+const BUTTON_STYLE: &str = "min-height: 44px; padding: 0.5rem 1rem; font: inherit; font-weight: 600";
 
 /// Issues a code for `user` and redirects to the callback.
 fn log_in(issuer: &DevIssuer, request: AuthorizationRequest, user: &str) -> Response {
@@ -418,17 +445,25 @@ async fn authorize_page(State(issuer): State<DevIssuer>, Query(params): Query<Ha
         .map(|u| {
             let name = u.name.as_deref().unwrap_or(&u.id);
             format!(
-                "<button type=\"submit\" name=\"user\" value=\"{}\">Log in as {}</button>",
+                "<li><button type=\"submit\" name=\"user\" value=\"{}\" style=\"{BUTTON_STYLE}\">Log in as {}</button></li>",
                 escape(&u.id),
                 escape(name)
             )
         })
         .collect();
     Html(format!(
-        "<!doctype html><meta charset=\"utf-8\"><title>Log in — portcullis dev issuer</title>\
-         <p><strong>{DEV_ONLY}.</strong></p><h1>Log in to {}</h1>\
-         <form method=\"post\" action=\"/authorize\">{hidden}{buttons}</form>",
-        escape(&request.client_id)
+        "<!doctype html><html lang=\"en\"><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+         <title>Log in — portcullis dev issuer</title>\
+         <body style=\"font: 16px/1.5 system-ui, sans-serif; max-width: 40rem; margin: 1rem auto; padding: 0 1rem\">\
+         <main><p><strong>{DEV_ONLY}.</strong></p><h1>Log in to {}</h1>\
+         <p>Pick a user; there are no passwords. The app asked for scopes <code>{}</code> on <code>{}</code>.</p>\
+         <form method=\"post\" action=\"/authorize\">{hidden}\
+         <ul style=\"list-style: none; padding: 0; display: flex; flex-wrap: wrap; gap: 0.5rem\">{buttons}</ul></form>\
+         </main></body></html>",
+        escape(&request.client_id),
+        escape(&request.scopes.join(" ")),
+        escape(&request.audience),
     ))
     .into_response()
 }

@@ -256,6 +256,9 @@ async fn pkce_and_redirect_rules_are_enforced() {
         .await;
     assert_eq!(evil.status(), 400);
     assert!(evil.headers().get("location").is_none());
+    let page = evil.text().await.unwrap();
+    assert!(page.contains("Callback URL mismatch: https://evil.example/cb is not an allowed callback URL"), "{page}");
+    assert!(page.contains(&format!("(allowed: {CALLBACK})")), "says what is registered: {page}");
     // A public client must use PKCE, with S256.
     let plain = r.authorize(&[&base[..], &[("redirect_uri", CALLBACK), ("login_hint", "alice")]].concat()).await;
     assert_eq!(plain.status(), 400);
@@ -417,4 +420,37 @@ async fn rfc9068_profile_tokens() {
         .build()
         .unwrap();
     assert_eq!(strict.verify(&plain_token).unwrap_err().reason(), Reason::HeaderInvalid);
+}
+
+#[tokio::test]
+async fn browser_scripts_reach_the_token_endpoint_only_from_allowed_web_origins() {
+    let r = start().await;
+    // The demo SPA's origin (from its callback URL) may call /oauth/token from a browser; nothing else may.
+    let preflight = |origin: &'static str| {
+        r.http
+            .request(reqwest::Method::OPTIONS, format!("{}oauth/token", r.base))
+            .header("origin", origin)
+            .header("access-control-request-method", "POST")
+            .header("access-control-request-headers", "content-type")
+            .send()
+    };
+    let allowed = preflight("http://127.0.0.1:3000").await.unwrap();
+    assert!(allowed.status().is_success(), "{}", allowed.status());
+    assert_eq!(allowed.headers()["access-control-allow-origin"], "http://127.0.0.1:3000");
+    assert!(allowed.headers()["access-control-allow-methods"].to_str().unwrap().contains("POST"));
+    for origin in ["http://localhost:3000", "https://evil.example", "null"] {
+        let refused = preflight(origin).await.unwrap();
+        assert!(refused.headers().get("access-control-allow-origin").is_none(), "{origin}");
+    }
+    let exchange = |origin: &'static str| {
+        r.http.post(format!("{}oauth/token", r.base)).header("origin", origin).json(&machine_request()).send()
+    };
+    let answered = exchange("http://127.0.0.1:3000").await.unwrap();
+    assert_eq!(answered.status(), 200);
+    assert_eq!(answered.headers()["access-control-allow-origin"], "http://127.0.0.1:3000");
+    let other = exchange("https://evil.example").await.unwrap();
+    assert!(other.headers().get("access-control-allow-origin").is_none());
+    // Other endpoints carry no CORS headers at all.
+    let jwks = r.http.get(format!("{}.well-known/jwks.json", r.base)).header("origin", "http://127.0.0.1:3000").send();
+    assert!(jwks.await.unwrap().headers().get("access-control-allow-origin").is_none());
 }

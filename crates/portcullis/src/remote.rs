@@ -163,6 +163,8 @@ pub struct Status {
     pub fetched_at: Option<f64>,
     /// When the held set expires (clock seconds); it keeps serving until `max_staleness` after this.
     pub expires_at: Option<f64>,
+    /// When the next refresh ahead of expiry is due (clock seconds), once a set is held.
+    pub next_refresh_at: Option<f64>,
     /// Completed fetch attempts.
     pub fetches: u64,
     /// Failed fetch attempts.
@@ -333,6 +335,7 @@ impl RemoteKeySet {
             keys: snapshot.as_ref().map_or(0, |s| s.keys.len()),
             fetched_at: snapshot.as_ref().map(|s| s.fetched_at),
             expires_at: snapshot.as_ref().map(|s| s.expires_at),
+            next_refresh_at: snapshot.as_ref().map(|_| self.inner.refresh_due()),
             fetches: state.attempts,
             failures: state.failures,
             cooldown_rejections: state.cooldown_rejections,

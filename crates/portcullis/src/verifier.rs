@@ -440,7 +440,7 @@ impl Verifier {
             Ok(jws) => jws,
             Err(err) => {
                 report.header = unverified_header(token);
-                return report.fail(Check::Structure, err, None);
+                return report.fail(Check::Structure, err, structure_hint(token));
             }
         };
         report.header = Some(jws.header().raw().clone());
@@ -475,7 +475,8 @@ impl Verifier {
             match self.rules.check(check, &registered, &verified.payload, now) {
                 Ok(()) => report.pass(check, self.rules.passed(check, &registered, now)),
                 Err(err) => {
-                    let hint = self.claim_hint(check, &registered);
+                    let looks_like_id_token = report.claims.as_ref().is_some_and(|claims| claims.contains_key("nonce"));
+                    let hint = self.claim_hint(check, &registered, looks_like_id_token);
                     first_error.get_or_insert_with(|| err.clone());
                     report.steps.push(Step { check, outcome: Err(err), hint });
                 }
@@ -488,7 +489,7 @@ impl Verifier {
         report
     }
 
-    fn claim_hint(&self, check: Check, claims: &RegisteredClaims) -> Option<String> {
+    fn claim_hint(&self, check: Check, claims: &RegisteredClaims, looks_like_id_token: bool) -> Option<String> {
         match check {
             Check::Issuer => {
                 let iss = claims.iss.as_deref()?;
@@ -504,6 +505,11 @@ impl Verifier {
                     quoted(near)
                 ))
             }
+            Check::Audience if looks_like_id_token => Some(
+                "this looks like an ID token (it carries a nonce and is meant for the client that logged in): \
+                 send the access token to APIs, not the ID token"
+                    .into(),
+            ),
             Check::Audience => Some(format!(
                 "request the token with audience={} (Auth0: the API Identifier), or add the token's audience to \
                  this API's configuration",
@@ -515,6 +521,23 @@ impl Verifier {
             }
             _ => None,
         }
+    }
+}
+
+/// Advice for a token that is not a compact JWS at all: what people paste by mistake.
+fn structure_hint(token: &str) -> Option<String> {
+    match token.split('.').count() {
+        5 => Some(
+            "this is an encrypted token (JWE), not a signed one: Auth0 issues such tokens (or opaque ones) when the \
+             authorization request names no audience; ask for the token with audience=<your API identifier>"
+                .into(),
+        ),
+        1 => Some(
+            "this is not a JWT (no dots): an opaque access token, which only the issuer can read. Auth0 returns one \
+             when the authorization request names no audience; ask with audience=<your API identifier>"
+                .into(),
+        ),
+        _ => None,
     }
 }
 

@@ -1,0 +1,79 @@
+//! The gateway as the token debugger and the status page see it.
+
+use crate::config::{IssuerConfig, RouteConfig};
+use crate::gateway::{Gateway, route_accepts};
+use portcullis::remote::KeyLocation;
+use portcullis::{Error, Report, VerifiedToken};
+use portcullis_web::{Access, Inspect, IssuerView, KeySetView, RouteRule, Tally};
+
+/// The routes a decision can be about (forward-auth endpoints decide about other requests), with their indices.
+fn decided_routes(routes: &[RouteConfig]) -> impl Iterator<Item = &RouteConfig> {
+    routes.iter().filter(|route| !route.forward_auth)
+}
+
+fn label(route: &RouteConfig) -> String {
+    let methods = if route.methods.is_empty() { "ANY".to_owned() } else { route.methods.join(",") };
+    format!("{methods} {}", route.path)
+}
+
+fn access(route: &RouteConfig) -> Access {
+    if route.public {
+        return Access::Public;
+    }
+    let mut needs = Vec::new();
+    if !route.issuers.is_empty() {
+        needs.push(format!("issuer one of {}", route.issuers.join(", ")));
+    }
+    if !route.audiences.is_empty() {
+        needs.push(format!("audience one of {}", route.audiences.join(", ")));
+    }
+    if let Some(rule) = &route.require {
+        needs.push(rule.to_string());
+    }
+    if needs.is_empty() { Access::Token } else { Access::Rule(needs.join("; ")) }
+}
+
+fn location(issuer: &IssuerConfig) -> KeyLocation {
+    match &issuer.jwks_uri {
+        Some(uri) => KeyLocation::Jwks(uri.clone()),
+        None => KeyLocation::Discovery { issuer: issuer.issuer.clone() },
+    }
+}
+
+impl Inspect for Gateway {
+    fn explain(&self, token: &str) -> Report {
+        self.policy().verifier.explain(token)
+    }
+
+    fn routes(&self) -> Vec<RouteRule> {
+        let config = self.config();
+        decided_routes(&config.routes).map(|route| RouteRule { label: label(route), access: access(route) }).collect()
+    }
+
+    fn check_route(&self, route: usize, token: &VerifiedToken) -> Result<(), Error> {
+        let config = self.config();
+        match decided_routes(&config.routes).nth(route) {
+            Some(route) => route_accepts(route, token),
+            None => Ok(()),
+        }
+    }
+
+    fn issuers(&self) -> Vec<IssuerView> {
+        self.config()
+            .issuers
+            .iter()
+            .map(|issuer| {
+                let location = location(issuer);
+                let key_set = match self.key_set(&location) {
+                    Some(keys) => KeySetView::remote(&keys),
+                    None => KeySetView { location: format!("{location:?}"), keys: None, status: None },
+                };
+                IssuerView { issuer: issuer.issuer.clone(), audiences: issuer.audiences.clone(), key_set }
+            })
+            .collect()
+    }
+
+    fn tally(&self) -> &Tally {
+        Gateway::tally(self)
+    }
+}

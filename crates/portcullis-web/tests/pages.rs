@@ -1,0 +1,213 @@
+//! The debugger and status pages in process, as HTML: what they say about good, wrong and hostile input, and the
+//! headers that keep a pasted token on this server. (The browser tests in portcullis-cli drive them in Chromium.)
+#![allow(clippy::unwrap_used)]
+
+use axum::body::Body;
+use http::{Request, StatusCode, header};
+use portcullis::signing::SigningKey;
+use portcullis::{Algorithm, Error, KeySet, Report, Requirement, VerifiedToken, Verifier, VerifyingKey};
+use portcullis_web::{Inspect, IssuerView, KeySetView, RouteRule, Tally};
+use serde_json::{Value, json};
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+use tower::ServiceExt;
+
+const ISSUER: &str = "https://tenant.example/";
+const AUDIENCE: &str = "https://api.example";
+
+struct Api {
+    verifier: Verifier,
+    keys: Arc<KeySet>,
+    rule: Requirement,
+    tally: Tally,
+}
+
+impl Inspect for Api {
+    fn explain(&self, token: &str) -> Report {
+        self.verifier.explain(token)
+    }
+
+    fn routes(&self) -> Vec<RouteRule> {
+        vec![RouteRule::public("GET /health"), RouteRule::requiring("GET /messages", &self.rule)]
+    }
+
+    fn check_route(&self, route: usize, token: &VerifiedToken) -> Result<(), Error> {
+        if route == 1 { self.rule.check(token) } else { Ok(()) }
+    }
+
+    fn issuers(&self) -> Vec<IssuerView> {
+        vec![IssuerView {
+            issuer: ISSUER.into(),
+            audiences: vec![AUDIENCE.into()],
+            key_set: KeySetView::fixed("keys.json", Arc::clone(&self.keys)),
+        }]
+    }
+
+    fn tally(&self) -> &Tally {
+        &self.tally
+    }
+}
+
+fn now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs()
+}
+
+fn setup() -> (Arc<Api>, SigningKey) {
+    let signer = SigningKey::generate(Algorithm::ES256, Some("key-2026".into())).unwrap();
+    let public = VerifyingKey::from_jwk(signer.public_jwk().as_object().unwrap()).unwrap();
+    let keys = Arc::new(KeySet::from_keys([public]));
+    let verifier = Verifier::builder().issuer(ISSUER).audience(AUDIENCE).keys((*keys).clone()).build().unwrap();
+    let api = Api { verifier, keys, rule: Requirement::scope("read:messages"), tally: Tally::default() };
+    (Arc::new(api), signer)
+}
+
+fn token(signer: &SigningKey, audience: &str, scope: &str) -> String {
+    let claims =
+        json!({"iss": ISSUER, "sub": "auth0|alice", "aud": audience, "iat": now(), "exp": now() + 600, "scope": scope});
+    signer.sign_token(&claims, None).unwrap()
+}
+
+async fn send(api: &Arc<Api>, request: Request<Body>) -> (StatusCode, http::HeaderMap, String) {
+    let response = portcullis_web::pages(Arc::clone(api) as Arc<dyn Inspect>).oneshot(request).await.unwrap();
+    let (parts, body) = response.into_parts();
+    let body = axum::body::to_bytes(body, 1 << 20).await.unwrap();
+    (parts.status, parts.headers, String::from_utf8(body.to_vec()).unwrap())
+}
+
+async fn check(api: &Arc<Api>, token: &str, route: &str) -> String {
+    let form = url::form_urlencoded::Serializer::new(String::new())
+        .append_pair("token", token)
+        .append_pair("route", route)
+        .finish();
+    let request = Request::post("/debugger")
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(Body::from(form))
+        .unwrap();
+    let (status, _, body) = send(api, request).await;
+    assert_eq!(status, StatusCode::OK);
+    body
+}
+
+/// The rows of the checks table as (check, class).
+fn rows(html: &str) -> Vec<(String, String)> {
+    html.split("<tr data-check=\"")
+        .skip(1)
+        .map(|rest| {
+            let (check, rest) = rest.split_once('"').unwrap();
+            let class = rest.split("class=\"").nth(1).unwrap().split('"').next().unwrap();
+            (check.to_owned(), class.to_owned())
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_valid_token_passes_every_check_and_the_route_rule_decides() {
+    let (api, signer) = setup();
+    let good = token(&signer, AUDIENCE, "openid read:messages");
+    let html = check(&api, &format!("Bearer {good}\n"), "1").await;
+    assert!(html.contains("Allowed: this server lets the request through."), "{html}");
+    let rows = rows(&html);
+    assert_eq!(rows.len(), 12, "{rows:?}");
+    assert!(rows.iter().all(|(_, class)| class == "pass"), "{rows:?}");
+    assert_eq!(rows.last().unwrap().0, "route GET /messages");
+    assert!(html.contains("<tr data-claim=\"exp\">"), "{html}");
+    assert!(html.contains("expires in 600 s") || html.contains("expires in 599 s"), "{html}");
+
+    // The same token without the scope: refused by the route, 403, with what the token does grant.
+    let unscoped = token(&signer, AUDIENCE, "openid");
+    let html = check(&api, &unscoped, "1").await;
+    assert!(html.contains("Refused: <strong>insufficient_scope</strong> (HTTP 403)"), "{html}");
+    assert!(html.contains("the token grants scope openid and permissions (none)"), "{html}");
+    // On the public route any token, even a broken one, is let through.
+    let html = check(&api, "not-a-token", "0").await;
+    assert!(html.contains("Allowed: this server lets the request through."), "{html}");
+}
+
+#[tokio::test]
+async fn wrong_audience_opaque_and_encrypted_tokens_get_their_hints() {
+    let (api, signer) = setup();
+    let html = check(&api, &token(&signer, "https://other.example", "openid"), "").await;
+    assert!(html.contains("Refused: <strong>audience_mismatch</strong> (HTTP 401)"), "{html}");
+    assert!(html.contains("<strong>Hint:</strong> request the token with audience=https://api.example"), "{html}");
+    assert!(rows(&html).contains(&("audience".to_owned(), "fail".to_owned())));
+    assert!(rows(&html).contains(&("signature".to_owned(), "pass".to_owned())));
+
+    let id_token = signer
+        .sign_token(
+            &json!({"iss": ISSUER, "sub": "auth0|alice", "aud": "client-123", "exp": now() + 60, "nonce": "n"}),
+            None,
+        )
+        .unwrap();
+    let html = check(&api, &id_token, "").await;
+    assert!(html.contains("this looks like an ID token"), "{html}");
+
+    let html = check(&api, "8Hq3ZtQoVn0Z2x", "").await;
+    assert!(html.contains("an opaque access token"), "{html}");
+    let html = check(&api, "eyJhbGciOiJkaXIiLCJlbmMiOiJBMjU2R0NNIn0..iv.ciphertext.tag", "").await;
+    assert!(html.contains("this is an encrypted token (JWE)"), "{html}");
+    let html = check(&api, "   ", "").await;
+    assert!(html.contains("Paste a token first."), "{html}");
+}
+
+#[tokio::test]
+async fn hostile_input_is_shown_as_text_and_the_page_allows_no_other_origin() {
+    let (api, signer) = setup();
+    // Markup in the token (reflected into the form) and in a claim (shown decoded) stays text.
+    let claims = json!({"iss": ISSUER, "aud": AUDIENCE, "exp": now() + 60, "sub": "</pre><script>alert(1)</script>"});
+    let hostile = signer.sign_token(&claims, None).unwrap();
+    let html = check(&api, &format!("{hostile}\"></textarea><img src=x onerror=alert(2)>"), "").await;
+    assert!(!html.contains("<script>alert(1)") && !html.contains("<img src=x"), "{html}");
+    assert!(html.contains("&lt;/pre&gt;&lt;script&gt;alert(1)&lt;/script&gt;"));
+    assert!(html.contains("&quot;&gt;&lt;/textarea&gt;&lt;img src=x onerror=alert(2)&gt;"));
+
+    let (status, headers, html) = send(&api, Request::get("/debugger").body(Body::empty()).unwrap()).await;
+    assert_eq!(status, StatusCode::OK);
+    let policy = headers[header::CONTENT_SECURITY_POLICY].to_str().unwrap();
+    assert_eq!(
+        policy,
+        "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
+    );
+    assert_eq!(headers[header::CACHE_CONTROL], "no-store");
+    assert_eq!(headers[header::REFERRER_POLICY], "no-referrer");
+    assert_eq!(headers[header::X_FRAME_OPTIONS], "DENY");
+    assert!(!html.contains("<script"), "the debugger runs no script");
+    assert!(html.contains("<label for=\"token\">") && html.contains("<label for=\"route\">"));
+
+    // A form far beyond any token is refused before it is read.
+    let huge = format!("token={}", "a".repeat(100 * 1024));
+    let request = Request::post("/debugger")
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(Body::from(huge))
+        .unwrap();
+    assert_eq!(send(&api, request).await.0, StatusCode::PAYLOAD_TOO_LARGE);
+}
+
+#[tokio::test]
+async fn the_status_page_lists_the_keys_and_the_counts() {
+    let (api, _) = setup();
+    api.tally.allowed();
+    api.tally.denied("token_expired");
+    let (status, headers, html) = send(&api, Request::get("/status").body(Body::empty()).unwrap()).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(headers[header::CONTENT_SECURITY_POLICY].to_str().unwrap().starts_with("default-src 'none'"));
+    assert!(html.contains("<tr data-kid=\"key-2026\"><td><code>key-2026</code></td><td>ES256</td>"), "{html}");
+    assert!(html.contains("data-state=\"fixed\""), "{html}");
+    assert!(html.contains(
+        "<tr data-outcome=\"denied\" data-reason=\"token_expired\"><td>denied</td><td>token_expired</td><td>1</td></tr>"
+    ));
+
+    let (_, headers, json) = send(&api, Request::get("/status.json").body(Body::empty()).unwrap()).await;
+    assert_eq!(headers[header::CONTENT_TYPE], "application/json");
+    let json: Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(json["issuers"][0]["key_set"]["keys"][0]["kid"], "key-2026");
+    assert_eq!(
+        json["requests"],
+        json!([
+            {"outcome": "allowed", "reason": "none", "count": 1},
+            {"outcome": "denied", "reason": "token_expired", "count": 1},
+        ])
+    );
+    let (status, headers, css) = send(&api, Request::get("/portcullis.css").body(Body::empty()).unwrap()).await;
+    assert_eq!((status, headers[header::CONTENT_TYPE].to_str().unwrap()), (StatusCode::OK, "text/css; charset=utf-8"));
+    assert!(css.contains(":focus-visible"));
+}
