@@ -15,6 +15,13 @@ fn demo_check_passes_every_step() {
     assert!(!stdout.contains("[FAIL]"), "{stdout}");
     assert!(stdout.contains("demo check: every step behaved as described"));
     assert!(stdout.contains("DEVELOPMENT ONLY"));
+    // The tour points to the browser pages the demo serves.
+    for page in ["/  ", "/debugger  ", "/status  "] {
+        assert!(
+            stdout.lines().any(|line| line.contains("http://127.0.0.1:") && line.contains(page)),
+            "{page}: {stdout}"
+        );
+    }
     // The tour never prints a token.
     assert!(!stdout.contains("eyJ"), "{stdout}");
 }
