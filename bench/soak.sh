@@ -81,10 +81,15 @@ print(f"rss_before_kib={sys.argv[2]} rss_after_kib={sys.argv[3]} rss_min_kib={mi
 PY
 
 echo "== 3. slow: 10,000 slowloris connections for 60 s, valid requests at 1,000/s alongside"
+RSS_BEFORE_SLOW=$(rss)
+( while kill -0 "$GATEWAY" 2>/dev/null; do rss; sleep 2; done ) >"$WORK/rss-slow.txt" &
+SAMPLER=$!
 taskset -c 1 "$PEERS" slow "127.0.0.1:$PORT" --connections 10000 --seconds 60 >"$WORK/slow.txt" &
 SLOW=$!
 sleep 5   # let the slow connections open before measuring the valid traffic beside them
 taskset -c 1 "$PEERS" rate "$URL" "$TOKENS/tokens-one.txt" --rps 1000 --seconds 50 --connections 8 \
   --header "X-Original-URI: /api/x" | tee "$WORK/slow-valid.txt"
 wait "$SLOW"; cat "$WORK/slow.txt"
-echo "rss_end_kib=$(rss)"
+kill "$SAMPLER" 2>/dev/null || true
+sleep 5   # the closed connections' memory goes back to the allocator
+echo "rss_before_slow_kib=$RSS_BEFORE_SLOW rss_max_during_slow_kib=$(sort -n "$WORK/rss-slow.txt" | tail -1) rss_after_slow_kib=$(rss)"
