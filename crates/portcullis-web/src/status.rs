@@ -4,6 +4,7 @@ use crate::html::{self, Current, PAGE_POLICY, escape, secured};
 use crate::{Inspect, IssuerView};
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
+use portcullis::algorithm::KeyFamily;
 use serde_json::{Value, json};
 use std::fmt::Write;
 use std::sync::Arc;
@@ -18,6 +19,15 @@ fn freshness(view: &IssuerView, now: f64) -> &'static str {
             Some(expires) if now > expires => "stale",
             _ => "fresh",
         },
+    }
+}
+
+/// The key type as a JWK names it (`kty`, and the curve for elliptic keys).
+fn key_type(family: KeyFamily) -> String {
+    match family {
+        KeyFamily::Rsa => "RSA".to_owned(),
+        KeyFamily::Ec(curve) => format!("EC {}", curve.name()),
+        KeyFamily::Ed25519 => "OKP Ed25519".to_owned(),
     }
 }
 
@@ -88,11 +98,11 @@ fn keys_table(view: &IssuerView, number: usize) -> String {
     for key in keys.keys() {
         let _ = write!(
             out,
-            "<tr data-kid=\"{}\"><td><code>{}</code></td><td>{}</td><td>{:?}</td><td>{} bits</td></tr>",
+            "<tr data-kid=\"{}\"><td><code>{}</code></td><td>{}</td><td>{}</td><td>{} bits</td></tr>",
             escape(key.kid().unwrap_or("")),
             escape(key.kid().unwrap_or("(none)")),
             escape(&key.algorithms().to_string()),
-            key.family(),
+            key_type(key.family()),
             key.bits()
         );
     }
@@ -137,7 +147,7 @@ pub(crate) async fn json(State(inspect): State<Arc<dyn Inspect>>) -> Response {
                         json!({
                             "kid": key.kid(),
                             "algorithms": key.algorithms().to_string(),
-                            "type": format!("{:?}", key.family()),
+                            "type": key_type(key.family()),
                             "bits": key.bits(),
                         })
                     })

@@ -190,7 +190,10 @@ async fn the_status_page_lists_the_keys_and_the_counts() {
     let (status, headers, html) = send(&api, Request::get("/status").body(Body::empty()).unwrap()).await;
     assert_eq!(status, StatusCode::OK);
     assert!(headers[header::CONTENT_SECURITY_POLICY].to_str().unwrap().starts_with("default-src 'none'"));
-    assert!(html.contains("<tr data-kid=\"key-2026\"><td><code>key-2026</code></td><td>ES256</td>"), "{html}");
+    assert!(
+        html.contains("<tr data-kid=\"key-2026\"><td><code>key-2026</code></td><td>ES256</td><td>EC P-256</td>"),
+        "{html}"
+    );
     assert!(html.contains("data-state=\"fixed\""), "{html}");
     assert!(html.contains(
         "<tr data-outcome=\"denied\" data-reason=\"token_expired\"><td>denied</td><td>token_expired</td><td>1</td></tr>"
