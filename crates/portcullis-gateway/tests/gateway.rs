@@ -320,6 +320,8 @@ async fn admin_listener_reports_health_readiness_and_metrics() {
         ])
     );
     assert_eq!(status["issuers"][0]["key_set"]["state"], "fresh");
+    // Found by discovery: the page names the JWKS URL the keys came from.
+    assert_eq!(status["issuers"][0]["key_set"]["location"], format!("{}.well-known/jwks.json", issuer.issuer()));
     assert_eq!(http.get(format!("{admin}/debugger")).send().await.unwrap().status(), 200);
 }
 

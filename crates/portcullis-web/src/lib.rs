@@ -124,7 +124,8 @@ pub struct IssuerView {
 /// A key set as the status page shows it.
 #[derive(Debug, Clone)]
 pub struct KeySetView {
-    /// Where the keys come from: the JWKS URL, or the issuer for discovery.
+    /// Where the keys come from: the JWKS URL (as configured or as discovery found it), or the issuer while
+    /// discovery has not run yet.
     pub location: String,
     /// The keys in use, if any.
     pub keys: Option<Arc<KeySet>>,
@@ -135,7 +136,8 @@ pub struct KeySetView {
 impl KeySetView {
     /// The view of a remote key set: its keys and fetch state right now.
     pub fn remote(keys: &RemoteKeySet) -> Self {
-        Self { location: keys.label().to_owned(), keys: keys.current(), status: Some(keys.status()) }
+        let location = keys.jwks_url().unwrap_or_else(|| keys.label().to_owned());
+        Self { location, keys: keys.current(), status: Some(keys.status()) }
     }
 
     /// The view of a fixed key set.

@@ -293,6 +293,14 @@ impl RemoteKeySet {
         &self.inner.label
     }
 
+    /// The JWKS URL keys are fetched from: the configured one, or the one discovery found (`None` until then).
+    pub fn jwks_url(&self) -> Option<String> {
+        match &self.inner.location {
+            KeyLocation::Jwks(url) => Some(url.clone()),
+            KeyLocation::Discovery { .. } => self.inner.jwks_uri.lock().unwrap_or_else(PoisonError::into_inner).clone(),
+        }
+    }
+
     /// Fetches now (subject to the token bucket); `Err` carries the reason when no new set was stored.
     pub async fn refresh(&self) -> Result<(), String> {
         match Inner::fetch(&self.inner, Cause::Missing).await {
