@@ -1,7 +1,7 @@
 //! `/debugger`: a pasted token checked against this server's own configuration, every check with its outcome.
 
 use crate::html::{Current, PAGE_POLICY, escape, page};
-use crate::{Access, Inspect};
+use crate::{Access, Inspect, RouteRule};
 use axum::Form;
 use axum::extract::State;
 use axum::response::Response;
@@ -25,19 +25,20 @@ pub(crate) struct Submitted {
 
 /// `GET /debugger`: the empty form.
 pub(crate) async fn form(State(inspect): State<Arc<dyn Inspect>>) -> Response {
-    render(inspect.as_ref(), "", None, "")
+    render(inspect.as_ref(), &inspect.routes(), "", None, "")
 }
 
 /// `POST /debugger`: the form again, with the checks of the submitted token.
 pub(crate) async fn check(State(inspect): State<Arc<dyn Inspect>>, Form(submitted): Form<Submitted>) -> Response {
     let token = normalize(&submitted.token);
-    let route = submitted.route.parse::<usize>().ok().filter(|&i| i < inspect.routes().len());
+    let routes = inspect.routes();
+    let route = submitted.route.parse::<usize>().ok().filter(|&i| i < routes.len());
     let results = if token.is_empty() {
         "<p class=\"verdict fail\" role=\"alert\">Paste a token first.</p>".to_owned()
     } else {
-        results(inspect.as_ref(), token, route)
+        results(inspect.as_ref(), &routes, token, route)
     };
-    render(inspect.as_ref(), &submitted.token, route, &results)
+    render(inspect.as_ref(), &routes, &submitted.token, route, &results)
 }
 
 /// The token without surrounding whitespace or a leading `Bearer ` (as copied from a request).
@@ -46,9 +47,9 @@ fn normalize(input: &str) -> &str {
     trimmed.strip_prefix("Bearer ").or_else(|| trimmed.strip_prefix("bearer ")).map_or(trimmed, str::trim)
 }
 
-fn render(inspect: &dyn Inspect, token: &str, route: Option<usize>, results: &str) -> Response {
+fn render(inspect: &dyn Inspect, routes: &[RouteRule], token: &str, route: Option<usize>, results: &str) -> Response {
     let mut options = String::from("<option value=\"\">No route: the token checks only</option>");
-    for (index, rule) in inspect.routes().iter().enumerate() {
+    for (index, rule) in routes.iter().enumerate() {
         let selected = if route == Some(index) { " selected" } else { "" };
         let _ = write!(options, "<option value=\"{index}\"{selected}>{}</option>", escape(&rule.label));
     }
@@ -96,7 +97,7 @@ struct Row {
     hint: Option<String>,
 }
 
-fn results(inspect: &dyn Inspect, token: &str, route: Option<usize>) -> String {
+fn results(inspect: &dyn Inspect, routes: &[RouteRule], token: &str, route: Option<usize>) -> String {
     let report = inspect.explain(token);
     let mut rows: Vec<Row> = report
         .steps
@@ -113,7 +114,6 @@ fn results(inspect: &dyn Inspect, token: &str, route: Option<usize>) -> String {
             },
         })
         .collect();
-    let routes = inspect.routes();
     let chosen = route.and_then(|index| routes.get(index).map(|rule| (index, rule)));
     // The answer this server gives: a token failure first, then the route's rule.
     let mut refusal: Option<Error> = report.verdict.as_ref().err().cloned();
