@@ -30,7 +30,19 @@ else
   FUZZ=(cargo +nightly fuzz)
   BUILD_FLAGS=()
 fi
-((${#TARGETS[@]})) || mapfile -t TARGETS < <("${FUZZ[@]}" list)
+if ! ((${#TARGETS[@]})); then
+  listing=$("${FUZZ[@]}" list) || { echo "fuzz: \`${FUZZ[*]} list\` failed" >&2; exit 1; }
+  mapfile -t TARGETS <<<"$listing"
+fi
+# Build every target first, so a build failure shows the compiler's own message (and the free disk space, the
+# usual cause on a crowded machine) instead of an empty fuzzer log.
+for target in "${TARGETS[@]}"; do
+  if ! "${FUZZ[@]}" build "${BUILD_FLAGS[@]}" "$target"; then
+    echo "fuzz: building $target failed; free space where it builds:" >&2
+    df -h . >&2 || true
+    exit 1
+  fi
+done
 failed=0
 for target in "${TARGETS[@]}"; do
   if ((SMOKE)); then
@@ -48,7 +60,7 @@ for target in "${TARGETS[@]}"; do
     -max_total_time="$SECONDS_PER_TARGET" -runs="$RUNS" -print_final_stats=1 -rss_limit_mb=2048 \
     -artifact_prefix="$artifacts/" >"$log" 2>&1 || status=$?
   stat() { awk -v key="$1" '$1 == "stat::"key":" { print $2 }' "$log" | tail -1; }
-  last=$(grep -E '^#[0-9]+' "$log" | tail -1)
+  last=$(grep -E '^#[0-9]+' "$log" | tail -1 || true)
   cov=$(sed -nE 's/.* cov: ([0-9]+).*/\1/p' <<<"$last")
   ft=$(sed -nE 's/.* ft: ([0-9]+).*/\1/p' <<<"$last")
   crashes=$(find "$artifacts" -type f | wc -l)
