@@ -1,9 +1,10 @@
 //! A test identity provider on 127.0.0.1:0 that serves discovery and a JWKS, counts every request, and on command
-//! rotates keys or misbehaves (error statuses, garbage, empty sets, huge bodies, hangs, cross-host redirects).
+//! rotates keys, moves its key set to another path, or misbehaves (error statuses, garbage, empty sets, huge
+//! bodies, hangs, cross-host redirects).
 
 use axum::Router;
 use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use portcullis::Algorithm;
@@ -38,6 +39,7 @@ struct Shared {
     mode: Mutex<Mode>,
     cache_control: Mutex<Option<String>>,
     discovery_issuer: Mutex<String>,
+    jwks_path: Mutex<String>,
     jwks_requests: AtomicUsize,
     discovery_requests: AtomicUsize,
     port: u16,
@@ -70,13 +72,14 @@ impl Idp {
             mode: Mutex::new(Mode::Normal),
             cache_control: Mutex::new(None),
             discovery_issuer: Mutex::new(format!("{base}/")),
+            jwks_path: Mutex::new(JWKS_PATH.to_owned()),
             jwks_requests: AtomicUsize::new(0),
             discovery_requests: AtomicUsize::new(0),
             port,
         });
         let app = Router::new()
             .route("/.well-known/openid-configuration", get(discovery))
-            .route("/.well-known/jwks.json", get(jwks))
+            .fallback(get(jwks))
             .with_state(Arc::clone(&shared));
         let (stop, stopped) = oneshot::channel::<()>();
         tokio::spawn(async move {
@@ -94,9 +97,14 @@ impl Idp {
         format!("{}/", self.base)
     }
 
-    /// The JWKS URL.
+    /// The JWKS URL discovery currently names.
     pub fn jwks_url(&self) -> String {
-        format!("{}/.well-known/jwks.json", self.base)
+        format!("{}{}", self.base, self.shared.jwks_path.lock().unwrap())
+    }
+
+    /// Moves the key set to `path` (discovery names the new URL; the old one answers 404).
+    pub fn move_jwks(&self, path: &str) {
+        *self.shared.jwks_path.lock().unwrap() = path.to_owned();
     }
 
     /// Publishes exactly these keys.
@@ -119,7 +127,7 @@ impl Idp {
         *self.shared.discovery_issuer.lock().unwrap() = issuer.to_owned();
     }
 
-    /// JWKS requests served so far.
+    /// Requests for a key set so far (every path but discovery's, including moved-away ones).
     pub fn jwks_requests(&self) -> usize {
         self.shared.jwks_requests.load(Ordering::SeqCst)
     }
@@ -134,17 +142,21 @@ async fn discovery(State(shared): State<Arc<Shared>>) -> Response {
     shared.discovery_requests.fetch_add(1, Ordering::SeqCst);
     let issuer = shared.discovery_issuer.lock().unwrap().clone();
     let base = format!("http://127.0.0.1:{}", shared.port);
+    let jwks_path = shared.jwks_path.lock().unwrap().clone();
     axum::Json(json!({
         "issuer": issuer,
-        "jwks_uri": format!("{base}/.well-known/jwks.json"),
+        "jwks_uri": format!("{base}{jwks_path}"),
         "authorization_endpoint": format!("{base}/authorize"),
         "token_endpoint": format!("{base}/oauth/token"),
     }))
     .into_response()
 }
 
-async fn jwks(State(shared): State<Arc<Shared>>) -> Response {
+async fn jwks(State(shared): State<Arc<Shared>>, uri: Uri) -> Response {
     shared.jwks_requests.fetch_add(1, Ordering::SeqCst);
+    if uri.path() != *shared.jwks_path.lock().unwrap() {
+        return StatusCode::NOT_FOUND.into_response();
+    }
     let mode = shared.mode.lock().unwrap().clone();
     let mut headers = HeaderMap::new();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/jwk-set+json"));
@@ -165,11 +177,14 @@ async fn jwks(State(shared): State<Arc<Shared>>) -> Response {
             StatusCode::GATEWAY_TIMEOUT.into_response()
         }
         Mode::RedirectToOtherHost => {
-            let target = format!("http://localhost:{}/.well-known/jwks.json", shared.port);
+            let target = format!("http://localhost:{}{JWKS_PATH}", shared.port);
             (StatusCode::FOUND, [(header::LOCATION, target)]).into_response()
         }
     }
 }
+
+/// Where the key set is served until [`Idp::move_jwks`].
+const JWKS_PATH: &str = "/.well-known/jwks.json";
 
 /// A fresh ES256 signing key with a kid.
 pub fn key(kid: &str) -> SigningKey {

@@ -15,6 +15,7 @@
 //! | stale-if-error | keep the last good set 24 h past its expiry | an IdP outage must not become an API outage |
 //! | no usable set | `keys_unavailable` (HTTP 503 with `Retry-After`) | the fault is ours or the IdP's, never the client's (not 401) |
 //! | fetch hygiene | 5 s timeout, 1 MiB body, same-host redirects, HTTPS except loopback | see [`fetch`](crate::fetch) |
+//! | discovered `jwks_uri` | read again after `max_ttl` (24 h), and after a failed fetch from it | an issuer that moves its key set is followed without a restart; if discovery then fails, the known location keeps serving |
 //!
 //! A response that is not a JWK Set, or whose keys are all unusable, never replaces a good cached set; unusable
 //! keys inside a good set are skipped with a warning.
@@ -200,7 +201,7 @@ struct Snapshot {
 struct Inner {
     label: String,
     location: KeyLocation,
-    jwks_uri: Mutex<Option<String>>,
+    jwks_uri: Mutex<Option<Discovered>>,
     fetcher: Fetcher,
     options: RemoteOptions,
     clock: Arc<dyn Clock>,
@@ -211,6 +212,14 @@ struct Inner {
     fetch_lock: Arc<tokio::sync::Mutex<()>>,
     state: Mutex<State>,
     events: watch::Sender<u64>,
+}
+
+/// A key set location found by discovery.
+#[derive(Clone)]
+struct Discovered {
+    jwks_uri: String,
+    /// When discovery last confirmed it (clock seconds); `None` once a fetch from it failed.
+    confirmed_at: Option<f64>,
 }
 
 struct State {
@@ -297,7 +306,9 @@ impl RemoteKeySet {
     pub fn jwks_url(&self) -> Option<String> {
         match &self.inner.location {
             KeyLocation::Jwks(url) => Some(url.clone()),
-            KeyLocation::Discovery { .. } => self.inner.jwks_uri.lock().unwrap_or_else(PoisonError::into_inner).clone(),
+            KeyLocation::Discovery { .. } => {
+                self.inner.jwks_uri.lock().unwrap_or_else(PoisonError::into_inner).as_ref().map(|d| d.jwks_uri.clone())
+            }
         }
     }
 
@@ -549,7 +560,15 @@ impl Inner {
 
     async fn fetch_once(&self) -> Result<(KeySet, f64), String> {
         let url = self.jwks_uri().await?;
-        let fetched = self.fetcher.get(&url).await.map_err(|e| e.to_string())?;
+        let result = self.fetch_keys(&url).await;
+        if result.is_err() {
+            self.doubt_discovered(&url);
+        }
+        result
+    }
+
+    async fn fetch_keys(&self, url: &str) -> Result<(KeySet, f64), String> {
+        let fetched = self.fetcher.get(url).await.map_err(|e| e.to_string())?;
         let keys =
             KeySet::from_jwks_json_bounded(&fetched.body, self.options.max_keys).map_err(|e| format!("{url}: {e}"))?;
         for skipped in keys.skipped() {
@@ -561,18 +580,48 @@ impl Inner {
         Ok((keys, ttl_from(fetched.cache_control.as_deref(), &self.options)))
     }
 
+    /// The URL to fetch keys from. A discovered one is confirmed by discovery again once it is older than
+    /// `max_ttl` or a fetch from it failed; if that discovery fails, the known location is used all the same.
     async fn jwks_uri(&self) -> Result<String, String> {
         let issuer = match &self.location {
             KeyLocation::Jwks(url) => return Ok(url.clone()),
             KeyLocation::Discovery { issuer } => issuer,
         };
-        if let Some(uri) = self.jwks_uri.lock().unwrap_or_else(PoisonError::into_inner).clone() {
-            return Ok(uri);
+        let now = self.clock.now_unix();
+        let known = self.jwks_uri.lock().unwrap_or_else(PoisonError::into_inner).clone();
+        if let Some(Discovered { jwks_uri, confirmed_at: Some(at) }) = &known {
+            if now - at < self.options.max_ttl.as_secs_f64() {
+                return Ok(jwks_uri.clone());
+            }
         }
-        let metadata = crate::discovery::discover(issuer, &self.fetcher).await.map_err(|e| e.to_string())?;
-        tracing::info!(issuer = %issuer, jwks_uri = %metadata.jwks_uri, "discovered key set location");
-        *self.jwks_uri.lock().unwrap_or_else(PoisonError::into_inner) = Some(metadata.jwks_uri.clone());
-        Ok(metadata.jwks_uri)
+        match crate::discovery::discover(issuer, &self.fetcher).await {
+            Ok(metadata) => {
+                let moved = known.as_ref().is_some_and(|d| d.jwks_uri != metadata.jwks_uri);
+                if known.is_none() || moved {
+                    tracing::info!(issuer = %issuer, jwks_uri = %metadata.jwks_uri, "discovered key set location");
+                }
+                *self.jwks_uri.lock().unwrap_or_else(PoisonError::into_inner) =
+                    Some(Discovered { jwks_uri: metadata.jwks_uri.clone(), confirmed_at: Some(now) });
+                Ok(metadata.jwks_uri)
+            }
+            Err(why) => match known {
+                Some(known) => {
+                    tracing::warn!(issuer = %issuer, error = %why, jwks_uri = %known.jwks_uri,
+                        "discovery failed; using the key set location found before");
+                    Ok(known.jwks_uri)
+                }
+                None => Err(why.to_string()),
+            },
+        }
+    }
+
+    /// After a failed fetch from a discovered location, the next attempt asks discovery first: the issuer may have
+    /// moved its key set.
+    fn doubt_discovered(&self, url: &str) {
+        let mut known = self.jwks_uri.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(discovered) = known.as_mut().filter(|d| d.jwks_uri == url) {
+            discovered.confirmed_at = None;
+        }
     }
 }
 

@@ -360,6 +360,66 @@ async fn discovery_finds_the_key_set_and_checks_the_issuer_exactly() {
 }
 
 #[tokio::test]
+async fn a_key_set_moved_by_the_issuer_is_found_again_through_discovery() {
+    let s = setup_with(|idp| KeyLocation::Discovery { issuer: idp.issuer() }, options()).await;
+    let (a, b) = (key("a"), key("b"));
+    s.idp.publish(&[&a]);
+    s.idp.set_cache_control(Some("max-age=86400"));
+    assert_eq!(s.check(&a).await, Ok(()));
+    let first_location = s.keys.jwks_url().unwrap();
+
+    // The issuer moves its key set and starts signing with a new key; the old URL now answers 404.
+    s.idp.move_jwks("/keys/v2.json");
+    s.idp.publish(&[&b, &a]);
+    s.advance(31);
+    assert_eq!(s.check(&b).await, Err(Reason::KeyNotFound), "the refetch hits the old location");
+    assert_eq!(s.idp.discovery_requests(), 1);
+    assert!(s.keys.status().last_error.unwrap().contains("404"));
+    assert_eq!(s.check(&a).await, Ok(()), "the cached set keeps serving");
+
+    // After the cooldown the next unknown kid asks discovery first and fetches from the new location.
+    s.advance(31);
+    assert_eq!(s.check(&b).await, Ok(()));
+    assert_eq!(s.idp.discovery_requests(), 2);
+    assert_eq!(s.keys.jwks_url().unwrap(), s.idp.jwks_url());
+    assert_ne!(s.keys.jwks_url().unwrap(), first_location);
+    assert_eq!(s.keys.status().last_error, None);
+}
+
+#[tokio::test]
+async fn discovery_is_read_again_after_max_ttl_and_its_failure_keeps_the_known_location() {
+    let s = setup_with(|idp| KeyLocation::Discovery { issuer: idp.issuer() }, options()).await;
+    let a = key("a");
+    s.idp.publish(&[&a]);
+    s.idp.set_cache_control(Some("max-age=3600"));
+    assert_eq!(s.keys.refresh().await, Ok(()));
+    assert_eq!(s.idp.discovery_requests(), 1);
+
+    // Within a day, refreshes reuse the discovered location.
+    s.advance(3600);
+    assert_eq!(s.keys.refresh().await, Ok(()));
+    assert_eq!(s.idp.discovery_requests(), 1);
+
+    // A day after discovery the location is confirmed again, before any fetch fails.
+    s.advance(86_400);
+    s.idp.move_jwks("/keys/v2.json");
+    let requests_before = s.idp.jwks_requests();
+    assert_eq!(s.keys.refresh().await, Ok(()));
+    assert_eq!(s.idp.discovery_requests(), 2);
+    assert_eq!(s.idp.jwks_requests(), requests_before + 1, "straight to the new location");
+    assert_eq!(s.keys.status().failures, 0);
+    assert_eq!(s.keys.jwks_url().unwrap(), s.idp.jwks_url());
+
+    // Another day on, discovery answers for the wrong issuer: the known location is used all the same.
+    s.advance(86_400);
+    s.idp.set_discovery_issuer("https://impostor.example.com/");
+    assert_eq!(s.keys.refresh().await, Ok(()));
+    assert_eq!(s.idp.discovery_requests(), 3);
+    assert_eq!(s.keys.jwks_url().unwrap(), s.idp.jwks_url());
+    assert_eq!(s.check(&a).await, Ok(()));
+}
+
+#[tokio::test]
 async fn two_issuers_sharing_a_kid_never_cross_verify() {
     let (one, two) = (Idp::start().await, Idp::start().await);
     let (key_one, key_two) = (key("shared-kid"), key("shared-kid"));
