@@ -103,6 +103,8 @@ pub struct Limits {
     pub max_connections: usize,
     /// Bearer token length in bytes; longer tokens are refused before any parsing.
     pub max_token_bytes: usize,
+    /// How deep arrays and objects may nest in a token's header and claims (the claim set is level 1).
+    pub max_json_depth: usize,
     /// JWKS (and discovery) response size in bytes; a larger response is refused and the last good set kept.
     pub max_jwks_bytes: usize,
     /// Keys in one JWKS; a set with more is refused and the last good set kept.
@@ -119,6 +121,7 @@ impl Default for Limits {
             header_read_timeout_secs: 30,
             max_connections: 10_000,
             max_token_bytes: portcullis::jws::DEFAULT_MAX_TOKEN_LEN,
+            max_json_depth: portcullis::json::MAX_DEPTH,
             max_jwks_bytes: 1024 * 1024,
             max_keys_per_set: 128,
             max_issuers: 64,
@@ -361,6 +364,13 @@ impl Config {
         at_least("header_read_timeout_secs", limits.header_read_timeout_secs, 1, " second")?;
         at_least("max_connections", limits.max_connections as u64, 1, "")?;
         at_least("max_token_bytes", limits.max_token_bytes as u64, 256, " bytes")?;
+        at_least("max_json_depth", limits.max_json_depth as u64, 2, " levels")?;
+        if limits.max_json_depth > portcullis::json::MAX_DEPTH_CEILING {
+            return Err(ConfigError::at(
+                "limits.max_json_depth",
+                format!("must be at most {} levels", portcullis::json::MAX_DEPTH_CEILING),
+            ));
+        }
         at_least("max_jwks_bytes", limits.max_jwks_bytes as u64, 1024, " bytes")?;
         at_least("max_keys_per_set", limits.max_keys_per_set as u64, 1, "")?;
         at_least("max_issuers", limits.max_issuers as u64, 1, "")?;

@@ -218,7 +218,9 @@ impl Policy {
         tally: Arc<Tally>,
     ) -> Result<(Self, Vec<(KeyLocation, RemoteKeySet)>, Vec<RemoteKeySet>), ConfigError> {
         config.check()?;
-        let mut builder = Verifier::builder().max_token_len(config.limits.max_token_bytes);
+        let mut builder = Verifier::builder()
+            .max_token_len(config.limits.max_token_bytes)
+            .max_json_depth(config.limits.max_json_depth);
         let (mut used, mut created) = (Vec::new(), Vec::new());
         for (i, issuer) in config.issuers.iter().enumerate() {
             let location = match &issuer.jwks_uri {

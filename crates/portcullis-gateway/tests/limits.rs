@@ -7,7 +7,7 @@ mod support;
 use axum::Router;
 use axum::routing::get;
 use portcullis_gateway::{Config, Gateway};
-use portcullis_issuer::{DEMO_AUDIENCE, DevIssuer};
+use portcullis_issuer::{DEMO_AUDIENCE, DevIssuer, KeyChoice};
 use serde_json::{Value, json};
 use std::time::Duration;
 use support::{gateway, issuer, listen, upstream};
@@ -122,6 +122,32 @@ async fn tokens_longer_than_the_limit_are_refused_before_parsing() {
     assert!(challenge.contains("the limit is 512"), "{challenge}");
 }
 
+#[tokio::test]
+async fn tokens_nested_deeper_than_the_limit_are_refused() {
+    let issuer = issuer().await;
+    let upstream = upstream().await;
+    let plain = issuer.user_token("demo-spa", "alice", DEMO_AUDIENCE, &["openid"]).unwrap();
+    let payload = portcullis::base64url::decode(plain.split('.').nth(1).unwrap()).unwrap();
+    let mut claims: serde_json::Map<String, Value> = serde_json::from_slice(&payload).unwrap();
+    // ctx is level 2, org 3, teams 4, the inner array 5.
+    claims.insert("ctx".into(), json!({ "org": { "teams": [["payments"]] } }));
+    let deep = issuer.sign(&claims, &KeyChoice::Current, None).unwrap();
+    let http = reqwest::Client::new();
+
+    let strict = gateway(&config(&issuer, &upstream, "max_json_depth = 4")).await;
+    let response = http.get(format!("{strict}/api/x")).bearer_auth(&deep).send().await.unwrap();
+    assert_eq!(response.status(), 401);
+    let challenge = response.headers()["www-authenticate"].to_str().unwrap().to_owned();
+    assert!(challenge.contains("error=\"invalid_token\""), "{challenge}");
+    assert!(challenge.contains("nesting deeper than 4 levels"), "{challenge}");
+    let response = http.get(format!("{strict}/api/x")).bearer_auth(&plain).send().await.unwrap();
+    assert_eq!(response.status(), 200, "tokens within the limit pass");
+
+    let default = gateway(&config(&issuer, &upstream, "")).await;
+    let response = http.get(format!("{default}/api/x")).bearer_auth(&deep).send().await.unwrap();
+    assert_eq!(response.status(), 200, "the default limit is 64 levels");
+}
+
 /// A JWKS endpoint serving `document`; its URL.
 async fn jwks_endpoint(document: Value) -> String {
     let text = document.to_string();
@@ -180,6 +206,8 @@ fn limits_are_checked_at_load() {
         "line 6, column 20: limits.max_header_bytes: must be at least 8192 bytes"
     );
     assert_eq!(error("max_connections = 0"), "line 6, column 19: limits.max_connections: must be at least 1");
+    assert_eq!(error("max_json_depth = 1"), "line 6, column 18: limits.max_json_depth: must be at least 2 levels");
+    assert_eq!(error("max_json_depth = 101"), "line 6, column 18: limits.max_json_depth: must be at most 100 levels");
     assert!(error("header_read_timeout = 3").contains("unknown field `header_read_timeout`"));
     let two_more = "[[issuers]]\nissuer = \"https://b.example/\"\naudiences = [\"x\"]\n\
                     [[issuers]]\nissuer = \"https://c.example/\"\naudiences = [\"x\"]\n";

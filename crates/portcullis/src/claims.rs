@@ -55,13 +55,27 @@ impl RegisteredClaims {
     /// assert_eq!(err.reason(), Reason::ClaimInvalid);
     /// ```
     pub fn parse(payload: &[u8]) -> Result<Self, Error> {
+        Self::parse_nested(payload, crate::json::MAX_DEPTH)
+    }
+
+    /// [`parse`](Self::parse) with another nesting limit for the payload (the claim set itself is level 1; at
+    /// most [`MAX_DEPTH_CEILING`](crate::json::MAX_DEPTH_CEILING)).
+    ///
+    /// ```
+    /// use portcullis::{Reason, RegisteredClaims};
+    /// let payload = br#"{"sub":"alice","ctx":{"org":{"team":"a"}}}"#;
+    /// assert!(RegisteredClaims::parse_nested(payload, 3).is_ok());
+    /// assert_eq!(RegisteredClaims::parse_nested(payload, 2).unwrap_err().reason(), Reason::TokenMalformed);
+    /// ```
+    pub fn parse_nested(payload: &[u8], max_depth: usize) -> Result<Self, Error> {
         if payload.starts_with(&[0xEF, 0xBB, 0xBF]) {
             return Err(malformed("byte-order mark is not allowed"));
         }
         // One UTF-8 check for the whole payload lets the parser skip it per string.
         let text = std::str::from_utf8(payload).map_err(|_| malformed("payload is not UTF-8"))?;
         let mut deserializer = serde_json::Deserializer::from_str(text);
-        serde::Deserializer::deserialize_any(&mut deserializer, ClaimSetVisitor)
+        let max = max_depth.min(crate::json::MAX_DEPTH_CEILING);
+        serde::Deserializer::deserialize_any(&mut deserializer, ClaimSetVisitor { max })
             .and_then(|outcome| deserializer.end().map(|()| outcome))
             .map_err(|e| malformed(format!("payload is not a valid JSON claim set: {e}")))?
     }
@@ -94,7 +108,9 @@ impl Raw<'_> {
     }
 }
 
-struct ClaimSetVisitor;
+struct ClaimSetVisitor {
+    max: usize,
+}
 
 impl<'de> Visitor<'de> for ClaimSetVisitor {
     type Value = Result<RegisteredClaims, Error>;
@@ -112,7 +128,7 @@ impl<'de> Visitor<'de> for ClaimSetVisitor {
         let mut others = Vec::new();
         while let Some(key) = access.next_key_seed(KeySeed)? {
             let Some(index) = REGISTERED.iter().position(|name| *name == key) else {
-                access.next_value_seed(Validate { depth: 2 })?;
+                access.next_value_seed(Validate { depth: 2, max: self.max })?;
                 remember_key(&mut others, key)?;
                 continue;
             };
@@ -120,7 +136,7 @@ impl<'de> Visitor<'de> for ClaimSetVisitor {
                 return Err(de::Error::custom(format_args!("duplicate member name '{key}'")));
             }
             registered_seen |= 1 << index;
-            let raw = access.next_value_seed(RawSeed { depth: 2 })?;
+            let raw = access.next_value_seed(RawSeed { depth: 2, max: self.max })?;
             if let Err(err) = claims.assign(REGISTERED[index], raw, &mut scp) {
                 first_error.get_or_insert(err);
             }
@@ -176,6 +192,7 @@ impl RegisteredClaims {
 /// Reads a registered claim's value, validating anything nested.
 struct RawSeed {
     depth: usize,
+    max: usize,
 }
 
 impl<'de> DeserializeSeed<'de> for RawSeed {
@@ -222,10 +239,10 @@ impl<'de> Visitor<'de> for RawSeed {
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-        check_depth::<A::Error>(self.depth)?;
+        check_depth::<A::Error>(self.depth, self.max)?;
         let mut strings = Vec::new();
         let mut only_strings = true;
-        while let Some(item) = seq.next_element_seed(RawSeed { depth: self.depth + 1 })? {
+        while let Some(item) = seq.next_element_seed(RawSeed { depth: self.depth + 1, max: self.max })? {
             match item {
                 Raw::Str(s) if only_strings => strings.push(s.into_owned()),
                 _ => only_strings = false,
@@ -235,7 +252,7 @@ impl<'de> Visitor<'de> for RawSeed {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, access: A) -> Result<Self::Value, A::Error> {
-        validate_map(access, self.depth)?;
+        validate_map(access, self.depth, self.max)?;
         Ok(Raw::Other("an object"))
     }
 }

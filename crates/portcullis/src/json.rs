@@ -9,10 +9,15 @@ use serde_json::{Map, Number, Value};
 use std::borrow::Cow;
 use std::fmt;
 
-/// Maximum nesting depth of arrays and objects, the top-level object counting as 1.
+/// Default maximum nesting depth of arrays and objects, the top-level object counting as 1.
 pub const MAX_DEPTH: usize = 64;
 
-/// Parses `bytes` as a JSON object under the strict rules; the error text says what was wrong.
+/// The deepest nesting a limit may allow ([`MAX_DEPTH`] is the default); below the JSON parser's own recursion
+/// limit, so the depth error is always ours.
+pub const MAX_DEPTH_CEILING: usize = 100;
+
+/// Parses `bytes` as a JSON object under the strict rules, nested at most [`MAX_DEPTH`] deep; the error text says
+/// what was wrong.
 ///
 /// ```
 /// use portcullis::json::parse_object;
@@ -21,12 +26,24 @@ pub const MAX_DEPTH: usize = 64;
 /// assert!(parse_object(b"[1]").is_err());
 /// ```
 pub fn parse_object(bytes: &[u8]) -> Result<Map<String, Value>, String> {
+    parse_object_nested(bytes, MAX_DEPTH)
+}
+
+/// [`parse_object`] with another nesting limit (at most [`MAX_DEPTH_CEILING`]).
+///
+/// ```
+/// use portcullis::json::parse_object_nested;
+/// assert!(parse_object_nested(br#"{"a":{"b":[1]}}"#, 3).is_ok());
+/// assert!(parse_object_nested(br#"{"a":{"b":[1]}}"#, 2).unwrap_err().contains("nesting deeper than 2 levels"));
+/// ```
+pub fn parse_object_nested(bytes: &[u8], max_depth: usize) -> Result<Map<String, Value>, String> {
     if bytes.starts_with(&[0xEF, 0xBB, 0xBF]) {
         return Err("byte-order mark is not allowed".into());
     }
     let text = std::str::from_utf8(bytes).map_err(|e| format!("not UTF-8: {e}"))?;
     let mut deserializer = serde_json::Deserializer::from_str(text);
-    let value = StrictSeed { depth: 1 }.deserialize(&mut deserializer).map_err(|e| e.to_string())?;
+    let max = max_depth.min(MAX_DEPTH_CEILING);
+    let value = StrictSeed { depth: 1, max }.deserialize(&mut deserializer).map_err(|e| e.to_string())?;
     deserializer.end().map_err(|e| e.to_string())?;
     match value {
         Value::Object(map) => Ok(map),
@@ -36,31 +53,30 @@ pub fn parse_object(bytes: &[u8]) -> Result<Map<String, Value>, String> {
 
 struct StrictSeed {
     depth: usize,
+    max: usize,
 }
 
 impl<'de> DeserializeSeed<'de> for StrictSeed {
     type Value = Value;
 
     fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Value, D::Error> {
-        deserializer.deserialize_any(StrictVisitor { depth: self.depth })
+        deserializer.deserialize_any(StrictVisitor { depth: self.depth, max: self.max })
     }
 }
 
 struct StrictVisitor {
     depth: usize,
+    max: usize,
 }
 
 impl StrictVisitor {
     /// Containers deeper than the limit are refused as soon as they open.
     fn enter<E: de::Error>(&self) -> Result<(), E> {
-        if self.depth > MAX_DEPTH {
-            return Err(E::custom(format_args!("nesting deeper than {MAX_DEPTH} levels")));
-        }
-        Ok(())
+        check_depth(self.depth, self.max)
     }
 
     fn nested(&self) -> StrictSeed {
-        StrictSeed { depth: self.depth + 1 }
+        StrictSeed { depth: self.depth + 1, max: self.max }
     }
 }
 
@@ -126,6 +142,7 @@ impl<'de> Visitor<'de> for StrictVisitor {
 /// read elsewhere (the claim set).
 pub(crate) struct Validate {
     pub depth: usize,
+    pub max: usize,
 }
 
 impl<'de> DeserializeSeed<'de> for Validate {
@@ -168,27 +185,27 @@ impl<'de> Visitor<'de> for Validate {
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<(), A::Error> {
-        validate_seq(seq, self.depth)
+        validate_seq(seq, self.depth, self.max)
     }
 
     fn visit_map<A: MapAccess<'de>>(self, access: A) -> Result<(), A::Error> {
-        validate_map(access, self.depth)
+        validate_map(access, self.depth, self.max)
     }
 }
 
 /// Validates the rest of an array at `depth`.
-pub(crate) fn validate_seq<'de, A: SeqAccess<'de>>(mut seq: A, depth: usize) -> Result<(), A::Error> {
-    check_depth::<A::Error>(depth)?;
-    while seq.next_element_seed(Validate { depth: depth + 1 })?.is_some() {}
+pub(crate) fn validate_seq<'de, A: SeqAccess<'de>>(mut seq: A, depth: usize, max: usize) -> Result<(), A::Error> {
+    check_depth::<A::Error>(depth, max)?;
+    while seq.next_element_seed(Validate { depth: depth + 1, max })?.is_some() {}
     Ok(())
 }
 
 /// Validates the rest of an object at `depth`: no member name twice, values strict.
-pub(crate) fn validate_map<'de, A: MapAccess<'de>>(mut access: A, depth: usize) -> Result<(), A::Error> {
-    check_depth::<A::Error>(depth)?;
+pub(crate) fn validate_map<'de, A: MapAccess<'de>>(mut access: A, depth: usize, max: usize) -> Result<(), A::Error> {
+    check_depth::<A::Error>(depth, max)?;
     let mut seen: Vec<Cow<'de, str>> = Vec::new();
     while let Some(key) = access.next_key_seed(KeySeed)? {
-        access.next_value_seed(Validate { depth: depth + 1 })?;
+        access.next_value_seed(Validate { depth: depth + 1, max })?;
         remember_key(&mut seen, key)?;
     }
     Ok(())
@@ -203,9 +220,10 @@ pub(crate) fn remember_key<'de, E: de::Error>(seen: &mut Vec<Cow<'de, str>>, key
     Ok(())
 }
 
-pub(crate) fn check_depth<E: de::Error>(depth: usize) -> Result<(), E> {
-    if depth > MAX_DEPTH {
-        return Err(E::custom(format_args!("nesting deeper than {MAX_DEPTH} levels")));
+/// Refuses a container opening at `depth` when that is deeper than `max`.
+pub(crate) fn check_depth<E: de::Error>(depth: usize, max: usize) -> Result<(), E> {
+    if depth > max {
+        return Err(E::custom(format_args!("nesting deeper than {max} levels")));
     }
     Ok(())
 }
@@ -259,7 +277,19 @@ mod tests {
         assert!(parse_object(format!("{{\"a\":{ok}}}").as_bytes()).is_ok());
         let deep = format!("{}{}", "[".repeat(MAX_DEPTH), "]".repeat(MAX_DEPTH));
         let err = parse_object(format!("{{\"a\":{deep}}}").as_bytes()).unwrap_err();
-        assert!(err.contains("nesting"), "{err}");
+        assert!(err.contains("nesting deeper than 64 levels"), "{err}");
+    }
+
+    #[test]
+    fn a_nesting_limit_is_exact_and_capped_at_the_ceiling() {
+        let nested = |levels: usize| format!("{}{}", "[".repeat(levels - 1), "]".repeat(levels - 1));
+        let object = |levels: usize| format!("{{\"a\":{}}}", nested(levels));
+        assert!(parse_object_nested(object(5).as_bytes(), 5).is_ok());
+        let err = parse_object_nested(object(6).as_bytes(), 5).unwrap_err();
+        assert!(err.starts_with("nesting deeper than 5 levels"), "{err}");
+        assert!(parse_object_nested(object(MAX_DEPTH_CEILING).as_bytes(), usize::MAX).is_ok());
+        let err = parse_object_nested(object(MAX_DEPTH_CEILING + 1).as_bytes(), usize::MAX).unwrap_err();
+        assert!(err.starts_with("nesting deeper than 100 levels"), "{err}");
     }
 
     #[test]

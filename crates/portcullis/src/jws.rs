@@ -37,11 +37,18 @@ pub struct JwsPolicy {
     pub required_typ: Option<String>,
     /// Longest token accepted, in bytes.
     pub max_token_len: usize,
+    /// How deep arrays and objects may nest in the header and the claims (see [`crate::json::parse_object_nested`]).
+    pub max_json_depth: usize,
 }
 
 impl Default for JwsPolicy {
     fn default() -> Self {
-        Self { algorithms: AlgorithmPolicy::FromKeys, required_typ: None, max_token_len: DEFAULT_MAX_TOKEN_LEN }
+        Self {
+            algorithms: AlgorithmPolicy::FromKeys,
+            required_typ: None,
+            max_token_len: DEFAULT_MAX_TOKEN_LEN,
+            max_json_depth: crate::json::MAX_DEPTH,
+        }
     }
 }
 
@@ -267,8 +274,8 @@ fn parse_header(segment: &str, policy: &JwsPolicy) -> Result<Header, Error> {
         return Err(malformed(format!("header is larger than {MAX_HEADER_LEN} bytes")));
     }
     let json = base64url::decode(segment).ok_or_else(|| not_base64("header"))?;
-    let raw =
-        crate::json::parse_object(&json).map_err(|e| malformed(format!("header is not a valid JSON object: {e}")))?;
+    let raw = crate::json::parse_object_nested(&json, policy.max_json_depth)
+        .map_err(|e| malformed(format!("header is not a valid JSON object: {e}")))?;
     check_header(raw, policy)
 }
 

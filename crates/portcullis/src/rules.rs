@@ -209,7 +209,9 @@ impl ClaimRules {
         if self.required.is_empty() {
             return Ok(());
         }
-        let raw = crate::json::parse_object(payload).map_err(|e| Error::new(Reason::TokenMalformed, e))?;
+        // The payload passed the verifier's nesting limit already; the ceiling only bounds the parser.
+        let raw = crate::json::parse_object_nested(payload, crate::json::MAX_DEPTH_CEILING)
+            .map_err(|e| Error::new(Reason::TokenMalformed, e))?;
         for name in &self.required {
             if lookup(&raw, name).is_none_or(Value::is_null) {
                 return Err(Error::new(Reason::ClaimMissing, format!("required claim {} is missing", quoted(name))));

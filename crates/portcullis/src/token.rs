@@ -43,8 +43,11 @@ impl VerifiedToken {
 
     /// Every claim, as JSON (built on first use; verification itself reads only the registered claims).
     pub fn claims(&self) -> &Map<String, Value> {
-        // The payload already passed the same strict parser during verification, so this cannot fail.
-        self.inner.claims.get_or_init(|| crate::json::parse_object(&self.inner.payload).unwrap_or_default())
+        // The payload already passed the same strict parser (within the verifier's nesting limit, which is at most
+        // the ceiling) during verification, so this cannot fail.
+        self.inner.claims.get_or_init(|| {
+            crate::json::parse_object_nested(&self.inner.payload, crate::json::MAX_DEPTH_CEILING).unwrap_or_default()
+        })
     }
 
     /// The claim set exactly as signed (JSON bytes).

@@ -38,6 +38,9 @@ pub enum ConfigError {
     /// An empty string was given where a value is needed.
     #[error("{0} must not be empty")]
     Empty(&'static str),
+    /// A JSON nesting limit outside 2 ..= [`MAX_DEPTH_CEILING`](crate::json::MAX_DEPTH_CEILING).
+    #[error("the JSON nesting limit must be between 2 and {ceiling} levels, not {0}", ceiling = crate::json::MAX_DEPTH_CEILING)]
+    JsonDepth(usize),
 }
 
 /// Verifies access tokens: strict JWS, key from the key set, then the claim rules.
@@ -119,6 +122,7 @@ pub struct VerifierBuilder {
     required: Vec<String>,
     clients: Vec<String>,
     max_token_len: Option<usize>,
+    max_json_depth: Option<usize>,
     clock: Option<Arc<dyn Clock>>,
     cache: Option<Option<CacheOptions>>,
 }
@@ -199,6 +203,35 @@ impl VerifierBuilder {
         self
     }
 
+    /// Sets how deep arrays and objects may nest in a token's header and claims, the claim set itself counting
+    /// as level 1 (default [`json::MAX_DEPTH`](crate::json::MAX_DEPTH) = 64; 2 to
+    /// [`json::MAX_DEPTH_CEILING`](crate::json::MAX_DEPTH_CEILING) = 100, else [`build`](Self::build) fails with
+    /// [`ConfigError::JsonDepth`]). Deeper tokens are `token_malformed`.
+    ///
+    /// ```
+    /// use portcullis::{Algorithm, KeySet, Reason, Verifier, signing::SigningKey};
+    /// let key = SigningKey::generate(Algorithm::ES256, Some("k1".into())).unwrap();
+    /// let jwks = serde_json::json!({ "keys": [key.public_jwk()] }).to_string();
+    /// let verifier = Verifier::builder()
+    ///     .issuer("https://tenant.example.com/")
+    ///     .audience("https://api.example.com")
+    ///     .keys(KeySet::from_jwks_json(jwks.as_bytes()).unwrap())
+    ///     .max_json_depth(3)
+    ///     .build()
+    ///     .unwrap();
+    /// let claims = |ctx: serde_json::Value| {
+    ///     serde_json::json!({"iss": "https://tenant.example.com/", "aud": "https://api.example.com",
+    ///                        "exp": 4_000_000_000u64, "ctx": ctx})
+    /// };
+    /// assert!(verifier.verify(&key.sign_token(&claims(serde_json::json!({"a": [1]})), None).unwrap()).is_ok());
+    /// let deep = key.sign_token(&claims(serde_json::json!({"a": {"b": [1]}})), None).unwrap();
+    /// assert_eq!(verifier.verify(&deep).unwrap_err().reason(), Reason::TokenMalformed);
+    /// ```
+    pub fn max_json_depth(mut self, levels: usize) -> Self {
+        self.max_json_depth = Some(levels);
+        self
+    }
+
     /// Sets the verified-token cache's limits (the cache is on by default with [`CacheOptions::default`]).
     pub fn cache(mut self, options: CacheOptions) -> Self {
         self.cache = Some(Some(options));
@@ -231,6 +264,10 @@ impl VerifierBuilder {
         if self.audiences.iter().any(String::is_empty) {
             return Err(ConfigError::Empty("audience"));
         }
+        let max_json_depth = self.max_json_depth.unwrap_or(crate::json::MAX_DEPTH);
+        if !(2..=crate::json::MAX_DEPTH_CEILING).contains(&max_json_depth) {
+            return Err(ConfigError::JsonDepth(max_json_depth));
+        }
         let sources = if self.per_issuer.is_empty() {
             Sources::Shared(self.shared.ok_or(ConfigError::MissingKeys)?)
         } else {
@@ -261,6 +298,7 @@ impl VerifierBuilder {
                 algorithms,
                 required_typ: self.typ,
                 max_token_len: self.max_token_len.unwrap_or(crate::jws::DEFAULT_MAX_TOKEN_LEN),
+                max_json_depth,
             },
             rules: ClaimRules {
                 issuers: self.issuers,
@@ -392,7 +430,7 @@ impl Verifier {
         match &self.sources {
             Sources::Shared(source) => Ok((source, None)),
             Sources::PerIssuer(list) => {
-                let claims = RegisteredClaims::parse(jws.payload())?;
+                let claims = RegisteredClaims::parse_nested(jws.payload(), self.jws.max_json_depth)?;
                 let Some(iss) = claims.iss.as_deref() else {
                     return Err(Error::new(Reason::ClaimMissing, "iss is missing; the issuer is required"));
                 };
@@ -420,7 +458,7 @@ impl Verifier {
         let verified = jws.into_verified(key);
         let registered = match claims {
             Some(claims) => claims,
-            None => RegisteredClaims::parse(&verified.payload)?,
+            None => RegisteredClaims::parse_nested(&verified.payload, self.jws.max_json_depth)?,
         };
         self.rules.check_all(&registered, &verified.payload, self.clock.now_unix())?;
         let verified = VerifiedToken::new(verified, registered, token);
@@ -464,7 +502,7 @@ impl Verifier {
             Err(err) => return report.fail(Check::Signature, err, None),
         };
         report.pass(Check::Signature, "valid".into());
-        let registered = match RegisteredClaims::parse(&verified.payload) {
+        let registered = match RegisteredClaims::parse_nested(&verified.payload, self.jws.max_json_depth) {
             Ok(registered) => registered,
             Err(err) => return report.fail(Check::Claims, err, None),
         };
@@ -565,12 +603,12 @@ fn key_hint(err: &Error, kid: Option<&str>) -> Option<String> {
 
 fn unverified_header(token: &str) -> Option<Map<String, Value>> {
     let segment = token.split('.').next()?;
-    crate::json::parse_object(&crate::base64url::decode(segment)?).ok()
+    crate::json::parse_object_nested(&crate::base64url::decode(segment)?, crate::json::MAX_DEPTH_CEILING).ok()
 }
 
 fn unverified_payload(token: &str) -> Option<Map<String, Value>> {
     let segment = token.split('.').nth(1)?;
-    crate::json::parse_object(&crate::base64url::decode(segment)?).ok()
+    crate::json::parse_object_nested(&crate::base64url::decode(segment)?, crate::json::MAX_DEPTH_CEILING).ok()
 }
 
 /// One check in a [`Report`].

@@ -396,6 +396,46 @@ fn oversized_and_deeply_nested_input() {
 }
 
 #[test]
+fn the_nesting_limit_is_configurable_within_bounds() {
+    let with_depth = |levels: usize| {
+        Verifier::builder()
+            .issuer(ISSUER)
+            .audience(AUDIENCE)
+            .keys(KeySet::from_jwks_json(keys().jwks.as_bytes()).unwrap())
+            .max_json_depth(levels)
+            .clock(Arc::new(ManualClock::at_unix(NOW)))
+            .build()
+    };
+    // A claim nested `levels` deep, the claim set counting as level 1.
+    let nested_claim = |levels: usize| {
+        let inner = format!("{}{}", "[".repeat(levels - 1), "]".repeat(levels - 1));
+        let payload = format!(r#"{{"iss":"{ISSUER}","aud":"{AUDIENCE}","exp":{},"ctx":{inner}}}"#, NOW + 60);
+        keys().rsa.sign_parts(br#"{"alg":"RS256","kid":"rsa"}"#, payload.as_bytes()).unwrap()
+    };
+
+    let strict = with_depth(4).unwrap();
+    assert!(strict.verify(&nested_claim(4)).is_ok());
+    let err = strict.verify(&nested_claim(5)).unwrap_err();
+    assert_eq!(err.reason(), Reason::TokenMalformed);
+    assert!(err.description().contains("nesting deeper than 4 levels"), "{err}");
+    // The header obeys the same limit.
+    let header = br#"{"alg":"RS256","kid":"rsa","x":{"y":{"z":{"w":[1]}}}}"#;
+    let token = keys().rsa.sign_parts(header, claims().to_string().as_bytes()).unwrap();
+    assert_eq!(strict.verify(&token).unwrap_err().reason(), Reason::TokenMalformed);
+    assert!(with_depth(5).unwrap().verify(&token).is_ok());
+
+    // The default is 64; raised to the ceiling, deeper claims verify and read back whole.
+    assert_eq!(verifier().verify(&nested_claim(65)).unwrap_err().reason(), Reason::TokenMalformed);
+    let verified = with_depth(100).unwrap().verify(&nested_claim(100)).unwrap();
+    assert!(verified.claims()["ctx"].is_array());
+    assert_eq!(with_depth(100).unwrap().verify(&nested_claim(101)).unwrap_err().reason(), Reason::TokenMalformed);
+
+    for levels in [0, 1, 101, usize::MAX] {
+        assert_eq!(with_depth(levels).unwrap_err(), portcullis::ConfigError::JsonDepth(levels), "{levels}");
+    }
+}
+
+#[test]
 fn kid_lookup_is_exact_and_injection_proof() {
     for kid in ["rsa\u{0}", "RSA", "rs", "rsa ", "../../etc/passwd", "' OR 1=1 --", "rsa\nec"] {
         let token = keys().rsa.sign_token(&claims(), json!({ "kid": kid }).as_object()).unwrap();
