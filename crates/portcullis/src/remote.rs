@@ -596,8 +596,7 @@ impl Inner {
         }
         match crate::discovery::discover(issuer, &self.fetcher).await {
             Ok(metadata) => {
-                let moved = known.as_ref().is_some_and(|d| d.jwks_uri != metadata.jwks_uri);
-                if known.is_none() || moved {
+                if known.as_ref().is_none_or(|d| d.jwks_uri != metadata.jwks_uri) {
                     tracing::info!(issuer = %issuer, jwks_uri = %metadata.jwks_uri, "discovered key set location");
                 }
                 *self.jwks_uri.lock().unwrap_or_else(PoisonError::into_inner) =
