@@ -7,14 +7,15 @@
 //! Without Chromium the tests skip with the reason; with `CI=true` they fail instead.
 #![allow(clippy::unwrap_used)]
 
+mod support;
+
 use fantoccini::key::Key;
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::time::Duration;
-use tokio::io::{AsyncBufReadExt, BufReader, Lines};
-use tokio::process::{Child, ChildStdout, Command};
+use support::{drain, line_with, machine_token, portcullis, spawn};
+use tokio::process::Child;
 
 const CHROMIUM: &str = "/usr/bin/chromium";
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
@@ -37,38 +38,9 @@ fn browser_available(test: &str) -> bool {
     false
 }
 
-/// Reads lines until one contains `marker`.
-async fn line_with(lines: &mut Lines<BufReader<ChildStdout>>, marker: &str) -> String {
-    loop {
-        let line = lines.next_line().await.unwrap().unwrap_or_else(|| panic!("the process ended before {marker:?}"));
-        if line.contains(marker) {
-            return line;
-        }
-    }
-}
-
-/// The first `http://` URL in `line`, without a trailing slash.
+/// The first `http://` URL in `line`, without a trailing slash (the pages' origins and the issuer's base).
 fn url_in(line: &str) -> String {
-    let word = line.split_whitespace().find(|w| w.starts_with("http://")).unwrap();
-    word.trim_end_matches([',', ')', '/']).to_owned()
-}
-
-/// Keeps reading a child's output so that it never blocks on a full pipe.
-fn drain(mut lines: Lines<BufReader<ChildStdout>>) {
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-}
-
-fn spawn(program: &str, args: &[&str]) -> (Child, Lines<BufReader<ChildStdout>>) {
-    let mut child = Command::new(program)
-        .args(args)
-        .env_remove("PORTCULLIS_CONFIG")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    (child, lines)
+    support::url_in(line).trim_end_matches('/').to_owned()
 }
 
 /// `portcullis demo` on free ports, once its tour has run.
@@ -79,7 +51,7 @@ struct Demo {
 }
 
 async fn demo() -> Demo {
-    let (child, mut out) = spawn(env!("CARGO_BIN_EXE_portcullis"), &["demo", "--port", "0", "--issuer-port", "0"]);
+    let (child, mut out) = portcullis(&["demo", "--port", "0", "--issuer-port", "0"]);
     let issuer = url_in(&line_with(&mut out, "identity provider").await);
     let api = url_in(&line_with(&mut out, "  API ").await);
     line_with(&mut out, "press Ctrl-C to stop").await;
@@ -190,20 +162,6 @@ async fn check_accessible(client: &Client, name: &str) {
     screenshot(client, &format!("{name}-narrow")).await;
     client.set_window_size(1280, 900).await.unwrap();
     assert!(overflow.as_i64().unwrap() <= 0, "{name}: {overflow} px of sideways scrolling at 390 px wide");
-}
-
-/// Fetches a token from the demo's issuer by client credentials.
-async fn machine_token(issuer: &str, audience: &str) -> String {
-    let body: Value = reqwest::Client::new()
-        .post(format!("{issuer}/oauth/token"))
-        .json(&json!({"grant_type": "client_credentials", "client_id": "demo-client", "client_secret": "demo-secret", "audience": audience}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    body["access_token"].as_str().unwrap().to_owned()
 }
 
 /// The `kid` in a token's header.
@@ -465,8 +423,7 @@ async fn the_gateway_admin_listener_serves_the_debugger_and_the_status_page() {
         ),
     )
     .unwrap();
-    let (_gateway, mut out) =
-        spawn(env!("CARGO_BIN_EXE_portcullis"), &["serve", "--config", config.path().to_str().unwrap()]);
+    let (_gateway, mut out) = portcullis(&["serve", "--config", config.path().to_str().unwrap()]);
     let main = url_in(&line_with(&mut out, "portcullis gateway listening on").await);
     let admin_line = line_with(&mut out, "admin listening on").await;
     assert!(admin_line.contains("/debugger, /status"), "{admin_line}");

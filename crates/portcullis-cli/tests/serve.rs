@@ -2,47 +2,16 @@
 //! and servers on loopback ports, stopped when the test ends.
 #![allow(clippy::unwrap_used)]
 
+mod support;
+
 use axum::Router;
 use axum::http::HeaderMap;
 use axum::routing::any;
 use serde_json::{Value, json};
 use std::process::Stdio;
+use support::{drain, line_with, machine_token, portcullis, url_after, url_in};
 use tokio::io::{AsyncBufReadExt, BufReader, Lines};
-use tokio::process::{Child, ChildStdout, Command};
-
-fn spawn(args: &[&str]) -> (Child, Lines<BufReader<ChildStdout>>) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_portcullis"))
-        .args(args)
-        .env_remove("PORTCULLIS_CONFIG")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    (child, lines)
-}
-
-/// Reads stdout until a line contains `marker`, and returns the first `http://…` word of it.
-async fn url_after(lines: &mut Lines<BufReader<ChildStdout>>, marker: &str) -> String {
-    url_in(&line_with(lines, marker).await)
-}
-
-/// The first line of `lines` that contains `marker`.
-async fn line_with(lines: &mut Lines<BufReader<ChildStdout>>, marker: &str) -> String {
-    loop {
-        let line = lines.next_line().await.unwrap().expect("the process ended before printing its address");
-        if line.contains(marker) {
-            return line;
-        }
-    }
-}
-
-/// The first `http://` URL in `line`.
-fn url_in(line: &str) -> String {
-    let word = line.split_whitespace().find(|w| w.starts_with("http://")).unwrap();
-    word.trim_end_matches([',', ')']).to_owned()
-}
+use tokio::process::{Child, Command};
 
 /// Starts `portcullis` with `args` and info logs on stderr; returns it, the gateway's URL and its log lines.
 async fn serve_with_logs(args: &[&str]) -> (Child, String, Lines<BufReader<tokio::process::ChildStderr>>) {
@@ -58,27 +27,13 @@ async fn serve_with_logs(args: &[&str]) -> (Child, String, Lines<BufReader<tokio
     let logs = BufReader::new(gateway.stderr.take().unwrap()).lines();
     let base = url_after(&mut out, "portcullis gateway listening on").await;
     // Keep reading stdout so a later line never meets a closed pipe.
-    tokio::spawn(async move { while let Ok(Some(_)) = out.next_line().await {} });
+    drain(out);
     (gateway, base, logs)
-}
-
-/// A client-credentials access token for the demo API from the dev issuer's `/oauth/token`, over HTTP.
-async fn client_credentials_token(http: &reqwest::Client, issuer: &str) -> String {
-    let answer: Value = http
-        .post(format!("{issuer}oauth/token"))
-        .json(&json!({"grant_type": "client_credentials", "client_id": "demo-client", "client_secret": "demo-secret", "audience": "https://api.example.com"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    answer["access_token"].as_str().unwrap().to_owned()
 }
 
 #[tokio::test]
 async fn flags_only_gateway_in_front_of_an_upstream_with_the_dev_issuer() {
-    let (_issuer, mut issuer_out) = spawn(&["issuer", "--listen", "127.0.0.1:0"]);
+    let (_issuer, mut issuer_out) = portcullis(&["issuer", "--listen", "127.0.0.1:0"]);
     let issuer = url_after(&mut issuer_out, "portcullis dev issuer at").await;
 
     let upstream = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -88,7 +43,7 @@ async fn flags_only_gateway_in_front_of_an_upstream_with_the_dev_issuer() {
     }));
     tokio::spawn(async move { axum::serve(upstream, echo).await.unwrap() });
 
-    let (_gateway, mut gateway_out) = spawn(&[
+    let (_gateway, mut gateway_out) = portcullis(&[
         "serve",
         "--listen",
         "127.0.0.1:0",
@@ -109,7 +64,7 @@ async fn flags_only_gateway_in_front_of_an_upstream_with_the_dev_issuer() {
     let admin = url_after(&mut gateway_out, "admin listening on").await;
     let http = reqwest::Client::new();
 
-    let token = &client_credentials_token(&http, &issuer).await;
+    let token = &machine_token(&issuer, "https://api.example.com").await;
 
     let response = http.get(format!("{gateway}/api/anything")).send().await.unwrap();
     assert_eq!(response.status(), 401);
@@ -152,7 +107,7 @@ async fn log_line(logs: &mut Lines<BufReader<tokio::process::ChildStderr>>, mess
 
 #[tokio::test]
 async fn json_request_logs_and_sighup_reload() {
-    let (_issuer, mut issuer_out) = spawn(&["issuer", "--listen", "127.0.0.1:0"]);
+    let (_issuer, mut issuer_out) = portcullis(&["issuer", "--listen", "127.0.0.1:0"]);
     let issuer = url_after(&mut issuer_out, "portcullis dev issuer at").await;
     let upstream = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let upstream_url = format!("http://{}", upstream.local_addr().unwrap());
@@ -172,7 +127,7 @@ async fn json_request_logs_and_sighup_reload() {
     let http = reqwest::Client::new();
     let mut seen = String::new();
 
-    let token = &client_credentials_token(&http, &issuer).await;
+    let token = &machine_token(&issuer, "https://api.example.com").await;
     let response = http.get(format!("{base}/api/a")).bearer_auth(token).header("x-request-id", "req-1").send().await;
     assert_eq!(response.unwrap().status(), 200);
     let allowed = log_line(&mut logs, "request allowed", &mut seen).await;
