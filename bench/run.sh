@@ -77,7 +77,7 @@ AUDIENCE=https://api.example.com
 gateway_config() {
   local file=$1 mode=$2 routes=$3 jwks_file=$4 issuers=$5
   {
-    echo "mode = \"$mode\""
+    [[ "$mode" == forward_auth ]] && echo "forward_auth = \"nginx\""
     [[ "$mode" == proxy ]] && echo "upstream = \"http://127.0.0.1:${PORT[upstream]}\""
     for n in $(seq 1 "$issuers"); do
       if (( n == issuers )); then iss=$ISSUER; else iss="${ISSUER}other-$n/"; fi
@@ -200,7 +200,7 @@ for n in 1 2; do
   taskset -c 1 "$PEERS" rate "http://127.0.0.1:${PORT[ceiling]}/api/protected" "$TOKENS/tokens-one.txt" \
     --rps "$HALF" --seconds "$RATE_SECS" | tee "$RESULTS/ceiling.rate$n"
   taskset -c 1 "$PEERS" rate "http://127.0.0.1:${PORT[latency]}/auth" "$TOKENS/tokens-one.txt" \
-    --rps "$HALF" --seconds "$RATE_SECS" --header "X-Original-URI: /api/protected" \
+    --rps "$HALF" --seconds "$RATE_SECS" --header "X-Original-Method: GET" --header "X-Original-URI: /api/protected" \
     | tee "$RESULTS/gateway-forward-auth.rate$n"
 done
 # The exporter's summaries roll over 60 s: the scrape covers both runs (and nothing else reached this gateway).
@@ -218,12 +218,12 @@ rss() { awk '/VmRSS/ { print $2 }' "/proc/$MEM_PID/status"; }
 FA="http://127.0.0.1:${PORT[memory]}/auth"
 echo "rss_start_kib=$(rss)" >"$RESULTS/memory.txt"
 # Each token twice: the second verification admits it to the cache, so the cache's bound is what is measured.
-taskset -c 1 "$PEERS" feed "$FA" "$TOKENS" --count "$FEED" --repeat 2 --header "X-Original-URI: /api/protected" \
+taskset -c 1 "$PEERS" feed "$FA" "$TOKENS" --count "$FEED" --repeat 2 --header "X-Original-Method: GET" --header "X-Original-URI: /api/protected" \
   | tee -a "$RESULTS/memory.txt"
 echo "rss_end_kib=$(rss)" | tee -a "$RESULTS/memory.txt"
 BEFORE=$(curl -s "http://127.0.0.1:$JWKS_PORT/count")
 taskset -c 1 "$PEERS" flood "$FA" "$TOKENS/tokens-distinct.txt" --seconds "$FLOOD_SECS" \
-  --header "X-Original-URI: /api/protected" | tee "$RESULTS/flood.txt"
+  --header "X-Original-Method: GET" --header "X-Original-URI: /api/protected" | tee "$RESULTS/flood.txt"
 AFTER=$(curl -s "http://127.0.0.1:$JWKS_PORT/count")
 echo "jwks_fetches_during_flood=$((AFTER - BEFORE)) flood_seconds=$FLOOD_SECS" | tee -a "$RESULTS/flood.txt"
 echo "rss_after_flood_kib=$(rss)" | tee -a "$RESULTS/memory.txt"

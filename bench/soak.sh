@@ -38,7 +38,7 @@ taskset -c 1 "$PEERS" jwks "127.0.0.1:$JWKS_PORT" "$TOKENS" >"$WORK/jwks.log" 2>
 PIDS+=("$!"); wait_port "$JWKS_PORT"
 PORT=$(free_port); ADMIN=$(free_port)
 cat >"$WORK/gateway.toml" <<TOML
-mode = "forward_auth"
+forward_auth = "nginx"
 [[issuers]]
 issuer = "https://bench.portcullis.test/"
 audiences = ["https://api.example.com"]
@@ -59,7 +59,7 @@ echo "gateway pid $GATEWAY, rss_start_kib=$(rss)"
 
 echo "== 1. flood: 60 s of invalid tokens with valid traffic alongside"
 before=$(fetches)
-taskset -c 1 "$PEERS" flood "$URL" "$TOKENS/tokens-distinct.txt" --seconds 60 --header "X-Original-URI: /api/x" \
+taskset -c 1 "$PEERS" flood "$URL" "$TOKENS/tokens-distinct.txt" --seconds 60 --header "X-Original-Method: GET" --header "X-Original-URI: /api/x" \
   | tee "$WORK/flood.txt"
 echo "jwks_fetches_during_flood=$(( $(fetches) - before )) (bucket: 10 + 10 per minute)" | tee -a "$WORK/flood.txt"
 
@@ -72,7 +72,7 @@ echo "peak (mixed tokens) ${PEAK}/s, soak at ${RATE}/s"
 SAMPLER=$!
 RSS_BEFORE=$(rss)
 taskset -c 1 "$PEERS" rate "$URL" "$TOKENS/tokens-mixed.txt" --rps "$RATE" --seconds $((MINUTES * 60)) \
-  --header "X-Original-URI: /api/x" --expect-mixed | tee "$WORK/soak.txt"
+  --header "X-Original-Method: GET" --header "X-Original-URI: /api/x" --expect-mixed | tee "$WORK/soak.txt"
 kill "$SAMPLER" 2>/dev/null || true
 python3 - "$WORK/rss.txt" "$RSS_BEFORE" "$(rss)" <<'PY' | tee -a "$WORK/soak.txt"
 import sys
@@ -88,7 +88,7 @@ taskset -c 1 "$PEERS" slow "127.0.0.1:$PORT" --connections 10000 --seconds 60 >"
 SLOW=$!
 sleep 5   # let the slow connections open before measuring the valid traffic beside them
 taskset -c 1 "$PEERS" rate "$URL" "$TOKENS/tokens-one.txt" --rps 1000 --seconds 50 --connections 8 \
-  --header "X-Original-URI: /api/x" | tee "$WORK/slow-valid.txt"
+  --header "X-Original-Method: GET" --header "X-Original-URI: /api/x" | tee "$WORK/slow-valid.txt"
 wait "$SLOW"; cat "$WORK/slow.txt"
 kill "$SAMPLER" 2>/dev/null || true
 sleep 5   # the closed connections' memory goes back to the allocator

@@ -58,7 +58,7 @@ write("jwks", json.dumps({"keys": [{"kty": "oct", "k": "AAAA"}, {"kty": "RSA", "
 
 template = open(os.path.join(HERE, "..", "crates", "portcullis-gateway", "src", "template.toml")).read()
 write("config", template)
-write("config", "mode = \"forward_auth\"\n[[issuers]]\nissuer = \"https://a.example/\"\naudiences = [\"x\"]\n"
+write("config", "forward_auth = \"nginx\"\n[[issuers]]\nissuer = \"https://a.example/\"\naudiences = [\"x\"]\n"
       "[[routes]]\npath = \"/a/{id}\"\nrequire = { all = [{ scope = \"r\" }, { not = { claim_equals = "
       "{ claim = \"org\", value = \"x\" } } }] }\n[limits]\nmax_headers = 20\n")
 

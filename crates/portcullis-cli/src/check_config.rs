@@ -29,9 +29,9 @@ pub(crate) fn run(args: CheckConfigArgs) -> ExitCode {
     };
     match Config::from_toml(&text) {
         Ok(config) => {
-            let mode = match config.mode {
-                portcullis_gateway::Mode::Proxy => "reverse proxy",
-                portcullis_gateway::Mode::ForwardAuth => "forward-auth",
+            let mode = match config.mode() {
+                portcullis_gateway::Mode::Proxy => "reverse proxy".to_owned(),
+                portcullis_gateway::Mode::ForwardAuth(front) => format!("forward-auth for {front}"),
             };
             println!(
                 "{}: valid ({mode}, {} issuer(s), {} route(s), unmatched requests: {:?})",

@@ -2,7 +2,7 @@
 
 use crate::EXIT_USAGE;
 use clap::Args;
-use portcullis_gateway::{Config, ConfigError, Gateway, IssuerConfig, LogFormat, Mode, Unmatched};
+use portcullis_gateway::{Config, ConfigError, FrontProxy, Gateway, IssuerConfig, LogFormat, Mode, Unmatched};
 use std::net::SocketAddr;
 use std::process::ExitCode;
 
@@ -26,9 +26,10 @@ pub(crate) struct ServeArgs {
     /// The issuer's JWKS URL (default: discovery).
     #[arg(long, env = "PORTCULLIS_JWKS_URI", value_name = "URL")]
     jwks_uri: Option<String>,
-    /// Answer as a forward-auth endpoint (nginx auth_request, Traefik ForwardAuth, Caddy forward_auth).
-    #[arg(long, env = "PORTCULLIS_FORWARD_AUTH")]
-    forward_auth: bool,
+    /// Answer as the forward-auth endpoint of this proxy in front (nginx auth_request, Caddy forward_auth,
+    /// Traefik ForwardAuth); only that proxy's description of the request is read.
+    #[arg(long, env = "PORTCULLIS_FORWARD_AUTH", value_name = "PROXY", value_parser = parse_front_proxy)]
+    forward_auth: Option<FrontProxy>,
     /// Admin listener for /healthz, /ready and /metrics.
     #[arg(long, env = "PORTCULLIS_ADMIN_LISTEN")]
     admin_listen: Option<SocketAddr>,
@@ -38,6 +39,10 @@ pub(crate) struct ServeArgs {
     /// Threads serving requests (0: one per CPU the process may run on; 1: single-threaded).
     #[arg(long, env = "PORTCULLIS_WORKERS", value_name = "N")]
     workers: Option<usize>,
+}
+
+fn parse_front_proxy(text: &str) -> Result<FrontProxy, String> {
+    text.parse()
 }
 
 fn parse_log_format(text: &str) -> Result<LogFormat, String> {
@@ -68,8 +73,8 @@ fn config(args: &ServeArgs) -> Result<Config, String> {
     if let Some(upstream) = &args.upstream {
         config.upstream = Some(upstream.clone());
     }
-    if args.forward_auth {
-        config.mode = Mode::ForwardAuth;
+    if let Some(front) = args.forward_auth {
+        config.forward_auth = Some(front);
     }
     if let Some(format) = args.log_format {
         config.log_format = format;
@@ -135,9 +140,9 @@ pub(crate) fn run(args: ServeArgs) -> ExitCode {
             None => None,
         };
         let address = listener.local_addr().map_err(|e| e.to_string())?;
-        let mode = match config.mode {
+        let mode = match config.mode() {
             Mode::Proxy => format!("reverse proxy to {}", config.upstream.as_deref().unwrap_or_default()),
-            Mode::ForwardAuth => "forward-auth".to_owned(),
+            Mode::ForwardAuth(front) => format!("forward-auth for {front}"),
         };
         let threads = match config.worker_threads() {
             1 => "1 worker thread".to_owned(),

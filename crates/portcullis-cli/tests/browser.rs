@@ -415,7 +415,7 @@ async fn the_gateway_admin_listener_serves_the_debugger_and_the_status_page() {
     std::fs::write(
         config.path(),
         format!(
-            "listen = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\nmode = \"forward_auth\"\n\
+            "listen = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\nforward_auth = \"nginx\"\n\
              [[issuers]]\nissuer = \"{}/\"\naudiences = [\"{AUDIENCE}\"]\n\
              [[routes]]\npath = \"/health\"\npublic = true\n\
              [[routes]]\npath = \"/messages/*\"\nmethods = [\"GET\"]\nrequire = {{ scope = \"read:messages\" }}\n",

@@ -19,15 +19,66 @@ use std::net::SocketAddr;
 /// ```
 pub const TEMPLATE: &str = include_str!("template.toml");
 
-/// What the gateway does with an allowed request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+/// The proxy in front of a forward-auth gateway. Each describes the original request in its own headers, and
+/// passes the other proxies' headers through from the client untouched, so the gateway reads only the named
+/// proxy's headers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+pub enum FrontProxy {
+    /// nginx `auth_request`: `X-Original-Method` and `X-Original-URI` (set by the documented configuration).
+    /// nginx turns any answer but 2xx, 401 and 403 into a 500, so every refusal is answered 401 or 403.
+    Nginx,
+    /// Caddy `forward_auth`: `X-Forwarded-Method` and `X-Forwarded-Uri`.
+    Caddy,
+    /// Traefik ForwardAuth: `X-Forwarded-Method` and `X-Forwarded-Uri`.
+    Traefik,
+}
+
+impl FrontProxy {
+    /// Every front proxy, in the order their names are listed.
+    pub const ALL: [FrontProxy; 3] = [FrontProxy::Nginx, FrontProxy::Caddy, FrontProxy::Traefik];
+
+    /// The name used by `--forward-auth`, `PORTCULLIS_FORWARD_AUTH` and the file.
+    pub fn name(self) -> &'static str {
+        match self {
+            FrontProxy::Nginx => "nginx",
+            FrontProxy::Caddy => "caddy",
+            FrontProxy::Traefik => "traefik",
+        }
+    }
+}
+
+impl fmt::Display for FrontProxy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for FrontProxy {
+    type Err = String;
+
+    /// Parses a front proxy's name.
+    ///
+    /// ```
+    /// use portcullis_gateway::FrontProxy;
+    /// assert_eq!("caddy".parse::<FrontProxy>(), Ok(FrontProxy::Caddy));
+    /// assert_eq!("".parse::<FrontProxy>().unwrap_err(), "name the proxy in front: nginx, caddy or traefik");
+    /// ```
+    fn from_str(name: &str) -> Result<Self, Self::Err> {
+        FrontProxy::ALL
+            .into_iter()
+            .find(|front| front.name() == name)
+            .ok_or_else(|| "name the proxy in front: nginx, caddy or traefik".to_owned())
+    }
+}
+
+/// What the gateway does with an allowed request: forward it, or answer the front proxy that asked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
     /// Forward it to the upstream (reverse proxy).
-    #[default]
     Proxy,
-    /// Only decide: 200 with claim headers, or the refusal (nginx `auth_request`, Traefik, Caddy).
-    ForwardAuth,
+    /// Only decide, for this front proxy: 200 with claim headers, or the refusal.
+    ForwardAuth(FrontProxy),
 }
 
 /// How request logs are written.
@@ -81,10 +132,14 @@ pub struct RouteConfig {
     /// Claim → header mapping for this route, instead of the global `claim_headers`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub claim_headers: Option<BTreeMap<String, String>>,
-    /// In proxy mode, this route is a forward-auth endpoint: it answers decisions about the original request
-    /// (`X-Original-*` / `X-Forwarded-*`) instead of being proxied.
+    /// In proxy mode, this route is a forward-auth endpoint for the named front proxy: it answers decisions about
+    /// the original request, as that proxy describes it, instead of being proxied.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forward_auth: Option<FrontProxy>,
+    /// Match the path case-sensitively and with its trailing slash as written. By default routes match
+    /// case-insensitively and ignore one trailing slash, as lenient upstreams (Express) route.
     #[serde(default)]
-    pub forward_auth: bool,
+    pub strict_match: bool,
 }
 
 /// Bounds on what a client or an identity provider can make the gateway hold or wait for. Every default is safe
@@ -142,9 +197,9 @@ pub struct Config {
     /// Serve the token debugger (`/debugger`) and the status page (`/status`) on the admin listener.
     #[serde(default = "yes")]
     pub admin_pages: bool,
-    /// Proxy or forward-auth.
-    #[serde(default)]
-    pub mode: Mode,
+    /// Forward-auth for this front proxy; a reverse proxy to `upstream` when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forward_auth: Option<FrontProxy>,
     /// The upstream base URL (proxy mode).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub upstream: Option<String>,
@@ -171,6 +226,10 @@ pub struct Config {
     /// Routes, first match wins.
     #[serde(default)]
     pub routes: Vec<RouteConfig>,
+    /// Addresses (CIDR blocks or single IPs) of proxies in front of the reverse proxy whose `X-Forwarded-For` is
+    /// extended; from any other peer the chain starts anew with the peer's address.
+    #[serde(default)]
+    pub trusted_proxies: Vec<String>,
     /// Requests matching no route: refused (default) or treated as needing any valid token.
     #[serde(default)]
     pub unmatched: Unmatched,
@@ -268,13 +327,27 @@ impl Config {
         }
     }
 
+    /// Reverse proxy, or forward-auth for the named front proxy.
+    ///
+    /// ```
+    /// use portcullis_gateway::{Config, FrontProxy, Mode};
+    /// let config = Config { forward_auth: Some(FrontProxy::Nginx), ..Config::defaults() };
+    /// assert_eq!(config.mode(), Mode::ForwardAuth(FrontProxy::Nginx));
+    /// ```
+    pub fn mode(&self) -> Mode {
+        match self.forward_auth {
+            Some(front) => Mode::ForwardAuth(front),
+            None => Mode::Proxy,
+        }
+    }
+
     /// Every field at its default, unchecked (no issuer yet): the base that command-line flags fill in.
     pub fn defaults() -> Self {
         Self {
             listen: default_listen(),
             admin_listen: None,
             admin_pages: true,
-            mode: Mode::default(),
+            forward_auth: None,
             upstream: None,
             upstream_timeout_secs: default_timeout(),
             realm: default_realm(),
@@ -283,6 +356,7 @@ impl Config {
             issuers: Vec::new(),
             claim_headers: default_claim_headers(),
             routes: Vec::new(),
+            trusted_proxies: Vec::new(),
             unmatched: Unmatched::default(),
             limits: Limits::default(),
         }
@@ -292,7 +366,13 @@ impl Config {
     pub fn parse_toml(text: &str) -> Result<Self, ConfigError> {
         toml::from_str(text).map_err(|e| {
             let location = e.span().map(|span| line_column(text, span.start));
-            ConfigError { key: String::new(), location, message: e.message().trim_end().to_owned() }
+            let mut message = e.message().trim_end().to_owned();
+            if message.starts_with("unknown field `mode`") {
+                message = "`mode` is gone: name the proxy in front with forward_auth = \"nginx\", \"caddy\" or \
+                           \"traefik\", or leave it out for a reverse proxy"
+                    .to_owned();
+            }
+            ConfigError { key: String::new(), location, message }
         })
     }
 
@@ -330,7 +410,7 @@ impl Config {
                 ));
             }
         }
-        if self.mode == Mode::Proxy {
+        if self.forward_auth.is_none() {
             let upstream = self.upstream.as_deref().ok_or_else(|| {
                 ConfigError::at("upstream", "proxy mode needs an upstream (--upstream or upstream = \"http://…\")")
             })?;
@@ -342,6 +422,10 @@ impl Config {
             return Err(ConfigError::at("upstream_timeout_secs", "must be at least 1"));
         }
         self.check_limits()?;
+        for (i, entry) in self.trusted_proxies.iter().enumerate() {
+            crate::headers::parse_trusted_proxy(entry)
+                .map_err(|message| ConfigError::at(format!("trusted_proxies[{i}]"), format!("{entry:?}: {message}")))?;
+        }
         check_claim_headers("claim_headers", &self.claim_headers)?;
         for (i, route) in self.routes.iter().enumerate() {
             self.check_route(i, route)?;
@@ -388,12 +472,8 @@ impl Config {
     }
 
     fn check_route(&self, i: usize, route: &RouteConfig) -> Result<(), ConfigError> {
-        if !route.path.starts_with('/') {
-            return Err(ConfigError::at(
-                format!("routes[{i}].path"),
-                format!("must start with '/', got {:?}", route.path),
-            ));
-        }
+        crate::policy::Pattern::parse(&route.path, route.strict_match)
+            .map_err(|message| ConfigError::at(format!("routes[{i}].path"), format!("{:?}: {message}", route.path)))?;
         if route.public && (route.require.is_some() || !route.issuers.is_empty() || !route.audiences.is_empty()) {
             return Err(ConfigError::at(
                 format!("routes[{i}].public"),
@@ -403,11 +483,11 @@ impl Config {
         if let Some(mapping) = &route.claim_headers {
             check_claim_headers(&format!("routes[{i}].claim_headers"), mapping)?;
         }
-        if route.forward_auth {
-            if self.mode == Mode::ForwardAuth {
+        if route.forward_auth.is_some() {
+            if self.forward_auth.is_some() {
                 return Err(ConfigError::at(
                     format!("routes[{i}].forward_auth"),
-                    "only in proxy mode: in forward_auth mode every request is a decision already",
+                    "only in proxy mode: with a top-level forward_auth every request is a decision already",
                 ));
             }
             let conflicting = route.public
@@ -503,34 +583,4 @@ fn locate(text: &str, key: &str) -> Option<(usize, usize)> {
         };
     }
     span.map(|span| line_column(text, span.start))
-}
-
-/// Whether `path` matches `pattern`: exact, `/prefix/*` (the prefix itself and anything below), or `{param}`
-/// segments matching one non-empty segment.
-///
-/// ```
-/// use portcullis_gateway::config::path_matches;
-/// assert!(path_matches("/api/public", "/api/public"));
-/// assert!(path_matches("/api/*", "/api/x/y"));
-/// assert!(path_matches("/api/*", "/api"));
-/// assert!(!path_matches("/api/*", "/apix"));
-/// assert!(path_matches("/users/{id}/orders", "/users/42/orders"));
-/// assert!(!path_matches("/users/{id}/orders", "/users//orders"));
-/// ```
-pub fn path_matches(pattern: &str, path: &str) -> bool {
-    if let Some(prefix) = pattern.strip_suffix("/*") {
-        return path == prefix || path.strip_prefix(prefix).is_some_and(|rest| rest.starts_with('/'));
-    }
-    if !pattern.contains('{') {
-        return pattern == path;
-    }
-    let (mut want, mut got) = (pattern.split('/'), path.split('/'));
-    loop {
-        match (want.next(), got.next()) {
-            (None, None) => return true,
-            (Some(w), Some(g)) if w.starts_with('{') && w.ends_with('}') && !g.is_empty() => {}
-            (Some(w), Some(g)) if w == g => {}
-            _ => return false,
-        }
-    }
 }

@@ -1,19 +1,20 @@
-//! The decision every request gets, shared by the reverse proxy and forward-auth: which route, which rule, and
-//! which headers go upstream. The policy in force can be replaced at run time ([`Gateway::reload`]).
+//! The gateway: the policy in force, replaceable at run time ([`Gateway::reload`]), and the issuers' key sets,
+//! kept across reloads. A [`Policy`] is one configuration compiled for deciding.
 
-use crate::config::{Config, ConfigError, RouteConfig, Unmatched};
-use crate::routes::RouteTable;
+use crate::config::{Config, ConfigError, RouteConfig};
+use crate::decide::{Decided, Decision, Denial};
+use crate::headers::{ManagedHeaders, TrustedProxies};
+use crate::observe::{Observer, Outcome};
+use crate::policy::{Access, RouteTable};
+use crate::request::CanonicalRequest;
 use arc_swap::ArcSwap;
-use axum::response::Response;
-use http::{HeaderMap, HeaderName, HeaderValue, Method};
+use http::{HeaderMap, HeaderName};
 use portcullis::remote::{KeyLocation, RemoteKeySet, RemoteOptions};
-use portcullis::{Error, KeySource, Reason, SystemClock, VerifiedToken, Verifier};
+use portcullis::{KeySource, SystemClock, Verifier};
 use portcullis_axum::Answer;
 use portcullis_web::Tally;
-use serde_json::Value;
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 
 /// The gateway: the policy in force and the issuers' key sets. Cheap to clone; clones share reloads.
 #[derive(Clone)]
@@ -30,70 +31,22 @@ struct Shared {
     refreshing: AtomicBool,
 }
 
-/// One configuration, built: verifier, answers and header mapping.
+/// One configuration, compiled: verifier, routes, header mappings, answers and the observer.
 pub(crate) struct Policy {
     pub config: Arc<Config>,
     pub(crate) verifier: Verifier,
-    answer: Answer,
+    pub(crate) answer: Answer,
     /// The global claim → header mapping.
-    claim_headers: Vec<(String, HeaderName)>,
+    pub(crate) claim_headers: Vec<(String, HeaderName)>,
     /// Per route (by index): its own mapping, when it has one.
-    route_claim_headers: Vec<Option<Vec<(String, HeaderName)>>>,
-    /// Every header name any mapping sets: client-sent copies of all of them are removed.
-    managed: Vec<HeaderName>,
-    routes: RouteTable,
-    metrics: DecisionMetrics,
-    tally: Arc<Tally>,
-}
-
-/// Metric handles, created on first use (after the recorder is installed) and kept: a request does not look
-/// its counters up by name.
-struct DecisionMetrics {
-    /// Allowed requests per route index; the last slot is for unmatched requests.
-    allowed: Vec<OnceLock<metrics::Counter>>,
-    denied: Mutex<HashMap<(usize, &'static str), metrics::Counter>>,
-    latency: OnceLock<metrics::Histogram>,
-}
-
-impl DecisionMetrics {
-    fn new(routes: usize) -> Self {
-        Self {
-            allowed: (0..=routes).map(|_| OnceLock::new()).collect(),
-            denied: Mutex::new(HashMap::new()),
-            latency: OnceLock::new(),
-        }
-    }
-
-    fn counter(route: &str, outcome: &'static str, reason: &'static str) -> metrics::Counter {
-        metrics::counter!(
-            "portcullis_gateway_requests_total",
-            "route" => route.to_owned(), "outcome" => outcome, "reason" => reason
-        )
-    }
-
-    fn record(&self, index: usize, route: &str, reason: Option<&'static str>, seconds: f64) {
-        match reason {
-            None => self.allowed[index].get_or_init(|| Self::counter(route, "allowed", "none")).increment(1),
-            Some(reason) => {
-                let mut denied = self.denied.lock().unwrap_or_else(PoisonError::into_inner);
-                denied.entry((index, reason)).or_insert_with(|| Self::counter(route, "denied", reason)).increment(1);
-            }
-        }
-        self.latency.get_or_init(|| metrics::histogram!("portcullis_gateway_decision_seconds")).record(seconds);
-    }
-}
-
-/// The outcome of [`Gateway::decide`].
-pub enum Decision {
-    /// Let it through, with these headers for the upstream.
-    Allow {
-        /// Headers derived from the token's claims.
-        claim_headers: Vec<(HeaderName, HeaderValue)>,
-        /// Whether the `Authorization` header may go upstream.
-        forward_authorization: bool,
-    },
-    /// Refuse with this answer.
-    Deny(Box<Response>),
+    pub(crate) route_claim_headers: Vec<Option<Vec<(String, HeaderName)>>>,
+    /// Every header name any mapping sets: client copies are removed, and forward-auth refuses requests with one.
+    pub(crate) managed: ManagedHeaders,
+    pub(crate) routes: RouteTable,
+    /// What a request no route matches needs when `unmatched = "authenticated"`.
+    pub(crate) unmatched_access: Access,
+    pub(crate) trusted_proxies: TrustedProxies,
+    observer: Observer,
 }
 
 /// What a reload changed.
@@ -126,14 +79,14 @@ impl Gateway {
     /// sets of unchanged JWKS locations are kept (no refetch); new ones start loading at once.
     ///
     /// Fails, keeping the running policy, when `config` is invalid or changes what only a restart can change
-    /// (`listen`, `admin_listen`, `admin_pages`, `mode`, `log_format`, `workers`, `limits`).
+    /// (`listen`, `admin_listen`, `admin_pages`, `forward_auth`, `log_format`, `workers`, `limits`).
     pub fn reload(&self, config: Config) -> Result<Reloaded, ConfigError> {
         let running = self.config();
         for (key, changed) in [
             ("listen", config.listen != running.listen),
             ("admin_listen", config.admin_listen != running.admin_listen),
             ("admin_pages", config.admin_pages != running.admin_pages),
-            ("mode", config.mode != running.mode),
+            ("forward_auth", config.forward_auth != running.forward_auth),
             ("log_format", config.log_format != running.log_format),
             ("workers", config.workers != running.workers),
             ("limits", config.limits != running.limits),
@@ -199,12 +152,11 @@ impl Gateway {
         self.shared.policy.load_full()
     }
 
-    /// Decides about a request for `path` with `method`, carrying `headers`, under the policy in force. Counts
-    /// the outcome by route and reason (`portcullis_gateway_requests_total`), times it
-    /// (`portcullis_gateway_decision_seconds`), and logs it with the request id (`X-Request-Id`), route, outcome,
-    /// reason and subject — never the token.
-    pub async fn decide(&self, method: &Method, path: &str, headers: &HeaderMap) -> Decision {
-        self.policy().decide(method, path, headers).await
+    /// Decides about `request`, carrying `headers`, under the policy in force, and reports the decision (log
+    /// line with the request id from `X-Request-Id`, `portcullis_gateway_requests_total`,
+    /// `portcullis_gateway_decision_seconds`, the status page's tally) — never the token.
+    pub async fn decide(&self, request: &CanonicalRequest, headers: &HeaderMap) -> Decision {
+        self.policy().decide_and_report(request, headers).await
     }
 }
 
@@ -261,170 +213,93 @@ impl Policy {
         let claim_headers = compile(&config.claim_headers);
         let route_claim_headers: Vec<_> =
             config.routes.iter().map(|route| route.claim_headers.as_ref().map(compile)).collect();
-        let mut managed: Vec<HeaderName> = Vec::new();
-        for (_, header) in claim_headers.iter().chain(route_claim_headers.iter().flatten().flatten()) {
-            if !managed.contains(header) {
-                managed.push(header.clone());
-            }
-        }
+        let managed = ManagedHeaders::new(
+            claim_headers.iter().chain(route_claim_headers.iter().flatten().flatten()).map(|(_, header)| header),
+        );
         let answer = Answer::with_realm(&config.realm);
-        let routes = RouteTable::new(config.routes.clone());
-        let metrics = DecisionMetrics::new(config.routes.len());
+        let routes = RouteTable::compile(&config.routes).map_err(|(i, message)| ConfigError {
+            key: format!("routes[{i}].path"),
+            location: None,
+            message,
+        })?;
+        let observer = Observer::new(config.routes.len(), tally);
+        let trusted_proxies = TrustedProxies::new(&config.trusted_proxies);
+        let unmatched_access = Access::Token { rule: None, issuers: Vec::new(), audiences: Vec::new() };
         let config = Arc::new(config);
-        let policy =
-            Self { config, verifier, answer, claim_headers, route_claim_headers, managed, routes, metrics, tally };
+        let policy = Self {
+            config,
+            verifier,
+            answer,
+            claim_headers,
+            route_claim_headers,
+            managed,
+            routes,
+            unmatched_access,
+            trusted_proxies,
+            observer,
+        };
         Ok((policy, used, created))
     }
 
-    /// The first route matching the request, with its index.
-    fn route(&self, method: &Method, path: &str) -> Option<(usize, &RouteConfig)> {
-        self.routes.find(method, path)
-    }
-
-    /// Whether the request itself is for a forward-auth endpoint route (proxy mode).
-    pub(crate) fn is_forward_auth_endpoint(&self, method: &Method, path: &str) -> bool {
-        self.route(method, path).is_some_and(|(_, route)| route.forward_auth)
-    }
-
-    fn deny(&self, error: Error) -> Decision {
-        Decision::Deny(Box::new(self.answer.respond(error)))
-    }
-
-    /// Decides about a request for `path` with `method`, carrying `headers`. Counts the outcome by route and
-    /// reason (`portcullis_gateway_requests_total`), times it (`portcullis_gateway_decision_seconds`), and logs
-    /// it with the request id from `X-Request-Id`, the route, outcome, reason and subject (never the token).
-    pub async fn decide(&self, method: &Method, path: &str, headers: &HeaderMap) -> Decision {
+    /// Decides about `request` and reports the decision.
+    pub(crate) async fn decide_and_report(&self, request: &CanonicalRequest, headers: &HeaderMap) -> Decision {
         let started = std::time::Instant::now();
-        let route = self.route(method, path);
-        let (decision, subject) = self.decide_route(route, headers).await;
-        let index = route.map_or(self.config.routes.len(), |(index, _)| index);
-        let route = route.map(|(_, route)| route);
-        let (outcome, reason, detail) = match &decision {
-            Decision::Allow { .. } => ("allowed", "none", None),
-            Decision::Deny(response) => match response.extensions().get::<portcullis_axum::Rejected>() {
-                Some(rejected) => ("denied", rejected.0.reason().code(), Some(rejected.0.description().to_owned())),
-                None => ("denied", "no_route", None),
-            },
+        let Decided { decision, route, subject } = self.decide(request, headers).await;
+        let detail = match &decision {
+            Decision::Deny(denial) => Some(denial.description()),
+            Decision::Allow(_) => None,
         };
-        let route = route.map_or("unmatched", |r| r.path.as_str());
-        let elapsed = started.elapsed();
-        tracing::info!(
-            target: "portcullis::gateway::request",
-            request_id = headers.get(crate::request_id::HEADER).and_then(|v| v.to_str().ok()).unwrap_or("-"),
-            method = method.as_str(),
-            path,
-            route,
-            outcome,
-            reason,
-            subject = subject.as_deref().unwrap_or("-"),
-            detail = detail.as_deref().unwrap_or("-"),
-            micros = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
-            "request {outcome}"
-        );
-        let denied = (outcome == "denied").then_some(reason);
-        self.metrics.record(index, route, denied, elapsed.as_secs_f64());
-        match denied {
-            None => self.tally.allowed(),
-            Some(reason) => self.tally.denied(reason),
-        }
+        self.observer.report(&Outcome {
+            request_id: request_id(headers),
+            method: request.method.as_str(),
+            path: request.path.as_str(),
+            route: route.as_ref().map_or("unmatched", |(_, name)| name.as_str()),
+            route_index: route.as_ref().map(|(index, _)| *index),
+            denied: match &decision {
+                Decision::Deny(denial) => Some(denial.reason()),
+                Decision::Allow(_) => None,
+            },
+            subject: subject.as_deref(),
+            detail: detail.as_deref(),
+            elapsed: started.elapsed(),
+        });
         decision
     }
 
-    async fn decide_route(
-        &self,
-        route: Option<(usize, &RouteConfig)>,
-        headers: &HeaderMap,
-    ) -> (Decision, Option<String>) {
-        let (public, forward_authorization) = match route {
-            // A forward-auth endpoint is never the resource a decision is about.
-            Some((_, route)) if !route.forward_auth => (route.public, route.forward_authorization),
-            None if self.config.unmatched == Unmatched::Authenticated => (false, false),
-            _ => {
-                let not_found =
-                    axum::response::IntoResponse::into_response((http::StatusCode::NOT_FOUND, "no such route"));
-                return (Decision::Deny(Box::new(not_found)), None);
-            }
-        };
-        if public {
-            return (Decision::Allow { claim_headers: Vec::new(), forward_authorization }, None);
+    /// The front proxy whose forward-auth endpoint `request` is for (proxy mode), if it is for one.
+    pub(crate) fn forward_auth_endpoint(&self, request: &CanonicalRequest) -> Option<crate::config::FrontProxy> {
+        match self.routes.resolve(&request.method, &request.path) {
+            crate::policy::Resolution::Route(index) => match self.routes.get(index).kind {
+                crate::policy::RouteKind::ForwardAuthEndpoint(front) => Some(front),
+                crate::policy::RouteKind::Resource { .. } => None,
+            },
+            _ => None,
         }
-        let token = match bearer(headers) {
-            Ok(token) => token,
-            Err(error) => return (self.deny(error), None),
-        };
-        let verified = match self.verifier.verify_async(token).await {
-            Ok(verified) => verified,
-            Err(error) => return (self.deny(error), None),
-        };
-        let subject = verified.subject().map(str::to_owned);
-        if let Some((_, route)) = route {
-            if let Err(error) = route_accepts(route, &verified) {
-                return (self.deny(error), subject);
-            }
-        }
-        let mapping = route.and_then(|(index, _)| self.route_claim_headers[index].as_deref());
-        let claim_headers = claim_headers(mapping.unwrap_or(&self.claim_headers), &verified);
-        (Decision::Allow { claim_headers, forward_authorization }, subject)
     }
 
-    /// The header names the gateway sets (every mapping's); client-sent copies are always removed.
-    pub fn managed_headers(&self) -> impl Iterator<Item = &HeaderName> {
-        self.managed.iter()
+    /// Reports a request refused before any route was looked up (its target or description unreadable).
+    pub(crate) fn report_refusal(&self, method: &str, denial: &Denial, headers: &HeaderMap) {
+        let detail = denial.description();
+        self.observer.report(&Outcome {
+            request_id: request_id(headers),
+            method,
+            path: "-",
+            route: "-",
+            route_index: None,
+            denied: Some(denial.reason()),
+            subject: None,
+            detail: Some(&detail),
+            elapsed: std::time::Duration::ZERO,
+        });
     }
 }
 
-/// Headers from the token's claims, per `mapping`. `sub`, `scope` (or `scp`) and `permissions` come from the
-/// claims parsed during verification; only other claims build the token's full claim map.
-fn claim_headers(mapping: &[(String, HeaderName)], token: &VerifiedToken) -> Vec<(HeaderName, HeaderValue)> {
-    mapping
-        .iter()
-        .filter_map(|(claim, header)| {
-            let text = match claim.as_str() {
-                "sub" => token.subject()?.to_owned(),
-                "scope" | "scp" if !token.scopes().is_empty() => token.scopes().join(" "),
-                "permissions" if !token.permissions().is_empty() => token.permissions().join(" "),
-                "scope" | "scp" | "permissions" => return None,
-                _ => claim_text(portcullis::claims::lookup(token.claims(), claim)?)?,
-            };
-            HeaderValue::from_str(&text).ok().map(|v| (header.clone(), v))
-        })
-        .collect()
+/// The request id the edge put in `X-Request-Id`.
+fn request_id(headers: &HeaderMap) -> &str {
+    headers.get(crate::request_id::HEADER).and_then(|v| v.to_str().ok()).unwrap_or("-")
 }
 
-/// A claim's value as header text: strings as they are, arrays joined with spaces, other JSON as JSON.
-fn claim_text(value: &Value) -> Option<String> {
-    Some(match value {
-        Value::String(s) => s.clone(),
-        Value::Array(items) => {
-            items.iter().map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_owned)).collect::<Vec<_>>().join(" ")
-        }
-        Value::Null => return None,
-        other => other.to_string(),
-    })
-}
-
-/// The route's own restrictions on a verified token: issuer, audience, then its rule.
-pub(crate) fn route_accepts(route: &RouteConfig, token: &VerifiedToken) -> Result<(), Error> {
-    if !route.issuers.is_empty() && !token.issuer().is_some_and(|iss| route.issuers.iter().any(|r| r == iss)) {
-        return Err(Error::new(
-            Reason::IssuerMismatch,
-            format!("{} does not accept tokens from this issuer", route.path),
-        ));
-    }
-    if !route.audiences.is_empty() && !token.registered().aud.iter().any(|aud| route.audiences.contains(aud)) {
-        return Err(Error::new(
-            Reason::AudienceMismatch,
-            format!("{} accepts tokens for {}", route.path, route.audiences.join(" or ")),
-        ));
-    }
-    match &route.require {
-        Some(rule) => rule.check(token),
-        None => Ok(()),
-    }
-}
-
-/// The single bearer token of a request (header only: a gateway never reads tokens from URLs or cookies).
-fn bearer(headers: &HeaderMap) -> Result<&str, Error> {
-    portcullis_axum::authorization_bearer(headers)?
-        .ok_or_else(|| Error::new(Reason::TokenMissing, "the request has no bearer token"))
+/// The route configuration a debugger row stands for, with its restrictions checked against a verified token.
+pub(crate) fn route_accepts(route: &RouteConfig, token: &portcullis::VerifiedToken) -> Result<(), portcullis::Error> {
+    crate::decide::accepts(&route.path, &route.issuers, &route.audiences, route.require.as_ref(), token)
 }

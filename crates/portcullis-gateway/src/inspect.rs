@@ -8,7 +8,7 @@ use portcullis_web::{Access, Inspect, IssuerView, KeySetView, RouteRule, Tally};
 
 /// The routes a decision can be about (forward-auth endpoints decide about other requests), with their indices.
 fn decided_routes(routes: &[RouteConfig]) -> impl Iterator<Item = &RouteConfig> {
-    routes.iter().filter(|route| !route.forward_auth)
+    routes.iter().filter(|route| route.forward_auth.is_none())
 }
 
 fn label(route: &RouteConfig) -> String {

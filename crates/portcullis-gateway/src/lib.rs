@@ -8,16 +8,25 @@
 //! client-sent copies of those headers are always removed.
 #![forbid(unsafe_code)]
 
+pub mod canonical;
 pub mod config;
+mod decide;
+mod forward_auth;
 mod gateway;
+pub mod headers;
 mod inspect;
 mod listener;
+mod observe;
+mod policy;
 mod proxy;
+mod render;
+mod request;
 mod request_id;
-mod routes;
 
-pub use config::{Config, ConfigError, IssuerConfig, Limits, LogFormat, Mode, RouteConfig, Unmatched};
-pub use gateway::{Decision, Gateway, Reloaded};
+pub use config::{Config, ConfigError, FrontProxy, IssuerConfig, Limits, LogFormat, Mode, RouteConfig, Unmatched};
+pub use decide::{Allowed, Decision, Denial};
+pub use gateway::{Gateway, Reloaded};
+pub use request::CanonicalRequest;
 
 use axum::Router;
 use axum::routing::{any, get};
@@ -26,8 +35,8 @@ use std::future::Future;
 
 /// The main listener's routes for `gateway`.
 pub fn router(gateway: Gateway) -> Router {
-    match gateway.config().mode {
-        Mode::ForwardAuth => Router::new().fallback(any(proxy::forward_auth)).with_state(gateway),
+    match gateway.config().mode() {
+        Mode::ForwardAuth(_) => Router::new().fallback(any(forward_auth::handler)).with_state(gateway),
         Mode::Proxy => {
             // Requests and streamed response chunks go out at once (no Nagle delay on either side).
             let mut connector = hyper_util::client::legacy::connect::HttpConnector::new();

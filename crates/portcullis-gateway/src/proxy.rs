@@ -1,11 +1,15 @@
-//! Reverse proxy and forward-auth handlers.
+//! The reverse proxy: each request is made canonical, decided, and — when allowed — forwarded with exactly the
+//! canonical path that was checked, the client's copies of managed and forwarding headers removed and the
+//! gateway's own set. Only WebSocket upgrades are tunnelled.
 
-use crate::gateway::{Decision, Gateway, Policy};
+use crate::decide::{Decision, Denial};
+use crate::gateway::Gateway;
+use crate::request::CanonicalRequest;
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::response::{IntoResponse, Response};
 use http::header::{AUTHORIZATION, CONNECTION, HOST, UPGRADE};
-use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri};
+use http::{HeaderMap, HeaderName, HeaderValue, StatusCode, Uri};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioIo;
@@ -50,15 +54,38 @@ pub(crate) struct ProxyState {
     pub client: UpstreamClient,
 }
 
-/// The protocol a request asks to switch to (`Connection: upgrade` plus `Upgrade`), e.g. `websocket`.
-fn requested_upgrade(headers: &HeaderMap) -> Option<HeaderValue> {
-    let asks = headers
+/// Whether the client asks to switch to WebSocket (`Connection: upgrade` and exactly `Upgrade: websocket`). Any
+/// other protocol (`h2c` among them) is declined: the request is served over HTTP/1.1 without the upgrade.
+fn wants_websocket(headers: &HeaderMap) -> bool {
+    let connection_upgrade = headers
         .get_all(CONNECTION)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .any(|token| token.trim().eq_ignore_ascii_case("upgrade"));
-    if asks { headers.get(UPGRADE).cloned() } else { None }
+    let mut upgrades = headers.get_all(UPGRADE).iter();
+    let websocket = match (upgrades.next(), upgrades.next()) {
+        (Some(value), None) => value.as_bytes().trim_ascii().eq_ignore_ascii_case(b"websocket"),
+        _ => false,
+    };
+    connection_upgrade && websocket
+}
+
+/// The host the client asked for: the target's authority (absolute-form, HTTP/2) or the single `Host` header;
+/// refused when several are sent or they disagree.
+fn requested_host(parts: &http::request::Parts) -> Result<Option<HeaderValue>, Denial> {
+    let mut hosts = parts.headers.get_all(HOST).iter();
+    let header = match (hosts.next(), hosts.next()) {
+        (_, Some(_)) => return Err(Denial::Host("more than one Host header")),
+        (header, None) => header.cloned(),
+    };
+    match (parts.uri.authority(), header) {
+        (Some(authority), Some(header)) if !authority.as_str().eq_ignore_ascii_case(header.to_str().unwrap_or("")) => {
+            Err(Denial::Host("the Host header and the target name different hosts"))
+        }
+        (Some(authority), _) => Ok(HeaderValue::from_str(authority.as_str()).ok()),
+        (None, header) => Ok(header),
+    }
 }
 
 pub(crate) async fn proxy(
@@ -69,53 +96,62 @@ pub(crate) async fn proxy(
     let mut request = request;
     let request_id = crate::request_id::ensure(request.headers_mut());
     let policy = state.gateway.policy();
-    if policy.is_forward_auth_endpoint(request.method(), request.uri().path()) {
-        let (method, path) = original(&request);
-        return with_request_id(answer_forward_auth(&policy, &method, &path, request.headers()).await, request_id);
-    }
     let (mut parts, body) = request.into_parts();
-    let (claim_headers, forward_authorization) =
-        match policy.decide(&parts.method, parts.uri.path(), &parts.headers).await {
-            Decision::Allow { claim_headers, forward_authorization } => (claim_headers, forward_authorization),
-            Decision::Deny(response) => return with_request_id(*response, request_id),
-        };
-    let upgrade = requested_upgrade(&parts.headers);
+    let canonical = CanonicalRequest::from_parts(
+        parts.method.clone(),
+        parts.uri.path().as_bytes(),
+        parts.uri.query().map(str::as_bytes),
+    )
+    .map_err(Denial::Target);
+    let host = requested_host(&parts);
+    let (canonical, host) = match (canonical, host) {
+        (Ok(canonical), Ok(host)) => (canonical, host),
+        (Err(denial), _) | (_, Err(denial)) => {
+            policy.report_refusal(parts.method.as_str(), &denial, &parts.headers);
+            return with_request_id(crate::render::refusal(&policy, &denial, None), request_id);
+        }
+    };
+    if let Some(front) = policy.forward_auth_endpoint(&canonical) {
+        return with_request_id(crate::forward_auth::answer(&policy, front, &parts.headers).await, request_id);
+    }
+    let allowed = match policy.decide_and_report(&canonical, &parts.headers).await {
+        Decision::Allow(allowed) => allowed,
+        Decision::Deny(denial) => return with_request_id(crate::render::refusal(&policy, &denial, None), request_id),
+    };
+    let websocket = wants_websocket(&parts.headers);
     let client_upgrade = parts.extensions.remove::<hyper::upgrade::OnUpgrade>();
+    let forwarded_for = crate::headers::forwarded_for(&parts.headers, peer.ip(), &policy.trusted_proxies);
     let headers = &mut parts.headers;
     remove_hop_by_hop(headers);
-    if let Some(protocol) = &upgrade {
+    if websocket {
         headers.insert(CONNECTION, HeaderValue::from_static("upgrade"));
-        headers.insert(UPGRADE, protocol.clone());
+        headers.insert(UPGRADE, HeaderValue::from_static("websocket"));
     }
-    for name in policy.managed_headers() {
-        headers.remove(name);
-    }
-    if !forward_authorization {
+    crate::headers::strip_client_copies(headers, &policy.managed);
+    if !allowed.forward_authorization {
         headers.remove(AUTHORIZATION);
     }
-    for (name, value) in claim_headers {
+    for (name, value) in allowed.claim_headers {
         headers.insert(name, value);
     }
-    let original_host = headers.remove(HOST);
-    let forwarded_for = match headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
-        Some(earlier) => format!("{earlier}, {}", peer.ip()),
-        None => peer.ip().to_string(),
-    };
-    if let Ok(value) = HeaderValue::from_str(&forwarded_for) {
-        headers.insert("x-forwarded-for", value);
+    headers.remove(HOST);
+    if let Some(chain) = forwarded_for {
+        headers.insert("x-forwarded-for", chain);
     }
     headers.insert("x-forwarded-proto", HeaderValue::from_static("http"));
-    if let Some(host) = original_host {
+    if let Some(host) = host {
         headers.insert("x-forwarded-host", host);
     }
     let upstream = policy.config.upstream.as_deref().unwrap_or_default().trim_end_matches('/');
-    let path = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
-    parts.uri = match format!("{upstream}{path}").parse::<Uri>() {
+    parts.uri = match format!("{upstream}{}", canonical.target()).parse::<Uri>() {
         Ok(uri) => uri,
         Err(_) => return (StatusCode::BAD_REQUEST, "the request path cannot be forwarded").into_response(),
     };
+    // The upstream is spoken to over HTTP/1.1 whatever the client used (HTTP/2 included).
+    parts.version = http::Version::HTTP_11;
     let timeout = Duration::from_secs(policy.config.upstream_timeout_secs);
     drop(policy);
+    let upgrade = websocket.then(|| HeaderValue::from_static("websocket"));
     let response = match tokio::time::timeout(timeout, state.client.request(Request::from_parts(parts, body))).await {
         Err(_) => {
             tracing::warn!(target: "portcullis::gateway", request_id = ?request_id, "upstream timed out");
@@ -166,58 +202,7 @@ fn switch_protocols(
     Response::from_parts(parts, Body::empty())
 }
 
-fn with_request_id(mut response: Response, id: HeaderValue) -> Response {
+pub(crate) fn with_request_id(mut response: Response, id: HeaderValue) -> Response {
     response.headers_mut().insert(crate::request_id::HEADER, id);
     response
-}
-
-/// The method and path of the original request, as nginx (`X-Original-*`) or Traefik/Caddy (`X-Forwarded-*`)
-/// describe it, else the request's own.
-fn original(request: &Request) -> (Method, String) {
-    let headers = request.headers();
-    let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-    let method = text("x-original-method")
-        .or_else(|| text("x-forwarded-method"))
-        .and_then(|m| Method::from_bytes(m.as_bytes()).ok())
-        .unwrap_or_else(|| request.method().clone());
-    let uri = text("x-original-uri").or_else(|| text("x-forwarded-uri")).unwrap_or_else(|| request.uri().path());
-    let path = uri.split(['?', '#']).next().unwrap_or("/").to_owned();
-    (method, path)
-}
-
-pub(crate) async fn forward_auth(State(gateway): State<Gateway>, mut request: Request) -> Response {
-    let request_id = crate::request_id::ensure(request.headers_mut());
-    let (method, path) = original(&request);
-    let response = answer_forward_auth(&gateway.policy(), &method, &path, request.headers()).await;
-    with_request_id(response, request_id)
-}
-
-/// The forward-auth answer about the original request (`method`, `path`, with `headers`).
-async fn answer_forward_auth(policy: &Policy, method: &Method, path: &str, headers: &HeaderMap) -> Response {
-    match policy.decide(method, path, headers).await {
-        Decision::Allow { claim_headers, .. } => {
-            let mut response = StatusCode::OK.into_response();
-            // Every managed header is answered, empty when the token has no such claim (or the route is public):
-            // proxies that copy them then overwrite any client-sent copy, and none copies a placeholder.
-            for name in policy.managed_headers() {
-                response.headers_mut().insert(name.clone(), HeaderValue::from_static(""));
-            }
-            for (name, value) in claim_headers {
-                response.headers_mut().insert(name, value);
-            }
-            response
-        }
-        Decision::Deny(response) if response.status() == StatusCode::SERVICE_UNAVAILABLE => {
-            // nginx turns any status but 401/403 into 500: an outage becomes a 401 that says so, logged apart.
-            tracing::error!(target: "portcullis::gateway", "forward-auth: keys unavailable, answering 401");
-            let error = portcullis::Error::new(
-                portcullis::Reason::TokenMalformed,
-                "keys unavailable: tokens cannot be verified right now",
-            );
-            let challenge = error.www_authenticate(&policy.config.realm).unwrap_or_default();
-            (StatusCode::UNAUTHORIZED, [(http::header::WWW_AUTHENTICATE, challenge)], "keys unavailable")
-                .into_response()
-        }
-        Decision::Deny(response) => *response,
-    }
 }

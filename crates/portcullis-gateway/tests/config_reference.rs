@@ -17,6 +17,7 @@ fn reference() -> String {
 fn config_keys() -> BTreeSet<String> {
     let mut config = Config::from_toml(TEMPLATE).unwrap();
     config.admin_listen = Some("127.0.0.1:9090".parse().unwrap());
+    config.forward_auth = Some(portcullis_gateway::FrontProxy::Nginx);
     config.routes[0].claim_headers = Some([("sub".to_owned(), "X-User".to_owned())].into());
     let value = serde_json::to_value(&config).unwrap();
     let mut keys = BTreeSet::new();
@@ -81,7 +82,8 @@ fn the_template_is_the_defaults() {
     let defaults = Config::defaults();
     assert_eq!(template.listen, defaults.listen);
     assert_eq!(template.admin_listen, defaults.admin_listen);
-    assert_eq!(template.mode, defaults.mode);
+    assert_eq!(template.forward_auth, defaults.forward_auth);
+    assert_eq!(template.trusted_proxies, defaults.trusted_proxies);
     assert_eq!(template.upstream_timeout_secs, defaults.upstream_timeout_secs);
     assert_eq!(template.realm, defaults.realm);
     assert_eq!(template.log_format, defaults.log_format);

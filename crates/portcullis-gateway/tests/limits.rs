@@ -160,7 +160,7 @@ async fn jwks_endpoint(document: Value) -> String {
 /// Whether a gateway whose key set comes from `jwks_uri` under `limits` accepts a valid token of `issuer`.
 async fn accepts(issuer: &DevIssuer, jwks_uri: &str, limits: &str) -> u16 {
     let toml = format!(
-        "mode = \"forward_auth\"\n[[issuers]]\nissuer = \"{}\"\naudiences = [\"{DEMO_AUDIENCE}\"]\n\
+        "forward_auth = \"nginx\"\n[[issuers]]\nissuer = \"{}\"\naudiences = [\"{DEMO_AUDIENCE}\"]\n\
          jwks_uri = \"{jwks_uri}\"\n[[routes]]\npath = \"/api/*\"\n[limits]\n{limits}\n",
         issuer.issuer()
     );
@@ -172,6 +172,7 @@ async fn accepts(issuer: &DevIssuer, jwks_uri: &str, limits: &str) -> u16 {
         .get(format!("http://{address}/auth"))
         .bearer_auth(token)
         .header("x-original-uri", "/api/x")
+        .header("x-original-method", "GET")
         .send()
         .await
         .unwrap();

@@ -33,7 +33,7 @@ struct Stack {
     upstream: String,
 }
 
-async fn stack() -> Stack {
+async fn stack(front: &str) -> Stack {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let issuer_url = format!("http://{}/", listener.local_addr().unwrap());
     let issuer = DevIssuer::new(Tenant::demo("http://127.0.0.1:3000/callback"), &issuer_url).unwrap();
@@ -45,15 +45,20 @@ async fn stack() -> Stack {
         let get = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
         axum::Json(json!({
             "subject": get("x-auth-subject"),
+            "scope": get("x-auth-scope"),
             "permissions": get("x-auth-permissions"),
             "authorization": get("authorization"),
+            "forwarded": get("forwarded"),
+            "forwarded_host": get("x-forwarded-host"),
+            "forwarded_for": get("x-forwarded-for"),
+            "real_ip": get("x-real-ip"),
         }))
     }));
     tokio::spawn(async move { axum::serve(upstream, echo).await.unwrap() });
 
     let config = Config::from_toml(&format!(
         r#"
-        mode = "forward_auth"
+        forward_auth = "{front}"
         [[issuers]]
         issuer = "{issuer_url}"
         audiences = ["{DEMO_AUDIENCE}"]
@@ -74,8 +79,27 @@ async fn stack() -> Stack {
     Stack { issuer, gateway: gateway_address, upstream: upstream_address }
 }
 
+/// The headers the documented configurations manage: the gateway's default claim headers.
+fn managed() -> Vec<String> {
+    portcullis_gateway::headers::managed_header_names(&Config::defaults())
+}
+
+/// nginx's variable for a response header of the auth subrequest (`X-Auth-Subject` → `$upstream_http_x_auth_subject`).
+fn nginx_variable(header: &str) -> String {
+    header.to_ascii_lowercase().replace('-', "_")
+}
+
 /// The nginx configuration the docs show, for a gateway and upstream at these addresses.
-pub fn nginx_config(dir: &str, port: u16, gateway: &str, upstream: &str) -> String {
+pub fn nginx_config(dir: &str, port: u16, gateway: &str, upstream: &str, managed: &[String]) -> String {
+    let mut copy = String::new();
+    for header in managed {
+        let variable = nginx_variable(header);
+        copy.push_str(&format!("            auth_request_set ${variable} $upstream_http_{variable};\n"));
+    }
+    copy.push_str("            # The gateway's answer replaces whatever the client sent under these names.\n");
+    for header in managed {
+        copy.push_str(&format!("            proxy_set_header {header} ${};\n", nginx_variable(header)));
+    }
     format!(
         r#"master_process off;
 daemon off;
@@ -89,19 +113,29 @@ http {{
     fastcgi_temp_path {dir}/fastcgi;
     uwsgi_temp_path {dir}/uwsgi;
     scgi_temp_path {dir}/scgi;
+    # Headers with underscores (X_Auth_Subject) are dropped, never passed on (nginx's default, stated).
+    underscores_in_headers off;
+    ignore_invalid_headers on;
     server {{
         listen 127.0.0.1:{port};
         location / {{
             auth_request /_portcullis;
-            auth_request_set $auth_subject $upstream_http_x_auth_subject;
-            auth_request_set $auth_permissions $upstream_http_x_auth_permissions;
             auth_request_set $auth_challenge $upstream_http_www_authenticate;
-            # The gateway's answer replaces whatever the client sent under these names.
-            proxy_set_header X-Auth-Subject $auth_subject;
-            proxy_set_header X-Auth-Permissions $auth_permissions;
-            proxy_set_header Authorization "";
+{copy}            proxy_set_header Authorization "";
+            # The hop to the upstream is nginx's to describe: client copies are replaced or cleared.
+            proxy_set_header Forwarded "";
+            proxy_set_header X-Forwarded-For $remote_addr;
+            proxy_set_header X-Forwarded-Host $host;
+            proxy_set_header X-Forwarded-Proto $scheme;
+            proxy_set_header X-Forwarded-Port "";
+            proxy_set_header X-Forwarded-Prefix "";
+            proxy_set_header X-Forwarded-Server "";
+            proxy_set_header X-Forwarded-Method "";
+            proxy_set_header X-Forwarded-Uri "";
+            proxy_set_header X-Real-IP $remote_addr;
             error_page 401 = @unauthorized;
             error_page 403 = @forbidden;
+            # No URI part: the upstream gets the target exactly as the gateway was asked about it.
             proxy_pass http://{upstream};
         }}
         location = /_portcullis {{
@@ -127,7 +161,12 @@ http {{
 }
 
 /// The Caddyfile the docs show.
-pub fn caddyfile(port: u16, gateway: &str, upstream: &str) -> String {
+pub fn caddyfile(port: u16, gateway: &str, upstream: &str, managed: &[String]) -> String {
+    let mut drop = String::new();
+    for header in managed {
+        drop.push_str(&format!("        request_header -{header}\n"));
+    }
+    let copied = managed.join(" ");
     format!(
         r#"{{
     admin off
@@ -136,13 +175,15 @@ pub fn caddyfile(port: u16, gateway: &str, upstream: &str) -> String {
 http://127.0.0.1:{port} {{
     # `route` keeps this order: drop client copies, ask portcullis, drop the token, proxy.
     route {{
-        request_header -X-Auth-Subject
-        request_header -X-Auth-Permissions
+        # Client copies of the headers portcullis sets (a spelling this misses is refused by portcullis).
+{drop}        request_header -Forwarded
+        request_header -X-Real-IP
         forward_auth {gateway} {{
             uri /auth
-            copy_headers X-Auth-Subject X-Auth-Permissions
+            copy_headers {copied}
         }}
         request_header -Authorization
+        # reverse_proxy sets X-Forwarded-For, -Host and -Proto itself (client copies are replaced).
         reverse_proxy {upstream}
     }}
 }}
@@ -178,11 +219,12 @@ async fn exercise(stack: &Stack, base: &str) {
     let bob = stack.issuer.user_token("demo-spa", "bob", DEMO_AUDIENCE, &["openid"]).unwrap();
     let other = stack.issuer.client_credentials_token("demo-client", "https://billing.example.com").unwrap();
 
-    // Valid token: the upstream sees the claim headers, not a spoofed copy, not the token.
+    // Valid token: the upstream sees the claim headers and the proxy's own forwarding headers, not the token.
     let seen: Value = http
         .get(format!("{base}/api/private"))
         .bearer_auth(&alice)
-        .header("x-auth-subject", "auth0|mallory")
+        .header("forwarded", "for=evil.example;host=evil.example")
+        .header("x-real-ip", "203.0.113.66")
         .send()
         .await
         .unwrap()
@@ -192,18 +234,36 @@ async fn exercise(stack: &Stack, base: &str) {
     assert_eq!(seen["subject"], "auth0|alice", "{base}");
     assert_eq!(seen["permissions"], "read:messages write:messages");
     assert_eq!(seen["authorization"], Value::Null);
+    assert!(matches!(seen["forwarded"].as_str(), None | Some("")), "{base}: {seen}");
+    assert_ne!(seen["real_ip"], "203.0.113.66", "{base}: {seen}");
 
-    // A public route: the spoofed header is still removed.
-    let seen: Value = http
-        .get(format!("{base}/api/public"))
-        .header("x-auth-subject", "auth0|mallory")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert!(matches!(seen["subject"].as_str(), None | Some("")), "{base}: spoofed header reached the upstream: {seen}");
+    // A client copy of any header the gateway sets, in any spelling, is refused whatever the token.
+    for spelling in ["X-Auth-Subject", "x-auth-scope", "X-AUTH-PERMISSIONS", "X_Auth_Subject"] {
+        let response =
+            http.get(format!("{base}/api/private")).bearer_auth(&alice).header(spelling, "auth0|mallory").send().await;
+        let response = response.unwrap();
+        if response.status() == 200 {
+            // The proxy removed the copy (Caddy's request_header, nginx's underscore rule) before asking.
+            let seen: Value = response.json().await.unwrap();
+            assert_eq!(seen["subject"], "auth0|alice", "{base} {spelling}: {seen}");
+            assert!(!seen.to_string().contains("mallory"), "{base} {spelling}: {seen}");
+        } else {
+            assert!(matches!(response.status().as_u16(), 400 | 403), "{base} {spelling}: {}", response.status());
+        }
+    }
+
+    // A public route: a spoofed header never reaches the upstream (removed by the proxy, or refused).
+    let response =
+        http.get(format!("{base}/api/public")).header("x-auth-subject", "auth0|mallory").send().await.unwrap();
+    if response.status() == 200 {
+        let seen: Value = response.json().await.unwrap();
+        assert!(
+            matches!(seen["subject"].as_str(), None | Some("")),
+            "{base}: spoofed header reached the upstream: {seen}"
+        );
+    } else {
+        assert_eq!(response.status(), 403, "{base}");
+    }
 
     // Each failure class reaches the client with its status and challenge.
     let cases = [
@@ -230,11 +290,12 @@ async fn nginx_auth_request() {
     if !available("nginx") {
         return;
     }
-    let stack = stack().await;
+    let stack = stack("nginx").await;
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().to_str().unwrap().to_owned();
     let port = free_port();
-    std::fs::write(dir.path().join("nginx.conf"), nginx_config(&path, port, &stack.gateway, &stack.upstream)).unwrap();
+    let config = nginx_config(&path, port, &stack.gateway, &stack.upstream, &managed());
+    std::fs::write(dir.path().join("nginx.conf"), config).unwrap();
     let child = Command::new("nginx")
         .args(["-c", &format!("{path}/nginx.conf"), "-p", &path, "-e", &format!("{path}/error.log")])
         .stdout(Stdio::null())
@@ -252,11 +313,11 @@ async fn caddy_forward_auth() {
     if !available("caddy") {
         return;
     }
-    let stack = stack().await;
+    let stack = stack("caddy").await;
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let file = dir.path().join("Caddyfile");
-    std::fs::write(&file, caddyfile(port, &stack.gateway, &stack.upstream)).unwrap();
+    std::fs::write(&file, caddyfile(port, &stack.gateway, &stack.upstream, &managed())).unwrap();
     let child = Command::new("caddy")
         .args(["run", "--config", file.to_str().unwrap(), "--adapter", "caddyfile"])
         .env("HOME", dir.path())
@@ -277,9 +338,13 @@ async fn caddy_forward_auth() {
 fn docs_show_the_tested_configurations() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/deployment");
     let nginx = std::fs::read_to_string(root.join("nginx.md")).unwrap();
-    let expected = nginx_config("/var/lib/portcullis-nginx", 8080, "127.0.0.1:9000", "127.0.0.1:3000");
+    let expected = nginx_config("/var/lib/portcullis-nginx", 8080, "127.0.0.1:9000", "127.0.0.1:3000", &managed());
     assert!(nginx.contains(&expected), "docs/deployment/nginx.md must contain:\n{expected}");
     let caddy = std::fs::read_to_string(root.join("caddy.md")).unwrap();
-    let expected = caddyfile(8080, "127.0.0.1:9000", "127.0.0.1:3000");
+    let expected = caddyfile(8080, "127.0.0.1:9000", "127.0.0.1:3000", &managed());
     assert!(caddy.contains(&expected), "docs/deployment/caddy.md must contain:\n{expected}");
+    let traefik = std::fs::read_to_string(root.join("traefik.md")).unwrap();
+    let quoted: Vec<String> = managed().iter().map(|name| format!("{name:?}")).collect();
+    let expected = format!("authResponseHeaders: [{}]", quoted.join(", "));
+    assert!(traefik.contains(&expected), "docs/deployment/traefik.md must contain:\n{expected}");
 }

@@ -1,0 +1,219 @@
+//! The decision about one canonical request, as a value: allowed with the headers for the upstream, or denied
+//! with the reason. Nothing here renders a response; each edge renders the [`Decision`] its own way.
+
+use crate::canonical::PathError;
+use crate::gateway::Policy;
+use crate::policy::{Access, Resolution, RouteKind};
+use crate::request::CanonicalRequest;
+use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
+use portcullis::{Error, Reason, VerifiedToken};
+use serde_json::Value;
+
+/// What the gateway decided about a request.
+#[derive(Debug)]
+pub enum Decision {
+    /// Let it through.
+    Allow(Allowed),
+    /// Refuse it.
+    Deny(Denial),
+}
+
+/// An allowed request: what goes upstream with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Allowed {
+    /// Headers from the token's claims (empty on public routes).
+    pub claim_headers: Vec<(HeaderName, HeaderValue)>,
+    /// Whether the `Authorization` header may go upstream.
+    pub forward_authorization: bool,
+}
+
+/// Why a request is refused.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum Denial {
+    /// The credentials are missing, malformed or invalid, do not meet the route's rule, or keys are unavailable.
+    Token(Error),
+    /// The request target cannot be read unambiguously.
+    Target(PathError),
+    /// Forward-auth: the target is not in canonical form, and the front proxy forwards it as it is, so the
+    /// upstream could read it differently from the path that was checked.
+    NotCanonical,
+    /// Lenient and strict route matching disagree about this path.
+    Ambiguous,
+    /// The path's route does not take this method; these methods it does.
+    MethodNotAllowed(Vec<Method>),
+    /// No route matches and unmatched requests are refused.
+    NoRoute,
+    /// Forward-auth: the front proxy's description of the request is missing, repeated or unreadable.
+    FrontHeaders(&'static str),
+    /// Forward-auth: the request carries a header the gateway manages (a client copy the front proxy passed on).
+    ManagedHeader,
+    /// The request names its host ambiguously (several `Host` headers, or one that disagrees with the target).
+    Host(&'static str),
+}
+
+impl Denial {
+    /// The stable reason code (logs, metrics, response bodies).
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Denial::Token(error) => error.reason().code(),
+            Denial::Target(_) => "target_invalid",
+            Denial::NotCanonical => "target_not_canonical",
+            Denial::Ambiguous => "route_ambiguous",
+            Denial::MethodNotAllowed(_) => "method_not_allowed",
+            Denial::NoRoute => "no_route",
+            Denial::FrontHeaders(_) => "front_headers_invalid",
+            Denial::ManagedHeader => "managed_header_sent",
+            Denial::Host(_) => "host_invalid",
+        }
+    }
+
+    /// The status a client gets from the reverse proxy (and through Caddy and Traefik).
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Denial::Token(error) => StatusCode::from_u16(error.http_status()).unwrap_or(StatusCode::UNAUTHORIZED),
+            Denial::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            Denial::NoRoute => StatusCode::NOT_FOUND,
+            Denial::Target(_)
+            | Denial::NotCanonical
+            | Denial::Ambiguous
+            | Denial::FrontHeaders(_)
+            | Denial::ManagedHeader
+            | Denial::Host(_) => StatusCode::BAD_REQUEST,
+        }
+    }
+
+    /// What failed, in words safe for logs and `error_description` (never echoes the request).
+    pub fn description(&self) -> String {
+        match self {
+            Denial::Token(error) => error.description().to_owned(),
+            Denial::Target(error) => error.to_string(),
+            Denial::NotCanonical => "the target is not in canonical form (dot-segments, repeated slashes or \
+                                     needlessly encoded characters); send it normalized"
+                .to_owned(),
+            Denial::Ambiguous => "the path matches a case- or slash-sensitive route only loosely".to_owned(),
+            Denial::MethodNotAllowed(allow) => {
+                format!("this route takes {}", allow.iter().map(Method::as_str).collect::<Vec<_>>().join(", "))
+            }
+            Denial::NoRoute => "no such route".to_owned(),
+            Denial::FrontHeaders(what) => (*what).to_owned(),
+            Denial::ManagedHeader => "the request carries a header the gateway sets".to_owned(),
+            Denial::Host(what) => (*what).to_owned(),
+        }
+    }
+}
+
+/// A decision with what the observer reports about it.
+pub(crate) struct Decided {
+    pub decision: Decision,
+    /// The route that decided (index and pattern), when one did.
+    pub route: Option<(usize, String)>,
+    pub subject: Option<String>,
+}
+
+impl Policy {
+    /// Decides about `request`, carrying `headers`, under this policy.
+    pub(crate) async fn decide(&self, request: &CanonicalRequest, headers: &HeaderMap) -> Decided {
+        let (index, access, forward_authorization) = match self.routes.resolve(&request.method, &request.path) {
+            Resolution::Route(index) => match &self.routes.get(index).kind {
+                RouteKind::Resource { access, forward_authorization } => (Some(index), access, *forward_authorization),
+                // A forward-auth endpoint is never the resource a decision is about.
+                RouteKind::ForwardAuthEndpoint(_) => return self.refused(Denial::NoRoute, Some(index)),
+            },
+            Resolution::NoRoute if self.config.unmatched == crate::Unmatched::Authenticated => {
+                (None, &self.unmatched_access, false)
+            }
+            Resolution::NoRoute => return self.refused(Denial::NoRoute, None),
+            Resolution::MethodNotAllowed(allow) => return self.refused(Denial::MethodNotAllowed(allow), None),
+            Resolution::Ambiguous => return self.refused(Denial::Ambiguous, None),
+        };
+        let route = index.map(|i| (i, self.routes.get(i).name.clone()));
+        let (rule, issuers, audiences) = match access {
+            Access::Public => {
+                let allowed = Allowed { claim_headers: Vec::new(), forward_authorization };
+                return Decided { decision: Decision::Allow(allowed), route, subject: None };
+            }
+            Access::Token { rule, issuers, audiences } => (rule.as_ref(), issuers, audiences),
+        };
+        let verified = match bearer(headers) {
+            Ok(token) => self.verifier.verify_async(token).await,
+            Err(error) => Err(error),
+        };
+        let verified = match verified {
+            Ok(verified) => verified,
+            Err(error) => return Decided { decision: Decision::Deny(Denial::Token(error)), route, subject: None },
+        };
+        let subject = verified.subject().map(str::to_owned);
+        let name = route.as_ref().map_or("unmatched requests", |(_, name)| name.as_str());
+        if let Err(error) = accepts(name, issuers, audiences, rule, &verified) {
+            return Decided { decision: Decision::Deny(Denial::Token(error)), route, subject };
+        }
+        let mapping = index.and_then(|i| self.route_claim_headers[i].as_deref()).unwrap_or(&self.claim_headers);
+        let allowed = Allowed { claim_headers: claim_headers(mapping, &verified), forward_authorization };
+        Decided { decision: Decision::Allow(allowed), route, subject }
+    }
+
+    fn refused(&self, denial: Denial, index: Option<usize>) -> Decided {
+        let route = index.map(|i| (i, self.routes.get(i).name.clone()));
+        Decided { decision: Decision::Deny(denial), route, subject: None }
+    }
+}
+
+/// A route's own restrictions on a verified token: issuer, audience, then its rule.
+pub(crate) fn accepts(
+    route: &str,
+    issuers: &[String],
+    audiences: &[String],
+    rule: Option<&portcullis::Requirement>,
+    token: &VerifiedToken,
+) -> Result<(), Error> {
+    if !issuers.is_empty() && !token.issuer().is_some_and(|iss| issuers.iter().any(|r| r == iss)) {
+        return Err(Error::new(Reason::IssuerMismatch, format!("{route} does not accept tokens from this issuer")));
+    }
+    if !audiences.is_empty() && !token.registered().aud.iter().any(|aud| audiences.contains(aud)) {
+        return Err(Error::new(
+            Reason::AudienceMismatch,
+            format!("{route} accepts tokens for {}", audiences.join(" or ")),
+        ));
+    }
+    match rule {
+        Some(rule) => rule.check(token),
+        None => Ok(()),
+    }
+}
+
+/// Headers from the token's claims, per `mapping`. `sub`, `scope` (or `scp`) and `permissions` come from the
+/// claims parsed during verification; only other claims build the token's full claim map.
+fn claim_headers(mapping: &[(String, HeaderName)], token: &VerifiedToken) -> Vec<(HeaderName, HeaderValue)> {
+    mapping
+        .iter()
+        .filter_map(|(claim, header)| {
+            let text = match claim.as_str() {
+                "sub" => token.subject()?.to_owned(),
+                "scope" | "scp" if !token.scopes().is_empty() => token.scopes().join(" "),
+                "permissions" if !token.permissions().is_empty() => token.permissions().join(" "),
+                "scope" | "scp" | "permissions" => return None,
+                _ => claim_text(portcullis::claims::lookup(token.claims(), claim)?)?,
+            };
+            HeaderValue::from_str(&text).ok().map(|v| (header.clone(), v))
+        })
+        .collect()
+}
+
+/// A claim's value as header text: strings as they are, arrays joined with spaces, other JSON as JSON.
+fn claim_text(value: &Value) -> Option<String> {
+    Some(match value {
+        Value::String(s) => s.clone(),
+        Value::Array(items) => {
+            items.iter().map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_owned)).collect::<Vec<_>>().join(" ")
+        }
+        Value::Null => return None,
+        other => other.to_string(),
+    })
+}
+
+/// The single bearer token of a request (header only: a gateway never reads tokens from URLs or cookies).
+fn bearer(headers: &HeaderMap) -> Result<&str, Error> {
+    portcullis_axum::authorization_bearer(headers)?
+        .ok_or_else(|| Error::new(Reason::TokenMissing, "the request has no bearer token"))
+}

@@ -1,0 +1,98 @@
+//! Forward-auth: decisions about a request that a named front proxy describes in its own headers. Only that
+//! proxy's headers are read — each front proxy passes the others' through from the client — and each must be
+//! present exactly once and readable; nothing falls back to another header or to the request's own target.
+//!
+//! A front proxy forwards the target as the client sent it, and the gateway cannot rewrite it, so only targets
+//! already in canonical form are allowed: the path checked is then the path the upstream reads. A request that
+//! carries a header the gateway manages, in any spelling, is refused: the proxy configuration should have
+//! removed it, and the upstream would otherwise see the client's copy.
+
+use crate::config::FrontProxy;
+use crate::decide::{Decision, Denial};
+use crate::gateway::{Gateway, Policy};
+use crate::request::CanonicalRequest;
+use axum::extract::{Request, State};
+use axum::response::{IntoResponse, Response};
+use http::{HeaderMap, HeaderValue, Method, StatusCode};
+
+/// The headers in which `front` describes the original request: method, then target.
+fn description_headers(front: FrontProxy) -> (&'static str, &'static str) {
+    match front {
+        FrontProxy::Nginx => ("x-original-method", "x-original-uri"),
+        FrontProxy::Caddy | FrontProxy::Traefik => ("x-forwarded-method", "x-forwarded-uri"),
+    }
+}
+
+/// The one value of `name`, or why there is not exactly one.
+fn single<'h>(headers: &'h HeaderMap, name: &'static str) -> Result<&'h [u8], Denial> {
+    let mut values = headers.get_all(name).iter();
+    match (values.next(), values.next()) {
+        (Some(value), None) => Ok(value.as_bytes()),
+        (None, _) => Err(Denial::FrontHeaders(match name {
+            "x-original-method" => "the front proxy sent no X-Original-Method",
+            "x-original-uri" => "the front proxy sent no X-Original-URI",
+            "x-forwarded-method" => "the front proxy sent no X-Forwarded-Method",
+            _ => "the front proxy sent no X-Forwarded-Uri",
+        })),
+        (Some(_), Some(_)) => Err(Denial::FrontHeaders("the front proxy's description of the request is repeated")),
+    }
+}
+
+/// The original request as `front` describes it in `headers`.
+pub(crate) fn original_request(front: FrontProxy, headers: &HeaderMap) -> Result<CanonicalRequest, Denial> {
+    let (method_header, target_header) = description_headers(front);
+    let method = single(headers, method_header)?;
+    let target = single(headers, target_header)?;
+    let method = Method::from_bytes(method)
+        .ok()
+        .filter(|m| m.as_str().bytes().all(|b| b.is_ascii_alphabetic() || b == b'-'))
+        .ok_or(Denial::FrontHeaders("the front proxy's method is not an HTTP method"))?;
+    let request = CanonicalRequest::from_target(method, target).map_err(Denial::Target)?;
+    if !request.was_canonical {
+        return Err(Denial::NotCanonical);
+    }
+    Ok(request)
+}
+
+/// The handler of the main listener with a top-level `forward_auth`.
+pub(crate) async fn handler(State(gateway): State<Gateway>, mut request: Request) -> Response {
+    let request_id = crate::request_id::ensure(request.headers_mut());
+    let policy = gateway.policy();
+    let response = match gateway.config().forward_auth {
+        Some(front) => answer(&policy, front, request.headers()).await,
+        None => StatusCode::NOT_FOUND.into_response(),
+    };
+    crate::proxy::with_request_id(response, request_id)
+}
+
+/// The forward-auth answer for `front` about the request its `headers` describe: 200 with every managed header
+/// (empty when the token has no such claim, so a proxy that copies them overwrites any client copy), or the
+/// refusal as `front` can pass it on.
+pub(crate) async fn answer(policy: &Policy, front: FrontProxy, headers: &HeaderMap) -> Response {
+    let request = match policy.managed.carried_by(headers) {
+        Some(_) => Err(Denial::ManagedHeader),
+        None => original_request(front, headers),
+    };
+    let request = match request {
+        Ok(request) => request,
+        Err(denial) => {
+            let (method_header, _) = description_headers(front);
+            let method = headers.get(method_header).and_then(|v| v.to_str().ok()).unwrap_or("-");
+            policy.report_refusal(method, &denial, headers);
+            return crate::render::refusal(policy, &denial, Some(front));
+        }
+    };
+    match policy.decide_and_report(&request, headers).await {
+        Decision::Allow(allowed) => {
+            let mut response = StatusCode::OK.into_response();
+            for name in policy.managed.names() {
+                response.headers_mut().insert(name.clone(), HeaderValue::from_static(""));
+            }
+            for (name, value) in allowed.claim_headers {
+                response.headers_mut().insert(name, value);
+            }
+            response
+        }
+        Decision::Deny(denial) => crate::render::refusal(policy, &denial, Some(front)),
+    }
+}
