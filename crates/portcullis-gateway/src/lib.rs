@@ -8,6 +8,7 @@
 //! client-sent copies of those headers are always removed.
 #![forbid(unsafe_code)]
 
+pub mod canonical;
 pub mod config;
 mod gateway;
 mod inspect;
