@@ -42,8 +42,11 @@ pub type RevocationCheck = Arc<dyn Fn(VerifiedToken) -> Pin<Box<dyn Future<Outpu
 ///
 /// - Cookie and query-parameter tokens are off by default: query strings end up in logs, and cookies need CSRF
 ///   protection. Turn them on only with those in hand.
-/// - CORS preflights (`OPTIONS` with `Origin` and `Access-Control-Request-Method`) pass unauthenticated by default,
-///   since browsers never send credentials on them; [`allow_preflight(false)`](Self::allow_preflight) refuses them.
+/// - CORS preflights (`OPTIONS` with `Origin` and `Access-Control-Request-Method`) are requests like any other: they
+///   carry no token, so they are refused. Answer them with a CORS layer *outside* this one (e.g. tower-http's
+///   `CorsLayer`, added after this layer so that it wraps it), which replies to preflights itself and never calls
+///   the inner service. [`allow_preflight(true)`](Self::allow_preflight) hands them to the inner service
+///   unauthenticated instead: any handler they reach (an `any()` route, a fallback) then runs for anyone.
 #[derive(Clone)]
 #[must_use]
 pub struct JwtLayer {
@@ -73,7 +76,7 @@ impl fmt::Debug for JwtLayer {
 }
 
 impl JwtLayer {
-    /// Authenticates with `verifier`: realm `api`, credentials required, header only, preflights allowed.
+    /// Authenticates with `verifier`: realm `api`, credentials required, header only, preflights authenticated.
     pub fn new(verifier: Verifier) -> Self {
         Self {
             config: Arc::new(Config {
@@ -81,7 +84,7 @@ impl JwtLayer {
                 answer: Answer::default(),
                 sources: Sources::default(),
                 optional: false,
-                allow_preflight: true,
+                allow_preflight: false,
                 revocation: None,
             }),
         }
@@ -119,7 +122,10 @@ impl JwtLayer {
         self.edit(|c| c.optional = optional)
     }
 
-    /// Whether CORS preflight requests pass without credentials (default `true`).
+    /// Whether CORS preflight requests (`OPTIONS` with `Origin` and `Access-Control-Request-Method`) reach the inner
+    /// service without credentials (default `false`: they need a token like any request). Prefer a CORS layer
+    /// outside this one, which answers preflights itself; with `true`, every handler a preflight can reach (an
+    /// `OPTIONS` route, `any()`, a fallback) runs unauthenticated and must not act on it.
     pub fn allow_preflight(self, allow: bool) -> Self {
         self.edit(|c| c.allow_preflight = allow)
     }

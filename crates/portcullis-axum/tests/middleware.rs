@@ -5,7 +5,7 @@
 use axum::Router;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use axum::routing::get;
+use axum::routing::{any, get};
 use portcullis::clock::ManualClock;
 use portcullis::remote::{KeyLocation, RemoteKeySet, RemoteOptions};
 use portcullis::signing::SigningKey;
@@ -324,13 +324,90 @@ fn preflight() -> HeaderMap {
 }
 
 #[tokio::test]
-async fn cors_preflights_pass_unless_disabled() {
+async fn cors_preflights_need_a_token_unless_allowed() {
     let app = start().await;
-    assert_eq!(app.request(reqwest::Method::OPTIONS, "/api/private", preflight()).await.status, 204);
+    let refused = app.request(reqwest::Method::OPTIONS, "/api/private", preflight()).await;
+    assert_eq!((refused.status, refused.refusal.as_deref()), (401, Some("token_missing")));
+    let lax = start_with(|layer| layer.allow_preflight(true), Mode::Normal).await;
+    assert_eq!(lax.request(reqwest::Method::OPTIONS, "/api/private", preflight()).await.status, 204);
     // A bare OPTIONS without the CORS headers is not a preflight.
-    assert_eq!(app.request(reqwest::Method::OPTIONS, "/api/private", HeaderMap::new()).await.status, 401);
-    let strict = start_with(|layer| layer.allow_preflight(false), Mode::Normal).await;
-    assert_eq!(strict.request(reqwest::Method::OPTIONS, "/api/private", preflight()).await.status, 401);
+    assert_eq!(lax.request(reqwest::Method::OPTIONS, "/api/private", HeaderMap::new()).await.status, 401);
+}
+
+/// A catch-all route and a fallback, each answering that it ran.
+fn catch_alls() -> Router {
+    Router::new()
+        .route("/api/any", any(|| async { "any() ran" }))
+        .fallback(|| async { (StatusCode::IM_A_TEAPOT, "fallback ran") })
+}
+
+/// A verifier over one static key, and that key.
+fn static_verifier() -> (Verifier, SigningKey) {
+    let signer = key("s1");
+    let jwks = json!({ "keys": [signer.public_jwk()] }).to_string();
+    let verifier = Verifier::builder()
+        .issuer("https://tenant.example.com/")
+        .audience(AUDIENCE)
+        .keys(portcullis::KeySet::from_jwks_json(jwks.as_bytes()).unwrap())
+        .build()
+        .unwrap();
+    (verifier, signer)
+}
+
+async fn serve(app: Router) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    base
+}
+
+#[tokio::test]
+async fn preflights_reach_catch_all_handlers_only_when_allowed() {
+    let (verifier, _) = static_verifier();
+    let strict = serve(catch_alls().layer(JwtLayer::new(verifier.clone()))).await;
+    let lax = serve(catch_alls().layer(JwtLayer::new(verifier).allow_preflight(true))).await;
+    let http = reqwest::Client::new();
+    let options = |base: &str, path: &str, headers: HeaderMap| {
+        let request = http.request(reqwest::Method::OPTIONS, format!("{base}{path}")).headers(headers);
+        async move {
+            let response = request.send().await.unwrap();
+            (response.status().as_u16(), response.text().await.unwrap())
+        }
+    };
+    for (path, status, ran) in [("/api/any", 200, "any() ran"), ("/elsewhere", 418, "fallback ran")] {
+        let (code, body) = options(&strict, path, preflight()).await;
+        assert_eq!(code, 401, "{path}");
+        assert!(body.contains("token_missing") && !body.contains("ran"), "{path}: {body}");
+        assert_eq!(options(&lax, path, preflight()).await, (status, ran.to_owned()), "{path}");
+        assert_eq!(options(&lax, path, HeaderMap::new()).await.0, 401, "{path}: not a preflight");
+    }
+}
+
+#[tokio::test]
+async fn a_cors_layer_outside_answers_preflights_and_the_handlers_stay_guarded() {
+    use tower_http::cors::{AllowOrigin, CorsLayer};
+    let (verifier, signer) = static_verifier();
+    let cors = CorsLayer::new()
+        .allow_origin(AllowOrigin::exact("https://spa.example.com".parse().unwrap()))
+        .allow_methods([http::Method::GET])
+        .allow_headers([http::header::AUTHORIZATION]);
+    let base = serve(catch_alls().layer(JwtLayer::new(verifier)).layer(cors)).await;
+    let http = reqwest::Client::new();
+
+    let answered = http.request(reqwest::Method::OPTIONS, format!("{base}/api/any")).headers(preflight());
+    let answered = answered.send().await.unwrap();
+    assert_eq!(answered.status().as_u16(), 200);
+    assert_eq!(answered.headers()["access-control-allow-origin"], "https://spa.example.com");
+    assert!(!answered.text().await.unwrap().contains("ran"), "the preflight never reached a handler");
+
+    let anonymous = http.get(format!("{base}/api/any")).header("origin", "https://spa.example.com");
+    assert_eq!(anonymous.send().await.unwrap().status().as_u16(), 401);
+    let claims = json!({ "iss": "https://tenant.example.com/", "aud": AUDIENCE, "exp": 4_000_000_000u64 });
+    let token = signer.sign_token(&claims, None).unwrap();
+    let authorized = http.get(format!("{base}/api/any")).header("origin", "https://spa.example.com").bearer_auth(token);
+    let authorized = authorized.send().await.unwrap();
+    assert_eq!(authorized.headers()["access-control-allow-origin"], "https://spa.example.com");
+    assert_eq!(authorized.text().await.unwrap(), "any() ran");
 }
 
 #[tokio::test]

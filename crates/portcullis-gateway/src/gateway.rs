@@ -193,7 +193,7 @@ impl Policy {
             };
             builder = builder.issuer_keys(&issuer.issuer, Arc::new(keys.clone()) as Arc<dyn KeySource>);
             for audience in &issuer.audiences {
-                builder = builder.audience(audience);
+                builder = builder.audience_for(&issuer.issuer, audience);
             }
             used.push((location, keys));
         }

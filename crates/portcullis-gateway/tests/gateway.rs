@@ -442,6 +442,62 @@ async fn routes_restrict_issuers_and_audiences() {
 }
 
 #[tokio::test]
+async fn audiences_belong_to_their_issuer() {
+    let a = issuer().await;
+    let b = issuer().await;
+    let upstream = upstream().await;
+    let billing = "https://billing.example.com";
+    let base = gateway(&format!(
+        r#"
+        upstream = "{upstream}"
+        [[issuers]]
+        issuer = "{a}"
+        audiences = ["{billing}"]
+        [[issuers]]
+        issuer = "{b}"
+        audiences = ["{DEMO_AUDIENCE}"]
+        [[routes]]
+        path = "/billing/*"
+        audiences = ["{billing}"]
+        [[routes]]
+        path = "/*"
+        "#,
+        a = a.issuer(),
+        b = b.issuer()
+    ))
+    .await;
+    let http = reqwest::Client::new();
+    let answer = |path: &'static str, token: String| {
+        let request = http.get(format!("{base}{path}")).bearer_auth(token);
+        async move {
+            let response = request.send().await.unwrap();
+            let status = response.status().as_u16();
+            let challenge =
+                response.headers().get("www-authenticate").map(|v| v.to_str().unwrap().to_owned()).unwrap_or_default();
+            let body: Value = response.json().await.unwrap_or(Value::Null);
+            (status, body["reason"].as_str().map(str::to_owned), challenge)
+        }
+    };
+    let a_billing = a.client_credentials_token("demo-client", billing).unwrap();
+    let b_own = b.client_credentials_token("demo-client", DEMO_AUDIENCE).unwrap();
+    // Issuer B will sign a token for any audience its clients ask for, including A's.
+    let b_for_a = b.client_credentials_token("demo-client", billing).unwrap();
+
+    assert_eq!(answer("/billing/invoices", a_billing.clone()).await.0, 200);
+    assert_eq!(answer("/anything", a_billing).await.0, 200);
+    assert_eq!(answer("/anything", b_own.clone()).await.0, 200);
+    assert_eq!(answer("/billing/invoices", b_own).await.1.as_deref(), Some("audience_mismatch"));
+    for path in ["/billing/invoices", "/anything"] {
+        let (status, reason, challenge) = answer(path, b_for_a.clone()).await;
+        assert_eq!((status, reason.as_deref()), (401, Some("audience_mismatch")), "{path}");
+        assert!(
+            challenge.contains(&format!("tokens from '{}' are accepted for '{DEMO_AUDIENCE}'", b.issuer())),
+            "{challenge}"
+        );
+    }
+}
+
+#[tokio::test]
 async fn request_ids_reach_the_upstream_and_the_client() {
     let issuer = issuer().await;
     let base = gateway(&proxy_config(&issuer, &upstream().await)).await;

@@ -1,6 +1,6 @@
 //! A test identity provider on 127.0.0.1:0 that serves discovery and a JWKS, counts every request, and on command
 //! rotates keys, moves its key set to another path, or misbehaves (error statuses, garbage, empty sets, huge
-//! bodies, hangs, cross-host redirects).
+//! bodies, hangs, cross-host redirects); any path can be made to redirect anywhere.
 
 use axum::Router;
 use axum::extract::State;
@@ -40,6 +40,8 @@ struct Shared {
     cache_control: Mutex<Option<String>>,
     discovery_issuer: Mutex<String>,
     jwks_path: Mutex<String>,
+    /// Paths answered with a 302 to a URL, before anything else.
+    redirects: Mutex<Vec<(String, String)>>,
     jwks_requests: AtomicUsize,
     discovery_requests: AtomicUsize,
     port: u16,
@@ -73,6 +75,7 @@ impl Idp {
             cache_control: Mutex::new(None),
             discovery_issuer: Mutex::new(format!("{base}/")),
             jwks_path: Mutex::new(JWKS_PATH.to_owned()),
+            redirects: Mutex::new(Vec::new()),
             jwks_requests: AtomicUsize::new(0),
             discovery_requests: AtomicUsize::new(0),
             port,
@@ -105,6 +108,11 @@ impl Idp {
     /// Moves the key set to `path` (discovery names the new URL; the old one answers 404).
     pub fn move_jwks(&self, path: &str) {
         *self.shared.jwks_path.lock().unwrap() = path.to_owned();
+    }
+
+    /// Answers requests for `path` with a 302 to `location` (counted as key set requests).
+    pub fn redirect(&self, path: &str, location: &str) {
+        self.shared.redirects.lock().unwrap().push((path.to_owned(), location.to_owned()));
     }
 
     /// Publishes exactly these keys.
@@ -154,6 +162,10 @@ async fn discovery(State(shared): State<Arc<Shared>>) -> Response {
 
 async fn jwks(State(shared): State<Arc<Shared>>, uri: Uri) -> Response {
     shared.jwks_requests.fetch_add(1, Ordering::SeqCst);
+    let redirect = shared.redirects.lock().unwrap().iter().find(|(path, _)| path == uri.path()).cloned();
+    if let Some((_, location)) = redirect {
+        return (StatusCode::FOUND, [(header::LOCATION, location)]).into_response();
+    }
     if uri.path() != *shared.jwks_path.lock().unwrap() {
         return StatusCode::NOT_FOUND.into_response();
     }

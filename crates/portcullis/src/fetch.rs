@@ -1,7 +1,8 @@
 //! Fetching key sets and discovery documents over HTTP, with the hygiene a security component needs.
 //!
 //! Every fetch has a timeout (default 5 s), a body cap (default 1 MiB, enforced while streaming), follows at most
-//! three redirects and only to the same host, asks for `application/jwk-set+json, application/json`, and
+//! three redirects and only within the origin of the first URL (same scheme, host and port: see
+//! [`check_redirect`]), asks for `application/jwk-set+json, application/json`, and
 //! requires HTTPS except for loopback addresses unless plain HTTP is explicitly allowed.
 
 use reqwest::{Url, redirect};
@@ -108,6 +109,33 @@ pub fn check_url(url: &str, policy: &FetchPolicy) -> Result<Url, FetchError> {
     Ok(parsed)
 }
 
+/// Whether a fetch of `from` may follow a redirect to `to`: only within the same origin, so the same scheme (no
+/// downgrade from `https` to `http`), host and port (an explicit default port is the same port). `Err` says why
+/// not.
+///
+/// ```
+/// use portcullis::fetch::check_redirect;
+/// let url = |s: &str| s.parse().unwrap();
+/// let from = url("https://idp.example/.well-known/jwks.json");
+/// assert!(check_redirect(&from, &url("https://idp.example:443/keys")).is_ok());
+/// assert_eq!(check_redirect(&from, &url("http://idp.example/keys")), Err("redirect from https to http refused"));
+/// ```
+pub fn check_redirect(from: &Url, to: &Url) -> Result<(), &'static str> {
+    if from.scheme() != to.scheme() {
+        return Err(match (from.scheme(), to.scheme()) {
+            ("https", "http") => "redirect from https to http refused",
+            _ => "redirect to another scheme refused",
+        });
+    }
+    if from.host() != to.host() {
+        return Err("redirect to another host refused");
+    }
+    if from.port_or_known_default() != to.port_or_known_default() {
+        return Err("redirect to another port refused");
+    }
+    Ok(())
+}
+
 /// An HTTP client for key material: reuse one per process.
 #[derive(Debug, Clone)]
 pub struct Fetcher {
@@ -118,20 +146,21 @@ pub struct Fetcher {
 impl Fetcher {
     /// Builds a client under `policy`.
     pub fn new(policy: FetchPolicy) -> Result<Self, FetchError> {
-        let same_host = redirect::Policy::custom(|attempt| {
-            let first_host = attempt.previous().first().and_then(|u| u.host_str().map(str::to_owned));
-            if attempt.previous().len() > 3 {
-                attempt.error("too many redirects")
-            } else if attempt.url().host_str().map(str::to_owned) != first_host {
-                attempt.error("redirect to another host refused")
-            } else {
-                attempt.follow()
+        let same_origin = redirect::Policy::custom(|attempt| {
+            let checked = match attempt.previous().first() {
+                _ if attempt.previous().len() > 3 => Err("too many redirects"),
+                Some(first) => check_redirect(first, attempt.url()),
+                None => Err("redirect without an origin refused"),
+            };
+            match checked {
+                Ok(()) => attempt.follow(),
+                Err(why) => attempt.error(why),
             }
         });
         let client = reqwest::Client::builder()
             .timeout(policy.timeout)
             .connect_timeout(policy.timeout)
-            .redirect(same_host)
+            .redirect(same_origin)
             .user_agent(concat!("portcullis/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| FetchError::Transport { url: String::new(), why: e.to_string() })?;
@@ -203,5 +232,42 @@ mod tests {
         assert!(check_url("https://user:pw@host/", &policy).is_err());
         let lax = FetchPolicy { allow_insecure_http: true, ..FetchPolicy::default() };
         assert!(check_url("http://idp.internal/jwks", &lax).is_ok());
+    }
+
+    fn url(s: &str) -> Url {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn redirects_stay_within_the_origin() {
+        let from = url("https://idp.example/.well-known/jwks.json");
+        for same in ["https://idp.example/keys", "https://IDP.example:443/keys?v=2", "https://idp.example/"] {
+            assert_eq!(check_redirect(&from, &url(same)), Ok(()), "{same}");
+        }
+        let loopback = url("http://127.0.0.1:8080/jwks");
+        assert_eq!(check_redirect(&loopback, &url("http://127.0.0.1:8080/moved")), Ok(()));
+        for (to, why) in [
+            ("https://evil.example/keys", "redirect to another host refused"),
+            ("https://sub.idp.example/keys", "redirect to another host refused"),
+            ("https://93.184.216.34/keys", "redirect to another host refused"),
+            ("http://idp.example/keys", "redirect from https to http refused"),
+            ("http://idp.example:443/keys", "redirect from https to http refused"),
+            ("ftp://idp.example/keys", "redirect to another scheme refused"),
+            ("https://idp.example:8443/keys", "redirect to another port refused"),
+        ] {
+            assert_eq!(check_redirect(&from, &url(to)), Err(why), "{to}");
+        }
+        assert_eq!(
+            check_redirect(&loopback, &url("http://127.0.0.1:8081/jwks")),
+            Err("redirect to another port refused")
+        );
+        assert_eq!(
+            check_redirect(&loopback, &url("http://localhost:8080/jwks")),
+            Err("redirect to another host refused")
+        );
+        assert_eq!(
+            check_redirect(&loopback, &url("https://127.0.0.1:8080/jwks")),
+            Err("redirect to another scheme refused")
+        );
     }
 }

@@ -59,7 +59,10 @@ impl Check {
 #[derive(Debug, Clone)]
 pub(crate) struct ClaimRules {
     pub issuers: Vec<String>,
+    /// Audiences for issuers that have none of their own.
     pub audiences: Vec<String>,
+    /// Issuers with audiences of their own: only these are accepted in their tokens.
+    pub issuer_audiences: Vec<(String, Vec<String>)>,
     pub leeway: f64,
     pub max_age: Option<f64>,
     pub required: Vec<String>,
@@ -106,7 +109,7 @@ impl ClaimRules {
         let shown = |value: &Option<String>| value.as_deref().map(quoted).unwrap_or_default();
         match check {
             Check::Issuer => format!("iss {} is expected", shown(&claims.iss)),
-            Check::Audience => match claims.aud.iter().find(|aud| self.audiences.contains(aud)) {
+            Check::Audience => match claims.aud.iter().find(|aud| self.audiences_for(claims).0.contains(aud)) {
                 Some(hit) => format!("aud includes {}", quoted(hit)),
                 None => String::new(),
             },
@@ -146,17 +149,40 @@ impl ClaimRules {
         if claims.aud.is_empty() {
             return Err(Error::new(Reason::ClaimMissing, "aud is missing; the audience is required"));
         }
-        if claims.aud.iter().any(|aud| self.audiences.contains(aud)) {
+        let (accepted, bound_to) = self.audiences_for(claims);
+        if claims.aud.iter().any(|aud| accepted.contains(aud)) {
             return Ok(());
         }
-        Err(Error::new(
-            Reason::AudienceMismatch,
-            format!(
+        let description = match bound_to {
+            Some(issuer) => format!(
+                "audience mismatch: token is for {}, tokens from {} are accepted for {}",
+                describe_list(&claims.aud),
+                quoted(issuer),
+                describe_list(accepted)
+            ),
+            None if accepted.is_empty() => {
+                format!(
+                    "audience mismatch: token is for {}; its issuer has no audiences here",
+                    describe_list(&claims.aud)
+                )
+            }
+            None => format!(
                 "audience mismatch: token is for {}, this API is {}",
                 describe_list(&claims.aud),
-                describe_list(&self.audiences)
+                describe_list(accepted)
             ),
-        ))
+        };
+        Err(Error::new(Reason::AudienceMismatch, description))
+    }
+
+    /// The audiences accepted in a token with these claims: its issuer's own when it has some (with that
+    /// issuer, a configured value), else the shared ones.
+    pub fn audiences_for(&self, claims: &RegisteredClaims) -> (&[String], Option<&str>) {
+        let own = claims.iss.as_deref().and_then(|iss| self.issuer_audiences.iter().find(|(issuer, _)| issuer == iss));
+        match own {
+            Some((issuer, audiences)) => (audiences, Some(issuer)),
+            None => (&self.audiences, None),
+        }
     }
 
     fn expiry(&self, claims: &RegisteredClaims, now: f64) -> Result<(), Error> {

@@ -41,6 +41,12 @@ pub enum ConfigError {
     /// A JSON nesting limit outside 2 ..= [`MAX_DEPTH_CEILING`](crate::json::MAX_DEPTH_CEILING).
     #[error("the JSON nesting limit must be between 2 and {ceiling} levels, not {0}", ceiling = crate::json::MAX_DEPTH_CEILING)]
     JsonDepth(usize),
+    /// An issuer has neither audiences of its own nor shared ones.
+    #[error("issuer {0} has no audience: give it its own or add shared ones")]
+    IssuerWithoutAudience(String),
+    /// Audiences were bound to an issuer that is not configured.
+    #[error("audiences are given for {0}, which is not a configured issuer")]
+    AudienceForUnknownIssuer(String),
 }
 
 /// Verifies access tokens: strict JWS, key from the key set, then the claim rules.
@@ -113,6 +119,7 @@ enum Sources {
 pub struct VerifierBuilder {
     issuers: Vec<String>,
     audiences: Vec<String>,
+    issuer_audiences: Vec<(String, String)>,
     algorithms: Option<AlgorithmSet>,
     shared: Option<Arc<dyn KeySource>>,
     per_issuer: Vec<(String, Arc<dyn KeySource>)>,
@@ -134,9 +141,47 @@ impl VerifierBuilder {
         self
     }
 
-    /// Adds an accepted audience; a token is accepted when any of its `aud` values is accepted.
+    /// Adds an accepted audience, shared by every issuer that has no audiences of its own (see
+    /// [`audience_for`](Self::audience_for)); a token is accepted when any of its `aud` values is accepted.
     pub fn audience(mut self, audience: impl Into<String>) -> Self {
         self.audiences.push(audience.into());
+        self
+    }
+
+    /// Adds an audience accepted only in tokens whose `iss` is `issuer`. An issuer with audiences of its own
+    /// accepts only those, never the shared ones of [`audience`](Self::audience), so with several issuers a token
+    /// from one cannot use an audience meant for another (`audience_mismatch`). `issuer` must be configured with
+    /// [`issuer`](Self::issuer) or [`issuer_keys`](Self::issuer_keys), else [`build`](Self::build) fails with
+    /// [`ConfigError::AudienceForUnknownIssuer`]; an issuer left with no audience at all fails with
+    /// [`ConfigError::IssuerWithoutAudience`].
+    ///
+    /// ```
+    /// use portcullis::{Algorithm, KeySet, Reason, Verifier, signing::SigningKey};
+    /// let key = SigningKey::generate(Algorithm::ES256, Some("k1".into())).unwrap();
+    /// let jwks = serde_json::json!({ "keys": [key.public_jwk()] }).to_string();
+    /// let verifier = Verifier::builder()
+    ///     .issuer("https://a.example/")
+    ///     .audience_for("https://a.example/", "https://orders.example")
+    ///     .issuer("https://b.example/")
+    ///     .audience_for("https://b.example/", "https://reports.example")
+    ///     .keys(KeySet::from_jwks_json(jwks.as_bytes()).unwrap())
+    ///     .build()
+    ///     .unwrap();
+    /// let token = |iss: &str, aud: &str| {
+    ///     key.sign_token(&serde_json::json!({"iss": iss, "aud": aud, "exp": 4_000_000_000u64}), None).unwrap()
+    /// };
+    /// assert!(verifier.verify(&token("https://a.example/", "https://orders.example")).is_ok());
+    /// assert!(verifier.verify(&token("https://b.example/", "https://reports.example")).is_ok());
+    /// let err = verifier.verify(&token("https://b.example/", "https://orders.example")).unwrap_err();
+    /// assert_eq!(err.reason(), Reason::AudienceMismatch);
+    /// assert_eq!(
+    ///     err.description(),
+    ///     "audience mismatch: token is for 'https://orders.example', tokens from 'https://b.example/' are \
+    ///      accepted for 'https://reports.example'"
+    /// );
+    /// ```
+    pub fn audience_for(mut self, issuer: impl Into<String>, audience: impl Into<String>) -> Self {
+        self.issuer_audiences.push((issuer.into(), audience.into()));
         self
     }
 
@@ -255,14 +300,30 @@ impl VerifierBuilder {
         if self.issuers.is_empty() {
             return Err(ConfigError::MissingIssuer);
         }
-        if self.audiences.is_empty() {
+        if self.audiences.is_empty() && self.issuer_audiences.is_empty() {
             return Err(ConfigError::MissingAudience);
         }
         if self.issuers.iter().any(String::is_empty) {
             return Err(ConfigError::Empty("issuer"));
         }
-        if self.audiences.iter().any(String::is_empty) {
+        if self.audiences.iter().chain(self.issuer_audiences.iter().map(|(_, aud)| aud)).any(String::is_empty) {
             return Err(ConfigError::Empty("audience"));
+        }
+        let mut issuer_audiences: Vec<(String, Vec<String>)> = Vec::new();
+        for (issuer, audience) in self.issuer_audiences {
+            if !self.issuers.contains(&issuer) {
+                return Err(ConfigError::AudienceForUnknownIssuer(issuer));
+            }
+            match issuer_audiences.iter_mut().find(|(known, _)| *known == issuer) {
+                Some((_, audiences)) => audiences.push(audience),
+                None => issuer_audiences.push((issuer, vec![audience])),
+            }
+        }
+        if self.audiences.is_empty() {
+            if let Some(bare) = self.issuers.iter().find(|iss| !issuer_audiences.iter().any(|(known, _)| known == *iss))
+            {
+                return Err(ConfigError::IssuerWithoutAudience(bare.clone()));
+            }
         }
         let max_json_depth = self.max_json_depth.unwrap_or(crate::json::MAX_DEPTH);
         if !(2..=crate::json::MAX_DEPTH_CEILING).contains(&max_json_depth) {
@@ -303,6 +364,7 @@ impl VerifierBuilder {
             rules: ClaimRules {
                 issuers: self.issuers,
                 audiences: self.audiences,
+                issuer_audiences,
                 leeway: self.leeway.unwrap_or(DEFAULT_LEEWAY).as_secs_f64(),
                 max_age: self.max_age.map(|d| d.as_secs_f64()),
                 required: self.required,
@@ -551,7 +613,7 @@ impl Verifier {
             Check::Audience => Some(format!(
                 "request the token with audience={} (Auth0: the API Identifier), or add the token's audience to \
                  this API's configuration",
-                self.rules.audiences.first().map(String::as_str).unwrap_or_default()
+                self.rules.audiences_for(claims).0.first().map(String::as_str).unwrap_or_default()
             )),
             Check::Expiry => Some("get a fresh token; if clocks disagree, check NTP or raise the leeway".into()),
             Check::NotBefore | Check::IssuedAt => {

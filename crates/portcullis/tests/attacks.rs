@@ -362,6 +362,127 @@ fn issuer_and_audience_are_exact() {
     assert_eq!(reason(&signed_claims(&c)), Reason::ClaimMissing);
 }
 
+const ISSUER_A: &str = "https://a.example.com/";
+const ISSUER_B: &str = "https://b.example.com/";
+const AUDIENCE_A: &str = "https://orders.example.com";
+const AUDIENCE_B: &str = "https://reports.example.com";
+
+/// A and B each with their own key set and their own audience.
+fn two_issuers(builder: portcullis::VerifierBuilder) -> (Verifier, SigningKey, SigningKey) {
+    let key_a = SigningKey::generate(Algorithm::ES256, Some("a".into())).unwrap();
+    let key_b = SigningKey::generate(Algorithm::ES256, Some("b".into())).unwrap();
+    let source = |key: &SigningKey| -> Arc<dyn portcullis::KeySource> {
+        let jwks = json!({ "keys": [key.public_jwk()] }).to_string();
+        Arc::new(portcullis::StaticKeys(Arc::new(KeySet::from_jwks_json(jwks.as_bytes()).unwrap())))
+    };
+    let verifier = builder
+        .issuer_keys(ISSUER_A, source(&key_a))
+        .audience_for(ISSUER_A, AUDIENCE_A)
+        .issuer_keys(ISSUER_B, source(&key_b))
+        .audience_for(ISSUER_B, AUDIENCE_B)
+        .clock(Arc::new(ManualClock::at_unix(NOW)))
+        .build()
+        .unwrap();
+    (verifier, key_a, key_b)
+}
+
+fn token_from(key: &SigningKey, iss: &str, aud: Value) -> String {
+    key.sign_token(&json!({ "iss": iss, "aud": aud, "sub": "auth0|mallory", "exp": NOW + 3600 }), None).unwrap()
+}
+
+#[test]
+fn another_issuers_audience_is_refused() {
+    for builder in [Verifier::builder(), Verifier::builder().without_cache()] {
+        let (verifier, key_a, key_b) = two_issuers(builder);
+        assert!(verifier.verify(&token_from(&key_a, ISSUER_A, json!(AUDIENCE_A))).is_ok());
+        assert!(verifier.verify(&token_from(&key_b, ISSUER_B, json!(AUDIENCE_B))).is_ok());
+        assert!(verifier.verify(&token_from(&key_b, ISSUER_B, json!([AUDIENCE_A, AUDIENCE_B]))).is_ok());
+
+        for aud in [json!(AUDIENCE_A), json!([AUDIENCE_A]), json!([AUDIENCE_A, "https://b.example.com/userinfo"])] {
+            let forged = token_from(&key_b, ISSUER_B, aud.clone());
+            let err = verifier.verify(&forged).unwrap_err();
+            assert_eq!(err.reason(), Reason::AudienceMismatch, "{aud}");
+            assert_eq!(err.http_status(), 401);
+            assert!(
+                err.description().contains(&format!("tokens from '{ISSUER_B}' are accepted for '{AUDIENCE_B}'")),
+                "{err}"
+            );
+            let report = verifier.explain(&forged);
+            assert_eq!(report.verdict.unwrap_err().reason(), Reason::AudienceMismatch);
+            let hint = report.steps.iter().find_map(|step| step.hint.clone()).unwrap();
+            assert!(hint.contains(&format!("audience={AUDIENCE_B}")), "{hint}");
+        }
+        let err = verifier.verify(&token_from(&key_a, ISSUER_A, json!(AUDIENCE_B))).unwrap_err();
+        assert_eq!(err.reason(), Reason::AudienceMismatch);
+        assert!(err.description().contains(&format!("accepted for '{AUDIENCE_A}'")), "{err}");
+    }
+}
+
+#[test]
+fn shared_audiences_serve_only_issuers_without_their_own() {
+    let key = SigningKey::generate(Algorithm::ES256, Some("k".into())).unwrap();
+    let jwks = json!({ "keys": [key.public_jwk()] }).to_string();
+    let builder = || {
+        Verifier::builder()
+            .keys(KeySet::from_jwks_json(jwks.as_bytes()).unwrap())
+            .clock(Arc::new(ManualClock::at_unix(NOW)))
+    };
+    let verifier = builder()
+        .issuer(ISSUER_A)
+        .audience_for(ISSUER_A, AUDIENCE_A)
+        .issuer(ISSUER_B)
+        .audience(AUDIENCE_B)
+        .build()
+        .unwrap();
+    assert!(verifier.verify(&token_from(&key, ISSUER_A, json!(AUDIENCE_A))).is_ok());
+    assert!(verifier.verify(&token_from(&key, ISSUER_B, json!(AUDIENCE_B))).is_ok());
+    assert_eq!(
+        verifier.verify(&token_from(&key, ISSUER_A, json!(AUDIENCE_B))).unwrap_err().reason(),
+        Reason::AudienceMismatch
+    );
+    assert_eq!(
+        verifier.verify(&token_from(&key, ISSUER_B, json!(AUDIENCE_A))).unwrap_err().reason(),
+        Reason::AudienceMismatch
+    );
+
+    // Several issuers sharing audiences keep pooling them, as before.
+    let pooled = builder().issuer(ISSUER_A).issuer(ISSUER_B).audience(AUDIENCE_A).build().unwrap();
+    assert!(pooled.verify(&token_from(&key, ISSUER_B, json!(AUDIENCE_A))).is_ok());
+
+    use portcullis::ConfigError;
+    let err = builder().issuer(ISSUER_A).audience_for(ISSUER_B, AUDIENCE_B).build().unwrap_err();
+    assert_eq!(err, ConfigError::AudienceForUnknownIssuer(ISSUER_B.into()));
+    let err = builder().issuer(ISSUER_A).audience_for(ISSUER_A, AUDIENCE_A).issuer(ISSUER_B).build().unwrap_err();
+    assert_eq!(err, ConfigError::IssuerWithoutAudience(ISSUER_B.into()));
+    let err = builder().issuer(ISSUER_A).audience_for(ISSUER_A, "").build().unwrap_err();
+    assert_eq!(err, ConfigError::Empty("audience"));
+    assert_eq!(builder().issuer(ISSUER_A).build().unwrap_err(), ConfigError::MissingAudience);
+}
+
+#[test]
+fn a_single_issuers_audiences_behave_as_before() {
+    let mut c = claims();
+    c["aud"] = json!("https://other.example.com");
+    let err = verifier().verify(&signed_claims(&c)).unwrap_err();
+    assert_eq!(err.reason(), Reason::AudienceMismatch);
+    assert_eq!(
+        err.description(),
+        "audience mismatch: token is for 'https://other.example.com', this API is 'https://api.example.com'"
+    );
+    assert!(verifier().verify(&signed_claims(&claims())).is_ok());
+
+    // Binding the audience to the only issuer accepts and refuses the same tokens.
+    let bound = Verifier::builder()
+        .issuer(ISSUER)
+        .audience_for(ISSUER, AUDIENCE)
+        .keys(KeySet::from_jwks_json(keys().jwks.as_bytes()).unwrap())
+        .clock(Arc::new(ManualClock::at_unix(NOW)))
+        .build()
+        .unwrap();
+    assert!(bound.verify(&signed_claims(&claims())).is_ok());
+    assert_eq!(bound.verify(&signed_claims(&c)).unwrap_err().reason(), Reason::AudienceMismatch);
+}
+
 #[test]
 fn oversized_and_deeply_nested_input() {
     let mut c = claims();

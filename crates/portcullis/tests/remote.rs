@@ -281,6 +281,37 @@ async fn bad_responses_never_replace_a_good_set_nor_hang() {
 }
 
 #[tokio::test]
+async fn redirects_are_followed_only_within_the_origin() {
+    let other_port = Idp::start().await;
+    let s = setup_with(|idp| KeyLocation::Jwks(format!("{}/old-keys", idp.base)), options()).await;
+    let a = key("a");
+    s.idp.publish(&[&a]);
+    other_port.publish(&[&a]);
+    // Same scheme, host and port: followed, over plain http because the host is loopback.
+    s.idp.redirect("/old-keys", &s.idp.jwks_url());
+    assert_eq!(s.check(&a).await, Ok(()));
+    assert_eq!(s.idp.jwks_requests(), 2, "the redirect and the key set");
+
+    /// Where a redirect goes, from the redirecting IdP and the one on another port.
+    type Target = fn(&Idp, &Idp) -> String;
+    let elsewhere: [(Target, &str); 3] = [
+        (|_, other| other.jwks_url(), "redirect to another port refused"),
+        (|idp, _| idp.jwks_url().replace("http://", "https://"), "redirect to another scheme refused"),
+        (|idp, _| idp.jwks_url().replace("127.0.0.1", "localhost"), "redirect to another host refused"),
+    ];
+    for (target, expected) in elsewhere {
+        let s = setup_with(|idp| KeyLocation::Jwks(format!("{}/old-keys", idp.base)), options()).await;
+        s.idp.publish(&[&a]);
+        let target = target(&s.idp, &other_port);
+        s.idp.redirect("/old-keys", &target);
+        let err = s.keys.refresh().await.unwrap_err();
+        assert!(err.contains(expected), "{target}: {err}");
+        assert_eq!(s.check(&a).await, Err(Reason::KeysUnavailable), "{target}");
+    }
+    assert_eq!(other_port.jwks_requests(), 0, "no request left the origin");
+}
+
+#[tokio::test]
 async fn bad_first_responses_mean_keys_unavailable() {
     let s = setup().await;
     let a = key("a");
