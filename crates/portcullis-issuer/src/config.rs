@@ -112,6 +112,14 @@ pub struct Tenant {
     /// Issue RFC 9068 access tokens (`typ: at+jwt`, `client_id`, `jti`).
     #[serde(default)]
     pub rfc9068: bool,
+    /// Absolute refresh-token lifetime in seconds, counted from the login that started the token family: no
+    /// refresh succeeds after it, however often the tokens were rotated (Auth0's default is 2592000, 30 days).
+    #[serde(default = "default_refresh_lifetime")]
+    pub refresh_token_lifetime: u64,
+    /// Refresh-token inactivity lifetime in seconds: a refresh token not used within it expires (Auth0's default
+    /// is 1296000, 15 days). At most `refresh_token_lifetime`.
+    #[serde(default = "default_refresh_idle_lifetime")]
+    pub refresh_token_idle_lifetime: u64,
     /// The APIs.
     #[serde(default)]
     pub apis: Vec<Api>,
@@ -130,6 +138,17 @@ fn yes() -> bool {
 fn default_lifetime() -> u64 {
     86_400
 }
+
+fn default_refresh_lifetime() -> u64 {
+    2_592_000
+}
+
+fn default_refresh_idle_lifetime() -> u64 {
+    1_296_000
+}
+
+/// The longest refresh-token lifetime a tenant may set (ten years).
+pub const MAX_LIFETIME: u64 = 315_360_000;
 
 /// The demo API's audience.
 pub const DEMO_AUDIENCE: &str = "https://api.example.com";
@@ -188,6 +207,8 @@ impl Tenant {
         Self {
             token_lifetime: default_lifetime(),
             rfc9068: false,
+            refresh_token_lifetime: default_refresh_lifetime(),
+            refresh_token_idle_lifetime: default_refresh_idle_lifetime(),
             apis: vec![api, other],
             clients: vec![machine, spa],
             users: vec![
@@ -198,6 +219,20 @@ impl Tenant {
     }
 
     fn check(&self) -> Result<(), String> {
+        for (name, value) in [
+            ("refresh_token_lifetime", self.refresh_token_lifetime),
+            ("refresh_token_idle_lifetime", self.refresh_token_idle_lifetime),
+        ] {
+            if !(1..=MAX_LIFETIME).contains(&value) {
+                return Err(format!("{name} must be between 1 and {MAX_LIFETIME} seconds, not {value}"));
+            }
+        }
+        if self.refresh_token_idle_lifetime > self.refresh_token_lifetime {
+            return Err(format!(
+                "refresh_token_idle_lifetime ({}) must not exceed refresh_token_lifetime ({})",
+                self.refresh_token_idle_lifetime, self.refresh_token_lifetime
+            ));
+        }
         for client in &self.clients {
             for grant in &client.grants {
                 if !["client_credentials", "authorization_code", "refresh_token"].contains(&grant.as_str()) {
@@ -262,9 +297,19 @@ mod tests {
         )
         .unwrap();
         assert_eq!(tenant.token_lifetime, 600);
+        assert_eq!((tenant.refresh_token_lifetime, tenant.refresh_token_idle_lifetime), (2_592_000, 1_296_000));
         assert!(tenant.api("https://orders").unwrap().rbac);
         assert_eq!(tenant.user("carol").unwrap().subject(), "auth0|carol");
         assert!(Tenant::from_toml("[[clients]]\nclient_id = \"x\"\ngrants = [\"password\"]").is_err());
         assert!(Tenant::from_toml("bogus = 1").is_err());
+        let refresh = Tenant::from_toml("refresh_token_lifetime = 900\nrefresh_token_idle_lifetime = 300").unwrap();
+        assert_eq!((refresh.refresh_token_lifetime, refresh.refresh_token_idle_lifetime), (900, 300));
+        for bad in [
+            "refresh_token_lifetime = 300\nrefresh_token_idle_lifetime = 900",
+            "refresh_token_idle_lifetime = 0",
+            "refresh_token_lifetime = 999999999999",
+        ] {
+            assert!(Tenant::from_toml(bad).is_err(), "{bad}");
+        }
     }
 }

@@ -3,6 +3,7 @@
 use crate::config::{Client, Tenant, User};
 use crate::journal::{Fault, Faults, Journal, JournalEntry};
 use crate::keys::{KeyChoice, KeyRing};
+use crate::refresh::{Lifetimes, RefreshTokens, Refused};
 use aws_lc_rs::rand::{SecureRandom, SystemRandom};
 use portcullis::signing::SigningError;
 use serde_json::{Map, Value, json};
@@ -31,7 +32,7 @@ pub(crate) struct Inner {
     pub journal: Mutex<Journal>,
     pub faults: Mutex<Faults>,
     pub codes: Mutex<HashMap<String, AuthorizationCode>>,
-    pub refresh_tokens: Mutex<HashMap<String, Grant>>,
+    pub refresh_tokens: Mutex<RefreshTokens>,
 }
 
 /// What an access token is issued for.
@@ -55,6 +56,9 @@ pub(crate) struct AuthorizationCode {
     pub code_challenge: Option<String>,
     pub expires_at: i64,
 }
+
+/// How long an authorization code may be exchanged, in seconds.
+pub(crate) const CODE_LIFETIME: i64 = 300;
 
 /// How to break a minted token on purpose.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
@@ -157,6 +161,58 @@ impl DevIssuer {
     /// How many requests for `path` were answered.
     pub fn requests_to(&self, path: &str) -> usize {
         lock(&self.inner.journal).entries().iter().filter(|e| e.path == path).count()
+    }
+
+    /// Authorization codes held, redeemed or not yet swept: expired codes are removed whenever a code is issued or
+    /// exchanged, so this stays bounded by the codes issued within one code lifetime (five minutes).
+    pub fn stored_codes(&self) -> usize {
+        lock(&self.inner.codes).len()
+    }
+
+    /// Refresh tokens held, used ones included (they are kept while their family lives, to recognise reuse).
+    /// Expired tokens and dead or revoked families are removed whenever a refresh token is issued or presented.
+    pub fn stored_refresh_tokens(&self) -> usize {
+        lock(&self.inner.refresh_tokens).len()
+    }
+
+    /// Keeps `code` for exchange within [`CODE_LIFETIME`], sweeping expired codes first.
+    pub(crate) fn store_code(&self, code: AuthorizationCode) -> String {
+        let now = self.now();
+        let id = random_string(24);
+        let mut codes = lock(&self.inner.codes);
+        codes.retain(|_, c| c.expires_at > now);
+        codes.insert(id.clone(), code);
+        id
+    }
+
+    /// Removes and returns the code `id` if it is still valid (expired codes are swept on the way).
+    pub(crate) fn take_code(&self, id: &str) -> Option<AuthorizationCode> {
+        let now = self.now();
+        let mut codes = lock(&self.inner.codes);
+        let code = codes.remove(id);
+        codes.retain(|_, c| c.expires_at > now);
+        code.filter(|c| c.expires_at > now)
+    }
+
+    fn refresh_lifetimes(&self) -> Lifetimes {
+        let tenant = &self.inner.tenant;
+        let seconds = |value: u64| i64::try_from(value).unwrap_or(i64::MAX);
+        Lifetimes {
+            absolute: seconds(tenant.refresh_token_lifetime),
+            idle: seconds(tenant.refresh_token_idle_lifetime),
+        }
+    }
+
+    /// Starts a refresh-token family for `grant` and returns its first token.
+    pub(crate) fn start_refresh_family(&self, grant: Grant) -> String {
+        let (now, lifetimes) = (self.now(), self.refresh_lifetimes());
+        lock(&self.inner.refresh_tokens).start(grant, now, lifetimes)
+    }
+
+    /// Exchanges a refresh token for its grant and the family's next token (rotation).
+    pub(crate) fn rotate_refresh_token(&self, presented: &str, client_id: &str) -> Result<(Grant, String), Refused> {
+        let (now, lifetimes) = (self.now(), self.refresh_lifetimes());
+        lock(&self.inner.refresh_tokens).rotate(presented, client_id, now, lifetimes)
     }
 
     /// The claims of an access token for `grant`, as GUIDE §7 (Auth0) shapes them.

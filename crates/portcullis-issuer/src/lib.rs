@@ -6,9 +6,25 @@
 //!
 //! It serves discovery, a JWKS with the next, current and previous keys, `POST /oauth/token` (client credentials,
 //! authorization code with PKCE, refresh token; JSON or form bodies; secrets in the body or HTTP Basic),
-//! `GET /authorize` with a login page, `GET /userinfo`, and admin endpoints under [`ADMIN_PREFIX`] (loopback
-//! clients only) to rotate and revoke keys, mint arbitrary or deliberately broken tokens, inject JWKS faults, shift
-//! the clock and read the request journal. Responses and errors have Auth0's shapes.
+//! `GET /authorize` with a login page, `GET /userinfo`, and admin endpoints under [`ADMIN_PREFIX`] to rotate and
+//! revoke keys, mint arbitrary or deliberately broken tokens, inject JWKS faults, shift the clock and read the
+//! request journal. Responses and errors have Auth0's shapes.
+//!
+//! Refresh tokens rotate as Auth0's do: each refresh answers a new refresh token and invalidates the presented one,
+//! and presenting a used token again revokes every token descended from the same login. They expire after
+//! [`Tenant::refresh_token_idle_lifetime`] unused and [`Tenant::refresh_token_lifetime`] after the login, on the
+//! issuer's own (shiftable) clock. Expired codes and refresh tokens are swept as new ones are issued.
+//!
+//! The admin endpoints answer loopback clients only, and only requests no other site's page could have made:
+//! - `Host` (and an absolute request target) must be the issuer URL's host and port — or `localhost` with that
+//!   port when the issuer's host is a loopback address, since no DNS server can rebind `localhost` — else
+//!   421 Misdirected Request (a DNS-rebinding page sends its own host name);
+//! - `Origin`, when present, must be the issuer's own origin, and `Sec-Fetch-Site`, when present, `same-origin` or
+//!   `none`, else 403;
+//! - POST bodies must be `Content-Type: application/json`, else 415 (an HTML form cannot send that type, and a
+//!   script on another site cannot without a CORS preflight, which the admin endpoints never grant).
+//!
+//! Tools such as curl and test clients send none of the browser headers and pass unchanged.
 //!
 //! ```no_run
 //! use portcullis_issuer::{DevIssuer, Tenant, serve};
@@ -25,6 +41,7 @@ mod issuer;
 pub mod journal;
 mod keys;
 pub mod pkce;
+mod refresh;
 mod server;
 
 pub use config::{DEMO_AUDIENCE, OTHER_AUDIENCE, Tenant};

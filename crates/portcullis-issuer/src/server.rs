@@ -1,8 +1,9 @@
 //! The HTTP surface: discovery, JWKS, `/oauth/token`, `/authorize`, `/userinfo`, and the admin endpoints.
 
-use crate::issuer::{AuthorizationCode, Broken, DevIssuer, Grant, lock, random_string};
+use crate::issuer::{AuthorizationCode, Broken, CODE_LIFETIME, DevIssuer, Grant, lock};
 use crate::journal::Fault;
 use crate::keys::KeyChoice;
+use crate::refresh::Refused;
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::connect_info::MockConnectInfo;
@@ -17,7 +18,8 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-/// The prefix of the admin endpoints (loopback clients only).
+/// The prefix of the admin endpoints: loopback clients only, addressed to the issuer's own host and port, never
+/// from another site's page, JSON bodies only (see the crate documentation).
 pub const ADMIN_PREFIX: &str = "/__admin";
 
 const DEV_ONLY: &str = "portcullis development issuer: for development and tests only, never for production";
@@ -31,6 +33,7 @@ pub fn router(issuer: DevIssuer) -> Router {
         .route("/faults", post(admin_fault).delete(admin_clear_faults))
         .route("/clock", post(admin_clock))
         .route("/journal", get(admin_journal))
+        .layer(middleware::from_fn_with_state(OwnOrigin::of(issuer.issuer()), same_origin_only))
         .layer(middleware::from_fn(loopback_only));
     Router::new()
         .route("/", get(home))
@@ -86,6 +89,111 @@ async fn loopback_only(request: Request, next: Next) -> Response {
         next.run(request).await
     } else {
         (StatusCode::FORBIDDEN, "admin endpoints answer loopback clients only").into_response()
+    }
+}
+
+/// The issuer's own origin and authority, which admin requests must come from and be addressed to.
+#[derive(Debug, Clone)]
+struct OwnOrigin {
+    /// `scheme://host[:port]` as a browser sends it in `Origin`; `None` (every admin request refused) when the
+    /// issuer URL has no such origin.
+    origin: Option<String>,
+    /// The `Host` values accepted, as lowercase host and port: the issuer URL's, and `localhost` with the same
+    /// port when the issuer URL's host is a loopback IP address.
+    authorities: Vec<(String, u16)>,
+}
+
+impl OwnOrigin {
+    fn of(issuer_url: &str) -> Self {
+        let Ok(url) = url::Url::parse(issuer_url) else { return Self { origin: None, authorities: Vec::new() } };
+        let (Some(host), Some(port)) = (url.host(), url.port_or_known_default()) else {
+            return Self { origin: None, authorities: Vec::new() };
+        };
+        let mut authorities = vec![(host.to_string().to_ascii_lowercase(), port)];
+        let loopback = match host {
+            url::Host::Ipv4(ip) => ip.is_loopback(),
+            url::Host::Ipv6(ip) => ip.is_loopback(),
+            url::Host::Domain(_) => false,
+        };
+        if loopback {
+            // `localhost` cannot be rebound by a hostile DNS server (browsers resolve it to loopback themselves),
+            // and it is what people type for an issuer on 127.0.0.1.
+            authorities.push(("localhost".to_owned(), port));
+        }
+        let origin = url.origin();
+        Self { origin: origin.is_tuple().then(|| origin.ascii_serialization()), authorities }
+    }
+
+    /// Whether a `Host` header or request-target authority names this issuer.
+    fn is_own_authority(&self, value: &str, default_port: u16) -> bool {
+        let Ok(authority) = value.parse::<http::uri::Authority>() else { return false };
+        if authority.as_str().contains('@') {
+            return false;
+        }
+        let host = authority.host().to_ascii_lowercase();
+        let port = authority.port_u16().unwrap_or(default_port);
+        self.authorities.iter().any(|(own_host, own_port)| *own_host == host && *own_port == port)
+    }
+
+    /// Why an admin request is refused, if it is: a foreign `Host` (DNS rebinding), another site's page (`Origin`,
+    /// `Sec-Fetch-Site`), or a body a cross-site HTML form could send.
+    fn refusal(&self, request: &Request) -> Option<(StatusCode, &'static str)> {
+        let default_port = self.authorities.first().map_or(80, |(_, port)| *port);
+        let headers = request.headers();
+        let hosts: Vec<&HeaderValue> = headers.get_all(header::HOST).iter().collect();
+        let target = request.uri().authority().map(|a| a.as_str());
+        let host_ok = hosts.len() <= 1
+            && (hosts.len() == 1 || target.is_some())
+            && hosts.iter().all(|v| v.to_str().is_ok_and(|v| self.is_own_authority(v, default_port)))
+            && target.is_none_or(|t| self.is_own_authority(t, default_port));
+        if !host_ok {
+            return Some((
+                StatusCode::MISDIRECTED_REQUEST,
+                "admin endpoints answer requests addressed to the issuer's own host and port only (Host header)",
+            ));
+        }
+        let origin_ok = headers
+            .get_all(header::ORIGIN)
+            .iter()
+            .all(|v| self.origin.as_deref().is_some_and(|own| v.as_bytes() == own.as_bytes()));
+        if !origin_ok {
+            return Some((StatusCode::FORBIDDEN, "admin endpoints refuse requests from other origins (Origin header)"));
+        }
+        let site_ok = headers
+            .get_all("sec-fetch-site")
+            .iter()
+            .all(|v| v.as_bytes().eq_ignore_ascii_case(b"same-origin") || v.as_bytes().eq_ignore_ascii_case(b"none"));
+        if !site_ok {
+            return Some((
+                StatusCode::FORBIDDEN,
+                "admin endpoints refuse requests from other sites (Sec-Fetch-Site header)",
+            ));
+        }
+        let needs_json = ![http::Method::GET, http::Method::HEAD, http::Method::DELETE].contains(request.method());
+        if needs_json && !is_json(headers) {
+            return Some((
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "admin requests must have a JSON body (Content-Type: application/json)",
+            ));
+        }
+        None
+    }
+}
+
+/// Whether the request says its body is JSON: exactly one `Content-Type`, whose media type is `application/json`.
+fn is_json(headers: &HeaderMap) -> bool {
+    let mut values = headers.get_all(header::CONTENT_TYPE).iter();
+    let (Some(value), None) = (values.next(), values.next()) else { return false };
+    let essence = value.to_str().ok().and_then(|v| v.split(';').next()).unwrap_or_default();
+    essence.trim().eq_ignore_ascii_case("application/json")
+}
+
+/// Refuses admin requests that a browser page of another site could have sent, or that reach the issuer under a
+/// foreign name (DNS rebinding): see [`OwnOrigin::refusal`].
+async fn same_origin_only(State(own): State<OwnOrigin>, request: Request, next: Next) -> Response {
+    match own.refusal(&request) {
+        None => next.run(request).await,
+        Some((status, why)) => (status, why).into_response(),
     }
 }
 
@@ -284,9 +392,8 @@ async fn token(State(issuer): State<DevIssuer>, headers: HeaderMap, body: Bytes)
             token_response(&issuer, &grant, None)
         }
         "authorization_code" => {
-            let code = params.get("code").and_then(|code| lock(&issuer.inner.codes).remove(code));
-            let Some(code) = code.filter(|c| c.expires_at > issuer.now() && c.grant.client_id == client.client_id)
-            else {
+            let code = params.get("code").and_then(|code| issuer.take_code(code));
+            let Some(code) = code.filter(|c| c.grant.client_id == client.client_id) else {
                 return oauth_error(StatusCode::FORBIDDEN, "invalid_grant", "Invalid authorization code");
             };
             if params.get("redirect_uri") != Some(&code.redirect_uri) {
@@ -303,18 +410,28 @@ async fn token(State(issuer): State<DevIssuer>, headers: HeaderMap, body: Bytes)
                 }
             }
             let refresh = (code.grant.scopes.iter().any(|s| s == "offline_access") && client.allows("refresh_token"))
-                .then(|| {
-                    let token = random_string(32);
-                    lock(&issuer.inner.refresh_tokens).insert(token.clone(), code.grant.clone());
-                    token
-                });
+                .then(|| issuer.start_refresh_family(code.grant.clone()));
             token_response(&issuer, &code.grant, refresh)
         }
         _ => {
-            let grant = params.get("refresh_token").and_then(|t| lock(&issuer.inner.refresh_tokens).get(t).cloned());
-            match grant.filter(|g| g.client_id == client.client_id) {
-                Some(grant) => token_response(&issuer, &grant, None),
-                None => oauth_error(StatusCode::FORBIDDEN, "invalid_grant", "Unknown or invalid refresh token."),
+            let Some(presented) = params.get("refresh_token").filter(|t| !t.is_empty()) else {
+                return oauth_error(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_request",
+                    "Missing required parameter: refresh_token",
+                );
+            };
+            match issuer.rotate_refresh_token(presented, &client.client_id) {
+                Ok((grant, next)) => token_response(&issuer, &grant, Some(next)),
+                Err(refused) => {
+                    if refused == Refused::Reused {
+                        tracing::warn!(
+                            client_id = %client.client_id,
+                            "a used refresh token was presented again; its whole family is revoked"
+                        );
+                    }
+                    oauth_error(StatusCode::FORBIDDEN, "invalid_grant", "Unknown or invalid refresh token.")
+                }
             }
         }
     }
@@ -398,16 +515,12 @@ fn log_in(issuer: &DevIssuer, request: AuthorizationRequest, user: &str) -> Resp
     };
     let scopes = issuer.user_scopes(account, &request.audience, &request.scopes);
     let grant = Grant { client_id: request.client_id, user: Some(user.to_owned()), audience: request.audience, scopes };
-    let code = random_string(24);
-    lock(&issuer.inner.codes).insert(
-        code.clone(),
-        AuthorizationCode {
-            grant,
-            redirect_uri: request.redirect_uri.clone(),
-            code_challenge: request.code_challenge,
-            expires_at: issuer.now() + 300,
-        },
-    );
+    let code = issuer.store_code(AuthorizationCode {
+        grant,
+        redirect_uri: request.redirect_uri.clone(),
+        code_challenge: request.code_challenge,
+        expires_at: issuer.now() + CODE_LIFETIME,
+    });
     let mut location = reqwest_free_url(&request.redirect_uri, &[("code", code.as_str())]);
     if let Some(state) = &request.state {
         location = reqwest_free_url(&location, &[("state", state)]);
@@ -624,4 +737,53 @@ async fn admin_journal(State(issuer): State<DevIssuer>) -> impl IntoResponse {
 /// Escapes text for HTML.
 fn escape(text: &str) -> String {
     text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;").replace('\'', "&#39;")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn own_authorities_and_origins() {
+        let loopback = OwnOrigin::of("http://127.0.0.1:4000/");
+        assert_eq!(loopback.origin.as_deref(), Some("http://127.0.0.1:4000"));
+        for host in ["127.0.0.1:4000", "localhost:4000", "LocalHost:4000"] {
+            assert!(loopback.is_own_authority(host, 4000), "{host}");
+        }
+        for host in ["evil.example:4000", "evil.example", "127.0.0.1:4001", "localhost:80", "user@127.0.0.1:4000", ""] {
+            assert!(!loopback.is_own_authority(host, 80), "{host}");
+        }
+        let v6 = OwnOrigin::of("http://[::1]:4000/");
+        assert!(v6.is_own_authority("[::1]:4000", 80) && v6.is_own_authority("localhost:4000", 80));
+        assert!(!v6.is_own_authority("127.0.0.1:4000", 80));
+        let named = OwnOrigin::of("https://Auth.Example/");
+        assert_eq!(named.origin.as_deref(), Some("https://auth.example"));
+        assert!(named.is_own_authority("auth.example", 443) && named.is_own_authority("AUTH.example:443", 443));
+        assert!(!named.is_own_authority("localhost:443", 443), "localhost only stands in for a loopback IP");
+        let broken = OwnOrigin::of("not a url");
+        assert!(broken.origin.is_none() && !broken.is_own_authority("localhost:80", 80));
+    }
+
+    #[test]
+    fn json_content_types() {
+        let with = |values: &[&'static str]| {
+            let mut headers = HeaderMap::new();
+            for value in values {
+                headers.append(header::CONTENT_TYPE, HeaderValue::from_static(value));
+            }
+            is_json(&headers)
+        };
+        assert!(with(&["application/json"]) && with(&["Application/JSON; charset=utf-8"]));
+        for refused in [
+            &[][..],
+            &["application/x-www-form-urlencoded"],
+            &["multipart/form-data; boundary=x"],
+            &["text/plain"],
+            &["text/plain; application/json"],
+            &["application/jsonx"],
+            &["application/json", "text/plain"],
+        ] {
+            assert!(!with(refused), "{refused:?}");
+        }
+    }
 }

@@ -18,9 +18,13 @@ struct Running {
 const CALLBACK: &str = "http://127.0.0.1:3000/callback";
 
 async fn start() -> Running {
+    start_with(Tenant::demo(CALLBACK)).await
+}
+
+async fn start_with(tenant: Tenant) -> Running {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}/", listener.local_addr().unwrap());
-    let issuer = DevIssuer::new(Tenant::demo(CALLBACK), &base).unwrap();
+    let issuer = DevIssuer::new(tenant, &base).unwrap();
     tokio::spawn(portcullis_issuer::serve(listener, issuer.clone()));
     let no_redirect = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
     Running { issuer, base, http: reqwest::Client::new(), no_redirect }
@@ -387,7 +391,11 @@ async fn admin_endpoints_refuse_non_loopback_clients() {
     let issuer = DevIssuer::new(Tenant::demo(CALLBACK), "http://127.0.0.1:4000/").unwrap();
     let request = |from: &str| {
         let app = router(issuer.clone()).layer(MockConnectInfo(from.parse::<SocketAddr>().unwrap()));
-        let request = axum::http::Request::post("/__admin/keys/rotate").body(axum::body::Body::empty()).unwrap();
+        let request = axum::http::Request::post("/__admin/keys/rotate")
+            .header("host", "127.0.0.1:4000")
+            .header("content-type", "application/json")
+            .body(axum::body::Body::from("{}"))
+            .unwrap();
         async move { app.oneshot(request).await.unwrap().status().as_u16() }
     };
     assert_eq!(request("192.0.2.10:5000").await, 403);
@@ -453,4 +461,245 @@ async fn browser_scripts_reach_the_token_endpoint_only_from_allowed_web_origins(
     // Other endpoints carry no CORS headers at all.
     let jwks = r.http.get(format!("{}.well-known/jwks.json", r.base)).header("origin", "http://127.0.0.1:3000").send();
     assert!(jwks.await.unwrap().headers().get("access-control-allow-origin").is_none());
+}
+
+fn refresh(token: &str) -> Value {
+    json!({"grant_type": "refresh_token", "client_id": "demo-spa", "refresh_token": token})
+}
+
+/// Logs alice in with `offline_access` and returns the refresh token of the exchange.
+async fn refresh_token_for(r: &Running) -> String {
+    let code = code_for(r, "alice", VERIFIER, "openid read:messages offline_access").await;
+    let (status, body) = r.token(exchange(&code, VERIFIER, CALLBACK)).await;
+    assert_eq!(status, 200, "{body}");
+    body["refresh_token"].as_str().unwrap().to_owned()
+}
+
+/// Refreshes and returns the rotated refresh token, checking the access token that came with it.
+async fn refreshed(r: &Running, token: &str) -> String {
+    let (status, body) = r.token(refresh(token)).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(decode(body["access_token"].as_str().unwrap(), 1)["sub"], "auth0|alice");
+    let next = body["refresh_token"].as_str().unwrap().to_owned();
+    assert_ne!(next, token, "every refresh returns a new refresh token");
+    next
+}
+
+async fn refused(r: &Running, token: &str) {
+    let (status, body) = r.token(refresh(token)).await;
+    assert_eq!(
+        (status, body["error"].as_str(), body["error_description"].as_str()),
+        (403, Some("invalid_grant"), Some("Unknown or invalid refresh token.")),
+        "{token}"
+    );
+}
+
+#[tokio::test]
+async fn refresh_tokens_rotate_and_a_reused_one_revokes_its_family() {
+    let r = start().await;
+    let first = refresh_token_for(&r).await;
+    let unrelated = refresh_token_for(&r).await;
+    let second = refreshed(&r, &first).await;
+    refused(&r, &first).await;
+    // The reuse revoked the family: the newest token, never used, is refused too, and so is a retry.
+    refused(&r, &second).await;
+    refused(&r, &first).await;
+    // Another login's family is untouched.
+    let next = refreshed(&r, &unrelated).await;
+    let last = refreshed(&r, &next).await;
+    refused(&r, &unrelated).await;
+    refused(&r, &last).await;
+
+    // A token is refused to another client and to a request without one, and neither revokes anything.
+    let mine = refresh_token_for(&r).await;
+    let (status, body) = r
+        .token(json!({"grant_type": "refresh_token", "client_id": "demo-client", "client_secret": "demo-secret", "refresh_token": mine}))
+        .await;
+    assert_eq!((status, body["error"].as_str()), (403, Some("unauthorized_client")));
+    let (status, body) = r.token(json!({"grant_type": "refresh_token", "client_id": "demo-spa"})).await;
+    assert_eq!((status, body["error"].as_str()), (400, Some("invalid_request")), "{body}");
+    refreshed(&r, &mine).await;
+}
+
+#[tokio::test]
+async fn refresh_tokens_expire_on_the_issuer_clock() {
+    let mut tenant = Tenant::demo(CALLBACK);
+    tenant.refresh_token_lifetime = 250;
+    tenant.refresh_token_idle_lifetime = 100;
+    let r = &start_with(tenant).await;
+    let shift = |seconds: i64| async move {
+        let (status, _, _) = r.post_json("__admin/clock", json!({ "shift": seconds })).await;
+        assert_eq!(status, 200);
+    };
+
+    // Inactivity: unused for 100 s, a token is dead. (Steps that must succeed keep a margin of ten seconds for
+    // the real clock, which moves on during the test; steps that must fail have none.)
+    let idle = refresh_token_for(r).await;
+    let kept = refresh_token_for(r).await;
+    shift(90).await;
+    let kept = refreshed(r, &kept).await;
+    shift(10).await;
+    refused(r, &idle).await;
+
+    // Absolute: used every 60 to 90 s, the family still ends 250 s after the login that started it.
+    let mut token = refresh_token_for(r).await;
+    for seconds in [90, 90, 60] {
+        shift(seconds).await;
+        token = refreshed(r, &token).await;
+    }
+    shift(10).await;
+    refused(r, &token).await;
+
+    // Every token above is dead by now; sweeping leaves nothing behind.
+    shift(100).await;
+    refused(r, &kept).await;
+    assert_eq!(r.issuer.stored_refresh_tokens(), 0);
+}
+
+#[tokio::test]
+async fn expired_codes_and_refresh_tokens_are_purged() {
+    let r = start().await;
+    let stale: Vec<String> = [
+        code_for(&r, "alice", VERIFIER, "openid").await,
+        code_for(&r, "bob", VERIFIER, "openid").await,
+        code_for(&r, "alice", VERIFIER, "openid").await,
+    ]
+    .into();
+    let token = refresh_token_for(&r).await;
+    assert_eq!(r.issuer.stored_codes(), 3, "the exchanged code is gone, the others wait");
+    assert_eq!(r.issuer.stored_refresh_tokens(), 1);
+
+    // Past the five-minute code lifetime, issuing the next code sweeps the expired ones.
+    r.issuer.shift_clock(301);
+    let fresh = code_for(&r, "bob", VERIFIER, "openid").await;
+    assert_eq!(r.issuer.stored_codes(), 1);
+    assert_eq!(r.token(exchange(&stale[0], VERIFIER, CALLBACK)).await.1["error"], "invalid_grant");
+    assert_eq!(r.token(exchange(&fresh, VERIFIER, CALLBACK)).await.0, 200);
+    assert_eq!(r.issuer.stored_codes(), 0);
+
+    // A used refresh token is kept (to recognise reuse) while its family lives; a revoked family is removed
+    // at once, and so is an expired one at the next refresh-token request.
+    let next = refreshed(&r, &token).await;
+    assert_eq!(r.issuer.stored_refresh_tokens(), 2);
+    refused(&r, &token).await;
+    assert_eq!(r.issuer.stored_refresh_tokens(), 0);
+    refused(&r, &next).await;
+    let old = refresh_token_for(&r).await;
+    r.issuer.shift_clock(i64::try_from(Tenant::demo(CALLBACK).refresh_token_idle_lifetime).unwrap());
+    let _ = refresh_token_for(&r).await;
+    assert_eq!(r.issuer.stored_refresh_tokens(), 1, "only the new family is left");
+    refused(&r, &old).await;
+}
+
+/// An admin request with extra headers; answers the status.
+async fn admin(r: &Running, method: reqwest::Method, path: &str, headers: &[(&str, &str)], body: Option<&str>) -> u16 {
+    let mut request = r.http.request(method, format!("{}__admin/{path}", r.base));
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    if let Some(body) = body {
+        request = request.body(body.to_owned());
+    }
+    request.send().await.unwrap().status().as_u16()
+}
+
+const JSON: (&str, &str) = ("content-type", "application/json");
+
+#[tokio::test]
+async fn admin_endpoints_refuse_cross_site_requests_and_non_json_bodies() {
+    let r = start().await;
+    let own_origin = r.base.trim_end_matches('/').to_owned();
+    let kid = r.issuer.current_kid();
+    let post = reqwest::Method::POST;
+    let rotate =
+        |headers: &'static [(&'static str, &'static str)]| admin(&r, post.clone(), "keys/rotate", headers, Some("{}"));
+    for (headers, status) in [
+        (&[JSON, ("origin", "https://evil.example")][..], 403),
+        (&[JSON, ("origin", "null")], 403),
+        (&[JSON, ("sec-fetch-site", "cross-site")], 403),
+        (&[JSON, ("sec-fetch-site", "same-site")], 403),
+        (&[("content-type", "application/x-www-form-urlencoded")], 415),
+        (&[("content-type", "multipart/form-data; boundary=x")], 415),
+        (&[("content-type", "text/plain")], 415),
+        (&[], 415),
+    ] {
+        assert_eq!(rotate(headers).await, status, "{headers:?}");
+    }
+    assert_eq!(r.issuer.current_kid(), kid, "no refused request rotated the keys");
+    let before = r.issuer.now();
+    let form = [("content-type", "application/x-www-form-urlencoded")];
+    assert_eq!(admin(&r, post.clone(), "clock", &form, Some("shift=86400")).await, 415);
+    assert!(r.issuer.now() < before + 86400, "the clock did not move");
+    let cross_site = [("sec-fetch-site", "cross-site")];
+    assert_eq!(admin(&r, reqwest::Method::GET, "journal", &cross_site, None).await, 403);
+    assert_eq!(admin(&r, reqwest::Method::DELETE, "faults", &[("origin", "https://evil.example")], None).await, 403);
+
+    // Same origin, JSON: accepted, as are tools that send no browser headers at all.
+    let same = [JSON, ("origin", own_origin.as_str()), ("sec-fetch-site", "same-origin")];
+    assert_eq!(admin(&r, post.clone(), "keys/rotate", &same, Some("{}")).await, 200);
+    assert_ne!(r.issuer.current_kid(), kid);
+    assert_eq!(
+        admin(&r, post.clone(), "clock", &[JSON, ("sec-fetch-site", "none")], Some(r#"{"shift":1}"#)).await,
+        200
+    );
+    assert_eq!(admin(&r, reqwest::Method::GET, "journal", &[("origin", own_origin.as_str())], None).await, 200);
+    assert_eq!(admin(&r, reqwest::Method::DELETE, "faults", &[], None).await, 204);
+
+    // The token endpoint and the login page are not admin endpoints: other sites still reach them.
+    let response = r
+        .http
+        .post(format!("{}oauth/token", r.base))
+        .header("origin", "http://127.0.0.1:3000")
+        .header("sec-fetch-site", "same-site")
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", "demo-client"),
+            ("client_secret", "demo-secret"),
+            ("audience", DEMO_AUDIENCE),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let page = r
+        .http
+        .get(format!("{}authorize", r.base))
+        .header("sec-fetch-site", "cross-site")
+        .query(&[
+            ("response_type", "code"),
+            ("client_id", "demo-spa"),
+            ("redirect_uri", CALLBACK),
+            ("code_challenge", "x"),
+            ("code_challenge_method", "S256"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 200);
+}
+
+#[tokio::test]
+async fn admin_endpoints_refuse_foreign_host_headers() {
+    let r = &start().await;
+    let port = url::Url::parse(&r.base).unwrap().port().unwrap();
+    let kid = r.issuer.current_kid();
+    let rotate = |host: String| async move {
+        admin(r, reqwest::Method::POST, "keys/rotate", &[JSON, ("host", host.as_str())], Some("{}")).await
+    };
+    // A DNS-rebinding page reaches 127.0.0.1 under its own name, which the Host header carries.
+    for host in
+        ["evil.example".to_owned(), format!("evil.example:{port}"), format!("127.0.0.1:{}", port.wrapping_add(1))]
+    {
+        assert_eq!(rotate(host.clone()).await, 421, "{host}");
+    }
+    let journal =
+        |host: &'static str| async move { admin(r, reqwest::Method::GET, "journal", &[("host", host)], None).await };
+    assert_eq!(journal("evil.example").await, 421);
+    assert_eq!(r.issuer.current_kid(), kid);
+    // The issuer's own authority, and localhost with its port (an issuer on a loopback address).
+    assert_eq!(rotate(format!("127.0.0.1:{port}")).await, 200);
+    assert_eq!(rotate(format!("localhost:{port}")).await, 200);
+    // Other endpoints answer whatever the Host.
+    let discovery = r.http.get(format!("{}.well-known/openid-configuration", r.base)).header("host", "evil.example");
+    assert_eq!(discovery.send().await.unwrap().status(), 200);
 }
