@@ -114,7 +114,8 @@ async fn the_reverse_proxy_checks_and_forwards_the_canonical_path() {
     let answer = raw(&base, &get("/api/private-scoped?page=2", "")).await;
     assert_eq!(answer.status, 401);
     // What upstreams read differently is refused before any route is looked up.
-    for target in ["/public/a%2Fb", "/public/a;jsessionid=1", "/public/a%5Cb", "/public/%00", "/public/%252e", "/public/%C3"]
+    for target in
+        ["/public/a%2Fb", "/public/a;jsessionid=1", "/public/a%5Cb", "/public/%00", "/public/%252e", "/public/%C3"]
     {
         let answer = raw(&base, &get(target, "")).await;
         assert_eq!(answer.status, 400, "{target}");
@@ -157,7 +158,10 @@ async fn only_websocket_upgrades_are_tunnelled() {
     let (base, _) = proxy(&issuer, "").await;
     let answer = raw(
         &base,
-        &get("/public/x", "Connection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQAAP__\r\n"),
+        &get(
+            "/public/x",
+            "Connection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQAAP__\r\n",
+        ),
     )
     .await;
     assert_eq!(answer.status, 200, "h2c is declined, the request served over HTTP/1.1: {}", answer.head);
@@ -259,7 +263,8 @@ async fn towards_nginx_every_refusal_is_401_or_403() {
     let base = forward_auth(&issuer, "nginx").await;
     let describe = |target: &str, method: &str| format!("X-Original-Method: {method}\r\nX-Original-URI: {target}\r\n");
     // Malformed credentials: 401 invalid_request (a 400 would become nginx's 500).
-    let answer = raw(&base, &get("/auth", &format!("{}Authorization: Bearer a b\r\n", describe("/api/x", "GET")))).await;
+    let answer =
+        raw(&base, &get("/auth", &format!("{}Authorization: Bearer a b\r\n", describe("/api/x", "GET")))).await;
     assert_eq!(answer.status, 401);
     assert!(answer.head.contains("error=\"invalid_request\""), "{}", answer.head);
     // No route, a method the route does not take, an ambiguous target: 403, each under its own reason.
