@@ -2,17 +2,18 @@
 //! serves.
 //!
 //! Upstreams normalize paths differently: nginx decodes `%XX`, merges slashes and resolves dot-segments; Express
-//! does none of that; Tomcat and Spring drop `;parameters`; IIS treats `\` as `/`. A gateway that matched the raw
-//! request target would let `/api/public/../private` or `/%61dmin/x` reach a route it never checked. So the path
-//! is canonicalized once — percent-encoding normalized and dot-segments resolved as RFC 3986 §6.2.2 describes, slashes
-//! merged — and whatever stays ambiguous between upstreams is refused, in the spirit of Spring Security's
+//! does none of that; Tomcat and Spring drop `;parameters`; IIS treats `\` as `/` and, like Windows file servers,
+//! strips trailing dots and spaces from segments. A gateway that matched the raw request target would let
+//! `/api/public/../private`, `/%61dmin/x` or `/admin./x` reach a route it never checked. So the path is canonicalized
+//! once — percent-encoding normalized and dot-segments resolved as RFC 3986 §6.2.2 describes, slashes merged, one
+//! spelling per path — and whatever stays ambiguous between upstreams is refused, in the spirit of Spring Security's
 //! `StrictHttpFirewall`. The proxy matches and forwards exactly the canonical path; forward-auth, which cannot
 //! rewrite what the front proxy forwards, refuses a target that is not already canonical
 //! ([`Canonicalized::was_canonical`]).
 //!
 //! [`split_target`] takes the query off a request target (and refuses a fragment); [`canonicalize`] handles the
 //! path. When a path has several problems, the first one from the left is reported; a UTF-8 sequence that is cut
-//! short is a problem at the byte that interrupts it.
+//! short is a problem at the byte that interrupts it, and a segment ending in a dot or a space one at its end.
 //!
 //! # Rules
 //!
@@ -46,7 +47,10 @@
 //! | `/a%zz` | refused: `BadPercentEncoding` | `z` is not a hex digit |
 //! | `/%61dmin` | `/admin` | encoded unreserved bytes are decoded (RFC 3986 §6.2.2.2) |
 //! | `/%41PI` | `/API` | decoded as is: case is kept (route matching ignores it) |
-//! | `/%7e%2D%5F%2e` | `/~-_.` | lowercase hex decodes the same |
+//! | `/%7e%2D%2e%5F` | `/~-._` | lowercase hex decodes the same |
+//! | `/a%21%24%26%27%28%29%2A%2B%2C%3D` | `/a!$&'()*+,=` | encoded sub-delims (except `;`) are decoded: every common upstream serves them like the raw ones, so there is one spelling per path |
+//! | `/admin%3Aexport` | `/admin:export` | the same for `:`, so a route `/admin:export` is not missed |
+//! | `/%40me%3a` | `/@me:` | the same for `@`, and in lowercase hex |
 //! | `/a%2Fb` | refused: `EncodedSlash` | one segment to servers that keep it encoded, two to those that decode it |
 //! | `/a%2fb` | refused: `EncodedSlash` | the same in lowercase hex |
 //! | `/a%5Cb` | refused: `Backslash` | decoded by some servers, then read as `/` |
@@ -57,9 +61,10 @@
 //! | `/a%00` | refused: `ControlByte` | decoded NUL truncates the path in C-based servers |
 //! | `/a%0d%0A` | refused: `ControlByte` | decoded CR LF splits headers where the path is echoed |
 //! | `/a%7F` | refused: `ControlByte` | DEL is a control byte |
-//! | `/a%20b` | `/a%20b` | any other byte keeps its meaning only while encoded, so it stays encoded |
+//! | `/a%20b` | `/a%20b` | a byte that cannot stand raw keeps its meaning only while encoded, so it stays encoded |
 //! | `/a%3fb` | `/a%3Fb` | hex digits become uppercase (RFC 3986 §6.2.2.1) |
-//! | `/a%21` | `/a%21` | an encoded sub-delim is not the same as a raw one (RFC 3986 §2.2): it stays encoded |
+//! | `/a%23%5b%5D` | `/a%23%5B%5D` | the gen-delims `#`, `[` and `]` stay encoded, like `?` |
+//! | `/a%22%3C%3E%5E%60%7B%7C%7Db` | `/a%22%3C%3E%5E%60%7B%7C%7Db` | so do `"`, `<`, `>`, `^`, `` ` ``, `{`, `}` and the vertical bar |
 //! | `/caf%c3%a9` | `/caf%C3%A9` | a segment decoding to valid UTF-8 is kept encoded, hex in uppercase |
 //! | `/caf%C3` | refused: `InvalidUtf8` | a cut-short sequence is replaced or refused differently by each decoder |
 //! | `/%FF` | refused: `InvalidUtf8` | 0xFF never occurs in UTF-8 |
@@ -79,8 +84,15 @@
 //! | `/..` | `/` | an empty-looking result is the root |
 //! | `/.` | `/` | `.` at the root leaves the root |
 //! | `//` | `/` | slashes only: the root |
-//! | `/a/...` | `/a/...` | only `.` and `..` are dot-segments |
-//! | `/a/.b/c.` | `/a/.b/c.` | dots inside a segment are ordinary |
+//! | `/a/...` | refused: `TrailingDotOrSpace` | only `.` and `..` are dot-segments; any other segment ending in a dot is refused |
+//! | `/admin./x` | refused: `TrailingDotOrSpace` | IIS and Windows file servers strip trailing dots: `/admin/x` to them |
+//! | `/admin%2E/x` | refused: `TrailingDotOrSpace` | the same when the dot is encoded |
+//! | `/a/x..` | refused: `TrailingDotOrSpace` | the same for several dots |
+//! | `/admin%20/x` | refused: `TrailingDotOrSpace` | IIS strips trailing spaces, older Spring trimmed them (CVE-2016-5007) |
+//! | `/a/.%20` | refused: `TrailingDotOrSpace` | `.` followed by a space would become a dot-segment where it is stripped |
+//! | `/a/b.` | refused: `TrailingDotOrSpace` | the last segment too |
+//! | `/files/my%20doc` | `/files/my%20doc` | a space inside a segment is kept |
+//! | `/a/.b/c.d` | `/a/.b/c.d` | dots at the start or inside a segment are ordinary |
 //! | `/Admin` | `/Admin` | case is kept |
 
 use std::fmt;
@@ -130,6 +142,9 @@ pub enum PathError {
     /// A printable ASCII byte that must be percent-encoded in a path (space `"` `<` `>` `^` `` ` `` `{` `|` `}`
     /// `[` `]` `#` `?`).
     DisallowedByte,
+    /// A segment ending in `.` (other than the dot-segments `.` and `..`, which are resolved) or in an encoded space
+    /// (`%20`); the dot may be encoded too.
+    TrailingDotOrSpace,
 }
 
 impl PathError {
@@ -147,6 +162,7 @@ impl PathError {
             Self::Semicolon => "semicolon",
             Self::Fragment => "fragment",
             Self::DisallowedByte => "disallowed_byte",
+            Self::TrailingDotOrSpace => "trailing_dot_or_space",
         }
     }
 }
@@ -165,6 +181,7 @@ impl fmt::Display for PathError {
             Self::Semicolon => "the path has a semicolon",
             Self::Fragment => "the request target has a fragment",
             Self::DisallowedByte => "the path has a character that must be percent-encoded",
+            Self::TrailingDotOrSpace => "the path has a segment ending in a dot or a space",
         })
     }
 }
@@ -221,8 +238,12 @@ pub fn split_target(target: &[u8]) -> Result<(&[u8], Option<&[u8]>), PathError> 
 /// assert_eq!(c.path.to_string(), "/users/caf%C3%A9");
 /// assert!(c.was_canonical);
 ///
+/// assert_eq!(canonicalize(b"/admin%3Aexport").unwrap().path.as_str(), "/admin:export");
+///
 /// assert_eq!(canonicalize(b"/admin%2Fx"), Err(PathError::EncodedSlash));
 /// assert_eq!(canonicalize(b"/admin;x=1/").unwrap_err().code(), "semicolon");
+/// assert_eq!(canonicalize(b"/admin./x").unwrap_err().code(), "trailing_dot_or_space");
+/// assert_eq!(canonicalize(b"/admin%20/x"), Err(PathError::TrailingDotOrSpace));
 /// ```
 pub fn canonicalize(raw: &[u8]) -> Result<Canonicalized, PathError> {
     let Some((b'/', rest)) = raw.split_first() else {
@@ -246,6 +267,8 @@ pub fn canonicalize(raw: &[u8]) -> Result<Canonicalized, PathError> {
                 let keep = out.get(..parent).and_then(|s| s.rfind('/')).map_or(1, |slash| slash + 1);
                 out.truncate(keep);
             }
+            // Stripped by IIS and Windows file servers (and spaces trimmed by older Spring): ambiguous.
+            Some(name) if name.ends_with('.') || name.ends_with("%20") => return Err(PathError::TrailingDotOrSpace),
             _ => {
                 out.push('/');
                 ends_in_name = true;
@@ -313,7 +336,8 @@ fn decode_segment(segment: &[u8], out: &mut String) -> Result<(), PathError> {
             b'%' => return Err(PathError::DoubleEncoding),
             b';' => return Err(PathError::Semicolon),
             0..=0x1F | 0x7F => return Err(PathError::ControlByte),
-            decoded if is_unreserved(decoded) => {
+            // A byte that may stand raw is decoded, so that a path has one spelling; the others stay encoded.
+            decoded if allowed_raw(decoded) => {
                 utf8.ascii()?;
                 out.push(char::from(decoded));
             }

@@ -15,7 +15,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-const ALL_ERRORS: [PathError; 11] = [
+const ALL_ERRORS: [PathError; 12] = [
     PathError::NotOriginForm,
     PathError::BadPercentEncoding,
     PathError::EncodedSlash,
@@ -27,6 +27,7 @@ const ALL_ERRORS: [PathError; 11] = [
     PathError::Semicolon,
     PathError::Fragment,
     PathError::DisallowedByte,
+    PathError::TrailingDotOrSpace,
 ];
 
 /// The canonical path, or the refusal.
@@ -99,11 +100,16 @@ fn every_row_of_the_documented_table_holds() {
 }
 
 // ---------------------------------------------------------------------------------------------------------------
-// Every byte, raw and encoded (rules 2 and 3)
+// Every byte, raw and encoded (rules 2 and 3), inside a segment and at its end
 // ---------------------------------------------------------------------------------------------------------------
 
 fn unreserved(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b"-._~".contains(&b)
+}
+
+/// Bytes that may stand raw in a canonical path (besides `/`): unreserved, sub-delims but `;`, `:` and `@`.
+fn allowed_raw(b: u8) -> bool {
+    unreserved(b) || b"!$&'()*+,=:@".contains(&b)
 }
 
 #[test]
@@ -113,7 +119,7 @@ fn every_raw_byte_is_kept_or_refused_by_rule_2() {
         let input = [b'/', b'a', b, b'b'];
         let got = canon(&input);
         let expected = match b {
-            _ if unreserved(b) || b"!$&'()*+,=:@".contains(&b) => Ok(format!("/a{}b", char::from(b))),
+            _ if allowed_raw(b) => Ok(format!("/a{}b", char::from(b))),
             b'/' => Ok("/a/b".to_owned()),
             b'%' => Err(PathError::BadPercentEncoding), // `%b` then the end: one hex digit only
             b';' => Err(PathError::Semicolon),
@@ -126,6 +132,15 @@ fn every_raw_byte_is_kept_or_refused_by_rule_2() {
             }
         };
         assert_eq!(got, expected, "raw byte {b:#04x}");
+        // At the end of a segment, the same but for a dot.
+        let at_end = match (b, expected) {
+            (b'.', _) => Err(PathError::TrailingDotOrSpace),
+            (b'/', _) => Ok("/a/".to_owned()),
+            (b'%', _) => Err(PathError::BadPercentEncoding),
+            (_, expected) => expected.map(|_| format!("/a{}", char::from(b))),
+        };
+        assert_eq!(canon(&[b'/', b'a', b]), at_end, "raw byte {b:#04x} at the end");
+        assert_eq!(canon(&[b'/', b'a', b, b'/', b'x']), at_end.map(|p| format!("{}/x", p.trim_end_matches('/'))));
     }
     assert_eq!(show(&disallowed), " \\\"#<>?[]^`{|}");
 }
@@ -140,16 +155,89 @@ fn every_encoded_byte_is_decoded_kept_or_refused_by_rule_3() {
             b';' => Err(PathError::Semicolon),
             0..=0x1F | 0x7F => Err(PathError::ControlByte),
             0x80..=0xFF => Err(PathError::InvalidUtf8), // one byte alone is never UTF-8
-            _ if unreserved(v) => Ok(format!("/a{}b", char::from(v))),
+            _ if allowed_raw(v) => Ok(format!("/a{}b", char::from(v))),
             _ => Ok(format!("/a%{v:02X}b")),
         };
-        for input in [format!("/a%{v:02X}b"), format!("/a%{v:02x}b")] {
+        // At the end of a segment, the same but for a dot and a space.
+        let at_end = match v {
+            b'.' | b' ' => Err(PathError::TrailingDotOrSpace),
+            _ => expected.clone().map(|p| p.strip_suffix('b').unwrap().to_owned()),
+        };
+        for (input, expected) in [
+            (format!("/a%{v:02X}b"), expected.clone()),
+            (format!("/a%{v:02x}b"), expected.clone()),
+            (format!("/a%{v:02X}"), at_end.clone()),
+            (format!("/a%{v:02x}/b"), at_end.clone().map(|p| format!("{p}/b"))),
+        ] {
             let got = canonicalize(input.as_bytes());
             assert_eq!(got.as_ref().map(|c| c.path.to_string()).map_err(|e| *e), expected, "{input}");
             if let Ok(c) = got {
                 assert_eq!(c.was_canonical, input == c.path.as_str(), "{input}");
             }
         }
+    }
+}
+
+#[test]
+fn one_spelling_per_path() {
+    // Every byte that may stand raw is decoded, so spellings that upstreams serve alike canonicalize alike.
+    let mut spellings: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for v in (0x20..0x7F).filter(|&v| allowed_raw(v) && v != b'.') {
+        for input in [format!("/x{}y", char::from(v)), format!("/x%{v:02X}y"), format!("/x%{v:02x}y")] {
+            let canonical = canon(input.as_bytes()).unwrap();
+            assert_eq!(canonical, format!("/x{}y", char::from(v)), "{input}");
+            spellings.entry(canonical).or_default().insert(input);
+        }
+    }
+    assert_eq!(spellings.len(), 77, "every allowed byte but the dot");
+    assert!(spellings.values().all(|inputs| inputs.len() >= 2));
+    assert_eq!(canon(b"/admin%3Aexport"), canon(b"/admin:export"));
+    assert_eq!(canon(b"/%40me/a%2cb%2A"), Ok("/@me/a,b*".to_owned()));
+    // What cannot stand raw stays encoded: the gen-delims but `/`, the space and the other excluded characters.
+    for kept in ["%3F", "%23", "%5B", "%5D", "%20", "%22", "%3C", "%3E", "%5E", "%60", "%7B", "%7C", "%7D"] {
+        assert_eq!(canon(format!("/x{kept}y").as_bytes()), Ok(format!("/x{kept}y")));
+        assert_eq!(canon(format!("/x{}y", kept.to_ascii_lowercase()).as_bytes()), Ok(format!("/x{kept}y")));
+    }
+}
+
+#[test]
+fn segments_ending_in_a_dot_or_a_space_are_refused() {
+    for input in [
+        "/admin./x",
+        "/admin%2e/x",
+        "/admin%2E",
+        "/admin../x",
+        "/admin.%2e/",
+        "/admin%20/x",
+        "/admin%20%20",
+        "/admin.%20/x",
+        "/admin%20./x",
+        "/%20",
+        "/a/%20/b",
+        "/a/.%20",
+        "/a/..%20/b",
+        "/a/...",
+        "/a/%2e%2e%2e",
+        "/a/%2e%2e./",
+        "/x./../admin", // refused even where `..` would remove the segment
+        "/a%C3%A9.",
+        "/a%3A.",
+        "/a!%20",
+    ] {
+        assert_eq!(canon(input.as_bytes()), Err(PathError::TrailingDotOrSpace), "{input}");
+    }
+    for (input, expected) in [
+        ("/files/my%20doc", "/files/my%20doc"),
+        ("/files/%20doc", "/files/%20doc"),
+        ("/a/.b/c.d", "/a/.b/c.d"),
+        ("/a/..b/", "/a/..b/"),
+        ("/a/%2e%20x", "/a/.%20x"),
+    ] {
+        assert_eq!(canon(input.as_bytes()), Ok(expected.to_owned()), "{input}");
+    }
+    // The dot-segments themselves are resolved, however spelled.
+    for input in ["/a/./b/../c", "/a/%2e/b/%2E%2e/c", "/a/.%2E/a/c", "/a/b/c/%2e./../c"] {
+        assert_eq!(canon(input.as_bytes()), Ok("/a/c".to_owned()), "{input}");
     }
 }
 
@@ -187,6 +275,12 @@ fn the_first_problem_from_the_left_is_reported() {
         (b"/x/../%252e", PathError::DoubleEncoding), // refused even where `..` would remove the segment
         (b"/x;a/../admin", PathError::Semicolon),
         (b"/x%2F/../admin", PathError::EncodedSlash),
+        (b"/a./b;", PathError::TrailingDotOrSpace), // the segment ends before the `;`
+        (b"/a.;/b", PathError::Semicolon),
+        (b"/a%20%2F", PathError::EncodedSlash),
+        (b"/a%20/%2F", PathError::TrailingDotOrSpace),
+        (b"/a%C3./", PathError::InvalidUtf8),
+        (b"/a.%zz", PathError::BadPercentEncoding),
     ] {
         assert_eq!(canon(input), Err(expected), "{}", show(input));
     }
@@ -214,6 +308,10 @@ fn was_canonical_is_true_exactly_for_canonical_input() {
         ("/a/b/..", false),
         ("/a//", false),
         ("/.", false),
+        ("/admin:export", true),
+        ("/admin%3Aexport", false), // `:` stands raw
+        ("/a!b%3F", true),
+        ("/a%21b", false),
     ] {
         let c = canonicalize(input.as_bytes()).unwrap();
         assert_eq!(c.was_canonical, was, "{input} → {}", c.path);
@@ -354,12 +452,16 @@ fn rfc_3986_section_5_4_reference_resolution_examples() {
             // `;` is refused, also where the RFC's result no longer holds it (`g;x=1/../y` → `/b/c/y`).
             assert_eq!(got, Err(PathError::Semicolon), "{reference} → {merged}");
             refused += 1;
+        } else if merged.ends_with('.') && !merged.ends_with("/.") && !merged.ends_with("/..") {
+            // `g.` and `g..` end in a dot without being dot-segments: stripped by IIS, so refused.
+            assert_eq!(got, Err(PathError::TrailingDotOrSpace), "{reference} → {merged}");
+            refused += 1;
         } else {
             assert_eq!(got.as_deref(), Ok(rfc_path), "{reference} → {merged}");
             resolved += 1;
         }
     }
-    assert_eq!((resolved, refused), (31, 8));
+    assert_eq!((resolved, refused), (29, 10));
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -386,14 +488,14 @@ fn model(raw: &[u8]) -> Option<String> {
                 if matches!(v, b'/' | b'\\' | b'%' | b';') || v < 0x20 || v == 0x7F {
                     return None;
                 }
-                if unreserved(v) {
+                if allowed_raw(v) {
                     canonical.push(char::from(v));
                 } else {
                     canonical.push_str(&format!("%{v:02X}"));
                 }
                 decoded.push(v);
                 i += 3;
-            } else if unreserved(b) || b"!$&'()*+,=:@".contains(&b) {
+            } else if allowed_raw(b) {
                 canonical.push(char::from(b));
                 decoded.push(b);
                 i += 1;
@@ -402,6 +504,10 @@ fn model(raw: &[u8]) -> Option<String> {
             }
         }
         String::from_utf8(decoded).ok()?;
+        let dot_segment = canonical == "." || canonical == "..";
+        if !dot_segment && (canonical.ends_with('.') || canonical.ends_with("%20")) {
+            return None;
+        }
         segments.push(canonical);
     }
     let mut stack: Vec<&str> = Vec::new();
@@ -439,12 +545,15 @@ fn assert_canonical_shape(path: &str) {
             let digits = &bytes[i + 1..i + 3];
             assert!(digits.iter().all(|d| d.is_ascii_digit() || (b'A'..=b'F').contains(d)), "{path}");
             let v = u8::from_str_radix(std::str::from_utf8(digits).unwrap(), 16).unwrap();
-            assert!(!unreserved(v) && v >= 0x20 && v != 0x7F, "{path}: %{v:02X} should not be encoded");
+            assert!(!allowed_raw(v) && v >= 0x20 && v != 0x7F, "{path}: %{v:02X} should not be encoded");
             i += 3;
         } else {
-            assert!(unreserved(b) || b"!$&'()*+,=:@/".contains(&b), "{path}: byte {b:#04x}");
+            assert!(allowed_raw(b) || b == b'/', "{path}: byte {b:#04x}");
             i += 1;
         }
+    }
+    for segment in path.split('/') {
+        assert!(!segment.ends_with('.') && !segment.ends_with("%20"), "{path}: a segment ends in a dot or space");
     }
 }
 
@@ -465,7 +574,8 @@ fn pathish() -> impl Strategy<Value = Vec<u8>> {
     let pieces = prop_oneof![
         8 => prop::sample::select(vec![
             &b"/"[..], b"//", b"a", b"B", b"api", b".", b"..", b"...", b"%2e", b"%2E", b"%2e%2E", b"%41", b"%61",
-            b"%7e", b"%7E", b"%20", b"%3f", b"%3F", b"%21", b"!", b"~", b":", b"@", b"=", b"%c3%a9", b"%C3", b"%A9",
+            b"%7e", b"%7E", b"%20", b"%3f", b"%3F", b"%21", b"!", b"~", b":", b"@", b"=", b"%3A", b"%3a", b"%40",
+            b"%2C", b"%2b", b"%3D", b"%5B", b"%23", b"a.", b"%2e%20", b"%c3%a9", b"%C3", b"%A9",
             b"%E2%82%AC", b"%F0%9F%98%80", b"%ED%A0%80", b"%2F", b"%5c", b"%25", b"%3B", b";", b"\\", b"%00", b"%",
             b"%g1", b"%+1", b"?", b"#", b" ", b"\xC3\xA9", b"\x7F", b"\t",
         ])
@@ -479,16 +589,15 @@ fn pathish() -> impl Strategy<Value = Vec<u8>> {
     })
 }
 
-/// Paths the rules accept: pieces that canonicalize, with dot-segments and repeated slashes.
+/// Paths the rules accept: segments that canonicalize (names not ending in a dot or space, dot-segments, empty
+/// ones), joined by one or more slashes.
 fn acceptable() -> impl Strategy<Value = Vec<u8>> {
-    let pieces = prop::sample::select(vec![
-        "/",
-        "//",
+    // Anywhere in a name.
+    let inner = prop::sample::select(vec![
         "a",
         "Z",
         "api",
         ".",
-        "..",
         "...",
         ".a",
         "%2e",
@@ -498,6 +607,9 @@ fn acceptable() -> impl Strategy<Value = Vec<u8>> {
         "%20",
         "%3f",
         "%21",
+        "%3A",
+        "%40",
+        "%2c",
         "!",
         "~",
         ":",
@@ -507,7 +619,24 @@ fn acceptable() -> impl Strategy<Value = Vec<u8>> {
         "%E2%82%AC",
         "%7B",
     ]);
-    prop::collection::vec(pieces, 0..16).prop_map(|pieces| format!("/{}", pieces.concat()).into_bytes())
+    // The end of a name.
+    let last = prop::sample::select(vec![
+        "a", "Z", "%41", "%7e", "~", "%3f", "%21", "!", ":", "%3a", "@", "%40", "=", "%C3%A9", "%7b", "-", "_", "9",
+    ]);
+    let name = (prop::collection::vec(inner, 0..4), last).prop_map(|(inner, last)| format!("{}{last}", inner.concat()));
+    let segment = prop_oneof![
+        3 => name,
+        1 => prop::sample::select(vec!["", ".", "..", "%2e", "%2E%2e", ".%2E"]).prop_map(str::to_owned),
+    ];
+    let separator = prop::sample::select(vec!["/", "/", "/", "//"]);
+    (prop::collection::vec((separator, segment), 0..8), prop::bool::ANY).prop_map(|(segments, trailing)| {
+        let mut path: String =
+            segments.into_iter().map(|(separator, segment)| format!("{separator}{segment}")).collect();
+        if path.is_empty() || trailing {
+            path.push('/');
+        }
+        path.into_bytes()
+    })
 }
 
 proptest! {
@@ -602,9 +731,13 @@ fn corpus() -> Vec<Vec<u8>> {
         "caf%c3%a9",
         "a%20b",
         "~x",
-        "...",
+        "..x",
+        "a%3Ab",
+        "%40me",
+        "x%21%2C",
+        "my%20doc",
     ];
-    const NOISE: &[&str] = &[".", "..", "%2e", "%2E%2E", ".%2e", "%2e.", "", "x", "API", "users", "..."];
+    const NOISE: &[&str] = &[".", "..", "%2e", "%2E%2E", ".%2e", "%2e.", "", "x", "API", "users", ".x"];
     const REFUSALS: &[&[u8]] = &[
         b"%2F",
         b"a%2fb",
@@ -621,6 +754,11 @@ fn corpus() -> Vec<Vec<u8>> {
         b"%zz",
         b"%C3",
         b"a b",
+        b"...",
+        b"admin.",
+        b"x%2E",
+        b"api%20",
+        b".%20",
     ];
     let mut corpus: BTreeSet<Vec<u8>> = [
         &b"/api/public/../private"[..],
@@ -640,6 +778,15 @@ fn corpus() -> Vec<Vec<u8>> {
         b"/users/42/..",
         b"/users/%2e%2e",
         b"/users/.",
+        b"/admin%3Aexport",
+        b"/admin:export",
+        b"/admin./x",
+        b"/admin%2e/x",
+        b"/admin%20/x",
+        b"/api/public./../private",
+        b"/api/public%20/../private",
+        b"/users/%40me",
+        b"/users/a%2C%20b",
     ]
     .into_iter()
     .map(<[u8]>::to_vec)
