@@ -48,6 +48,9 @@ pub enum Denial {
     FrontHeaders(&'static str),
     /// Forward-auth: the request carries a header the gateway manages (a client copy the front proxy passed on).
     ManagedHeader,
+    /// Forward-auth: the request asks to switch to a protocol other than WebSocket (`h2c`), which the front
+    /// proxy would tunnel past every later decision.
+    Upgrade,
     /// The request names its host ambiguously (several `Host` headers, or one that disagrees with the target).
     Host(&'static str),
 }
@@ -64,6 +67,7 @@ impl Denial {
             Denial::NoRoute => "no_route",
             Denial::FrontHeaders(_) => "front_headers_invalid",
             Denial::ManagedHeader => "managed_header_sent",
+            Denial::Upgrade => "upgrade_refused",
             Denial::Host(_) => "host_invalid",
         }
     }
@@ -79,6 +83,7 @@ impl Denial {
             | Denial::Ambiguous
             | Denial::FrontHeaders(_)
             | Denial::ManagedHeader
+            | Denial::Upgrade
             | Denial::Host(_) => StatusCode::BAD_REQUEST,
         }
     }
@@ -97,7 +102,11 @@ impl Denial {
             }
             Denial::NoRoute => "no such route".to_owned(),
             Denial::FrontHeaders(what) => (*what).to_owned(),
-            Denial::ManagedHeader => "the request carries a header the gateway sets".to_owned(),
+            Denial::ManagedHeader => {
+                "the request carries a header the gateway or the proxy sets (or an underscore spelling of one)"
+                    .to_owned()
+            }
+            Denial::Upgrade => "only WebSocket upgrades are allowed".to_owned(),
             Denial::Host(what) => (*what).to_owned(),
         }
     }

@@ -5,7 +5,8 @@
 //! A front proxy forwards the target as the client sent it, and the gateway cannot rewrite it, so only targets
 //! already in canonical form are allowed: the path checked is then the path the upstream reads. A request that
 //! carries a header the gateway manages, in any spelling, is refused: the proxy configuration should have
-//! removed it, and the upstream would otherwise see the client's copy.
+//! removed it, and the upstream would otherwise see the client's copy; so is an underscore spelling of a forwarding
+//! header, and an upgrade to anything but WebSocket (the front proxy would tunnel it).
 
 use crate::config::FrontProxy;
 use crate::decide::{Decision, Denial};
@@ -54,6 +55,14 @@ pub(crate) fn original_request(front: FrontProxy, headers: &HeaderMap) -> Result
     Ok(request)
 }
 
+/// Whether `headers` carry a managed header in any spelling, or a forwarding header spelled with underscores
+/// (a front proxy sets `X-Forwarded-*` itself, but passes `X_Forwarded_Host` on, and CGI-style upstreams read it
+/// as `HTTP_X_FORWARDED_HOST`).
+fn carries_owned_header(policy: &Policy, headers: &HeaderMap) -> bool {
+    policy.managed.carried_by(headers).is_some()
+        || headers.keys().any(|name| name.as_str().contains('_') && crate::headers::is_forwarding(name.as_str()))
+}
+
 /// The handler of the main listener with a top-level `forward_auth`.
 pub(crate) async fn handler(State(gateway): State<Gateway>, mut request: Request) -> Response {
     let request_id = crate::request_id::ensure(request.headers_mut());
@@ -69,9 +78,12 @@ pub(crate) async fn handler(State(gateway): State<Gateway>, mut request: Request
 /// (empty when the token has no such claim, so a proxy that copies them overwrites any client copy), or the
 /// refusal as `front` can pass it on.
 pub(crate) async fn answer(policy: &Policy, front: FrontProxy, headers: &HeaderMap) -> Response {
-    let request = match policy.managed.carried_by(headers) {
-        Some(_) => Err(Denial::ManagedHeader),
-        None => original_request(front, headers),
+    let request = if carries_owned_header(policy, headers) {
+        Err(Denial::ManagedHeader)
+    } else if !crate::proxy::upgrade_is_websocket_or_none(headers) {
+        Err(Denial::Upgrade)
+    } else {
+        original_request(front, headers)
     };
     let request = match request {
         Ok(request) => request,

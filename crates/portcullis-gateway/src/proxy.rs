@@ -71,6 +71,11 @@ fn wants_websocket(headers: &HeaderMap) -> bool {
     connection_upgrade && websocket
 }
 
+/// Whether the request asks for no upgrade, or only for WebSocket.
+pub(crate) fn upgrade_is_websocket_or_none(headers: &HeaderMap) -> bool {
+    headers.get_all(UPGRADE).iter().all(|value| value.as_bytes().trim_ascii().eq_ignore_ascii_case(b"websocket"))
+}
+
 /// The host the client asked for: the target's authority (absolute-form, HTTP/2) or the single `Host` header;
 /// refused when several are sent or they disagree.
 fn requested_host(parts: &http::request::Parts) -> Result<Option<HeaderValue>, Denial> {
