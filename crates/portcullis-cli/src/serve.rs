@@ -28,7 +28,7 @@ pub(crate) struct ServeArgs {
     jwks_uri: Option<String>,
     /// Answer as the forward-auth endpoint of this proxy in front (nginx auth_request, Caddy forward_auth,
     /// Traefik ForwardAuth); only that proxy's description of the request is read.
-    #[arg(long, env = "PORTCULLIS_FORWARD_AUTH", value_name = "PROXY", value_parser = parse_front_proxy)]
+    #[arg(long, env = "PORTCULLIS_FORWARD_AUTH", value_name = "PROXY", value_parser = front_proxy_parser())]
     forward_auth: Option<FrontProxy>,
     /// Admin listener for /healthz, /ready and /metrics.
     #[arg(long, env = "PORTCULLIS_ADMIN_LISTEN")]
@@ -41,8 +41,11 @@ pub(crate) struct ServeArgs {
     workers: Option<usize>,
 }
 
-fn parse_front_proxy(text: &str) -> Result<FrontProxy, String> {
-    text.parse()
+/// `nginx`, `caddy` or `traefik`; clap lists the choices when the value is missing or unknown.
+fn front_proxy_parser() -> impl clap::builder::TypedValueParser<Value = FrontProxy> {
+    use clap::builder::TypedValueParser;
+    clap::builder::PossibleValuesParser::new(FrontProxy::ALL.map(FrontProxy::name))
+        .try_map(|name| name.parse::<FrontProxy>())
 }
 
 fn parse_log_format(text: &str) -> Result<LogFormat, String> {

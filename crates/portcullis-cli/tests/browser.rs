@@ -431,7 +431,9 @@ async fn the_gateway_admin_listener_serves_the_debugger_and_the_status_page() {
     drain(out);
     // A refusal to count before the status page is read; the keys load on the first token.
     let refused = reqwest::Client::new()
-        .get(format!("{main}/messages/1"))
+        .get(format!("{main}/auth"))
+        .header("x-original-method", "GET")
+        .header("x-original-uri", "/messages/1")
         .bearer_auth(machine_token(&demo.issuer, OTHER_AUDIENCE).await)
         .send()
         .await

@@ -90,6 +90,13 @@ fn serve_flag_errors_exit_two() {
     let no_audience = run(&["serve", "--upstream", "http://127.0.0.1:9", "--issuer", "https://i/"]);
     assert_eq!(no_audience.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&no_audience.stderr).contains("--audience"));
+    // Forward-auth names the proxy in front; a bare flag or another name is refused with the choices.
+    for args in [&["serve", "--forward-auth"][..], &["serve", "--forward-auth", "envoy", "--issuer", "https://i/"]] {
+        let refused = run(args);
+        assert_eq!(refused.status.code(), Some(2), "{args:?}");
+        let said = String::from_utf8_lossy(&refused.stderr);
+        assert!(said.contains("nginx") && said.contains("caddy") && said.contains("traefik"), "{args:?}: {said}");
+    }
 }
 
 /// Reads JSON log lines from stderr until one has `message`; returns it. Every line read is kept in `seen`.
@@ -202,6 +209,13 @@ fn check_config_explains_errors_and_prints_the_template() {
     assert_eq!(checked.status.code(), Some(2));
     let said = String::from_utf8_lossy(&checked.stderr);
     assert!(said.contains("line 1, column 10: invalid type: integer `8080`"), "{said}");
+
+    // The old mode key is refused with its replacement named.
+    std::fs::write(&bad, "mode = \"forward_auth\"\n").unwrap();
+    let checked = run(&["check-config", bad.to_str().unwrap()]);
+    assert_eq!(checked.status.code(), Some(2));
+    let said = String::from_utf8_lossy(&checked.stderr);
+    assert!(said.contains("line 1, column 1: `mode` is gone: name the proxy in front with forward_auth"), "{said}");
 }
 
 #[tokio::test]

@@ -38,6 +38,51 @@ impl FrontProxy {
     /// Every front proxy, in the order their names are listed.
     pub const ALL: [FrontProxy; 3] = [FrontProxy::Nginx, FrontProxy::Caddy, FrontProxy::Traefik];
 
+    /// The forwarding and path-override headers this proxy sets or clears itself on the way to the upstream (and
+    /// to the gateway), lower case. A forward-auth request carrying any other one — `X-Forwarded-Ssl`,
+    /// `X-Original-URL`, an underscore spelling — is refused: the proxy would pass the client's copy on.
+    ///
+    /// ```
+    /// use portcullis_gateway::FrontProxy;
+    /// assert!(FrontProxy::Caddy.replaced_headers().contains(&"x-forwarded-uri"));
+    /// assert!(!FrontProxy::Nginx.replaced_headers().contains(&"x-original-url"));
+    /// ```
+    pub fn replaced_headers(self) -> &'static [&'static str] {
+        match self {
+            // The documented nginx configuration sets or clears each of these for the upstream, and sets the
+            // X-Original-* pair for the gateway.
+            FrontProxy::Nginx => &[
+                "forwarded",
+                "x-forwarded-for",
+                "x-forwarded-host",
+                "x-forwarded-method",
+                "x-forwarded-port",
+                "x-forwarded-prefix",
+                "x-forwarded-proto",
+                "x-forwarded-server",
+                "x-forwarded-uri",
+                "x-original-method",
+                "x-original-uri",
+                "x-real-ip",
+            ],
+            // Caddy's reverse_proxy sets For, Proto and Host, and forward_auth Method and Uri.
+            FrontProxy::Caddy => {
+                &["x-forwarded-for", "x-forwarded-host", "x-forwarded-method", "x-forwarded-proto", "x-forwarded-uri"]
+            }
+            // Traefik (forwardedHeaders not trusted) sets these on every request it forwards.
+            FrontProxy::Traefik => &[
+                "x-forwarded-for",
+                "x-forwarded-host",
+                "x-forwarded-method",
+                "x-forwarded-port",
+                "x-forwarded-proto",
+                "x-forwarded-server",
+                "x-forwarded-uri",
+                "x-real-ip",
+            ],
+        }
+    }
+
     /// The name used by `--forward-auth`, `PORTCULLIS_FORWARD_AUTH` and the file.
     pub fn name(self) -> &'static str {
         match self {
@@ -472,8 +517,9 @@ impl Config {
     }
 
     fn check_route(&self, i: usize, route: &RouteConfig) -> Result<(), ConfigError> {
-        crate::policy::Pattern::parse(&route.path, route.strict_match)
-            .map_err(|message| ConfigError::at(format!("routes[{i}].path"), format!("{:?}: {message}", route.path)))?;
+        crate::policy::Pattern::parse(&route.path, route.strict_match).map_err(|message| {
+            ConfigError::at(format!("routes[{i}].path"), format!("{message}, got {:?}", route.path))
+        })?;
         if route.public && (route.require.is_some() || !route.issuers.is_empty() || !route.audiences.is_empty()) {
             return Err(ConfigError::at(
                 format!("routes[{i}].public"),

@@ -48,6 +48,9 @@ pub enum Denial {
     FrontHeaders(&'static str),
     /// Forward-auth: the request carries a header the gateway manages (a client copy the front proxy passed on).
     ManagedHeader,
+    /// Forward-auth: the request carries a forwarding or path-override header the front proxy does not replace
+    /// itself, so the client's copy would reach the upstream.
+    ForwardingHeader,
     /// Forward-auth: the request asks to switch to a protocol other than WebSocket (`h2c`), which the front
     /// proxy would tunnel past every later decision.
     Upgrade,
@@ -68,6 +71,7 @@ impl Denial {
             Denial::FrontHeaders(_) => "front_headers_invalid",
             Denial::ManagedHeader => "managed_header_sent",
             Denial::Upgrade => "upgrade_refused",
+            Denial::ForwardingHeader => "forwarding_header_sent",
             Denial::Host(_) => "host_invalid",
         }
     }
@@ -84,6 +88,7 @@ impl Denial {
             | Denial::FrontHeaders(_)
             | Denial::ManagedHeader
             | Denial::Upgrade
+            | Denial::ForwardingHeader
             | Denial::Host(_) => StatusCode::BAD_REQUEST,
         }
     }
@@ -102,9 +107,9 @@ impl Denial {
             }
             Denial::NoRoute => "no such route".to_owned(),
             Denial::FrontHeaders(what) => (*what).to_owned(),
-            Denial::ManagedHeader => {
-                "the request carries a header the gateway or the proxy sets (or an underscore spelling of one)"
-                    .to_owned()
+            Denial::ManagedHeader => "the request carries a header the gateway sets".to_owned(),
+            Denial::ForwardingHeader => {
+                "the request carries a forwarding or path-override header the proxy in front passes on".to_owned()
             }
             Denial::Upgrade => "only WebSocket upgrades are allowed".to_owned(),
             Denial::Host(what) => (*what).to_owned(),

@@ -5,8 +5,9 @@
 //! A front proxy forwards the target as the client sent it, and the gateway cannot rewrite it, so only targets
 //! already in canonical form are allowed: the path checked is then the path the upstream reads. A request that
 //! carries a header the gateway manages, in any spelling, is refused: the proxy configuration should have
-//! removed it, and the upstream would otherwise see the client's copy; so is an underscore spelling of a forwarding
-//! header, and an upgrade to anything but WebSocket (the front proxy would tunnel it).
+//! removed it, and the upstream would otherwise see the client's copy; so is a forwarding or path-override header
+//! the named proxy does not set itself ([`FrontProxy::replaced_headers`]), and an upgrade to anything but
+//! WebSocket (the front proxy would tunnel it).
 
 use crate::config::FrontProxy;
 use crate::decide::{Decision, Denial};
@@ -55,12 +56,17 @@ pub(crate) fn original_request(front: FrontProxy, headers: &HeaderMap) -> Result
     Ok(request)
 }
 
-/// Whether `headers` carry a managed header in any spelling, or a forwarding header spelled with underscores
-/// (a front proxy sets `X-Forwarded-*` itself, but passes `X_Forwarded_Host` on, and CGI-style upstreams read it
-/// as `HTTP_X_FORWARDED_HOST`).
-fn carries_owned_header(policy: &Policy, headers: &HeaderMap) -> bool {
-    policy.managed.carried_by(headers).is_some()
-        || headers.keys().any(|name| name.as_str().contains('_') && crate::headers::is_forwarding(name.as_str()))
+/// Why `headers` cannot be decided on as they are: a managed header in any spelling, or a forwarding or
+/// path-override header that `front` does not set itself (the client's copy would reach the upstream:
+/// `X-Forwarded-Ssl`, `X-Original-URL`, any underscore spelling).
+fn owned_header(policy: &Policy, front: FrontProxy, headers: &HeaderMap) -> Option<Denial> {
+    if policy.managed.carried_by(headers).is_some() {
+        return Some(Denial::ManagedHeader);
+    }
+    let passed_on = headers.keys().any(|name| {
+        crate::headers::is_front_owned(name.as_str()) && !front.replaced_headers().contains(&name.as_str())
+    });
+    passed_on.then_some(Denial::ForwardingHeader)
 }
 
 /// The handler of the main listener with a top-level `forward_auth`.
@@ -78,8 +84,8 @@ pub(crate) async fn handler(State(gateway): State<Gateway>, mut request: Request
 /// (empty when the token has no such claim, so a proxy that copies them overwrites any client copy), or the
 /// refusal as `front` can pass it on.
 pub(crate) async fn answer(policy: &Policy, front: FrontProxy, headers: &HeaderMap) -> Response {
-    let request = if carries_owned_header(policy, headers) {
-        Err(Denial::ManagedHeader)
+    let request = if let Some(denial) = owned_header(policy, front, headers) {
+        Err(denial)
     } else if !crate::proxy::upgrade_is_websocket_or_none(headers) {
         Err(Denial::Upgrade)
     } else {

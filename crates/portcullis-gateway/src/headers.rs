@@ -25,6 +25,16 @@ pub(crate) fn is_forwarding(name: &str) -> bool {
         || (bytes.len() > prefix.len() && same_name(&bytes[..prefix.len()], prefix))
 }
 
+/// Whether `name` belongs to the family the proxies own: the forwarding headers, and the path-override headers
+/// some frameworks route on (`X-Original-URL`, `X-Original-URI`, `X-Rewrite-URL`, any `X-Original-*`).
+pub(crate) fn is_front_owned(name: &str) -> bool {
+    let bytes = name.as_bytes();
+    let original = b"x-original-";
+    is_forwarding(name)
+        || same_name(bytes, b"x-rewrite-url")
+        || (bytes.len() > original.len() && same_name(&bytes[..original.len()], original))
+}
+
 /// The claim headers the gateway sets, by every mapping of the configuration.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct ManagedHeaders {
@@ -59,11 +69,11 @@ impl ManagedHeaders {
     }
 }
 
-/// Removes every client copy of a managed or forwarding header, in every spelling.
+/// Removes every client copy of a managed, forwarding or path-override header, in every spelling.
 pub(crate) fn strip_client_copies(headers: &mut HeaderMap, managed: &ManagedHeaders) {
     let owned: Vec<HeaderName> = headers
         .keys()
-        .filter(|name| managed.is_managed(name.as_str()) || is_forwarding(name.as_str()))
+        .filter(|name| managed.is_managed(name.as_str()) || is_front_owned(name.as_str()))
         .cloned()
         .collect();
     for name in owned {
@@ -165,6 +175,11 @@ mod tests {
             assert!(is_forwarding(forwarding), "{forwarding}");
         }
         assert!(!is_forwarding("x-forwarded"));
+        for owned in ["x-original-url", "X_Original_URI", "x-rewrite-url", "X-Forwarded-Ssl", "x_real_ip"] {
+            assert!(is_front_owned(owned), "{owned}");
+        }
+        assert!(!is_front_owned("x-original"));
+        assert!(!is_front_owned("x-request-id"));
         assert!(!is_forwarding("forwarded-for"));
     }
 

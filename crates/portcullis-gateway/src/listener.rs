@@ -31,9 +31,14 @@ fn connection_builder(limits: &Limits) -> Builder<TokioExecutor> {
     if limits.max_headers != 100 {
         http1.max_headers(limits.max_headers);
     }
+    // HTTP/2 has no header read timeout: idle connections are pinged instead, and closed when the peer does not
+    // answer (a socket that sent the preface and then nothing).
+    let every = Duration::from_secs(limits.header_read_timeout_secs);
     builder
         .http2()
         .timer(TokioTimer::new())
+        .keep_alive_interval(Some(every))
+        .keep_alive_timeout(every)
         .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX));
     builder
 }
@@ -49,6 +54,8 @@ pub(crate) async fn serve(
     let builder = connection_builder(limits);
     let permits = Arc::new(Semaphore::new(limits.max_connections));
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    // Tells connections still waiting for their first byte that the listener is closing.
+    let (closing, closed) = tokio::sync::watch::channel(false);
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
         let permit = tokio::select! {
@@ -76,16 +83,30 @@ pub(crate) async fn serve(
             request.extensions_mut().insert(ConnectInfo(peer));
             app.clone().oneshot(request.map(axum::body::Body::new))
         });
-        let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned();
-        let connection = graceful.watch(connection);
+        let (builder, watcher, mut closed) = (builder.clone(), graceful.watcher(), closed.clone());
+        let first_byte = Duration::from_secs(limits.header_read_timeout_secs);
         tokio::spawn(async move {
-            if let Err(error) = connection.await {
+            // hyper's header read timeout starts with the first byte: a connection that sends nothing at all is
+            // closed after the same time, so silent sockets cannot hold every connection slot.
+            let mut first = [0u8; 1];
+            let arrived = tokio::select! {
+                arrived = tokio::time::timeout(first_byte, stream.peek(&mut first)) => arrived.is_ok(),
+                _ = closed.changed() => false,
+            };
+            if !arrived {
+                tracing::debug!(target: "portcullis::gateway", "connection sent nothing; closed");
+                drop(permit);
+                return;
+            }
+            let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+            if let Err(error) = watcher.watch(connection.into_owned()).await {
                 tracing::debug!(target: "portcullis::gateway", %error, "connection ended with an error");
             }
             drop(permit);
         });
     }
     drop(listener);
+    let _ = closing.send(true);
     graceful.shutdown().await;
     Ok(())
 }

@@ -84,6 +84,12 @@ fn requested_host(parts: &http::request::Parts) -> Result<Option<HeaderValue>, D
         (_, Some(_)) => return Err(Denial::Host("more than one Host header")),
         (header, None) => header.cloned(),
     };
+    if let Some(header) = &header {
+        let readable = header.to_str().ok().and_then(|text| text.parse::<http::uri::Authority>().ok());
+        if readable.is_none_or(|authority| authority.as_str().contains('@')) {
+            return Err(Denial::Host("the Host header is not a host name and port"));
+        }
+    }
     match (parts.uri.authority(), header) {
         (Some(authority), Some(header)) if !authority.as_str().eq_ignore_ascii_case(header.to_str().unwrap_or("")) => {
             Err(Denial::Host("the Host header and the target name different hosts"))

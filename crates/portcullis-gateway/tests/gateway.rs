@@ -378,7 +378,9 @@ async fn reload_replaces_the_policy_and_a_bad_config_keeps_the_running_one() {
     // Invalid configs and restart-only changes are refused with the reason; the running policy stays.
     let mut broken = Config::from_toml(&config(false)).unwrap();
     broken.routes[0].path = "api".into();
-    assert!(gateway.reload(broken).unwrap_err().to_string().contains("routes[0].path: \"api\": must start with '/'"));
+    assert!(
+        gateway.reload(broken).unwrap_err().to_string().contains("routes[0].path: must start with '/', got \"api\"")
+    );
     let mut moved = Config::from_toml(&config(false)).unwrap();
     moved.listen = "127.0.0.1:1".parse().unwrap();
     let why = gateway.reload(moved).unwrap_err().to_string();

@@ -202,15 +202,17 @@ async fn forward_auth_reads_only_the_named_proxys_headers_and_never_falls_back()
     request = get("/auth", "X-Original-Method: GET\r\nX-Original-URI: /public/x\r\n");
     assert_eq!(raw(&nginx, &request).await.status, 200);
 
-    // Caddy describes the request in X-Forwarded-*; a client's X-Original-URI means nothing there.
+    // Caddy describes the request in X-Forwarded-*; a client's X-Original-URI is never read there (and, since
+    // Caddy would pass it on to the upstream, it is refused).
     let caddy = forward_auth(&issuer, "caddy").await;
+    request = get("/auth", "X-Forwarded-Method: GET\r\nX-Forwarded-Uri: /api/private-scoped\r\n");
+    assert_eq!(raw(&caddy, &request).await.status, 401);
     request = get(
         "/auth",
         "X-Forwarded-Method: GET\r\nX-Forwarded-Uri: /api/private-scoped\r\nX-Original-URI: /public/x\r\n",
     );
-    assert_eq!(raw(&caddy, &request).await.status, 401);
-    request = get("/auth", "X-Original-Method: GET\r\nX-Original-URI: /public/x\r\n");
-    let answer = raw(&caddy, &request).await;
+    assert_eq!(raw(&caddy, &request).await.status, 400);
+    let answer = raw(&caddy, &get("/auth", "")).await;
     assert_eq!(answer.status, 400);
     assert!(answer.body.contains("front_headers_invalid"), "{}", answer.body);
 }
@@ -277,4 +279,57 @@ async fn towards_nginx_every_refusal_is_401_or_403() {
         assert_eq!(answer.status, 403, "{target}");
         assert!(answer.body.contains(reason), "{target}: {}", answer.body);
     }
+}
+
+#[tokio::test]
+async fn path_override_and_unreplaced_forwarding_headers_never_reach_the_upstream() {
+    let issuer = issuer().await;
+    // The reverse proxy removes them.
+    let (base, _) = proxy(&issuer, "").await;
+    let answer = raw(
+        &base,
+        &get(
+            "/public/x",
+            "X-Original-URL: /api/x\r\nX-Rewrite-URL: /api/x\r\nX-Original-URI: /api/x\r\nX-Forwarded-Ssl: on\r\n",
+        ),
+    )
+    .await;
+    assert_eq!(answer.status, 200);
+    for name in ["x-original-url", "x-rewrite-url", "x-original-uri", "x-forwarded-ssl"] {
+        assert!(json(&answer)["headers"].get(name).is_none(), "{name}: {}", answer.body);
+    }
+    // Forward-auth refuses what the named proxy would pass on; what it replaces itself is fine.
+    for (front, describe, status) in [
+        ("nginx", "X-Original-Method: GET\r\nX-Original-URI: /public/x\r\n", 403),
+        ("caddy", "X-Forwarded-Method: GET\r\nX-Forwarded-Uri: /public/x\r\n", 400),
+    ] {
+        let base = forward_auth(&issuer, front).await;
+        let fine = format!("{describe}X-Forwarded-For: 192.0.2.1\r\nX-Forwarded-Proto: https\r\n");
+        assert_eq!(raw(&base, &get("/auth", &fine)).await.status, 200, "{front}");
+        for extra in ["X-Forwarded-Ssl: on", "X-Original-URL: /api/x", "X-Rewrite-URL: /api/x", "X_Forwarded_Host: e"] {
+            let answer = raw(&base, &get("/auth", &format!("{describe}{extra}\r\n"))).await;
+            assert_eq!(answer.status, status, "{front} {extra}");
+            assert!(answer.body.contains("forwarding_header_sent"), "{front} {extra}: {}", answer.body);
+        }
+        let answer = raw(&base, &get("/auth", &format!("{describe}Connection: upgrade\r\nUpgrade: h2c\r\n"))).await;
+        assert_eq!(answer.status, status, "{front} h2c");
+        assert!(answer.body.contains("upgrade_refused"), "{front}: {}", answer.body);
+    }
+}
+
+#[tokio::test]
+async fn hosts_that_are_not_host_names_are_refused() {
+    let issuer = issuer().await;
+    let (base, _) = proxy(&issuer, "").await;
+    for host in ["a, b", "a b", "user@a", ""] {
+        let request = format!("GET /public/x HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+        let answer = raw(&base, request.as_bytes()).await;
+        assert_eq!(answer.status, 400, "{host:?}");
+    }
+    let request = b"GET http://app.example/public/x HTTP/1.1\r\nHost: other.example\r\nConnection: close\r\n\r\n";
+    assert_eq!(raw(&base, request).await.status, 400);
+    let request = b"GET http://app.example/public/x HTTP/1.1\r\nHost: app.example\r\nConnection: close\r\n\r\n";
+    let answer = raw(&base, request).await;
+    assert_eq!(answer.status, 200);
+    assert_eq!(json(&answer)["headers"]["x-forwarded-host"], "app.example");
 }

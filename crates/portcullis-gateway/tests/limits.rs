@@ -216,3 +216,31 @@ fn limits_are_checked_at_load() {
     assert_eq!(crowded.key, "issuers");
     assert!(crowded.message.contains("3 issuers configured, more than limits.max_issuers = 2"), "{crowded}");
 }
+
+#[tokio::test]
+async fn connections_that_send_nothing_are_closed_and_free_their_slot() {
+    let issuer = issuer().await;
+    let upstream = upstream().await;
+    let base = gateway(&config(&issuer, &upstream, "header_read_timeout_secs = 1\nmax_connections = 2")).await;
+    let address = base.trim_start_matches("http://");
+    // Two silent sockets take every slot; the gateway closes both once the header read timeout passes.
+    let mut silent = [TcpStream::connect(address).await.unwrap(), TcpStream::connect(address).await.unwrap()];
+    for stream in &mut silent {
+        assert_eq!(read_until_closed(stream).await, "");
+    }
+    let token = issuer.user_token("demo-spa", "alice", DEMO_AUDIENCE, &["openid"]).unwrap();
+    let request =
+        format!("GET /api/x HTTP/1.1\r\nHost: a\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n");
+    assert_eq!(status_line(address, &request).await, "HTTP/1.1 200 OK");
+}
+
+#[tokio::test]
+async fn http2_connections_that_stop_answering_are_closed() {
+    let issuer = issuer().await;
+    let upstream = upstream().await;
+    let base = gateway(&config(&issuer, &upstream, "header_read_timeout_secs = 1")).await;
+    let mut stream = TcpStream::connect(base.trim_start_matches("http://")).await.unwrap();
+    // The HTTP/2 preface and an empty SETTINGS frame, then silence: the gateway's pings go unanswered.
+    stream.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00").await.unwrap();
+    read_until_closed(&mut stream).await;
+}

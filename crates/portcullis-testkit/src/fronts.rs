@@ -66,6 +66,9 @@ http {{
             proxy_set_header X-Forwarded-Method "";
             proxy_set_header X-Forwarded-Uri "";
             proxy_set_header X-Real-IP $remote_addr;
+            # The gateway's description of the request is for the gateway alone.
+            proxy_set_header X-Original-URI "";
+            proxy_set_header X-Original-Method "";
             error_page 401 = @unauthorized;
             error_page 403 = @forbidden;
             # No URI part: the upstream gets the target exactly as the gateway was asked about it.
@@ -78,6 +81,13 @@ http {{
             proxy_set_header Content-Length "";
             proxy_set_header X-Original-URI $request_uri;
             proxy_set_header X-Original-Method $request_method;
+            # A header block the gateway's HTTP parser refuses (too many headers, control bytes) is a refusal,
+            # not the 500 nginx makes of any status but 2xx, 401 and 403.
+            proxy_intercept_errors on;
+            error_page 400 431 = @refused;
+        }}
+        location @refused {{
+            return 403;
         }}
         location @unauthorized {{
             add_header WWW-Authenticate $auth_challenge always;
