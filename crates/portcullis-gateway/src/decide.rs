@@ -120,8 +120,8 @@ impl Denial {
 /// A decision with what the observer reports about it.
 pub(crate) struct Decided {
     pub decision: Decision,
-    /// The route that decided (index and pattern), when one did.
-    pub route: Option<(usize, String)>,
+    /// The route that decided (by index), when one did.
+    pub route: Option<usize>,
     pub subject: Option<String>,
 }
 
@@ -141,7 +141,7 @@ impl Policy {
             Resolution::MethodNotAllowed(allow) => return self.refused(Denial::MethodNotAllowed(allow), None),
             Resolution::Ambiguous => return self.refused(Denial::Ambiguous, None),
         };
-        let route = index.map(|i| (i, self.routes.get(i).name.clone()));
+        let route = index;
         let (rule, issuers, audiences) = match access {
             Access::Public => {
                 let allowed = Allowed { claim_headers: Vec::new(), forward_authorization };
@@ -158,7 +158,7 @@ impl Policy {
             Err(error) => return Decided { decision: Decision::Deny(Denial::Token(error)), route, subject: None },
         };
         let subject = verified.subject().map(str::to_owned);
-        let name = route.as_ref().map_or("unmatched requests", |(_, name)| name.as_str());
+        let name = route.map_or("unmatched requests", |i| self.routes.get(i).name.as_str());
         if let Err(error) = accepts(name, issuers, audiences, rule, &verified) {
             return Decided { decision: Decision::Deny(Denial::Token(error)), route, subject };
         }
@@ -167,8 +167,7 @@ impl Policy {
         Decided { decision: Decision::Allow(allowed), route, subject }
     }
 
-    fn refused(&self, denial: Denial, index: Option<usize>) -> Decided {
-        let route = index.map(|i| (i, self.routes.get(i).name.clone()));
+    fn refused(&self, denial: Denial, route: Option<usize>) -> Decided {
         Decided { decision: Decision::Deny(denial), route, subject: None }
     }
 }

@@ -253,8 +253,8 @@ impl Policy {
             request_id: request_id(headers),
             method: request.method.as_str(),
             path: request.path.as_str(),
-            route: route.as_ref().map_or("unmatched", |(_, name)| name.as_str()),
-            route_index: route.as_ref().map(|(index, _)| *index),
+            route: route.map_or("unmatched", |index| self.routes.get(index).name.as_str()),
+            route_index: route,
             denied: match &decision {
                 Decision::Deny(denial) => Some(denial.reason()),
                 Decision::Allow(_) => None,
