@@ -65,11 +65,16 @@ write("config", "forward_auth = \"nginx\"\n[[issuers]]\nissuer = \"https://a.exa
 token = tokens[0]
 for lines in (["/auth", "X-Original-URI: /api/x?y=1", "X-Original-Method: GET", f"Authorization: Bearer {token}"],
               ["/auth", "X-Forwarded-Uri: /users/42", "X-Forwarded-Method: DELETE", "Authorization: bearer  x.y.z"],
-              ["/", "X-Original-URI: /public/a#frag", "X-Request-Id: abc", "Authorization: Basic Zm9v"]):
+              ["/", "X-Original-URI: /public/a#frag", "X-Request-Id: abc", "Authorization: Basic Zm9v"],
+              ["/auth", "X-Original-URI: /docs/internal", "X-Original-Method: HEAD", "X_Auth_Subject: x"],
+              ["/auth", "X-Original-URI: /public//../a", "X-Original-Method: GET", "Upgrade: h2c"]):
     write("forward_auth", "\n".join(lines))
 
 write("token_request", b"\x00grant_type=client_credentials&client_id=demo-client&client_secret=wrong&audience=x")
 write("token_request", b"\x01" + json.dumps({"grant_type": "authorization_code", "client_id": "demo-spa",
                                              "code": "c", "code_verifier": "v", "redirect_uri": "http://x/"}).encode())
 write("token_request", b"\x04Basic ZGVtby1jbGllbnQ6bm9wZQ==\ngrant_type=refresh_token&refresh_token=r")
+for target in ("/api/./x/../%61dmin?q=1", "/API//Private-Scoped/", "/public/%2e%2E/admin", "/a%2Fb;c\\d%00",
+               "/caf%C3%A9/%C3", "/x./y%20/z", "/%3A%40%21?#f", "admin"):
+    write("canonical", target)
 print("seeds written to", os.path.join(HERE, "seeds"))
