@@ -188,6 +188,12 @@ async fn exercise(stack: &Stack, base: &str) {
     }
     assert_eq!(http.get(format!("{base}/api/private-scoped")).bearer_auth(&alice).send().await.unwrap().status(), 200);
 
+    // Malformed credentials: 401 invalid_request through nginx (never its 500), 400 through Caddy.
+    let malformed = http.get(format!("{base}/api/private")).header("authorization", "Bearer a b").send().await.unwrap();
+    assert!(matches!(malformed.status().as_u16(), 400 | 401), "{base}: {}", malformed.status());
+    let header = malformed.headers().get("www-authenticate").map(|v| v.to_str().unwrap().to_owned());
+    assert!(header.unwrap_or_default().contains("invalid_request"), "{base}");
+
     // Header blocks the gateway's parser refuses never become a 500 (nginx makes one of any status but 2xx, 401 and
     // 403): too many headers, a control byte in a value. Caddy refuses the control byte itself.
     let address = base.trim_start_matches("http://");
