@@ -35,6 +35,14 @@ fn get(target: &str, extra: &str) -> Vec<u8> {
     format!("GET {target} HTTP/1.1\r\nHost: app.example\r\nConnection: close\r\n{extra}\r\n").into_bytes()
 }
 
+/// The headers in which `front` describes the original request: method, then target.
+fn description_headers(front: &str) -> (&'static str, &'static str) {
+    match front {
+        "nginx" => ("X-Original-Method", "X-Original-URI"),
+        _ => ("X-Forwarded-Method", "X-Forwarded-Uri"),
+    }
+}
+
 const ROUTES: &str = r#"
 [[routes]]
 path = "/docs/internal"
@@ -222,11 +230,7 @@ async fn forward_auth_refuses_targets_the_upstream_could_read_differently() {
     let issuer = issuer().await;
     for (front, status) in [("nginx", 403), ("caddy", 400), ("traefik", 400)] {
         let base = forward_auth(&issuer, front).await;
-        let (method, uri) = if front == "nginx" {
-            ("X-Original-Method", "X-Original-URI")
-        } else {
-            ("X-Forwarded-Method", "X-Forwarded-Uri")
-        };
+        let (method, uri) = description_headers(front);
         for target in ["/public/../api/x", "/public//x", "/public/%78", "/public/a%2Fb", "/public/a;b", "/docs/x#f"] {
             let answer = raw(&base, &get("/auth", &format!("{method}: GET\r\n{uri}: {target}\r\n"))).await;
             assert_eq!(answer.status, status, "{front} {target}");
@@ -244,11 +248,7 @@ async fn forward_auth_refuses_requests_carrying_a_managed_header() {
     let token = alice(&issuer);
     for (front, status) in [("nginx", 403), ("caddy", 400)] {
         let base = forward_auth(&issuer, front).await;
-        let (method, uri) = if front == "nginx" {
-            ("X-Original-Method", "X-Original-URI")
-        } else {
-            ("X-Forwarded-Method", "X-Forwarded-Uri")
-        };
+        let (method, uri) = description_headers(front);
         let describe = format!("{method}: GET\r\n{uri}: /api/x\r\nAuthorization: Bearer {token}\r\n");
         assert_eq!(raw(&base, &get("/auth", &describe)).await.status, 200, "{front}");
         for spelling in ["X-Auth-Subject", "x_auth_scope", "X_AUTH_PERMISSIONS"] {

@@ -33,20 +33,9 @@ pub fn nginx_config(dir: &str, port: u16, gateway: &str, upstream: &str, managed
     for header in managed {
         copy.push_str(&format!("            proxy_set_header {header} ${};\n", nginx_variable(header)));
     }
+    let prelude = crate::process::nginx_prelude(dir);
     format!(
-        r#"master_process off;
-daemon off;
-error_log {dir}/error.log;
-pid {dir}/nginx.pid;
-events {{}}
-http {{
-    access_log off;
-    client_body_temp_path {dir}/body;
-    proxy_temp_path {dir}/proxy;
-    fastcgi_temp_path {dir}/fastcgi;
-    uwsgi_temp_path {dir}/uwsgi;
-    scgi_temp_path {dir}/scgi;
-    # Headers with underscores (X_Auth_Subject) are dropped, never passed on (nginx's default, stated).
+        r#"{prelude}    # Headers with underscores (X_Auth_Subject) are dropped, never passed on (nginx's default, stated).
     underscores_in_headers off;
     ignore_invalid_headers on;
     server {{

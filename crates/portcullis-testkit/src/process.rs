@@ -126,3 +126,13 @@ pub fn url_in(line: &str) -> String {
     let word = line.split_whitespace().find(|w| w.starts_with("http://")).unwrap_or_else(|| panic!("no URL: {line}"));
     word.trim_end_matches([',', ')']).to_owned()
 }
+
+/// The start of an nginx configuration that runs unprivileged in `dir` (pid, log and temporary files there), up to
+/// and including the opening of the `http` block.
+pub fn nginx_prelude(dir: &str) -> String {
+    format!(
+        "master_process off;\ndaemon off;\nerror_log {dir}/error.log;\npid {dir}/nginx.pid;\nevents {{}}\nhttp {{\n    \
+         access_log off;\n    client_body_temp_path {dir}/body;\n    proxy_temp_path {dir}/proxy;\n    \
+         fastcgi_temp_path {dir}/fastcgi;\n    uwsgi_temp_path {dir}/uwsgi;\n    scgi_temp_path {dir}/scgi;\n"
+    )
+}

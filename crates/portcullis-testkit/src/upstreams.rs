@@ -243,20 +243,9 @@ fn nginx_files_config(dir: &str, port: u16) -> String {
     .iter()
     .map(|(matcher, name)| location(matcher, name))
     .collect();
+    let prelude = crate::process::nginx_prelude(dir);
     format!(
-        r#"master_process off;
-daemon off;
-error_log {dir}/error.log;
-pid {dir}/nginx.pid;
-events {{}}
-http {{
-    access_log off;
-    client_body_temp_path {dir}/body;
-    proxy_temp_path {dir}/proxy;
-    fastcgi_temp_path {dir}/fastcgi;
-    uwsgi_temp_path {dir}/uwsgi;
-    scgi_temp_path {dir}/scgi;
-    server {{
+        r#"{prelude}    server {{
         listen 127.0.0.1:{port};
         root {dir}/www;
         location / {{
