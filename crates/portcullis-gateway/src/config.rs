@@ -38,9 +38,9 @@ impl FrontProxy {
     /// Every front proxy, in the order their names are listed.
     pub const ALL: [FrontProxy; 3] = [FrontProxy::Nginx, FrontProxy::Caddy, FrontProxy::Traefik];
 
-    /// The forwarding and path-override headers this proxy sets or clears itself on the way to the upstream (and
-    /// to the gateway), lower case. A forward-auth request carrying any other one — `X-Forwarded-Ssl`,
-    /// `X-Original-URL`, an underscore spelling — is refused: the proxy would pass the client's copy on.
+    /// The forwarding and override headers this proxy sets or clears itself on the way to the upstream (and to
+    /// the gateway), lower case. A forward-auth request carrying another path or method override header
+    /// (`X-Original-URL`, `X-HTTP-Method-Override`, …) is refused: the proxy would pass the client's copy on.
     ///
     /// ```
     /// use portcullis_gateway::FrontProxy;
@@ -69,12 +69,14 @@ impl FrontProxy {
             FrontProxy::Caddy => {
                 &["x-forwarded-for", "x-forwarded-host", "x-forwarded-method", "x-forwarded-proto", "x-forwarded-uri"]
             }
-            // Traefik (forwardedHeaders not trusted) sets these on every request it forwards.
+            // Traefik (forwardedHeaders not trusted) sets these on every request it forwards; stripPrefix sets
+            // X-Forwarded-Prefix.
             FrontProxy::Traefik => &[
                 "x-forwarded-for",
                 "x-forwarded-host",
                 "x-forwarded-method",
                 "x-forwarded-port",
+                "x-forwarded-prefix",
                 "x-forwarded-proto",
                 "x-forwarded-server",
                 "x-forwarded-uri",
@@ -264,8 +266,8 @@ pub struct Config {
     /// Trusted issuers.
     #[serde(default)]
     pub issuers: Vec<IssuerConfig>,
-    /// Claim → header sent upstream (default `sub` → `X-Auth-Subject`, `scope` → `X-Auth-Scope`,
-    /// `permissions` → `X-Auth-Permissions`).
+    /// Claim → header sent upstream (default `iss` → `X-Auth-Issuer`, `sub` → `X-Auth-Subject`, `scope` →
+    /// `X-Auth-Scope`, `permissions` → `X-Auth-Permissions`).
     #[serde(default = "default_claim_headers")]
     pub claim_headers: BTreeMap<String, String>,
     /// Routes, first match wins.
@@ -312,6 +314,7 @@ fn default_realm() -> String {
 
 fn default_claim_headers() -> BTreeMap<String, String> {
     BTreeMap::from([
+        ("iss".into(), "X-Auth-Issuer".into()),
         ("sub".into(), "X-Auth-Subject".into()),
         ("scope".into(), "X-Auth-Scope".into()),
         ("permissions".into(), "X-Auth-Permissions".into()),

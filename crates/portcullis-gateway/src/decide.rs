@@ -163,8 +163,13 @@ impl Policy {
             return Decided { decision: Decision::Deny(Denial::Token(error)), route, subject };
         }
         let mapping = index.and_then(|i| self.route_claim_headers[i].as_deref()).unwrap_or(&self.claim_headers);
-        let allowed = Allowed { claim_headers: claim_headers(mapping, &verified), forward_authorization };
-        Decided { decision: Decision::Allow(allowed), route, subject }
+        match claim_headers(mapping, &verified) {
+            Ok(claim_headers) => {
+                let allowed = Allowed { claim_headers, forward_authorization };
+                Decided { decision: Decision::Allow(allowed), route, subject }
+            }
+            Err(error) => Decided { decision: Decision::Deny(Denial::Token(error)), route, subject },
+        }
     }
 
     fn refused(&self, denial: Denial, route: Option<usize>) -> Decided {
@@ -196,33 +201,79 @@ pub(crate) fn accepts(
 }
 
 /// Headers from the token's claims, per `mapping`. `sub`, `scope` (or `scp`) and `permissions` come from the
-/// claims parsed during verification; only other claims build the token's full claim map.
-fn claim_headers(mapping: &[(String, HeaderName)], token: &VerifiedToken) -> Vec<(HeaderName, HeaderValue)> {
-    mapping
-        .iter()
-        .filter_map(|(claim, header)| {
-            let text = match claim.as_str() {
-                "sub" => token.subject()?.to_owned(),
-                "scope" | "scp" if !token.scopes().is_empty() => token.scopes().join(" "),
-                "permissions" if !token.permissions().is_empty() => token.permissions().join(" "),
-                "scope" | "scp" | "permissions" => return None,
-                _ => claim_text(portcullis::claims::lookup(token.claims(), claim)?)?,
-            };
-            HeaderValue::from_str(&text).ok().map(|v| (header.clone(), v))
-        })
-        .collect()
+/// claims parsed during verification; only other claims build the token's full claim map. A value the upstream
+/// could read as something else is refused rather than sent: whitespace at either end (HTTP parsers trim it), a
+/// comma (header lists), a control character, or a list element holding a space (lists are joined with spaces).
+fn claim_headers(
+    mapping: &[(String, HeaderName)],
+    token: &VerifiedToken,
+) -> Result<Vec<(HeaderName, HeaderValue)>, Error> {
+    let mut headers = Vec::with_capacity(mapping.len());
+    for (claim, header) in mapping {
+        let text = match claim.as_str() {
+            "sub" => token.subject().map(|subject| single(claim, subject)).transpose()?,
+            "scope" | "scp" if !token.scopes().is_empty() => Some(joined(claim, token.scopes())?),
+            "permissions" if !token.permissions().is_empty() => Some(joined(claim, token.permissions())?),
+            "scope" | "scp" | "permissions" => None,
+            _ => match portcullis::claims::lookup(token.claims(), claim) {
+                Some(value) => claim_text(claim, value)?,
+                None => None,
+            },
+        };
+        if let Some(value) = text.and_then(|text| HeaderValue::from_str(&text).ok()) {
+            headers.push((header.clone(), value));
+        }
+    }
+    Ok(headers)
 }
 
-/// A claim's value as header text: strings as they are, arrays joined with spaces, other JSON as JSON.
-fn claim_text(value: &Value) -> Option<String> {
-    Some(match value {
-        Value::String(s) => s.clone(),
-        Value::Array(items) => {
-            items.iter().map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_owned)).collect::<Vec<_>>().join(" ")
+/// Whether `text` reads the same to every HTTP parser as one header value.
+fn unambiguous(text: &str) -> bool {
+    text.trim() == text && !text.chars().any(|c| c == ',' || c.is_control())
+}
+
+fn refused(claim: &str) -> Error {
+    Error::new(
+        Reason::ClaimInvalid,
+        format!(
+            "claim {claim} cannot be passed on as a header: it holds a comma, a control character, whitespace at \
+             an end, or a list element with a space"
+        ),
+    )
+}
+
+fn single(claim: &str, text: &str) -> Result<String, Error> {
+    if unambiguous(text) { Ok(text.to_owned()) } else { Err(refused(claim)) }
+}
+
+fn joined<S: AsRef<str>>(claim: &str, items: &[S]) -> Result<String, Error> {
+    let mut text = String::new();
+    for item in items {
+        let item = item.as_ref();
+        if item.is_empty() || item.contains(char::is_whitespace) || !unambiguous(item) {
+            return Err(refused(claim));
         }
-        Value::Null => return None,
+        if !text.is_empty() {
+            text.push(' ');
+        }
+        text.push_str(item);
+    }
+    Ok(text)
+}
+
+/// A claim's value as header text: strings as they are, arrays joined with spaces, other JSON as compact JSON.
+fn claim_text(claim: &str, value: &Value) -> Result<Option<String>, Error> {
+    Ok(Some(match value {
+        Value::String(s) => single(claim, s)?,
+        Value::Array(items) => {
+            let texts: Vec<String> =
+                items.iter().map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_owned)).collect();
+            joined(claim, &texts)?
+        }
+        Value::Null => return Ok(None),
+        // Numbers, booleans and objects as compact JSON (which holds no control character or outer space).
         other => other.to_string(),
-    })
+    }))
 }
 
 /// The single bearer token of a request (header only: a gateway never reads tokens from URLs or cookies).

@@ -5,9 +5,9 @@
 //! A front proxy forwards the target as the client sent it, and the gateway cannot rewrite it, so only targets
 //! already in canonical form are allowed: the path checked is then the path the upstream reads. A request that
 //! carries a header the gateway manages, in any spelling, is refused: the proxy configuration should have
-//! removed it, and the upstream would otherwise see the client's copy; so is a forwarding or path-override header
-//! the named proxy does not set itself ([`FrontProxy::replaced_headers`]), and an upgrade to anything but
-//! WebSocket (the front proxy would tunnel it).
+//! removed it, and the upstream would otherwise see the client's copy; so is a path or method override header
+//! the named proxy does not set or clear itself ([`FrontProxy::replaced_headers`]), an underscore spelling of a
+//! forwarding header, and an upgrade to anything but WebSocket (the front proxy would tunnel it).
 
 use crate::config::FrontProxy;
 use crate::decide::{Decision, Denial};
@@ -56,15 +56,19 @@ pub(crate) fn original_request(front: FrontProxy, headers: &HeaderMap) -> Result
     Ok(request)
 }
 
-/// Why `headers` cannot be decided on as they are: a managed header in any spelling, or a forwarding or
-/// path-override header that `front` does not set itself (the client's copy would reach the upstream:
-/// `X-Forwarded-Ssl`, `X-Original-URL`, any underscore spelling).
+/// Why `headers` cannot be decided on as they are: a managed header in any spelling; an underscore spelling of
+/// a forwarding or override header (no proxy or load balancer sends one, and CGI-style upstreams read it as the
+/// real thing); or an override header (`X-Original-URL`, `X-HTTP-Method-Override`, …) that `front` does not set
+/// or clear itself, so the client's copy would reach the upstream. Forwarding headers in their usual spelling
+/// (`X-Forwarded-For`, `-Proto`, `-Port` from a load balancer) are the front proxy's to pass or replace.
 fn owned_header(policy: &Policy, front: FrontProxy, headers: &HeaderMap) -> Option<Denial> {
     if policy.managed.carried_by(headers).is_some() {
         return Some(Denial::ManagedHeader);
     }
     let passed_on = headers.keys().any(|name| {
-        crate::headers::is_front_owned(name.as_str()) && !front.replaced_headers().contains(&name.as_str())
+        let name = name.as_str();
+        (name.contains('_') && crate::headers::is_front_owned(name))
+            || (crate::headers::is_override(name) && !front.replaced_headers().contains(&name))
     });
     passed_on.then_some(Denial::ForwardingHeader)
 }

@@ -25,14 +25,30 @@ pub(crate) fn is_forwarding(name: &str) -> bool {
         || (bytes.len() > prefix.len() && same_name(&bytes[..prefix.len()], prefix))
 }
 
-/// Whether `name` belongs to the family the proxies own: the forwarding headers, and the path-override headers
-/// some frameworks route on (`X-Original-URL`, `X-Original-URI`, `X-Rewrite-URL`, any `X-Original-*`).
-pub(crate) fn is_front_owned(name: &str) -> bool {
+/// Whether `name` tells an upstream to serve another path or method than the request line names: the
+/// path-override headers some frameworks route on (`X-Original-URL`, any `X-Original-*`, `X-Rewrite-URL`,
+/// `X-Forwarded-Prefix`, `X-Forwarded-Uri`) and the method overrides (`X-HTTP-Method-Override`, `X-HTTP-Method`,
+/// `X-Method-Override`, `X-Forwarded-Method`).
+pub(crate) fn is_override(name: &str) -> bool {
     let bytes = name.as_bytes();
     let original = b"x-original-";
-    is_forwarding(name)
-        || same_name(bytes, b"x-rewrite-url")
+    [
+        &b"x-rewrite-url"[..],
+        b"x-forwarded-prefix",
+        b"x-forwarded-uri",
+        b"x-forwarded-method",
+        b"x-http-method-override",
+        b"x-http-method",
+        b"x-method-override",
+    ]
+    .iter()
+    .any(|known| same_name(bytes, known))
         || (bytes.len() > original.len() && same_name(&bytes[..original.len()], original))
+}
+
+/// Whether `name` belongs to the family the proxies own: forwarding and override headers.
+pub(crate) fn is_front_owned(name: &str) -> bool {
+    is_forwarding(name) || is_override(name)
 }
 
 /// The claim headers the gateway sets, by every mapping of the configuration.
@@ -141,7 +157,7 @@ pub(crate) fn forwarded_for(headers: &HeaderMap, peer: IpAddr, trusted: &Trusted
 /// let config = portcullis_gateway::Config::defaults();
 /// assert_eq!(
 ///     portcullis_gateway::headers::managed_header_names(&config),
-///     ["X-Auth-Permissions", "X-Auth-Scope", "X-Auth-Subject"]
+///     ["X-Auth-Issuer", "X-Auth-Permissions", "X-Auth-Scope", "X-Auth-Subject"]
 /// );
 /// ```
 pub fn managed_header_names(config: &Config) -> Vec<String> {
@@ -178,6 +194,10 @@ mod tests {
         for owned in ["x-original-url", "X_Original_URI", "x-rewrite-url", "X-Forwarded-Ssl", "x_real_ip"] {
             assert!(is_front_owned(owned), "{owned}");
         }
+        for method in ["X-HTTP-Method-Override", "x_http_method", "X-Method-Override", "x-forwarded-method"] {
+            assert!(is_override(method), "{method}");
+        }
+        assert!(!is_override("x-forwarded-for"));
         assert!(!is_front_owned("x-original"));
         assert!(!is_front_owned("x-request-id"));
         assert!(!is_forwarding("forwarded-for"));

@@ -12,6 +12,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
 use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
@@ -43,8 +44,51 @@ fn connection_builder(limits: &Limits) -> Builder<TokioExecutor> {
     builder
 }
 
+/// When a connection last served a request, and how many it is serving now.
+struct Activity {
+    started: tokio::time::Instant,
+    /// Milliseconds after `started` at which the last request finished (or the connection opened).
+    last: AtomicU64,
+    in_flight: AtomicUsize,
+}
+
+/// Marks one request in flight until dropped.
+struct InFlight(Arc<Activity>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        let elapsed = u64::try_from(self.0.started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.0.last.store(elapsed, Ordering::Relaxed);
+        self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl Activity {
+    fn new() -> Arc<Self> {
+        Arc::new(Self { started: tokio::time::Instant::now(), last: AtomicU64::new(0), in_flight: AtomicUsize::new(0) })
+    }
+
+    fn begin(self: &Arc<Self>) -> InFlight {
+        self.in_flight.fetch_add(1, Ordering::AcqRel);
+        InFlight(Arc::clone(self))
+    }
+
+    /// When the connection will have been idle for `idle`, if nothing happens before.
+    fn idle_deadline(&self, idle: Duration) -> tokio::time::Instant {
+        if self.in_flight.load(Ordering::Acquire) > 0 {
+            return tokio::time::Instant::now() + idle;
+        }
+        self.started + Duration::from_millis(self.last.load(Ordering::Relaxed)) + idle
+    }
+}
+
 /// Serves `app` on `listener` until `shutdown` completes; then stops accepting and waits for the connections in
 /// flight to finish their current requests. Each request carries the client's [`ConnectInfo<SocketAddr>`].
+///
+/// Every connection is closed once it has served no request for `header_read_timeout_secs`: before its first
+/// byte (hyper's own timer starts with the first byte), and between requests on HTTP/2, which has no header read
+/// timeout (HTTP/1.1 keep-alive is closed by hyper's timer already). Silent or idle sockets therefore cannot hold
+/// every connection slot.
 pub(crate) async fn serve(
     listener: TcpListener,
     app: Router,
@@ -53,9 +97,10 @@ pub(crate) async fn serve(
 ) -> std::io::Result<()> {
     let builder = connection_builder(limits);
     let permits = Arc::new(Semaphore::new(limits.max_connections));
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    // Tells connections still waiting for their first byte that the listener is closing.
+    let idle = Duration::from_secs(limits.header_read_timeout_secs);
+    // Tells every connection that the listener is closing; each holds a `live` sender until it has ended.
     let (closing, closed) = tokio::sync::watch::channel(false);
+    let (live, mut all_ended) = tokio::sync::mpsc::channel::<()>(1);
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
         let permit = tokio::select! {
@@ -78,35 +123,60 @@ pub(crate) async fn serve(
             () = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
-        let app = app.clone();
-        let service = hyper::service::service_fn(move |mut request: http::Request<hyper::body::Incoming>| {
-            request.extensions_mut().insert(ConnectInfo(peer));
-            app.clone().oneshot(request.map(axum::body::Body::new))
-        });
-        let (builder, watcher, mut closed) = (builder.clone(), graceful.watcher(), closed.clone());
-        let first_byte = Duration::from_secs(limits.header_read_timeout_secs);
+        let (app, builder, mut closed, live) = (app.clone(), builder.clone(), closed.clone(), live.clone());
         tokio::spawn(async move {
-            // hyper's header read timeout starts with the first byte: a connection that sends nothing at all is
-            // closed after the same time, so silent sockets cannot hold every connection slot.
+            let _live = live;
+            let _permit = permit;
             let mut first = [0u8; 1];
             let arrived = tokio::select! {
-                arrived = tokio::time::timeout(first_byte, stream.peek(&mut first)) => arrived.is_ok(),
+                arrived = tokio::time::timeout(idle, stream.peek(&mut first)) => arrived.is_ok(),
                 _ = closed.changed() => false,
             };
             if !arrived {
                 tracing::debug!(target: "portcullis::gateway", "connection sent nothing; closed");
-                drop(permit);
                 return;
             }
-            let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-            if let Err(error) = watcher.watch(connection.into_owned()).await {
-                tracing::debug!(target: "portcullis::gateway", %error, "connection ended with an error");
+            let activity = Activity::new();
+            let tracked = Arc::clone(&activity);
+            let service = hyper::service::service_fn(move |mut request: http::Request<hyper::body::Incoming>| {
+                request.extensions_mut().insert(ConnectInfo(peer));
+                let in_flight = tracked.begin();
+                let app = app.clone();
+                async move {
+                    let response = app.oneshot(request.map(axum::body::Body::new)).await;
+                    drop(in_flight);
+                    response
+                }
+            });
+            let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned();
+            let mut connection = std::pin::pin!(connection);
+            let mut closing = false;
+            loop {
+                tokio::select! {
+                    ended = connection.as_mut() => {
+                        if let Err(error) = ended {
+                            tracing::debug!(target: "portcullis::gateway", %error, "connection ended with an error");
+                        }
+                        return;
+                    }
+                    _ = closed.changed(), if !closing => {
+                        connection.as_mut().graceful_shutdown();
+                        closing = true;
+                    }
+                    () = tokio::time::sleep_until(activity.idle_deadline(idle)), if !closing => {
+                        if activity.idle_deadline(idle) <= tokio::time::Instant::now() {
+                            tracing::debug!(target: "portcullis::gateway", "connection idle; closing");
+                            connection.as_mut().graceful_shutdown();
+                            closing = true;
+                        }
+                    }
+                }
             }
-            drop(permit);
         });
     }
     drop(listener);
     let _ = closing.send(true);
-    graceful.shutdown().await;
+    drop(live);
+    let _ = all_ended.recv().await;
     Ok(())
 }

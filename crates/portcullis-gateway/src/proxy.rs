@@ -8,7 +8,7 @@ use crate::request::CanonicalRequest;
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::response::{IntoResponse, Response};
-use http::header::{AUTHORIZATION, CONNECTION, HOST, UPGRADE};
+use http::header::{AUTHORIZATION, CONNECTION, COOKIE, HOST, UPGRADE};
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode, Uri};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -71,6 +71,21 @@ fn wants_websocket(headers: &HeaderMap) -> bool {
     connection_upgrade && websocket
 }
 
+/// HTTP/2 clients may split `Cookie` into one field per cookie; HTTP/1.1 allows one field, so they are joined with
+/// `; ` (RFC 9113 §8.2.3) before the request goes upstream.
+fn join_cookies(headers: &mut HeaderMap) {
+    let mut values = headers.get_all(COOKIE).iter();
+    let (Some(first), Some(_)) = (values.next(), values.next()) else { return };
+    let mut joined = first.as_bytes().to_vec();
+    for value in headers.get_all(COOKIE).iter().skip(1) {
+        joined.extend_from_slice(b"; ");
+        joined.extend_from_slice(value.as_bytes());
+    }
+    if let Ok(value) = HeaderValue::from_bytes(&joined) {
+        headers.insert(COOKIE, value);
+    }
+}
+
 /// Whether the request asks for no upgrade, or only for WebSocket.
 pub(crate) fn upgrade_is_websocket_or_none(headers: &HeaderMap) -> bool {
     headers.get_all(UPGRADE).iter().all(|value| value.as_bytes().trim_ascii().eq_ignore_ascii_case(b"websocket"))
@@ -89,6 +104,9 @@ fn requested_host(parts: &http::request::Parts) -> Result<Option<HeaderValue>, D
         if readable.is_none_or(|authority| authority.as_str().contains('@')) {
             return Err(Denial::Host("the Host header is not a host name and port"));
         }
+    }
+    if parts.uri.authority().is_some_and(|authority| authority.as_str().contains('@')) {
+        return Err(Denial::Host("the target's authority carries user information"));
     }
     match (parts.uri.authority(), header) {
         (Some(authority), Some(header)) if !authority.as_str().eq_ignore_ascii_case(header.to_str().unwrap_or("")) => {
@@ -146,6 +164,7 @@ pub(crate) async fn proxy(
         headers.insert(name, value);
     }
     headers.remove(HOST);
+    join_cookies(headers);
     if let Some(chain) = forwarded_for {
         headers.insert("x-forwarded-for", chain);
     }

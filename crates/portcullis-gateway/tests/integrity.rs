@@ -282,7 +282,7 @@ async fn towards_nginx_every_refusal_is_401_or_403() {
 }
 
 #[tokio::test]
-async fn path_override_and_unreplaced_forwarding_headers_never_reach_the_upstream() {
+async fn path_and_method_overrides_never_reach_the_upstream() {
     let issuer = issuer().await;
     // The reverse proxy removes them.
     let (base, _) = proxy(&issuer, "").await;
@@ -295,18 +295,36 @@ async fn path_override_and_unreplaced_forwarding_headers_never_reach_the_upstrea
     )
     .await;
     assert_eq!(answer.status, 200);
-    for name in ["x-original-url", "x-rewrite-url", "x-original-uri", "x-forwarded-ssl"] {
+    for name in [
+        "x-original-url",
+        "x-rewrite-url",
+        "x-original-uri",
+        "x-forwarded-ssl",
+        "x-http-method-override",
+        "x-method-override",
+        "x-http-method",
+    ] {
         assert!(json(&answer)["headers"].get(name).is_none(), "{name}: {}", answer.body);
     }
-    // Forward-auth refuses what the named proxy would pass on; what it replaces itself is fine.
+    // Forward-auth refuses override headers the named proxy would pass on, and underscore spellings; forwarding
+    // headers a load balancer adds in their usual spelling are the front proxy's to pass or replace.
     for (front, describe, status) in [
         ("nginx", "X-Original-Method: GET\r\nX-Original-URI: /public/x\r\n", 403),
         ("caddy", "X-Forwarded-Method: GET\r\nX-Forwarded-Uri: /public/x\r\n", 400),
     ] {
         let base = forward_auth(&issuer, front).await;
-        let fine = format!("{describe}X-Forwarded-For: 192.0.2.1\r\nX-Forwarded-Proto: https\r\n");
-        assert_eq!(raw(&base, &get("/auth", &fine)).await.status, 200, "{front}");
-        for extra in ["X-Forwarded-Ssl: on", "X-Original-URL: /api/x", "X-Rewrite-URL: /api/x", "X_Forwarded_Host: e"] {
+        let balancer = "X-Forwarded-For: 192.0.2.1\r\nX-Forwarded-Proto: https\r\nX-Forwarded-Port: 443\r\n\
+                        X-Forwarded-Ssl: on\r\nX-Amzn-Trace-Id: Root=1-0\r\n";
+        assert_eq!(raw(&base, &get("/auth", &format!("{describe}{balancer}"))).await.status, 200, "{front}");
+        for extra in [
+            "X-Original-URL: /api/x",
+            "X-Rewrite-URL: /api/x",
+            "X-HTTP-Method-Override: DELETE",
+            "X-Method-Override: DELETE",
+            "X-HTTP-Method: DELETE",
+            "X_Forwarded_Host: e",
+            "X_Real_IP: 203.0.113.9",
+        ] {
             let answer = raw(&base, &get("/auth", &format!("{describe}{extra}\r\n"))).await;
             assert_eq!(answer.status, status, "{front} {extra}");
             assert!(answer.body.contains("forwarding_header_sent"), "{front} {extra}: {}", answer.body);
@@ -328,8 +346,60 @@ async fn hosts_that_are_not_host_names_are_refused() {
     }
     let request = b"GET http://app.example/public/x HTTP/1.1\r\nHost: other.example\r\nConnection: close\r\n\r\n";
     assert_eq!(raw(&base, request).await.status, 400);
+    let request = b"GET http://u@app.example/public/x HTTP/1.1\r\nHost: u@app.example\r\nConnection: close\r\n\r\n";
+    assert_eq!(raw(&base, request).await.status, 400);
     let request = b"GET http://app.example/public/x HTTP/1.1\r\nHost: app.example\r\nConnection: close\r\n\r\n";
     let answer = raw(&base, request).await;
     assert_eq!(answer.status, 200);
     assert_eq!(json(&answer)["headers"]["x-forwarded-host"], "app.example");
+}
+
+#[tokio::test]
+async fn http2_cookies_reach_an_http1_upstream_as_one_field() {
+    let issuer = issuer().await;
+    let (base, _) = proxy(&issuer, "").await;
+    let http = reqwest::Client::builder().http2_prior_knowledge().build().unwrap();
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.append("cookie", "a=1".parse().unwrap());
+    headers.append("cookie", "b=2".parse().unwrap());
+    let seen: Value = http.get(format!("{base}/public/x")).headers(headers).send().await.unwrap().json().await.unwrap();
+    assert_eq!(seen["headers"]["cookie"], "a=1; b=2");
+}
+
+#[tokio::test]
+async fn claim_values_an_upstream_could_misread_are_refused() {
+    let issuer = issuer().await;
+    let upstream = upstream().await;
+    let base = gateway(&format!(
+        "upstream = \"{upstream}\"\n[[issuers]]\nissuer = \"{}\"\naudiences = [\"{DEMO_AUDIENCE}\"]\n\
+         [claim_headers]\nsub = \"X-Auth-Subject\"\nroles = \"X-Auth-Roles\"\nemail = \"X-Auth-Email\"\n\
+         org = \"X-Auth-Org\"\n[[routes]]\npath = \"/*\"\n",
+        issuer.issuer()
+    ))
+    .await;
+    let token = |claims: Value| {
+        let mut all = serde_json::json!({"iss": issuer.issuer(), "aud": DEMO_AUDIENCE, "exp": issuer.now() + 600});
+        all.as_object_mut().unwrap().extend(claims.as_object().unwrap().clone());
+        issuer.sign(all.as_object().unwrap(), &portcullis_issuer::KeyChoice::Current, None).unwrap()
+    };
+    let http = reqwest::Client::new();
+    let good = token(serde_json::json!({
+        "sub": "auth0|alice", "roles": ["user", "editor"], "email": "a@x.example", "org": {"id": 7, "tier": "gold"}
+    }));
+    let seen: Value = http.get(format!("{base}/x")).bearer_auth(good).send().await.unwrap().json().await.unwrap();
+    assert_eq!(seen["headers"]["x-auth-subject"], "auth0|alice");
+    assert_eq!(seen["headers"]["x-auth-roles"], "user editor");
+    assert_eq!(seen["headers"]["x-auth-org"], r#"{"id":7,"tier":"gold"}"#);
+    for claims in [
+        serde_json::json!({"sub": " admin"}),
+        serde_json::json!({"sub": "admin\t"}),
+        serde_json::json!({"sub": "auth0|x", "roles": ["user", "x admin"]}),
+        serde_json::json!({"sub": "auth0|x", "email": "a@x, admin@x"}),
+        serde_json::json!({"sub": "auth0|x", "roles": ["user", ""]}),
+        serde_json::json!({"sub": "auth0|\u{85}x"}),
+    ] {
+        let response = http.get(format!("{base}/x")).bearer_auth(token(claims.clone())).send().await.unwrap();
+        assert_eq!(response.status(), 401, "{claims}");
+        assert!(response.text().await.unwrap().contains("claim_invalid"), "{claims}");
+    }
 }

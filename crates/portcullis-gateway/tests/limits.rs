@@ -244,3 +244,39 @@ async fn http2_connections_that_stop_answering_are_closed() {
     stream.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00").await.unwrap();
     read_until_closed(&mut stream).await;
 }
+
+#[tokio::test]
+async fn idle_http2_connections_that_answer_pings_are_closed_too() {
+    let issuer = issuer().await;
+    let upstream = upstream().await;
+    let base = gateway(&config(&issuer, &upstream, "header_read_timeout_secs = 1\nmax_connections = 1")).await;
+    let address = base.trim_start_matches("http://").to_owned();
+    let mut stream = TcpStream::connect(&address).await.unwrap();
+    stream.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00").await.unwrap();
+    // A live but idle peer: acknowledge every SETTINGS and PING until the gateway ends the connection.
+    let served = async {
+        let mut head = [0u8; 9];
+        while stream.read_exact(&mut head).await.is_ok() {
+            let length = usize::from(head[1]) << 8 | usize::from(head[2]);
+            let mut payload = vec![0u8; (usize::from(head[0]) << 16) | length];
+            if stream.read_exact(&mut payload).await.is_err() {
+                break;
+            }
+            let (kind, ack) = (head[3], head[4] & 1 == 1);
+            if kind == 4 && !ack {
+                let _ = stream.write_all(b"\x00\x00\x00\x04\x01\x00\x00\x00\x00").await;
+            }
+            if kind == 6 && !ack {
+                let mut pong = b"\x00\x00\x08\x06\x01\x00\x00\x00\x00".to_vec();
+                pong.extend_from_slice(&payload);
+                let _ = stream.write_all(&pong).await;
+            }
+        }
+    };
+    assert!(tokio::time::timeout(Duration::from_secs(10), served).await.is_ok(), "the idle connection stayed open");
+    // Its slot is free again.
+    let token = issuer.user_token("demo-spa", "alice", DEMO_AUDIENCE, &["openid"]).unwrap();
+    let request =
+        format!("GET /api/x HTTP/1.1\r\nHost: a\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n");
+    assert_eq!(status_line(&address, &request).await, "HTTP/1.1 200 OK");
+}

@@ -12,7 +12,7 @@ use tokio::process::Command;
 /// The claim headers the deployment guides' configurations hand from portcullis to the upstream (and remove from
 /// client requests): the gateway's default managed headers (`crates/portcullis-gateway/tests/proxies.rs` checks the
 /// two lists agree).
-pub const GUIDE_CLAIM_HEADERS: [&str; 3] = ["X-Auth-Permissions", "X-Auth-Scope", "X-Auth-Subject"];
+pub const GUIDE_CLAIM_HEADERS: [&str; 4] = ["X-Auth-Issuer", "X-Auth-Permissions", "X-Auth-Scope", "X-Auth-Subject"];
 
 /// nginx's variable for a response header of the auth subrequest (`X-Auth-Subject` → `$upstream_http_x_auth_subject`).
 fn nginx_variable(header: &str) -> String {
