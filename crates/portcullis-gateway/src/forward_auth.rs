@@ -50,7 +50,12 @@ pub(crate) fn original_request(front: FrontProxy, headers: &HeaderMap) -> Result
         .filter(|m| m.as_str().bytes().all(|b| b.is_ascii_alphabetic() || b == b'-'))
         .ok_or(Denial::FrontHeaders("the front proxy's method is not an HTTP method"))?;
     let request = CanonicalRequest::from_target(method, target).map_err(Denial::Target)?;
-    if !request.was_canonical {
+    // The front proxy forwards the target as it is: only a respelling of the canonical path, which every upstream
+    // reads as that path, may pass.
+    let equivalent = crate::canonical::split_target(target)
+        .and_then(|(path, _)| crate::canonical::canonicalize(path))
+        .is_ok_and(|canonical| canonical.equivalent);
+    if !equivalent {
         return Err(Denial::NotCanonical);
     }
     Ok(request)
