@@ -8,8 +8,8 @@
 //! once — percent-encoding normalized and dot-segments resolved as RFC 3986 §6.2.2 describes, slashes merged, one
 //! spelling per path — and whatever stays ambiguous between upstreams is refused, in the spirit of Spring Security's
 //! `StrictHttpFirewall`. The proxy matches and forwards exactly the canonical path; forward-auth, which cannot
-//! rewrite what the front proxy forwards, refuses a target that is not already canonical
-//! ([`Canonicalized::was_canonical`]).
+//! rewrite what the front proxy forwards, refuses a target that differs from its canonical path in more than the
+//! spelling of characters that never delimit a path ([`Canonicalized::equivalent`]).
 //!
 //! [`split_target`] takes the query off a request target (and refuses a fragment); [`canonicalize`] handles the
 //! path. When a path has several problems, the first one from the left is reported; a UTF-8 sequence that is cut
@@ -37,8 +37,11 @@
 //! | `/a b` | refused: `DisallowedByte` | a space must be percent-encoded; lenient parsers split the request line at it |
 //! | `/a"b` | refused: `DisallowedByte` | `"` must be percent-encoded (RFC 3986 §2) |
 //! | `/a<b>` | refused: `DisallowedByte` | `<` and `>` must be percent-encoded |
-//! | `/a{b}^` | refused: `DisallowedByte` | `{`, `}` and `^` must be percent-encoded |
-//! | `/a[b]` | refused: `DisallowedByte` | `[` and `]` are only allowed in a host |
+//! | `/a{b}^` | `/a%7Bb%7D%5E` | browsers send `{`, `}` and `^` raw; they stay encoded, as if sent encoded |
+//! | `/a[0]` | `/a%5B0%5D` | the same for `[` and `]`, which RFC 3986 allows only in a host |
+//! | `/a` + 0x7C + `b` | `/a%7Cb` | the same for the vertical bar |
+//! | `/a` + 0x60 + `b` | `/a%60b` | the same for the backtick |
+//! | `/a%7cb` | `/a%7Cb` | sent encoded, the same canonical path |
 //! | `/a#b` | refused: `DisallowedByte` | a fragment is never sent; [`split_target`] refuses it as `Fragment` |
 //! | `/a?b` | refused: `DisallowedByte` | `?` starts the query, which [`split_target`] takes off first |
 //! | `/a%` | refused: `BadPercentEncoding` | a lone `%` is kept, dropped or refused depending on the server |
@@ -139,8 +142,7 @@ pub enum PathError {
     Semicolon,
     /// A `#` in the request target.
     Fragment,
-    /// A printable ASCII byte that must be percent-encoded in a path (space `"` `<` `>` `^` `` ` `` `{` `|` `}`
-    /// `[` `]` `#` `?`).
+    /// A printable ASCII byte that is refused raw in a path (space `"` `<` `>` `#` `?`).
     DisallowedByte,
     /// A segment ending in `.` (other than the dot-segments `.` and `..`, which are resolved) or in an encoded space
     /// (`%20`); the dot may be encoded too.
@@ -195,6 +197,13 @@ pub struct Canonicalized {
     pub path: CanonicalPath,
     /// The input bytes equal the canonical path's bytes.
     pub was_canonical: bool,
+    /// The input differs from the canonical path only in the spelling of characters that never delimit a path:
+    /// it equals the canonical path byte for byte once its encoded sub-delims (but `;`), `:` and `@` are
+    /// decoded, the hex digits of its other escapes are upper-cased, and its raw `|` `[` `]` `{` `}` `^` `` ` ``
+    /// are percent-encoded. Decoded unreserved characters (`%61`), dot-segments and merged slashes make an input
+    /// not equivalent: upstreams that route on the undecoded path (Express) would read it differently. Implied by
+    /// [`was_canonical`](Self::was_canonical).
+    pub equivalent: bool,
 }
 
 /// Splits a raw request target (origin-form, as bytes: a header value from a front proxy may hold any byte) into
@@ -238,6 +247,11 @@ pub fn split_target(target: &[u8]) -> Result<(&[u8], Option<&[u8]>), PathError> 
 /// assert_eq!(c.path.to_string(), "/users/caf%C3%A9");
 /// assert!(c.was_canonical);
 ///
+/// let c = canonicalize(b"/users/a%40b.com/caf%c3%a9/a|b").unwrap();
+/// assert_eq!(c.path.as_str(), "/users/a@b.com/caf%C3%A9/a%7Cb");
+/// assert!(!c.was_canonical && c.equivalent);
+/// assert!(!canonicalize(b"/%61dmin").unwrap().equivalent);
+///
 /// assert_eq!(canonicalize(b"/admin%3Aexport").unwrap().path.as_str(), "/admin:export");
 ///
 /// assert_eq!(canonicalize(b"/admin%2Fx"), Err(PathError::EncodedSlash));
@@ -279,12 +293,56 @@ pub fn canonicalize(raw: &[u8]) -> Result<Canonicalized, PathError> {
         out.pop();
     }
     let was_canonical = out.as_bytes() == raw;
-    Ok(Canonicalized { path: CanonicalPath(out), was_canonical })
+    let equivalent = was_canonical || respells_to(raw, out.as_bytes());
+    Ok(Canonicalized { path: CanonicalPath(out), was_canonical, equivalent })
+}
+
+/// Whether `raw` equals `canonical` once respelled: encoded sub-delims (but `;`), `:` and `@` decoded, the hex
+/// digits of other escapes upper-cased, and the bytes of [`encoded_when_raw`] percent-encoded.
+fn respells_to(raw: &[u8], canonical: &[u8]) -> bool {
+    let mut expected = canonical.iter();
+    let mut bytes = raw.iter();
+    let mut next_are = |piece: &[u8]| piece.iter().all(|b| expected.next() == Some(b));
+    while let Some(&b) = bytes.next() {
+        let same = if b == b'%' {
+            let (Some(high), Some(low)) =
+                (bytes.next().copied().and_then(hex_value), bytes.next().copied().and_then(hex_value))
+            else {
+                return false;
+            };
+            let decoded = high << 4 | low;
+            if allowed_raw(decoded) && !is_unreserved(decoded) {
+                next_are(&[decoded])
+            } else {
+                next_are(&percent_encoded(decoded))
+            }
+        } else if encoded_when_raw(b) {
+            next_are(&percent_encoded(b))
+        } else {
+            next_are(&[b])
+        };
+        if !same {
+            return false;
+        }
+    }
+    expected.next().is_none()
+}
+
+/// `%XX` with uppercase hex digits.
+fn percent_encoded(b: u8) -> [u8; 3] {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    [b'%', HEX[usize::from(b >> 4)], HEX[usize::from(b & 0x0F)]]
 }
 
 /// Bytes allowed raw in a path besides `/` and `%`: unreserved, sub-delims but `;`, `:` and `@`.
 fn allowed_raw(b: u8) -> bool {
     is_unreserved(b) || matches!(b, b'!' | b'$' | b'&' | b'\'' | b'(' | b')' | b'*' | b'+' | b',' | b'=' | b':' | b'@')
+}
+
+/// Bytes that RFC 3986 wants encoded but browsers and common clients send raw: accepted, and percent-encoded in
+/// the canonical path as if they had been sent so.
+fn encoded_when_raw(b: u8) -> bool {
+    matches!(b, b'|' | b'[' | b']' | b'{' | b'}' | b'^' | b'`')
 }
 
 fn is_unreserved(b: u8) -> bool {
@@ -313,16 +371,19 @@ fn raw_refusal(b: u8) -> PathError {
 
 /// Appends the canonical form of one segment (no '/' in it) to `out`.
 fn decode_segment(segment: &[u8], out: &mut String) -> Result<(), PathError> {
-    const HEX: &[u8; 16] = b"0123456789ABCDEF";
     let mut utf8 = Utf8::default();
     let mut bytes = segment.iter();
     while let Some(&b) = bytes.next() {
         if b != b'%' {
-            if !allowed_raw(b) {
+            if !allowed_raw(b) && !encoded_when_raw(b) {
                 return Err(raw_refusal(b));
             }
             utf8.ascii()?;
-            out.push(char::from(b));
+            if encoded_when_raw(b) {
+                out.extend(percent_encoded(b).map(char::from));
+            } else {
+                out.push(char::from(b));
+            }
             continue;
         }
         let (Some(high), Some(low)) =
@@ -347,9 +408,7 @@ fn decode_segment(segment: &[u8], out: &mut String) -> Result<(), PathError> {
                 } else {
                     utf8.ascii()?;
                 }
-                out.push('%');
-                out.push(char::from(HEX[usize::from(high)]));
-                out.push(char::from(HEX[usize::from(low)]));
+                out.extend(percent_encoded(decoded).map(char::from));
             }
         }
     }

@@ -3,7 +3,8 @@
 //! present exactly once and readable; nothing falls back to another header or to the request's own target.
 //!
 //! A front proxy forwards the target as the client sent it, and the gateway cannot rewrite it, so only targets
-//! already in canonical form are allowed: the path checked is then the path the upstream reads. A request that
+//! that are the canonical path or a respelling of it every upstream reads the same (`%40` for `@`, lower-case
+//! hex, a raw `|`) are allowed: the path checked is then the path the upstream reads. A request that
 //! carries a header the gateway manages, in any spelling, is refused: the proxy configuration should have
 //! removed it, and the upstream would otherwise see the client's copy; so is a path or method override header
 //! the named proxy does not set or clear itself ([`FrontProxy::replaced_headers`]), an underscore spelling of a
@@ -50,7 +51,9 @@ pub(crate) fn original_request(front: FrontProxy, headers: &HeaderMap) -> Result
         .filter(|m| m.as_str().bytes().all(|b| b.is_ascii_alphabetic() || b == b'-'))
         .ok_or(Denial::FrontHeaders("the front proxy's method is not an HTTP method"))?;
     let request = CanonicalRequest::from_target(method, target).map_err(Denial::Target)?;
-    if !request.was_canonical {
+    // The front proxy forwards the target as it is: only a respelling of the canonical path, which every upstream
+    // reads as that path, may pass.
+    if !request.equivalent {
         return Err(Denial::NotCanonical);
     }
     Ok(request)

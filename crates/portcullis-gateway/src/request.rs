@@ -14,9 +14,12 @@ pub struct CanonicalRequest {
     pub path: CanonicalPath,
     /// The query, as sent (without the `?`).
     pub query: Option<String>,
-    /// Whether the target was already in canonical form (forward-auth refuses it otherwise: the front proxy
-    /// forwards the raw target, which an upstream could read differently).
+    /// Whether the target was already in canonical form.
     pub was_canonical: bool,
+    /// Whether the target differs from the canonical path at most in the spelling of characters that never
+    /// delimit a path (forward-auth refuses it otherwise: the front proxy forwards the raw target, which an
+    /// upstream could read differently).
+    pub equivalent: bool,
 }
 
 impl CanonicalRequest {
@@ -41,7 +44,13 @@ impl CanonicalRequest {
             None => None,
             Some(query) => Some(query_text(query)?),
         };
-        Ok(Self { method, path: canonical.path, query, was_canonical: canonical.was_canonical })
+        Ok(Self {
+            method,
+            path: canonical.path,
+            query,
+            was_canonical: canonical.was_canonical,
+            equivalent: canonical.equivalent,
+        })
     }
 
     /// The target to forward: the canonical path and the query as sent.

@@ -112,6 +112,32 @@ fn allowed_raw(b: u8) -> bool {
     unreserved(b) || b"!$&'()*+,=:@".contains(&b)
 }
 
+/// Bytes accepted raw that the canonical path holds percent-encoded (browsers send them unencoded).
+fn encoded_when_raw(b: u8) -> bool {
+    b"|[]{}^`".contains(&b)
+}
+
+/// The definition of `equivalent`, spelled out: the input with its encoded sub-delims (but `;`), `:` and `@`
+/// decoded, the hex of its other escapes upper-cased and the bytes of `encoded_when_raw` encoded.
+fn respelled(raw: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < raw.len() {
+        let decoded = raw
+            .get(i + 1..i + 3)
+            .filter(|_| raw[i] == b'%')
+            .and_then(|digits| u8::from_str_radix(std::str::from_utf8(digits).ok()?, 16).ok());
+        match decoded {
+            Some(v) if allowed_raw(v) && !unreserved(v) => out.push(v),
+            Some(v) => out.extend(format!("%{v:02X}").bytes()),
+            None if encoded_when_raw(raw[i]) => out.extend(format!("%{:02X}", raw[i]).bytes()),
+            None => out.push(raw[i]),
+        }
+        i += if decoded.is_some() { 3 } else { 1 };
+    }
+    out
+}
+
 #[test]
 fn every_raw_byte_is_kept_or_refused_by_rule_2() {
     let mut disallowed = Vec::new();
@@ -120,6 +146,7 @@ fn every_raw_byte_is_kept_or_refused_by_rule_2() {
         let got = canon(&input);
         let expected = match b {
             _ if allowed_raw(b) => Ok(format!("/a{}b", char::from(b))),
+            _ if encoded_when_raw(b) => Ok(format!("/a%{b:02X}b")),
             b'/' => Ok("/a/b".to_owned()),
             b'%' => Err(PathError::BadPercentEncoding), // `%b` then the end: one hex digit only
             b';' => Err(PathError::Semicolon),
@@ -132,17 +159,22 @@ fn every_raw_byte_is_kept_or_refused_by_rule_2() {
             }
         };
         assert_eq!(got, expected, "raw byte {b:#04x}");
+        if let Ok(c) = canonicalize(&input) {
+            // Encoding a raw `|` is only a respelling.
+            assert!(c.equivalent, "raw byte {b:#04x}");
+            assert_eq!(c.was_canonical, allowed_raw(b) || b == b'/', "raw byte {b:#04x}");
+        }
         // At the end of a segment, the same but for a dot.
         let at_end = match (b, expected) {
             (b'.', _) => Err(PathError::TrailingDotOrSpace),
             (b'/', _) => Ok("/a/".to_owned()),
             (b'%', _) => Err(PathError::BadPercentEncoding),
-            (_, expected) => expected.map(|_| format!("/a{}", char::from(b))),
+            (_, expected) => expected.map(|p| p.strip_suffix('b').unwrap().to_owned()),
         };
         assert_eq!(canon(&[b'/', b'a', b]), at_end, "raw byte {b:#04x} at the end");
         assert_eq!(canon(&[b'/', b'a', b, b'/', b'x']), at_end.map(|p| format!("{}/x", p.trim_end_matches('/'))));
     }
-    assert_eq!(show(&disallowed), " \\\"#<>?[]^`{|}");
+    assert_eq!(show(&disallowed), " \\\"#<>?");
 }
 
 #[test]
@@ -173,6 +205,8 @@ fn every_encoded_byte_is_decoded_kept_or_refused_by_rule_3() {
             assert_eq!(got.as_ref().map(|c| c.path.to_string()).map_err(|e| *e), expected, "{input}");
             if let Ok(c) = got {
                 assert_eq!(c.was_canonical, input == c.path.as_str(), "{input}");
+                // Decoding an unreserved byte changes what Express routes on; the other respellings do not.
+                assert_eq!(c.equivalent, !unreserved(v), "{input}");
             }
         }
     }
@@ -198,6 +232,18 @@ fn one_spelling_per_path() {
         assert_eq!(canon(format!("/x{kept}y").as_bytes()), Ok(format!("/x{kept}y")));
         assert_eq!(canon(format!("/x{}y", kept.to_ascii_lowercase()).as_bytes()), Ok(format!("/x{kept}y")));
     }
+    // Those that browsers send raw are accepted raw, and spelled encoded.
+    let mut raw_spellings = 0;
+    for v in (0x20..0x7F).filter(|&v| encoded_when_raw(v)) {
+        for input in [format!("/x{}y", char::from(v)), format!("/x%{v:02X}y"), format!("/x%{v:02x}y")] {
+            let c = canonicalize(input.as_bytes()).unwrap();
+            assert_eq!(c.path.as_str(), format!("/x%{v:02X}y"), "{input}");
+            assert!(c.equivalent, "{input}");
+        }
+        raw_spellings += 1;
+    }
+    assert_eq!(raw_spellings, 7);
+    assert_eq!(canon(b"/a[0]/{id}/a|b^`"), Ok("/a%5B0%5D/%7Bid%7D/a%7Cb%5E%60".to_owned()));
 }
 
 #[test]
@@ -294,27 +340,41 @@ fn not_origin_form_is_refused() {
 }
 
 #[test]
-fn was_canonical_is_true_exactly_for_canonical_input() {
-    for (input, was) in [
-        ("/", true),
-        ("/api/x", true),
-        ("/api/x/", true),
-        ("/a%20b/caf%C3%A9", true),
-        ("/a%20B/caf%c3%a9", false), // lowercase hex
-        ("/%41", false),
-        ("/a//b", false),
-        ("//", false),
-        ("/a/.", false),
-        ("/a/b/..", false),
-        ("/a//", false),
-        ("/.", false),
-        ("/admin:export", true),
-        ("/admin%3Aexport", false), // `:` stands raw
-        ("/a!b%3F", true),
-        ("/a%21b", false),
+fn was_canonical_and_equivalent_are_true_exactly_for_canonical_and_respelled_input() {
+    for (input, was, equivalent) in [
+        ("/", true, true),
+        ("/api/x", true, true),
+        ("/api/x/", true, true),
+        ("/a%20b/caf%C3%A9", true, true),
+        ("/a%20B/caf%c3%a9", false, true), // lowercase hex
+        ("/%41", false, false),            // Express routes on `%41`, not on `A`
+        ("/a%2eb", false, false),
+        ("/a%7eb", false, false),
+        ("/a//b", false, false),
+        ("//", false, false),
+        ("/a/.", false, false),
+        ("/a/b/..", false, false),
+        ("/a/%2e/b", false, false),
+        ("/a//", false, false),
+        ("/.", false, false),
+        ("/admin:export", true, true),
+        ("/admin%3Aexport", false, true), // `:` stands raw
+        ("/a!b%3F", true, true),
+        ("/a%21b", false, true),
+        ("/api/users/a%40b.com", false, true),
+        ("/api/files/r%2C2024.pdf", false, true),
+        ("/api/t/urn%3Ax%3Ay", false, true),
+        ("/api/t/urn%3ax%3ay", false, true),
+        ("/a%2a%2B%24%26%27%28%29%3d", false, true),
+        ("/a|b", false, true),
+        ("/a[0]/{x}^`", false, true),
+        ("/a%7cb", false, true),
+        ("/a%7Cb", true, true),
+        ("/a|b//", false, false),
+        ("/a%40b/%61", false, false),
     ] {
         let c = canonicalize(input.as_bytes()).unwrap();
-        assert_eq!(c.was_canonical, was, "{input} → {}", c.path);
+        assert_eq!((c.was_canonical, c.equivalent), (was, equivalent), "{input} → {}", c.path);
     }
 }
 
@@ -469,10 +529,12 @@ fn rfc_3986_section_5_4_reference_resolution_examples() {
 // ---------------------------------------------------------------------------------------------------------------
 
 /// A straightforward second implementation of the rules, for comparison: refusals per byte, segments as a list,
-/// dot-segments on a stack.
-fn model(raw: &[u8]) -> Option<String> {
+/// dot-segments on a stack; with the canonical path, whether the input is equivalent, decided on its structure:
+/// no unreserved byte decoded, no dot-segment, no empty segment but the last.
+fn model(raw: &[u8]) -> Option<(String, bool)> {
     let rest = raw.strip_prefix(b"/")?;
     let mut segments: Vec<String> = Vec::new();
+    let mut equivalent = true;
     for segment in rest.split(|&b| b == b'/') {
         let mut canonical = String::new();
         let mut decoded = Vec::new();
@@ -488,6 +550,7 @@ fn model(raw: &[u8]) -> Option<String> {
                 if matches!(v, b'/' | b'\\' | b'%' | b';') || v < 0x20 || v == 0x7F {
                     return None;
                 }
+                equivalent &= !unreserved(v);
                 if allowed_raw(v) {
                     canonical.push(char::from(v));
                 } else {
@@ -497,6 +560,10 @@ fn model(raw: &[u8]) -> Option<String> {
                 i += 3;
             } else if allowed_raw(b) {
                 canonical.push(char::from(b));
+                decoded.push(b);
+                i += 1;
+            } else if encoded_when_raw(b) {
+                canonical.push_str(&format!("%{b:02X}"));
                 decoded.push(b);
                 i += 1;
             } else {
@@ -512,6 +579,9 @@ fn model(raw: &[u8]) -> Option<String> {
     }
     let mut stack: Vec<&str> = Vec::new();
     let last = segments.len() - 1;
+    for (index, segment) in segments.iter().enumerate() {
+        equivalent &= segment != "." && segment != ".." && (index == last || !segment.is_empty());
+    }
     let mut trailing_slash = false;
     for (index, segment) in segments.iter().enumerate() {
         match segment.as_str() {
@@ -527,7 +597,7 @@ fn model(raw: &[u8]) -> Option<String> {
     if trailing_slash && !stack.is_empty() {
         path.push('/');
     }
-    Some(path)
+    Some((path, equivalent))
 }
 
 /// Everything the rules say about an output.
@@ -555,18 +625,21 @@ fn assert_canonical_shape(path: &str) {
     for segment in path.split('/') {
         assert!(!segment.ends_with('.') && !segment.ends_with("%20"), "{path}: a segment ends in a dot or space");
     }
+    assert!(!bytes.iter().any(|&b| encoded_when_raw(b)), "{path}: a byte browsers send raw is encoded");
 }
 
 fn check_properties(input: &[u8]) {
     let result = canonicalize(input);
-    let as_path = result.as_ref().ok().map(|c| c.path.to_string());
+    let as_path = result.as_ref().ok().map(|c| (c.path.to_string(), c.equivalent));
     assert_eq!(as_path, model(input), "{}", show(input));
     let Ok(c) = result else { return };
     assert_canonical_shape(c.path.as_str());
     assert_eq!(c.was_canonical, c.path.as_str().as_bytes() == input, "{}", show(input));
+    assert_eq!(c.equivalent, respelled(input) == c.path.as_str().as_bytes(), "exactly: {}", show(input));
+    assert!(c.equivalent || !c.was_canonical, "{}", show(input));
     let again = canonicalize(c.path.as_str().as_bytes()).unwrap();
     assert_eq!(again.path, c.path, "idempotent: {}", show(input));
-    assert!(again.was_canonical, "{}", show(input));
+    assert!(again.was_canonical && again.equivalent, "{}", show(input));
 }
 
 /// Bytes that look like paths: pieces that exercise every rule, with arbitrary bytes mixed in.
@@ -577,7 +650,8 @@ fn pathish() -> impl Strategy<Value = Vec<u8>> {
             b"%7e", b"%7E", b"%20", b"%3f", b"%3F", b"%21", b"!", b"~", b":", b"@", b"=", b"%3A", b"%3a", b"%40",
             b"%2C", b"%2b", b"%3D", b"%5B", b"%23", b"a.", b"%2e%20", b"%c3%a9", b"%C3", b"%A9",
             b"%E2%82%AC", b"%F0%9F%98%80", b"%ED%A0%80", b"%2F", b"%5c", b"%25", b"%3B", b";", b"\\", b"%00", b"%",
-            b"%g1", b"%+1", b"?", b"#", b" ", b"\xC3\xA9", b"\x7F", b"\t",
+            b"%g1", b"%+1", b"?", b"#", b" ", b"\xC3\xA9", b"\x7F", b"\t", b"|", b"[", b"]", b"{", b"}", b"^", b"`",
+            b"%7c", b"%5D", b"%2c", b"%24",
         ])
         .prop_map(<[u8]>::to_vec),
         1 => any::<u8>().prop_map(|b| vec![b]),
@@ -618,10 +692,17 @@ fn acceptable() -> impl Strategy<Value = Vec<u8>> {
         "%c3%a9",
         "%E2%82%AC",
         "%7B",
+        "|",
+        "[0]",
+        "{x}",
+        "^",
+        "`",
+        "%7c",
     ]);
     // The end of a name.
     let last = prop::sample::select(vec![
         "a", "Z", "%41", "%7e", "~", "%3f", "%21", "!", ":", "%3a", "@", "%40", "=", "%C3%A9", "%7b", "-", "_", "9",
+        "|", "]", "}", "^", "`", "%5d",
     ]);
     let name = (prop::collection::vec(inner, 0..4), last).prop_map(|(inner, last)| format!("{}{last}", inner.concat()));
     let segment = prop_oneof![
@@ -708,6 +789,7 @@ struct Accepted {
     raw: Vec<u8>,
     canonical: String,
     was_canonical: bool,
+    equivalent: bool,
 }
 
 /// Deterministic path variants: a route's first and second segment in different spellings, with noise
@@ -736,6 +818,14 @@ fn corpus() -> Vec<Vec<u8>> {
         "%40me",
         "x%21%2C",
         "my%20doc",
+        "a%40b.com",
+        "r%2C2024.pdf",
+        "urn%3Ax%3Ay",
+        "%c3%a9",
+        "a|b",
+        "a[0]",
+        "%7bid%7d",
+        "x^y`",
     ];
     const NOISE: &[&str] = &[".", "..", "%2e", "%2E%2E", ".%2e", "%2e.", "", "x", "API", "users", ".x"];
     const REFUSALS: &[&[u8]] = &[
@@ -787,6 +877,15 @@ fn corpus() -> Vec<Vec<u8>> {
         b"/api/public%20/../private",
         b"/users/%40me",
         b"/users/a%2C%20b",
+        b"/users/a%40b.com",
+        b"/api/files/r%2C2024.pdf",
+        b"/api/t/urn%3Ax%3Ay",
+        b"/users/caf%c3%a9",
+        b"/users/a|b",
+        b"/api/a[0]/{id}",
+        b"/admin%3a/x",
+        b"/api%40/private",
+        b"/api/private%2A",
     ]
     .into_iter()
     .map(<[u8]>::to_vec)
@@ -829,9 +928,12 @@ fn accepted_corpus() -> Vec<Accepted> {
     let mut refused: BTreeMap<&str, usize> = BTreeMap::new();
     for raw in corpus() {
         match canonicalize(&raw) {
-            Ok(c) => {
-                accepted.push(Accepted { canonical: c.path.as_str().to_owned(), was_canonical: c.was_canonical, raw })
-            }
+            Ok(c) => accepted.push(Accepted {
+                canonical: c.path.as_str().to_owned(),
+                was_canonical: c.was_canonical,
+                equivalent: c.equivalent,
+                raw,
+            }),
             Err(e) => *refused.entry(e.code()).or_default() += 1,
         }
     }
@@ -840,10 +942,13 @@ fn accepted_corpus() -> Vec<Accepted> {
         *routes.entry(route(a.canonical.as_bytes())).or_default() += 1;
     }
     let canonical_inputs = accepted.iter().filter(|a| a.was_canonical).count();
+    let equivalent_inputs = accepted.iter().filter(|a| a.equivalent).count();
     println!(
-        "corpus: {} accepted ({canonical_inputs} already canonical), refused {refused:?}; routes {routes:?}",
+        "corpus: {} accepted ({canonical_inputs} already canonical, {equivalent_inputs} equivalent), refused \
+         {refused:?}; routes {routes:?}",
         accepted.len()
     );
+    assert!(equivalent_inputs >= canonical_inputs + 100, "respellings are compared: {equivalent_inputs}");
     assert_eq!(routes.len(), 6, "every route is reached: {routes:?}");
     assert!(routes.values().all(|&n| n >= 10), "{routes:?}");
     accepted
@@ -1004,9 +1109,10 @@ fn nginx_resolves_every_accepted_path_to_the_same_route() {
     // Proxy mode: the upstream receives the canonical path.
     let canonical: Vec<(&Accepted, &[u8])> = accepted.iter().map(|a| (a, a.canonical.as_bytes())).collect();
     let n_canonical = compare("nginx", "canonical path", &canonical, ask(&canonical));
-    // Forward-auth mode: only already-canonical targets pass, and nginx forwards them raw.
-    let raw: Vec<(&Accepted, &[u8])> = accepted.iter().filter(|a| a.was_canonical).map(|a| (a, &a.raw[..])).collect();
-    let n_raw = compare("nginx", "raw already-canonical target", &raw, ask(&raw));
+    // Forward-auth mode: only equivalent targets pass, and nginx forwards them raw.
+    let raw: Vec<(&Accepted, &[u8])> = accepted.iter().filter(|a| a.equivalent).map(|a| (a, &a.raw[..])).collect();
+    let n_raw = compare("nginx", "raw equivalent target", &raw, ask(&raw));
+    assert_eq!(n_raw, raw.len(), "nginx serves every equivalent target");
     // And every accepted input raw: nginx's own normalization lands where portcullis's does.
     let all_raw: Vec<(&Accepted, &[u8])> = accepted.iter().map(|a| (a, &a.raw[..])).collect();
     let n_all_raw = compare("nginx", "raw target", &all_raw, ask(&all_raw));
@@ -1049,7 +1155,12 @@ fn python_posixpath_resolves_every_accepted_path_to_the_same_route() {
         accepted.iter().filter(|a| !posix_root(&a.raw)).map(|a| (a, &a.raw[..])).collect();
     println!("python3: {} raw inputs left out (two leading slashes)", accepted.len() - raw.len());
     let n_raw = compare("python3", "raw target", &raw, ask(&raw));
-    for n in [n_canonical, n_raw] {
+    // What forward-auth lets through raw: none has two leading slashes (they are merged, so not equivalent).
+    let equivalent: Vec<(&Accepted, &[u8])> =
+        accepted.iter().filter(|a| a.equivalent).map(|a| (a, &a.raw[..])).collect();
+    assert!(equivalent.iter().all(|(a, _)| !posix_root(&a.raw)));
+    let n_equivalent = compare("python3", "raw equivalent target", &equivalent, ask(&equivalent));
+    for n in [n_canonical, n_raw, n_equivalent] {
         assert!((100..1000).contains(&n), "hundreds of inputs compared: {n}");
     }
 }
@@ -1110,8 +1221,10 @@ const server = app.listen(0, '127.0.0.1', () => console.log(server.address().por
     // Express neither decodes nor resolves dot-segments: it is only ever given what the gateway forwards.
     let canonical: Vec<(&Accepted, &[u8])> = accepted.iter().map(|a| (a, a.canonical.as_bytes())).collect();
     let n_canonical = compare("express", "canonical path", &canonical, ask(&canonical));
-    let raw: Vec<(&Accepted, &[u8])> = accepted.iter().filter(|a| a.was_canonical).map(|a| (a, &a.raw[..])).collect();
-    let n_raw = compare("express", "raw already-canonical target", &raw, ask(&raw));
+    // Forward-auth mode: equivalent targets reach Express raw.
+    let raw: Vec<(&Accepted, &[u8])> = accepted.iter().filter(|a| a.equivalent).map(|a| (a, &a.raw[..])).collect();
+    let n_raw = compare("express", "raw equivalent target", &raw, ask(&raw));
+    assert_eq!(n_raw, raw.len(), "express serves every equivalent target");
     for n in [n_canonical, n_raw] {
         assert!((100..1000).contains(&n), "hundreds of inputs compared: {n}");
     }

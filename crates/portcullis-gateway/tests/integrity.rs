@@ -403,3 +403,33 @@ async fn claim_values_an_upstream_could_misread_are_refused() {
         assert!(response.text().await.unwrap().contains("claim_invalid"), "{claims}");
     }
 }
+
+#[tokio::test]
+async fn forward_auth_allows_respellings_of_the_canonical_path_and_nothing_else() {
+    let issuer = issuer().await;
+    for (front, status) in [("nginx", 403), ("caddy", 400)] {
+        let base = forward_auth(&issuer, front).await;
+        let (method, uri) = description_headers(front);
+        let ask = |target: &str| get("/auth", &format!("{method}: GET\r\n{uri}: {target}\r\n"));
+        // What encodeURIComponent and browsers send: every upstream reads it as the canonical path.
+        for target in ["/public/a%40b.com", "/public/r%2c1", "/public/a|b", "/public/%c3%a9"] {
+            let answer = raw(&base, &ask(target)).await;
+            assert_eq!(answer.status, 200, "{front} {target}: {}", answer.body);
+        }
+        // A decoded letter, a dot-segment, merged slashes: upstreams that route on the raw path disagree.
+        for target in ["/public/%61", "/public/a/../b", "/public//x"] {
+            let answer = raw(&base, &ask(target)).await;
+            assert_eq!(answer.status, status, "{front} {target}");
+            assert!(answer.body.contains("target_not_canonical"), "{front} {target}: {}", answer.body);
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_reverse_proxy_forwards_raw_browser_bytes_percent_encoded() {
+    let issuer = issuer().await;
+    let (base, _) = proxy(&issuer, "").await;
+    let answer = raw(&base, &get("/public/a|b", "")).await;
+    assert_eq!(answer.status, 200, "{}", answer.head);
+    assert_eq!(json(&answer)["uri"], "/public/a%7Cb");
+}
