@@ -1,6 +1,6 @@
 //! `/debugger`: a pasted token checked against this server's own configuration, every check with its outcome.
 
-use crate::html::{Current, PAGE_POLICY, page};
+use crate::html::{Current, PAGE_POLICY, codes, page};
 use crate::{Access, Inspect, RouteRule};
 use axum::Form;
 use axum::extract::State;
@@ -92,16 +92,6 @@ fn expectations(inspect: &dyn Inspect) -> Markup {
                     }
                 }
             }
-        }
-    }
-}
-
-/// Each item as code, separated by spaces.
-pub(crate) fn codes(items: &[String]) -> Markup {
-    html! {
-        @for (number, item) in items.iter().enumerate() {
-            @if number > 0 { " " }
-            code { (item) }
         }
     }
 }
@@ -287,7 +277,8 @@ fn route_hint(err: &Error, token: &VerifiedToken) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
-    use super::{Row, checks_table, codes, decoded, normalize, times};
+    use super::{Row, checks_table, decoded, normalize, times};
+    use crate::html::codes;
     use portcullis::Report;
     use serde_json::json;
 

@@ -72,6 +72,16 @@ fn layout(title: &str, current: Current, app: Option<&str>, body: Markup) -> Mar
     }
 }
 
+/// Each item as code, separated by spaces.
+pub(crate) fn codes(items: &[String]) -> Markup {
+    html! {
+        @for (number, item) in items.iter().enumerate() {
+            @if number > 0 { " " }
+            code { (item) }
+        }
+    }
+}
+
 /// Adds the headers every page carries: `policy` as Content-Security-Policy, no caching, no referrer, no
 /// framing, no content sniffing.
 pub(crate) fn secured(mut response: Response, policy: &str) -> Response {

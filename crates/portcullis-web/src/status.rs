@@ -1,7 +1,6 @@
 //! `/status` and `/status.json`: the trusted issuers, their key sets, and the requests decided so far.
 
-use crate::debugger::codes;
-use crate::html::{self, Current, PAGE_POLICY, secured};
+use crate::html::{self, Current, PAGE_POLICY, codes, secured};
 use crate::{Inspect, IssuerView};
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
