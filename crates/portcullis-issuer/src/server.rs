@@ -12,6 +12,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
+use maud::{Markup, PreEscaped, html};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use std::collections::HashMap;
@@ -197,12 +198,21 @@ async fn same_origin_only(State(own): State<OwnOrigin>, request: Request, next: 
     }
 }
 
+/// The document type, as the pages have always spelled it.
+const DOCTYPE: PreEscaped<&str> = PreEscaped("<!doctype html>");
+
 async fn home(State(issuer): State<DevIssuer>) -> Html<String> {
-    Html(format!(
-        "<!doctype html><title>portcullis dev issuer</title><h1>portcullis dev issuer</h1><p><strong>{DEV_ONLY}.</strong></p>\
-         <p>Issuer: <code>{}</code> — discovery at <a href=\"/.well-known/openid-configuration\">/.well-known/openid-configuration</a>.</p>",
-        escape(issuer.issuer())
-    ))
+    let markup = html! {
+        (DOCTYPE)
+        title { "portcullis dev issuer" }
+        h1 { "portcullis dev issuer" }
+        p { strong { (DEV_ONLY) "." } }
+        p {
+            "Issuer: " code { (issuer.issuer()) } " — discovery at "
+            a href="/.well-known/openid-configuration" { "/.well-known/openid-configuration" } "."
+        }
+    };
+    Html(markup.into_string())
 }
 
 async fn discovery(State(issuer): State<DevIssuer>) -> impl IntoResponse {
@@ -449,19 +459,27 @@ struct AuthorizationRequest {
 
 /// The page a browser lands on when an authorization request cannot go back to the app.
 fn error_page(status: StatusCode, message: &str) -> Response {
-    (
-        status,
-        Html(format!(
-            "<!doctype html><html lang=\"en\"><meta charset=\"utf-8\">\
-             <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
-             <title>Authorization error — portcullis dev issuer</title>\
-             <body style=\"font: 16px/1.5 system-ui, sans-serif; max-width: 40rem; margin: 1rem auto; padding: 0 1rem\">\
-             <main><h1>Authorization error</h1><p id=\"error\" role=\"alert\">{}</p>\
-             <p><em>{DEV_ONLY}.</em></p></main></body></html>",
-            escape(message)
-        )),
-    )
-        .into_response()
+    let main = html! {
+        h1 { "Authorization error" }
+        p id="error" role="alert" { (message) }
+        p { em { (DEV_ONLY) "." } }
+    };
+    (status, Html(browser_page("Authorization error", main).into_string())).into_response()
+}
+
+const BODY_STYLE: &str = "font: 16px/1.5 system-ui, sans-serif; max-width: 40rem; margin: 1rem auto; padding: 0 1rem";
+
+/// A page of the browser login flow: `main` in the issuer's plain layout.
+fn browser_page(title: &str, main: Markup) -> Markup {
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+            meta charset="utf-8";
+            meta name="viewport" content="width=device-width, initial-scale=1";
+            title { (title) " — portcullis dev issuer" }
+            body style=(BODY_STYLE) { main { (main) } }
+        }
+    }
 }
 
 fn validate(issuer: &DevIssuer, params: &HashMap<String, String>) -> Result<AuthorizationRequest, String> {
@@ -546,39 +564,29 @@ async fn authorize_page(State(issuer): State<DevIssuer>, Query(params): Query<Ha
     if let Some(user) = params.get("login_hint").filter(|u| !u.is_empty()) {
         return log_in(&issuer, request, user);
     }
-    let hidden: String = params
-        .iter()
-        .filter(|(k, _)| k.as_str() != "user")
-        .map(|(k, v)| format!("<input type=\"hidden\" name=\"{}\" value=\"{}\">", escape(k), escape(v)))
-        .collect();
-    let buttons: String = issuer
-        .tenant()
-        .users
-        .iter()
-        .map(|u| {
-            let name = u.name.as_deref().unwrap_or(&u.id);
-            format!(
-                "<li><button type=\"submit\" name=\"user\" value=\"{}\" style=\"{BUTTON_STYLE}\">Log in as {}</button></li>",
-                escape(&u.id),
-                escape(name)
-            )
-        })
-        .collect();
-    Html(format!(
-        "<!doctype html><html lang=\"en\"><meta charset=\"utf-8\">\
-         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
-         <title>Log in — portcullis dev issuer</title>\
-         <body style=\"font: 16px/1.5 system-ui, sans-serif; max-width: 40rem; margin: 1rem auto; padding: 0 1rem\">\
-         <main><p><strong>{DEV_ONLY}.</strong></p><h1>Log in to {}</h1>\
-         <p>Pick a user; there are no passwords. The app asked for scopes <code>{}</code> on <code>{}</code>.</p>\
-         <form method=\"post\" action=\"/authorize\">{hidden}\
-         <ul style=\"list-style: none; padding: 0; display: flex; flex-wrap: wrap; gap: 0.5rem\">{buttons}</ul></form>\
-         </main></body></html>",
-        escape(&request.client_id),
-        escape(&request.scopes.join(" ")),
-        escape(&request.audience),
-    ))
-    .into_response()
+    let main = html! {
+        p { strong { (DEV_ONLY) "." } }
+        h1 { "Log in to " (request.client_id) }
+        p {
+            "Pick a user; there are no passwords. The app asked for scopes " code { (request.scopes.join(" ")) }
+            " on " code { (request.audience) } "."
+        }
+        form method="post" action="/authorize" {
+            @for (name, value) in params.iter().filter(|(name, _)| name.as_str() != "user") {
+                input type="hidden" name=(name) value=(value);
+            }
+            ul style="list-style: none; padding: 0; display: flex; flex-wrap: wrap; gap: 0.5rem" {
+                @for user in &issuer.tenant().users {
+                    li {
+                        button type="submit" name="user" value=(user.id) style=(BUTTON_STYLE) {
+                            "Log in as " (user.name.as_deref().unwrap_or(&user.id))
+                        }
+                    }
+                }
+            }
+        }
+    };
+    Html(browser_page("Log in", main).into_string()).into_response()
 }
 
 async fn authorize_submit(State(issuer): State<DevIssuer>, body: Bytes) -> Response {
@@ -734,11 +742,6 @@ async fn admin_journal(State(issuer): State<DevIssuer>) -> impl IntoResponse {
     axum::Json(issuer.journal())
 }
 
-/// Escapes text for HTML.
-fn escape(text: &str) -> String {
-    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;").replace('\'', "&#39;")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -784,6 +787,52 @@ mod tests {
             &["application/json", "text/plain"],
         ] {
             assert!(!with(refused), "{refused:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn hostile_request_values_are_shown_as_text() {
+        use tower::ServiceExt;
+        const HOSTILE: &str = "\"><script>alert(1)</script>'&";
+        const ESCAPED: &str = "&quot;&gt;&lt;script&gt;alert(1)&lt;/script&gt;'&amp;";
+        let issuer = DevIssuer::new(crate::Tenant::demo("http://127.0.0.1:3000/callback"), "http://127.0.0.1:4000/")
+            .expect("the demo tenant");
+        let page = |query: String| {
+            let issuer = issuer.clone();
+            async move {
+                let request = Request::get(format!("/authorize?{query}")).body(Body::empty()).expect("a request");
+                let response = router(issuer).oneshot(request).await.expect("an answer");
+                let body = axum::body::to_bytes(response.into_body(), 1 << 20).await.expect("a body");
+                String::from_utf8(body.to_vec()).expect("UTF-8")
+            }
+        };
+        let query =
+            |pairs: &[(&str, &str)]| url::form_urlencoded::Serializer::new(String::new()).extend_pairs(pairs).finish();
+        let request = [
+            ("response_type", "code"),
+            ("client_id", "demo-spa"),
+            ("redirect_uri", "http://127.0.0.1:3000/callback"),
+            ("code_challenge", "x"),
+            ("code_challenge_method", "S256"),
+            ("scope", HOSTILE),
+            ("state", HOSTILE),
+        ];
+        // The login page: the scopes shown, every parameter carried in hidden inputs.
+        let login = page(query(&request)).await;
+        assert!(login.contains(&format!("asked for scopes <code>{ESCAPED}</code>")), "{login}");
+        assert!(login.contains(&format!("<input type=\"hidden\" name=\"state\" value=\"{ESCAPED}\">")), "{login}");
+        let extra = page(query(&[&request[..], &[(HOSTILE, HOSTILE)]].concat())).await;
+        assert!(extra.contains(&format!("<input type=\"hidden\" name=\"{ESCAPED}\" value=\"{ESCAPED}\">")), "{extra}");
+        // The error page: an unregistered callback and an unknown client are named in the message.
+        let mut mismatch = request;
+        mismatch[2].1 = HOSTILE;
+        let error = page(query(&mismatch)).await;
+        assert!(
+            error.contains(&format!("<p id=\"error\" role=\"alert\">Callback URL mismatch: {ESCAPED} is")),
+            "{error}"
+        );
+        for html in [&login, &extra, &error] {
+            assert!(!html.contains("<script>") && !html.contains("\"'&"), "{html}");
         }
     }
 }

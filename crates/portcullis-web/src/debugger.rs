@@ -1,14 +1,14 @@
 //! `/debugger`: a pasted token checked against this server's own configuration, every check with its outcome.
 
-use crate::html::{Current, PAGE_POLICY, escape, page};
+use crate::html::{Current, PAGE_POLICY, codes, page};
 use crate::{Access, Inspect, RouteRule};
 use axum::Form;
 use axum::extract::State;
 use axum::response::Response;
+use maud::{Markup, html};
 use portcullis::{Error, Reason, Report, VerifiedToken};
 use serde::Deserialize;
 use serde_json::{Map, Value};
-use std::fmt::Write;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -25,7 +25,7 @@ pub(crate) struct Submitted {
 
 /// `GET /debugger`: the empty form.
 pub(crate) async fn form(State(inspect): State<Arc<dyn Inspect>>) -> Response {
-    render(inspect.as_ref(), &inspect.routes(), "", None, "")
+    render(inspect.as_ref(), &inspect.routes(), "", None, html! {})
 }
 
 /// `POST /debugger`: the form again, with the checks of the submitted token.
@@ -34,11 +34,11 @@ pub(crate) async fn check(State(inspect): State<Arc<dyn Inspect>>, Form(submitte
     let routes = inspect.routes();
     let route = submitted.route.parse::<usize>().ok().filter(|&i| i < routes.len());
     let results = if token.is_empty() {
-        "<p class=\"verdict fail\" role=\"alert\">Paste a token first.</p>".to_owned()
+        html! { p class="verdict fail" role="alert" { "Paste a token first." } }
     } else {
         results(inspect.as_ref(), &routes, token, route)
     };
-    render(inspect.as_ref(), &routes, &submitted.token, route, &results)
+    render(inspect.as_ref(), &routes, &submitted.token, route, results)
 }
 
 /// The token without surrounding whitespace or a leading `Bearer ` (as copied from a request).
@@ -47,46 +47,53 @@ fn normalize(input: &str) -> &str {
     trimmed.strip_prefix("Bearer ").or_else(|| trimmed.strip_prefix("bearer ")).map_or(trimmed, str::trim)
 }
 
-fn render(inspect: &dyn Inspect, routes: &[RouteRule], token: &str, route: Option<usize>, results: &str) -> Response {
-    let mut options = String::from("<option value=\"\">No route: the token checks only</option>");
-    for (index, rule) in routes.iter().enumerate() {
-        let selected = if route == Some(index) { " selected" } else { "" };
-        let _ = write!(options, "<option value=\"{index}\"{selected}>{}</option>", escape(&rule.label));
-    }
-    let body = format!(
-        "<h1>Token debugger</h1>\n\
-         <p>Checks a token exactly as this server does, against its own configuration. The token goes to this \
-         server only: the page runs no script and its Content-Security-Policy allows no other origin.</p>\n\
-         <form method=\"post\" action=\"/debugger\" class=\"stack\">\n\
-         <label for=\"token\">Access token</label>\n\
-         <textarea id=\"token\" name=\"token\" rows=\"6\" required spellcheck=\"false\" autocomplete=\"off\" \
-         autocapitalize=\"off\" aria-describedby=\"token-help\">{}</textarea>\n\
-         <p id=\"token-help\" class=\"help\">The compact JWT (three dot-separated parts); a leading \
-         <code>Bearer </code> is ignored.</p>\n\
-         <label for=\"route\">Route</label>\n<select id=\"route\" name=\"route\">{options}</select>\n\
-         <button type=\"submit\">Check token</button>\n</form>\n{results}\n{}",
-        escape(token),
-        expectations(inspect),
-    );
-    page("Token debugger", Current::Debugger, inspect.app_path(), &body, PAGE_POLICY)
+fn render(inspect: &dyn Inspect, routes: &[RouteRule], token: &str, route: Option<usize>, results: Markup) -> Response {
+    let body = html! {
+        h1 { "Token debugger" } "\n"
+        p {
+            "Checks a token exactly as this server does, against its own configuration. The token goes to this \
+             server only: the page runs no script and its Content-Security-Policy allows no other origin."
+        } "\n"
+        form method="post" action="/debugger" class="stack" {
+            "\n" label for="token" { "Access token" }
+            "\n"
+            textarea id="token" name="token" rows="6" required spellcheck="false" autocomplete="off"
+                autocapitalize="off" aria-describedby="token-help" { (token) }
+            "\n"
+            p id="token-help" class="help" {
+                "The compact JWT (three dot-separated parts); a leading " code { "Bearer " } " is ignored."
+            }
+            "\n" label for="route" { "Route" }
+            "\n"
+            select id="route" name="route" {
+                option value="" { "No route: the token checks only" }
+                @for (index, rule) in routes.iter().enumerate() {
+                    option value=(index) selected[route == Some(index)] { (rule.label) }
+                }
+            }
+            "\n" button type="submit" { "Check token" }
+            "\n"
+        }
+        "\n" (results) "\n" (expectations(inspect))
+    };
+    page("Token debugger", Current::Debugger, inspect.app_path(), body, PAGE_POLICY)
 }
 
 /// What this server accepts, shown under the form.
-fn expectations(inspect: &dyn Inspect) -> String {
-    let mut out = String::from(
-        "<section aria-labelledby=\"expects\"><h2 id=\"expects\">This server accepts</h2>\
-         <table><thead><tr><th scope=\"col\">Issuer</th><th scope=\"col\">Audiences</th></tr></thead><tbody>",
-    );
-    for issuer in inspect.issuers() {
-        let _ = write!(
-            out,
-            "<tr><td><code>{}</code></td><td>{}</td></tr>",
-            escape(&issuer.issuer),
-            issuer.audiences.iter().map(|a| format!("<code>{}</code>", escape(a))).collect::<Vec<_>>().join(" ")
-        );
+fn expectations(inspect: &dyn Inspect) -> Markup {
+    html! {
+        section aria-labelledby="expects" {
+            h2 id="expects" { "This server accepts" }
+            table {
+                thead { tr { th scope="col" { "Issuer" } th scope="col" { "Audiences" } } }
+                tbody {
+                    @for issuer in inspect.issuers() {
+                        tr { td { code { (issuer.issuer) } } td { (codes(&issuer.audiences)) } }
+                    }
+                }
+            }
+        }
     }
-    out.push_str("</tbody></table></section>");
-    out
 }
 
 /// One row of the checks table.
@@ -97,7 +104,7 @@ struct Row {
     hint: Option<String>,
 }
 
-fn results(inspect: &dyn Inspect, routes: &[RouteRule], token: &str, route: Option<usize>) -> String {
+fn results(inspect: &dyn Inspect, routes: &[RouteRule], token: &str, route: Option<usize>) -> Markup {
     let report = inspect.explain(token);
     let mut rows: Vec<Row> = report
         .steps
@@ -140,100 +147,117 @@ fn results(inspect: &dyn Inspect, routes: &[RouteRule], token: &str, route: Opti
             }
         }
     }
-    let verdict = match &refusal {
-        None if chosen.is_some() => "<p class=\"verdict pass\" role=\"status\" id=\"verdict\">Allowed: this server \
-                                     lets the request through.</p>"
-            .to_owned(),
-        None => "<p class=\"verdict pass\" role=\"status\" id=\"verdict\">Valid: every check passed.</p>".to_owned(),
-        Some(err) => format!(
-            "<p class=\"verdict fail\" role=\"status\" id=\"verdict\">Refused: <strong>{}</strong> (HTTP {}) — {}</p>",
-            escape(err.reason().code()),
-            err.http_status(),
-            escape(err.description())
-        ),
+    let verdict = html! {
+        @match &refusal {
+            None if chosen.is_some() => p class="verdict pass" role="status" id="verdict" {
+                "Allowed: this server lets the request through."
+            },
+            None => p class="verdict pass" role="status" id="verdict" { "Valid: every check passed." },
+            Some(err) => p class="verdict fail" role="status" id="verdict" {
+                "Refused: " strong { (err.reason().code()) } " (HTTP " (err.http_status()) ") — " (err.description())
+            },
+        }
     };
-    let mut out = format!("<section aria-labelledby=\"result\"><h2 id=\"result\">Result</h2>{verdict}");
-    out.push_str(&checks_table(&rows));
-    out.push_str(&times(&report));
-    out.push_str(&decoded("Header", report.header.as_ref(), true));
     let title = if report.verdict.is_ok() { "Claims" } else { "Claims (not trusted: the token is invalid)" };
-    out.push_str(&decoded(title, report.claims.as_ref(), report.verdict.is_ok()));
-    out.push_str("</section>");
-    out
+    html! {
+        section aria-labelledby="result" {
+            h2 id="result" { "Result" }
+            (verdict)
+            (checks_table(&rows))
+            (times(&report))
+            (decoded("Header", report.header.as_ref(), true))
+            (decoded(title, report.claims.as_ref(), report.verdict.is_ok()))
+        }
+    }
 }
 
-fn checks_table(rows: &[Row]) -> String {
-    let mut out = String::from(
-        "<h3>Checks</h3><div class=\"scroll\"><table class=\"checks\"><thead><tr><th scope=\"col\">Check</th>\
-         <th scope=\"col\">Outcome</th><th scope=\"col\">Detail</th></tr></thead><tbody>",
-    );
-    for row in rows {
-        let (class, word) = if row.passed { ("pass", "pass") } else { ("fail", "FAIL") };
-        let hint = row
-            .hint
-            .as_deref()
-            .map(|hint| format!("<p class=\"hint\"><strong>Hint:</strong> {}</p>", escape(hint)))
-            .unwrap_or_default();
-        let _ = write!(
-            out,
-            "<tr data-check=\"{}\" class=\"{class}\"><th scope=\"row\">{}</th><td><span class=\"badge {class}\">{word}</span></td>\
-             <td>{}{hint}</td></tr>",
-            escape(&row.label),
-            escape(&row.label),
-            escape(&row.detail)
-        );
+fn checks_table(rows: &[Row]) -> Markup {
+    html! {
+        h3 { "Checks" }
+        div class="scroll" {
+            table class="checks" {
+                thead { tr { th scope="col" { "Check" } th scope="col" { "Outcome" } th scope="col" { "Detail" } } }
+                tbody {
+                    @for row in rows {
+                        @let (class, word) = if row.passed { ("pass", "pass") } else { ("fail", "FAIL") };
+                        tr data-check=(row.label) class=(class) {
+                            th scope="row" { (row.label) }
+                            td { span class={ "badge " (class) } { (word) } }
+                            td {
+                                (row.detail)
+                                @if let Some(hint) = &row.hint {
+                                    p class="hint" { strong { "Hint:" } " " (hint) }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
     }
-    out.push_str("</tbody></table></div>");
-    out
 }
 
 /// `iat`, `nbf` and `exp` as UTC times and as seconds from now.
-fn times(report: &Report) -> String {
-    let Some(claims) = &report.claims else { return String::new() };
+fn times(report: &Report) -> Markup {
+    let Some(claims) = &report.claims else { return html! {} };
     let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64());
-    let mut rows = String::new();
-    for (name, meaning) in [("iat", "issued"), ("nbf", "valid from"), ("exp", "expires")] {
-        let Some(value) = claims.get(name) else { continue };
-        let Some(seconds) = value.as_f64().filter(|s| (0.0..1e11).contains(s)) else {
-            let _ = write!(
-                rows,
-                "<tr><th scope=\"row\"><code>{name}</code></th><td>{}</td><td colspan=\"2\">not a usable NumericDate</td></tr>",
-                escape(&value.to_string())
-            );
-            continue;
-        };
-        let utc = humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs_f64(seconds));
-        let difference = (seconds - now).round() as i64;
-        let relative = match difference {
-            0 => format!("{meaning} now"),
-            d if d > 0 => format!("{meaning} in {d} s"),
-            d => format!("{meaning} {} s ago", -d),
-        };
-        let _ = write!(
-            rows,
-            "<tr data-claim=\"{name}\"><th scope=\"row\"><code>{name}</code></th><td>{}</td><td>{utc}</td>\
-             <td>{relative} (difference {difference:+} s)</td></tr>",
-            escape(&value.to_string())
-        );
+    let present: Vec<_> = [("iat", "issued"), ("nbf", "valid from"), ("exp", "expires")]
+        .into_iter()
+        .filter_map(|(name, meaning)| claims.get(name).map(|value| (name, meaning, value)))
+        .collect();
+    if present.is_empty() {
+        return html! {};
     }
-    if rows.is_empty() {
-        return String::new();
-    }
+    let rows = html! {
+        @for (name, meaning, value) in present {
+            @if let Some(seconds) = value.as_f64().filter(|s| (0.0..1e11).contains(s)) {
+                @let utc = humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs_f64(seconds));
+                @let difference = (seconds - now).round() as i64;
+                @let relative = match difference {
+                    0 => format!("{meaning} now"),
+                    d if d > 0 => format!("{meaning} in {d} s"),
+                    d => format!("{meaning} {} s ago", -d),
+                };
+                tr data-claim=(name) {
+                    th scope="row" { code { (name) } }
+                    td { (value.to_string()) }
+                    td { (utc.to_string()) }
+                    td { (relative) " (difference " (format!("{difference:+}")) " s)" }
+                }
+            } @else {
+                tr {
+                    th scope="row" { code { (name) } }
+                    td { (value.to_string()) }
+                    td colspan="2" { "not a usable NumericDate" }
+                }
+            }
+        }
+    };
     let now_utc = humantime::format_rfc3339_seconds(SystemTime::now());
-    format!(
-        "<h3>Times</h3><p>This server's clock: {now_utc}.</p><div class=\"scroll\"><table><thead><tr>\
-         <th scope=\"col\">Claim</th><th scope=\"col\">Value</th><th scope=\"col\">UTC</th>\
-         <th scope=\"col\">From now</th></tr></thead><tbody>{rows}</tbody></table></div>"
-    )
+    html! {
+        h3 { "Times" }
+        p { "This server's clock: " (now_utc.to_string()) "." }
+        div class="scroll" {
+            table {
+                thead {
+                    tr {
+                        th scope="col" { "Claim" } th scope="col" { "Value" } th scope="col" { "UTC" }
+                        th scope="col" { "From now" }
+                    }
+                }
+                tbody { (rows) }
+            }
+        }
+    }
 }
 
-fn decoded(title: &str, value: Option<&Map<String, Value>>, trusted: bool) -> String {
+fn decoded(title: &str, value: Option<&Map<String, Value>>, trusted: bool) -> Markup {
     let text = match value {
         Some(map) => serde_json::to_string_pretty(map).unwrap_or_default(),
         None => "(cannot be decoded)".to_owned(),
     };
     let class = if trusted { "json" } else { "json untrusted" };
-    format!("<h3>{}</h3><pre class=\"{class}\">{}</pre>", escape(title), escape(&text))
+    html! { h3 { (title) } pre class=(class) { (text) } }
 }
 
 /// Advice when a valid token does not meet a route's rule.
@@ -253,12 +277,50 @@ fn route_hint(err: &Error, token: &VerifiedToken) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
-    use super::normalize;
+    use super::{Row, checks_table, decoded, normalize, times};
+    use crate::html::codes;
+    use portcullis::Report;
+    use serde_json::json;
+
+    const HOSTILE: &str = "<script>alert(1)</script>\"'&";
+    const ESCAPED: &str = "&lt;script&gt;alert(1)&lt;/script&gt;&quot;'&amp;";
 
     #[test]
     fn a_copied_authorization_value_is_reduced_to_the_token() {
         assert_eq!(normalize("  Bearer a.b.c \n"), "a.b.c");
         assert_eq!(normalize("a.b.c"), "a.b.c");
         assert_eq!(normalize("bearer  a.b.c"), "a.b.c");
+    }
+
+    #[test]
+    #[allow(clippy::field_reassign_with_default)]
+    fn hostile_checks_claims_and_times_are_shown_as_text() {
+        let row = Row { label: HOSTILE.into(), passed: false, detail: HOSTILE.into(), hint: Some(HOSTILE.into()) };
+        let table = checks_table(&[row]).into_string();
+        assert!(
+            table.contains(&format!("<tr data-check=\"{ESCAPED}\" class=\"fail\"><th scope=\"row\">{ESCAPED}</th>"))
+        );
+        assert!(table.contains(&format!("<td>{ESCAPED}<p class=\"hint\"><strong>Hint:</strong> {ESCAPED}</p></td>")));
+
+        let claims = json!({"sub": HOSTILE, HOSTILE: 1, "exp": HOSTILE}).as_object().cloned();
+        let shown = decoded(HOSTILE, claims.as_ref(), false).into_string();
+        assert!(shown.starts_with(&format!("<h3>{ESCAPED}</h3><pre class=\"json untrusted\">")), "{shown}");
+        assert!(shown.contains("&quot;sub&quot;: &quot;&lt;script&gt;alert(1)&lt;/script&gt;\\&quot;'&amp;&quot;"));
+
+        // Filled in as any crate outside portcullis can, whatever fields a report gains.
+        let mut report = Report::default();
+        report.claims = claims;
+        let times = times(&report).into_string();
+        assert!(times.contains(
+            "<td>&quot;&lt;script&gt;alert(1)&lt;/script&gt;\\&quot;'&amp;&quot;</td><td colspan=\"2\">not a usable NumericDate"
+        ), "{times}");
+
+        for html in [&table, &shown, &times] {
+            assert!(!html.contains("<script>") && !html.contains("\"'&"), "{html}");
+        }
+        assert_eq!(
+            codes(&[HOSTILE.into(), "b".into()]).into_string(),
+            format!("<code>{ESCAPED}</code> <code>b</code>")
+        );
     }
 }

@@ -1,7 +1,8 @@
-//! What every page shares: escaping, the layout, the stylesheet and the security headers.
+//! What every page shares: the layout, the stylesheet and the security headers.
 
 use axum::response::{Html, IntoResponse, Response};
 use http::{HeaderValue, header};
+use maud::{Markup, PreEscaped, html};
 
 /// The policy of the server-rendered pages: no script at all, and nothing from any other origin.
 pub(crate) const PAGE_POLICY: &str =
@@ -9,21 +10,8 @@ pub(crate) const PAGE_POLICY: &str =
 
 const STYLESHEET: &str = include_str!("../assets/portcullis.css");
 
-/// Escapes text for HTML content and attribute values.
-pub(crate) fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            _ => out.push(c),
-        }
-    }
-    out
-}
+/// The document type, as the pages have always spelled it.
+const DOCTYPE: PreEscaped<&str> = PreEscaped("<!doctype html>");
 
 /// Which page the navigation marks as the current one.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -34,28 +22,64 @@ pub(crate) enum Current {
 }
 
 /// A whole page: `body` inside the shared layout, with the security headers and `policy`.
-pub(crate) fn page(title: &str, current: Current, app: Option<&str>, body: &str, policy: &str) -> Response {
-    let mut links = String::new();
-    let mut link = |path: &str, label: &str, this: Current| {
-        let marker = if this == current { " aria-current=\"page\"" } else { "" };
-        links.push_str(&format!("<li><a href=\"{}\"{marker}>{label}</a></li>", escape(path)));
+pub(crate) fn page(title: &str, current: Current, app: Option<&str>, body: Markup, policy: &str) -> Response {
+    secured(Html(layout(title, current, app, body).into_string()).into_response(), policy)
+}
+
+/// The shared layout around `body`.
+fn layout(title: &str, current: Current, app: Option<&str>, body: Markup) -> Markup {
+    let link = |path: &str, label: &str, this: Current| {
+        html! { li { a href=(path) aria-current=[(this == current).then_some("page")] { (label) } } }
     };
-    if let Some(app) = app {
-        link(app, "Demo app", Current::App);
+    html! {
+        (DOCTYPE) "\n"
+        html lang="en" {
+            "\n"
+            head {
+                "\n" meta charset="utf-8";
+                "\n" meta name="viewport" content="width=device-width, initial-scale=1";
+                "\n" title { (title) " — portcullis" }
+                "\n" link rel="stylesheet" href="/portcullis.css";
+                "\n"
+                @if current == Current::App {
+                    script src="/spa.js" defer {}
+                    "\n"
+                }
+            }
+            "\n"
+            body {
+                "\n" a class="skip" href="#main" { "Skip to content" }
+                "\n"
+                header {
+                    nav aria-label="portcullis pages" {
+                        span class="brand" { "portcullis" }
+                        ul {
+                            @if let Some(app) = app {
+                                (link(app, "Demo app", Current::App))
+                            }
+                            (link("/debugger", "Token debugger", Current::Debugger))
+                            (link("/status", "Status", Current::Status))
+                        }
+                    }
+                }
+                "\n"
+                main id="main" { "\n" (body) "\n" }
+                "\n"
+            }
+            "\n"
+        }
+        "\n"
     }
-    link("/debugger", "Token debugger", Current::Debugger);
-    link("/status", "Status", Current::Status);
-    let html = format!(
-        "<!doctype html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
-         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
-         <title>{} — portcullis</title>\n<link rel=\"stylesheet\" href=\"/portcullis.css\">\n{}</head>\n<body>\n\
-         <a class=\"skip\" href=\"#main\">Skip to content</a>\n\
-         <header><nav aria-label=\"portcullis pages\"><span class=\"brand\">portcullis</span><ul>{links}</ul></nav></header>\n\
-         <main id=\"main\">\n{body}\n</main>\n</body>\n</html>\n",
-        escape(title),
-        if current == Current::App { "<script src=\"/spa.js\" defer></script>\n" } else { "" },
-    );
-    secured(Html(html).into_response(), policy)
+}
+
+/// Each item as code, separated by spaces.
+pub(crate) fn codes(items: &[String]) -> Markup {
+    html! {
+        @for (number, item) in items.iter().enumerate() {
+            @if number > 0 { " " }
+            code { (item) }
+        }
+    }
 }
 
 /// Adds the headers every page carries: `policy` as Content-Security-Policy, no caching, no referrer, no
@@ -81,13 +105,20 @@ pub(crate) async fn stylesheet() -> Response {
 
 #[cfg(test)]
 mod tests {
-    use super::escape;
+    use super::{Current, layout};
+    use maud::html;
 
     #[test]
     fn escape_neutralises_markup_and_attribute_quotes() {
-        assert_eq!(
-            escape("<a href=\"x\" title='y'>&</a>"),
-            "&lt;a href=&quot;x&quot; title=&#39;y&#39;&gt;&amp;&lt;/a&gt;"
-        );
+        let hostile = "<a href=\"x\" title='y'>&</a>";
+        let page =
+            layout(hostile, Current::Debugger, Some(hostile), html! { p data-x=(hostile) { (hostile) } }).into_string();
+        // Text, attribute values and the title: markup stays text, and a value cannot leave its (always
+        // double-quoted) attribute.
+        let text = "&lt;a href=&quot;x&quot; title='y'&gt;&amp;&lt;/a&gt;";
+        assert!(page.contains(&format!("<title>{text} — portcullis</title>")), "{page}");
+        assert!(page.contains(&format!("<li><a href=\"{text}\">Demo app</a></li>")), "{page}");
+        assert!(page.contains(&format!("<p data-x=\"{text}\">{text}</p>")), "{page}");
+        assert!(!page.contains("<a href=\"x\""), "{page}");
     }
 }

@@ -16,12 +16,12 @@
 //! let app: axum::Router = portcullis_web::spa::router(spa).unwrap();
 //! ```
 
-use crate::html::{Current, escape, page, secured};
+use crate::html::{Current, page, secured};
 use axum::Router;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use http::header;
-use std::fmt::Write;
+use maud::{Markup, html};
 use std::sync::Arc;
 
 const SCRIPT: &str = include_str!("../assets/spa.js");
@@ -82,27 +82,80 @@ pub fn router(config: SpaConfig) -> Result<Router, SpaConfigError> {
 }
 
 fn app_page(config: &SpaConfig, policy: &str) -> Response {
-    let mut calls = String::new();
-    for path in &config.calls {
-        let _ = write!(calls, "<li><button type=\"button\" data-call=\"{0}\">GET {0}</button></li>", escape(path));
+    page("Demo app", Current::App, Some("/"), app_body(config), policy)
+}
+
+fn app_body(config: &SpaConfig) -> Markup {
+    html! {
+        div id="app" data-issuer=(config.issuer) data-client-id=(config.client_id) data-audience=(config.audience)
+            data-scope=(config.scope) {
+            "\n" h1 { "portcullis demo app" }
+            "\n"
+            p {
+                "A browser app as your users run it: it logs in at the issuer with the authorization code flow and \
+                 PKCE, keeps the access token in this page's memory only (reloading the page forgets it), and calls \
+                 the API with " code { "Authorization: Bearer" } "."
+            }
+            "\n"
+            section aria-labelledby="session-title" {
+                h2 id="session-title" { "Session" }
+                "\n" p id="session" role="status" aria-live="polite" class="verdict" { "Not logged in." }
+                "\n"
+                div class="actions" {
+                    button type="button" id="login" { "Log in" }
+                    button type="button" id="logout" hidden { "Log out" }
+                }
+                "\n"
+            }
+            "\n"
+            section aria-labelledby="calls-title" {
+                h2 id="calls-title" { "Call the API" }
+                "\n"
+                ul class="actions" id="calls" {
+                    @for path in &config.calls {
+                        li { button type="button" data-call=(path) { "GET " (path) } }
+                    }
+                }
+                "\n" div id="results" aria-live="polite" {}
+                "\n"
+            }
+            "\n"
+            noscript {
+                p class="verdict fail" {
+                    "This app needs JavaScript; the token debugger and status pages do not."
+                }
+            }
+            "\n"
+        }
     }
-    let body = format!(
-        "<div id=\"app\" data-issuer=\"{}\" data-client-id=\"{}\" data-audience=\"{}\" data-scope=\"{}\">\n\
-         <h1>portcullis demo app</h1>\n\
-         <p>A browser app as your users run it: it logs in at the issuer with the authorization code flow and PKCE, \
-         keeps the access token in this page's memory only (reloading the page forgets it), and calls the API with \
-         <code>Authorization: Bearer</code>.</p>\n\
-         <section aria-labelledby=\"session-title\"><h2 id=\"session-title\">Session</h2>\n\
-         <p id=\"session\" role=\"status\" aria-live=\"polite\" class=\"verdict\">Not logged in.</p>\n\
-         <div class=\"actions\"><button type=\"button\" id=\"login\">Log in</button>\
-         <button type=\"button\" id=\"logout\" hidden>Log out</button></div>\n</section>\n\
-         <section aria-labelledby=\"calls-title\"><h2 id=\"calls-title\">Call the API</h2>\n\
-         <ul class=\"actions\" id=\"calls\">{calls}</ul>\n<div id=\"results\" aria-live=\"polite\"></div>\n</section>\n\
-         <noscript><p class=\"verdict fail\">This app needs JavaScript; the token debugger and status pages do not.</p></noscript>\n</div>",
-        escape(&config.issuer),
-        escape(&config.client_id),
-        escape(&config.audience),
-        escape(&config.scope),
-    );
-    page("Demo app", Current::App, Some("/"), &body, policy)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{SpaConfig, app_body};
+
+    #[test]
+    fn hostile_configuration_stays_inside_its_attributes() {
+        let hostile = "\"><script>alert(1)</script>'&";
+        let escaped = "&quot;&gt;&lt;script&gt;alert(1)&lt;/script&gt;'&amp;";
+        let config = SpaConfig {
+            issuer: hostile.into(),
+            client_id: hostile.into(),
+            audience: hostile.into(),
+            scope: hostile.into(),
+            calls: vec![hostile.into()],
+        };
+        let html = app_body(&config).into_string();
+        assert!(
+            html.starts_with(&format!(
+                "<div id=\"app\" data-issuer=\"{escaped}\" data-client-id=\"{escaped}\" data-audience=\"{escaped}\" \
+             data-scope=\"{escaped}\">"
+            )),
+            "{html}"
+        );
+        assert!(
+            html.contains(&format!("<li><button type=\"button\" data-call=\"{escaped}\">GET {escaped}</button></li>"))
+        );
+        assert!(!html.contains("<script>"), "{html}");
+    }
 }

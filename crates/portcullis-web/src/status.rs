@@ -1,12 +1,12 @@
 //! `/status` and `/status.json`: the trusted issuers, their key sets, and the requests decided so far.
 
-use crate::html::{self, Current, PAGE_POLICY, escape, secured};
+use crate::html::{self, Current, PAGE_POLICY, codes, secured};
 use crate::{Inspect, IssuerView};
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
+use maud::{Markup, html};
 use portcullis::algorithm::KeyFamily;
 use serde_json::{Value, json};
-use std::fmt::Write;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -46,91 +46,104 @@ fn utc(seconds: Option<f64>) -> String {
 pub(crate) async fn page(State(inspect): State<Arc<dyn Inspect>>) -> Response {
     let inspect = inspect.as_ref();
     let now = now();
-    let mut body = format!(
-        "<h1>Status</h1>\n<p>As of {} (this server's clock). <a href=\"/status\">Refresh</a> · \
-         <a href=\"/status.json\">as JSON</a></p>\n",
-        utc(Some(now))
-    );
-    for (number, view) in inspect.issuers().iter().enumerate() {
-        let state = freshness(view, now);
-        let status = view.key_set.status.as_ref();
-        let _ = write!(
-            body,
-            "<section aria-labelledby=\"issuer-{number}\" class=\"issuer\"><h2 id=\"issuer-{number}\">Issuer \
-             <code>{}</code></h2><dl>\
-             <dt>Audiences</dt><dd>{}</dd>\
-             <dt>Key set</dt><dd><code>{}</code></dd>\
-             <dt>State</dt><dd><span class=\"badge {}\" data-state=\"{state}\">{state}</span></dd>\
-             <dt>Fetched at</dt><dd>{}</dd>\
-             <dt>Expires at</dt><dd>{}</dd>\
-             <dt>Next refresh</dt><dd>{}</dd>\
-             <dt>Fetches</dt><dd>{} ({} failed)</dd>{}</dl>",
-            escape(&view.issuer),
-            view.audiences.iter().map(|a| format!("<code>{}</code>", escape(a))).collect::<Vec<_>>().join(" "),
-            escape(&view.key_set.location),
-            if state == "fresh" || state == "fixed" { "pass" } else { "fail" },
-            utc(status.and_then(|s| s.fetched_at)),
-            utc(status.and_then(|s| s.expires_at)),
-            utc(status.and_then(|s| s.next_refresh_at)),
-            status.map_or(0, |s| s.fetches),
-            status.map_or(0, |s| s.failures),
-            status
-                .and_then(|s| s.last_error.as_deref())
-                .map(|e| format!("<dt>Last error</dt><dd>{}</dd>", escape(e)))
-                .unwrap_or_default(),
-        );
-        body.push_str(&keys_table(view, number));
-        body.push_str("</section>\n");
-    }
-    body.push_str(&counts_table(inspect));
-    html::page("Status", Current::Status, inspect.app_path(), &body, PAGE_POLICY)
-}
-
-fn keys_table(view: &IssuerView, number: usize) -> String {
-    let Some(keys) = &view.key_set.keys else {
-        return "<p>No keys loaded.</p>".to_owned();
+    let body = html! {
+        h1 { "Status" } "\n"
+        p {
+            "As of " (utc(Some(now))) " (this server's clock). " a href="/status" { "Refresh" } " · "
+            a href="/status.json" { "as JSON" }
+        }
+        "\n"
+        @for (number, view) in inspect.issuers().iter().enumerate() {
+            (issuer_section(view, number, now)) "\n"
+        }
+        (counts_table(inspect))
     };
-    let mut out = format!(
-        "<div class=\"scroll\"><table id=\"keys-{number}\"><caption>Keys</caption><thead><tr>\
-         <th scope=\"col\">kid</th><th scope=\"col\">Algorithms</th><th scope=\"col\">Type</th>\
-         <th scope=\"col\">Size</th></tr></thead><tbody>"
-    );
-    for key in keys.keys() {
-        let _ = write!(
-            out,
-            "<tr data-kid=\"{}\"><td><code>{}</code></td><td>{}</td><td>{}</td><td>{} bits</td></tr>",
-            escape(key.kid().unwrap_or("")),
-            escape(key.kid().unwrap_or("(none)")),
-            escape(&key.algorithms().to_string()),
-            key_type(key.family()),
-            key.bits()
-        );
-    }
-    out.push_str("</tbody></table></div>");
-    out
+    html::page("Status", Current::Status, inspect.app_path(), body, PAGE_POLICY)
 }
 
-fn counts_table(inspect: &dyn Inspect) -> String {
+fn issuer_section(view: &IssuerView, number: usize, now: f64) -> Markup {
+    let state = freshness(view, now);
+    let status = view.key_set.status.as_ref();
+    let heading = format!("issuer-{number}");
+    html! {
+        section aria-labelledby=(heading) class="issuer" {
+            h2 id=(heading) { "Issuer " code { (view.issuer) } }
+            dl {
+                dt { "Audiences" } dd { (codes(&view.audiences)) }
+                dt { "Key set" } dd { code { (view.key_set.location) } }
+                dt { "State" }
+                dd {
+                    span class={ "badge " (if state == "fresh" || state == "fixed" { "pass" } else { "fail" }) }
+                        data-state=(state) { (state) }
+                }
+                dt { "Fetched at" } dd { (utc(status.and_then(|s| s.fetched_at))) }
+                dt { "Expires at" } dd { (utc(status.and_then(|s| s.expires_at))) }
+                dt { "Next refresh" } dd { (utc(status.and_then(|s| s.next_refresh_at))) }
+                dt { "Fetches" }
+                dd { (status.map_or(0, |s| s.fetches)) " (" (status.map_or(0, |s| s.failures)) " failed)" }
+                @if let Some(error) = status.and_then(|s| s.last_error.as_deref()) {
+                    dt { "Last error" } dd { (error) }
+                }
+            }
+            (keys_table(view, number))
+        }
+    }
+}
+
+fn keys_table(view: &IssuerView, number: usize) -> Markup {
+    let Some(keys) = &view.key_set.keys else {
+        return html! { p { "No keys loaded." } };
+    };
+    html! {
+        div class="scroll" {
+            table id={ "keys-" (number) } {
+                caption { "Keys" }
+                thead {
+                    tr {
+                        th scope="col" { "kid" } th scope="col" { "Algorithms" } th scope="col" { "Type" }
+                        th scope="col" { "Size" }
+                    }
+                }
+                tbody {
+                    @for key in keys.keys() {
+                        tr data-kid=(key.kid().unwrap_or("")) {
+                            td { code { (key.kid().unwrap_or("(none)")) } }
+                            td { (key.algorithms().to_string()) }
+                            td { (key_type(key.family())) }
+                            td { (key.bits()) " bits" }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn counts_table(inspect: &dyn Inspect) -> Markup {
     let counts = inspect.tally().counts();
-    if counts.is_empty() {
-        return "<section aria-labelledby=\"requests\"><h2 id=\"requests\">Requests</h2><p>No requests decided yet.</p>\
-                </section>"
-            .to_owned();
+    html! {
+        section aria-labelledby="requests" {
+            h2 id="requests" { "Requests" }
+            @if counts.is_empty() {
+                p { "No requests decided yet." }
+            } @else {
+                div class="scroll" {
+                    table id="counts" {
+                        thead {
+                            tr { th scope="col" { "Outcome" } th scope="col" { "Reason" } th scope="col" { "Count" } }
+                        }
+                        tbody {
+                            @for count in counts {
+                                tr data-outcome=(count.outcome) data-reason=(count.reason) {
+                                    td { (count.outcome) } td { (count.reason) } td { (count.count) }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
     }
-    let mut out = String::from(
-        "<section aria-labelledby=\"requests\"><h2 id=\"requests\">Requests</h2><div class=\"scroll\">\
-         <table id=\"counts\"><thead><tr><th scope=\"col\">Outcome</th><th scope=\"col\">Reason</th>\
-         <th scope=\"col\">Count</th></tr></thead><tbody>",
-    );
-    for count in counts {
-        let _ = write!(
-            out,
-            "<tr data-outcome=\"{0}\" data-reason=\"{1}\"><td>{0}</td><td>{1}</td><td>{2}</td></tr>",
-            count.outcome, count.reason, count.count
-        );
-    }
-    out.push_str("</tbody></table></div></section>");
-    out
 }
 
 /// `GET /status.json`: the same facts for scripts.
@@ -173,4 +186,39 @@ pub(crate) async fn json(State(inspect): State<Arc<dyn Inspect>>) -> Response {
         .collect();
     let body = json!({ "now": now, "issuers": issuers, "requests": inspect.tally().counts() });
     secured(axum::Json(body).into_response(), PAGE_POLICY)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::issuer_section;
+    use crate::{IssuerView, KeySetView};
+    use portcullis::{KeySet, VerifyingKey};
+    use serde_json::json;
+    use std::sync::Arc;
+
+    const HOSTILE: &str = "<script>alert(1)</script>\"'&";
+    const ESCAPED: &str = "&lt;script&gt;alert(1)&lt;/script&gt;&quot;'&amp;";
+
+    #[test]
+    fn hostile_issuers_and_keys_are_shown_as_text() {
+        // The Ed25519 public key of RFC 8037, appendix A.2, with a hostile kid.
+        let jwk =
+            json!({"kty": "OKP", "crv": "Ed25519", "x": "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo", "kid": HOSTILE});
+        let key = VerifyingKey::from_jwk(jwk.as_object().expect("an object")).expect("a valid key");
+        let view = IssuerView {
+            issuer: HOSTILE.into(),
+            audiences: vec![HOSTILE.into()],
+            key_set: KeySetView {
+                location: HOSTILE.into(),
+                keys: Some(Arc::new(KeySet::from_keys([key]))),
+                status: None,
+            },
+        };
+        let html = issuer_section(&view, 0, 0.0).into_string();
+        assert!(html.contains(&format!("<h2 id=\"issuer-0\">Issuer <code>{ESCAPED}</code></h2>")), "{html}");
+        assert!(html.contains(&format!("<dt>Audiences</dt><dd><code>{ESCAPED}</code></dd>")), "{html}");
+        assert!(html.contains(&format!("<dt>Key set</dt><dd><code>{ESCAPED}</code></dd>")), "{html}");
+        assert!(html.contains(&format!("<tr data-kid=\"{ESCAPED}\"><td><code>{ESCAPED}</code></td>")), "{html}");
+        assert!(!html.contains("<script>") && !html.contains("\"'&"), "{html}");
+    }
 }
