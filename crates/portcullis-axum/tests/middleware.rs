@@ -11,7 +11,10 @@ use portcullis::remote::{KeyLocation, RemoteKeySet, RemoteOptions};
 use portcullis::signing::SigningKey;
 use portcullis::{Requirement, Verifier};
 use portcullis_axum::{Claims, JwtLayer, Rejected, Token, require};
-use portcullis_testkit::idp::{Idp, Mode, key};
+use portcullis_testkit::claims::{access, with};
+use portcullis_testkit::idp::{Fault, Idp, UNTIL_CLEARED, key};
+use portcullis_testkit::keys::{key_set, remote_verifier};
+use portcullis_testkit::net::{listen, serve};
 use reqwest::header::HeaderMap;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -62,21 +65,17 @@ fn routes() -> Router {
         .route("/api/typed", get(|Claims(user): Claims<User>| async move { format!("{} {:?}", user.sub, user.roles) }))
 }
 
-async fn start_with(configure: impl FnOnce(JwtLayer) -> JwtLayer, idp_mode: Mode) -> App {
+async fn start_with(configure: impl FnOnce(JwtLayer) -> JwtLayer, idp_fault: Option<Fault>) -> App {
     let idp = Idp::start().await;
     let signer = key("k1");
     idp.publish(&[&signer]);
-    idp.set_mode(idp_mode);
+    if let Some(fault) = idp_fault {
+        idp.inject_fault(fault);
+    }
     idp.set_cache_control(Some("max-age=86400"));
     let clock = Arc::new(ManualClock::at_unix(NOW));
-    let keys = RemoteKeySet::new(KeyLocation::Jwks(idp.jwks_url()), RemoteOptions::default(), clock.clone()).unwrap();
-    let verifier = Verifier::builder()
-        .issuer(idp.issuer())
-        .audience(AUDIENCE)
-        .key_source(Arc::new(keys.clone()))
-        .clock(clock)
-        .build()
-        .unwrap();
+    let location = KeyLocation::Jwks(idp.jwks_url());
+    let (keys, verifier) = remote_verifier(&idp, AUDIENCE, location, RemoteOptions::default(), clock, |b| b);
     let layer = configure(JwtLayer::new(verifier.clone()));
     let optional = JwtLayer::new(verifier.clone()).credentials_optional(true);
     let app = Router::new()
@@ -101,27 +100,21 @@ async fn start_with(configure: impl FnOnce(JwtLayer) -> JwtLayer, idp_mode: Mode
             }
             response
         }));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
+    let (listener, address) = listen().await;
+    let base = format!("http://{address}");
     let server = tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
     App { idp, base, signer, verifier, keys, http: reqwest::Client::new(), _server: server }
 }
 
 async fn start() -> App {
-    start_with(|layer| layer, Mode::Normal).await
+    start_with(|layer| layer, None).await
 }
 
 fn claims(app: &App) -> Value {
-    json!({
-        "iss": app.idp.issuer(), "aud": [AUDIENCE, format!("{}userinfo", app.idp.issuer())], "sub": "auth0|alice",
-        "iat": NOW - 10, "exp": NOW + 3600, "scope": "openid read:messages",
-        "https://example.com/roles": ["admin"],
-    })
-}
-
-fn with(mut claims: Value, name: &str, value: Value) -> Value {
-    claims[name] = value;
-    claims
+    let audiences = json!([AUDIENCE, format!("{}userinfo", app.idp.issuer())]);
+    let claims = access(&app.idp.issuer(), audiences, NOW - 10, NOW + 3600);
+    let claims = with(claims, "scope", json!("openid read:messages"));
+    with(claims, "https://example.com/roles", json!(["admin"]))
 }
 
 struct Answer {
@@ -283,7 +276,7 @@ async fn unmet_rules_are_403_insufficient_scope() {
 
 #[tokio::test]
 async fn keys_unavailable_is_503_with_retry_after_and_no_challenge() {
-    let app = start_with(|layer| layer, Mode::Status(503)).await;
+    let app = start_with(|layer| layer, Some(Fault::Status { status: 503, count: UNTIL_CLEARED })).await;
     let token = app.token(&claims(&app));
     let answer = app.bearer("/api/private", &token).await;
     assert_eq!(answer.status, 503);
@@ -293,7 +286,7 @@ async fn keys_unavailable_is_503_with_retry_after_and_no_challenge() {
     assert_eq!(answer.json()["reason"], "keys_unavailable");
     assert!(!app.verifier.is_ready());
     // The IdP comes back: the next request fetches and succeeds.
-    app.idp.set_mode(Mode::Normal);
+    app.idp.clear_faults();
     assert_eq!(app.bearer("/api/private", &token).await.status, 200);
 }
 
@@ -328,7 +321,7 @@ async fn cors_preflights_need_a_token_unless_allowed() {
     let app = start().await;
     let refused = app.request(reqwest::Method::OPTIONS, "/api/private", preflight()).await;
     assert_eq!((refused.status, refused.refusal.as_deref()), (401, Some("token_missing")));
-    let lax = start_with(|layer| layer.allow_preflight(true), Mode::Normal).await;
+    let lax = start_with(|layer| layer.allow_preflight(true), None).await;
     assert_eq!(lax.request(reqwest::Method::OPTIONS, "/api/private", preflight()).await.status, 204);
     // A bare OPTIONS without the CORS headers is not a preflight.
     assert_eq!(lax.request(reqwest::Method::OPTIONS, "/api/private", HeaderMap::new()).await.status, 401);
@@ -344,21 +337,13 @@ fn catch_alls() -> Router {
 /// A verifier over one static key, and that key.
 fn static_verifier() -> (Verifier, SigningKey) {
     let signer = key("s1");
-    let jwks = json!({ "keys": [signer.public_jwk()] }).to_string();
     let verifier = Verifier::builder()
         .issuer("https://tenant.example.com/")
         .audience(AUDIENCE)
-        .keys(portcullis::KeySet::from_jwks_json(jwks.as_bytes()).unwrap())
+        .keys(key_set(&[&signer]))
         .build()
         .unwrap();
     (verifier, signer)
-}
-
-async fn serve(app: Router) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    base
 }
 
 #[tokio::test]
@@ -424,7 +409,7 @@ async fn revocation_hook_refuses_revoked_tokens() {
                 }
             })
         },
-        Mode::Normal,
+        None,
     )
     .await;
     let fine = app.token(&with(claims(&app), "jti", json!("fine-1")));
@@ -463,7 +448,7 @@ async fn cookie_and_query_tokens_only_when_enabled() {
     let token = app.token(&claims(&app));
     assert_eq!(app.get("/api/private", &[("cookie", &format!("at={token}"))]).await.status, 401);
     assert_eq!(app.get(&format!("/api/private?access_token={token}"), &[]).await.status, 401);
-    let lax = start_with(|layer| layer.cookie("at").query_parameter("access_token"), Mode::Normal).await;
+    let lax = start_with(|layer| layer.cookie("at").query_parameter("access_token"), None).await;
     let token = lax.token(&claims(&lax));
     assert_eq!(lax.get("/api/private", &[("cookie", &format!("theme=x; at={token}"))]).await.status, 200);
     assert_eq!(lax.get(&format!("/api/private?access_token={token}"), &[]).await.status, 200);
@@ -474,7 +459,7 @@ async fn cookie_and_query_tokens_only_when_enabled() {
 
 #[tokio::test]
 async fn custom_realm_and_responder() {
-    let app = start_with(|layer| layer.realm("messages"), Mode::Normal).await;
+    let app = start_with(|layer| layer.realm("messages"), None).await;
     assert_eq!(app.get("/api/private", &[]).await.challenge.as_deref(), Some(r#"Bearer realm="messages""#));
     let custom = start_with(
         |layer| {
@@ -482,7 +467,7 @@ async fn custom_realm_and_responder() {
                 (StatusCode::IM_A_TEAPOT, format!("{realm}: {}", error.reason())).into_response()
             })
         },
-        Mode::Normal,
+        None,
     )
     .await;
     let answer = custom.get("/api/private", &[]).await;

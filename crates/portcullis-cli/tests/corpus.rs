@@ -26,12 +26,12 @@
 
 use portcullis_testkit::fronts::{Front, GUIDE_CLAIM_HEADERS, GatewayProcess, caddy_front, nginx_front};
 use portcullis_testkit::issuers::{AUDIENCE_A, AUDIENCE_B, Credential, Issuers};
+use portcullis_testkit::probe::require;
 use portcullis_testkit::process::available;
 use portcullis_testkit::raw::{RawRequest, RawResponse, send};
 use portcullis_testkit::upstreams::{Upstream, UpstreamKind, served};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -595,18 +595,6 @@ async fn controls(address: &str, issuers: &Issuers) -> Vec<String> {
 enum Process {
     Gateway(GatewayProcess),
     Front(Front),
-}
-
-/// Whether a prerequisite is there: `Err(reason)` prints `SKIPPED:` (and fails under `CI=true`).
-fn require(what: &str, check: Result<(), String>) -> bool {
-    match check {
-        Ok(()) => true,
-        Err(reason) => {
-            assert!(std::env::var("CI").as_deref() != Ok("true"), "{what}: {reason}; .ci/run installs it");
-            let _ = writeln!(std::io::stderr(), "SKIPPED: {what} ({reason})");
-            false
-        }
-    }
 }
 
 fn node_modules() -> PathBuf {

@@ -3,9 +3,9 @@
 //! them the test prints why it skips, with `CI=true` it fails (`.ci/run` runs `npm ci`).
 #![allow(clippy::unwrap_used)]
 
-use portcullis_issuer::{DEMO_AUDIENCE, DevIssuer, Tenant};
+use portcullis_issuer::DEMO_AUDIENCE;
+use portcullis_testkit::{issuers, probe};
 use serde_json::Value;
-use std::io::Write;
 use std::path::PathBuf;
 use std::process::Stdio;
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -17,16 +17,12 @@ fn example_dir() -> PathBuf {
 
 /// Whether Node and the example's packages are there; otherwise skips (printing why) or, in CI, fails.
 fn ready() -> bool {
-    let node = std::process::Command::new("node").arg("--version").output().is_ok_and(|o| o.status.success());
-    let installed = example_dir().join("node_modules/express/package.json").exists();
-    let missing = match (node, installed) {
-        (false, _) => "node is not installed",
-        (true, false) => "the example's packages are not installed (npm ci in examples/express-behind-gateway)",
-        (true, true) => return true,
-    };
-    assert!(std::env::var("CI").as_deref() != Ok("true"), "{missing}; .ci/run installs them");
-    let _ = writeln!(std::io::stderr(), "SKIPPED: {missing}");
-    false
+    let check = probe::runs("node", &["--version"]).and_then(|()| {
+        let installed = example_dir().join("node_modules/express/package.json").exists();
+        let missing = "the example's packages are not installed (npm ci in examples/express-behind-gateway)";
+        if installed { Ok(()) } else { Err(missing.to_owned()) }
+    });
+    probe::require("the Express example", check)
 }
 
 /// Starts `command` and returns it with the first `http://` word of the first stdout line containing `marker`.
@@ -49,10 +45,8 @@ async fn express_app_behind_the_gateway_gets_verified_claims_as_headers() {
     if !ready() {
         return;
     }
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let issuer_url = format!("http://{}/", listener.local_addr().unwrap());
-    let issuer = DevIssuer::new(Tenant::demo("http://127.0.0.1:3000/callback"), &issuer_url).unwrap();
-    tokio::spawn(portcullis_issuer::serve(listener, issuer.clone()));
+    let issuer = issuers::demo().await;
+    let issuer_url = issuer.issuer().to_owned();
 
     let mut express = Command::new("node");
     express.arg("server.js").current_dir(example_dir()).env("PORT", "0");

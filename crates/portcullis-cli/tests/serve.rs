@@ -220,14 +220,8 @@ fn check_config_explains_errors_and_prints_the_template() {
 
 #[tokio::test]
 async fn sigterm_lets_requests_in_flight_finish() {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let issuer_url = format!("http://{}/", listener.local_addr().unwrap());
-    let issuer = portcullis_issuer::DevIssuer::new(
-        portcullis_issuer::Tenant::demo("http://127.0.0.1:3000/callback"),
-        &issuer_url,
-    )
-    .unwrap();
-    tokio::spawn(portcullis_issuer::serve(listener, issuer.clone()));
+    let issuer = portcullis_testkit::issuers::demo().await;
+    let issuer_url = issuer.issuer().to_owned();
 
     // The upstream says when the request arrived and answers only when released.
     let (arrived_tx, arrived) = tokio::sync::mpsc::channel::<()>(1);

@@ -3,11 +3,12 @@
 
 use portcullis::signing::SigningKey;
 use portcullis::{Algorithm, base64url};
+use portcullis_testkit::claims::{access, now, with};
+use portcullis_testkit::keys;
 use serde_json::{Value, json};
 use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::process::{Command, Output, Stdio};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 const ISSUER: &str = "https://tenant.example.com/";
 const AUDIENCE: &str = "https://api.example.com";
@@ -20,28 +21,18 @@ struct Fixture {
 }
 
 fn fixture() -> Fixture {
-    let key = SigningKey::generate(Algorithm::RS256, Some("key-1".into())).unwrap();
-    let jwks = json!({ "keys": [key.public_jwk()] }).to_string();
+    let key = keys::generate(Algorithm::RS256, "key-1");
+    let jwks = keys::jwks(&[&key]);
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("jwks.json");
     std::fs::write(&path, &jwks).unwrap();
     Fixture { jwks_path: path.to_str().unwrap().to_owned(), jwks, _dir: dir, key }
 }
 
-fn now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs()
-}
-
 fn claims() -> Value {
-    json!({
-        "iss": ISSUER, "sub": "auth0|alice", "aud": [AUDIENCE, "https://tenant.example.com/userinfo"],
-        "iat": now(), "exp": now() + 3600, "azp": "client-1", "scope": "openid read:messages",
-    })
-}
-
-fn with(mut claims: Value, name: &str, value: Value) -> Value {
-    claims[name] = value;
-    claims
+    let audiences = json!([AUDIENCE, "https://tenant.example.com/userinfo"]);
+    let claims = with(access(ISSUER, audiences, now(), now() + 3600), "azp", json!("client-1"));
+    with(claims, "scope", json!("openid read:messages"))
 }
 
 fn run(args: &[&str], stdin: Option<&str>) -> Output {

@@ -7,6 +7,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use portcullis_gateway::canonical::{PathError, canonicalize, split_target};
+use portcullis_testkit::probe;
 use proptest::prelude::*;
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader, Read, Write};
@@ -995,23 +996,10 @@ fn compare(normalizer: &str, feed: &str, cases: &[(&Accepted, &[u8])], answers: 
     compared
 }
 
-/// Skips (with the reason printed) unless `CI=true`, where a missing program fails the test.
-fn skip(reason: &str) {
-    assert!(std::env::var("CI").as_deref() != Ok("true"), "{reason}; CI=true requires it");
-    eprintln!("SKIPPED: differential test ({reason})");
-}
-
+/// Whether `program arg` runs; otherwise skips the differential test (with the reason printed), or fails it
+/// under CI.
 fn runs(program: &str, arg: &str) -> bool {
-    let ok = Command::new(program)
-        .arg(arg)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|status| status.success());
-    if !ok {
-        skip(&format!("{program} is not installed"));
-    }
-    ok
+    probe::require("differential test", probe::runs(program, &[arg]))
 }
 
 /// A child process, killed when dropped.
@@ -1173,7 +1161,10 @@ fn express_routes_every_forwarded_path_the_same() {
         return;
     }
     if !express.join("package.json").exists() {
-        skip("express is not installed: npm ci --prefix examples/express-behind-gateway");
+        probe::require(
+            "differential test",
+            Err("express is not installed: npm ci --prefix examples/express-behind-gateway".into()),
+        );
         return;
     }
     // Express's own router (case-insensitive, one trailing slash ignored) with the comparison's route table; each

@@ -152,9 +152,7 @@ async fn tokens_nested_deeper_than_the_limit_are_refused() {
 async fn jwks_endpoint(document: Value) -> String {
     let text = document.to_string();
     let app = Router::new().route("/jwks.json", get(move || std::future::ready(text.clone())));
-    let (listener, address) = listen().await;
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    format!("http://{address}/jwks.json")
+    format!("{}/jwks.json", portcullis_testkit::net::serve(app).await)
 }
 
 /// Whether a gateway whose key set comes from `jwks_uri` under `limits` accepts a valid token of `issuer`.

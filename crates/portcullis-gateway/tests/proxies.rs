@@ -7,25 +7,17 @@ use axum::Router;
 use axum::http::HeaderMap;
 use axum::routing::any;
 use portcullis_gateway::{Config, Gateway};
-use portcullis_issuer::{DEMO_AUDIENCE, DevIssuer, Tenant};
+use portcullis_issuer::{DEMO_AUDIENCE, DevIssuer};
 use portcullis_testkit::fronts::{GUIDE_CLAIM_HEADERS, caddyfile, nginx_config};
+use portcullis_testkit::net::{free_port, listen};
+use portcullis_testkit::{issuers, probe, process};
 use serde_json::{Value, json};
-use std::io::Write;
 use std::process::{Child, Command, Stdio};
 
+/// Whether `program` starts (nginx answers `-v`, Caddy `version`); otherwise skips, or fails under CI.
 fn available(program: &str) -> bool {
-    let found = Command::new(program).arg("-v").stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok()
-        || Command::new(program).arg("version").stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok();
-    if !found {
-        assert!(std::env::var("CI").as_deref() != Ok("true"), "{program} is missing; .ci/run installs it");
-        let _ = writeln!(std::io::stderr(), "SKIPPED: {program} is not installed (apt-get install {program})");
-    }
-    found
-}
-
-/// A port that was free a moment ago (nginx and Caddy cannot report the port they picked).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    let found = process::available(program, &["-v"]).or_else(|_| process::available(program, &["version"]));
+    probe::require(program, found.map_err(|why| format!("{why}: apt-get install {program}")))
 }
 
 struct Stack {
@@ -35,13 +27,10 @@ struct Stack {
 }
 
 async fn stack(front: &str) -> Stack {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let issuer_url = format!("http://{}/", listener.local_addr().unwrap());
-    let issuer = DevIssuer::new(Tenant::demo("http://127.0.0.1:3000/callback"), &issuer_url).unwrap();
-    tokio::spawn(portcullis_issuer::serve(listener, issuer.clone()));
+    let issuer = issuers::demo().await;
+    let issuer_url = issuer.issuer().to_owned();
 
-    let upstream = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let upstream_address = upstream.local_addr().unwrap().to_string();
+    let (upstream, upstream_address) = listen().await;
     let echo = Router::new().fallback(any(|headers: HeaderMap| async move {
         let get = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
         axum::Json(json!({
@@ -74,8 +63,7 @@ async fn stack(front: &str) -> Stack {
         "#
     ))
     .unwrap();
-    let gateway = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let gateway_address = gateway.local_addr().unwrap().to_string();
+    let (gateway, gateway_address) = listen().await;
     tokio::spawn(portcullis_gateway::serve(Gateway::new(config).unwrap(), gateway, None, std::future::pending()));
     Stack { issuer, gateway: gateway_address, upstream: upstream_address }
 }

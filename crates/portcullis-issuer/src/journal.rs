@@ -1,4 +1,7 @@
 //! The request journal (so tests can count JWKS fetches) and JWKS fault injection.
+//!
+//! [`Fault`] is the one vocabulary for a misbehaving JWKS endpoint: the dev issuer's admin API takes it as JSON
+//! (`POST /__admin/faults`), and the test identity provider of `portcullis-testkit` takes the same values.
 
 use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
@@ -68,25 +71,50 @@ pub enum Fault {
         /// Requests affected.
         count: u32,
     },
+    /// Answer 200 with a key set holding no keys (`{"keys":[]}`).
+    EmptySet {
+        /// Requests affected.
+        count: u32,
+    },
+    /// Answer 200 with a 10 MiB body, larger than any client should read.
+    Huge {
+        /// Requests affected.
+        count: u32,
+    },
+    /// Answer 302 to the same key set on another host name of the same machine (`localhost` for `127.0.0.1`, and
+    /// the other way round).
+    RedirectToOtherHost {
+        /// Requests affected.
+        count: u32,
+    },
 }
+
+/// The size of the body [`Fault::Huge`] answers with.
+pub const HUGE_BODY_BYTES: usize = 10 * 1024 * 1024;
 
 impl Fault {
     fn count_mut(&mut self) -> &mut u32 {
         match self {
-            Self::Delay { count, .. } | Self::Status { count, .. } | Self::Garbage { count } | Self::Drop { count } => {
-                count
-            }
+            Self::Delay { count, .. }
+            | Self::Status { count, .. }
+            | Self::Garbage { count }
+            | Self::Drop { count }
+            | Self::EmptySet { count }
+            | Self::Huge { count }
+            | Self::RedirectToOtherHost { count } => count,
         }
     }
 }
 
-/// Faults waiting to happen, first in first out.
+/// Faults waiting to happen, first in first out: each answers as many requests as its `count` says, then the next
+/// one does, then the endpoint behaves again.
 #[derive(Debug, Default)]
-pub(crate) struct Faults {
+pub struct Faults {
     queue: VecDeque<Fault>,
 }
 
 impl Faults {
+    /// Queues `fault` after those already waiting.
     pub fn push(&mut self, fault: Fault) {
         self.queue.push_back(fault);
     }
@@ -107,6 +135,7 @@ impl Faults {
         Some(fault)
     }
 
+    /// Forgets every waiting fault.
     pub fn clear(&mut self) {
         self.queue.clear();
     }

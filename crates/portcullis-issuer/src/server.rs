@@ -1,7 +1,7 @@
 //! The HTTP surface: discovery, JWKS, `/oauth/token`, `/authorize`, `/userinfo`, and the admin endpoints.
 
 use crate::issuer::{AuthorizationCode, Broken, CODE_LIFETIME, DevIssuer, Grant, lock};
-use crate::journal::Fault;
+use crate::journal::{Fault, HUGE_BODY_BYTES};
 use crate::keys::KeyChoice;
 use crate::refresh::Refused;
 use axum::Router;
@@ -254,7 +254,27 @@ async fn jwks(State(issuer): State<DevIssuer>) -> Response {
             let broken = futures_stream_error();
             (StatusCode::OK, [(header::CONTENT_LENGTH, "1000")], Body::from_stream(broken)).into_response()
         }
+        Some(Fault::EmptySet { .. }) => ok(r#"{"keys":[]}"#.into()),
+        Some(Fault::Huge { .. }) => ok(format!(r#"{{"keys":[],"pad":"{}"}}"#, "x".repeat(HUGE_BODY_BYTES))),
+        Some(Fault::RedirectToOtherHost { .. }) => {
+            let target = on_other_host(issuer.issuer());
+            (StatusCode::FOUND, [(header::LOCATION, format!("{target}.well-known/jwks.json"))]).into_response()
+        }
     }
+}
+
+/// `issuer` (a URL ending in `/`) on another name of the same machine: `localhost` for a loopback address, and
+/// `127.0.0.1` for any other host.
+fn on_other_host(issuer: &str) -> String {
+    let Ok(mut url) = url::Url::parse(issuer) else { return issuer.to_owned() };
+    let other = match url.host_str() {
+        Some("127.0.0.1" | "[::1]") => "localhost",
+        _ => "127.0.0.1",
+    };
+    if url.set_host(Some(other)).is_err() {
+        return issuer.to_owned();
+    }
+    url.to_string()
 }
 
 /// A body that fails at once: the server closes the connection mid-answer.

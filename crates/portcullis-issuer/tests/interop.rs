@@ -9,31 +9,15 @@
 
 use portcullis::{KeySet, Reason, Verifier};
 use portcullis_issuer::{DEMO_AUDIENCE, DevIssuer, Tenant};
+use portcullis_testkit::probe;
 use serde_json::{Value, json};
 use std::io::Write;
 use std::process::{Command, Stdio};
 
-fn in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
-}
-
 /// `true` when the tool works; otherwise skips (printing why) or, in CI, fails.
 fn available(what: &str, program: &str, args: &[&str], envs: &[(&str, String)]) -> bool {
-    let works = Command::new(program)
-        .args(args)
-        .envs(envs.iter().map(|(k, v)| (*k, v.as_str())))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !works {
-        assert!(!in_ci(), "{what} is missing; .ci/run installs it");
-        let _ = writeln!(
-            std::io::stderr(),
-            "SKIPPED: {what} is not installed (run .ci/run, or install it, to include this test)"
-        );
-    }
-    works
+    let works = probe::succeeds(Command::new(program).args(args).envs(envs.iter().map(|(k, v)| (*k, v.as_str()))));
+    probe::require(what, works.map_err(|why| format!("{why}; run .ci/run, or install it, to include this test")))
 }
 
 fn run_with_stdin(program: &str, args: &[&str], envs: &[(&str, String)], input: &str) -> String {

@@ -4,6 +4,8 @@
 use axum::extract::connect_info::MockConnectInfo;
 use portcullis::{KeySet, Reason, Verifier};
 use portcullis_issuer::{DEMO_AUDIENCE, DevIssuer, Tenant, pkce, router};
+use portcullis_testkit::claims::part as decode;
+use portcullis_testkit::issuers;
 use serde_json::{Value, json};
 use std::net::SocketAddr;
 use tower::ServiceExt;
@@ -22,16 +24,10 @@ async fn start() -> Running {
 }
 
 async fn start_with(tenant: Tenant) -> Running {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}/", listener.local_addr().unwrap());
-    let issuer = DevIssuer::new(tenant, &base).unwrap();
-    tokio::spawn(portcullis_issuer::serve(listener, issuer.clone()));
+    let issuer = issuers::serve(tenant).await;
+    let base = issuer.issuer().to_owned();
     let no_redirect = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
     Running { issuer, base, http: reqwest::Client::new(), no_redirect }
-}
-
-fn decode(token: &str, part: usize) -> Value {
-    serde_json::from_slice(&portcullis::base64url::decode(token.split('.').nth(part).unwrap()).unwrap()).unwrap()
 }
 
 impl Running {
@@ -317,6 +313,25 @@ async fn rotation_keeps_old_tokens_valid_until_revoked() {
     assert_eq!(verifier.verify(&old).unwrap_err().reason(), Reason::KeyNotFound);
     assert!(verifier.verify(&new).is_ok());
     assert_eq!(r.post_json("__admin/keys/revoke", json!({"kid": "no-such-kid"})).await.0, 404);
+}
+
+#[tokio::test]
+async fn empty_huge_and_redirecting_key_sets_on_command() {
+    let r = start().await;
+    let url = format!("{}.well-known/jwks.json", r.base);
+    for kind in ["empty_set", "huge", "redirect_to_other_host"] {
+        let (status, _, _) = r.post_json("__admin/faults", json!({"kind": kind, "count": 1})).await;
+        assert_eq!(status, 204, "{kind}");
+    }
+    let empty = r.http.get(&url).send().await.unwrap();
+    assert_eq!((empty.status().as_u16(), empty.text().await.unwrap()), (200, r#"{"keys":[]}"#.to_owned()));
+    let huge = r.http.get(&url).send().await.unwrap().bytes().await.unwrap();
+    assert!(huge.len() > portcullis_issuer::journal::HUGE_BODY_BYTES, "{}", huge.len());
+    let moved = r.no_redirect.get(&url).send().await.unwrap();
+    assert_eq!(moved.status().as_u16(), 302);
+    let location = moved.headers()["location"].to_str().unwrap();
+    assert_eq!(location, url.replace("127.0.0.1", "localhost"));
+    assert!(r.http.get(&url).send().await.unwrap().text().await.unwrap().starts_with("{\"keys\""));
 }
 
 #[tokio::test]

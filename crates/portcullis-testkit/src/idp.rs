@@ -1,42 +1,38 @@
 //! A test identity provider on 127.0.0.1:0 that serves discovery and a JWKS, counts every request, and on command
 //! rotates keys, moves its key set to another path, or misbehaves (error statuses, garbage, empty sets, huge
 //! bodies, hangs, cross-host redirects); any path can be made to redirect anywhere.
+//!
+//! Misbehaviours are the dev issuer's [`Fault`]s, queued and counted down exactly as the dev issuer does; a fault
+//! with `count: UNTIL_CLEARED` lasts until [`Idp::clear_faults`].
 
 use axum::Router;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use portcullis::Algorithm;
 use portcullis::signing::SigningKey;
+pub use portcullis_issuer::Fault;
+use portcullis_issuer::journal::{Faults, HUGE_BODY_BYTES};
 use serde_json::{Value, json};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::oneshot;
 
-/// How the JWKS endpoint answers.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Mode {
-    /// The published keys.
-    Normal,
-    /// An empty answer with this status.
-    Status(u16),
-    /// HTML instead of JSON.
-    Garbage,
-    /// `{"keys":[]}`.
-    EmptySet,
-    /// A 10 MiB body.
-    Huge,
-    /// No answer for an hour.
-    Hang,
-    /// A 302 to `localhost` (another host than `127.0.0.1`).
-    RedirectToOtherHost,
+/// Requests a fault answers when it is to last until [`Idp::clear_faults`].
+pub const UNTIL_CLEARED: u32 = u32::MAX;
+
+/// How long [`hang`] keeps a request waiting: an hour, longer than any test.
+pub const HANG_MS: u64 = 3_600_000;
+
+/// A fault that holds every key set request for [`HANG_MS`], until cleared.
+pub fn hang() -> Fault {
+    Fault::Delay { ms: HANG_MS, count: UNTIL_CLEARED }
 }
 
 struct Shared {
     keys: Mutex<Vec<Value>>,
-    mode: Mutex<Mode>,
+    faults: Mutex<Faults>,
     cache_control: Mutex<Option<String>>,
     discovery_issuer: Mutex<String>,
     jwks_path: Mutex<String>,
@@ -71,7 +67,7 @@ impl Idp {
         let base = format!("http://127.0.0.1:{port}");
         let shared = Arc::new(Shared {
             keys: Mutex::new(Vec::new()),
-            mode: Mutex::new(Mode::Normal),
+            faults: Mutex::new(Faults::default()),
             cache_control: Mutex::new(None),
             discovery_issuer: Mutex::new(format!("{base}/")),
             jwks_path: Mutex::new(JWKS_PATH.to_owned()),
@@ -120,9 +116,15 @@ impl Idp {
         *self.shared.keys.lock().unwrap() = keys.iter().map(|k| k.public_jwk()).collect();
     }
 
-    /// Changes how the JWKS endpoint answers.
-    pub fn set_mode(&self, mode: Mode) {
-        *self.shared.mode.lock().unwrap() = mode;
+    /// Queues `fault` for the key set endpoint, after the faults already waiting (as the dev issuer's
+    /// `POST /__admin/faults` does).
+    pub fn inject_fault(&self, fault: Fault) {
+        self.shared.faults.lock().unwrap().push(fault);
+    }
+
+    /// Forgets every waiting fault: the key set endpoint answers with the published keys again.
+    pub fn clear_faults(&self) {
+        self.shared.faults.lock().unwrap().clear();
     }
 
     /// Sets (or removes) the JWKS `Cache-Control` header.
@@ -169,36 +171,55 @@ async fn jwks(State(shared): State<Arc<Shared>>, uri: Uri) -> Response {
     if uri.path() != *shared.jwks_path.lock().unwrap() {
         return StatusCode::NOT_FOUND.into_response();
     }
-    let mode = shared.mode.lock().unwrap().clone();
+    let fault = shared.faults.lock().unwrap().take();
     let mut headers = HeaderMap::new();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/jwk-set+json"));
     if let Some(value) = shared.cache_control.lock().unwrap().clone() {
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_str(&value).unwrap());
     }
-    match mode {
-        Mode::Normal => {
-            let keys = shared.keys.lock().unwrap().clone();
-            (headers, json!({ "keys": keys }).to_string()).into_response()
+    let keys = || {
+        let keys = shared.keys.lock().unwrap().clone();
+        json!({ "keys": keys }).to_string()
+    };
+    match fault {
+        None => (headers, keys()).into_response(),
+        Some(Fault::Delay { ms, .. }) => {
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+            (headers, keys()).into_response()
         }
-        Mode::Status(code) => StatusCode::from_u16(code).unwrap().into_response(),
-        Mode::Garbage => (headers, "<html>this is not a key set</html>").into_response(),
-        Mode::EmptySet => (headers, r#"{"keys":[]}"#).into_response(),
-        Mode::Huge => (headers, format!(r#"{{"keys":[],"pad":"{}"}}"#, "x".repeat(10 * 1024 * 1024))).into_response(),
-        Mode::Hang => {
-            tokio::time::sleep(Duration::from_secs(3600)).await;
-            StatusCode::GATEWAY_TIMEOUT.into_response()
+        Some(Fault::Status { status, .. }) => StatusCode::from_u16(status).unwrap().into_response(),
+        Some(Fault::Garbage { .. }) => (headers, "<html>this is not a key set</html>").into_response(),
+        Some(Fault::Drop { .. }) => {
+            let dropped = Broken(true);
+            (headers, [(header::CONTENT_LENGTH, "1000")], axum::body::Body::from_stream(dropped)).into_response()
         }
-        Mode::RedirectToOtherHost => {
+        Some(Fault::EmptySet { .. }) => (headers, r#"{"keys":[]}"#).into_response(),
+        Some(Fault::Huge { .. }) => {
+            (headers, format!(r#"{{"keys":[],"pad":"{}"}}"#, "x".repeat(HUGE_BODY_BYTES))).into_response()
+        }
+        Some(Fault::RedirectToOtherHost { .. }) => {
             let target = format!("http://localhost:{}{JWKS_PATH}", shared.port);
             (StatusCode::FOUND, [(header::LOCATION, target)]).into_response()
         }
     }
 }
 
+/// A body that fails at once: the server closes the connection in the middle of its answer.
+struct Broken(bool);
+
+impl futures_core::Stream for Broken {
+    type Item = Result<axum::body::Bytes, std::io::Error>;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        let first = std::mem::replace(&mut self.0, false);
+        std::task::Poll::Ready(first.then(|| Err(std::io::Error::other("connection dropped on purpose"))))
+    }
+}
+
 /// Where the key set is served until [`Idp::move_jwks`].
 const JWKS_PATH: &str = "/.well-known/jwks.json";
 
-/// A fresh ES256 signing key with a kid.
-pub fn key(kid: &str) -> SigningKey {
-    SigningKey::generate(Algorithm::ES256, Some(kid.into())).unwrap()
-}
+pub use crate::keys::key;

@@ -5,6 +5,7 @@
 //! refuse them wherever A's audience is required.
 
 use portcullis_issuer::{DevIssuer, Tenant};
+use serde_json::{Value, json};
 
 /// The audience of issuer A's API.
 pub const AUDIENCE_A: &str = "https://a.example/api";
@@ -75,19 +76,45 @@ id = "mallory"
 permissions = { "https://a.example/api" = ["read:messages", "admin:all"], "https://b.example/api" = ["read:messages", "admin:all"] }
 "#;
 
-async fn serve(tenant: &str) -> DevIssuer {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/", listener.local_addr().unwrap());
-    let issuer = DevIssuer::new(Tenant::from_toml(tenant).unwrap(), &url).unwrap();
+/// The redirect URI the demo tenant's applications register in tests.
+pub const DEMO_CALLBACK: &str = "http://127.0.0.1:3000/callback";
+
+/// A dev issuer for `tenant`, serving on a free loopback port (its issuer is `http://127.0.0.1:PORT/`).
+pub async fn serve(tenant: Tenant) -> DevIssuer {
+    let (listener, address) = crate::net::listen().await;
+    let issuer = DevIssuer::new(tenant, &format!("http://{address}/")).unwrap();
     tokio::spawn(portcullis_issuer::serve(listener, issuer.clone()));
     issuer
+}
+
+/// The demo tenant's dev issuer (callback [`DEMO_CALLBACK`]), serving on a free loopback port.
+pub async fn demo() -> DevIssuer {
+    serve(Tenant::demo(DEMO_CALLBACK)).await
+}
+
+/// A client-credentials access token for `audience` from the demo tenant's dev issuer at `issuer` (with or without
+/// the trailing slash), fetched from its `/oauth/token` over HTTP.
+pub async fn machine_token(issuer: &str, audience: &str) -> String {
+    let body: Value = reqwest::Client::new()
+        .post(format!("{}/oauth/token", issuer.trim_end_matches('/')))
+        .json(&json!({
+            "grant_type": "client_credentials", "client_id": "demo-client", "client_secret": "demo-secret",
+            "audience": audience,
+        }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    body["access_token"].as_str().unwrap().to_owned()
 }
 
 impl Issuers {
     /// Starts both issuers (in this runtime) and mints the credentials.
     pub async fn start() -> Self {
-        let a = serve(TENANT_A).await;
-        let b = serve(TENANT_B).await;
+        let a = serve(Tenant::from_toml(TENANT_A).unwrap()).await;
+        let b = serve(Tenant::from_toml(TENANT_B).unwrap()).await;
         let low = a.user_token("corpus", "low", AUDIENCE_A, &[]).unwrap();
         let admin = a.user_token("corpus", "admin", AUDIENCE_A, &[]).unwrap();
         let foreign = b.user_token("corpus", "mallory", AUDIENCE_A, &[]).unwrap();

@@ -10,10 +10,7 @@ use tokio::process::{Child, ChildStdout, Command};
 /// How long a program may take to start listening.
 pub const START_TIMEOUT: Duration = Duration::from_secs(20);
 
-/// A port that was free a moment ago (for programs that cannot report the port they picked).
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
+pub use crate::net::free_port;
 
 /// Whether `program` can be run (`program args…` starts); `Err` says why not, for a `SKIPPED:` line.
 pub fn available(program: &str, args: &[&str]) -> Result<(), String> {
@@ -121,7 +118,7 @@ impl Running {
     }
 }
 
-/// The first `http://` word of `line`, without trailing punctuation.
+/// The first `http://` word of `line`, without trailing punctuation (an issuer keeps its trailing slash).
 pub fn url_in(line: &str) -> String {
     let word = line.split_whitespace().find(|w| w.starts_with("http://")).unwrap_or_else(|| panic!("no URL: {line}"));
     word.trim_end_matches([',', ')']).to_owned()

@@ -5,11 +5,12 @@
 use axum::body::Body;
 use http::{Request, StatusCode, header};
 use portcullis::signing::SigningKey;
-use portcullis::{Algorithm, Error, KeySet, Report, Requirement, VerifiedToken, Verifier, VerifyingKey};
+use portcullis::{Error, KeySet, Report, Requirement, VerifiedToken, Verifier};
+use portcullis_testkit::claims::{access, now, with};
+use portcullis_testkit::keys;
 use portcullis_web::{Inspect, IssuerView, KeySetView, RouteRule, Tally};
 use serde_json::{Value, json};
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 use tower::ServiceExt;
 
 const ISSUER: &str = "https://tenant.example/";
@@ -48,22 +49,16 @@ impl Inspect for Api {
     }
 }
 
-fn now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs()
-}
-
 fn setup() -> (Arc<Api>, SigningKey) {
-    let signer = SigningKey::generate(Algorithm::ES256, Some("key-2026".into())).unwrap();
-    let public = VerifyingKey::from_jwk(signer.public_jwk().as_object().unwrap()).unwrap();
-    let keys = Arc::new(KeySet::from_keys([public]));
+    let signer = keys::key("key-2026");
+    let keys = Arc::new(keys::key_set(&[&signer]));
     let verifier = Verifier::builder().issuer(ISSUER).audience(AUDIENCE).keys((*keys).clone()).build().unwrap();
     let api = Api { verifier, keys, rule: Requirement::scope("read:messages"), tally: Tally::default() };
     (Arc::new(api), signer)
 }
 
 fn token(signer: &SigningKey, audience: &str, scope: &str) -> String {
-    let claims =
-        json!({"iss": ISSUER, "sub": "auth0|alice", "aud": audience, "iat": now(), "exp": now() + 600, "scope": scope});
+    let claims = with(access(ISSUER, audience, now(), now() + 600), "scope", json!(scope));
     signer.sign_token(&claims, None).unwrap()
 }
 

@@ -7,6 +7,8 @@ use aws_lc_rs::signature::{ECDSA_P256_SHA256_ASN1_SIGNING, EcdsaKeyPair};
 use portcullis::clock::ManualClock;
 use portcullis::signing::SigningKey;
 use portcullis::{Algorithm, KeySet, Reason, Verifier, base64url};
+use portcullis_testkit::claims::access;
+use portcullis_testkit::keys::{self, hex, verifier_at};
 use serde_json::{Value, json};
 use std::sync::{Arc, OnceLock};
 
@@ -24,22 +26,16 @@ struct Keys {
 fn keys() -> &'static Keys {
     static KEYS: OnceLock<Keys> = OnceLock::new();
     KEYS.get_or_init(|| {
-        let rsa = SigningKey::generate(Algorithm::RS256, Some("rsa".into())).unwrap();
-        let ec = SigningKey::generate(Algorithm::ES256, Some("ec".into())).unwrap();
-        let ed = SigningKey::generate(Algorithm::EdDSA, Some("ed".into())).unwrap();
-        let jwks = json!({ "keys": [rsa.public_jwk(), ec.public_jwk(), ed.public_jwk()] }).to_string();
+        let rsa = keys::generate(Algorithm::RS256, "rsa");
+        let ec = keys::generate(Algorithm::ES256, "ec");
+        let ed = keys::generate(Algorithm::EdDSA, "ed");
+        let jwks = keys::jwks(&[&rsa, &ec, &ed]);
         Keys { rsa, ec, ed, jwks }
     })
 }
 
 fn verifier_for(jwks: &str) -> Verifier {
-    Verifier::builder()
-        .issuer(ISSUER)
-        .audience(AUDIENCE)
-        .keys(KeySet::from_jwks_json(jwks.as_bytes()).unwrap())
-        .clock(Arc::new(ManualClock::at_unix(NOW)))
-        .build()
-        .unwrap()
+    verifier_at(ISSUER, AUDIENCE, KeySet::from_jwks_json(jwks.as_bytes()).unwrap(), NOW)
 }
 
 fn verifier() -> Verifier {
@@ -47,7 +43,7 @@ fn verifier() -> Verifier {
 }
 
 fn claims() -> Value {
-    json!({ "iss": ISSUER, "aud": AUDIENCE, "sub": "auth0|alice", "iat": NOW - 10, "exp": NOW + 3600 })
+    access(ISSUER, AUDIENCE, NOW - 10, NOW + 3600)
 }
 
 fn b64(bytes: impl AsRef<[u8]>) -> String {
@@ -369,11 +365,9 @@ const AUDIENCE_B: &str = "https://reports.example.com";
 
 /// A and B each with their own key set and their own audience.
 fn two_issuers(builder: portcullis::VerifierBuilder) -> (Verifier, SigningKey, SigningKey) {
-    let key_a = SigningKey::generate(Algorithm::ES256, Some("a".into())).unwrap();
-    let key_b = SigningKey::generate(Algorithm::ES256, Some("b".into())).unwrap();
+    let (key_a, key_b) = (keys::key("a"), keys::key("b"));
     let source = |key: &SigningKey| -> Arc<dyn portcullis::KeySource> {
-        let jwks = json!({ "keys": [key.public_jwk()] }).to_string();
-        Arc::new(portcullis::StaticKeys(Arc::new(KeySet::from_jwks_json(jwks.as_bytes()).unwrap())))
+        Arc::new(portcullis::StaticKeys(Arc::new(keys::key_set(&[key]))))
     };
     let verifier = builder
         .issuer_keys(ISSUER_A, source(&key_a))
@@ -619,10 +613,6 @@ fn errors_are_safe_for_headers_and_never_echo_the_token() {
         assert!(description.bytes().all(|b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\'), "{description}");
         assert!(!description.contains(token.split('.').nth(2).unwrap()), "signature echoed");
     }
-}
-
-fn hex(s: &str) -> Vec<u8> {
-    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
 }
 
 #[test]

@@ -1,27 +1,19 @@
 //! Authorization rules against verified tokens.
 #![allow(clippy::unwrap_used)]
 
-use portcullis::clock::ManualClock;
-use portcullis::signing::SigningKey;
-use portcullis::{Algorithm, KeySet, Reason, Requirement, VerifiedToken, Verifier};
+use portcullis::{Algorithm, Reason, Requirement, VerifiedToken};
+use portcullis_testkit::keys;
 use serde_json::{Value, json};
-use std::sync::Arc;
 
 const NOW: u64 = 1_800_000_000;
 
 fn verified(extra: Value) -> VerifiedToken {
-    let key = SigningKey::generate(Algorithm::EdDSA, Some("k".into())).unwrap();
+    let key = keys::generate(Algorithm::EdDSA, "k");
     let mut claims = json!({"iss": "https://t.example/", "aud": "api", "exp": NOW + 60});
     for (name, value) in extra.as_object().unwrap() {
         claims[name] = value.clone();
     }
-    Verifier::builder()
-        .issuer("https://t.example/")
-        .audience("api")
-        .keys(KeySet::from_jwks_json(json!({"keys": [key.public_jwk()]}).to_string().as_bytes()).unwrap())
-        .clock(Arc::new(ManualClock::at_unix(NOW)))
-        .build()
-        .unwrap()
+    keys::verifier_at("https://t.example/", "api", keys::key_set(&[&key]), NOW)
         .verify(&key.sign_token(&claims, None).unwrap())
         .unwrap()
 }

@@ -5,6 +5,7 @@
 
 use portcullis::jws::{AlgorithmPolicy, JwsPolicy, verify_compact};
 use portcullis::{Algorithm, AlgorithmSet, KeySet, Reason, Verifier, VerifyingKey, base64url};
+use portcullis_testkit::keys::hex;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, HashMap};
@@ -127,10 +128,6 @@ impl Tally {
             _ => self.failures.push(format!("{file} #{id}: cannot be run and is not listed as inapplicable")),
         }
     }
-}
-
-fn hex(s: &str) -> Vec<u8> {
-    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
 }
 
 fn b64_of_hex(s: &str) -> String {

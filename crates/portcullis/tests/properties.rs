@@ -5,6 +5,7 @@
 use portcullis::clock::ManualClock;
 use portcullis::signing::SigningKey;
 use portcullis::{Algorithm, KeySet, Reason, Verifier, base64url};
+use portcullis_testkit::keys;
 use proptest::prelude::*;
 use serde_json::{Value, json};
 use std::sync::{Arc, OnceLock};
@@ -99,13 +100,10 @@ fn expected(exp: &Value, nbf: Option<&Value>, now: f64, leeway: f64) -> Result<(
 
 fn key() -> &'static SigningKey {
     static KEY: OnceLock<SigningKey> = OnceLock::new();
-    KEY.get_or_init(|| SigningKey::generate(Algorithm::EdDSA, Some("k".into())).unwrap())
+    KEY.get_or_init(|| keys::generate(Algorithm::EdDSA, "k"))
 }
 
 fn keys() -> &'static Arc<KeySet> {
     static KEYS: OnceLock<Arc<KeySet>> = OnceLock::new();
-    KEYS.get_or_init(|| {
-        let jwks = json!({ "keys": [key().public_jwk()] }).to_string();
-        Arc::new(KeySet::from_jwks_json(jwks.as_bytes()).unwrap())
-    })
+    KEYS.get_or_init(|| Arc::new(keys::key_set(&[key()])))
 }

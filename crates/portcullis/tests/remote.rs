@@ -6,7 +6,9 @@ use portcullis::clock::{Clock, ManualClock};
 use portcullis::remote::{KeyLocation, RemoteKeySet, RemoteOptions};
 use portcullis::signing::SigningKey;
 use portcullis::{KeySource, Reason, Verifier};
-use portcullis_testkit::idp::{Idp, Mode, key};
+use portcullis_testkit::claims;
+use portcullis_testkit::idp::{Fault, Idp, UNTIL_CLEARED, hang, key};
+use portcullis_testkit::keys::remote_verifier;
 use serde_json::json;
 use std::sync::Arc;
 use std::time::Duration;
@@ -30,14 +32,7 @@ fn options() -> RemoteOptions {
 async fn setup_with(location: impl FnOnce(&Idp) -> KeyLocation, options: RemoteOptions) -> Setup {
     let idp = Idp::start().await;
     let clock = Arc::new(ManualClock::at_unix(START));
-    let keys = RemoteKeySet::new(location(&idp), options, clock.clone()).unwrap();
-    let verifier = Verifier::builder()
-        .issuer(idp.issuer())
-        .audience(AUDIENCE)
-        .key_source(Arc::new(keys.clone()))
-        .clock(clock.clone())
-        .build()
-        .unwrap();
+    let (keys, verifier) = remote_verifier(&idp, AUDIENCE, location(&idp), options, clock.clone(), |b| b);
     Setup { idp, clock, keys, verifier }
 }
 
@@ -47,11 +42,7 @@ async fn setup() -> Setup {
 
 fn token(key: &SigningKey, issuer: &str, clock: &ManualClock) -> String {
     let now = clock.now_unix() as u64;
-    key.sign_token(
-        &json!({ "iss": issuer, "aud": AUDIENCE, "sub": "auth0|alice", "iat": now, "exp": now + 86_400 * 3 }),
-        None,
-    )
-    .unwrap()
+    key.sign_token(&claims::access(issuer, AUDIENCE, now, now + 86_400 * 3), None).unwrap()
 }
 
 impl Setup {
@@ -208,7 +199,7 @@ async fn idp_outage_after_a_good_fetch_serves_cached_keys_up_to_max_staleness() 
     let a = key("a");
     s.idp.publish(&[&a]);
     assert_eq!(s.check(&a).await, Ok(()));
-    s.idp.set_mode(Mode::Status(503));
+    s.idp.inject_fault(Fault::Status { status: 503, count: UNTIL_CLEARED });
     // Past the 10-minute lifetime, refreshes fail, the cached set keeps answering.
     for hour in 1..=23 {
         s.clock.set_unix(START + 600 + hour * 3600);
@@ -232,7 +223,7 @@ async fn idp_down_at_start_is_503_and_recovers() {
     let s = setup().await;
     let a = key("a");
     s.idp.publish(&[&a]);
-    s.idp.set_mode(Mode::Status(500));
+    s.idp.inject_fault(Fault::Status { status: 500, count: UNTIL_CLEARED });
     assert!(!s.verifier.is_ready());
     let err = s.verifier.verify_async(&s.token(&a)).await.unwrap_err();
     assert_eq!(err.reason(), Reason::KeysUnavailable);
@@ -241,7 +232,7 @@ async fn idp_down_at_start_is_503_and_recovers() {
     assert!(!s.verifier.is_ready());
     // The sync path never fetches and says the same.
     assert_eq!(s.verifier.verify(&s.token(&a)).unwrap_err().reason(), Reason::KeysUnavailable);
-    s.idp.set_mode(Mode::Normal);
+    s.idp.clear_faults();
     s.advance(10);
     assert_eq!(s.check(&a).await, Ok(()));
     assert!(s.verifier.is_ready());
@@ -255,15 +246,16 @@ async fn bad_responses_never_replace_a_good_set_nor_hang() {
     s.idp.publish(&[&a]);
     assert_eq!(s.check(&a).await, Ok(()));
     let cases = [
-        (Mode::Garbage, "invalid JWK Set"),
-        (Mode::EmptySet, "no usable keys"),
-        (Mode::Huge, "more than 1048576 bytes"),
-        (Mode::RedirectToOtherHost, "redirect to another host refused"),
-        (Mode::Status(500), "HTTP 500"),
-        (Mode::Hang, "timed out"),
+        (Fault::Garbage { count: UNTIL_CLEARED }, "invalid JWK Set"),
+        (Fault::EmptySet { count: UNTIL_CLEARED }, "no usable keys"),
+        (Fault::Huge { count: UNTIL_CLEARED }, "more than 1048576 bytes"),
+        (Fault::RedirectToOtherHost { count: UNTIL_CLEARED }, "redirect to another host refused"),
+        (Fault::Status { status: 500, count: UNTIL_CLEARED }, "HTTP 500"),
+        (hang(), "timed out"),
     ];
     for (mode, expected) in cases {
-        s.idp.set_mode(mode.clone());
+        s.idp.clear_faults();
+        s.idp.inject_fault(mode.clone());
         s.advance(60);
         let err = tokio::time::timeout(Duration::from_secs(10), s.keys.refresh()).await.unwrap().unwrap_err();
         assert!(err.contains(expected), "{mode:?}: {err}");
@@ -316,8 +308,13 @@ async fn bad_first_responses_mean_keys_unavailable() {
     let s = setup().await;
     let a = key("a");
     s.idp.publish(&[&a]);
-    for mode in [Mode::Garbage, Mode::EmptySet, Mode::Huge] {
-        s.idp.set_mode(mode.clone());
+    for mode in [
+        Fault::Garbage { count: UNTIL_CLEARED },
+        Fault::EmptySet { count: UNTIL_CLEARED },
+        Fault::Huge { count: UNTIL_CLEARED },
+    ] {
+        s.idp.clear_faults();
+        s.idp.inject_fault(mode.clone());
         s.advance(10);
         assert_eq!(s.check(&a).await, Err(Reason::KeysUnavailable), "{mode:?}");
     }
@@ -355,7 +352,7 @@ async fn refresh_ahead_happens_before_expiry_without_blocking_requests() {
     assert_eq!(s.idp.jwks_requests(), 1);
     // Past 80 %, still before expiry: the request is answered from the cache at once while a refresh starts in the
     // background. The IdP hangs, so a request that waited for the refresh could not have returned.
-    s.idp.set_mode(Mode::Hang);
+    s.idp.inject_fault(hang());
     s.advance(150);
     let events = s.keys.subscribe();
     assert!(s.verifier.verify(&s.token(&a)).is_ok());
@@ -364,7 +361,7 @@ async fn refresh_ahead_happens_before_expiry_without_blocking_requests() {
     assert_eq!(s.idp.jwks_requests(), 2);
     assert!(s.keys.status().last_error.unwrap().contains("timed out"));
     // The next due refresh succeeds and moves the expiry forward.
-    s.idp.set_mode(Mode::Normal);
+    s.idp.clear_faults();
     s.advance(20);
     let events = s.keys.subscribe();
     assert_eq!(s.check(&a).await, Ok(()));

@@ -6,6 +6,7 @@ use portcullis::clock::{Clock, ManualClock};
 use portcullis::remote::{KeyLocation, RemoteKeySet, RemoteOptions};
 use portcullis::{Reason, Verifier};
 use portcullis_testkit::idp::{Idp, key};
+use portcullis_testkit::keys::remote_verifier;
 use serde_json::json;
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,22 +24,16 @@ struct Setup {
 async fn setup(cache: CacheOptions) -> Setup {
     let idp = Idp::start().await;
     let clock = Arc::new(ManualClock::at_unix(START));
-    let keys = RemoteKeySet::new(KeyLocation::Jwks(idp.jwks_url()), RemoteOptions::default(), clock.clone()).unwrap();
-    let verifier = Verifier::builder()
-        .issuer(idp.issuer())
-        .audience(AUDIENCE)
-        .key_source(Arc::new(keys.clone()))
-        .clock(clock.clone())
-        .cache(cache)
-        .build()
-        .unwrap();
+    let location = KeyLocation::Jwks(idp.jwks_url());
+    let (keys, verifier) =
+        remote_verifier(&idp, AUDIENCE, location, RemoteOptions::default(), clock.clone(), |b| b.cache(cache));
     idp.set_cache_control(Some("max-age=86400"));
     Setup { idp, clock, keys, verifier }
 }
 
 fn claims(s: &Setup, lifetime: u64) -> serde_json::Value {
     let now = s.clock.now_unix() as u64;
-    json!({"iss": s.idp.issuer(), "aud": AUDIENCE, "sub": "auth0|alice", "iat": now, "exp": now + lifetime})
+    portcullis_testkit::claims::access(&s.idp.issuer(), AUDIENCE, now, now + lifetime)
 }
 
 #[tokio::test]

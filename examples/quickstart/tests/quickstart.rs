@@ -2,10 +2,10 @@
 //! identity provider.
 #![allow(clippy::unwrap_used)]
 
+use portcullis_testkit::claims::now;
 use portcullis_testkit::idp::{Idp, key};
 use serde_json::{Value, json};
 use std::process::Stdio;
-use std::time::{SystemTime, UNIX_EPOCH};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
@@ -37,10 +37,6 @@ async fn get(base: &str, path: &str, token: Option<&str>) -> (u16, Value) {
     let response = request.send().await.unwrap();
     let status = response.status().as_u16();
     (status, serde_json::from_str(&response.text().await.unwrap()).unwrap())
-}
-
-fn now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs()
 }
 
 #[tokio::test]

@@ -1,8 +1,9 @@
-//! Helpers the command-line tests share: starting processes whose stdout announces their addresses, reading those
-//! lines, and fetching a machine token from the dev issuer over HTTP.
+//! Helpers the command-line tests share: starting processes whose stdout announces their addresses and reading
+//! those lines; the URL in a line and a machine token from the dev issuer come from `portcullis_testkit`.
 #![allow(dead_code)]
 
-use serde_json::{Value, json};
+pub use portcullis_testkit::issuers::machine_token;
+pub use portcullis_testkit::process::url_in;
 use std::process::Stdio;
 use tokio::io::{AsyncBufReadExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdout, Command};
@@ -36,12 +37,6 @@ pub async fn line_with(lines: &mut Lines<BufReader<ChildStdout>>, marker: &str) 
     }
 }
 
-/// The first `http://` URL in `line`, as printed (an issuer keeps its trailing slash).
-pub fn url_in(line: &str) -> String {
-    let word = line.split_whitespace().find(|w| w.starts_with("http://")).unwrap();
-    word.trim_end_matches([',', ')']).to_owned()
-}
-
 /// Reads lines until one contains `marker`, and returns the first URL in it.
 pub async fn url_after(lines: &mut Lines<BufReader<ChildStdout>>, marker: &str) -> String {
     url_in(&line_with(lines, marker).await)
@@ -50,19 +45,4 @@ pub async fn url_after(lines: &mut Lines<BufReader<ChildStdout>>, marker: &str) 
 /// Keeps reading a child's output so that it never blocks on a full pipe.
 pub fn drain<R: tokio::io::AsyncRead + Unpin + Send + 'static>(mut lines: Lines<BufReader<R>>) {
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-}
-
-/// A client-credentials access token for `audience` from the dev issuer at `issuer` (with or without the trailing
-/// slash), fetched from its `/oauth/token` over HTTP.
-pub async fn machine_token(issuer: &str, audience: &str) -> String {
-    let body: Value = reqwest::Client::new()
-        .post(format!("{}/oauth/token", issuer.trim_end_matches('/')))
-        .json(&json!({"grant_type": "client_credentials", "client_id": "demo-client", "client_secret": "demo-secret", "audience": audience}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    body["access_token"].as_str().unwrap().to_owned()
 }

@@ -1,4 +1,5 @@
-//! Servers the gateway tests start on loopback ports: an echoing upstream, the dev issuer, and the gateway.
+//! Servers the gateway tests start on loopback ports: an echoing upstream and the gateway; the dev issuer and
+//! loopback listeners come from `portcullis_testkit`.
 #![allow(dead_code)]
 
 use axum::Router;
@@ -6,16 +7,10 @@ use axum::body::Bytes;
 use axum::http::HeaderMap;
 use axum::routing::{any, get};
 use portcullis_gateway::{Config, Gateway};
-use portcullis_issuer::{DevIssuer, Tenant};
+pub use portcullis_testkit::net::listen;
+use portcullis_testkit::net::serve;
 use serde_json::{Value, json};
 use std::time::Duration;
-
-/// A listener on a free loopback port, and its address.
-pub async fn listen() -> (tokio::net::TcpListener, String) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = listener.local_addr().unwrap().to_string();
-    (listener, address)
-}
 
 /// An upstream that answers with what it received.
 pub async fn upstream() -> String {
@@ -36,18 +31,11 @@ pub async fn upstream() -> String {
         )
         .fallback(any(echo))
         .layer(axum::extract::DefaultBodyLimit::disable());
-    let (listener, address) = listen().await;
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    format!("http://{address}")
+    serve(app).await
 }
 
-/// The dev issuer, serving on a free port.
-pub async fn issuer() -> DevIssuer {
-    let (listener, address) = listen().await;
-    let issuer = DevIssuer::new(Tenant::demo("http://127.0.0.1:3000/callback"), &format!("http://{address}/")).unwrap();
-    tokio::spawn(portcullis_issuer::serve(listener, issuer.clone()));
-    issuer
-}
+/// The dev issuer of the demo tenant, serving on a free port.
+pub use portcullis_testkit::issuers::demo as issuer;
 
 /// A gateway with the configuration `toml`, serving on a free port; its base URL.
 pub async fn gateway(toml: &str) -> String {

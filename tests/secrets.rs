@@ -4,7 +4,9 @@
 #![allow(clippy::unwrap_used)]
 
 use portcullis_gateway::{Config, Gateway};
-use portcullis_issuer::{DEMO_AUDIENCE, DevIssuer, Tenant};
+use portcullis_issuer::DEMO_AUDIENCE;
+use portcullis_testkit::issuers;
+use portcullis_testkit::net::{self, listen};
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 
@@ -22,12 +24,6 @@ impl Write for Captured {
     }
 }
 
-async fn listen() -> (tokio::net::TcpListener, String) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = listener.local_addr().unwrap().to_string();
-    (listener, address)
-}
-
 #[tokio::test]
 async fn no_secret_reaches_the_logs_at_any_level() {
     let captured = Captured::default();
@@ -38,14 +34,10 @@ async fn no_secret_reaches_the_logs_at_any_level() {
         .with_ansi(false)
         .init();
 
-    let (listener, address) = listen().await;
-    let issuer = DevIssuer::new(Tenant::demo("http://127.0.0.1:3000/callback"), &format!("http://{address}/")).unwrap();
-    tokio::spawn(portcullis_issuer::serve(listener, issuer.clone()));
-    let (upstream, upstream_address) = listen().await;
-    let echo = axum::Router::new().fallback(|| async { "upstream" });
-    tokio::spawn(async move { axum::serve(upstream, echo).await.unwrap() });
+    let issuer = issuers::demo().await;
+    let upstream = net::serve(axum::Router::new().fallback(|| async { "upstream" })).await;
     let config = Config::from_toml(&format!(
-        "upstream = \"http://{upstream_address}\"\n[[issuers]]\nissuer = \"{}\"\naudiences = [\"{DEMO_AUDIENCE}\"]\n\
+        "upstream = \"{upstream}\"\n[[issuers]]\nissuer = \"{}\"\naudiences = [\"{DEMO_AUDIENCE}\"]\n\
          [[routes]]\npath = \"/api/*\"\n",
         issuer.issuer()
     ))

@@ -1,16 +1,13 @@
 //! docs/threat-model.md names a test for every defence, and every test it names exists.
 #![allow(clippy::unwrap_used)]
 
-use std::path::Path;
+use portcullis_workspace_tests::workspace_root as workspace;
 
 const SECTIONS_WITH_TESTS: [&str; 3] =
     ["## RFC 8725", "## Known vulnerability classes", "## The gateway's own surface"];
 
-fn workspace() -> &'static Path {
-    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
-}
-
-/// The test references in `cell`: `crate/tests/file.rs::name`, and `::name` for another test of the same file.
+/// The test references in `cell`: `crate/tests/file.rs::name` (or `tests/file.rs::name` for the workspace's own
+/// tests), and `::name` for another test of the same file.
 fn references(cell: &str) -> Vec<(String, String)> {
     let mut found = Vec::new();
     let mut file = String::new();
@@ -50,8 +47,13 @@ fn every_defence_names_a_test_that_exists() {
         let named = references(tests_cell);
         assert!(!named.is_empty(), "{section}: a row names no test: {line}");
         for (file, name) in named {
-            let (krate, path) = file.split_once('/').unwrap();
-            let source = workspace().join("crates").join(krate).join(path);
+            let source = match file.strip_prefix("tests/") {
+                Some(workspace_test) => workspace().join("tests").join(workspace_test),
+                None => {
+                    let (krate, path) = file.split_once('/').unwrap();
+                    workspace().join("crates").join(krate).join(path)
+                }
+            };
             let code = std::fs::read_to_string(&source).unwrap_or_else(|e| panic!("{}: {e}", source.display()));
             assert!(
                 code.contains(&format!("fn {name}(")),
