@@ -45,7 +45,6 @@ mod credentials;
 mod extract;
 mod future;
 mod layer;
-pub mod quickstart;
 mod rejection;
 mod require;
 mod service;

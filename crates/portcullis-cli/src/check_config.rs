@@ -1,9 +1,8 @@
 //! `portcullis check-config`: validates a gateway configuration file, or prints the documented template.
 
-use crate::EXIT_USAGE;
+use crate::{Error, Exit};
 use clap::Args;
 use portcullis_gateway::Config;
-use std::process::ExitCode;
 
 #[derive(Debug, Args)]
 pub(crate) struct CheckConfigArgs {
@@ -15,36 +14,34 @@ pub(crate) struct CheckConfigArgs {
     template: bool,
 }
 
-pub(crate) fn run(args: CheckConfigArgs) -> ExitCode {
-    let Some(path) = args.file else {
-        print!("{}", portcullis_gateway::config::TEMPLATE);
-        return ExitCode::SUCCESS;
-    };
-    let text = match std::fs::read_to_string(&path) {
-        Ok(text) => text,
-        Err(e) => {
-            eprintln!("{}: {e}", path.display());
-            return ExitCode::from(EXIT_USAGE);
-        }
-    };
-    match Config::from_toml(&text) {
-        Ok(config) => {
-            let mode = match config.mode() {
-                portcullis_gateway::Mode::Proxy => "reverse proxy".to_owned(),
-                portcullis_gateway::Mode::ForwardAuth(front) => format!("forward-auth for {front}"),
-            };
-            println!(
-                "{}: valid ({mode}, {} issuer(s), {} route(s), unmatched requests: {:?})",
-                path.display(),
-                config.issuers.len(),
-                config.routes.len(),
-                config.unmatched
-            );
-            ExitCode::SUCCESS
-        }
+pub(crate) fn run(args: CheckConfigArgs) -> Exit {
+    match check(args) {
+        Ok(()) => Exit::Success,
+        // The file's name leads the line, as compilers print it.
         Err(error) => {
-            eprintln!("{}: {error}", path.display());
-            ExitCode::from(EXIT_USAGE)
+            eprintln!("{}", error.chain());
+            error.exit()
         }
     }
+}
+
+fn check(args: CheckConfigArgs) -> Result<(), Error> {
+    let Some(path) = args.file else {
+        print!("{}", portcullis_gateway::config::TEMPLATE);
+        return Ok(());
+    };
+    let text = std::fs::read_to_string(&path).map_err(|e| Error::file(&path, e))?;
+    let config = Config::from_toml(&text).map_err(|e| Error::file(&path, e))?;
+    let mode = match config.mode() {
+        portcullis_gateway::Mode::Proxy => "reverse proxy".to_owned(),
+        portcullis_gateway::Mode::ForwardAuth(front) => format!("forward-auth for {front}"),
+    };
+    println!(
+        "{}: valid ({mode}, {} issuer(s), {} route(s), unmatched requests: {:?})",
+        path.display(),
+        config.issuers.len(),
+        config.routes.len(),
+        config.unmatched
+    );
+    Ok(())
 }

@@ -2,15 +2,15 @@
 //! tokens — and a guided tour, or with `--check` the tour run and checked.
 
 use crate::issuer_cmd::BANNER;
+use crate::{BoxError, Error, Exit};
 use clap::Args;
 use portcullis::remote::{KeyLocation, RemoteKeySet, RemoteOptions};
-use portcullis::{Error, Report, SystemClock, VerifiedToken, Verifier};
-use portcullis_axum::quickstart::read_messages;
+use portcullis::{Report, SystemClock, VerifiedToken, Verifier};
 use portcullis_issuer::{DEMO_AUDIENCE, DevIssuer, OTHER_AUDIENCE, Tenant, pkce};
 use portcullis_web::spa::SpaConfig;
 use portcullis_web::{Inspect, IssuerView, KeySetView, RouteRule, Tally};
+use quickstart::{Access, ROUTES};
 use serde_json::{Value, json};
-use std::process::ExitCode;
 use std::sync::Arc;
 
 #[derive(Debug, Args)]
@@ -26,14 +26,6 @@ pub(crate) struct DemoArgs {
     check: bool,
 }
 
-/// The quickstart's routes as the demo's pages show them; `None` marks the public one.
-const DEMO_ROUTES: [(&str, Option<bool>); 4] = [
-    ("/api/public", None),
-    ("/api/protected", Some(false)),
-    ("/api/private", Some(false)),
-    ("/api/private-scoped", Some(true)),
-];
-
 /// The demo API as its debugger and status pages see it.
 struct DemoApi {
     verifier: Verifier,
@@ -48,20 +40,20 @@ impl Inspect for DemoApi {
     }
 
     fn routes(&self) -> Vec<RouteRule> {
-        DEMO_ROUTES
+        ROUTES
             .iter()
-            .map(|(path, needs)| match needs {
-                None => RouteRule::public(format!("GET {path}")),
-                Some(false) => RouteRule::token(format!("GET {path}")),
-                Some(true) => RouteRule::requiring(format!("GET {path}"), &read_messages()),
+            .map(|(path, access)| match (access, access.requirement()) {
+                (Access::Public, _) => RouteRule::public(format!("GET {path}")),
+                (_, Some(requirement)) => RouteRule::requiring(format!("GET {path}"), &requirement),
+                (_, None) => RouteRule::token(format!("GET {path}")),
             })
             .collect()
     }
 
-    fn check_route(&self, route: usize, token: &VerifiedToken) -> Result<(), Error> {
-        match DEMO_ROUTES.get(route) {
-            Some((_, Some(true))) => read_messages().check(token),
-            _ => Ok(()),
+    fn check_route(&self, route: usize, token: &VerifiedToken) -> Result<(), portcullis::Error> {
+        match ROUTES.get(route).and_then(|(_, access)| access.requirement()) {
+            Some(requirement) => requirement.check(token),
+            None => Ok(()),
         }
     }
 
@@ -103,43 +95,41 @@ struct Running {
     http: reqwest::Client,
 }
 
-pub(crate) fn run(args: DemoArgs) -> ExitCode {
+pub(crate) fn run(args: DemoArgs) -> Exit {
     let runtime = match crate::runtime() {
         Ok(runtime) => runtime,
-        Err(why) => {
-            eprintln!("portcullis demo: {why}");
-            return ExitCode::FAILURE;
-        }
+        Err(error) => return error.report("demo"),
     };
     runtime.block_on(async {
         let running = match start(&args).await {
             Ok(running) => running,
-            Err(why) => {
-                eprintln!("portcullis demo: {why}");
-                return ExitCode::FAILURE;
-            }
+            Err(error) => return error.report("demo"),
         };
         let passed = tour(&running, args.check).await;
         if args.check {
-            return if passed { ExitCode::SUCCESS } else { ExitCode::FAILURE };
+            return if passed { Exit::Success } else { Exit::Failed };
         }
         println!("\nThe issuer and the API keep running; press Ctrl-C to stop.");
         let _ = tokio::signal::ctrl_c().await;
-        ExitCode::SUCCESS
+        Exit::Success
     })
 }
 
-async fn start(args: &DemoArgs) -> Result<Running, String> {
-    let issuer_listener = tokio::net::TcpListener::bind(("127.0.0.1", args.issuer_port)).await.map_err(|e| {
-        format!("cannot listen on 127.0.0.1:{} for the issuer: {e} (try --issuer-port)", args.issuer_port)
-    })?;
+async fn start(args: &DemoArgs) -> Result<Running, Error> {
+    let issuer_address = ("127.0.0.1", args.issuer_port);
+    let for_issuer = " for the issuer (try --issuer-port)";
+    let issuer_listener = tokio::net::TcpListener::bind(issuer_address)
+        .await
+        .map_err(|e| Error::listen(format!("127.0.0.1:{}", args.issuer_port), for_issuer, e))?;
+    let for_api = " for the API (try --port)";
     let api_listener = tokio::net::TcpListener::bind(("127.0.0.1", args.port))
         .await
-        .map_err(|e| format!("cannot listen on 127.0.0.1:{} for the API: {e} (try --port)", args.port))?;
-    let issuer_url = format!("http://{}/", issuer_listener.local_addr().map_err(|e| e.to_string())?);
-    let api_url = format!("http://{}", api_listener.local_addr().map_err(|e| e.to_string())?);
-    let issuer =
-        DevIssuer::new(Tenant::demo(&format!("{api_url}/callback")), &issuer_url).map_err(|e| e.to_string())?;
+        .map_err(|e| Error::listen(format!("127.0.0.1:{}", args.port), for_api, e))?;
+    let issuer_address = issuer_listener.local_addr().map_err(|e| Error::listen("127.0.0.1", for_issuer, e))?;
+    let api_address = api_listener.local_addr().map_err(|e| Error::listen("127.0.0.1", for_api, e))?;
+    let (issuer_url, api_url) = (format!("http://{issuer_address}/"), format!("http://{api_address}"));
+    let issuer = DevIssuer::new(Tenant::demo(&format!("{api_url}/callback")), &issuer_url)
+        .map_err(|e| Error::start("cannot create the issuer's signing keys", e))?;
     tokio::spawn(portcullis_issuer::serve(issuer_listener, issuer));
 
     let keys = RemoteKeySet::new(
@@ -147,15 +137,15 @@ async fn start(args: &DemoArgs) -> Result<Running, String> {
         RemoteOptions::default(),
         Arc::new(SystemClock),
     )
-    .map_err(|e| e.to_string())?;
-    keys.refresh().await.map_err(|e| format!("the API cannot load the issuer's keys: {e}"))?;
+    .map_err(|e| Error::start("cannot create the API's key set", e))?;
+    keys.refresh().await.map_err(|e| Error::unreachable("the API cannot load the issuer's keys", e))?;
     keys.spawn_refresher();
     let verifier = Verifier::builder()
         .issuer(&issuer_url)
         .audience(DEMO_AUDIENCE)
         .key_source(Arc::new(keys.clone()))
         .build()
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| Error::start("cannot create the API's verifier", e))?;
     let inspect =
         Arc::new(DemoApi { verifier: verifier.clone(), keys, issuer: issuer_url.clone(), tally: Tally::default() });
     let spa = SpaConfig {
@@ -163,12 +153,13 @@ async fn start(args: &DemoArgs) -> Result<Running, String> {
         client_id: "demo-spa".into(),
         audience: DEMO_AUDIENCE.into(),
         scope: "openid profile read:messages".into(),
-        calls: DEMO_ROUTES.iter().map(|(path, _)| (*path).to_owned()).collect(),
+        calls: ROUTES.iter().map(|(path, _)| (*path).to_owned()).collect(),
     };
     let counted = Arc::clone(&inspect);
-    let app = portcullis_axum::quickstart::app(verifier)
+    let spa = portcullis_web::spa::router(spa).map_err(|e| Error::start("cannot create the demo app's page", e))?;
+    let app = quickstart::app(verifier)
         .layer(axum::middleware::from_fn(move |request, next| count(Arc::clone(&counted), request, next)))
-        .merge(portcullis_web::spa::router(spa).map_err(|e| e.to_string())?)
+        .merge(spa)
         .merge(portcullis_web::pages(inspect));
     tokio::spawn(async move { axum::serve(api_listener, app).await });
     println!("{BANNER}\n");
@@ -186,23 +177,22 @@ async fn start(args: &DemoArgs) -> Result<Running, String> {
 }
 
 /// A client-credentials token, fetched over HTTP as any client would.
-async fn machine_token(running: &Running, audience: &str) -> Result<String, String> {
+async fn machine_token(running: &Running, audience: &str) -> Result<String, BoxError> {
     let response = running
         .http
         .post(format!("{}oauth/token", running.issuer))
         .json(&json!({"grant_type": "client_credentials", "client_id": "demo-client", "client_secret": "demo-secret", "audience": audience}))
         .send()
         .await
-        .map_err(|e| e.to_string())?;
+        ?;
     access_token(response).await
 }
 
 /// A user token through the real authorization-code flow with PKCE (the login page skipped with `login_hint`).
-async fn user_token(running: &Running, user: &str) -> Result<String, String> {
+async fn user_token(running: &Running, user: &str) -> Result<String, BoxError> {
     let verifier = "demo-verifier-0123456789-abcdefghijklmnopqrstuvwxyz";
     let callback = format!("{}/callback", running.api);
-    let no_redirects =
-        reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().map_err(|e| e.to_string())?;
+    let no_redirects = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build()?;
     let authorize = no_redirects
         .get(format!("{}authorize", running.issuer))
         .query(&[
@@ -217,12 +207,10 @@ async fn user_token(running: &Running, user: &str) -> Result<String, String> {
             ("login_hint", user),
         ])
         .send()
-        .await
-        .map_err(|e| e.to_string())?;
+        .await?;
     let location =
         authorize.headers().get("location").and_then(|v| v.to_str().ok()).ok_or("no redirect from /authorize")?;
-    let code = url::Url::parse(location)
-        .map_err(|e| e.to_string())?
+    let code = url::Url::parse(location)?
         .query_pairs()
         .find(|(k, _)| k == "code")
         .map(|(_, v)| v.into_owned())
@@ -238,16 +226,17 @@ async fn user_token(running: &Running, user: &str) -> Result<String, String> {
             ("code_verifier", verifier),
         ])
         .send()
-        .await
-        .map_err(|e| e.to_string())?;
+        .await?;
     access_token(response).await
 }
 
-async fn access_token(response: reqwest::Response) -> Result<String, String> {
+async fn access_token(response: reqwest::Response) -> Result<String, BoxError> {
     let status = response.status();
-    let body: Value =
-        serde_json::from_str(&response.text().await.map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
-    body["access_token"].as_str().map(str::to_owned).ok_or_else(|| format!("token endpoint answered {status}: {body}"))
+    let body: Value = serde_json::from_str(&response.text().await?)?;
+    body["access_token"]
+        .as_str()
+        .map(str::to_owned)
+        .ok_or_else(|| format!("token endpoint answered {status}: {body}").into())
 }
 
 struct Outcome {
@@ -256,15 +245,15 @@ struct Outcome {
     body: Value,
 }
 
-async fn call(running: &Running, path: &str, token: Option<&str>) -> Result<Outcome, String> {
+async fn call(running: &Running, path: &str, token: Option<&str>) -> Result<Outcome, BoxError> {
     let mut request = running.http.get(format!("{}{path}", running.api));
     if let Some(token) = token {
         request = request.bearer_auth(token);
     }
-    let response = request.send().await.map_err(|e| e.to_string())?;
+    let response = request.send().await?;
     let status = response.status().as_u16();
     let challenge = response.headers().get("www-authenticate").and_then(|v| v.to_str().ok()).map(str::to_owned);
-    let text = response.text().await.map_err(|e| e.to_string())?;
+    let text = response.text().await?;
     Ok(Outcome { status, challenge, body: serde_json::from_str(&text).unwrap_or(Value::String(text)) })
 }
 
@@ -295,7 +284,7 @@ async fn tour(running: &Running, check: bool) -> bool {
     );
 
     let tokens = async {
-        Ok::<_, String>((
+        Ok::<_, BoxError>((
             machine_token(running, DEMO_AUDIENCE).await?,
             machine_token(running, OTHER_AUDIENCE).await?,
             user_token(running, "alice").await?,

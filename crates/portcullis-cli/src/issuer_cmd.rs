@@ -1,10 +1,9 @@
 //! `portcullis issuer`: the Auth0-shaped development issuer.
 
-use crate::EXIT_USAGE;
+use crate::{Error, Exit};
 use clap::Args;
 use portcullis_issuer::{DevIssuer, Tenant};
 use std::net::SocketAddr;
-use std::process::ExitCode;
 
 #[derive(Debug, Args)]
 pub(crate) struct IssuerArgs {
@@ -24,52 +23,38 @@ pub(crate) struct IssuerArgs {
 
 pub(crate) const BANNER: &str = "DEVELOPMENT ONLY: this issuer signs tokens for anyone who asks; never expose it";
 
-pub(crate) fn run(args: IssuerArgs) -> ExitCode {
+pub(crate) fn run(args: IssuerArgs) -> Exit {
+    match issue(args) {
+        Ok(()) => Exit::Success,
+        Err(error) => error.report("issuer"),
+    }
+}
+
+fn issue(args: IssuerArgs) -> Result<(), Error> {
     if !args.listen.ip().is_loopback() && !args.allow_remote {
-        eprintln!(
-            "portcullis issuer: refusing to listen on {} (not loopback) without --allow-remote; {BANNER}",
+        return Err(Error::Usage(format!(
+            "refusing to listen on {} (not loopback) without --allow-remote; {BANNER}",
             args.listen
-        );
-        return ExitCode::from(EXIT_USAGE);
+        )));
     }
     let tenant = match &args.config {
         Some(path) => {
-            match std::fs::read_to_string(path).map_err(|e| e.to_string()).and_then(|t| Tenant::from_toml(&t)) {
-                Ok(tenant) => tenant,
-                Err(why) => {
-                    eprintln!("portcullis issuer: {}: {why}", path.display());
-                    return ExitCode::from(EXIT_USAGE);
-                }
-            }
+            let text = std::fs::read_to_string(path).map_err(|e| Error::file(path, e))?;
+            Tenant::from_toml(&text).map_err(|e| Error::file(path, e))?
         }
         None => Tenant::demo("http://127.0.0.1:3000/callback"),
     };
-    let runtime = match crate::runtime() {
-        Ok(runtime) => runtime,
-        Err(why) => {
-            eprintln!("portcullis issuer: {why}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let result: Result<(), String> = runtime.block_on(async {
-        let listener = tokio::net::TcpListener::bind(args.listen)
-            .await
-            .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
-        let address = listener.local_addr().map_err(|e| e.to_string())?;
+    crate::runtime()?.block_on(async {
+        let listener =
+            tokio::net::TcpListener::bind(args.listen).await.map_err(|e| Error::listen(args.listen, "", e))?;
+        let address = listener.local_addr().map_err(|e| Error::listen(args.listen, "", e))?;
         let url = args.issuer_url.clone().unwrap_or_else(|| format!("http://{address}/"));
-        let issuer = DevIssuer::new(tenant, &url).map_err(|e| e.to_string())?;
+        let issuer = DevIssuer::new(tenant, &url).map_err(|e| Error::start("cannot create the signing keys", e))?;
         println!("{BANNER}");
         println!("portcullis dev issuer at {url} (discovery: {url}.well-known/openid-configuration)");
         print_tenant(issuer.tenant());
-        portcullis_issuer::serve(listener, issuer).await.map_err(|e| e.to_string())
-    });
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(why) => {
-            eprintln!("portcullis issuer: {why}");
-            ExitCode::FAILURE
-        }
-    }
+        portcullis_issuer::serve(listener, issuer).await.map_err(|e| Error::stopped("the issuer stopped", e))
+    })
 }
 
 fn print_tenant(tenant: &Tenant) {

@@ -1,31 +1,24 @@
 //! The `portcullis` command line: argument parsing and the subcommands.
 //!
-//! Exit status (stable, for scripts):
-//!
-//! | status | meaning |
-//! |---|---|
-//! | 0 | success (for `verify`: the token is valid) |
-//! | 1 | the token is invalid |
-//! | 2 | usage or configuration error (bad flag, unreadable key set, invalid config file) |
+//! Every command ends with an [`Exit`] status, stable for scripts and listed in `portcullis --help`; a failure is
+//! an [`Error`], whose [`Error::exit`] is the status.
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
 mod check_config;
 mod demo;
+mod exit;
 mod explain;
 mod issuer_cmd;
 mod serve;
 mod verify;
 
-/// Exit status for a usage or configuration error.
-pub const EXIT_USAGE: u8 = 2;
-/// Exit status for an invalid token.
-pub const EXIT_INVALID: u8 = 1;
+pub use exit::{BoxError, Error, Exit};
 
 /// Gatekeeper for HTTP APIs secured with JWT access tokens from Auth0 or any OpenID Connect issuer.
 #[derive(Debug, Parser)]
-#[command(name = "portcullis", version, about, max_term_width = 100)]
+#[command(name = "portcullis", version, about, max_term_width = 100, after_help = Exit::help())]
 pub struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -45,12 +38,9 @@ enum Command {
     Verify(verify::VerifyArgs),
 }
 
-/// A tokio runtime for a subcommand, or the reason there is none.
-pub(crate) fn runtime() -> Result<tokio::runtime::Runtime, String> {
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| format!("cannot start the async runtime: {e}"))
+/// A tokio runtime for a subcommand.
+pub(crate) fn runtime() -> Result<tokio::runtime::Runtime, Error> {
+    tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(Error::Runtime)
 }
 
 /// Parses the process arguments and runs the chosen subcommand.
@@ -59,14 +49,15 @@ pub fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(err) => {
             let _ = err.print();
-            return if err.use_stderr() { ExitCode::from(EXIT_USAGE) } else { ExitCode::SUCCESS };
+            return if err.use_stderr() { Exit::Usage.into() } else { Exit::Success.into() };
         }
     };
-    match cli.command {
+    let exit = match cli.command {
         Command::CheckConfig(args) => check_config::run(args),
         Command::Demo(args) => demo::run(args),
         Command::Issuer(args) => issuer_cmd::run(args),
         Command::Serve(args) => serve::run(args),
         Command::Verify(args) => verify::run(args),
-    }
+    };
+    exit.into()
 }

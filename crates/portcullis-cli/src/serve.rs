@@ -1,10 +1,9 @@
 //! `portcullis serve`: the gateway, from a config file, flags, or both (flags win); SIGHUP reloads the file.
 
-use crate::EXIT_USAGE;
+use crate::{Error, Exit};
 use clap::Args;
-use portcullis_gateway::{Config, ConfigError, FrontProxy, Gateway, IssuerConfig, LogFormat, Mode, Unmatched};
+use portcullis_gateway::{Config, FrontProxy, Gateway, IssuerConfig, LogFormat, Mode, Unmatched};
 use std::net::SocketAddr;
-use std::process::ExitCode;
 
 #[derive(Debug, Args)]
 pub(crate) struct ServeArgs {
@@ -56,12 +55,13 @@ fn parse_log_format(text: &str) -> Result<LogFormat, String> {
     }
 }
 
-/// The configuration from the file (when given) with the flags applied, checked.
-fn config(args: &ServeArgs) -> Result<Config, String> {
+/// The configuration from the file (when given) with the flags applied, checked. Without a file, what the flags
+/// leave wrong is a usage error.
+fn config(args: &ServeArgs) -> Result<Config, Error> {
     let (mut config, text) = match &args.config {
         Some(path) => {
-            let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-            let config = Config::parse_toml(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+            let text = std::fs::read_to_string(path).map_err(|e| Error::file(path, e))?;
+            let config = Config::parse_toml(&text).map_err(|e| Error::file(path, e))?;
             (config, Some(text))
         }
         // Without a file there are no routes: every request needs a valid token.
@@ -94,13 +94,13 @@ fn config(args: &ServeArgs) -> Result<Config, String> {
                 jwks_uri: args.jwks_uri.clone(),
             });
         }
-        (Some(_), true) => return Err("--issuer needs at least one --audience".into()),
-        (None, false) => return Err("--audience needs --issuer".into()),
+        (Some(_), true) => return Err(Error::Usage("--issuer needs at least one --audience".into())),
+        (None, false) => return Err(Error::Usage("--audience needs --issuer".into())),
         (None, true) => {}
     }
     config.check().map_err(|e| match (&args.config, &text) {
-        (Some(path), Some(text)) => format!("{}: {}", path.display(), e.located_in(text)),
-        _ => e.to_string(),
+        (Some(path), Some(text)) => Error::file(path, e.located_in(text)),
+        _ => Error::UsageBecause(e.into()),
     })?;
     Ok(config)
 }
@@ -115,34 +115,28 @@ fn init_logs(format: LogFormat) {
     };
 }
 
-pub(crate) fn run(args: ServeArgs) -> ExitCode {
-    let config = match config(&args) {
-        Ok(config) => config,
-        Err(why) => {
-            eprintln!("portcullis serve: {why}");
-            return ExitCode::from(EXIT_USAGE);
-        }
-    };
+pub(crate) fn run(args: ServeArgs) -> Exit {
+    match serve(args) {
+        Ok(()) => Exit::Success,
+        Err(error) => error.report("serve"),
+    }
+}
+
+fn serve(args: ServeArgs) -> Result<(), Error> {
+    let config = config(&args)?;
     init_logs(config.log_format);
     raise_open_files_limit(config.limits.max_connections);
-    let runtime = match serving_runtime(config.worker_threads()) {
-        Ok(runtime) => runtime,
-        Err(why) => {
-            eprintln!("portcullis serve: cannot start the async runtime: {why}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let result: Result<(), String> = runtime.block_on(async {
-        let listener = tokio::net::TcpListener::bind(config.listen)
-            .await
-            .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
+    let runtime = serving_runtime(config.worker_threads()).map_err(Error::Runtime)?;
+    runtime.block_on(async {
+        let listener =
+            tokio::net::TcpListener::bind(config.listen).await.map_err(|e| Error::listen(config.listen, "", e))?;
         let admin = match config.admin_listen {
-            Some(address) => Some(
-                tokio::net::TcpListener::bind(address).await.map_err(|e| format!("cannot listen on {address}: {e}"))?,
-            ),
+            Some(address) => {
+                Some(tokio::net::TcpListener::bind(address).await.map_err(|e| Error::listen(address, "", e))?)
+            }
             None => None,
         };
-        let address = listener.local_addr().map_err(|e| e.to_string())?;
+        let address = listener.local_addr().map_err(|e| Error::listen(config.listen, "", e))?;
         let mode = match config.mode() {
             Mode::Proxy => format!("reverse proxy to {}", config.upstream.as_deref().unwrap_or_default()),
             Mode::ForwardAuth(front) => format!("forward-auth for {front}"),
@@ -156,22 +150,20 @@ pub(crate) fn run(args: ServeArgs) -> ExitCode {
         } else {
             "/healthz, /ready, /metrics"
         };
-        let gateway = Gateway::new(config).map_err(|e: ConfigError| e.to_string())?;
+        let gateway = Gateway::new(config).map_err(|e| match &args.config {
+            Some(path) => Error::file(path, e),
+            None => Error::UsageBecause(e.into()),
+        })?;
         println!("portcullis gateway listening on http://{address} ({mode}, {threads})");
         if let Some(admin) = &admin {
-            let admin = admin.local_addr().map_err(|e| e.to_string())?;
+            let admin = admin.local_addr().map_err(|e| Error::listen("the admin address", "", e))?;
             println!("admin listening on http://{admin} ({admin_paths})");
         }
         reload_on_hangup(gateway.clone(), args);
-        portcullis_gateway::serve(gateway, listener, admin, shutdown_signal()).await.map_err(|e| e.to_string())
-    });
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(why) => {
-            eprintln!("portcullis serve: {why}");
-            ExitCode::FAILURE
-        }
-    }
+        portcullis_gateway::serve(gateway, listener, admin, shutdown_signal())
+            .await
+            .map_err(|e| Error::stopped("the gateway stopped", e))
+    })
 }
 
 /// Raises the soft limit on open files to the hard limit: each connection is a descriptor, and many systems start
@@ -215,7 +207,7 @@ fn reload_on_hangup(gateway: Gateway, args: ServeArgs) {
     };
     tokio::spawn(async move {
         while hangups.recv().await.is_some() {
-            match config(&args).and_then(|config| gateway.reload(config).map_err(|e| e.to_string())) {
+            match config(&args).and_then(|config| gateway.reload(config).map_err(|e| Error::UsageBecause(e.into()))) {
                 Ok(reloaded) => tracing::info!(
                     target: "portcullis::gateway",
                     routes = reloaded.routes,
@@ -225,7 +217,7 @@ fn reload_on_hangup(gateway: Gateway, args: ServeArgs) {
                 ),
                 Err(why) => tracing::error!(
                     target: "portcullis::gateway",
-                    error = %why,
+                    error = %why.chain(),
                     "configuration reload refused; the running configuration is kept"
                 ),
             }

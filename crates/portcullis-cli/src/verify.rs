@@ -1,13 +1,12 @@
 //! `portcullis verify`: one token, one verdict, and an explanation a person can act on.
 
-use crate::{EXIT_INVALID, EXIT_USAGE};
+use crate::{Error, Exit};
 use clap::Args;
-use portcullis::fetch::{FetchPolicy, Fetcher};
+use portcullis::fetch::{FetchError, FetchPolicy, Fetcher};
 use portcullis::remote::{KeyLocation, RemoteKeySet, RemoteOptions};
 use portcullis::{Algorithm, KeySet, KeySource, SystemClock, Verifier};
 use serde_json::json;
 use std::io::Read;
-use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -44,7 +43,7 @@ pub(crate) struct VerifyArgs {
     token: Option<String>,
 }
 
-pub(crate) fn run(args: VerifyArgs) -> ExitCode {
+pub(crate) fn run(args: VerifyArgs) -> Exit {
     match prepare(&args) {
         Ok((verifier, token)) => {
             let report = verifier.explain(&token);
@@ -53,28 +52,37 @@ pub(crate) fn run(args: VerifyArgs) -> ExitCode {
             } else {
                 print!("{}", crate::explain::readable(&report));
             }
-            if report.verdict.is_ok() { ExitCode::SUCCESS } else { ExitCode::from(EXIT_INVALID) }
+            if report.verdict.is_ok() { Exit::Success } else { Exit::TokenInvalid }
         }
-        Err(message) => {
-            eprintln!("portcullis verify: {message}");
+        Err(error) => {
+            let exit = error.report("verify");
             if args.json {
-                println!("{}", json!({ "valid": false, "reason": "usage_error", "description": message }));
+                println!("{}", json!({ "valid": false, "reason": "usage_error", "description": error.chain() }));
             }
-            ExitCode::from(EXIT_USAGE)
+            exit
         }
     }
 }
 
-fn prepare(args: &VerifyArgs) -> Result<(Verifier, String), String> {
+/// What is wrong with the token as given (before it is verified).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+enum TokenInput {
+    /// Nothing but whitespace (and perhaps `Bearer`).
+    #[error("no token given (pass it as an argument or on standard input)")]
+    Missing,
+    /// Several words where one token belongs.
+    #[error("expected exactly one token")]
+    Several,
+}
+
+fn prepare(args: &VerifyArgs) -> Result<(Verifier, String), Error> {
     let token = match &args.token {
-        Some(token) => normalize_token(token)?,
+        Some(token) => normalize_token(token).map_err(|e| Error::UsageBecause(e.into()))?,
         None => {
             let mut input = String::new();
-            std::io::stdin()
-                .take(MAX_STDIN)
-                .read_to_string(&mut input)
-                .map_err(|e| format!("cannot read the token from standard input: {e}"))?;
-            normalize_token(&input)?
+            std::io::stdin().take(MAX_STDIN).read_to_string(&mut input).map_err(Error::Stdin)?;
+            normalize_token(&input).map_err(|e| Error::UsageBecause(e.into()))?
         }
     };
     let mut builder = Verifier::builder().leeway(Duration::from_secs(args.leeway));
@@ -85,7 +93,12 @@ fn prepare(args: &VerifyArgs) -> Result<(Verifier, String), String> {
                 eprintln!("warning: skipping {skipped}");
             }
             if keys.is_empty() {
-                return Err(format!("the key set {source} has no usable keys"));
+                let what = format!("the key set {source} has no usable keys");
+                return Err(if is_url(source) {
+                    Error::Unreachable { what, source: None }
+                } else {
+                    Error::Config { what, source: None }
+                });
             }
             builder = builder.keys(keys);
             for issuer in &args.issuers {
@@ -107,48 +120,66 @@ fn prepare(args: &VerifyArgs) -> Result<(Verifier, String), String> {
     if let Some(typ) = &args.typ {
         builder = builder.typ(typ);
     }
-    let verifier = builder.build().map_err(|e| e.to_string())?;
+    let verifier = builder.build().map_err(|e| Error::UsageBecause(e.into()))?;
     Ok((verifier, token))
 }
 
 /// Trims whitespace and an optional `Bearer ` prefix; exactly one token must remain.
-fn normalize_token(input: &str) -> Result<String, String> {
+fn normalize_token(input: &str) -> Result<String, TokenInput> {
     let trimmed = input.trim();
     let token = match trimmed.split_once(' ') {
         Some((scheme, rest)) if scheme.eq_ignore_ascii_case("bearer") => rest.trim(),
         _ => trimmed,
     };
     if token.is_empty() {
-        return Err("no token given (pass it as an argument or on standard input)".into());
+        return Err(TokenInput::Missing);
     }
     if token.split_whitespace().nth(1).is_some() {
-        return Err("expected exactly one token".into());
+        return Err(TokenInput::Several);
     }
     Ok(token.to_owned())
 }
 
-fn load_keys(source: &str) -> Result<KeySet, String> {
-    let bytes = if source.starts_with("http://") || source.starts_with("https://") {
-        fetch(source)?
-    } else {
-        std::fs::read(source).map_err(|e| format!("cannot read the key set {source}: {e}"))?
-    };
-    KeySet::from_jwks_json(&bytes).map_err(|e| format!("{source}: {e}"))
+fn is_url(source: &str) -> bool {
+    source.starts_with("http://") || source.starts_with("https://")
 }
 
-fn fetch(url: &str) -> Result<Vec<u8>, String> {
+/// A key set from a file (unreadable or invalid: configuration) or a URL (not fetched or invalid: unreachable).
+fn load_keys(source: &str) -> Result<KeySet, Error> {
+    if is_url(source) {
+        let bytes = fetch(source)?;
+        KeySet::from_jwks_json(&bytes).map_err(|e| Error::unreachable(source, e))
+    } else {
+        let bytes = std::fs::read(source).map_err(|e| Error::config(format!("cannot read the key set {source}"), e))?;
+        KeySet::from_jwks_json(&bytes).map_err(|e| Error::config(source, e))
+    }
+}
+
+/// A URL the fetch policy refuses is a usage error; any other failure means the keys are out of reach.
+fn fetch_error(what: String, error: FetchError) -> Error {
+    match error {
+        FetchError::Refused { .. } => Error::UsageBecause(error.into()),
+        other => Error::unreachable(what, other),
+    }
+}
+
+fn fetch(url: &str) -> Result<Vec<u8>, Error> {
     crate::runtime()?.block_on(async {
-        let fetcher = Fetcher::new(FetchPolicy::default()).map_err(|e| e.to_string())?;
-        fetcher.get(url).await.map(|fetched| fetched.body).map_err(|e| e.to_string())
+        let fetcher =
+            Fetcher::new(FetchPolicy::default()).map_err(|e| Error::start("cannot create an HTTP client", e))?;
+        let fetched = fetcher.get(url).await.map_err(|e| fetch_error("cannot fetch the key set".into(), e))?;
+        Ok(fetched.body)
     })
 }
 
 /// Discovers and loads an issuer's key set once.
-fn discover(issuer: &str) -> Result<Arc<dyn KeySource>, String> {
+fn discover(issuer: &str) -> Result<Arc<dyn KeySource>, Error> {
     let location = KeyLocation::Discovery { issuer: issuer.to_owned() };
-    let keys =
-        RemoteKeySet::new(location, RemoteOptions::default(), Arc::new(SystemClock)).map_err(|e| e.to_string())?;
-    crate::runtime()?.block_on(keys.refresh()).map_err(|e| format!("cannot load the key set of {issuer}: {e}"))?;
+    let keys = RemoteKeySet::new(location, RemoteOptions::default(), Arc::new(SystemClock))
+        .map_err(|e| fetch_error(format!("cannot load the key set of {issuer}"), e))?;
+    crate::runtime()?
+        .block_on(keys.refresh())
+        .map_err(|e| Error::unreachable(format!("cannot load the key set of {issuer}"), e))?;
     Ok(Arc::new(keys))
 }
 

@@ -44,6 +44,7 @@ fn issuer_rejects_a_bad_tenant_file() {
         .args(["issuer", "--listen", "127.0.0.1:0", "--config", path.to_str().unwrap()])
         .output()
         .unwrap();
-    assert_eq!(output.status.code(), Some(2));
+    // 3: a file the command reads is invalid (configuration).
+    assert_eq!(output.status.code(), Some(3));
     assert!(String::from_utf8_lossy(&output.stderr).contains("unknown grant password"));
 }

@@ -197,7 +197,7 @@ fn check_config_explains_errors_and_prints_the_template() {
     std::fs::write(&bad, text.as_bytes()).unwrap();
     let line = text.lines().position(|l| l.starts_with("methods = [\"GET\", \"\"]")).unwrap() + 1;
     let checked = run(&["check-config", bad.to_str().unwrap()]);
-    assert_eq!(checked.status.code(), Some(2));
+    assert_eq!(checked.status.code(), Some(3), "configuration");
     let said = String::from_utf8_lossy(&checked.stderr);
     assert!(
         said.contains(&format!("line {line}, column 19: routes[0].methods[1]: \"\" is not an HTTP method")),
@@ -206,14 +206,14 @@ fn check_config_explains_errors_and_prints_the_template() {
 
     std::fs::write(&bad, "listen = 8080\n").unwrap();
     let checked = run(&["check-config", bad.to_str().unwrap()]);
-    assert_eq!(checked.status.code(), Some(2));
+    assert_eq!(checked.status.code(), Some(3), "configuration");
     let said = String::from_utf8_lossy(&checked.stderr);
     assert!(said.contains("line 1, column 10: invalid type: integer `8080`"), "{said}");
 
     // The old mode key is refused with its replacement named.
     std::fs::write(&bad, "mode = \"forward_auth\"\n").unwrap();
     let checked = run(&["check-config", bad.to_str().unwrap()]);
-    assert_eq!(checked.status.code(), Some(2));
+    assert_eq!(checked.status.code(), Some(3), "configuration");
     let said = String::from_utf8_lossy(&checked.stderr);
     assert!(said.contains("line 1, column 1: `mode` is gone: name the proxy in front with forward_auth"), "{said}");
 }

@@ -181,7 +181,7 @@ fn typ_flag_requires_at_jwt() {
 }
 
 #[test]
-fn usage_and_configuration_errors_exit_two() {
+fn usage_errors_exit_two_and_configuration_errors_three() {
     let fx = fixture();
     let token = fx.key.sign_token(&claims(), None).unwrap();
     let missing_issuer = run(&["verify", "--jwks", &fx.jwks_path, "--audience", AUDIENCE, &token], None);
@@ -193,7 +193,7 @@ fn usage_and_configuration_errors_exit_two() {
     assert_eq!(bad_flag.status.code(), Some(2));
     let unreadable =
         run(&["verify", "--jwks", "/nonexistent/jwks.json", "--issuer", ISSUER, "--audience", AUDIENCE, &token], None);
-    assert_eq!(unreadable.status.code(), Some(2));
+    assert_eq!(unreadable.status.code(), Some(3), "configuration");
     assert!(String::from_utf8_lossy(&unreadable.stderr).contains("cannot read the key set"));
 
     let dir = tempfile::tempdir().unwrap();
@@ -203,7 +203,7 @@ fn usage_and_configuration_errors_exit_two() {
         &["verify", "--jwks", only_secret.to_str().unwrap(), "--issuer", ISSUER, "--audience", AUDIENCE, &token],
         None,
     );
-    assert_eq!(output.status.code(), Some(2));
+    assert_eq!(output.status.code(), Some(3), "configuration");
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("symmetric") && stderr.contains("no usable keys"), "{stderr}");
     let help = run(&["verify", "--help"], None);
@@ -256,7 +256,7 @@ fn jwks_from_a_local_url() {
     let (url, server) = serve_once("503 Service Unavailable", "{}".into());
     let output = run(&["verify", "--jwks", &url, "--issuer", ISSUER, "--audience", AUDIENCE, &token], None);
     server.join().unwrap();
-    assert_eq!(output.status.code(), Some(2));
+    assert_eq!(output.status.code(), Some(4), "keys unreachable");
     assert!(String::from_utf8_lossy(&output.stderr).contains("HTTP 503"));
 }
 
@@ -324,7 +324,7 @@ fn discover_finds_the_key_set_from_the_issuer() {
     let issuer = format!("{base}/");
     let output = run(&["verify", "--discover", "--issuer", &issuer, "--audience", AUDIENCE, &token], None);
     server.join().unwrap();
-    assert_eq!(output.status.code(), Some(2));
+    assert_eq!(output.status.code(), Some(4), "keys unreachable");
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("differ only in the trailing slash"), "{stderr}");
 

@@ -1,5 +1,6 @@
 //! The tenant: APIs, clients and users, from a TOML file or the built-in demo tenant.
 
+use crate::error::{ParseError, TenantError};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
@@ -158,8 +159,8 @@ pub const OTHER_AUDIENCE: &str = "https://billing.example.com";
 
 impl Tenant {
     /// Parses a TOML tenant file.
-    pub fn from_toml(text: &str) -> Result<Self, String> {
-        let tenant: Tenant = toml::from_str(text).map_err(|e| e.to_string())?;
+    pub fn from_toml(text: &str) -> Result<Self, TenantError> {
+        let tenant: Tenant = toml::from_str(text).map_err(ParseError)?;
         tenant.check()?;
         Ok(tenant)
     }
@@ -218,33 +219,35 @@ impl Tenant {
         }
     }
 
-    fn check(&self) -> Result<(), String> {
-        for (name, value) in [
+    fn check(&self) -> Result<(), TenantError> {
+        for (key, value) in [
             ("refresh_token_lifetime", self.refresh_token_lifetime),
             ("refresh_token_idle_lifetime", self.refresh_token_idle_lifetime),
         ] {
             if !(1..=MAX_LIFETIME).contains(&value) {
-                return Err(format!("{name} must be between 1 and {MAX_LIFETIME} seconds, not {value}"));
+                return Err(TenantError::LifetimeOutOfRange { key, value });
             }
         }
         if self.refresh_token_idle_lifetime > self.refresh_token_lifetime {
-            return Err(format!(
-                "refresh_token_idle_lifetime ({}) must not exceed refresh_token_lifetime ({})",
-                self.refresh_token_idle_lifetime, self.refresh_token_lifetime
-            ));
+            return Err(TenantError::IdleExceedsLifetime {
+                idle: self.refresh_token_idle_lifetime,
+                absolute: self.refresh_token_lifetime,
+            });
         }
         for client in &self.clients {
             for grant in &client.grants {
                 if !["client_credentials", "authorization_code", "refresh_token"].contains(&grant.as_str()) {
-                    return Err(format!("client {}: unknown grant {grant}", client.client_id));
+                    let (client, grant) = (client.client_id.clone(), grant.clone());
+                    return Err(TenantError::UnknownGrant { client, grant });
                 }
             }
             if client.is_public() && client.allows("client_credentials") {
-                return Err(format!("client {}: a public client cannot use client_credentials", client.client_id));
+                return Err(TenantError::PublicClientCredentials { client: client.client_id.clone() });
             }
             for audience in client.audiences.keys() {
                 if self.api(audience).is_none() {
-                    return Err(format!("client {}: unknown audience {audience}", client.client_id));
+                    let (client, audience) = (client.client_id.clone(), audience.clone());
+                    return Err(TenantError::UnknownAudience { client, audience });
                 }
             }
         }

@@ -1,6 +1,7 @@
 //! [`DevIssuer`]: the tenant, its keys, its clock, and token minting.
 
 use crate::config::{Client, Tenant, User};
+use crate::error::SignError;
 use crate::journal::{Fault, Faults, Journal, JournalEntry};
 use crate::keys::{KeyChoice, KeyRing};
 use crate::refresh::{Lifetimes, RefreshTokens, Refused};
@@ -261,7 +262,12 @@ impl DevIssuer {
     }
 
     /// Signs `claims` with the chosen key, optionally broken on purpose.
-    pub fn sign(&self, claims: &Map<String, Value>, key: &KeyChoice, broken: Option<Broken>) -> Result<String, String> {
+    pub fn sign(
+        &self,
+        claims: &Map<String, Value>,
+        key: &KeyChoice,
+        broken: Option<Broken>,
+    ) -> Result<String, SignError> {
         let header = if self.inner.tenant.rfc9068 { Some(json!({ "typ": "at+jwt" })) } else { None };
         let header = header.as_ref().and_then(Value::as_object);
         let claims = Value::Object(claims.clone());
@@ -271,33 +277,39 @@ impl DevIssuer {
                 Ok(format!("{header}.{}.", portcullis::base64url::encode(claims.to_string())))
             }
             Some(Broken::UnknownKey) => {
-                let stranger = crate::keys::new_key().map_err(|e| e.to_string())?;
-                stranger.sign_token(&claims, header).map_err(|e| e.to_string())
+                let stranger = crate::keys::new_key()?;
+                Ok(stranger.sign_token(&claims, header)?)
             }
             other => {
                 let signer = self.inner.keys.read().unwrap_or_else(PoisonError::into_inner).choose(key);
-                let signer = signer.ok_or_else(|| format!("no such key: {key:?}"))?;
-                let token = signer.sign_token(&claims, header).map_err(|e| e.to_string())?;
+                let signer = signer.ok_or_else(|| SignError::NoSuchKey(key.clone()))?;
+                let token = signer.sign_token(&claims, header)?;
                 Ok(if other == Some(Broken::BadSignature) { flip_signature(&token) } else { token })
             }
         }
     }
 
     /// An access token for `grant`, signed by the current key.
-    pub fn access_token(&self, grant: &Grant) -> Result<String, String> {
+    pub fn access_token(&self, grant: &Grant) -> Result<String, SignError> {
         self.sign(&self.claims_for(grant), &KeyChoice::Current, None)
     }
 
     /// A machine token for the demo client (client credentials), as `POST /oauth/token` would issue it.
-    pub fn client_credentials_token(&self, client_id: &str, audience: &str) -> Result<String, String> {
-        let client = self.inner.tenant.client(client_id).ok_or("unknown client")?;
-        let scopes = client.audiences.get(audience).ok_or("audience not granted")?.clone();
+    pub fn client_credentials_token(&self, client_id: &str, audience: &str) -> Result<String, SignError> {
+        let client = self.inner.tenant.client(client_id).ok_or(SignError::UnknownClient)?;
+        let scopes = client.audiences.get(audience).ok_or(SignError::AudienceNotGranted)?.clone();
         self.access_token(&Grant { client_id: client_id.into(), user: None, audience: audience.into(), scopes })
     }
 
     /// A user token as the authorization-code flow would issue it.
-    pub fn user_token(&self, client_id: &str, user: &str, audience: &str, scopes: &[&str]) -> Result<String, String> {
-        self.inner.tenant.user(user).ok_or("unknown user")?;
+    pub fn user_token(
+        &self,
+        client_id: &str,
+        user: &str,
+        audience: &str,
+        scopes: &[&str],
+    ) -> Result<String, SignError> {
+        self.inner.tenant.user(user).ok_or(SignError::UnknownUser)?;
         let grant = Grant {
             client_id: client_id.into(),
             user: Some(user.into()),

@@ -37,6 +37,7 @@
 #![forbid(unsafe_code)]
 
 pub mod config;
+mod error;
 mod issuer;
 pub mod journal;
 mod keys;
@@ -45,6 +46,7 @@ mod refresh;
 mod server;
 
 pub use config::{DEMO_AUDIENCE, OTHER_AUDIENCE, Tenant};
+pub use error::{ParseError, SignError, TenantError};
 pub use issuer::{Broken, DevIssuer, Grant};
 pub use journal::{Fault, JournalEntry};
 pub use keys::KeyChoice;

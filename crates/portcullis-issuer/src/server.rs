@@ -361,7 +361,7 @@ fn token_response(issuer: &DevIssuer, grant: &Grant, refresh_token: Option<Strin
             response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
             response
         }
-        Err(why) => oauth_error(StatusCode::INTERNAL_SERVER_ERROR, "server_error", &why),
+        Err(why) => oauth_error(StatusCode::INTERNAL_SERVER_ERROR, "server_error", &why.to_string()),
     }
 }
 
@@ -734,7 +734,7 @@ async fn admin_mint(State(issuer): State<DevIssuer>, axum::Json(mint): axum::Jso
     };
     match issuer.sign(&claims, &key, mint.broken) {
         Ok(token) => axum::Json(json!({ "access_token": token, "claims": claims })).into_response(),
-        Err(why) => (StatusCode::BAD_REQUEST, why).into_response(),
+        Err(why) => (StatusCode::BAD_REQUEST, why.to_string()).into_response(),
     }
 }
 

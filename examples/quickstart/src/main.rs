@@ -22,7 +22,7 @@
 //! - `JWKS_URI` (optional): where the issuer publishes its keys.
 //! - `PORT` (optional, default 3000): the port on 127.0.0.1 (0 picks a free one).
 //!
-//! The routes themselves are [`portcullis_axum::quickstart::app`]: a dozen lines worth reading.
+//! The routes themselves are [`quickstart::app`] (`src/lib.rs`): a dozen lines worth reading.
 
 use portcullis::remote::{KeyLocation, RemoteKeySet, RemoteOptions};
 use portcullis::{SystemClock, Verifier};
@@ -84,7 +84,7 @@ async fn run(config: Config) -> Result<(), String> {
         .map_err(|e| format!("cannot listen on 127.0.0.1:{}: {e}", config.port))?;
     let address = listener.local_addr().map_err(|e| e.to_string())?;
     println!("quickstart API listening on http://{address} (issuer {}, audience {})", config.issuer, config.audience);
-    axum::serve(listener, portcullis_axum::quickstart::app(verifier)).await.map_err(|e| e.to_string())
+    axum::serve(listener, quickstart::app(verifier)).await.map_err(|e| e.to_string())
 }
 
 fn main() -> ExitCode {

@@ -1,4 +1,4 @@
-//! The routes of Auth0's API quickstart, protected by portcullis — the API the `quickstart` example and
+//! The routes of Auth0's API quickstart, protected by portcullis: the API this example's binary and
 //! `portcullis demo` serve, and a compact example of the whole middleware.
 //!
 //! | route | needs | answers |
@@ -8,13 +8,53 @@
 //! | `GET /api/private` | a valid token | a greeting |
 //! | `GET /api/private-scoped` | `read:messages` in `scope` or `permissions` | a greeting |
 
-use crate::{JwtLayer, Token, require};
 use axum::Router;
+use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use portcullis::{Requirement, Verifier};
+use portcullis_axum::{JwtLayer, Token, require};
 use serde_json::json;
 use serde_json::value::RawValue;
+
+/// The public route.
+pub const PUBLIC: &str = "/api/public";
+/// The route that answers with the verified claims.
+pub const PROTECTED: &str = "/api/protected";
+/// The route that needs a valid token.
+pub const PRIVATE: &str = "/api/private";
+/// The route that needs `read:messages`.
+pub const PRIVATE_SCOPED: &str = "/api/private-scoped";
+
+/// What a route asks of a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Access {
+    /// Nothing.
+    Public,
+    /// A valid token.
+    Token,
+    /// A valid token meeting [`read_messages`].
+    ReadMessages,
+}
+
+impl Access {
+    /// The authorization rule beyond a valid token, if any.
+    pub fn requirement(self) -> Option<Requirement> {
+        match self {
+            Access::Public | Access::Token => None,
+            Access::ReadMessages => Some(read_messages()),
+        }
+    }
+}
+
+/// Every route [`app`] serves (all `GET`), in the order the table above lists them.
+pub const ROUTES: [(&str, Access); 4] = [
+    (PUBLIC, Access::Public),
+    (PROTECTED, Access::Token),
+    (PRIVATE, Access::Token),
+    (PRIVATE_SCOPED, Access::ReadMessages),
+];
 
 /// The answer of `/api/protected`.
 #[derive(serde::Serialize)]
@@ -32,18 +72,18 @@ pub fn read_messages() -> Requirement {
 pub fn app(verifier: Verifier) -> Router {
     let protected = Router::new()
         .route(
-            "/api/protected",
+            PROTECTED,
             get(|Token(token): Token| async move {
                 // The verified payload is answered as it is: no claim map is built, cloned or re-encoded.
                 match serde_json::from_slice::<&RawValue>(token.payload()) {
                     Ok(user) => axum::Json(Protected { message: "You made it to the protected endpoint!", user })
                         .into_response(),
-                    Err(_) => http::StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+                    Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
                 }
             }),
         )
         .route(
-            "/api/private",
+            PRIVATE,
             get(|| async {
                 axum::Json(json!({
                     "message": "Hello from a private endpoint! You need to be authenticated to see this."
@@ -51,7 +91,7 @@ pub fn app(verifier: Verifier) -> Router {
             }),
         )
         .route(
-            "/api/private-scoped",
+            PRIVATE_SCOPED,
             get(|| async {
                 axum::Json(json!({
                     "message": "Hello from a private endpoint! You need to be authenticated and have a scope of \
@@ -63,7 +103,7 @@ pub fn app(verifier: Verifier) -> Router {
         .layer(JwtLayer::new(verifier));
     Router::new()
         .route(
-            "/api/public",
+            PUBLIC,
             get(|| async {
                 axum::Json(json!({
                     "message": "Hello from a public endpoint! You don't need to be authenticated to see this."
