@@ -3,8 +3,9 @@
 
 use crate::issuer_cmd::BANNER;
 use clap::Args;
+use portcullis::clock::UnixTime;
 use portcullis::remote::{KeyLocation, RemoteKeySet, RemoteOptions};
-use portcullis::{Error, Report, SystemClock, VerifiedToken, Verifier};
+use portcullis::{Clock, Error, Report, SystemClock, VerifiedToken, Verifier};
 use portcullis_axum::quickstart::read_messages;
 use portcullis_issuer::{DEMO_AUDIENCE, DevIssuer, OTHER_AUDIENCE, Tenant, pkce};
 use portcullis_web::spa::SpaConfig;
@@ -77,6 +78,10 @@ impl Inspect for DemoApi {
         &self.tally
     }
 
+    fn now(&self) -> UnixTime {
+        self.verifier.now()
+    }
+
     fn app_path(&self) -> Option<&str> {
         Some("/")
     }
@@ -138,19 +143,22 @@ async fn start(args: &DemoArgs) -> Result<Running, String> {
         .map_err(|e| format!("cannot listen on 127.0.0.1:{} for the API: {e} (try --port)", args.port))?;
     let issuer_url = format!("http://{}/", issuer_listener.local_addr().map_err(|e| e.to_string())?);
     let api_url = format!("http://{}", api_listener.local_addr().map_err(|e| e.to_string())?);
-    let issuer =
-        DevIssuer::new(Tenant::demo(&format!("{api_url}/callback")), &issuer_url).map_err(|e| e.to_string())?;
+    // One clock for the issuer (its shifts move only its own view), the API's key set and its verifier.
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let issuer = DevIssuer::with_clock(Tenant::demo(&format!("{api_url}/callback")), &issuer_url, Arc::clone(&clock))
+        .map_err(|e| e.to_string())?;
     tokio::spawn(portcullis_issuer::serve(issuer_listener, issuer));
 
     let keys = RemoteKeySet::new(
         KeyLocation::Discovery { issuer: issuer_url.clone() },
         RemoteOptions::default(),
-        Arc::new(SystemClock),
+        Arc::clone(&clock),
     )
     .map_err(|e| e.to_string())?;
     keys.refresh().await.map_err(|e| format!("the API cannot load the issuer's keys: {e}"))?;
     keys.spawn_refresher();
     let verifier = Verifier::builder()
+        .clock(clock)
         .issuer(&issuer_url)
         .audience(DEMO_AUDIENCE)
         .key_source(Arc::new(keys.clone()))

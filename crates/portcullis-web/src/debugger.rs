@@ -5,12 +5,13 @@ use crate::{Access, Inspect, RouteRule};
 use axum::Form;
 use axum::extract::State;
 use axum::response::Response;
+use portcullis::clock::UnixTime;
 use portcullis::{Error, Reason, Report, VerifiedToken};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 use std::fmt::Write;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, UNIX_EPOCH};
 
 /// Largest form the debugger reads: a token of the largest size any sane issuer makes, and then some.
 pub(crate) const MAX_FORM_BYTES: usize = 64 * 1024;
@@ -154,7 +155,7 @@ fn results(inspect: &dyn Inspect, routes: &[RouteRule], token: &str, route: Opti
     };
     let mut out = format!("<section aria-labelledby=\"result\"><h2 id=\"result\">Result</h2>{verdict}");
     out.push_str(&checks_table(&rows));
-    out.push_str(&times(&report));
+    out.push_str(&times(&report, inspect.now()));
     out.push_str(&decoded("Header", report.header.as_ref(), true));
     let title = if report.verdict.is_ok() { "Claims" } else { "Claims (not trusted: the token is invalid)" };
     out.push_str(&decoded(title, report.claims.as_ref(), report.verdict.is_ok()));
@@ -188,9 +189,9 @@ fn checks_table(rows: &[Row]) -> String {
 }
 
 /// `iat`, `nbf` and `exp` as UTC times and as seconds from now.
-fn times(report: &Report) -> String {
+fn times(report: &Report, clock: UnixTime) -> String {
     let Some(claims) = &report.claims else { return String::new() };
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64());
+    let now = clock.as_secs_f64();
     let mut rows = String::new();
     for (name, meaning) in [("iat", "issued"), ("nbf", "valid from"), ("exp", "expires")] {
         let Some(value) = claims.get(name) else { continue };
@@ -219,7 +220,7 @@ fn times(report: &Report) -> String {
     if rows.is_empty() {
         return String::new();
     }
-    let now_utc = humantime::format_rfc3339_seconds(SystemTime::now());
+    let now_utc = humantime::format_rfc3339_seconds(clock.to_system_time());
     format!(
         "<h3>Times</h3><p>This server's clock: {now_utc}.</p><div class=\"scroll\"><table><thead><tr>\
          <th scope=\"col\">Claim</th><th scope=\"col\">Value</th><th scope=\"col\">UTC</th>\

@@ -8,7 +8,7 @@ use portcullis::algorithm::KeyFamily;
 use serde_json::{Value, json};
 use std::fmt::Write;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, UNIX_EPOCH};
 
 /// A key set's freshness.
 fn freshness(view: &IssuerView, now: f64) -> &'static str {
@@ -31,10 +31,6 @@ fn key_type(family: KeyFamily) -> String {
     }
 }
 
-fn now() -> f64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64())
-}
-
 fn utc(seconds: Option<f64>) -> String {
     match seconds.filter(|s| (0.0..1e11).contains(s)) {
         Some(s) => humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs_f64(s)).to_string(),
@@ -45,7 +41,7 @@ fn utc(seconds: Option<f64>) -> String {
 /// `GET /status`.
 pub(crate) async fn page(State(inspect): State<Arc<dyn Inspect>>) -> Response {
     let inspect = inspect.as_ref();
-    let now = now();
+    let now = inspect.now().as_secs_f64();
     let mut body = format!(
         "<h1>Status</h1>\n<p>As of {} (this server's clock). <a href=\"/status\">Refresh</a> · \
          <a href=\"/status.json\">as JSON</a></p>\n",
@@ -135,7 +131,7 @@ fn counts_table(inspect: &dyn Inspect) -> String {
 
 /// `GET /status.json`: the same facts for scripts.
 pub(crate) async fn json(State(inspect): State<Arc<dyn Inspect>>) -> Response {
-    let now = now();
+    let now = inspect.now().as_secs_f64();
     let issuers: Vec<Value> = inspect
         .issuers()
         .iter()

@@ -46,6 +46,10 @@ impl Inspect for Api {
     fn tally(&self) -> &Tally {
         &self.tally
     }
+
+    fn now(&self) -> portcullis::clock::UnixTime {
+        self.verifier.now()
+    }
 }
 
 fn now() -> u64 {

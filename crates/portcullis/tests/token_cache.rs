@@ -37,7 +37,7 @@ async fn setup(cache: CacheOptions) -> Setup {
 }
 
 fn claims(s: &Setup, lifetime: u64) -> serde_json::Value {
-    let now = s.clock.now_unix() as u64;
+    let now = s.clock.now().as_secs();
     json!({"iss": s.idp.issuer(), "aud": AUDIENCE, "sub": "auth0|alice", "iat": now, "exp": now + lifetime})
 }
 
