@@ -135,6 +135,19 @@ impl DevIssuer {
 
     /// Creates an issuer whose clock starts at `base`'s time (tests inject a
     /// [`ManualClock`](portcullis::clock::ManualClock)).
+    ///
+    /// ```
+    /// use portcullis::clock::ManualClock;
+    /// use portcullis_issuer::{DevIssuer, Grant, Tenant};
+    /// use std::sync::Arc;
+    /// let tenant = Tenant::demo("http://127.0.0.1:3000/callback");
+    /// let issuer = DevIssuer::with_clock(tenant, "http://127.0.0.1:4000/", Arc::new(ManualClock::at_unix(1_000_000)))
+    ///     .unwrap();
+    /// issuer.shift_clock(-600);
+    /// assert_eq!(issuer.now(), 999_400);
+    /// let grant = Grant { client_id: "c".into(), user: None, audience: "a".into(), scopes: vec![] };
+    /// assert_eq!(issuer.claims_for(&grant)["iat"], 999_400);
+    /// ```
     pub fn with_clock(tenant: Tenant, issuer_url: &str, base: Arc<dyn Clock>) -> Result<Self, SigningError> {
         Ok(Self {
             inner: Arc::new(Inner {
