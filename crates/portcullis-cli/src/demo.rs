@@ -4,8 +4,9 @@
 use crate::issuer_cmd::BANNER;
 use crate::{BoxError, Error, Exit};
 use clap::Args;
+use portcullis::clock::UnixTime;
 use portcullis::remote::{KeyLocation, RemoteKeySet, RemoteOptions};
-use portcullis::{Report, SystemClock, VerifiedToken, Verifier};
+use portcullis::{Clock, Report, SystemClock, VerifiedToken, Verifier};
 use portcullis_issuer::{DEMO_AUDIENCE, DevIssuer, OTHER_AUDIENCE, Tenant, pkce};
 use portcullis_web::spa::SpaConfig;
 use portcullis_web::{Inspect, IssuerView, KeySetView, RouteRule, Tally};
@@ -69,6 +70,10 @@ impl Inspect for DemoApi {
         &self.tally
     }
 
+    fn now(&self) -> UnixTime {
+        self.verifier.now()
+    }
+
     fn app_path(&self) -> Option<&str> {
         Some("/")
     }
@@ -128,19 +133,22 @@ async fn start(args: &DemoArgs) -> Result<Running, Error> {
     let issuer_address = issuer_listener.local_addr().map_err(|e| Error::listen("127.0.0.1", for_issuer, e))?;
     let api_address = api_listener.local_addr().map_err(|e| Error::listen("127.0.0.1", for_api, e))?;
     let (issuer_url, api_url) = (format!("http://{issuer_address}/"), format!("http://{api_address}"));
-    let issuer = DevIssuer::new(Tenant::demo(&format!("{api_url}/callback")), &issuer_url)
+    // One clock for the issuer (its shifts move only its own view), the API's key set and its verifier.
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let issuer = DevIssuer::with_clock(Tenant::demo(&format!("{api_url}/callback")), &issuer_url, Arc::clone(&clock))
         .map_err(|e| Error::start("cannot create the issuer's signing keys", e))?;
     tokio::spawn(portcullis_issuer::serve(issuer_listener, issuer));
 
     let keys = RemoteKeySet::new(
         KeyLocation::Discovery { issuer: issuer_url.clone() },
         RemoteOptions::default(),
-        Arc::new(SystemClock),
+        Arc::clone(&clock),
     )
     .map_err(|e| Error::start("cannot create the API's key set", e))?;
     keys.refresh().await.map_err(|e| Error::unreachable("the API cannot load the issuer's keys", e))?;
     keys.spawn_refresher();
     let verifier = Verifier::builder()
+        .clock(clock)
         .issuer(&issuer_url)
         .audience(DEMO_AUDIENCE)
         .key_source(Arc::new(keys.clone()))

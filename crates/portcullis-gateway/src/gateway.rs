@@ -10,7 +10,7 @@ use crate::request::CanonicalRequest;
 use arc_swap::ArcSwap;
 use http::{HeaderMap, HeaderName};
 use portcullis::remote::{KeyLocation, RemoteKeySet, RemoteOptions};
-use portcullis::{KeySource, SystemClock, Verifier};
+use portcullis::{Clock, KeySource, SystemClock, Verifier};
 use portcullis_axum::Answer;
 use portcullis_web::Tally;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -29,6 +29,8 @@ struct Shared {
     /// Key sets by location, reused across reloads so a reload does not refetch keys.
     key_sets: Mutex<Vec<(KeyLocation, RemoteKeySet)>>,
     refreshing: AtomicBool,
+    /// The one clock of the gateway: its verifiers' claim checks, its key sets' refresh timing, its pages.
+    clock: Arc<dyn Clock>,
 }
 
 /// One configuration, compiled: verifier, routes, header mappings, answers and the observer.
@@ -63,14 +65,21 @@ pub struct Reloaded {
 impl Gateway {
     /// Builds the gateway: one remote key set per issuer (discovery unless a JWKS URL is given).
     pub fn new(config: Config) -> Result<Self, ConfigError> {
+        Self::with_clock(config, Arc::new(SystemClock))
+    }
+
+    /// Builds the gateway on `clock`, which every verifier and key set of it uses (tests inject a
+    /// [`ManualClock`](portcullis::clock::ManualClock)).
+    pub fn with_clock(config: Config, clock: Arc<dyn Clock>) -> Result<Self, ConfigError> {
         let tally = Arc::new(Tally::default());
-        let (policy, key_sets, _) = Policy::build(config, &[], Arc::clone(&tally))?;
+        let (policy, key_sets, _) = Policy::build(config, &[], Arc::clone(&tally), &clock)?;
         Ok(Self {
             shared: Arc::new(Shared {
                 policy: ArcSwap::from_pointee(policy),
                 tally,
                 key_sets: Mutex::new(key_sets),
                 refreshing: AtomicBool::new(false),
+                clock,
             }),
         })
     }
@@ -100,7 +109,8 @@ impl Gateway {
             }
         }
         let mut key_sets = self.shared.key_sets.lock().unwrap_or_else(PoisonError::into_inner);
-        let (policy, kept, created) = Policy::build(config, &key_sets, Arc::clone(&self.shared.tally))?;
+        let (policy, kept, created) =
+            Policy::build(config, &key_sets, Arc::clone(&self.shared.tally), &self.shared.clock)?;
         if self.shared.refreshing.load(Ordering::Acquire) {
             for keys in &created {
                 keys.spawn_refresher();
@@ -142,6 +152,11 @@ impl Gateway {
         key_sets.iter().find(|(known, _)| known == location).map(|(_, keys)| keys.clone())
     }
 
+    /// The gateway's clock.
+    pub(crate) fn clock(&self) -> &Arc<dyn Clock> {
+        &self.shared.clock
+    }
+
     /// Requests decided since start.
     pub(crate) fn tally(&self) -> &Tally {
         &self.shared.tally
@@ -168,9 +183,11 @@ impl Policy {
         config: Config,
         existing: &[(KeyLocation, RemoteKeySet)],
         tally: Arc<Tally>,
+        clock: &Arc<dyn Clock>,
     ) -> Result<(Self, Vec<(KeyLocation, RemoteKeySet)>, Vec<RemoteKeySet>), ConfigError> {
         config.check()?;
         let mut builder = Verifier::builder()
+            .clock(Arc::clone(clock))
             .max_token_len(config.limits.max_token_bytes)
             .max_json_depth(config.limits.max_json_depth);
         let (mut used, mut created) = (Vec::new(), Vec::new());
@@ -184,7 +201,7 @@ impl Policy {
                 None => {
                     let mut options = RemoteOptions { max_keys: config.limits.max_keys_per_set, ..Default::default() };
                     options.fetch.max_body = config.limits.max_jwks_bytes;
-                    let keys = RemoteKeySet::new(location.clone(), options, Arc::new(SystemClock)).map_err(|e| {
+                    let keys = RemoteKeySet::new(location.clone(), options, Arc::clone(clock)).map_err(|e| {
                         ConfigError { key: format!("issuers[{i}]"), location: None, message: e.to_string() }
                     })?;
                     created.push(keys.clone());

@@ -2,6 +2,7 @@
 
 use crate::config::{IssuerConfig, RouteConfig};
 use crate::gateway::{Gateway, route_accepts};
+use portcullis::clock::{Clock, UnixTime};
 use portcullis::remote::KeyLocation;
 use portcullis::{Error, Report, VerifiedToken};
 use portcullis_web::{Access, Inspect, IssuerView, KeySetView, RouteRule, Tally};
@@ -75,5 +76,9 @@ impl Inspect for Gateway {
 
     fn tally(&self) -> &Tally {
         Gateway::tally(self)
+    }
+
+    fn now(&self) -> UnixTime {
+        self.clock().now()
     }
 }

@@ -6,12 +6,12 @@ use crate::journal::{Fault, Faults, Journal, JournalEntry};
 use crate::keys::{KeyChoice, KeyRing};
 use crate::refresh::{Lifetimes, RefreshTokens, Refused};
 use aws_lc_rs::rand::{SecureRandom, SystemRandom};
+use portcullis::clock::{Clock, SystemClock, UnixTime};
 use portcullis::signing::SigningError;
 use serde_json::{Map, Value, json};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 /// The issuer: cheap to clone (shared state).
 #[derive(Clone)]
@@ -29,7 +29,7 @@ pub(crate) struct Inner {
     pub issuer: String,
     pub tenant: Tenant,
     pub keys: RwLock<KeyRing>,
-    pub clock_offset: AtomicI64,
+    pub clock: ShiftedClock,
     pub journal: Mutex<Journal>,
     pub faults: Mutex<Faults>,
     pub codes: Mutex<HashMap<String, AuthorizationCode>>,
@@ -56,6 +56,48 @@ pub(crate) struct AuthorizationCode {
     pub redirect_uri: String,
     pub code_challenge: Option<String>,
     pub expires_at: i64,
+}
+
+/// A clock that shows another clock's time moved by an adjustable offset: the dev issuer's clock, which tests
+/// move forward or back to see tokens expire or not yet be valid.
+///
+/// ```
+/// use portcullis::clock::{Clock, ManualClock};
+/// use portcullis_issuer::ShiftedClock;
+/// use std::sync::Arc;
+/// let clock = ShiftedClock::new(Arc::new(ManualClock::at_unix(1_000)));
+/// clock.shift(7200);
+/// clock.shift(-200);
+/// assert_eq!(clock.now().as_secs(), 8_000);
+/// assert_eq!(clock.offset(), 7_000);
+/// ```
+#[derive(Debug)]
+pub struct ShiftedClock {
+    base: Arc<dyn Clock>,
+    offset: AtomicI64,
+}
+
+impl ShiftedClock {
+    /// A clock that shows `base`'s time until shifted.
+    pub fn new(base: Arc<dyn Clock>) -> Self {
+        Self { base, offset: AtomicI64::new(0) }
+    }
+
+    /// Moves the clock by `seconds` (negative goes back; never before the epoch).
+    pub fn shift(&self, seconds: i64) {
+        self.offset.fetch_add(seconds, Ordering::SeqCst);
+    }
+
+    /// The total shift, in seconds.
+    pub fn offset(&self) -> i64 {
+        self.offset.load(Ordering::SeqCst)
+    }
+}
+
+impl Clock for ShiftedClock {
+    fn now(&self) -> UnixTime {
+        UnixTime::from_secs(self.base.now().as_secs().saturating_add_signed(self.offset()))
+    }
 }
 
 /// How long an authorization code may be exchanged, in seconds.
@@ -86,14 +128,34 @@ pub(crate) fn random_string(bytes: usize) -> String {
 }
 
 impl DevIssuer {
-    /// Creates an issuer for `tenant` whose URL (and `iss`) is `issuer_url` (with its trailing slash).
+    /// Creates an issuer for `tenant` whose URL (and `iss`) is `issuer_url` (with its trailing slash), on the
+    /// system clock.
     pub fn new(tenant: Tenant, issuer_url: &str) -> Result<Self, SigningError> {
+        Self::with_clock(tenant, issuer_url, Arc::new(SystemClock))
+    }
+
+    /// Creates an issuer whose clock starts at `base`'s time (tests inject a
+    /// [`ManualClock`](portcullis::clock::ManualClock)).
+    ///
+    /// ```
+    /// use portcullis::clock::ManualClock;
+    /// use portcullis_issuer::{DevIssuer, Grant, Tenant};
+    /// use std::sync::Arc;
+    /// let tenant = Tenant::demo("http://127.0.0.1:3000/callback");
+    /// let issuer = DevIssuer::with_clock(tenant, "http://127.0.0.1:4000/", Arc::new(ManualClock::at_unix(1_000_000)))
+    ///     .unwrap();
+    /// issuer.shift_clock(-600);
+    /// assert_eq!(issuer.now(), 999_400);
+    /// let grant = Grant { client_id: "c".into(), user: None, audience: "a".into(), scopes: vec![] };
+    /// assert_eq!(issuer.claims_for(&grant)["iat"], 999_400);
+    /// ```
+    pub fn with_clock(tenant: Tenant, issuer_url: &str, base: Arc<dyn Clock>) -> Result<Self, SigningError> {
         Ok(Self {
             inner: Arc::new(Inner {
                 issuer: issuer_url.to_owned(),
                 tenant,
                 keys: RwLock::new(KeyRing::generate()?),
-                clock_offset: AtomicI64::new(0),
+                clock: ShiftedClock::new(base),
                 journal: Mutex::default(),
                 faults: Mutex::default(),
                 codes: Mutex::default(),
@@ -112,15 +174,20 @@ impl DevIssuer {
         &self.inner.tenant
     }
 
-    /// Now, in seconds since the epoch, on the issuer's (shiftable) clock.
+    /// Now, in seconds since the epoch, on the issuer's (shiftable) clock: every time the issuer reads comes from
+    /// [`clock`](Self::clock).
     pub fn now(&self) -> i64 {
-        let real = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
-        real + self.inner.clock_offset.load(Ordering::SeqCst)
+        i64::try_from(self.inner.clock.now().as_secs()).unwrap_or(i64::MAX)
+    }
+
+    /// The issuer's clock: the base clock shifted by the `/__admin/clock` moves.
+    pub fn clock(&self) -> &ShiftedClock {
+        &self.inner.clock
     }
 
     /// Moves the issuer's clock by `seconds` (negative goes back).
     pub fn shift_clock(&self, seconds: i64) {
-        self.inner.clock_offset.fetch_add(seconds, Ordering::SeqCst);
+        self.inner.clock.shift(seconds);
     }
 
     /// The published JWKS.

@@ -47,7 +47,7 @@ mod server;
 
 pub use config::{DEMO_AUDIENCE, OTHER_AUDIENCE, Tenant};
 pub use error::{ParseError, SignError, TenantError};
-pub use issuer::{Broken, DevIssuer, Grant};
+pub use issuer::{Broken, DevIssuer, Grant, ShiftedClock};
 pub use journal::{Fault, JournalEntry};
 pub use keys::KeyChoice;
 pub use server::{ADMIN_PREFIX, MAX_BODY_BYTES, router, serve};

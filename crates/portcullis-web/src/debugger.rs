@@ -6,11 +6,12 @@ use axum::Form;
 use axum::extract::State;
 use axum::response::Response;
 use maud::{Markup, html};
+use portcullis::clock::UnixTime;
 use portcullis::{Error, Reason, Report, VerifiedToken};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, UNIX_EPOCH};
 
 /// Largest form the debugger reads: a token of the largest size any sane issuer makes, and then some.
 pub(crate) const MAX_FORM_BYTES: usize = 64 * 1024;
@@ -164,7 +165,7 @@ fn results(inspect: &dyn Inspect, routes: &[RouteRule], token: &str, route: Opti
             h2 id="result" { "Result" }
             (verdict)
             (checks_table(&rows))
-            (times(&report))
+            (times(&report, inspect.now()))
             (decoded("Header", report.header.as_ref(), true))
             (decoded(title, report.claims.as_ref(), report.verdict.is_ok()))
         }
@@ -198,9 +199,9 @@ fn checks_table(rows: &[Row]) -> Markup {
 }
 
 /// `iat`, `nbf` and `exp` as UTC times and as seconds from now.
-fn times(report: &Report) -> Markup {
+fn times(report: &Report, clock: UnixTime) -> Markup {
     let Some(claims) = &report.claims else { return html! {} };
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64());
+    let now = clock.as_secs_f64();
     let present: Vec<_> = [("iat", "issued"), ("nbf", "valid from"), ("exp", "expires")]
         .into_iter()
         .filter_map(|(name, meaning)| claims.get(name).map(|value| (name, meaning, value)))
@@ -233,7 +234,7 @@ fn times(report: &Report) -> Markup {
             }
         }
     };
-    let now_utc = humantime::format_rfc3339_seconds(SystemTime::now());
+    let now_utc = humantime::format_rfc3339_seconds(clock.to_system_time());
     html! {
         h3 { "Times" }
         p { "This server's clock: " (now_utc.to_string()) "." }
@@ -280,6 +281,7 @@ mod tests {
     use super::{Row, checks_table, decoded, normalize, times};
     use crate::html::codes;
     use portcullis::Report;
+    use portcullis::clock::UnixTime;
     use serde_json::json;
 
     const HOSTILE: &str = "<script>alert(1)</script>\"'&";
@@ -310,7 +312,7 @@ mod tests {
         // Filled in as any crate outside portcullis can, whatever fields a report gains.
         let mut report = Report::default();
         report.claims = claims;
-        let times = times(&report).into_string();
+        let times = times(&report, UnixTime::from_secs(1_700_000_000)).into_string();
         assert!(times.contains(
             "<td>&quot;&lt;script&gt;alert(1)&lt;/script&gt;\\&quot;'&amp;&quot;</td><td colspan=\"2\">not a usable NumericDate"
         ), "{times}");

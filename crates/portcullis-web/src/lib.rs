@@ -20,6 +20,7 @@
 //! ```
 //! use portcullis_web::{Inspect, IssuerView, RouteRule, Tally};
 //! use portcullis::{Report, Verifier, VerifiedToken, Error};
+//! use portcullis::clock::UnixTime;
 //! use std::sync::Arc;
 //!
 //! struct Api { verifier: Verifier, tally: Tally }
@@ -30,6 +31,7 @@
 //!     fn check_route(&self, _route: usize, _token: &VerifiedToken) -> Result<(), Error> { Ok(()) }
 //!     fn issuers(&self) -> Vec<IssuerView> { Vec::new() }
 //!     fn tally(&self) -> &Tally { &self.tally }
+//!     fn now(&self) -> UnixTime { self.verifier.now() }
 //! }
 //!
 //! # fn verifier() -> Verifier {
@@ -50,6 +52,7 @@ pub use tally::{Count, Tally};
 
 use axum::Router;
 use axum::routing::get;
+use portcullis::clock::UnixTime;
 use portcullis::remote::{RemoteKeySet, Status};
 use portcullis::{Error, KeySet, KeySource, Report, Requirement, VerifiedToken};
 use std::sync::Arc;
@@ -67,6 +70,9 @@ pub trait Inspect: Send + Sync + 'static {
     fn issuers(&self) -> Vec<IssuerView>;
     /// The requests decided so far.
     fn tally(&self) -> &Tally;
+    /// Now, on the clock this server verifies tokens with ([`portcullis::Verifier::now`]): the debugger's
+    /// "seconds from now" and the status page's times are measured from it, so they agree with the verdicts.
+    fn now(&self) -> UnixTime;
     /// The path of a browser app this server also serves, linked from every page's navigation.
     fn app_path(&self) -> Option<&str> {
         None

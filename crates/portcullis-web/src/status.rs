@@ -8,7 +8,7 @@ use maud::{Markup, html};
 use portcullis::algorithm::KeyFamily;
 use serde_json::{Value, json};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, UNIX_EPOCH};
 
 /// A key set's freshness.
 fn freshness(view: &IssuerView, now: f64) -> &'static str {
@@ -31,10 +31,6 @@ fn key_type(family: KeyFamily) -> String {
     }
 }
 
-fn now() -> f64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64())
-}
-
 fn utc(seconds: Option<f64>) -> String {
     match seconds.filter(|s| (0.0..1e11).contains(s)) {
         Some(s) => humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs_f64(s)).to_string(),
@@ -45,7 +41,7 @@ fn utc(seconds: Option<f64>) -> String {
 /// `GET /status`.
 pub(crate) async fn page(State(inspect): State<Arc<dyn Inspect>>) -> Response {
     let inspect = inspect.as_ref();
-    let now = now();
+    let now = inspect.now().as_secs_f64();
     let body = html! {
         h1 { "Status" } "\n"
         p {
@@ -148,7 +144,7 @@ fn counts_table(inspect: &dyn Inspect) -> Markup {
 
 /// `GET /status.json`: the same facts for scripts.
 pub(crate) async fn json(State(inspect): State<Arc<dyn Inspect>>) -> Response {
-    let now = now();
+    let now = inspect.now().as_secs_f64();
     let issuers: Vec<Value> = inspect
         .issuers()
         .iter()

@@ -47,6 +47,10 @@ impl Inspect for Api {
     fn tally(&self) -> &Tally {
         &self.tally
     }
+
+    fn now(&self) -> portcullis::clock::UnixTime {
+        self.verifier.now()
+    }
 }
 
 fn setup() -> (Arc<Api>, SigningKey) {
@@ -208,4 +212,27 @@ async fn the_status_page_lists_the_keys_and_the_counts() {
     let (status, headers, css) = send(&api, Request::get("/portcullis.css").body(Body::empty()).unwrap()).await;
     assert_eq!((status, headers[header::CONTENT_TYPE].to_str().unwrap()), (StatusCode::OK, "text/css; charset=utf-8"));
     assert!(css.contains(":focus-visible"));
+}
+
+#[tokio::test]
+async fn the_debugger_measures_times_on_the_verifiers_clock() {
+    // A clock far from the system's: the times shown must come from it, as the verdicts do.
+    const THEN: u64 = 1_000_000_000;
+    let signer = SigningKey::generate(Algorithm::ES256, Some("key-2026".into())).unwrap();
+    let public = VerifyingKey::from_jwk(signer.public_jwk().as_object().unwrap()).unwrap();
+    let keys = Arc::new(KeySet::from_keys([public]));
+    let verifier = Verifier::builder()
+        .issuer(ISSUER)
+        .audience(AUDIENCE)
+        .keys((*keys).clone())
+        .clock(Arc::new(portcullis::clock::ManualClock::at_unix(THEN)))
+        .build()
+        .unwrap();
+    let api = Arc::new(Api { verifier, keys, rule: Requirement::scope("read:messages"), tally: Tally::default() });
+    let claims = json!({"iss": ISSUER, "sub": "auth0|alice", "aud": AUDIENCE, "iat": THEN - 5, "exp": THEN + 120});
+    let html = check(&api, &signer.sign_token(&claims, None).unwrap(), "").await;
+    assert!(html.contains("Valid: every check passed."), "{html}");
+    assert!(html.contains("expires in 120 s (difference +120 s)"), "{html}");
+    assert!(html.contains("issued 5 s ago"), "{html}");
+    assert!(html.contains("This server's clock: 2001-09-09T01:46:40Z."), "{html}");
 }

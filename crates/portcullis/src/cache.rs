@@ -64,7 +64,7 @@ struct ExpireAtExp {
 
 impl moka::Expiry<Arc<str>, VerifiedToken> for ExpireAtExp {
     fn expire_after_create(&self, _: &Arc<str>, token: &VerifiedToken, _: Instant) -> Option<Duration> {
-        let remaining = token.registered().exp.map(|exp| exp - self.clock.now_unix()).unwrap_or(0.0);
+        let remaining = token.registered().exp.map(|exp| exp - self.clock.now().as_secs_f64()).unwrap_or(0.0);
         Some(Duration::from_secs_f64(remaining.max(0.0)).min(self.max_ttl))
     }
 }

@@ -3,7 +3,7 @@
 //! Every registered claim is in one of three states: absent, valid, or present-but-malformed. A malformed claim is
 //! an error wherever it appears; it is never treated as absent (a string `exp` does not make a token immortal).
 
-use crate::error::{Error, Reason, quoted};
+use crate::error::{Detail, Error, Reason, quoted};
 use crate::json::{KeySeed, Validate, check_depth, remember_key, validate_map};
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};
@@ -77,7 +77,7 @@ impl RegisteredClaims {
         let max = max_depth.min(crate::json::MAX_DEPTH_CEILING);
         serde::Deserializer::deserialize_any(&mut deserializer, ClaimSetVisitor { max })
             .and_then(|outcome| deserializer.end().map(|()| outcome))
-            .map_err(|e| malformed(format!("payload is not a valid JSON claim set: {e}")))?
+            .map_err(|e| malformed(format!("payload is not a valid JSON claim set: {e}")).with_source(e))?
     }
 }
 
@@ -85,8 +85,8 @@ fn malformed(description: impl Into<std::borrow::Cow<'static, str>>) -> Error {
     Error::new(Reason::TokenMalformed, description)
 }
 
-fn invalid(description: impl Into<std::borrow::Cow<'static, str>>) -> Error {
-    Error::new(Reason::ClaimInvalid, description)
+fn invalid(claim: &str, description: impl Into<std::borrow::Cow<'static, str>>) -> Error {
+    Error::new(Reason::ClaimInvalid, description).with_detail(Detail::ClaimInvalid { claim: claim.to_owned() })
 }
 
 /// A registered claim's value as found, before its type is judged.
@@ -171,17 +171,22 @@ impl RegisteredClaims {
             "aud" => self.aud = audience(raw)?,
             "scope" => match raw {
                 Raw::Str(s) => self.scopes = split_spaces(&s),
-                other => return Err(invalid(format!("scope must be a space-separated string, got {}", other.kind()))),
+                other => {
+                    return Err(invalid(name, format!("scope must be a space-separated string, got {}", other.kind())));
+                }
             },
             "scp" => match raw {
                 Raw::Str(s) => *scp = Some(split_spaces(&s)),
                 Raw::Strings(list) => *scp = Some(list),
-                other => return Err(invalid(format!("scp must be an array of strings, got {}", other.kind()))),
+                other => return Err(invalid(name, format!("scp must be an array of strings, got {}", other.kind()))),
             },
             _ => match raw {
                 Raw::Strings(list) => self.permissions = list,
                 other => {
-                    return Err(invalid(format!("permissions must be an array of strings, got {}", other.kind())));
+                    return Err(invalid(
+                        name,
+                        format!("permissions must be an array of strings, got {}", other.kind()),
+                    ));
                 }
             },
         }
@@ -264,7 +269,7 @@ fn split_spaces(s: &str) -> Vec<String> {
 fn string(raw: Raw<'_>, name: &'static str) -> Result<String, Error> {
     match raw {
         Raw::Str(s) => Ok(s.into_owned()),
-        other => Err(invalid(format!("{name} must be a string, got {}", other.kind()))),
+        other => Err(invalid(name, format!("{name} must be a string, got {}", other.kind()))),
     }
 }
 
@@ -272,8 +277,8 @@ fn audience(raw: Raw<'_>) -> Result<Vec<String>, Error> {
     match raw {
         Raw::Str(s) => Ok(vec![s.into_owned()]),
         Raw::Strings(list) => Ok(list),
-        Raw::Other("an array with non-string members") => Err(invalid("aud array must hold only strings")),
-        other => Err(invalid(format!("aud must be a string or an array of strings, got {}", other.kind()))),
+        Raw::Other("an array with non-string members") => Err(invalid("aud", "aud array must hold only strings")),
+        other => Err(invalid("aud", format!("aud must be a string or an array of strings, got {}", other.kind()))),
     }
 }
 
@@ -281,8 +286,10 @@ fn audience(raw: Raw<'_>) -> Result<Vec<String>, Error> {
 fn numeric_date(raw: Raw<'_>, name: &'static str) -> Result<f64, Error> {
     match raw {
         Raw::Num(secs) if (0.0..MAX_NUMERIC_DATE).contains(&secs) => Ok(secs),
-        Raw::Num(_) => Err(invalid(format!("{name} is out of range for a NumericDate"))),
-        other => Err(invalid(format!("{name} must be a NumericDate (a JSON number of seconds), got {}", other.kind()))),
+        Raw::Num(_) => Err(invalid(name, format!("{name} is out of range for a NumericDate"))),
+        other => {
+            Err(invalid(name, format!("{name} must be a NumericDate (a JSON number of seconds), got {}", other.kind())))
+        }
     }
 }
 

@@ -3,9 +3,16 @@
 //! Each [`Error`] carries a stable machine-readable [`Reason`] (its code never changes between releases), a short
 //! human description that is safe to put in an HTTP header, and a mapping to the HTTP answer that the middleware
 //! and the gateway give (status code and RFC 6750 `error` attribute).
+//!
+//! Behind the reason, [`Error::detail`] gives the facts a program can act on without parsing the description
+//! (the token's `exp` and the clock's now for an expired token, the `iss` found for an issuer mismatch, …), and
+//! [`std::error::Error::source`] gives the lower-level error when one caused the refusal.
 
+use crate::clock::UnixTime;
 use std::borrow::Cow;
 use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
 
 /// Why a token (or a request carrying one) was refused.
 ///
@@ -155,6 +162,123 @@ impl fmt::Display for Reason {
     }
 }
 
+/// The structured facts behind an [`Error`], for programs (logs, metrics, debuggers) that need more than the
+/// [`Reason`] and less than parsing the description.
+///
+/// Values taken from the token (`found`, `kid`, `alg`, claim names) are as the token carried them, not sanitised:
+/// never put them into an HTTP header (the [`description`](Error::description) is the safe text for that).
+///
+/// ```
+/// use portcullis::error::{Detail, Error, Reason};
+/// let err = Error::new(Reason::TokenMalformed, "token is not a compact JWS");
+/// assert_eq!(err.detail(), &Detail::Other);
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum Detail {
+    /// No facts beyond the reason and the description.
+    Other,
+    /// `exp` has passed, beyond the leeway ([`Reason::TokenExpired`]).
+    #[non_exhaustive]
+    Expired {
+        /// The token's `exp` (a NumericDate: seconds since the epoch, possibly fractional).
+        exp: f64,
+        /// The verifier's clock.
+        now: UnixTime,
+        /// The configured clock-skew allowance.
+        leeway: Duration,
+    },
+    /// The token was issued longer ago than the configured maximum age ([`Reason::TokenExpired`]).
+    #[non_exhaustive]
+    TooOld {
+        /// The token's `iat`.
+        iat: f64,
+        /// The verifier's clock.
+        now: UnixTime,
+        /// The configured maximum age.
+        max_age: Duration,
+        /// The configured clock-skew allowance.
+        leeway: Duration,
+    },
+    /// `nbf` is still in the future, beyond the leeway ([`Reason::TokenNotYetValid`]).
+    #[non_exhaustive]
+    NotYetValid {
+        /// The token's `nbf`.
+        nbf: f64,
+        /// The verifier's clock.
+        now: UnixTime,
+        /// The configured clock-skew allowance.
+        leeway: Duration,
+    },
+    /// `iat` is in the future, beyond the leeway ([`Reason::ClaimInvalid`]).
+    #[non_exhaustive]
+    IssuedInFuture {
+        /// The token's `iat`.
+        iat: f64,
+        /// The verifier's clock.
+        now: UnixTime,
+        /// The configured clock-skew allowance.
+        leeway: Duration,
+    },
+    /// The token's `iss` is not trusted ([`Reason::IssuerMismatch`]).
+    #[non_exhaustive]
+    IssuerMismatch {
+        /// The token's `iss`.
+        found: String,
+    },
+    /// None of the token's `aud` values is accepted ([`Reason::AudienceMismatch`]).
+    #[non_exhaustive]
+    AudienceMismatch {
+        /// The token's `aud` values.
+        found: Vec<String>,
+    },
+    /// A claim that must be present is not ([`Reason::ClaimMissing`]).
+    #[non_exhaustive]
+    ClaimMissing {
+        /// The claim's name (for the client restriction: `azp`, which `client_id` may stand in for).
+        claim: String,
+    },
+    /// A registered claim has the wrong type or is out of range ([`Reason::ClaimInvalid`]).
+    #[non_exhaustive]
+    ClaimInvalid {
+        /// The claim's name.
+        claim: String,
+    },
+    /// The token's `azp`/`client_id` is not an allowed client ([`Reason::ClaimInvalid`]).
+    #[non_exhaustive]
+    ClientNotAllowed {
+        /// The token's client.
+        client: String,
+    },
+    /// The token's `alg` is not accepted, or not with the chosen key ([`Reason::AlgorithmNotAllowed`]).
+    #[non_exhaustive]
+    AlgorithmNotAllowed {
+        /// The `alg` of the token's header.
+        alg: String,
+    },
+    /// No single usable key matches the token ([`Reason::KeyNotFound`]).
+    #[non_exhaustive]
+    KeyNotFound {
+        /// The `kid` of the token's header, when it has one.
+        kid: Option<String>,
+    },
+}
+
+// NumericDate payloads are always finite (claim parsing refuses anything else) and variants with payloads are
+// built only inside this crate, so equality is an equivalence relation.
+impl Eq for Detail {}
+
+/// The detail of errors that carry none.
+static OTHER: Detail = Detail::Other;
+
+/// What an error carries beyond its reason and description: kept out of line so that `Result<_, Error>` stays
+/// small on the verification path.
+#[derive(Clone)]
+struct Extra {
+    detail: Detail,
+    source: Option<Arc<dyn std::error::Error + Send + Sync + 'static>>,
+}
+
 /// A refusal: a [`Reason`] and a description a human can act on.
 ///
 /// The description never contains key material or the token, and only characters allowed in an RFC 6750
@@ -166,13 +290,27 @@ impl fmt::Display for Reason {
 /// assert_eq!(err.reason(), Reason::IssuerMismatch);
 /// assert_eq!(err.description(), "issuer mismatch: 'evil/' value?");
 /// ```
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone)]
 pub struct Error {
     reason: Reason,
     description: Cow<'static, str>,
     retry_after: Option<u32>,
     scope: Option<Box<str>>,
+    extra: Option<Box<Extra>>,
 }
+
+/// Errors are equal when their reason, description, retry hint, scope and detail are; the source is not compared.
+impl PartialEq for Error {
+    fn eq(&self, other: &Self) -> bool {
+        self.reason == other.reason
+            && self.description == other.description
+            && self.retry_after == other.retry_after
+            && self.scope == other.scope
+            && self.detail() == other.detail()
+    }
+}
+
+impl Eq for Error {}
 
 impl Error {
     /// Builds an error; characters not allowed in an RFC 6750 description are replaced.
@@ -183,7 +321,39 @@ impl Error {
         } else {
             Cow::Owned(description.chars().map(safe_char).collect())
         };
-        Self { reason, description, retry_after: None, scope: None }
+        Self { reason, description, retry_after: None, scope: None, extra: None }
+    }
+
+    /// Attaches the structured [`Detail`] behind the reason.
+    #[must_use]
+    pub fn with_detail(mut self, detail: Detail) -> Self {
+        match &mut self.extra {
+            Some(extra) => extra.detail = detail,
+            None => self.extra = Some(Box::new(Extra { detail, source: None })),
+        }
+        self
+    }
+
+    /// Attaches the lower-level error that caused this one (returned by [`std::error::Error::source`]).
+    #[must_use]
+    pub fn with_source(mut self, source: impl std::error::Error + Send + Sync + 'static) -> Self {
+        let source: Arc<dyn std::error::Error + Send + Sync> = Arc::new(source);
+        match &mut self.extra {
+            Some(extra) => extra.source = Some(source),
+            None => self.extra = Some(Box::new(Extra { detail: Detail::Other, source: Some(source) })),
+        }
+        self
+    }
+
+    /// The structured facts behind the reason ([`Detail::Other`] when there are none).
+    ///
+    /// ```
+    /// use portcullis::error::{Detail, Error, Reason};
+    /// let err = Error::new(Reason::KeyNotFound, "no key").with_detail(Detail::Other);
+    /// assert!(matches!(err.detail(), Detail::Other));
+    /// ```
+    pub fn detail(&self) -> &Detail {
+        self.extra.as_ref().map_or(&OTHER, |extra| &extra.detail)
     }
 
     /// Adds a hint, in seconds, for when a retry may succeed (sent as `Retry-After` with 503 answers).
@@ -269,7 +439,12 @@ impl fmt::Display for Error {
     }
 }
 
-impl std::error::Error for Error {}
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        let source = self.extra.as_ref()?.source.as_ref()?;
+        Some(source.as_ref() as &(dyn std::error::Error + 'static))
+    }
+}
 
 /// RFC 6750 §3: `error-description = *( %x20-21 / %x23-5B / %x5D-7E )`.
 fn is_description_byte(b: u8) -> bool {
@@ -322,6 +497,22 @@ mod tests {
         }
         assert_eq!(Reason::TokenMissing.bearer_error(), None);
         assert!(!Reason::KeysUnavailable.has_challenge());
+    }
+
+    #[test]
+    fn details_and_sources_travel_with_the_error() {
+        let plain = Error::new(Reason::IssuerMismatch, "issuer mismatch");
+        assert_eq!(plain.detail(), &Detail::Other);
+        assert!(std::error::Error::source(&plain).is_none());
+        let detailed = plain.clone().with_detail(Detail::IssuerMismatch { found: "evil".into() });
+        assert_eq!(detailed.detail(), &Detail::IssuerMismatch { found: "evil".into() });
+        assert_ne!(plain, detailed);
+        let io = std::io::Error::other("lower level");
+        let chained = detailed.clone().with_source(io);
+        assert_eq!(chained.detail(), detailed.detail(), "a source keeps the detail");
+        assert_eq!(std::error::Error::source(&chained).map(ToString::to_string).as_deref(), Some("lower level"));
+        assert_eq!(chained, detailed, "sources are not compared");
+        assert_eq!(chained.to_string(), "issuer_mismatch: issuer mismatch", "the text is unchanged");
     }
 
     #[test]

@@ -196,7 +196,8 @@ impl<'a> UnverifiedJws<'a> {
                     return Err(Error::new(
                         Reason::AlgorithmNotAllowed,
                         "the key declares no alg and no algorithm allowlist is configured",
-                    ));
+                    )
+                    .with_detail(crate::error::Detail::AlgorithmNotAllowed { alg: alg.name().to_owned() }));
                 }
             },
             AlgorithmPolicy::Allow(set) => set.contains(alg) && key.algorithms().contains(alg),
@@ -207,7 +208,8 @@ impl<'a> UnverifiedJws<'a> {
             Err(Error::new(
                 Reason::AlgorithmNotAllowed,
                 format!("token alg {alg} does not match the key (usable with {})", usable(key, policy)),
-            ))
+            )
+            .with_detail(crate::error::Detail::AlgorithmNotAllowed { alg: alg.name().to_owned() }))
         }
     }
 
@@ -367,7 +369,8 @@ fn algorithm(name: &str) -> Result<Algorithm, Error> {
     } else {
         format!("alg {} is not a supported signature algorithm", quoted(name))
     };
-    Err(Error::new(Reason::AlgorithmNotAllowed, description))
+    Err(Error::new(Reason::AlgorithmNotAllowed, description)
+        .with_detail(crate::error::Detail::AlgorithmNotAllowed { alg: name.to_owned() }))
 }
 
 fn check_crit(crit: &Value) -> Result<(), Error> {

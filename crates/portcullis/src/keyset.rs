@@ -149,28 +149,26 @@ impl KeySet {
     /// Finds the key for a token's `kid` (exact, byte-for-byte). Without a `kid`, only a set of exactly one key
     /// answers.
     pub fn select(&self, kid: Option<&str>) -> Result<&Arc<VerifyingKey>, Error> {
+        let not_found = |description: String| {
+            let kid = kid.map(str::to_owned);
+            Error::new(Reason::KeyNotFound, description).with_detail(crate::error::Detail::KeyNotFound { kid })
+        };
         match kid {
             Some(kid) => {
                 if let Some(&i) = self.by_kid.get(kid) {
                     return Ok(&self.keys[i]);
                 }
                 if let Some(count) = self.ambiguous.get(kid) {
-                    return Err(Error::new(
-                        Reason::KeyNotFound,
-                        format!("kid {} names {count} keys in the key set; refusing to guess", quoted(kid)),
-                    ));
+                    return Err(not_found(format!(
+                        "kid {} names {count} keys in the key set; refusing to guess",
+                        quoted(kid)
+                    )));
                 }
-                Err(Error::new(
-                    Reason::KeyNotFound,
-                    format!("no key with kid {} in the key set ({})", quoted(kid), self.describe_kids()),
-                ))
+                Err(not_found(format!("no key with kid {} in the key set ({})", quoted(kid), self.describe_kids())))
             }
             None => match self.keys.as_slice() {
                 [only] => Ok(only),
-                keys => Err(Error::new(
-                    Reason::KeyNotFound,
-                    format!("token has no kid and the key set has {} keys", keys.len()),
-                )),
+                keys => Err(not_found(format!("token has no kid and the key set has {} keys", keys.len()))),
             },
         }
     }

@@ -329,10 +329,10 @@ impl RemoteKeySet {
             loop {
                 let wait = {
                     let Some(inner) = weak.upgrade() else { return };
-                    if inner.clock.now_unix() >= inner.refresh_due() {
+                    if inner.clock.now().as_secs_f64() >= inner.refresh_due() {
                         Inner::fetch(&inner, Cause::Refresh).await;
                     }
-                    (inner.refresh_due() - inner.clock.now_unix()).clamp(1.0, 60.0)
+                    (inner.refresh_due() - inner.clock.now().as_secs_f64()).clamp(1.0, 60.0)
                 };
                 tokio::time::sleep(Duration::from_secs_f64(wait)).await;
             }
@@ -346,7 +346,7 @@ impl RemoteKeySet {
 
     /// Current state and counters.
     pub fn status(&self) -> Status {
-        let now = self.inner.clock.now_unix();
+        let now = self.inner.clock.now().as_secs_f64();
         let snapshot = self.inner.snapshot.load_full();
         let state = self.inner.lock_state();
         Status {
@@ -367,7 +367,7 @@ impl RemoteKeySet {
 
 impl KeySource for RemoteKeySet {
     fn current(&self) -> Option<Arc<KeySet>> {
-        let now = self.inner.clock.now_unix();
+        let now = self.inner.clock.now().as_secs_f64();
         let snapshot = self.inner.usable(now)?;
         if now >= self.inner.refresh_due() {
             Inner::refresh_in_background(&self.inner);
@@ -412,12 +412,12 @@ impl Inner {
     }
 
     async fn resolve(this: &Arc<Self>, kid: Option<&str>) -> Result<Arc<VerifyingKey>, Error> {
-        let now = this.clock.now_unix();
+        let now = this.clock.now().as_secs_f64();
         let Some(snapshot) = this.usable(now) else {
             // No usable set: fetch (bucket permitting), or answer 503.
             return match Self::fetch(this, Cause::Missing).await {
                 Outcome::Limited { wait, .. } => Err(this.unavailable(wait)),
-                Outcome::Fetched(_) | Outcome::Joined => match this.usable(this.clock.now_unix()) {
+                Outcome::Fetched(_) | Outcome::Joined => match this.usable(this.clock.now().as_secs_f64()) {
                     Some(snapshot) => snapshot.keys.select(kid).cloned(),
                     None => Err(this.unavailable(this.options.retry_interval.as_secs_f64())),
                 },
@@ -441,7 +441,7 @@ impl Inner {
             Outcome::Limited { cooldown, .. } => Some(cooldown),
             Outcome::Fetched(_) | Outcome::Joined => None,
         };
-        let refreshed = this.usable(this.clock.now_unix()).unwrap_or(snapshot);
+        let refreshed = this.usable(this.clock.now().as_secs_f64()).unwrap_or(snapshot);
         match refreshed.keys.select(Some(kid)) {
             Ok(key) => Ok(Arc::clone(key)),
             Err(err) => {
@@ -469,7 +469,7 @@ impl Inner {
     }
 
     fn remember_unknown(&self, kid: &str) {
-        let until = self.clock.now_unix() + self.options.cooldown.as_secs_f64();
+        let until = self.clock.now().as_secs_f64() + self.options.cooldown.as_secs_f64();
         let mut state = self.lock_state();
         if state.negative.len() >= NEGATIVE_CAPACITY {
             state.negative.clear();
@@ -485,7 +485,7 @@ impl Inner {
         if *this.events.borrow() != seen {
             return Outcome::Joined;
         }
-        let now = this.clock.now_unix();
+        let now = this.clock.now().as_secs_f64();
         {
             let mut state = this.lock_state();
             if cause == Cause::UnknownKid {
@@ -518,7 +518,7 @@ impl Inner {
 
     async fn fetch_and_store(&self, cause: Cause) -> Result<(), String> {
         let result = self.fetch_once().await;
-        let now = self.clock.now_unix();
+        let now = self.clock.now().as_secs_f64();
         let outcome = match result {
             Ok((keys, ttl)) => {
                 let count = keys.len();
@@ -587,7 +587,7 @@ impl Inner {
             KeyLocation::Jwks(url) => return Ok(url.clone()),
             KeyLocation::Discovery { issuer } => issuer,
         };
-        let now = self.clock.now_unix();
+        let now = self.clock.now().as_secs_f64();
         let known = self.jwks_uri.lock().unwrap_or_else(PoisonError::into_inner).clone();
         if let Some(Discovered { jwks_uri, confirmed_at: Some(at) }) = &known {
             if now - at < self.options.max_ttl.as_secs_f64() {

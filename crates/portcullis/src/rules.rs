@@ -4,9 +4,10 @@
 //! while [`Verifier::verify`](crate::Verifier::verify) stops at the first failure.
 
 use crate::claims::{RegisteredClaims, describe_list, lookup};
-use crate::clock::human_duration;
-use crate::error::{Error, Reason, quoted};
+use crate::clock::{UnixTime, human_duration};
+use crate::error::{Detail, Error, Reason, quoted};
 use serde_json::Value;
+use std::time::Duration;
 
 /// One check of a token, in the order verification performs them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -63,8 +64,8 @@ pub(crate) struct ClaimRules {
     pub audiences: Vec<String>,
     /// Issuers with audiences of their own: only these are accepted in their tokens.
     pub issuer_audiences: Vec<(String, Vec<String>)>,
-    pub leeway: f64,
-    pub max_age: Option<f64>,
+    pub leeway: Duration,
+    pub max_age: Option<Duration>,
     pub required: Vec<String>,
     pub clients: Vec<String>,
 }
@@ -83,7 +84,7 @@ pub(crate) const CLAIM_CHECKS: [Check; 7] = [
 impl ClaimRules {
     /// Runs one claim check. `payload` is the verified claim set, parsed into a map only when a rule needs claims
     /// beyond the registered ones.
-    pub fn check(&self, check: Check, claims: &RegisteredClaims, payload: &[u8], now: f64) -> Result<(), Error> {
+    pub fn check(&self, check: Check, claims: &RegisteredClaims, payload: &[u8], now: UnixTime) -> Result<(), Error> {
         match check {
             Check::Issuer => self.issuer(claims),
             Check::Audience => self.audience(claims),
@@ -96,16 +97,9 @@ impl ClaimRules {
         }
     }
 
-    /// Runs every claim check, stopping at the first failure. Allocates nothing when all pass.
-    pub fn check_all(&self, claims: &RegisteredClaims, payload: &[u8], now: f64) -> Result<(), Error> {
-        for check in CLAIM_CHECKS {
-            self.check(check, claims, payload, now)?;
-        }
-        Ok(())
-    }
-
     /// A short account of a check that passed, for reports.
-    pub fn passed(&self, check: Check, claims: &RegisteredClaims, now: f64) -> String {
+    pub fn passed(&self, check: Check, claims: &RegisteredClaims, now: UnixTime) -> String {
+        let now = now.as_secs_f64();
         let shown = |value: &Option<String>| value.as_deref().map(quoted).unwrap_or_default();
         match check {
             Check::Issuer => format!("iss {} is expected", shown(&claims.iss)),
@@ -134,7 +128,7 @@ impl ClaimRules {
 
     fn issuer(&self, claims: &RegisteredClaims) -> Result<(), Error> {
         let Some(iss) = &claims.iss else {
-            return Err(Error::new(Reason::ClaimMissing, "iss is missing; the issuer is required"));
+            return Err(missing("iss", "iss is missing; the issuer is required"));
         };
         if self.issuers.iter().any(|expected| expected == iss) {
             return Ok(());
@@ -142,12 +136,13 @@ impl ClaimRules {
         Err(Error::new(
             Reason::IssuerMismatch,
             format!("issuer mismatch: token is from {}, expected {}", quoted(iss), describe_list(&self.issuers)),
-        ))
+        )
+        .with_detail(Detail::IssuerMismatch { found: iss.clone() }))
     }
 
     fn audience(&self, claims: &RegisteredClaims) -> Result<(), Error> {
         if claims.aud.is_empty() {
-            return Err(Error::new(Reason::ClaimMissing, "aud is missing; the audience is required"));
+            return Err(missing("aud", "aud is missing; the audience is required"));
         }
         let (accepted, bound_to) = self.audiences_for(claims);
         if claims.aud.iter().any(|aud| accepted.contains(aud)) {
@@ -172,7 +167,8 @@ impl ClaimRules {
                 describe_list(accepted)
             ),
         };
-        Err(Error::new(Reason::AudienceMismatch, description))
+        Err(Error::new(Reason::AudienceMismatch, description)
+            .with_detail(Detail::AudienceMismatch { found: claims.aud.clone() }))
     }
 
     /// The audiences accepted in a token with these claims: its issuer's own when it has some (with that
@@ -185,48 +181,55 @@ impl ClaimRules {
         }
     }
 
-    fn expiry(&self, claims: &RegisteredClaims, now: f64) -> Result<(), Error> {
+    fn expiry(&self, claims: &RegisteredClaims, at: UnixTime) -> Result<(), Error> {
         let Some(exp) = claims.exp else {
-            return Err(Error::new(Reason::ClaimMissing, "exp is missing; tokens must expire"));
+            return Err(missing("exp", "exp is missing; tokens must expire"));
         };
-        if now >= exp + self.leeway {
-            return Err(Error::new(Reason::TokenExpired, format!("token expired {} ago", human_duration(now - exp))));
+        let now = at.as_secs_f64();
+        if now >= exp + self.leeway.as_secs_f64() {
+            return Err(Error::new(Reason::TokenExpired, format!("token expired {} ago", human_duration(now - exp)))
+                .with_detail(Detail::Expired { exp, now: at, leeway: self.leeway }));
         }
         Ok(())
     }
 
-    fn not_before(&self, claims: &RegisteredClaims, now: f64) -> Result<(), Error> {
+    fn not_before(&self, claims: &RegisteredClaims, at: UnixTime) -> Result<(), Error> {
+        let now = at.as_secs_f64();
         match claims.nbf {
-            Some(nbf) if now + self.leeway < nbf => Err(Error::new(
+            Some(nbf) if now + self.leeway.as_secs_f64() < nbf => Err(Error::new(
                 Reason::TokenNotYetValid,
                 format!("token is not valid for another {}", human_duration(nbf - now)),
-            )),
+            )
+            .with_detail(Detail::NotYetValid { nbf, now: at, leeway: self.leeway })),
             _ => Ok(()),
         }
     }
 
-    fn issued_at(&self, claims: &RegisteredClaims, now: f64) -> Result<(), Error> {
+    fn issued_at(&self, claims: &RegisteredClaims, at: UnixTime) -> Result<(), Error> {
         let Some(iat) = claims.iat else {
             return match self.max_age {
-                Some(_) => Err(Error::new(Reason::ClaimMissing, "iat is missing; it is required with a maximum age")),
+                Some(_) => Err(missing("iat", "iat is missing; it is required with a maximum age")),
                 None => Ok(()),
             };
         };
-        if iat > now + self.leeway {
+        let (now, leeway) = (at.as_secs_f64(), self.leeway.as_secs_f64());
+        if iat > now + leeway {
             return Err(Error::new(
                 Reason::ClaimInvalid,
                 format!("iat is {} in the future", human_duration(iat - now)),
-            ));
+            )
+            .with_detail(Detail::IssuedInFuture { iat, now: at, leeway: self.leeway }));
         }
         match self.max_age {
-            Some(max_age) if now - iat > max_age + self.leeway => Err(Error::new(
+            Some(max_age) if now - iat > max_age.as_secs_f64() + leeway => Err(Error::new(
                 Reason::TokenExpired,
                 format!(
                     "token was issued {} ago, more than the maximum age of {}",
                     human_duration(now - iat),
-                    human_duration(max_age)
+                    human_duration(max_age.as_secs_f64())
                 ),
-            )),
+            )
+            .with_detail(Detail::TooOld { iat, now: at, max_age, leeway: self.leeway })),
             _ => Ok(()),
         }
     }
@@ -240,7 +243,7 @@ impl ClaimRules {
             .map_err(|e| Error::new(Reason::TokenMalformed, e))?;
         for name in &self.required {
             if lookup(&raw, name).is_none_or(Value::is_null) {
-                return Err(Error::new(Reason::ClaimMissing, format!("required claim {} is missing", quoted(name))));
+                return Err(missing(name, format!("required claim {} is missing", quoted(name))));
             }
         }
         Ok(())
@@ -251,12 +254,18 @@ impl ClaimRules {
             return Ok(());
         }
         let Some(client) = claims.azp.as_ref().or(claims.client_id.as_ref()) else {
-            return Err(Error::new(Reason::ClaimMissing, "azp/client_id is missing; the client is restricted"));
+            return Err(missing("azp", "azp/client_id is missing; the client is restricted"));
         };
         if self.clients.contains(client) {
             Ok(())
         } else {
-            Err(Error::new(Reason::ClaimInvalid, format!("client {} is not allowed", quoted(client))))
+            Err(Error::new(Reason::ClaimInvalid, format!("client {} is not allowed", quoted(client)))
+                .with_detail(Detail::ClientNotAllowed { client: client.clone() }))
         }
     }
+}
+
+/// A required claim that is absent.
+pub(crate) fn missing(claim: &str, description: impl Into<std::borrow::Cow<'static, str>>) -> Error {
+    Error::new(Reason::ClaimMissing, description).with_detail(Detail::ClaimMissing { claim: claim.to_owned() })
 }

@@ -3,18 +3,23 @@
 use crate::algorithm::{Algorithm, AlgorithmSet};
 use crate::cache::{CacheOptions, TokenCache};
 use crate::claims::RegisteredClaims;
-use crate::clock::{Clock, SystemClock};
-use crate::error::{Error, Reason, quoted};
+use crate::clock::{Clock, SystemClock, UnixTime};
+use crate::error::{Detail, Error, Reason, quoted};
 use crate::jwk::VerifyingKey;
 use crate::jws::{AlgorithmPolicy, HeaderCache, JwsPolicy, UnverifiedJws};
 use crate::keyset::KeySet;
-use crate::rules::{CLAIM_CHECKS, Check, ClaimRules};
+use crate::rules::{CLAIM_CHECKS, Check, ClaimRules, missing};
 use crate::source::{KeySource, StaticKeys, keys_unavailable};
 use crate::token::VerifiedToken;
 use serde_json::{Map, Value};
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
+
+mod hints;
+mod pipeline;
+
+use pipeline::{Observer, Recorder, Silent};
 
 /// Default clock-skew allowance for `exp`, `nbf` and `iat`.
 pub const DEFAULT_LEEWAY: Duration = Duration::from_secs(60);
@@ -365,8 +370,8 @@ impl VerifierBuilder {
                 issuers: self.issuers,
                 audiences: self.audiences,
                 issuer_audiences,
-                leeway: self.leeway.unwrap_or(DEFAULT_LEEWAY).as_secs_f64(),
-                max_age: self.max_age.map(|d| d.as_secs_f64()),
+                leeway: self.leeway.unwrap_or(DEFAULT_LEEWAY),
+                max_age: self.max_age,
                 required: self.required,
                 clients: self.clients,
             },
@@ -401,6 +406,17 @@ impl Verifier {
         self.headers.len()
     }
 
+    /// The verifier's clock: what its claim checks and token cache take as now. Share it with everything that
+    /// shows or compares times for this verifier (key sets, status pages), so that they all agree.
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
+    }
+
+    /// Now, on the verifier's clock.
+    pub fn now(&self) -> UnixTime {
+        self.clock.now()
+    }
+
     /// Verifies a token with the keys at hand, without waiting: a key source with no usable set answers
     /// `keys_unavailable`, an unknown `kid` is `key_not_found`. Servers use [`verify_async`](Self::verify_async),
     /// which may fetch.
@@ -427,10 +443,22 @@ impl Verifier {
             Err(Failure::Final(err)) => return Err(err),
             Err(Failure::NeedsKeys(_)) => {}
         }
-        let jws = UnverifiedJws::parse_with_cache(token, &self.jws, Some(&self.headers))?;
-        let (source, claims) = self.source_for(&jws)?;
-        let key = source.resolve(jws.header().kid()).await?;
-        self.finish(jws, &key, claims, token)
+        let prepared = self.prepare(token, &mut Silent)?;
+        let key = prepared.source.resolve(prepared.jws.header().kid()).await?;
+        let verified = self.finish(prepared, &key, token, &mut Silent)?;
+        Ok(self.remember(verified))
+    }
+
+    /// Verifies a token and reports every check with its outcome, for people debugging a rejection.
+    ///
+    /// The checks are the very steps of [`verify`](Self::verify), watched: structure, key and signature are
+    /// checked in order and stop at the first failure; once the signature holds, every claim check runs so that
+    /// all problems show at once. The verdict is the same as [`verify`](Self::verify)'s. Neither the token cache
+    /// nor the header cache is read or written.
+    pub fn explain(&self, token: &str) -> Report {
+        let mut recorder = Recorder::new(token);
+        let verdict = self.run_current(token, &mut recorder).map_err(Failure::into_error);
+        recorder.finish(verdict)
     }
 
     /// Verification with the current keys, from the token cache when possible.
@@ -438,18 +466,113 @@ impl Verifier {
         if let Some(hit) = self.cache_hit(token) {
             return Ok(hit);
         }
-        let jws = UnverifiedJws::parse_with_cache(token, &self.jws, Some(&self.headers)).map_err(Failure::Final)?;
-        let (source, claims) = self.source_for(&jws).map_err(Failure::Final)?;
-        let Some(keys) = source.current() else {
-            return Err(Failure::NeedsKeys(keys_unavailable("the issuer", 5)));
+        self.run_current(token, &mut Silent).map(|verified| self.remember(verified))
+    }
+
+    /// The whole pipeline with the current keys, watched by `observer`.
+    fn run_current<O: Observer>(&self, token: &str, observer: &mut O) -> Result<VerifiedToken, Failure> {
+        let prepared = self.prepare(token, observer).map_err(Failure::Final)?;
+        let kid = prepared.jws.header().kid();
+        let Some(keys) = prepared.source.current() else {
+            let err = keys_unavailable("the issuer", 5);
+            observer.failed(Check::Key, &err, || hints::key(&err, kid));
+            return Err(Failure::NeedsKeys(err));
         };
-        let kid = jws.header().kid();
         let key = match keys.select(kid) {
             Ok(key) => key,
-            Err(err) if kid.is_some() && err.reason() == Reason::KeyNotFound => return Err(Failure::NeedsKeys(err)),
-            Err(err) => return Err(Failure::Final(err)),
+            Err(err) => {
+                observer.failed(Check::Key, &err, || hints::key(&err, kid));
+                return Err(if kid.is_some() && err.reason() == Reason::KeyNotFound {
+                    Failure::NeedsKeys(err)
+                } else {
+                    Failure::Final(err)
+                });
+            }
         };
-        self.finish(jws, key, claims, token).map_err(Failure::Final)
+        self.finish(prepared, key, token, observer).map_err(Failure::Final)
+    }
+
+    /// Step 1: the token's structure and header, then the key source of its issuer.
+    fn prepare<'t, O: Observer>(&self, token: &'t str, observer: &mut O) -> Result<Prepared<'t, '_>, Error> {
+        let cache = if O::USES_CACHES { Some(self.headers.as_ref()) } else { None };
+        let jws = match UnverifiedJws::parse_with_cache(token, &self.jws, cache) {
+            Ok(jws) => jws,
+            Err(err) => {
+                observer.failed(Check::Structure, &err, || hints::structure(token));
+                return Err(err);
+            }
+        };
+        observer.header(jws.header());
+        observer.passed(Check::Structure, || format!("alg {}", jws.header().alg()));
+        match self.source_for(&jws) {
+            Ok((source, claims)) => Ok(Prepared { jws, source, claims }),
+            Err(err) => {
+                observer.failed(Check::Key, &err, || hints::key(&err, jws.header().kid()));
+                Err(err)
+            }
+        }
+    }
+
+    /// Steps 2 to 4, with the key chosen: the algorithm bound to the key, the signature, the claims.
+    fn finish<O: Observer>(
+        &self,
+        prepared: Prepared<'_, '_>,
+        key: &Arc<VerifyingKey>,
+        token: &str,
+        observer: &mut O,
+    ) -> Result<VerifiedToken, Error> {
+        let Prepared { jws, claims, .. } = prepared;
+        if let Err(err) = jws.check_key(key, &self.jws) {
+            observer.failed(Check::Key, &err, || hints::key(&err, jws.header().kid()));
+            return Err(err);
+        }
+        observer.passed(Check::Key, || hints::describe_key(key));
+        if let Err(err) = jws.verify_signature(key) {
+            observer.failed(Check::Signature, &err, || None);
+            return Err(err);
+        }
+        observer.passed(Check::Signature, || "valid".into());
+        if O::USES_CACHES {
+            jws.remember_header(&self.headers);
+        }
+        let verified = jws.into_verified(key);
+        let registered = match claims {
+            Some(claims) => claims,
+            None => match RegisteredClaims::parse_nested(&verified.payload, self.jws.max_json_depth) {
+                Ok(registered) => registered,
+                Err(err) => {
+                    observer.failed(Check::Claims, &err, || None);
+                    return Err(err);
+                }
+            },
+        };
+        observer.passed(Check::Claims, || "well-formed".into());
+        let now = self.clock.now();
+        let mut first_error = None;
+        for check in CLAIM_CHECKS {
+            match self.rules.check(check, &registered, &verified.payload, now) {
+                Ok(()) => observer.passed(check, || self.rules.passed(check, &registered, now)),
+                Err(err) => {
+                    observer.failed(check, &err, || hints::claim(&self.rules, check, &registered, &verified.payload));
+                    if !O::EVERY_CLAIM {
+                        return Err(err);
+                    }
+                    first_error.get_or_insert(err);
+                }
+            }
+        }
+        match first_error {
+            Some(err) => Err(err),
+            None => Ok(VerifiedToken::new(verified, registered, token)),
+        }
+    }
+
+    /// Puts a fresh verification into the token cache.
+    fn remember(&self, verified: VerifiedToken) -> VerifiedToken {
+        if let Some(cache) = &self.cache {
+            cache.insert(&verified);
+        }
+        verified
     }
 
     /// A cached verification of exactly this token that still holds: time claims re-checked now, and the key that
@@ -468,7 +591,7 @@ impl Verifier {
         let key_still_published = source
             .current()
             .is_some_and(|keys| keys.select(hit.header().kid()).is_ok_and(|key| Arc::ptr_eq(key, hit.key())));
-        let now = self.clock.now_unix();
+        let now = self.clock.now();
         let still_valid = key_still_published
             && [Check::Expiry, Check::NotBefore, Check::IssuedAt]
                 .into_iter()
@@ -494,183 +617,27 @@ impl Verifier {
             Sources::PerIssuer(list) => {
                 let claims = RegisteredClaims::parse_nested(jws.payload(), self.jws.max_json_depth)?;
                 let Some(iss) = claims.iss.as_deref() else {
-                    return Err(Error::new(Reason::ClaimMissing, "iss is missing; the issuer is required"));
+                    return Err(missing("iss", "iss is missing; the issuer is required"));
                 };
                 match list.iter().find(|(issuer, _)| issuer == iss) {
                     Some((_, source)) => Ok((source, Some(claims))),
                     None => Err(Error::new(
                         Reason::IssuerMismatch,
                         format!("issuer mismatch: token is from {}, which this API does not trust", quoted(iss)),
-                    )),
+                    )
+                    .with_detail(Detail::IssuerMismatch { found: iss.to_owned() })),
                 }
             }
         }
     }
-
-    fn finish(
-        &self,
-        jws: UnverifiedJws<'_>,
-        key: &Arc<VerifyingKey>,
-        claims: Option<RegisteredClaims>,
-        token: &str,
-    ) -> Result<VerifiedToken, Error> {
-        jws.check_key(key, &self.jws)?;
-        jws.verify_signature(key)?;
-        jws.remember_header(&self.headers);
-        let verified = jws.into_verified(key);
-        let registered = match claims {
-            Some(claims) => claims,
-            None => RegisteredClaims::parse_nested(&verified.payload, self.jws.max_json_depth)?,
-        };
-        self.rules.check_all(&registered, &verified.payload, self.clock.now_unix())?;
-        let verified = VerifiedToken::new(verified, registered, token);
-        if let Some(cache) = &self.cache {
-            cache.insert(&verified);
-        }
-        Ok(verified)
-    }
-
-    /// Verifies a token and reports every check with its outcome, for people debugging a rejection.
-    ///
-    /// Structure, key and signature are checked in order and stop at the first failure; once the signature holds,
-    /// every claim check runs so that all problems show at once. The verdict is the same as [`verify`](Self::verify).
-    pub fn explain(&self, token: &str) -> Report {
-        let mut report = Report { claims: unverified_payload(token), ..Report::default() };
-        let jws = match UnverifiedJws::parse(token, &self.jws) {
-            Ok(jws) => jws,
-            Err(err) => {
-                report.header = unverified_header(token);
-                return report.fail(Check::Structure, err, structure_hint(token));
-            }
-        };
-        report.header = Some(jws.header().raw().clone());
-        report.pass(Check::Structure, format!("alg {}", jws.header().alg()));
-        let selected = self.source_for(&jws).and_then(|(source, _)| {
-            let keys = source.current().ok_or_else(|| keys_unavailable("the issuer", 5))?;
-            let key = keys.select(jws.header().kid())?;
-            jws.check_key(key, &self.jws)?;
-            Ok(Arc::clone(key))
-        });
-        let key = match selected {
-            Ok(key) => key,
-            Err(err) => {
-                let hint = key_hint(&err, jws.header().kid());
-                return report.fail(Check::Key, err, hint);
-            }
-        };
-        report.pass(Check::Key, describe_key(&key));
-        let verified = match jws.verify_with(&key) {
-            Ok(verified) => verified,
-            Err(err) => return report.fail(Check::Signature, err, None),
-        };
-        report.pass(Check::Signature, "valid".into());
-        let registered = match RegisteredClaims::parse_nested(&verified.payload, self.jws.max_json_depth) {
-            Ok(registered) => registered,
-            Err(err) => return report.fail(Check::Claims, err, None),
-        };
-        report.pass(Check::Claims, "well-formed".into());
-        let now = self.clock.now_unix();
-        let mut first_error = None;
-        for check in CLAIM_CHECKS {
-            match self.rules.check(check, &registered, &verified.payload, now) {
-                Ok(()) => report.pass(check, self.rules.passed(check, &registered, now)),
-                Err(err) => {
-                    let looks_like_id_token = report.claims.as_ref().is_some_and(|claims| claims.contains_key("nonce"));
-                    let hint = self.claim_hint(check, &registered, looks_like_id_token);
-                    first_error.get_or_insert_with(|| err.clone());
-                    report.steps.push(Step { check, outcome: Err(err), hint });
-                }
-            }
-        }
-        report.verdict = match first_error {
-            Some(err) => Err(err),
-            None => Ok(VerifiedToken::new(verified, registered, token)),
-        };
-        report
-    }
-
-    fn claim_hint(&self, check: Check, claims: &RegisteredClaims, looks_like_id_token: bool) -> Option<String> {
-        match check {
-            Check::Issuer => {
-                let iss = claims.iss.as_deref()?;
-                let near = self
-                    .rules
-                    .issuers
-                    .iter()
-                    .find(|expected| expected.trim_end_matches('/') == iss.trim_end_matches('/'))?;
-                Some(format!(
-                    "the issuers differ only in the trailing slash: the token says {}, you expect {}. Auth0 issuers \
-                     end with '/': use exactly the token's value",
-                    quoted(iss),
-                    quoted(near)
-                ))
-            }
-            Check::Audience if looks_like_id_token => Some(
-                "this looks like an ID token (it carries a nonce and is meant for the client that logged in): \
-                 send the access token to APIs, not the ID token"
-                    .into(),
-            ),
-            Check::Audience => Some(format!(
-                "request the token with audience={} (Auth0: the API Identifier), or add the token's audience to \
-                 this API's configuration",
-                self.rules.audiences_for(claims).0.first().map(String::as_str).unwrap_or_default()
-            )),
-            Check::Expiry => Some("get a fresh token; if clocks disagree, check NTP or raise the leeway".into()),
-            Check::NotBefore | Check::IssuedAt => {
-                Some("the issuer's clock may be ahead of this machine's: check NTP, or raise the leeway".into())
-            }
-            _ => None,
-        }
-    }
 }
 
-/// Advice for a token that is not a compact JWS at all: what people paste by mistake.
-fn structure_hint(token: &str) -> Option<String> {
-    match token.split('.').count() {
-        5 => Some(
-            "this is an encrypted token (JWE), not a signed one: Auth0 issues such tokens (or opaque ones) when the \
-             authorization request names no audience; ask for the token with audience=<your API identifier>"
-                .into(),
-        ),
-        1 => Some(
-            "this is not a JWT (no dots): an opaque access token, which only the issuer can read. Auth0 returns one \
-             when the authorization request names no audience; ask with audience=<your API identifier>"
-                .into(),
-        ),
-        _ => None,
-    }
-}
-
-fn describe_key(key: &VerifyingKey) -> String {
-    match key.kid() {
-        Some(kid) => format!("kid {} ({} bits, {})", quoted(kid), key.bits(), key.algorithms()),
-        None => format!("the only key ({} bits, {})", key.bits(), key.algorithms()),
-    }
-}
-
-fn key_hint(err: &Error, kid: Option<&str>) -> Option<String> {
-    match (err.reason(), kid) {
-        (Reason::KeyNotFound, Some(_)) => Some(
-            "the token was signed by a key this key set does not hold: it may come from another tenant or \
-             environment, or the issuer rotated keys and this JWKS copy is stale"
-                .into(),
-        ),
-        (Reason::KeyNotFound, None) => Some("the token has no kid; only a single-key set can verify it".into()),
-        (Reason::AlgorithmNotAllowed, _) => {
-            Some("the algorithm comes from the key, never from the token: check --alg and the JWK's alg".into())
-        }
-        _ => None,
-    }
-}
-
-fn unverified_header(token: &str) -> Option<Map<String, Value>> {
-    let segment = token.split('.').next()?;
-    crate::json::parse_object_nested(&crate::base64url::decode(segment)?, crate::json::MAX_DEPTH_CEILING).ok()
-}
-
-fn unverified_payload(token: &str) -> Option<Map<String, Value>> {
-    let segment = token.split('.').nth(1)?;
-    crate::json::parse_object_nested(&crate::base64url::decode(segment)?, crate::json::MAX_DEPTH_CEILING).ok()
+/// A token past step 1: its parsed structure, and the key source of its issuer.
+struct Prepared<'t, 'v> {
+    jws: UnverifiedJws<'t>,
+    source: &'v Arc<dyn KeySource>,
+    /// The registered claims, when choosing the source needed them (several issuers).
+    claims: Option<RegisteredClaims>,
 }
 
 /// One check in a [`Report`].
@@ -705,17 +672,5 @@ impl Default for Report {
             steps: Vec::new(),
             verdict: Err(Error::new(Reason::TokenMalformed, "not checked")),
         }
-    }
-}
-
-impl Report {
-    fn pass(&mut self, check: Check, detail: String) {
-        self.steps.push(Step { check, outcome: Ok(detail), hint: None });
-    }
-
-    fn fail(mut self, check: Check, err: Error, hint: Option<String>) -> Self {
-        self.steps.push(Step { check, outcome: Err(err.clone()), hint });
-        self.verdict = Err(err);
-        self
     }
 }

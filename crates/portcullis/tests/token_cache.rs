@@ -32,7 +32,7 @@ async fn setup(cache: CacheOptions) -> Setup {
 }
 
 fn claims(s: &Setup, lifetime: u64) -> serde_json::Value {
-    let now = s.clock.now_unix() as u64;
+    let now = s.clock.now().as_secs();
     portcullis_testkit::claims::access(&s.idp.issuer(), AUDIENCE, now, now + lifetime)
 }
 
