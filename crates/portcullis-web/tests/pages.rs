@@ -5,7 +5,7 @@
 use axum::body::Body;
 use http::{Request, StatusCode, header};
 use portcullis::signing::SigningKey;
-use portcullis::{Error, KeySet, Report, Requirement, VerifiedToken, Verifier};
+use portcullis::{Algorithm, Error, KeySet, Report, Requirement, VerifiedToken, Verifier, VerifyingKey};
 use portcullis_testkit::claims::{access, now, with};
 use portcullis_testkit::keys;
 use portcullis_web::{Inspect, IssuerView, KeySetView, RouteRule, Tally};
