@@ -166,7 +166,7 @@ async fn check_accessible(client: &Client, name: &str) {
 
 /// The `kid` in a token's header.
 fn kid_of(token: &str) -> String {
-    let header = portcullis::base64url::decode(token.split('.').next().unwrap()).unwrap();
+    let header = portcullis::__internals::base64url::decode(token.split('.').next().unwrap()).unwrap();
     serde_json::from_slice::<Value>(&header).unwrap()["kid"].as_str().unwrap().to_owned()
 }
 

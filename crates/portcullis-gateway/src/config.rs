@@ -222,8 +222,8 @@ impl Default for Limits {
             max_headers: 100,
             header_read_timeout_secs: 30,
             max_connections: 10_000,
-            max_token_bytes: portcullis::jws::DEFAULT_MAX_TOKEN_LEN,
-            max_json_depth: portcullis::json::MAX_DEPTH,
+            max_token_bytes: portcullis::DEFAULT_MAX_TOKEN_LEN,
+            max_json_depth: portcullis::DEFAULT_MAX_JSON_DEPTH,
             max_jwks_bytes: 1024 * 1024,
             max_keys_per_set: 128,
             max_issuers: 64,
@@ -497,10 +497,10 @@ impl Config {
         at_least("max_connections", limits.max_connections as u64, 1, "")?;
         at_least("max_token_bytes", limits.max_token_bytes as u64, 256, " bytes")?;
         at_least("max_json_depth", limits.max_json_depth as u64, 2, " levels")?;
-        if limits.max_json_depth > portcullis::json::MAX_DEPTH_CEILING {
+        if limits.max_json_depth > portcullis::MAX_JSON_DEPTH_CEILING {
             return Err(ConfigError::at(
                 "limits.max_json_depth",
-                format!("must be at most {} levels", portcullis::json::MAX_DEPTH_CEILING),
+                format!("must be at most {} levels", portcullis::MAX_JSON_DEPTH_CEILING),
             ));
         }
         at_least("max_jwks_bytes", limits.max_jwks_bytes as u64, 1024, " bytes")?;

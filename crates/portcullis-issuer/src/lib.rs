@@ -36,6 +36,7 @@
 //! ```
 #![forbid(unsafe_code)]
 
+mod base64url;
 pub mod config;
 mod issuer;
 pub mod journal;

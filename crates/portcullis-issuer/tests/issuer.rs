@@ -31,7 +31,8 @@ async fn start_with(tenant: Tenant) -> Running {
 }
 
 fn decode(token: &str, part: usize) -> Value {
-    serde_json::from_slice(&portcullis::base64url::decode(token.split('.').nth(part).unwrap()).unwrap()).unwrap()
+    serde_json::from_slice(&portcullis::__internals::base64url::decode(token.split('.').nth(part).unwrap()).unwrap())
+        .unwrap()
 }
 
 impl Running {
