@@ -66,11 +66,7 @@ impl Inspect for DemoApi {
     }
 
     fn issuers(&self) -> Vec<IssuerView> {
-        vec![IssuerView {
-            issuer: self.issuer.clone(),
-            audiences: vec![DEMO_AUDIENCE.to_owned()],
-            key_set: KeySetView::remote(&self.keys),
-        }]
+        vec![IssuerView::new(self.issuer.clone(), vec![DEMO_AUDIENCE.to_owned()], KeySetView::remote(&self.keys))]
     }
 
     fn tally(&self) -> &Tally {
@@ -158,13 +154,13 @@ async fn start(args: &DemoArgs) -> Result<Running, String> {
         .map_err(|e| e.to_string())?;
     let inspect =
         Arc::new(DemoApi { verifier: verifier.clone(), keys, issuer: issuer_url.clone(), tally: Tally::default() });
-    let spa = SpaConfig {
-        issuer: issuer_url.clone(),
-        client_id: "demo-spa".into(),
-        audience: DEMO_AUDIENCE.into(),
-        scope: "openid profile read:messages".into(),
-        calls: DEMO_ROUTES.iter().map(|(path, _)| (*path).to_owned()).collect(),
-    };
+    let spa = SpaConfig::new(
+        issuer_url.clone(),
+        "demo-spa",
+        DEMO_AUDIENCE,
+        "openid profile read:messages",
+        DEMO_ROUTES.iter().map(|(path, _)| (*path).to_owned()).collect(),
+    );
     let counted = Arc::clone(&inspect);
     let app = portcullis_axum::quickstart::app(verifier)
         .layer(axum::middleware::from_fn(move |request, next| count(Arc::clone(&counted), request, next)))

@@ -24,6 +24,7 @@ pub const TEMPLATE: &str = include_str!("template.toml");
 /// proxy's headers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum FrontProxy {
     /// nginx `auth_request`: `X-Original-Method` and `X-Original-URI` (set by the documented configuration).
     /// nginx turns any answer but 2xx, 401 and 403 into a 500, so every refusal is answered 401 or 403.
@@ -142,6 +143,7 @@ pub enum LogFormat {
 /// An issuer the gateway trusts.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[non_exhaustive]
 pub struct IssuerConfig {
     /// The issuer, exactly as in tokens (Auth0: with the trailing slash).
     pub issuer: String,
@@ -152,9 +154,24 @@ pub struct IssuerConfig {
     pub jwks_uri: Option<String>,
 }
 
+impl IssuerConfig {
+    /// An issuer accepting `audiences`, its keys found by discovery.
+    pub fn new(issuer: impl Into<String>, audiences: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        Self { issuer: issuer.into(), audiences: audiences.into_iter().map(Into::into).collect(), jwks_uri: None }
+    }
+
+    /// Takes the keys from this JWKS URL instead of discovery (`None`: discovery).
+    #[must_use]
+    pub fn with_jwks_uri(mut self, jwks_uri: Option<String>) -> Self {
+        self.jwks_uri = jwks_uri;
+        self
+    }
+}
+
 /// One route.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[non_exhaustive]
 pub struct RouteConfig {
     /// `/exact`, `/prefix/*`, or a pattern with `{param}` segments.
     pub path: String,
@@ -193,6 +210,7 @@ pub struct RouteConfig {
 /// for a public listener.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
+#[non_exhaustive]
 pub struct Limits {
     /// Request line plus headers, in bytes; larger requests are answered 431 and the connection closed.
     pub max_header_bytes: usize,
@@ -234,6 +252,7 @@ impl Default for Limits {
 /// The gateway's configuration.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[non_exhaustive]
 pub struct Config {
     /// Where the gateway listens.
     #[serde(default = "default_listen")]
@@ -292,6 +311,7 @@ fn yes() -> bool {
 /// What happens to a request no route matches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum Unmatched {
     /// 404 without reaching the upstream.
     #[default]
@@ -323,6 +343,7 @@ fn default_claim_headers() -> BTreeMap<String, String> {
 
 /// A configuration error: what is wrong, at which key, and where in the file.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ConfigError {
     /// The key path, e.g. `routes[2].methods` (empty for the whole file).
     pub key: String,

@@ -51,6 +51,7 @@ pub(crate) struct Policy {
 
 /// What a reload changed.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Reloaded {
     /// Routes now in force.
     pub routes: usize,

@@ -63,6 +63,7 @@ pub(crate) const CODE_LIFETIME: i64 = 300;
 /// How to break a minted token on purpose.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum Broken {
     /// A signature that does not verify.
     BadSignature,

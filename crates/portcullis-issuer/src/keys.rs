@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 /// Which key signs.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum KeyChoice {
     /// The current key (normal).
     Current,

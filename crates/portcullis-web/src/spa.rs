@@ -28,6 +28,7 @@ const SCRIPT: &str = include_str!("../assets/spa.js");
 
 /// What the app logs in with and what it calls.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct SpaConfig {
     /// The issuer's base URL (its `/authorize` and `/oauth/token` are used).
     pub issuer: String,
@@ -39,6 +40,26 @@ pub struct SpaConfig {
     pub scope: String,
     /// The API paths the app offers to call (same origin as the app).
     pub calls: Vec<String>,
+}
+
+impl SpaConfig {
+    /// An app logging in at `issuer` as `client_id`, asking for a token for `audience` with `scope`, and offering
+    /// to call `calls`.
+    pub fn new(
+        issuer: impl Into<String>,
+        client_id: impl Into<String>,
+        audience: impl Into<String>,
+        scope: impl Into<String>,
+        calls: Vec<String>,
+    ) -> Self {
+        Self {
+            issuer: issuer.into(),
+            client_id: client_id.into(),
+            audience: audience.into(),
+            scope: scope.into(),
+            calls,
+        }
+    }
 }
 
 /// Why a [`SpaConfig`] cannot be served.
