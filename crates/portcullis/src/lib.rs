@@ -43,6 +43,21 @@
 //! assert_eq!(err.reason(), Reason::AudienceMismatch);
 //! assert_eq!(err.http_status(), 401);
 //! ```
+//!
+//! (The example signs its token with [`signing`], which needs the `sign` feature.)
+//!
+//! # Cargo features
+//!
+//! | feature | default | what it adds |
+//! |---|---|---|
+//! | `remote` | on | key sets fetched over HTTPS, discovered and refreshed: `remote`, `discovery`, `fetch` (tokio, reqwest) |
+//! | `cache` | on | the verified-token cache: `cache`, [`VerifierBuilder::cache`] (moka) |
+//! | `sign` | off | token signing for development issuers, tests and benchmarks: `signing` |
+//! | `internals` | off | hidden, unstable access for this workspace's tests and fuzz targets; not part of the API |
+//!
+//! Parsing, keys, claims, rules and verification need none of them: with `default-features = false` the crate does
+//! no I/O and depends on no async runtime, HTTP client or cache; keys come from a [`KeySet`] or your own
+//! [`KeySource`].
 #![forbid(unsafe_code)]
 
 pub mod algorithm;
