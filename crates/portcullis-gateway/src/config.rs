@@ -386,7 +386,8 @@ impl Config {
     /// (its affinity and cgroup quota), at least 1.
     ///
     /// ```
-    /// let config = portcullis_gateway::Config { workers: 3, ..portcullis_gateway::Config::defaults() };
+    /// let mut config = portcullis_gateway::Config::defaults();
+    /// config.workers = 3;
     /// assert_eq!(config.worker_threads(), 3);
     /// ```
     pub fn worker_threads(&self) -> usize {
@@ -400,7 +401,8 @@ impl Config {
     ///
     /// ```
     /// use portcullis_gateway::{Config, FrontProxy, Mode};
-    /// let config = Config { forward_auth: Some(FrontProxy::Nginx), ..Config::defaults() };
+    /// let mut config = Config::defaults();
+    /// config.forward_auth = Some(FrontProxy::Nginx);
     /// assert_eq!(config.mode(), Mode::ForwardAuth(FrontProxy::Nginx));
     /// ```
     pub fn mode(&self) -> Mode {

@@ -6,13 +6,13 @@
 //! [`pages`](crate::pages), which serves the stylesheet.
 //!
 //! ```
-//! let spa = portcullis_web::spa::SpaConfig {
-//!     issuer: "http://127.0.0.1:4000/".into(),
-//!     client_id: "demo-spa".into(),
-//!     audience: "https://api.example".into(),
-//!     scope: "openid profile read:messages".into(),
-//!     calls: vec!["/api/public".into(), "/api/private".into()],
-//! };
+//! let spa = portcullis_web::spa::SpaConfig::new(
+//!     "http://127.0.0.1:4000/",
+//!     "demo-spa",
+//!     "https://api.example",
+//!     "openid profile read:messages",
+//!     vec!["/api/public".into(), "/api/private".into()],
+//! );
 //! let app: axum::Router = portcullis_web::spa::router(spa).unwrap();
 //! ```
 
