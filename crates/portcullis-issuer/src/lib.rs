@@ -39,7 +39,7 @@
 mod base64url;
 pub mod config;
 mod issuer;
-pub mod journal;
+mod journal;
 mod keys;
 pub mod pkce;
 mod refresh;
