@@ -1,9 +1,9 @@
 //! Fetching key sets and discovery documents over HTTP, with the hygiene a security component needs.
 //!
 //! Every fetch has a timeout (default 5 s), a body cap (default 1 MiB, enforced while streaming), follows at most
-//! three redirects and only within the origin of the first URL (same scheme, host and port: see
-//! [`check_redirect`]), asks for `application/jwk-set+json, application/json`, and
-//! requires HTTPS except for loopback addresses unless plain HTTP is explicitly allowed.
+//! three redirects and only within the origin of the first URL (same scheme, host and port; an explicit default
+//! port is the same port), asks for `application/jwk-set+json, application/json`, and requires HTTPS except for
+//! loopback addresses unless plain HTTP is explicitly allowed.
 
 use reqwest::{Url, redirect};
 use std::net::IpAddr;

@@ -44,7 +44,7 @@
 //! assert_eq!(err.http_status(), 401);
 //! ```
 //!
-//! (The example signs its token with [`signing`], which needs the `sign` feature.)
+//! (The example signs its token with `signing`, which needs the `sign` feature.)
 //!
 //! # Cargo features
 //!

@@ -396,7 +396,7 @@ impl Verifier {
         }
     }
 
-    /// How many distinct token headers this verifier remembers (see [`HeaderCache`]).
+    /// How many distinct token headers this verifier remembers (at most 32; the oldest is dropped first).
     pub fn cached_headers(&self) -> usize {
         self.headers.len()
     }
