@@ -4,7 +4,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use portcullis_gateway::canonical::{canonicalize, split_target};
+use portcullis_gateway::__internals::{canonicalize, split_target};
 
 fuzz_target!(|data: &[u8]| {
     let Ok((path, _query)) = split_target(data) else { return };

@@ -2,8 +2,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use portcullis::base64url;
-use portcullis::jws::{JwsPolicy, UnverifiedJws};
+use portcullis::__internals::base64url;
+use portcullis::__internals::{JwsPolicy, UnverifiedJws};
 
 fuzz_target!(|data: &[u8]| {
     let token = format!("{}.e30.c2lnbmF0dXJl", base64url::encode(data));

@@ -216,8 +216,8 @@ async fn token_defects_are_401_with_exact_challenges() {
     let impostor = key("k1");
     let none = format!(
         "{}.{}.",
-        portcullis::base64url::encode(r#"{"alg":"none"}"#),
-        portcullis::base64url::encode(base.to_string())
+        portcullis::__internals::base64url::encode(r#"{"alg":"none"}"#),
+        portcullis::__internals::base64url::encode(base.to_string())
     );
     let cases = [
         ("expired", app.token(&with(base.clone(), "exp", json!(NOW - 3600)))),

@@ -59,11 +59,7 @@ impl Inspect for DemoApi {
     }
 
     fn issuers(&self) -> Vec<IssuerView> {
-        vec![IssuerView {
-            issuer: self.issuer.clone(),
-            audiences: vec![DEMO_AUDIENCE.to_owned()],
-            key_set: KeySetView::remote(&self.keys),
-        }]
+        vec![IssuerView::new(self.issuer.clone(), vec![DEMO_AUDIENCE.to_owned()], KeySetView::remote(&self.keys))]
     }
 
     fn tally(&self) -> &Tally {
@@ -156,13 +152,13 @@ async fn start(args: &DemoArgs) -> Result<Running, Error> {
         .map_err(|e| Error::start("cannot create the API's verifier", e))?;
     let inspect =
         Arc::new(DemoApi { verifier: verifier.clone(), keys, issuer: issuer_url.clone(), tally: Tally::default() });
-    let spa = SpaConfig {
-        issuer: issuer_url.clone(),
-        client_id: "demo-spa".into(),
-        audience: DEMO_AUDIENCE.into(),
-        scope: "openid profile read:messages".into(),
-        calls: ROUTES.iter().map(|(path, _)| (*path).to_owned()).collect(),
-    };
+    let spa = SpaConfig::new(
+        issuer_url.clone(),
+        "demo-spa",
+        DEMO_AUDIENCE,
+        "openid profile read:messages",
+        ROUTES.iter().map(|(path, _)| (*path).to_owned()).collect(),
+    );
     let counted = Arc::clone(&inspect);
     let spa = portcullis_web::spa::router(spa).map_err(|e| Error::start("cannot create the demo app's page", e))?;
     let app = quickstart::app(verifier)

@@ -65,7 +65,11 @@ fn config(args: &ServeArgs) -> Result<Config, Error> {
             (config, Some(text))
         }
         // Without a file there are no routes: every request needs a valid token.
-        None => (Config { unmatched: Unmatched::Authenticated, ..Config::defaults() }, None),
+        None => {
+            let mut config = Config::defaults();
+            config.unmatched = Unmatched::Authenticated;
+            (config, None)
+        }
     };
     if let Some(listen) = args.listen {
         config.listen = listen;
@@ -88,11 +92,9 @@ fn config(args: &ServeArgs) -> Result<Config, Error> {
     match (&args.issuer, args.audiences.is_empty()) {
         (Some(issuer), false) => {
             config.issuers.retain(|known| &known.issuer != issuer);
-            config.issuers.push(IssuerConfig {
-                issuer: issuer.clone(),
-                audiences: args.audiences.clone(),
-                jwks_uri: args.jwks_uri.clone(),
-            });
+            config
+                .issuers
+                .push(IssuerConfig::new(issuer.clone(), args.audiences.clone()).with_jwks_uri(args.jwks_uri.clone()));
         }
         (Some(_), true) => return Err(Error::Usage("--issuer needs at least one --audience".into())),
         (None, false) => return Err(Error::Usage("--audience needs --issuer".into())),

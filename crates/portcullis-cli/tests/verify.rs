@@ -1,8 +1,9 @@
 //! `portcullis verify` run as a process, on tokens minted here.
 #![allow(clippy::unwrap_used)]
 
+use portcullis::__internals::base64url;
+use portcullis::Algorithm;
 use portcullis::signing::SigningKey;
-use portcullis::{Algorithm, base64url};
 use portcullis_testkit::claims::{access, now, with};
 use portcullis_testkit::keys;
 use serde_json::{Value, json};

@@ -211,7 +211,8 @@ pub struct Canonicalized {
 /// ([`PathError::Fragment`]) and a target not starting with `/` ([`PathError::NotOriginForm`]).
 ///
 /// ```
-/// use portcullis_gateway::canonical::{split_target, PathError};
+/// use portcullis_gateway::PathError;
+/// use portcullis_gateway::__internals::split_target;
 /// assert_eq!(split_target(b"/a/b?x=1?y"), Ok((&b"/a/b"[..], Some(&b"x=1?y"[..]))));
 /// assert_eq!(split_target(b"/a/b"), Ok((&b"/a/b"[..], None)));
 /// assert_eq!(split_target(b"/a#top"), Err(PathError::Fragment));
@@ -237,7 +238,8 @@ pub fn split_target(target: &[u8]) -> Result<(&[u8], Option<&[u8]>), PathError> 
 /// for every rule.
 ///
 /// ```
-/// use portcullis_gateway::canonical::{canonicalize, PathError};
+/// use portcullis_gateway::PathError;
+/// use portcullis_gateway::__internals::canonicalize;
 ///
 /// let c = canonicalize(b"/api/public/%2e%2E//private/").unwrap();
 /// assert_eq!(c.path.as_str(), "/api/private/");

@@ -24,6 +24,7 @@ pub const TEMPLATE: &str = include_str!("template.toml");
 /// proxy's headers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum FrontProxy {
     /// nginx `auth_request`: `X-Original-Method` and `X-Original-URI` (set by the documented configuration).
     /// nginx turns any answer but 2xx, 401 and 403 into a 500, so every refusal is answered 401 or 403.
@@ -142,6 +143,7 @@ pub enum LogFormat {
 /// An issuer the gateway trusts.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[non_exhaustive]
 pub struct IssuerConfig {
     /// The issuer, exactly as in tokens (Auth0: with the trailing slash).
     pub issuer: String,
@@ -152,9 +154,24 @@ pub struct IssuerConfig {
     pub jwks_uri: Option<String>,
 }
 
+impl IssuerConfig {
+    /// An issuer accepting `audiences`, its keys found by discovery.
+    pub fn new(issuer: impl Into<String>, audiences: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        Self { issuer: issuer.into(), audiences: audiences.into_iter().map(Into::into).collect(), jwks_uri: None }
+    }
+
+    /// Takes the keys from this JWKS URL instead of discovery (`None`: discovery).
+    #[must_use]
+    pub fn with_jwks_uri(mut self, jwks_uri: Option<String>) -> Self {
+        self.jwks_uri = jwks_uri;
+        self
+    }
+}
+
 /// One route.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[non_exhaustive]
 pub struct RouteConfig {
     /// `/exact`, `/prefix/*`, or a pattern with `{param}` segments.
     pub path: String,
@@ -193,6 +210,7 @@ pub struct RouteConfig {
 /// for a public listener.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
+#[non_exhaustive]
 pub struct Limits {
     /// Request line plus headers, in bytes; larger requests are answered 431 and the connection closed.
     pub max_header_bytes: usize,
@@ -222,8 +240,8 @@ impl Default for Limits {
             max_headers: 100,
             header_read_timeout_secs: 30,
             max_connections: 10_000,
-            max_token_bytes: portcullis::jws::DEFAULT_MAX_TOKEN_LEN,
-            max_json_depth: portcullis::json::MAX_DEPTH,
+            max_token_bytes: portcullis::DEFAULT_MAX_TOKEN_LEN,
+            max_json_depth: portcullis::DEFAULT_MAX_JSON_DEPTH,
             max_jwks_bytes: 1024 * 1024,
             max_keys_per_set: 128,
             max_issuers: 64,
@@ -234,6 +252,7 @@ impl Default for Limits {
 /// The gateway's configuration.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[non_exhaustive]
 pub struct Config {
     /// Where the gateway listens.
     #[serde(default = "default_listen")]
@@ -292,6 +311,7 @@ fn yes() -> bool {
 /// What happens to a request no route matches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum Unmatched {
     /// 404 without reaching the upstream.
     #[default]
@@ -323,6 +343,7 @@ fn default_claim_headers() -> BTreeMap<String, String> {
 
 /// A configuration error: what is wrong, at which key, and where in the file.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ConfigError {
     /// The key path, e.g. `routes[2].methods` (empty for the whole file).
     pub key: String,
@@ -365,7 +386,8 @@ impl Config {
     /// (its affinity and cgroup quota), at least 1.
     ///
     /// ```
-    /// let config = portcullis_gateway::Config { workers: 3, ..portcullis_gateway::Config::defaults() };
+    /// let mut config = portcullis_gateway::Config::defaults();
+    /// config.workers = 3;
     /// assert_eq!(config.worker_threads(), 3);
     /// ```
     pub fn worker_threads(&self) -> usize {
@@ -379,7 +401,8 @@ impl Config {
     ///
     /// ```
     /// use portcullis_gateway::{Config, FrontProxy, Mode};
-    /// let config = Config { forward_auth: Some(FrontProxy::Nginx), ..Config::defaults() };
+    /// let mut config = Config::defaults();
+    /// config.forward_auth = Some(FrontProxy::Nginx);
     /// assert_eq!(config.mode(), Mode::ForwardAuth(FrontProxy::Nginx));
     /// ```
     pub fn mode(&self) -> Mode {
@@ -497,10 +520,10 @@ impl Config {
         at_least("max_connections", limits.max_connections as u64, 1, "")?;
         at_least("max_token_bytes", limits.max_token_bytes as u64, 256, " bytes")?;
         at_least("max_json_depth", limits.max_json_depth as u64, 2, " levels")?;
-        if limits.max_json_depth > portcullis::json::MAX_DEPTH_CEILING {
+        if limits.max_json_depth > portcullis::MAX_JSON_DEPTH_CEILING {
             return Err(ConfigError::at(
                 "limits.max_json_depth",
-                format!("must be at most {} levels", portcullis::json::MAX_DEPTH_CEILING),
+                format!("must be at most {} levels", portcullis::MAX_JSON_DEPTH_CEILING),
             ));
         }
         at_least("max_jwks_bytes", limits.max_jwks_bytes as u64, 1024, " bytes")?;

@@ -11,6 +11,7 @@ use serde_json::Value;
 
 /// What the gateway decided about a request.
 #[derive(Debug)]
+#[non_exhaustive]
 pub enum Decision {
     /// Let it through.
     Allow(Allowed),
@@ -20,6 +21,7 @@ pub enum Decision {
 
 /// An allowed request: what goes upstream with it.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Allowed {
     /// Headers from the token's claims (empty on public routes).
     pub claim_headers: Vec<(HeaderName, HeaderValue)>,

@@ -53,6 +53,7 @@ pub(crate) struct Policy {
 
 /// What a reload changed.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Reloaded {
     /// Routes now in force.
     pub routes: usize,
@@ -199,7 +200,7 @@ impl Policy {
             let keys = match existing.iter().find(|(known, _)| *known == location) {
                 Some((_, keys)) => keys.clone(),
                 None => {
-                    let mut options = RemoteOptions { max_keys: config.limits.max_keys_per_set, ..Default::default() };
+                    let mut options = RemoteOptions::default().with_max_keys(config.limits.max_keys_per_set);
                     options.fetch.max_body = config.limits.max_jwks_bytes;
                     let keys = RemoteKeySet::new(location.clone(), options, Arc::clone(clock)).map_err(|e| {
                         ConfigError { key: format!("issuers[{i}]"), location: None, message: e.to_string() }

@@ -120,9 +120,9 @@ impl TrustedProxies {
 /// Parses a `trusted_proxies` entry: a CIDR block (`10.0.0.0/8`) or one address.
 ///
 /// ```
-/// assert!(portcullis_gateway::headers::parse_trusted_proxy("10.0.0.0/8").is_ok());
-/// assert!(portcullis_gateway::headers::parse_trusted_proxy("::1").is_ok());
-/// assert!(portcullis_gateway::headers::parse_trusted_proxy("proxy.local").is_err());
+/// assert!(portcullis_gateway::__internals::parse_trusted_proxy("10.0.0.0/8").is_ok());
+/// assert!(portcullis_gateway::__internals::parse_trusted_proxy("::1").is_ok());
+/// assert!(portcullis_gateway::__internals::parse_trusted_proxy("proxy.local").is_err());
 /// ```
 pub fn parse_trusted_proxy(entry: &str) -> Result<IpNet, String> {
     entry
@@ -156,7 +156,7 @@ pub(crate) fn forwarded_for(headers: &HeaderMap, peer: IpAddr, trusted: &Trusted
 /// ```
 /// let config = portcullis_gateway::Config::defaults();
 /// assert_eq!(
-///     portcullis_gateway::headers::managed_header_names(&config),
+///     portcullis_gateway::__internals::managed_header_names(&config),
 ///     ["X-Auth-Issuer", "X-Auth-Permissions", "X-Auth-Scope", "X-Auth-Subject"]
 /// );
 /// ```

@@ -48,7 +48,7 @@ impl Inspect for Gateway {
 
     fn routes(&self) -> Vec<RouteRule> {
         let config = self.config();
-        decided_routes(&config.routes).map(|route| RouteRule { label: label(route), access: access(route) }).collect()
+        decided_routes(&config.routes).map(|route| RouteRule::new(label(route), access(route))).collect()
     }
 
     fn check_route(&self, route: usize, token: &VerifiedToken) -> Result<(), Error> {
@@ -67,9 +67,9 @@ impl Inspect for Gateway {
                 let location = location(issuer);
                 let key_set = match self.key_set(&location) {
                     Some(keys) => KeySetView::remote(&keys),
-                    None => KeySetView { location: format!("{location:?}"), keys: None, status: None },
+                    None => KeySetView::pending(format!("{location:?}")),
                 };
-                IssuerView { issuer: issuer.issuer.clone(), audiences: issuer.audiences.clone(), key_set }
+                IssuerView::new(issuer.issuer.clone(), issuer.audiences.clone(), key_set)
             })
             .collect()
     }

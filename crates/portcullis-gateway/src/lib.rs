@@ -8,12 +8,12 @@
 //! client-sent copies of those headers are always removed.
 #![forbid(unsafe_code)]
 
-pub mod canonical;
+mod canonical;
 pub mod config;
 mod decide;
 mod forward_auth;
 mod gateway;
-pub mod headers;
+mod headers;
 mod inspect;
 mod listener;
 mod observe;
@@ -23,10 +23,22 @@ mod render;
 mod request;
 mod request_id;
 
+pub use canonical::{CanonicalPath, PathError};
 pub use config::{Config, ConfigError, FrontProxy, IssuerConfig, Limits, LogFormat, Mode, RouteConfig, Unmatched};
 pub use decide::{Allowed, Decision, Denial};
 pub use gateway::{Gateway, Reloaded};
 pub use request::CanonicalRequest;
+
+/// Internals for this crate's tests and fuzz targets, behind the `internals` feature.
+///
+/// **Not part of the API**: hidden from the documentation, left out of the public API listing, and free to change
+/// in any release.
+#[cfg(feature = "internals")]
+#[doc(hidden)]
+pub mod __internals {
+    pub use crate::canonical::{Canonicalized, canonicalize, split_target};
+    pub use crate::headers::{managed_header_names, parse_trusted_proxy};
+}
 
 use axum::Router;
 use axum::routing::{any, get};

@@ -6,7 +6,8 @@
 //! print why they skip; with `CI=true` they fail.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use portcullis_gateway::canonical::{PathError, canonicalize, split_target};
+use portcullis_gateway::__internals::{canonicalize, split_target};
+use portcullis_gateway::PathError;
 use portcullis_testkit::probe;
 use proptest::prelude::*;
 use std::collections::{BTreeMap, BTreeSet};

@@ -385,10 +385,12 @@ async fn reload_replaces_the_policy_and_a_bad_config_keeps_the_running_one() {
     moved.listen = "127.0.0.1:1".parse().unwrap();
     let why = gateway.reload(moved).unwrap_err().to_string();
     assert_eq!(why, "listen: changes only on restart; the running configuration is kept");
-    let rethreaded = Config { workers: 7, ..Config::from_toml(&config(false)).unwrap() };
+    let mut rethreaded = Config::from_toml(&config(false)).unwrap();
+    rethreaded.workers = 7;
     let why = gateway.reload(rethreaded).unwrap_err().to_string();
     assert_eq!(why, "workers: changes only on restart; the running configuration is kept");
-    let paged = Config { admin_pages: false, ..Config::from_toml(&config(false)).unwrap() };
+    let mut paged = Config::from_toml(&config(false)).unwrap();
+    paged.admin_pages = false;
     let why = gateway.reload(paged).unwrap_err().to_string();
     assert_eq!(why, "admin_pages: changes only on restart; the running configuration is kept");
     assert_eq!(http.get(format!("{base}/api/x")).send().await.unwrap().status(), 200, "still the reloaded policy");

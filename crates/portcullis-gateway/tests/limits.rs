@@ -127,7 +127,7 @@ async fn tokens_nested_deeper_than_the_limit_are_refused() {
     let issuer = issuer().await;
     let upstream = upstream().await;
     let plain = issuer.user_token("demo-spa", "alice", DEMO_AUDIENCE, &["openid"]).unwrap();
-    let payload = portcullis::base64url::decode(plain.split('.').nth(1).unwrap()).unwrap();
+    let payload = portcullis::__internals::base64url::decode(plain.split('.').nth(1).unwrap()).unwrap();
     let mut claims: serde_json::Map<String, Value> = serde_json::from_slice(&payload).unwrap();
     // ctx is level 2, org 3, teams 4, the inner array 5.
     claims.insert("ctx".into(), json!({ "org": { "teams": [["payments"]] } }));

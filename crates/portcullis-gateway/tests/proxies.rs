@@ -80,7 +80,7 @@ fn expected_nginx_lines() -> Vec<String> {
 
 /// The headers the documented configurations manage: the gateway's default claim headers.
 fn managed() -> Vec<String> {
-    portcullis_gateway::headers::managed_header_names(&Config::defaults())
+    portcullis_gateway::__internals::managed_header_names(&Config::defaults())
 }
 
 struct Running(Child);

@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 /// An API (resource server) tokens can be issued for.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
+#[non_exhaustive]
 pub struct Api {
     /// The identifier, used as `aud`.
     pub audience: String,
@@ -28,6 +29,7 @@ pub struct Api {
 /// ```
 #[derive(Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
+#[non_exhaustive]
 pub struct Client {
     /// The client ID.
     pub client_id: String,
@@ -76,6 +78,7 @@ impl Client {
 /// A user who can log in.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
+#[non_exhaustive]
 pub struct User {
     /// Short ID, also the login hint; `sub` is `auth0|<id>` unless set.
     pub id: String,
@@ -106,6 +109,7 @@ impl User {
 /// A whole tenant.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
+#[non_exhaustive]
 pub struct Tenant {
     /// Access token lifetime in seconds (Auth0's default is 86400).
     #[serde(default = "default_lifetime")]

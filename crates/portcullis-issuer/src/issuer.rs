@@ -106,6 +106,7 @@ pub(crate) const CODE_LIFETIME: i64 = 300;
 /// How to break a minted token on purpose.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum Broken {
     /// A signature that does not verify.
     BadSignature,
@@ -124,7 +125,7 @@ pub(crate) fn random_string(bytes: usize) -> String {
     let mut buf = vec![0u8; bytes];
     // The system RNG does not fail on supported platforms; an all-zero value would only weaken a dev token.
     let _ = SystemRandom::new().fill(&mut buf);
-    portcullis::base64url::encode(buf)
+    crate::base64url::encode(buf)
 }
 
 impl DevIssuer {
@@ -340,8 +341,8 @@ impl DevIssuer {
         let claims = Value::Object(claims.clone());
         match broken {
             Some(Broken::AlgNone) => {
-                let header = portcullis::base64url::encode(br#"{"alg":"none","typ":"JWT"}"#);
-                Ok(format!("{header}.{}.", portcullis::base64url::encode(claims.to_string())))
+                let header = crate::base64url::encode(br#"{"alg":"none","typ":"JWT"}"#);
+                Ok(format!("{header}.{}.", crate::base64url::encode(claims.to_string())))
             }
             Some(Broken::UnknownKey) => {
                 let stranger = crate::keys::new_key()?;
@@ -412,9 +413,9 @@ impl DevIssuer {
 /// Changes one bit of the signature's first byte.
 fn flip_signature(token: &str) -> String {
     let Some((input, signature)) = token.rsplit_once('.') else { return token.to_owned() };
-    let mut bytes = portcullis::base64url::decode(signature).unwrap_or_default();
+    let mut bytes = crate::base64url::decode(signature).unwrap_or_default();
     if let Some(first) = bytes.first_mut() {
         *first ^= 0x01;
     }
-    format!("{input}.{}", portcullis::base64url::encode(bytes))
+    format!("{input}.{}", crate::base64url::encode(bytes))
 }

@@ -8,6 +8,7 @@ use std::collections::VecDeque;
 
 /// One request the issuer answered.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct JournalEntry {
     /// Sequence number, from 1.
     pub seq: u64,
@@ -46,6 +47,7 @@ impl Journal {
 /// A misbehaviour of the JWKS endpoint for the next `count` requests.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+#[non_exhaustive]
 pub enum Fault {
     /// Answer after `ms` milliseconds.
     Delay {

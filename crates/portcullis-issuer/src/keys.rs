@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 /// Which key signs.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum KeyChoice {
     /// The current key (normal).
     Current,
@@ -33,7 +34,7 @@ pub struct KeyRing {
 pub(crate) fn new_key() -> Result<Arc<SigningKey>, SigningError> {
     let mut bytes = [0u8; 12];
     SystemRandom::new().fill(&mut bytes).map_err(|_| SigningError::new("no randomness"))?;
-    Ok(Arc::new(SigningKey::generate(Algorithm::RS256, Some(portcullis::base64url::encode(bytes)))?))
+    Ok(Arc::new(SigningKey::generate(Algorithm::RS256, Some(crate::base64url::encode(bytes)))?))
 }
 
 impl KeyRing {

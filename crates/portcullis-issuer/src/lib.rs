@@ -36,10 +36,11 @@
 //! ```
 #![forbid(unsafe_code)]
 
+mod base64url;
 pub mod config;
 mod error;
 mod issuer;
-pub mod journal;
+mod journal;
 mod keys;
 pub mod pkce;
 mod refresh;
@@ -48,6 +49,6 @@ mod server;
 pub use config::{DEMO_AUDIENCE, OTHER_AUDIENCE, Tenant};
 pub use error::{ParseError, SignError, TenantError};
 pub use issuer::{Broken, DevIssuer, Grant, ShiftedClock};
-pub use journal::{Fault, JournalEntry};
+pub use journal::{Fault, Faults, HUGE_BODY_BYTES, JournalEntry};
 pub use keys::KeyChoice;
 pub use server::{ADMIN_PREFIX, MAX_BODY_BYTES, router, serve};

@@ -19,5 +19,5 @@ pub fn verify_s256(verifier: &str, challenge: &str) -> bool {
 
 /// The S256 challenge of a verifier.
 pub fn challenge_of(verifier: &str) -> String {
-    portcullis::base64url::encode(digest::digest(&digest::SHA256, verifier.as_bytes()))
+    crate::base64url::encode(digest::digest(&digest::SHA256, verifier.as_bytes()))
 }

@@ -337,7 +337,7 @@ fn client_credentials(headers: &HeaderMap, params: &HashMap<String, String>) -> 
 
 fn standard_base64_decode(text: &str) -> Option<Vec<u8>> {
     let url_safe = text.trim_end_matches('=').replace('+', "-").replace('/', "_");
-    portcullis::base64url::decode(&url_safe)
+    crate::base64url::decode(&url_safe)
 }
 
 /// Compares secrets without leaking where they differ.

@@ -326,7 +326,7 @@ async fn empty_huge_and_redirecting_key_sets_on_command() {
     let empty = r.http.get(&url).send().await.unwrap();
     assert_eq!((empty.status().as_u16(), empty.text().await.unwrap()), (200, r#"{"keys":[]}"#.to_owned()));
     let huge = r.http.get(&url).send().await.unwrap().bytes().await.unwrap();
-    assert!(huge.len() > portcullis_issuer::journal::HUGE_BODY_BYTES, "{}", huge.len());
+    assert!(huge.len() > portcullis_issuer::HUGE_BODY_BYTES, "{}", huge.len());
     let moved = r.no_redirect.get(&url).send().await.unwrap();
     assert_eq!(moved.status().as_u16(), 302);
     let location = moved.headers()["location"].to_str().unwrap();

@@ -25,5 +25,5 @@ pub fn with(mut claims: Value, name: &str, value: Value) -> Value {
 /// The JSON of part `index` of a compact token (0: the header, 1: the claims).
 pub fn part(token: &str, index: usize) -> Value {
     let encoded = token.split('.').nth(index).unwrap_or_else(|| panic!("no part {index}: {token}"));
-    serde_json::from_slice(&portcullis::base64url::decode(encoded).unwrap()).unwrap()
+    serde_json::from_slice(&portcullis::__internals::base64url::decode(encoded).unwrap()).unwrap()
 }

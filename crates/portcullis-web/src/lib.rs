@@ -81,6 +81,7 @@ pub trait Inspect: Send + Sync + 'static {
 
 /// One route as the debugger offers it.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub struct RouteRule {
     /// How the route is shown, e.g. `GET /api/private-scoped`.
     pub label: String,
@@ -90,6 +91,7 @@ pub struct RouteRule {
 
 /// What a request on a route needs.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub enum Access {
     /// Nothing: the route is public.
     Public,
@@ -100,6 +102,11 @@ pub enum Access {
 }
 
 impl RouteRule {
+    /// A route shown as `label` that needs `access`.
+    pub fn new(label: impl Into<String>, access: Access) -> Self {
+        Self { label: label.into(), access }
+    }
+
     /// A public route.
     pub fn public(label: impl Into<String>) -> Self {
         Self { label: label.into(), access: Access::Public }
@@ -118,6 +125,7 @@ impl RouteRule {
 
 /// A trusted issuer as the status page shows it.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct IssuerView {
     /// The issuer (`iss`).
     pub issuer: String,
@@ -127,8 +135,16 @@ pub struct IssuerView {
     pub key_set: KeySetView,
 }
 
+impl IssuerView {
+    /// An issuer with its accepted audiences and key set.
+    pub fn new(issuer: impl Into<String>, audiences: Vec<String>, key_set: KeySetView) -> Self {
+        Self { issuer: issuer.into(), audiences, key_set }
+    }
+}
+
 /// A key set as the status page shows it.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct KeySetView {
     /// Where the keys come from: the JWKS URL (as configured or as discovery found it), or the issuer while
     /// discovery has not run yet.
@@ -149,6 +165,11 @@ impl KeySetView {
     /// The view of a fixed key set.
     pub fn fixed(location: impl Into<String>, keys: Arc<KeySet>) -> Self {
         Self { location: location.into(), keys: Some(keys), status: None }
+    }
+
+    /// The view of a key set that is not there yet: no keys, no fetch state.
+    pub fn pending(location: impl Into<String>) -> Self {
+        Self { location: location.into(), keys: None, status: None }
     }
 }
 

@@ -6,13 +6,13 @@
 //! [`pages`](crate::pages), which serves the stylesheet.
 //!
 //! ```
-//! let spa = portcullis_web::spa::SpaConfig {
-//!     issuer: "http://127.0.0.1:4000/".into(),
-//!     client_id: "demo-spa".into(),
-//!     audience: "https://api.example".into(),
-//!     scope: "openid profile read:messages".into(),
-//!     calls: vec!["/api/public".into(), "/api/private".into()],
-//! };
+//! let spa = portcullis_web::spa::SpaConfig::new(
+//!     "http://127.0.0.1:4000/",
+//!     "demo-spa",
+//!     "https://api.example",
+//!     "openid profile read:messages",
+//!     vec!["/api/public".into(), "/api/private".into()],
+//! );
 //! let app: axum::Router = portcullis_web::spa::router(spa).unwrap();
 //! ```
 
@@ -28,6 +28,7 @@ const SCRIPT: &str = include_str!("../assets/spa.js");
 
 /// What the app logs in with and what it calls.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct SpaConfig {
     /// The issuer's base URL (its `/authorize` and `/oauth/token` are used).
     pub issuer: String,
@@ -39,6 +40,26 @@ pub struct SpaConfig {
     pub scope: String,
     /// The API paths the app offers to call (same origin as the app).
     pub calls: Vec<String>,
+}
+
+impl SpaConfig {
+    /// An app logging in at `issuer` as `client_id`, asking for a token for `audience` with `scope`, and offering
+    /// to call `calls`.
+    pub fn new(
+        issuer: impl Into<String>,
+        client_id: impl Into<String>,
+        audience: impl Into<String>,
+        scope: impl Into<String>,
+        calls: Vec<String>,
+    ) -> Self {
+        Self {
+            issuer: issuer.into(),
+            client_id: client_id.into(),
+            audience: audience.into(),
+            scope: scope.into(),
+            calls,
+        }
+    }
 }
 
 /// Why a [`SpaConfig`] cannot be served.

@@ -28,6 +28,7 @@ fn key_type(family: KeyFamily) -> String {
         KeyFamily::Rsa => "RSA".to_owned(),
         KeyFamily::Ec(curve) => format!("EC {}", curve.name()),
         KeyFamily::Ed25519 => "OKP Ed25519".to_owned(),
+        other => format!("{other:?}"),
     }
 }
 

@@ -37,11 +37,7 @@ impl Inspect for Api {
     }
 
     fn issuers(&self) -> Vec<IssuerView> {
-        vec![IssuerView {
-            issuer: ISSUER.into(),
-            audiences: vec![AUDIENCE.into()],
-            key_set: KeySetView::fixed("keys.json", Arc::clone(&self.keys)),
-        }]
+        vec![IssuerView::new(ISSUER, vec![AUDIENCE.into()], KeySetView::fixed("keys.json", Arc::clone(&self.keys)))]
     }
 
     fn tally(&self) -> &Tally {

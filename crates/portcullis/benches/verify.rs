@@ -6,8 +6,9 @@
 
 use aws_lc_rs::signature::{self, ParsedPublicKey, RsaPublicKeyComponents};
 use criterion::{Criterion, criterion_group, criterion_main};
+use portcullis::__internals::base64url;
 use portcullis::signing::SigningKey;
-use portcullis::{Algorithm, KeySet, Verifier, base64url};
+use portcullis::{Algorithm, KeySet, Verifier};
 use serde_json::{Value, json};
 use std::hint::black_box;
 use std::time::{SystemTime, UNIX_EPOCH};

@@ -8,8 +8,9 @@
 //! Usage: `verify_loop <RS256|ES256> <full|bare|ratio> <N>`
 
 use aws_lc_rs::signature::{self, ParsedPublicKey, RsaPublicKeyComponents};
+use portcullis::__internals::base64url;
 use portcullis::signing::SigningKey;
-use portcullis::{Algorithm, KeySet, Verifier, base64url};
+use portcullis::{Algorithm, KeySet, Verifier};
 use serde_json::json;
 use std::hint::black_box;
 use std::process::ExitCode;

@@ -9,6 +9,7 @@ use std::str::FromStr;
 /// A JWS `alg` value that portcullis can verify.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 #[allow(clippy::upper_case_acronyms)]
+#[non_exhaustive]
 pub enum Algorithm {
     /// RSASSA-PKCS1-v1_5 with SHA-256.
     RS256,
@@ -34,6 +35,7 @@ pub enum Algorithm {
 
 /// The key family an algorithm belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum KeyFamily {
     /// `kty: RSA`.
     Rsa,
@@ -45,6 +47,7 @@ pub enum KeyFamily {
 
 /// The elliptic curves of `kty: EC` keys.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum Curve {
     /// NIST P-256.
     P256,
@@ -152,6 +155,7 @@ impl fmt::Display for Algorithm {
 
 /// The error of parsing an unsupported algorithm name.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct UnknownAlgorithm(pub String);
 
 impl fmt::Display for UnknownAlgorithm {

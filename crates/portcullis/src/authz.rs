@@ -23,6 +23,7 @@ use std::fmt;
 /// A condition on a verified token.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
+#[non_exhaustive]
 pub enum Requirement {
     /// The scope is granted (`scope` space-separated string, or `scp`).
     Scope(String),

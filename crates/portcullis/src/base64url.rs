@@ -11,7 +11,7 @@ use base64_simd::URL_SAFE_NO_PAD as STRICT;
 /// Decodes strict unpadded base64url; `None` for any deviation.
 ///
 /// ```
-/// use portcullis::base64url;
+/// use portcullis::__internals::base64url;
 /// assert_eq!(base64url::decode("Zm9v").as_deref(), Some(&b"foo"[..]));
 /// assert_eq!(base64url::decode("Zm9="), None); // padding
 /// assert_eq!(base64url::decode("Zm9w"), Some(b"fop".to_vec()));
@@ -25,7 +25,7 @@ pub fn decode(input: &str) -> Option<Vec<u8>> {
 /// Encodes without padding.
 ///
 /// ```
-/// assert_eq!(portcullis::base64url::encode(b"foo?"), "Zm9vPw");
+/// assert_eq!(portcullis::__internals::base64url::encode(b"foo?"), "Zm9vPw");
 /// ```
 pub fn encode(input: impl AsRef<[u8]>) -> String {
     STRICT.encode_to_string(input)

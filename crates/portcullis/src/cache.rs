@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 
 /// Limits of the verified-token cache.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct CacheOptions {
     /// Memory budget in bytes, as estimated per entry: the token twice (the key and the verified copy), six times
     /// the claims' JSON (the raw payload, the typed claims and the claim map built when a handler reads claims),
@@ -35,8 +36,29 @@ impl Default for CacheOptions {
     }
 }
 
+impl CacheOptions {
+    /// Sets the memory budget in bytes ([`max_bytes`](Self::max_bytes)).
+    #[must_use]
+    pub fn with_max_bytes(mut self, bytes: u64) -> Self {
+        self.max_bytes = bytes;
+        self
+    }
+
+    /// Sets the longest time an entry is kept ([`max_ttl`](Self::max_ttl)).
+    #[must_use]
+    pub fn with_max_ttl(mut self, ttl: Duration) -> Self {
+        self.max_ttl = ttl;
+        self
+    }
+}
+
 /// Overhead counted per entry besides the token and claim bytes.
 const ENTRY_OVERHEAD: usize = 512;
+
+/// The cache for `options`, or none.
+pub(crate) fn build(options: Option<CacheOptions>, clock: Arc<dyn Clock>) -> Option<TokenCache> {
+    options.map(|o| TokenCache::new(&o, clock))
+}
 
 /// A bounded cache of verified tokens. Cheap to clone (shared).
 ///
@@ -45,7 +67,7 @@ const ENTRY_OVERHEAD: usize = 512;
 /// third request on, while a stream of one-time tokens (distinct tokens, floods of fresh valid tokens) costs one
 /// fingerprint store each instead of a cache insertion and an eviction.
 #[derive(Clone)]
-pub struct TokenCache {
+pub(crate) struct TokenCache {
     entries: Cache<Arc<str>, VerifiedToken, foldhash::fast::RandomState>,
     doorkeeper: Arc<[AtomicU64]>,
     fingerprints: foldhash::fast::RandomState,
@@ -71,7 +93,7 @@ impl moka::Expiry<Arc<str>, VerifiedToken> for ExpireAtExp {
 
 impl TokenCache {
     /// Creates an empty cache.
-    pub fn new(options: &CacheOptions, clock: Arc<dyn Clock>) -> Self {
+    pub(crate) fn new(options: &CacheOptions, clock: Arc<dyn Clock>) -> Self {
         let entries = Cache::builder()
             .max_capacity(options.max_bytes)
             .weigher(|token: &Arc<str>, verified: &VerifiedToken| {
@@ -88,13 +110,13 @@ impl TokenCache {
     }
 
     /// The entry for exactly this token, if any (the caller re-checks it).
-    pub fn get(&self, token: &str) -> Option<VerifiedToken> {
+    pub(crate) fn get(&self, token: &str) -> Option<VerifiedToken> {
         self.entries.get(token)
     }
 
     /// Offers a token that just passed every check: it is stored when it was offered before (see the type's
     /// documentation); returns whether it was stored.
-    pub fn insert(&self, verified: &VerifiedToken) -> bool {
+    pub(crate) fn insert(&self, verified: &VerifiedToken) -> bool {
         let fingerprint = self.fingerprints.hash_one(verified.raw()) | 1;
         let slot = &self.doorkeeper[(fingerprint % self.doorkeeper.len() as u64) as usize];
         if slot.load(Ordering::Relaxed) != fingerprint {
@@ -106,24 +128,13 @@ impl TokenCache {
     }
 
     /// Drops one token.
-    pub fn remove(&self, token: &str) {
+    pub(crate) fn remove(&self, token: &str) {
         self.entries.invalidate(token);
     }
 
     /// Entries currently held (approximate until pending maintenance runs).
-    pub fn len(&self) -> u64 {
+    pub(crate) fn len(&self) -> u64 {
         self.entries.run_pending_tasks();
         self.entries.entry_count()
-    }
-
-    /// Whether the cache holds nothing.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// Current total weight in bytes.
-    pub fn weight(&self) -> u64 {
-        self.entries.run_pending_tasks();
-        self.entries.weighted_size()
     }
 }

@@ -15,6 +15,7 @@ const MAX_NUMERIC_DATE: f64 = 9_007_199_254_740_992.0;
 
 /// The registered claims, typed; plus `scope`/`scp` and Auth0's `permissions`, parsed once.
 #[derive(Debug, Clone, PartialEq, Default)]
+#[non_exhaustive]
 pub struct RegisteredClaims {
     /// `iss`.
     pub iss: Option<String>,

@@ -11,6 +11,7 @@ use std::fmt;
 
 /// The parts of a discovery document portcullis uses.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ProviderMetadata {
     /// The issuer, equal to the configured one.
     pub issuer: String,
@@ -22,6 +23,7 @@ pub struct ProviderMetadata {
 
 /// Why discovery failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum DiscoveryError {
     /// Neither well-known document could be fetched.
     Fetch(Vec<FetchError>),
@@ -50,22 +52,7 @@ impl std::error::Error for DiscoveryError {}
 
 /// The well-known URLs to try for `issuer`, in order: OpenID Connect (appended to the issuer) and RFC 8414
 /// (inserted before the issuer's path).
-///
-/// ```
-/// use portcullis::discovery::well_known_urls;
-/// assert_eq!(
-///     well_known_urls("https://tenant.auth0.com/"),
-///     vec![
-///         "https://tenant.auth0.com/.well-known/openid-configuration".to_owned(),
-///         "https://tenant.auth0.com/.well-known/oauth-authorization-server".to_owned(),
-///     ]
-/// );
-/// assert_eq!(
-///     well_known_urls("https://idp.example.com/realms/main")[1],
-///     "https://idp.example.com/.well-known/oauth-authorization-server/realms/main"
-/// );
-/// ```
-pub fn well_known_urls(issuer: &str) -> Vec<String> {
+pub(crate) fn well_known_urls(issuer: &str) -> Vec<String> {
     let trimmed = issuer.trim_end_matches('/');
     let mut urls = vec![format!("{trimmed}/.well-known/openid-configuration")];
     if let Ok(url) = reqwest::Url::parse(trimmed) {
@@ -113,4 +100,24 @@ fn parse_metadata(issuer: &str, url: &str, body: &[u8], fetcher: &Fetcher) -> Re
     };
     check_url(&jwks_uri, fetcher.policy()).map_err(|e| invalid(format!("its jwks_uri is not acceptable: {e}")))?;
     Ok(ProviderMetadata { issuer: found.clone(), jwks_uri, source: url.to_owned() })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn well_known_locations() {
+        assert_eq!(
+            well_known_urls("https://tenant.auth0.com/"),
+            vec![
+                "https://tenant.auth0.com/.well-known/openid-configuration".to_owned(),
+                "https://tenant.auth0.com/.well-known/oauth-authorization-server".to_owned(),
+            ]
+        );
+        assert_eq!(
+            well_known_urls("https://idp.example.com/realms/main")[1],
+            "https://idp.example.com/.well-known/oauth-authorization-server/realms/main"
+        );
+    }
 }

@@ -56,6 +56,7 @@ pub enum Reason {
 
 /// The `error` attribute of an RFC 6750 `WWW-Authenticate: Bearer` challenge.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum BearerError {
     /// `invalid_request` (RFC 6750 §3.1): HTTP 400.
     InvalidRequest,

@@ -1,9 +1,9 @@
 //! Fetching key sets and discovery documents over HTTP, with the hygiene a security component needs.
 //!
 //! Every fetch has a timeout (default 5 s), a body cap (default 1 MiB, enforced while streaming), follows at most
-//! three redirects and only within the origin of the first URL (same scheme, host and port: see
-//! [`check_redirect`]), asks for `application/jwk-set+json, application/json`, and
-//! requires HTTPS except for loopback addresses unless plain HTTP is explicitly allowed.
+//! three redirects and only within the origin of the first URL (same scheme, host and port; an explicit default
+//! port is the same port), asks for `application/jwk-set+json, application/json`, and requires HTTPS except for
+//! loopback addresses unless plain HTTP is explicitly allowed.
 
 use reqwest::{Url, redirect};
 use std::net::IpAddr;
@@ -11,6 +11,7 @@ use std::time::Duration;
 
 /// Rules for one fetch.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct FetchPolicy {
     /// Whole-request timeout.
     pub timeout: Duration,
@@ -18,6 +19,29 @@ pub struct FetchPolicy {
     pub max_body: usize,
     /// Allow `http://` to non-loopback hosts (never needed with a real identity provider).
     pub allow_insecure_http: bool,
+}
+
+impl FetchPolicy {
+    /// Sets [`timeout`](Self::timeout): whole-request timeout.
+    #[must_use]
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Sets [`max_body`](Self::max_body): largest body accepted, in bytes.
+    #[must_use]
+    pub fn with_max_body(mut self, max_body: usize) -> Self {
+        self.max_body = max_body;
+        self
+    }
+
+    /// Sets [`allow_insecure_http`](Self::allow_insecure_http): allow `http://` to non-loopback hosts.
+    #[must_use]
+    pub fn with_allow_insecure_http(mut self, allow_insecure_http: bool) -> Self {
+        self.allow_insecure_http = allow_insecure_http;
+        self
+    }
 }
 
 impl Default for FetchPolicy {
@@ -66,6 +90,7 @@ pub enum FetchError {
 
 /// A fetched body with the response's `Cache-Control` header, if any.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct Fetched {
     /// The body bytes.
     pub body: Vec<u8>,
@@ -74,15 +99,7 @@ pub struct Fetched {
 }
 
 /// Whether `url`'s host is a loopback address (`127.0.0.0/8`, `::1`, or `localhost`).
-///
-/// ```
-/// use portcullis::fetch::is_loopback;
-/// assert!(is_loopback(&"http://127.0.0.1:4000/".parse().unwrap()));
-/// assert!(is_loopback(&"http://[::1]/".parse().unwrap()));
-/// assert!(is_loopback(&"http://localhost/".parse().unwrap()));
-/// assert!(!is_loopback(&"http://example.com/".parse().unwrap()));
-/// ```
-pub fn is_loopback(url: &Url) -> bool {
+pub(crate) fn is_loopback(url: &Url) -> bool {
     match url.host() {
         Some(url::Host::Ipv4(ip)) => IpAddr::V4(ip).is_loopback(),
         Some(url::Host::Ipv6(ip)) => IpAddr::V6(ip).is_loopback(),
@@ -92,7 +109,7 @@ pub fn is_loopback(url: &Url) -> bool {
 }
 
 /// Checks a URL against the policy without fetching it.
-pub fn check_url(url: &str, policy: &FetchPolicy) -> Result<Url, FetchError> {
+pub(crate) fn check_url(url: &str, policy: &FetchPolicy) -> Result<Url, FetchError> {
     let refused = |why: &str| FetchError::Refused { url: url.to_owned(), why: why.to_owned() };
     let parsed = Url::parse(url).map_err(|e| refused(&e.to_string()))?;
     match parsed.scheme() {
@@ -112,15 +129,7 @@ pub fn check_url(url: &str, policy: &FetchPolicy) -> Result<Url, FetchError> {
 /// Whether a fetch of `from` may follow a redirect to `to`: only within the same origin, so the same scheme (no
 /// downgrade from `https` to `http`), host and port (an explicit default port is the same port). `Err` says why
 /// not.
-///
-/// ```
-/// use portcullis::fetch::check_redirect;
-/// let url = |s: &str| s.parse().unwrap();
-/// let from = url("https://idp.example/.well-known/jwks.json");
-/// assert!(check_redirect(&from, &url("https://idp.example:443/keys")).is_ok());
-/// assert_eq!(check_redirect(&from, &url("http://idp.example/keys")), Err("redirect from https to http refused"));
-/// ```
-pub fn check_redirect(from: &Url, to: &Url) -> Result<(), &'static str> {
+pub(crate) fn check_redirect(from: &Url, to: &Url) -> Result<(), &'static str> {
     if from.scheme() != to.scheme() {
         return Err(match (from.scheme(), to.scheme()) {
             ("https", "http") => "redirect from https to http refused",
@@ -269,5 +278,21 @@ mod tests {
             check_redirect(&loopback, &url("https://127.0.0.1:8080/jwks")),
             Err("redirect to another scheme refused")
         );
+    }
+
+    #[test]
+    fn loopback_hosts() {
+        assert!(is_loopback(&"http://127.0.0.1:4000/".parse().unwrap()));
+        assert!(is_loopback(&"http://[::1]/".parse().unwrap()));
+        assert!(is_loopback(&"http://localhost/".parse().unwrap()));
+        assert!(!is_loopback(&"http://example.com/".parse().unwrap()));
+    }
+
+    #[test]
+    fn redirects_stay_in_the_origin() {
+        let url = |s: &str| s.parse().unwrap();
+        let from = url("https://idp.example/.well-known/jwks.json");
+        assert!(check_redirect(&from, &url("https://idp.example:443/keys")).is_ok());
+        assert_eq!(check_redirect(&from, &url("http://idp.example/keys")), Err("redirect from https to http refused"));
     }
 }

@@ -20,7 +20,7 @@ pub const MAX_DEPTH_CEILING: usize = 100;
 /// what was wrong.
 ///
 /// ```
-/// use portcullis::json::parse_object;
+/// use portcullis::__internals::json::parse_object;
 /// assert!(parse_object(br#"{"a":1,"b":{"c":[1,2]}}"#).is_ok());
 /// assert!(parse_object(br#"{"a":1,"a":2}"#).unwrap_err().contains("duplicate"));
 /// assert!(parse_object(b"[1]").is_err());
@@ -32,7 +32,7 @@ pub fn parse_object(bytes: &[u8]) -> Result<Map<String, Value>, String> {
 /// [`parse_object`] with another nesting limit (at most [`MAX_DEPTH_CEILING`]).
 ///
 /// ```
-/// use portcullis::json::parse_object_nested;
+/// use portcullis::__internals::json::parse_object_nested;
 /// assert!(parse_object_nested(br#"{"a":{"b":[1]}}"#, 3).is_ok());
 /// assert!(parse_object_nested(br#"{"a":{"b":[1]}}"#, 2).unwrap_err().contains("nesting deeper than 2 levels"));
 /// ```

@@ -121,6 +121,7 @@ impl HeaderCache {
     }
 
     /// Whether nothing is remembered.
+    #[cfg_attr(not(feature = "internals"), allow(dead_code))]
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
@@ -179,6 +180,7 @@ impl<'a> UnverifiedJws<'a> {
         &self.payload
     }
 
+    #[cfg_attr(not(feature = "internals"), allow(dead_code))]
     /// Finds the key for this token and checks that the token's algorithm is one the key and the policy allow.
     pub fn select_key<'k>(&self, keys: &'k KeySet, policy: &JwsPolicy) -> Result<&'k Arc<VerifyingKey>, Error> {
         let key = keys.select(self.header.kid())?;
@@ -214,6 +216,7 @@ impl<'a> UnverifiedJws<'a> {
     }
 
     /// Verifies the signature with `key`, returning the authenticated parts.
+    #[cfg_attr(not(feature = "internals"), allow(dead_code))]
     pub fn verify_with(self, key: &Arc<VerifyingKey>) -> Result<VerifiedJws, Error> {
         self.verify_signature(key)?;
         Ok(self.into_verified(key))
@@ -224,28 +227,47 @@ impl<'a> UnverifiedJws<'a> {
         key.verify_signature(self.header.alg, self.signing_input.as_bytes(), &self.signature)
     }
 
-    /// Takes the authenticated parts; only meaningful after [`verify_signature`](Self::verify_signature) passed.
-    pub fn into_verified(self, key: &Arc<VerifyingKey>) -> VerifiedJws {
+    /// Takes the authenticated parts; only meaningful after [`verify_signature`](Self::verify_signature) passed,
+    /// so it is not visible outside the crate.
+    pub(crate) fn into_verified(self, key: &Arc<VerifyingKey>) -> VerifiedJws {
         VerifiedJws { header: self.header, payload: self.payload, key: Arc::clone(key) }
     }
 }
 
-/// A JWS whose signature verified.
+/// A JWS whose signature verified. Only this crate makes one, after checking the signature.
 #[derive(Debug)]
 pub struct VerifiedJws {
     /// The checked header.
-    pub header: Arc<Header>,
+    pub(crate) header: Arc<Header>,
     /// The authenticated payload bytes.
-    pub payload: Vec<u8>,
+    pub(crate) payload: Vec<u8>,
     /// The key that verified the signature.
-    pub key: Arc<VerifyingKey>,
+    pub(crate) key: Arc<VerifyingKey>,
+}
+
+#[cfg_attr(not(feature = "internals"), allow(dead_code))]
+impl VerifiedJws {
+    /// The checked header.
+    pub fn header(&self) -> &Header {
+        &self.header
+    }
+
+    /// The authenticated payload bytes.
+    pub fn payload(&self) -> &[u8] {
+        &self.payload
+    }
+
+    /// The key that verified the signature.
+    pub fn key(&self) -> &Arc<VerifyingKey> {
+        &self.key
+    }
 }
 
 /// Parses and verifies a compact JWS at the JOSE level: header rules, key selection, algorithm binding and
 /// signature. The payload is returned as bytes; no claim is looked at.
 ///
 /// ```
-/// use portcullis::jws::{verify_compact, JwsPolicy};
+/// use portcullis::__internals::{verify_compact, JwsPolicy};
 /// use portcullis::KeySet;
 /// // RFC 8037 A.4: an Ed25519 signature over "Example of Ed25519 signing".
 /// let jwks = br#"{"keys":[{"kty":"OKP","crv":"Ed25519","x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo","alg":"EdDSA"}]}"#;
@@ -253,8 +275,9 @@ pub struct VerifiedJws {
 /// let token = "eyJhbGciOiJFZERTQSJ9.RXhhbXBsZSBvZiBFZDI1NTE5IHNpZ25pbmc.\
 ///     hgyY0il_MGCjP0JzlnLWG1PPOt7-09PGcvMg3AIbQR6dWbhijcNR4ki4iylGjg5BhVsPt9g7sVvpAr_MuM0KAg";
 /// let verified = verify_compact(token, &keys, &JwsPolicy::default()).unwrap();
-/// assert_eq!(verified.payload, b"Example of Ed25519 signing");
+/// assert_eq!(verified.payload(), b"Example of Ed25519 signing");
 /// ```
+#[cfg_attr(not(feature = "internals"), allow(dead_code))]
 pub fn verify_compact(token: &str, keys: &KeySet, policy: &JwsPolicy) -> Result<VerifiedJws, Error> {
     let jws = UnverifiedJws::parse(token, policy)?;
     let key = jws.select_key(keys, policy)?;

@@ -13,6 +13,7 @@ use std::sync::Arc;
 
 /// A key that a set contained but that cannot be used, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct SkippedKey {
     /// Position in the set's `keys` array.
     pub index: usize,

@@ -43,24 +43,47 @@
 //! assert_eq!(err.reason(), Reason::AudienceMismatch);
 //! assert_eq!(err.http_status(), 401);
 //! ```
+//!
+//! (The example signs its token with `signing`, which needs the `sign` feature.)
+//!
+//! # Cargo features
+//!
+//! | feature | default | what it adds |
+//! |---|---|---|
+//! | `remote` | on | key sets fetched over HTTPS, discovered and refreshed: `remote`, `discovery`, `fetch` (tokio, reqwest) |
+//! | `cache` | on | the verified-token cache: `cache`, [`VerifierBuilder::cache`] (moka) |
+//! | `sign` | off | token signing for development issuers, tests and benchmarks: `signing` |
+//! | `internals` | off | hidden, unstable access for this workspace's tests and fuzz targets; not part of the API |
+//!
+//! Parsing, keys, claims, rules and verification need none of them: with `default-features = false` the crate does
+//! no I/O and depends on no async runtime, HTTP client or cache; keys come from a [`KeySet`] or your own
+//! [`KeySource`].
 #![forbid(unsafe_code)]
 
 pub mod algorithm;
 pub mod authz;
-pub mod base64url;
+mod base64url;
+#[cfg(feature = "cache")]
 pub mod cache;
+#[cfg(not(feature = "cache"))]
+#[path = "cache_off.rs"]
+mod cache;
 pub mod claims;
 pub mod clock;
+#[cfg(feature = "remote")]
 pub mod discovery;
 pub mod error;
+#[cfg(feature = "remote")]
 pub mod fetch;
-pub mod json;
-pub mod jwk;
-pub mod jws;
+mod json;
+mod jwk;
+mod jws;
 pub mod keyset;
+#[cfg(feature = "remote")]
 pub mod remote;
 mod roca;
 pub mod rules;
+#[cfg(feature = "sign")]
 pub mod signing;
 pub mod source;
 pub mod token;
@@ -71,8 +94,28 @@ pub use authz::Requirement;
 pub use claims::RegisteredClaims;
 pub use clock::{Clock, SystemClock};
 pub use error::{BearerError, Error, Reason};
-pub use jwk::{KeyRejected, VerifyingKey};
+pub use json::{MAX_DEPTH as DEFAULT_MAX_JSON_DEPTH, MAX_DEPTH_CEILING as MAX_JSON_DEPTH_CEILING};
+pub use jwk::{KeyRejected, MAX_RSA_BITS, MIN_RSA_BITS, VerifyingKey};
+pub use jws::{DEFAULT_MAX_TOKEN_LEN, Header, MAX_HEADER_LEN};
 pub use keyset::KeySet;
 pub use source::{KeySource, StaticKeys};
 pub use token::VerifiedToken;
 pub use verifier::{ConfigError, Report, Verifier, VerifierBuilder};
+
+/// Internals for this workspace's tests, benchmarks and fuzz targets, behind the `internals` feature.
+///
+/// **Not part of the API**: hidden from the documentation, left out of the public API listing, and free to change
+/// in any release. Nothing here can make a verified value without checking a signature.
+#[cfg(feature = "internals")]
+#[doc(hidden)]
+pub mod __internals {
+    /// Strict base64url, as tokens use it.
+    pub mod base64url {
+        pub use crate::base64url::{decode, encode};
+    }
+    pub use crate::jws::{AlgorithmPolicy, HeaderCache, JwsPolicy, UnverifiedJws, VerifiedJws, verify_compact};
+    /// The strict JSON reader used for headers, claims and key sets.
+    pub mod json {
+        pub use crate::json::{parse_object, parse_object_nested};
+    }
+}

@@ -82,10 +82,11 @@
 //! ```
 
 use crate::clock::Clock;
+use crate::discovery::DiscoveryError;
 use crate::error::{Error, Reason, quoted};
 use crate::fetch::{FetchError, FetchPolicy, Fetcher};
 use crate::jwk::VerifyingKey;
-use crate::keyset::KeySet;
+use crate::keyset::{KeySet, KeySetError};
 use crate::source::{KeyFuture, KeySource, keys_unavailable};
 use arc_swap::ArcSwapOption;
 use std::collections::HashMap;
@@ -98,6 +99,7 @@ use tokio::task::JoinHandle;
 
 /// Where the key set lives.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum KeyLocation {
     /// A JWKS URL.
     Jwks(String),
@@ -110,6 +112,7 @@ pub enum KeyLocation {
 
 /// Tunables of a [`RemoteKeySet`]; the defaults are explained in the module docs.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct RemoteOptions {
     /// Lifetime when the response has no usable `Cache-Control: max-age`.
     pub default_ttl: Duration,
@@ -135,6 +138,85 @@ pub struct RemoteOptions {
     pub max_keys: usize,
 }
 
+impl RemoteOptions {
+    /// Sets [`default_ttl`](Self::default_ttl): lifetime when the response has no usable `Cache-Control: max-age`.
+    #[must_use]
+    pub fn with_default_ttl(mut self, default_ttl: Duration) -> Self {
+        self.default_ttl = default_ttl;
+        self
+    }
+
+    /// Sets [`min_ttl`](Self::min_ttl): lower bound on the lifetime.
+    #[must_use]
+    pub fn with_min_ttl(mut self, min_ttl: Duration) -> Self {
+        self.min_ttl = min_ttl;
+        self
+    }
+
+    /// Sets [`max_ttl`](Self::max_ttl): upper bound on the lifetime.
+    #[must_use]
+    pub fn with_max_ttl(mut self, max_ttl: Duration) -> Self {
+        self.max_ttl = max_ttl;
+        self
+    }
+
+    /// Sets [`refresh_at`](Self::refresh_at): fraction of the lifetime after which a background refresh starts (0.8 = at 80 %).
+    #[must_use]
+    pub fn with_refresh_at(mut self, refresh_at: f64) -> Self {
+        self.refresh_at = refresh_at;
+        self
+    }
+
+    /// Sets [`cooldown`](Self::cooldown): minimum time between refetches caused by unknown kids, and the negative-cache lifetime.
+    #[must_use]
+    pub fn with_cooldown(mut self, cooldown: Duration) -> Self {
+        self.cooldown = cooldown;
+        self
+    }
+
+    /// Sets [`bucket_capacity`](Self::bucket_capacity): token bucket size: fetches allowed in a burst.
+    #[must_use]
+    pub fn with_bucket_capacity(mut self, bucket_capacity: u32) -> Self {
+        self.bucket_capacity = bucket_capacity;
+        self
+    }
+
+    /// Sets [`fetches_per_minute`](Self::fetches_per_minute): token bucket refill: fetches allowed per minute, sustained.
+    #[must_use]
+    pub fn with_fetches_per_minute(mut self, fetches_per_minute: u32) -> Self {
+        self.fetches_per_minute = fetches_per_minute;
+        self
+    }
+
+    /// Sets [`max_staleness`](Self::max_staleness): how long past its expiry the last good set keeps serving when refreshes fail.
+    #[must_use]
+    pub fn with_max_staleness(mut self, max_staleness: Duration) -> Self {
+        self.max_staleness = max_staleness;
+        self
+    }
+
+    /// Sets [`retry_interval`](Self::retry_interval): wait after a failed fetch before a background refresh retries.
+    #[must_use]
+    pub fn with_retry_interval(mut self, retry_interval: Duration) -> Self {
+        self.retry_interval = retry_interval;
+        self
+    }
+
+    /// Sets [`fetch`](Self::fetch): HTTP rules for each fetch.
+    #[must_use]
+    pub fn with_fetch(mut self, fetch: FetchPolicy) -> Self {
+        self.fetch = fetch;
+        self
+    }
+
+    /// Sets [`max_keys`](Self::max_keys): keys one set may hold.
+    #[must_use]
+    pub fn with_max_keys(mut self, max_keys: usize) -> Self {
+        self.max_keys = max_keys;
+        self
+    }
+}
+
 impl Default for RemoteOptions {
     fn default() -> Self {
         Self {
@@ -153,8 +235,42 @@ impl Default for RemoteOptions {
     }
 }
 
+/// Why a fetch stored no new key set ([`RemoteKeySet::refresh`]). The message is the one the key set's
+/// [`Status::last_error`] and logs show; [`source`](std::error::Error::source) gives the underlying error.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RefreshError {
+    /// The key set could not be fetched.
+    #[error(transparent)]
+    Fetch(#[from] FetchError),
+    /// Discovery found no usable key set location.
+    #[error(transparent)]
+    Discovery(#[from] DiscoveryError),
+    /// The response is not a usable JWK Set.
+    #[error("{url}: {source}")]
+    KeySet {
+        /// Where the key set was fetched from.
+        url: String,
+        /// What is wrong with it.
+        source: KeySetError,
+    },
+    /// The response is a JWK Set, but none of its keys can be used; the previous set is kept.
+    #[error("{url}: the key set has no usable keys; keeping the previous one")]
+    NoUsableKeys {
+        /// Where the key set was fetched from.
+        url: String,
+    },
+    /// The fetch was refused by the rate limit.
+    #[error("fetch refused by the rate limit")]
+    RateLimited,
+    /// The task running the fetch failed.
+    #[error("fetch task failed: {0}")]
+    Task(String),
+}
+
 /// What a remote key set has been doing, for readiness, metrics and tests.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub struct Status {
     /// Whether a usable set is held.
     pub ready: bool,
@@ -226,7 +342,7 @@ struct State {
     attempts: u64,
     failures: u64,
     last_attempt_at: Option<f64>,
-    last_error: Option<String>,
+    last_error: Option<RefreshError>,
     bucket: TokenBucket,
     negative: HashMap<String, f64>,
     cooldown_rejections: u64,
@@ -247,7 +363,7 @@ enum Cause {
 
 enum Outcome {
     /// This call fetched; the result is in the snapshot or the error.
-    Fetched(Result<(), String>),
+    Fetched(Result<(), RefreshError>),
     /// Another caller's fetch completed while this one waited.
     Joined,
     /// Refused by the cooldown (true) or the bucket (false), with seconds until allowed.
@@ -313,11 +429,11 @@ impl RemoteKeySet {
     }
 
     /// Fetches now (subject to the token bucket); `Err` carries the reason when no new set was stored.
-    pub async fn refresh(&self) -> Result<(), String> {
+    pub async fn refresh(&self) -> Result<(), RefreshError> {
         match Inner::fetch(&self.inner, Cause::Missing).await {
             Outcome::Fetched(result) => result,
             Outcome::Joined => self.inner.lock_state().last_error.clone().map_or(Ok(()), Err),
-            Outcome::Limited { .. } => Err("fetch refused by the rate limit".into()),
+            Outcome::Limited { .. } => Err(RefreshError::RateLimited),
         }
     }
 
@@ -360,7 +476,7 @@ impl RemoteKeySet {
             cooldown_rejections: state.cooldown_rejections,
             bucket_rejections: state.bucket_rejections,
             negative_hits: state.negative_hits,
-            last_error: state.last_error.clone(),
+            last_error: state.last_error.as_ref().map(ToString::to_string),
         }
     }
 }
@@ -513,10 +629,10 @@ impl Inner {
             drop(guard);
             result
         });
-        Outcome::Fetched(task.await.unwrap_or_else(|e| Err(format!("fetch task failed: {e}"))))
+        Outcome::Fetched(task.await.unwrap_or_else(|e| Err(RefreshError::Task(e.to_string()))))
     }
 
-    async fn fetch_and_store(&self, cause: Cause) -> Result<(), String> {
+    async fn fetch_and_store(&self, cause: Cause) -> Result<(), RefreshError> {
         let result = self.fetch_once().await;
         let now = self.clock.now().as_secs_f64();
         let outcome = match result {
@@ -558,7 +674,7 @@ impl Inner {
         outcome
     }
 
-    async fn fetch_once(&self) -> Result<(KeySet, f64), String> {
+    async fn fetch_once(&self) -> Result<(KeySet, f64), RefreshError> {
         let url = self.jwks_uri().await?;
         let result = self.fetch_keys(&url).await;
         if result.is_err() {
@@ -567,22 +683,22 @@ impl Inner {
         result
     }
 
-    async fn fetch_keys(&self, url: &str) -> Result<(KeySet, f64), String> {
-        let fetched = self.fetcher.get(url).await.map_err(|e| e.to_string())?;
-        let keys =
-            KeySet::from_jwks_json_bounded(&fetched.body, self.options.max_keys).map_err(|e| format!("{url}: {e}"))?;
+    async fn fetch_keys(&self, url: &str) -> Result<(KeySet, f64), RefreshError> {
+        let fetched = self.fetcher.get(url).await?;
+        let keys = KeySet::from_jwks_json_bounded(&fetched.body, self.options.max_keys)
+            .map_err(|source| RefreshError::KeySet { url: url.to_owned(), source })?;
         for skipped in keys.skipped() {
             tracing::warn!(source = %self.label, "skipping {skipped}");
         }
         if keys.is_empty() {
-            return Err(format!("{url}: the key set has no usable keys; keeping the previous one"));
+            return Err(RefreshError::NoUsableKeys { url: url.to_owned() });
         }
         Ok((keys, ttl_from(fetched.cache_control.as_deref(), &self.options)))
     }
 
     /// The URL to fetch keys from. A discovered one is confirmed by discovery again once it is older than
     /// `max_ttl` or a fetch from it failed; if that discovery fails, the known location is used all the same.
-    async fn jwks_uri(&self) -> Result<String, String> {
+    async fn jwks_uri(&self) -> Result<String, RefreshError> {
         let issuer = match &self.location {
             KeyLocation::Jwks(url) => return Ok(url.clone()),
             KeyLocation::Discovery { issuer } => issuer,
@@ -609,7 +725,7 @@ impl Inner {
                         "discovery failed; using the key set location found before");
                     Ok(known.jwks_uri)
                 }
-                None => Err(why.to_string()),
+                None => Err(why.into()),
             },
         }
     }
@@ -626,17 +742,7 @@ impl Inner {
 
 /// The lifetime a response grants, in seconds: `max-age` from `Cache-Control`, clamped; `no-store`/`no-cache`
 /// count as the minimum.
-///
-/// ```
-/// use portcullis::remote::{RemoteOptions, ttl_from};
-/// let o = RemoteOptions::default();
-/// assert_eq!(ttl_from(Some("public, max-age=3600"), &o), 3600.0);
-/// assert_eq!(ttl_from(Some("max-age=5"), &o), 60.0);
-/// assert_eq!(ttl_from(Some("max-age=9999999"), &o), 86400.0);
-/// assert_eq!(ttl_from(Some("no-store"), &o), 60.0);
-/// assert_eq!(ttl_from(None, &o), 600.0);
-/// ```
-pub fn ttl_from(cache_control: Option<&str>, options: &RemoteOptions) -> f64 {
+pub(crate) fn ttl_from(cache_control: Option<&str>, options: &RemoteOptions) -> f64 {
     let (min, max) = (options.min_ttl.as_secs_f64(), options.max_ttl.as_secs_f64());
     let Some(header) = cache_control else { return options.default_ttl.as_secs_f64().clamp(min, max) };
     let mut ttl = None;
@@ -712,5 +818,15 @@ mod tests {
         assert_eq!(ttl_from(Some("max-age=abc"), &o), 600.0);
         assert_eq!(ttl_from(Some("private"), &o), 600.0);
         assert_eq!(ttl_from(Some("max-age=\"300\""), &o), 300.0);
+    }
+
+    #[test]
+    fn lifetime_from_cache_control() {
+        let o = RemoteOptions::default();
+        assert_eq!(ttl_from(Some("public, max-age=3600"), &o), 3600.0);
+        assert_eq!(ttl_from(Some("max-age=5"), &o), 60.0);
+        assert_eq!(ttl_from(Some("max-age=9999999"), &o), 86400.0);
+        assert_eq!(ttl_from(Some("no-store"), &o), 60.0);
+        assert_eq!(ttl_from(None, &o), 600.0);
     }
 }

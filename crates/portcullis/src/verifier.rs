@@ -283,12 +283,14 @@ impl VerifierBuilder {
     }
 
     /// Sets the verified-token cache's limits (the cache is on by default with [`CacheOptions::default`]).
+    #[cfg(feature = "cache")]
     pub fn cache(mut self, options: CacheOptions) -> Self {
         self.cache = Some(Some(options));
         self
     }
 
-    /// Turns the verified-token cache off: every token pays a full verification.
+    /// Turns the verified-token cache off: every token pays a full verification. Without the `cache` feature
+    /// there is no cache and this changes nothing.
     pub fn without_cache(mut self) -> Self {
         self.cache = Some(None);
         self
@@ -352,10 +354,8 @@ impl VerifierBuilder {
             Some(set) => AlgorithmPolicy::Allow(set),
         };
         let clock = self.clock.unwrap_or_else(|| Arc::new(SystemClock));
-        let cache = self
-            .cache
-            .unwrap_or_else(|| Some(CacheOptions::default()))
-            .map(|o| TokenCache::new(&o, Arc::clone(&clock)));
+        let cache =
+            crate::cache::build(self.cache.unwrap_or_else(|| Some(CacheOptions::default())), Arc::clone(&clock));
         Ok(Verifier {
             sources,
             cache,
@@ -401,7 +401,7 @@ impl Verifier {
         }
     }
 
-    /// How many distinct token headers this verifier remembers (see [`HeaderCache`]).
+    /// How many distinct token headers this verifier remembers (at most 32; the oldest is dropped first).
     pub fn cached_headers(&self) -> usize {
         self.headers.len()
     }
@@ -642,6 +642,7 @@ struct Prepared<'t, 'v> {
 
 /// One check in a [`Report`].
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct Step {
     /// Which check.
     pub check: Check,
@@ -653,6 +654,7 @@ pub struct Step {
 
 /// The result of [`Verifier::explain`].
 #[derive(Debug)]
+#[non_exhaustive]
 pub struct Report {
     /// The decoded header (shown even when the token is invalid).
     pub header: Option<Map<String, Value>>,

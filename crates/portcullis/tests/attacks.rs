@@ -4,9 +4,10 @@
 use aws_lc_rs::hmac;
 use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::signature::{ECDSA_P256_SHA256_ASN1_SIGNING, EcdsaKeyPair};
+use portcullis::__internals::base64url;
 use portcullis::clock::ManualClock;
 use portcullis::signing::SigningKey;
-use portcullis::{Algorithm, KeySet, Reason, Verifier, base64url};
+use portcullis::{Algorithm, KeySet, Reason, Verifier};
 use portcullis_testkit::claims::access;
 use portcullis_testkit::keys::{self, hex, verifier_at};
 use serde_json::{Value, json};
@@ -635,11 +636,11 @@ fn header_cache_only_learns_from_verified_tokens() {
     assert_eq!(verifier.verify(&signed_claims(&expired)).unwrap_err().reason(), Reason::TokenExpired);
     assert_eq!(verifier.cached_headers(), 1);
     // Bounded: many distinct valid headers never grow it past its capacity.
-    for i in 0..(portcullis::jws::HeaderCache::CAPACITY + 10) {
+    for i in 0..(portcullis::__internals::HeaderCache::CAPACITY + 10) {
         let token = keys().rsa.sign_token(&claims(), json!({ "x-n": i }).as_object()).unwrap();
         assert!(verifier.verify(&token).is_ok());
     }
-    assert_eq!(verifier.cached_headers(), portcullis::jws::HeaderCache::CAPACITY);
+    assert_eq!(verifier.cached_headers(), portcullis::__internals::HeaderCache::CAPACITY);
 }
 
 #[test]

@@ -3,8 +3,9 @@
 //! listed case that stops needing its exception fails the test.
 #![allow(clippy::unwrap_used)]
 
-use portcullis::jws::{AlgorithmPolicy, JwsPolicy, verify_compact};
-use portcullis::{Algorithm, AlgorithmSet, KeySet, Reason, Verifier, VerifyingKey, base64url};
+use portcullis::__internals::base64url;
+use portcullis::__internals::{AlgorithmPolicy, JwsPolicy, verify_compact};
+use portcullis::{Algorithm, AlgorithmSet, KeySet, Reason, Verifier, VerifyingKey};
 use portcullis_testkit::keys::hex;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -201,6 +202,7 @@ fn jwk_from_components(group: &Value, alg: Algorithm) -> Value {
         portcullis::algorithm::KeyFamily::Ed25519 => json!({
             "kty": "OKP", "crv": "Ed25519", "x": b64_of_hex(key["pk"].as_str().unwrap()),
         }),
+        family => panic!("no test vectors for {family:?}"),
     }
 }
 
@@ -335,7 +337,7 @@ fn rfc_examples() {
         match example["expected"].as_str().unwrap() {
             "valid" => {
                 let verified = outcome.unwrap_or_else(|e| panic!("{source}: {e}"));
-                assert_eq!(verified.header.alg().name(), example["alg"].as_str().unwrap(), "{source}");
+                assert_eq!(verified.header().alg().name(), example["alg"].as_str().unwrap(), "{source}");
                 // Flipping one bit of the signature must break it.
                 let mut tampered = token.to_owned();
                 let last = tampered.pop().unwrap();

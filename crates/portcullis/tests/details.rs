@@ -114,8 +114,8 @@ fn key_and_algorithm_details() {
     let err = verifier().verify(&stranger.sign_token(&claims(), None).unwrap()).unwrap_err();
     assert_eq!(err.reason(), Reason::KeyNotFound);
     assert!(matches!(err.detail(), Detail::KeyNotFound { kid: Some(kid), .. } if kid == "elsewhere"));
-    let header = portcullis::base64url::encode(br#"{"alg":"HS256","kid":"ec"}"#);
-    let payload = portcullis::base64url::encode(claims().to_string());
+    let header = portcullis::__internals::base64url::encode(br#"{"alg":"HS256","kid":"ec"}"#);
+    let payload = portcullis::__internals::base64url::encode(claims().to_string());
     let err = verifier().verify(&format!("{header}.{payload}.c2ln")).unwrap_err();
     assert_eq!(err.reason(), Reason::AlgorithmNotAllowed);
     assert!(matches!(err.detail(), Detail::AlgorithmNotAllowed { alg, .. } if alg == "HS256"));
@@ -123,10 +123,10 @@ fn key_and_algorithm_details() {
 
 #[test]
 fn a_malformed_claim_set_chains_the_parser_error() {
-    let header = portcullis::base64url::encode(br#"{"alg":"ES256","kid":"ec"}"#);
-    let payload = portcullis::base64url::encode(br#"{"exp": 1, "exp": 2}"#);
+    let header = portcullis::__internals::base64url::encode(br#"{"alg":"ES256","kid":"ec"}"#);
+    let payload = portcullis::__internals::base64url::encode(br#"{"exp": 1, "exp": 2}"#);
     let signature = signer().sign(format!("{header}.{payload}").as_bytes()).unwrap();
-    let token = format!("{header}.{payload}.{}", portcullis::base64url::encode(signature));
+    let token = format!("{header}.{payload}.{}", portcullis::__internals::base64url::encode(signature));
     let err = verifier().verify(&token).unwrap_err();
     assert_eq!(err.reason(), Reason::TokenMalformed);
     let source = err.source().expect("the JSON parser's error is the source");

@@ -2,9 +2,10 @@
 //! for any value (huge, negative, fractional), any clock and any leeway, without overflow or panic.
 #![allow(clippy::unwrap_used)]
 
+use portcullis::__internals::base64url;
 use portcullis::clock::ManualClock;
 use portcullis::signing::SigningKey;
-use portcullis::{Algorithm, KeySet, Reason, Verifier, base64url};
+use portcullis::{Algorithm, KeySet, Reason, Verifier};
 use portcullis_testkit::keys;
 use proptest::prelude::*;
 use serde_json::{Value, json};

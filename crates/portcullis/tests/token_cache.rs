@@ -118,7 +118,7 @@ async fn entries_of_a_removed_key_are_dropped() {
 
 #[tokio::test]
 async fn the_cache_is_bounded_by_weight() {
-    let s = setup(CacheOptions { max_bytes: 64 * 1024, max_ttl: Duration::from_secs(600) }).await;
+    let s = setup(CacheOptions::default().with_max_bytes(64 * 1024).with_max_ttl(Duration::from_secs(600))).await;
     let a = key("a");
     s.idp.publish(&[&a]);
     for i in 0..500 {
