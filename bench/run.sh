@@ -27,7 +27,7 @@ for tool in cargo wrk nginx node npm python3 taskset curl; do
 done
 
 echo "== building (release)"
-cargo build --release -q -p portcullis-cli -p quickstart
+cargo build --release -q -p portcullis-cli -p portcullis-quickstart
 (cd bench/peers && cargo build --release -q)
 PORTCULLIS=$ROOT/target/release/portcullis
 QUICKSTART=$ROOT/target/release/quickstart

@@ -32,10 +32,7 @@ fn check(args: CheckConfigArgs) -> Result<(), Error> {
     };
     let text = std::fs::read_to_string(&path).map_err(|e| Error::file(&path, e))?;
     let config = Config::from_toml(&text).map_err(|e| Error::file(&path, e))?;
-    let mode = match config.mode() {
-        portcullis_gateway::Mode::Proxy => "reverse proxy".to_owned(),
-        portcullis_gateway::Mode::ForwardAuth(front) => format!("forward-auth for {front}"),
-    };
+    let mode = config.mode();
     println!(
         "{}: valid ({mode}, {} issuer(s), {} route(s), unmatched requests: {:?})",
         path.display(),

@@ -113,7 +113,7 @@ fn init_logs(format: LogFormat) {
     let logs = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     let _ = match format {
         LogFormat::Json => logs.json().flatten_event(true).try_init(),
-        LogFormat::Pretty => logs.try_init(),
+        _ => logs.try_init(),
     };
 }
 
@@ -141,7 +141,7 @@ fn serve(args: ServeArgs) -> Result<(), Error> {
         let address = listener.local_addr().map_err(|e| Error::listen(config.listen, "", e))?;
         let mode = match config.mode() {
             Mode::Proxy => format!("reverse proxy to {}", config.upstream.as_deref().unwrap_or_default()),
-            Mode::ForwardAuth(front) => format!("forward-auth for {front}"),
+            other => other.to_string(),
         };
         let threads = match config.worker_threads() {
             1 => "1 worker thread".to_owned(),

@@ -4,7 +4,7 @@ use crate::{Error, Exit};
 use clap::Args;
 use portcullis::fetch::{FetchError, FetchPolicy, Fetcher};
 use portcullis::remote::{KeyLocation, RemoteKeySet, RemoteOptions};
-use portcullis::{Algorithm, KeySet, KeySource, SystemClock, Verifier};
+use portcullis::{Algorithm, Clock, KeySet, KeySource, SystemClock, Verifier};
 use serde_json::json;
 use std::io::Read;
 use std::sync::Arc;
@@ -85,7 +85,9 @@ fn prepare(args: &VerifyArgs) -> Result<(Verifier, String), Error> {
             normalize_token(&input).map_err(|e| Error::UsageBecause(e.into()))?
         }
     };
-    let mut builder = Verifier::builder().leeway(Duration::from_secs(args.leeway));
+    // One clock for the key sets and the claim checks.
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let mut builder = Verifier::builder().leeway(Duration::from_secs(args.leeway)).clock(Arc::clone(&clock));
     match &args.jwks {
         Some(source) => {
             let keys = load_keys(source)?;
@@ -107,7 +109,7 @@ fn prepare(args: &VerifyArgs) -> Result<(Verifier, String), Error> {
         }
         None => {
             for issuer in &args.issuers {
-                builder = builder.issuer_keys(issuer, discover(issuer)?);
+                builder = builder.issuer_keys(issuer, discover(issuer, Arc::clone(&clock))?);
             }
         }
     }
@@ -173,9 +175,9 @@ fn fetch(url: &str) -> Result<Vec<u8>, Error> {
 }
 
 /// Discovers and loads an issuer's key set once.
-fn discover(issuer: &str) -> Result<Arc<dyn KeySource>, Error> {
+fn discover(issuer: &str, clock: Arc<dyn Clock>) -> Result<Arc<dyn KeySource>, Error> {
     let location = KeyLocation::Discovery { issuer: issuer.to_owned() };
-    let keys = RemoteKeySet::new(location, RemoteOptions::default(), Arc::new(SystemClock))
+    let keys = RemoteKeySet::new(location, RemoteOptions::default(), clock)
         .map_err(|e| fetch_error(format!("cannot load the key set of {issuer}"), e))?;
     crate::runtime()?
         .block_on(keys.refresh())

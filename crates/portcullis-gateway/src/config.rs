@@ -122,6 +122,7 @@ impl std::str::FromStr for FrontProxy {
 
 /// What the gateway does with an allowed request: forward it, or answer the front proxy that asked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Mode {
     /// Forward it to the upstream (reverse proxy).
     Proxy,
@@ -129,9 +130,20 @@ pub enum Mode {
     ForwardAuth(FrontProxy),
 }
 
+impl std::fmt::Display for Mode {
+    /// How `check-config` and `serve` name the mode: `reverse proxy`, `forward-auth for nginx`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Mode::Proxy => f.write_str("reverse proxy"),
+            Mode::ForwardAuth(front) => write!(f, "forward-auth for {front}"),
+        }
+    }
+}
+
 /// How request logs are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum LogFormat {
     /// One human-readable line per event.
     #[default]

@@ -5,7 +5,6 @@
 //! `X_Auth_Subject` into the same `HTTP_X_AUTH_SUBJECT` variable as `X-Auth-Subject`, so every spelling of a
 //! managed name is the managed header.
 
-use crate::config::Config;
 use http::{HeaderMap, HeaderName, HeaderValue};
 use ipnet::IpNet;
 use std::net::IpAddr;
@@ -160,7 +159,8 @@ pub(crate) fn forwarded_for(headers: &HeaderMap, peer: IpAddr, trusted: &Trusted
 ///     ["X-Auth-Issuer", "X-Auth-Permissions", "X-Auth-Scope", "X-Auth-Subject"]
 /// );
 /// ```
-pub fn managed_header_names(config: &Config) -> Vec<String> {
+#[cfg(any(test, feature = "internals"))]
+pub fn managed_header_names(config: &crate::config::Config) -> Vec<String> {
     let mut names: Vec<String> = Vec::new();
     let mappings =
         std::iter::once(&config.claim_headers).chain(config.routes.iter().filter_map(|r| r.claim_headers.as_ref()));

@@ -7,6 +7,7 @@ use http::Method;
 
 /// A request turned canonical once, at the edge.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct CanonicalRequest {
     /// The method, as sent (methods are case-sensitive; `HEAD` is matched as `GET` by the routes).
     pub method: Method,

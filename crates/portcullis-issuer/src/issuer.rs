@@ -38,6 +38,7 @@ pub(crate) struct Inner {
 
 /// What an access token is issued for.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub struct Grant {
     /// The client.
     pub client_id: String,
@@ -47,6 +48,25 @@ pub struct Grant {
     pub audience: String,
     /// Granted scopes.
     pub scopes: Vec<String>,
+}
+
+impl Grant {
+    /// A machine grant (no user, no scopes) for `client_id` on `audience`.
+    pub fn new(client_id: impl Into<String>, audience: impl Into<String>) -> Self {
+        Self { client_id: client_id.into(), user: None, audience: audience.into(), scopes: Vec::new() }
+    }
+
+    /// The same grant on behalf of `user`.
+    pub fn with_user(mut self, user: impl Into<String>) -> Self {
+        self.user = Some(user.into());
+        self
+    }
+
+    /// The same grant with these scopes.
+    pub fn with_scopes(mut self, scopes: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        self.scopes = scopes.into_iter().map(Into::into).collect();
+        self
+    }
 }
 
 /// A pending authorization code.
@@ -147,7 +167,7 @@ impl DevIssuer {
     ///     .unwrap();
     /// issuer.shift_clock(-600);
     /// assert_eq!(issuer.now(), 999_400);
-    /// let grant = Grant { client_id: "c".into(), user: None, audience: "a".into(), scopes: vec![] };
+    /// let grant = Grant::new("c", "a");
     /// assert_eq!(issuer.claims_for(&grant)["iat"], 999_400);
     /// ```
     pub fn with_clock(tenant: Tenant, issuer_url: &str, base: Arc<dyn Clock>) -> Result<Self, SigningError> {

@@ -23,6 +23,7 @@ pub struct Tally {
 
 /// One line of [`Tally::counts`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[non_exhaustive]
 pub struct Count {
     /// `allowed` or `denied`.
     pub outcome: &'static str,

@@ -118,13 +118,7 @@ impl Clock for ManualClock {
 }
 
 /// Renders a span of seconds the way people say it: `3h 2m`, `45s`, `2d 1h`.
-///
-/// ```
-/// assert_eq!(portcullis::clock::human_duration(10_925.0), "3h 2m");
-/// assert_eq!(portcullis::clock::human_duration(45.4), "45s");
-/// assert_eq!(portcullis::clock::human_duration(176_400.0), "2d 1h");
-/// ```
-pub fn human_duration(seconds: f64) -> String {
+pub(crate) fn human_duration(seconds: f64) -> String {
     let total = seconds.abs().round() as u64;
     let (d, h, m, s) = (total / 86_400, total / 3600 % 24, total / 60 % 60, total % 60);
     match (d, h, m) {
@@ -132,5 +126,17 @@ pub fn human_duration(seconds: f64) -> String {
         (0, 0, _) => format!("{m}m {s}s"),
         (0, _, _) => format!("{h}h {m}m"),
         _ => format!("{d}d {h}h"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::human_duration;
+
+    #[test]
+    fn durations_read_the_way_people_say_them() {
+        assert_eq!(human_duration(10_925.0), "3h 2m");
+        assert_eq!(human_duration(45.4), "45s");
+        assert_eq!(human_duration(176_400.0), "2d 1h");
     }
 }

@@ -12,7 +12,7 @@
 //! How to run:
 //!
 //! ```sh
-//! ISSUER_BASE_URL=https://your-tenant.auth0.com/ AUDIENCE=https://api.example.com cargo run --release -p quickstart
+//! ISSUER_BASE_URL=https://your-tenant.auth0.com/ AUDIENCE=https://api.example.com cargo run --release -p portcullis-quickstart
 //! ```
 //!
 //! Configuration (environment):
