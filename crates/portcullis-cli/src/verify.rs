@@ -3,7 +3,7 @@
 use crate::{Error, Exit};
 use clap::Args;
 use portcullis::fetch::{FetchError, FetchPolicy, Fetcher};
-use portcullis::remote::{KeyLocation, RemoteKeySet, RemoteOptions};
+use portcullis::remote::{KeyLocation, RemoteKeySet, RemoteOptions, SetupError};
 use portcullis::{Algorithm, Clock, KeySet, KeySource, SystemClock, Verifier};
 use serde_json::json;
 use std::io::Read;
@@ -177,8 +177,10 @@ fn fetch(url: &str) -> Result<Vec<u8>, Error> {
 /// Discovers and loads an issuer's key set once.
 fn discover(issuer: &str, clock: Arc<dyn Clock>) -> Result<Arc<dyn KeySource>, Error> {
     let location = KeyLocation::Discovery { issuer: issuer.to_owned() };
-    let keys = RemoteKeySet::new(location, RemoteOptions::default(), clock)
-        .map_err(|e| fetch_error(format!("cannot load the key set of {issuer}"), e))?;
+    let keys = RemoteKeySet::new(location, RemoteOptions::default(), clock).map_err(|e| match e {
+        SetupError::Fetch(e) => fetch_error(format!("cannot load the key set of {issuer}"), e),
+        other => Error::UsageBecause(other.into()),
+    })?;
     crate::runtime()?
         .block_on(keys.refresh())
         .map_err(|e| Error::unreachable(format!("cannot load the key set of {issuer}"), e))?;

@@ -273,8 +273,9 @@ fn claim_text(claim: &str, value: &Value) -> Result<Option<String>, Error> {
             joined(claim, &texts)?
         }
         Value::Null => return Ok(None),
-        // Numbers, booleans and objects as compact JSON (which holds no control character or outer space).
-        other => other.to_string(),
+        // Numbers, booleans and objects as compact JSON, which holds no control character or outer space; an
+        // object of several members holds commas and is refused like any other value with one.
+        other => single(claim, &other.to_string())?,
     }))
 }
 
@@ -282,4 +283,25 @@ fn claim_text(claim: &str, value: &Value) -> Result<Option<String>, Error> {
 fn bearer(headers: &HeaderMap) -> Result<&str, Error> {
     portcullis_axum::authorization_bearer(headers)?
         .ok_or_else(|| Error::new(Reason::TokenMissing, "the request has no bearer token"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::claim_text;
+    use portcullis::Reason;
+    use serde_json::json;
+
+    #[test]
+    fn claim_values_become_header_text_only_when_every_parser_reads_one_value() {
+        let text = |value| claim_text("c", &value).map_err(|err| err.reason());
+        assert_eq!(text(json!("alice")), Ok(Some("alice".into())));
+        assert_eq!(text(json!(["a", "b"])), Ok(Some("a b".into())));
+        assert_eq!(text(json!(42)), Ok(Some("42".into())));
+        assert_eq!(text(json!(true)), Ok(Some("true".into())));
+        assert_eq!(text(json!({"id": "o1"})), Ok(Some(r#"{"id":"o1"}"#.into())));
+        assert_eq!(text(json!(null)), Ok(None));
+        for ambiguous in [json!("a,b"), json!({"id": "o1", "role": "admin"}), json!([{"a": 1, "b": 2}])] {
+            assert_eq!(text(ambiguous), Err(Reason::ClaimInvalid));
+        }
+    }
 }

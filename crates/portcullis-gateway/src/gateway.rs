@@ -167,13 +167,6 @@ impl Gateway {
     pub(crate) fn policy(&self) -> Arc<Policy> {
         self.shared.policy.load_full()
     }
-
-    /// Decides about `request`, carrying `headers`, under the policy in force, and reports the decision (log
-    /// line with the request id from `X-Request-Id`, `portcullis_gateway_requests_total`,
-    /// `portcullis_gateway_decision_seconds`, the status page's tally) — never the token.
-    pub async fn decide(&self, request: &CanonicalRequest, headers: &HeaderMap) -> Decision {
-        self.policy().decide_and_report(request, headers).await
-    }
 }
 
 impl Policy {

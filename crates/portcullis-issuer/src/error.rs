@@ -34,6 +34,7 @@ pub enum TenantError {
     Parse(#[from] ParseError),
     /// A refresh-token lifetime outside 1 to [`MAX_LIFETIME`] seconds.
     #[error("{key} must be between 1 and {MAX_LIFETIME} seconds, not {value}")]
+    #[non_exhaustive]
     LifetimeOutOfRange {
         /// The key: `refresh_token_lifetime` or `refresh_token_idle_lifetime`.
         key: &'static str,
@@ -42,6 +43,7 @@ pub enum TenantError {
     },
     /// The idle lifetime of refresh tokens exceeds their absolute lifetime.
     #[error("refresh_token_idle_lifetime ({idle}) must not exceed refresh_token_lifetime ({absolute})")]
+    #[non_exhaustive]
     IdleExceedsLifetime {
         /// `refresh_token_idle_lifetime`.
         idle: u64,
@@ -50,6 +52,7 @@ pub enum TenantError {
     },
     /// A client lists a grant the issuer does not know.
     #[error("client {client}: unknown grant {grant}")]
+    #[non_exhaustive]
     UnknownGrant {
         /// The client ID.
         client: String,
@@ -58,12 +61,14 @@ pub enum TenantError {
     },
     /// A public client (no secret) lists `client_credentials`.
     #[error("client {client}: a public client cannot use client_credentials")]
+    #[non_exhaustive]
     PublicClientCredentials {
         /// The client ID.
         client: String,
     },
     /// A client is granted scopes on an audience no API of the tenant has.
     #[error("client {client}: unknown audience {audience}")]
+    #[non_exhaustive]
     UnknownAudience {
         /// The client ID.
         client: String,

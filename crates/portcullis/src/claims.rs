@@ -60,7 +60,7 @@ impl RegisteredClaims {
     }
 
     /// [`parse`](Self::parse) with another nesting limit for the payload (the claim set itself is level 1; at
-    /// most [`MAX_DEPTH_CEILING`](crate::json::MAX_DEPTH_CEILING)).
+    /// most [`MAX_JSON_DEPTH_CEILING`](crate::MAX_JSON_DEPTH_CEILING)).
     ///
     /// ```
     /// use portcullis::{Reason, RegisteredClaims};

@@ -28,6 +28,7 @@ pub enum DiscoveryError {
     /// Neither well-known document could be fetched.
     Fetch(Vec<FetchError>),
     /// A document was fetched but is unusable.
+    #[non_exhaustive]
     Invalid {
         /// The document's URL.
         url: String,

@@ -56,6 +56,7 @@ impl Default for FetchPolicy {
 pub enum FetchError {
     /// The URL is not acceptable (scheme, syntax).
     #[error("refusing {url}: {why}")]
+    #[non_exhaustive]
     Refused {
         /// The URL.
         url: String,
@@ -64,6 +65,7 @@ pub enum FetchError {
     },
     /// Connection, TLS, timeout or redirect failure.
     #[error("fetching {url} failed: {why}")]
+    #[non_exhaustive]
     Transport {
         /// The URL.
         url: String,
@@ -72,6 +74,7 @@ pub enum FetchError {
     },
     /// The server answered with a non-success status.
     #[error("{url} answered HTTP {status}")]
+    #[non_exhaustive]
     Status {
         /// The URL.
         url: String,
@@ -80,6 +83,7 @@ pub enum FetchError {
     },
     /// The body exceeded the cap.
     #[error("{url} sent more than {limit} bytes")]
+    #[non_exhaustive]
     TooLarge {
         /// The URL.
         url: String,

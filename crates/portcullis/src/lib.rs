@@ -100,7 +100,7 @@ pub use jws::{DEFAULT_MAX_TOKEN_LEN, Header, MAX_HEADER_LEN};
 pub use keyset::KeySet;
 pub use source::{KeySource, StaticKeys};
 pub use token::VerifiedToken;
-pub use verifier::{ConfigError, Report, Verifier, VerifierBuilder};
+pub use verifier::{ConfigError, MAX_LEEWAY, Report, Verifier, VerifierBuilder};
 
 /// Internals for this workspace's tests, benchmarks and fuzz targets, behind the `internals` feature.
 ///

@@ -235,6 +235,26 @@ impl Default for RemoteOptions {
     }
 }
 
+/// Why [`RemoteKeySet::new`] refused its options.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SetupError {
+    /// The fetch policy or the key set URL is not acceptable.
+    #[error(transparent)]
+    Fetch(#[from] FetchError),
+    /// `refresh_at` is not a fraction in (0, 1].
+    #[error("refresh_at must be a fraction above 0 and at most 1, not {0}")]
+    RefreshAt(f64),
+    /// `min_ttl` is longer than `max_ttl`.
+    #[error("min_ttl ({min:?}) is longer than max_ttl ({max:?})")]
+    TtlBounds {
+        /// The configured minimum.
+        min: Duration,
+        /// The configured maximum.
+        max: Duration,
+    },
+}
+
 /// Why a fetch stored no new key set ([`RemoteKeySet::refresh`]). The message is the one the key set's
 /// [`Status::last_error`] and logs show; [`source`](std::error::Error::source) gives the underlying error.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -248,6 +268,7 @@ pub enum RefreshError {
     Discovery(#[from] DiscoveryError),
     /// The response is not a usable JWK Set.
     #[error("{url}: {source}")]
+    #[non_exhaustive]
     KeySet {
         /// Where the key set was fetched from.
         url: String,
@@ -256,6 +277,7 @@ pub enum RefreshError {
     },
     /// The response is a JWK Set, but none of its keys can be used; the previous set is kept.
     #[error("{url}: the key set has no usable keys; keeping the previous one")]
+    #[non_exhaustive]
     NoUsableKeys {
         /// Where the key set was fetched from.
         url: String,
@@ -375,7 +397,29 @@ const NEGATIVE_CAPACITY: usize = 4096;
 
 impl RemoteKeySet {
     /// Creates a key set for `location`; nothing is fetched until first use or [`spawn_refresher`](Self::spawn_refresher).
-    pub fn new(location: KeyLocation, options: RemoteOptions, clock: Arc<dyn Clock>) -> Result<Self, FetchError> {
+    ///
+    /// Options that could not work are refused here rather than failing every fetch later.
+    ///
+    /// ```
+    /// use portcullis::remote::{KeyLocation, RemoteKeySet, RemoteOptions, SetupError};
+    /// use portcullis::SystemClock;
+    /// use std::sync::Arc;
+    /// use std::time::Duration;
+    /// let location = KeyLocation::Jwks("http://127.0.0.1:9/jwks.json".into());
+    /// let nan = RemoteOptions::default().with_refresh_at(f64::NAN);
+    /// let refused = RemoteKeySet::new(location.clone(), nan, Arc::new(SystemClock)).unwrap_err();
+    /// assert!(matches!(refused, SetupError::RefreshAt(_)));
+    /// let inverted = RemoteOptions::default().with_min_ttl(Duration::from_secs(7200)).with_max_ttl(Duration::from_secs(60));
+    /// let refused = RemoteKeySet::new(location, inverted, Arc::new(SystemClock)).unwrap_err();
+    /// assert!(matches!(refused, SetupError::TtlBounds { .. }));
+    /// ```
+    pub fn new(location: KeyLocation, options: RemoteOptions, clock: Arc<dyn Clock>) -> Result<Self, SetupError> {
+        if !(options.refresh_at > 0.0 && options.refresh_at <= 1.0) {
+            return Err(SetupError::RefreshAt(options.refresh_at));
+        }
+        if options.min_ttl > options.max_ttl {
+            return Err(SetupError::TtlBounds { min: options.min_ttl, max: options.max_ttl });
+        }
         let fetcher = Fetcher::new(options.fetch.clone())?;
         let label = match &location {
             KeyLocation::Jwks(url) => url.clone(),

@@ -24,6 +24,10 @@ use pipeline::{Observer, Recorder, Silent};
 /// Default clock-skew allowance for `exp`, `nbf` and `iat`.
 pub const DEFAULT_LEEWAY: Duration = Duration::from_secs(60);
 
+/// The longest clock-skew allowance a verifier accepts: a week, far beyond any real skew (the default is 60 s). It
+/// exists so that a mistaken value (`Duration::MAX`, milliseconds read as seconds) cannot switch expiry off.
+pub const MAX_LEEWAY: Duration = Duration::from_secs(7 * 86_400);
+
 /// A verifier configuration that cannot work.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -40,10 +44,13 @@ pub enum ConfigError {
     /// An empty algorithm allowlist was given.
     #[error("the algorithm allowlist is empty")]
     NoAlgorithms,
+    /// The leeway is longer than [`MAX_LEEWAY`]: it would let expired tokens through for that long.
+    #[error("the leeway must be at most {} s, not {} s", MAX_LEEWAY.as_secs(), .0.as_secs())]
+    Leeway(Duration),
     /// An empty string was given where a value is needed.
     #[error("{0} must not be empty")]
     Empty(&'static str),
-    /// A JSON nesting limit outside 2 ..= [`MAX_DEPTH_CEILING`](crate::json::MAX_DEPTH_CEILING).
+    /// A JSON nesting limit outside 2 ..= [`MAX_JSON_DEPTH_CEILING`](crate::MAX_JSON_DEPTH_CEILING).
     #[error("the JSON nesting limit must be between 2 and {ceiling} levels, not {0}", ceiling = crate::json::MAX_DEPTH_CEILING)]
     JsonDepth(usize),
     /// An issuer has neither audiences of its own nor shared ones.
@@ -217,7 +224,7 @@ impl VerifierBuilder {
         self
     }
 
-    /// Sets the clock-skew allowance (default 60 s).
+    /// Sets the clock-skew allowance (default 60 s, at most [`MAX_LEEWAY`]).
     pub fn leeway(mut self, leeway: Duration) -> Self {
         self.leeway = Some(leeway);
         self
@@ -254,8 +261,8 @@ impl VerifierBuilder {
     }
 
     /// Sets how deep arrays and objects may nest in a token's header and claims, the claim set itself counting
-    /// as level 1 (default [`json::MAX_DEPTH`](crate::json::MAX_DEPTH) = 64; 2 to
-    /// [`json::MAX_DEPTH_CEILING`](crate::json::MAX_DEPTH_CEILING) = 100, else [`build`](Self::build) fails with
+    /// as level 1 (default [`DEFAULT_MAX_JSON_DEPTH`](crate::DEFAULT_MAX_JSON_DEPTH) = 64; 2 to
+    /// [`MAX_JSON_DEPTH_CEILING`](crate::MAX_JSON_DEPTH_CEILING) = 100, else [`build`](Self::build) fails with
     /// [`ConfigError::JsonDepth`]). Deeper tokens are `token_malformed`.
     ///
     /// ```
@@ -304,6 +311,9 @@ impl VerifierBuilder {
 
     /// Checks the configuration and builds the verifier.
     pub fn build(self) -> Result<Verifier, ConfigError> {
+        if let Some(leeway) = self.leeway.filter(|leeway| *leeway > MAX_LEEWAY) {
+            return Err(ConfigError::Leeway(leeway));
+        }
         if self.issuers.is_empty() {
             return Err(ConfigError::MissingIssuer);
         }

@@ -12,6 +12,7 @@ use portcullis_testkit::claims::access;
 use portcullis_testkit::keys::{self, hex, verifier_at};
 use serde_json::{Value, json};
 use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 const NOW: u64 = 1_800_000_000;
 const ISSUER: &str = "https://tenant.example.com/";
@@ -549,6 +550,29 @@ fn the_nesting_limit_is_configurable_within_bounds() {
     for levels in [0, 1, 101, usize::MAX] {
         assert_eq!(with_depth(levels).unwrap_err(), portcullis::ConfigError::JsonDepth(levels), "{levels}");
     }
+}
+
+#[test]
+fn a_leeway_long_enough_to_switch_expiry_off_is_refused() {
+    let week = portcullis::MAX_LEEWAY.as_secs();
+    let expired = keys().rsa.sign_token(&access(ISSUER, AUDIENCE, NOW - week - 7300, NOW - week - 100), None).unwrap();
+    let with_leeway = |leeway| {
+        Verifier::builder()
+            .issuer(ISSUER)
+            .audience(AUDIENCE)
+            .keys(KeySet::from_jwks_json(keys().jwks.as_bytes()).unwrap())
+            .clock(Arc::new(ManualClock::at_unix(NOW)))
+            .leeway(leeway)
+            .build()
+    };
+    for leeway in [portcullis::MAX_LEEWAY + Duration::from_secs(1), Duration::MAX] {
+        assert_eq!(with_leeway(leeway).unwrap_err(), portcullis::ConfigError::Leeway(leeway));
+    }
+    // At the ceiling, a token a week and 100 s past its expiry is still refused.
+    assert_eq!(
+        with_leeway(portcullis::MAX_LEEWAY).unwrap().verify(&expired).unwrap_err().reason(),
+        Reason::TokenExpired
+    );
 }
 
 #[test]
