@@ -10,6 +10,7 @@ mod check_config;
 mod demo;
 mod exit;
 mod explain;
+mod gateway_args;
 mod issuer_cmd;
 mod serve;
 mod verify;

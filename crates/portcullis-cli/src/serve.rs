@@ -1,110 +1,14 @@
 //! `portcullis serve`: the gateway, from a config file, flags, or both (flags win); SIGHUP reloads the file.
 
+use crate::gateway_args::{GatewayArgs, config};
 use crate::{Error, Exit};
 use clap::Args;
-use portcullis_gateway::{Config, FrontProxy, Gateway, IssuerConfig, LogFormat, Mode, Unmatched};
-use std::net::SocketAddr;
+use portcullis_gateway::{Gateway, LogFormat, Mode};
 
 #[derive(Debug, Args)]
 pub(crate) struct ServeArgs {
-    /// A TOML config file (routes, rules, several issuers); `portcullis check-config` validates it.
-    #[arg(long, env = "PORTCULLIS_CONFIG", value_name = "FILE")]
-    config: Option<std::path::PathBuf>,
-    /// Address to listen on.
-    #[arg(long, env = "PORTCULLIS_LISTEN")]
-    listen: Option<SocketAddr>,
-    /// The API to protect (reverse proxy mode).
-    #[arg(long, env = "PORTCULLIS_UPSTREAM", value_name = "URL")]
-    upstream: Option<String>,
-    /// The trusted issuer, exactly as in tokens.
-    #[arg(long, env = "PORTCULLIS_ISSUER", value_name = "ISS")]
-    issuer: Option<String>,
-    /// An accepted audience; may repeat (comma-separated in the environment).
-    #[arg(long = "audience", env = "PORTCULLIS_AUDIENCE", value_name = "AUD", value_delimiter = ',')]
-    audiences: Vec<String>,
-    /// The issuer's JWKS URL (default: discovery).
-    #[arg(long, env = "PORTCULLIS_JWKS_URI", value_name = "URL")]
-    jwks_uri: Option<String>,
-    /// Answer as the forward-auth endpoint of this proxy in front (nginx auth_request, Caddy forward_auth,
-    /// Traefik ForwardAuth); only that proxy's description of the request is read.
-    #[arg(long, env = "PORTCULLIS_FORWARD_AUTH", value_name = "PROXY", value_parser = front_proxy_parser())]
-    forward_auth: Option<FrontProxy>,
-    /// Admin listener for /healthz, /ready and /metrics.
-    #[arg(long, env = "PORTCULLIS_ADMIN_LISTEN")]
-    admin_listen: Option<SocketAddr>,
-    /// Log format: pretty or json (logs go to stderr; RUST_LOG filters, default info).
-    #[arg(long, env = "PORTCULLIS_LOG_FORMAT", value_parser = parse_log_format)]
-    log_format: Option<LogFormat>,
-    /// Threads serving requests (0: one per CPU the process may run on; 1: single-threaded).
-    #[arg(long, env = "PORTCULLIS_WORKERS", value_name = "N")]
-    workers: Option<usize>,
-}
-
-/// `nginx`, `caddy` or `traefik`; clap lists the choices when the value is missing or unknown.
-fn front_proxy_parser() -> impl clap::builder::TypedValueParser<Value = FrontProxy> {
-    use clap::builder::TypedValueParser;
-    clap::builder::PossibleValuesParser::new(FrontProxy::ALL.map(FrontProxy::name))
-        .try_map(|name| name.parse::<FrontProxy>())
-}
-
-fn parse_log_format(text: &str) -> Result<LogFormat, String> {
-    match text {
-        "pretty" => Ok(LogFormat::Pretty),
-        "json" => Ok(LogFormat::Json),
-        other => Err(format!("{other:?} is not a log format (pretty or json)")),
-    }
-}
-
-/// The configuration from the file (when given) with the flags applied, checked. Without a file, what the flags
-/// leave wrong is a usage error.
-fn config(args: &ServeArgs) -> Result<Config, Error> {
-    let (mut config, text) = match &args.config {
-        Some(path) => {
-            let text = std::fs::read_to_string(path).map_err(|e| Error::file(path, e))?;
-            let config = Config::parse_toml(&text).map_err(|e| Error::file(path, e))?;
-            (config, Some(text))
-        }
-        // Without a file there are no routes: every request needs a valid token.
-        None => {
-            let mut config = Config::defaults();
-            config.unmatched = Unmatched::Authenticated;
-            (config, None)
-        }
-    };
-    if let Some(listen) = args.listen {
-        config.listen = listen;
-    }
-    if args.admin_listen.is_some() {
-        config.admin_listen = args.admin_listen;
-    }
-    if let Some(upstream) = &args.upstream {
-        config.upstream = Some(upstream.clone());
-    }
-    if let Some(front) = args.forward_auth {
-        config.forward_auth = Some(front);
-    }
-    if let Some(format) = args.log_format {
-        config.log_format = format;
-    }
-    if let Some(workers) = args.workers {
-        config.workers = workers;
-    }
-    match (&args.issuer, args.audiences.is_empty()) {
-        (Some(issuer), false) => {
-            config.issuers.retain(|known| &known.issuer != issuer);
-            config
-                .issuers
-                .push(IssuerConfig::new(issuer.clone(), args.audiences.clone()).with_jwks_uri(args.jwks_uri.clone()));
-        }
-        (Some(_), true) => return Err(Error::Usage("--issuer needs at least one --audience".into())),
-        (None, false) => return Err(Error::Usage("--audience needs --issuer".into())),
-        (None, true) => {}
-    }
-    config.check().map_err(|e| match (&args.config, &text) {
-        (Some(path), Some(text)) => Error::file(path, e.located_in(text)),
-        _ => Error::UsageBecause(e.into()),
-    })?;
-    Ok(config)
+    #[command(flatten)]
+    gateway: GatewayArgs,
 }
 
 fn init_logs(format: LogFormat) {
@@ -125,8 +29,11 @@ pub(crate) fn run(args: ServeArgs) -> Exit {
 }
 
 fn serve(args: ServeArgs) -> Result<(), Error> {
-    let config = config(&args)?;
+    let config = config(&args.gateway)?;
     init_logs(config.log_format);
+    for warning in crate::gateway_args::warnings(&args.gateway, &config) {
+        tracing::warn!(target: "portcullis::gateway", "{warning}");
+    }
     raise_open_files_limit(config.limits.max_connections);
     let runtime = serving_runtime(config.worker_threads()).map_err(Error::Runtime)?;
     runtime.block_on(async {
@@ -152,7 +59,7 @@ fn serve(args: ServeArgs) -> Result<(), Error> {
         } else {
             "/healthz, /ready, /metrics"
         };
-        let gateway = Gateway::new(config).map_err(|e| match &args.config {
+        let gateway = Gateway::new(config).map_err(|e| match &args.gateway.config {
             Some(path) => Error::file(path, e),
             None => Error::UsageBecause(e.into()),
         })?;
@@ -209,7 +116,9 @@ fn reload_on_hangup(gateway: Gateway, args: ServeArgs) {
     };
     tokio::spawn(async move {
         while hangups.recv().await.is_some() {
-            match config(&args).and_then(|config| gateway.reload(config).map_err(|e| Error::UsageBecause(e.into()))) {
+            match config(&args.gateway)
+                .and_then(|config| gateway.reload(config).map_err(|e| Error::UsageBecause(e.into())))
+            {
                 Ok(reloaded) => tracing::info!(
                     target: "portcullis::gateway",
                     routes = reloaded.routes,

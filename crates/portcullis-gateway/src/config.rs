@@ -353,7 +353,7 @@ fn default_claim_headers() -> BTreeMap<String, String> {
     ])
 }
 
-/// A configuration error: what is wrong, at which key, and where in the file.
+/// A configuration error (or warning): what is wrong, at which key, and where in the file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct ConfigError {
@@ -366,7 +366,8 @@ pub struct ConfigError {
 }
 
 impl ConfigError {
-    fn at(key: impl Into<String>, message: impl Into<String>) -> Self {
+    /// An error at the key path `key` (`routes[2].require`), not yet located in a file.
+    pub fn at(key: impl Into<String>, message: impl Into<String>) -> Self {
         Self { key: key.into(), location: None, message: message.into() }
     }
 
@@ -376,6 +377,27 @@ impl ConfigError {
             Some(_) => self,
             None => Self { location: locate(text, &self.key), ..self },
         }
+    }
+
+    /// The error as a compiler prints it: `FILE:LINE:COLUMN: key.path: message` (`FILE: key.path: message` when
+    /// it has no location).
+    ///
+    /// ```
+    /// let error = portcullis_gateway::ConfigError::at("routes[0].path", "must start with '/'");
+    /// assert_eq!(error.render("gateway.toml"), "gateway.toml: routes[0].path: must start with '/'");
+    /// ```
+    pub fn render(&self, file: &str) -> String {
+        let mut line = file.to_owned();
+        if let Some((row, column)) = self.location {
+            line.push_str(&format!(":{row}:{column}"));
+        }
+        line.push_str(": ");
+        if !self.key.is_empty() {
+            line.push_str(&self.key);
+            line.push_str(": ");
+        }
+        line.push_str(&self.message);
+        line
     }
 }
 
@@ -392,6 +414,60 @@ impl fmt::Display for ConfigError {
 }
 
 impl std::error::Error for ConfigError {}
+
+/// Every error of one configuration, in file order (at least one).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigErrors(Vec<ConfigError>);
+
+impl ConfigErrors {
+    /// `Ok` when `errors` is empty; otherwise the errors, sorted by their place in the file.
+    pub fn check(mut errors: Vec<ConfigError>) -> Result<(), Self> {
+        if errors.is_empty() {
+            return Ok(());
+        }
+        errors.sort_by_key(|error| error.location.unwrap_or((usize::MAX, usize::MAX)));
+        Err(Self(errors))
+    }
+
+    /// The errors, in file order.
+    pub fn errors(&self) -> &[ConfigError] {
+        &self.0
+    }
+
+    /// The errors, each with the line and column of its key in the file `text`, in file order.
+    #[must_use]
+    pub fn located_in(self, text: &str) -> Self {
+        let mut errors: Vec<ConfigError> = self.0.into_iter().map(|error| error.located_in(text)).collect();
+        errors.sort_by_key(|error| error.location.unwrap_or((usize::MAX, usize::MAX)));
+        Self(errors)
+    }
+
+    /// One line per error, as a compiler prints them: `FILE:LINE:COLUMN: key.path: message`.
+    pub fn render(&self, file: &str) -> String {
+        self.0.iter().map(|error| error.render(file)).collect::<Vec<_>>().join("\n")
+    }
+}
+
+impl From<ConfigError> for ConfigErrors {
+    fn from(error: ConfigError) -> Self {
+        Self(vec![error])
+    }
+}
+
+impl fmt::Display for ConfigErrors {
+    /// One error per line.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, error) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str("\n")?;
+            }
+            write!(f, "{error}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
 
 impl Config {
     /// The number of threads [`Config::workers`] asks for: itself, or when 0 the CPUs this process may run on
@@ -445,18 +521,19 @@ impl Config {
         }
     }
 
-    /// Parses a TOML file's text without the checks of [`Config::check`] (flags may still complete it).
-    pub fn parse_toml(text: &str) -> Result<Self, ConfigError> {
-        toml::from_str(text).map_err(|e| {
-            let location = e.span().map(|span| line_column(text, span.start));
-            let mut message = e.message().trim_end().to_owned();
-            if message.starts_with("unknown field `mode`") {
-                message = "`mode` is gone: name the proxy in front with forward_auth = \"nginx\", \"caddy\" or \
-                           \"traefik\", or leave it out for a reverse proxy"
-                    .to_owned();
-            }
-            ConfigError { key: String::new(), location, message }
-        })
+    /// Parses a TOML file's text without the checks of [`Config::check`] (flags may still complete it). Every
+    /// unknown key (with the known key it resembles, and a note when TOML's scoping put a top-level key into a
+    /// table) and every value of the wrong type is reported, each with its line, column and key path.
+    ///
+    /// ```
+    /// let errors = portcullis_gateway::Config::parse_toml("listen = 8080\n[[issuers]]\nissuer = \"https://i/\"\naudience = [\"a\"]\n").unwrap_err();
+    /// let lines: Vec<String> = errors.errors().iter().map(|e| e.render("f.toml")).collect();
+    /// assert!(lines[0].starts_with("f.toml:1:10: listen: invalid type: integer `8080`"), "{lines:?}");
+    /// assert!(lines[1].starts_with("f.toml:4:1: issuers[0]: unknown field `audience`"), "{lines:?}");
+    /// assert!(lines[1].ends_with("did you mean `audiences`?"), "{lines:?}");
+    /// ```
+    pub fn parse_toml(text: &str) -> Result<Self, ConfigErrors> {
+        crate::load::parse(text)
     }
 
     /// Parses and checks a TOML file's text; errors name the line, column and key.
@@ -467,174 +544,31 @@ impl Config {
     ///     [[routes]]\npath = \"/a\"\nmethods = [\"G T\"]\n").unwrap_err();
     /// assert_eq!(err.to_string(), "line 7, column 12: routes[0].methods[0]: \"G T\" is not an HTTP method");
     /// ```
-    pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
+    pub fn from_toml(text: &str) -> Result<Self, ConfigErrors> {
         let config = Self::parse_toml(text)?;
         config.check().map_err(|e| e.located_in(text))?;
         Ok(config)
     }
 
-    /// Checks what types cannot: at least one issuer with an audience, an upstream in proxy mode, valid header
-    /// names, methods and route paths, and per-route issuers and audiences that the gateway trusts.
-    pub fn check(&self) -> Result<(), ConfigError> {
-        if self.issuers.is_empty() {
-            return Err(ConfigError::at(
-                "issuers",
-                "at least one [[issuers]] entry (or --issuer and --audience) is required",
-            ));
-        }
-        for (i, issuer) in self.issuers.iter().enumerate() {
-            if !issuer.issuer.starts_with("https://") && !issuer.issuer.starts_with("http://") {
-                return Err(ConfigError::at(format!("issuers[{i}].issuer"), "the issuer must be an http(s) URL"));
-            }
-            if issuer.audiences.is_empty() {
-                return Err(ConfigError::at(
-                    format!("issuers[{i}].audiences"),
-                    format!("{}: at least one audience is required", issuer.issuer),
-                ));
-            }
-        }
-        if self.forward_auth.is_none() {
-            let upstream = self.upstream.as_deref().ok_or_else(|| {
-                ConfigError::at("upstream", "proxy mode needs an upstream (--upstream or upstream = \"http://…\")")
-            })?;
-            if !upstream.starts_with("http://") || upstream.parse::<http::Uri>().is_err() {
-                return Err(ConfigError::at("upstream", format!("must be an http:// URL, got {upstream:?}")));
-            }
-        }
-        if self.upstream_timeout_secs == 0 {
-            return Err(ConfigError::at("upstream_timeout_secs", "must be at least 1"));
-        }
-        self.check_limits()?;
-        for (i, entry) in self.trusted_proxies.iter().enumerate() {
-            crate::headers::parse_trusted_proxy(entry)
-                .map_err(|message| ConfigError::at(format!("trusted_proxies[{i}]"), format!("{entry:?}: {message}")))?;
-        }
-        check_claim_headers("claim_headers", &self.claim_headers)?;
-        for (i, route) in self.routes.iter().enumerate() {
-            self.check_route(i, route)?;
-        }
-        Ok(())
+    /// Checks everything the gateway would refuse to start with (short of reading files and binding addresses):
+    /// issuers, audiences and key locations as the verifier and key sets take them, the upstream, limits,
+    /// header names (claim headers that are framing, routing or hop-by-hop headers refused), methods, route paths
+    /// and rules, routes an earlier route shadows, and per-route issuers and audiences that the gateway trusts.
+    /// Every error is reported, not only the first.
+    pub fn check(&self) -> Result<(), ConfigErrors> {
+        let errors = crate::validate::check(self);
+        ConfigErrors::check(errors)
     }
 
-    fn check_limits(&self) -> Result<(), ConfigError> {
-        let limits = &self.limits;
-        let at_least = |key: &str, value: u64, minimum: u64, unit: &str| {
-            if value < minimum {
-                Err(ConfigError::at(format!("limits.{key}"), format!("must be at least {minimum}{unit}")))
-            } else {
-                Ok(())
-            }
-        };
-        // hyper needs room for one read buffer (8 KiB); a bearer token must fit in the header block.
-        at_least("max_header_bytes", limits.max_header_bytes as u64, 8192, " bytes")?;
-        at_least("max_headers", limits.max_headers as u64, 8, "")?;
-        at_least("header_read_timeout_secs", limits.header_read_timeout_secs, 1, " second")?;
-        at_least("max_connections", limits.max_connections as u64, 1, "")?;
-        at_least("max_token_bytes", limits.max_token_bytes as u64, 256, " bytes")?;
-        at_least("max_json_depth", limits.max_json_depth as u64, 2, " levels")?;
-        if limits.max_json_depth > portcullis::MAX_JSON_DEPTH_CEILING {
-            return Err(ConfigError::at(
-                "limits.max_json_depth",
-                format!("must be at most {} levels", portcullis::MAX_JSON_DEPTH_CEILING),
-            ));
-        }
-        at_least("max_jwks_bytes", limits.max_jwks_bytes as u64, 1024, " bytes")?;
-        at_least("max_keys_per_set", limits.max_keys_per_set as u64, 1, "")?;
-        at_least("max_issuers", limits.max_issuers as u64, 1, "")?;
-        if self.issuers.len() > limits.max_issuers {
-            return Err(ConfigError::at(
-                "issuers",
-                format!(
-                    "{} issuers configured, more than limits.max_issuers = {}",
-                    self.issuers.len(),
-                    limits.max_issuers
-                ),
-            ));
-        }
-        Ok(())
+    /// What is valid but probably not meant, e.g. issuers without any route (every request then meets
+    /// `unmatched`). `serve` logs these and `check-config` prints them; neither refuses the file.
+    pub fn warnings(&self) -> Vec<ConfigError> {
+        crate::validate::warnings(self)
     }
-
-    fn check_route(&self, i: usize, route: &RouteConfig) -> Result<(), ConfigError> {
-        crate::policy::Pattern::parse(&route.path, route.strict_match).map_err(|message| {
-            ConfigError::at(format!("routes[{i}].path"), format!("{message}, got {:?}", route.path))
-        })?;
-        if route.public && (route.require.is_some() || !route.issuers.is_empty() || !route.audiences.is_empty()) {
-            return Err(ConfigError::at(
-                format!("routes[{i}].public"),
-                format!("{}: a public route cannot also have a rule, issuers or audiences", route.path),
-            ));
-        }
-        if let Some(mapping) = &route.claim_headers {
-            check_claim_headers(&format!("routes[{i}].claim_headers"), mapping)?;
-        }
-        if route.forward_auth.is_some() {
-            if self.forward_auth.is_some() {
-                return Err(ConfigError::at(
-                    format!("routes[{i}].forward_auth"),
-                    "only in proxy mode: with a top-level forward_auth every request is a decision already",
-                ));
-            }
-            let conflicting = route.public
-                || route.require.is_some()
-                || !route.issuers.is_empty()
-                || !route.audiences.is_empty()
-                || route.forward_authorization
-                || route.claim_headers.is_some();
-            if conflicting {
-                return Err(ConfigError::at(
-                    format!("routes[{i}].forward_auth"),
-                    format!(
-                        "{}: a forward-auth endpoint takes no other settings; the routes matching the original \
-                         request decide",
-                        route.path
-                    ),
-                ));
-            }
-        }
-        for (j, method) in route.methods.iter().enumerate() {
-            if http::Method::from_bytes(method.as_bytes()).is_err() || method.contains(' ') {
-                return Err(ConfigError::at(
-                    format!("routes[{i}].methods[{j}]"),
-                    format!("{method:?} is not an HTTP method"),
-                ));
-            }
-        }
-        for (j, issuer) in route.issuers.iter().enumerate() {
-            if !self.issuers.iter().any(|known| &known.issuer == issuer) {
-                return Err(ConfigError::at(
-                    format!("routes[{i}].issuers[{j}]"),
-                    format!("{issuer:?} is not one of the [[issuers]]"),
-                ));
-            }
-        }
-        for (j, audience) in route.audiences.iter().enumerate() {
-            let trusted = self
-                .issuers
-                .iter()
-                .filter(|known| route.issuers.is_empty() || route.issuers.contains(&known.issuer))
-                .any(|known| known.audiences.contains(audience));
-            if !trusted {
-                return Err(ConfigError::at(
-                    format!("routes[{i}].audiences[{j}]"),
-                    format!("{audience:?} is not an audience of the route's issuers"),
-                ));
-            }
-        }
-        Ok(())
-    }
-}
-
-fn check_claim_headers(key: &str, mapping: &BTreeMap<String, String>) -> Result<(), ConfigError> {
-    for (claim, header) in mapping {
-        if http::HeaderName::from_bytes(header.as_bytes()).is_err() {
-            return Err(ConfigError::at(format!("{key}.{claim}"), format!("{header:?} is not a valid header name")));
-        }
-    }
-    Ok(())
 }
 
 /// The 1-based line and column of byte `offset` in `text`.
-fn line_column(text: &str, offset: usize) -> (usize, usize) {
+pub(crate) fn line_column(text: &str, offset: usize) -> (usize, usize) {
     let before = &text[..offset.min(text.len())];
     let line = before.matches('\n').count() + 1;
     let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;

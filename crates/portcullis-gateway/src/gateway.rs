@@ -1,7 +1,7 @@
 //! The gateway: the policy in force, replaceable at run time ([`Gateway::reload`]), and the issuers' key sets,
 //! kept across reloads. A [`Policy`] is one configuration compiled for deciding.
 
-use crate::config::{Config, ConfigError, RouteConfig};
+use crate::config::{Config, ConfigError, ConfigErrors, RouteConfig};
 use crate::decide::{Decided, Decision, Denial};
 use crate::headers::{ManagedHeaders, TrustedProxies};
 use crate::observe::{Observer, Outcome};
@@ -65,13 +65,13 @@ pub struct Reloaded {
 
 impl Gateway {
     /// Builds the gateway: one remote key set per issuer (discovery unless a JWKS URL is given).
-    pub fn new(config: Config) -> Result<Self, ConfigError> {
+    pub fn new(config: Config) -> Result<Self, ConfigErrors> {
         Self::with_clock(config, Arc::new(SystemClock))
     }
 
     /// Builds the gateway on `clock`, which every verifier and key set of it uses (tests inject a
     /// [`ManualClock`](portcullis::clock::ManualClock)).
-    pub fn with_clock(config: Config, clock: Arc<dyn Clock>) -> Result<Self, ConfigError> {
+    pub fn with_clock(config: Config, clock: Arc<dyn Clock>) -> Result<Self, ConfigErrors> {
         let tally = Arc::new(Tally::default());
         let (policy, key_sets, _) = Policy::build(config, &[], Arc::clone(&tally), &clock)?;
         Ok(Self {
@@ -90,7 +90,7 @@ impl Gateway {
     ///
     /// Fails, keeping the running policy, when `config` is invalid or changes what only a restart can change
     /// (`listen`, `admin_listen`, `admin_pages`, `forward_auth`, `log_format`, `workers`, `limits`).
-    pub fn reload(&self, config: Config) -> Result<Reloaded, ConfigError> {
+    pub fn reload(&self, config: Config) -> Result<Reloaded, ConfigErrors> {
         let running = self.config();
         for (key, changed) in [
             ("listen", config.listen != running.listen),
@@ -102,11 +102,7 @@ impl Gateway {
             ("limits", config.limits != running.limits),
         ] {
             if changed {
-                return Err(ConfigError {
-                    key: key.into(),
-                    location: None,
-                    message: "changes only on restart; the running configuration is kept".into(),
-                });
+                return Err(ConfigError::at(key, "changes only on restart; the running configuration is kept").into());
             }
         }
         let mut key_sets = self.shared.key_sets.lock().unwrap_or_else(PoisonError::into_inner);
@@ -178,7 +174,7 @@ impl Policy {
         existing: &[(KeyLocation, RemoteKeySet)],
         tally: Arc<Tally>,
         clock: &Arc<dyn Clock>,
-    ) -> Result<(Self, Vec<(KeyLocation, RemoteKeySet)>, Vec<RemoteKeySet>), ConfigError> {
+    ) -> Result<(Self, Vec<(KeyLocation, RemoteKeySet)>, Vec<RemoteKeySet>), ConfigErrors> {
         config.check()?;
         let mut builder = Verifier::builder()
             .clock(Arc::clone(clock))
@@ -195,9 +191,8 @@ impl Policy {
                 None => {
                     let mut options = RemoteOptions::default().with_max_keys(config.limits.max_keys_per_set);
                     options.fetch.max_body = config.limits.max_jwks_bytes;
-                    let keys = RemoteKeySet::new(location.clone(), options, Arc::clone(clock)).map_err(|e| {
-                        ConfigError { key: format!("issuers[{i}]"), location: None, message: e.to_string() }
-                    })?;
+                    let keys = RemoteKeySet::new(location.clone(), options, Arc::clone(clock))
+                        .map_err(|e| ConfigErrors::from(ConfigError::at(format!("issuers[{i}]"), e.to_string())))?;
                     created.push(keys.clone());
                     keys
                 }
@@ -208,11 +203,7 @@ impl Policy {
             }
             used.push((location, keys));
         }
-        let verifier = builder.build().map_err(|e| ConfigError {
-            key: "issuers".into(),
-            location: None,
-            message: e.to_string(),
-        })?;
+        let verifier = builder.build().map_err(|e| ConfigErrors::from(ConfigError::at("issuers", e.to_string())))?;
         let compile = |mapping: &std::collections::BTreeMap<String, String>| -> Vec<(String, HeaderName)> {
             mapping
                 .iter()
@@ -228,11 +219,8 @@ impl Policy {
             claim_headers.iter().chain(route_claim_headers.iter().flatten().flatten()).map(|(_, header)| header),
         );
         let answer = Answer::with_realm(&config.realm);
-        let routes = RouteTable::compile(&config.routes).map_err(|(i, message)| ConfigError {
-            key: format!("routes[{i}].path"),
-            location: None,
-            message,
-        })?;
+        let routes = RouteTable::compile(&config.routes)
+            .map_err(|(i, message)| ConfigErrors::from(ConfigError::at(format!("routes[{i}].path"), message)))?;
         let observer = Observer::new(config.routes.len(), tally);
         let trusted_proxies = TrustedProxies::new(&config.trusted_proxies);
         let unmatched_access = Access::Token { rule: None, issuers: Vec::new(), audiences: Vec::new() };

@@ -50,6 +50,44 @@ pub(crate) fn is_front_owned(name: &str) -> bool {
     is_forwarding(name) || is_override(name)
 }
 
+/// Why `name` (in any spelling) cannot carry a claim, or `None` when it can: headers that frame the message, route
+/// it, are consumed hop by hop, carry credentials or state, or that the gateway or the proxy in front set
+/// themselves. A claim in `Transfer-Encoding` or `Content-Length` would change how the upstream reads the body.
+pub(crate) fn claim_header_refusal(name: &str) -> Option<&'static str> {
+    let bytes = name.as_bytes();
+    let is = |known: &[&str]| known.iter().any(|known| same_name(bytes, known.as_bytes()));
+    if is(&[
+        "transfer-encoding",
+        "content-length",
+        "content-type",
+        "content-encoding",
+        "content-range",
+        "range",
+        "trailer",
+        "te",
+        "expect",
+    ]) {
+        Some("frames the message body")
+    } else if is(&["connection", "keep-alive", "proxy-connection", "upgrade", "via", "max-forwards"]) {
+        Some("is a hop-by-hop header")
+    } else if is(&["host"]) || is_front_owned(name) {
+        Some("routes the request")
+    } else if is(&[
+        "cookie",
+        "set-cookie",
+        "authorization",
+        "proxy-authorization",
+        "www-authenticate",
+        "proxy-authenticate",
+    ]) {
+        Some("carries credentials or state")
+    } else if is(&[crate::request_id::HEADER]) {
+        Some("is the gateway's request id")
+    } else {
+        None
+    }
+}
+
 /// The claim headers the gateway sets, by every mapping of the configuration.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct ManagedHeaders {

@@ -16,15 +16,19 @@ mod gateway;
 mod headers;
 mod inspect;
 mod listener;
+mod load;
 mod observe;
 mod policy;
 mod proxy;
 mod render;
 mod request;
 mod request_id;
+mod validate;
 
 pub use canonical::{CanonicalPath, PathError};
-pub use config::{Config, ConfigError, FrontProxy, IssuerConfig, Limits, LogFormat, Mode, RouteConfig, Unmatched};
+pub use config::{
+    Config, ConfigError, ConfigErrors, FrontProxy, IssuerConfig, Limits, LogFormat, Mode, RouteConfig, Unmatched,
+};
 pub use decide::{Allowed, Decision, Denial};
 pub use gateway::{Gateway, Reloaded};
 pub use request::CanonicalRequest;

@@ -106,6 +106,69 @@ impl Pattern {
     }
 }
 
+impl Pattern {
+    /// Whether every path `other` matches leniently, this pattern matches leniently too. Strictness is left out:
+    /// a request lands on a route only when lenient matching picks it (otherwise it is refused as ambiguous).
+    fn covers(&self, other: &Pattern) -> bool {
+        let length_ok = if self.prefix {
+            other.segments.len() >= self.segments.len()
+        } else {
+            !other.prefix && other.segments.len() == self.segments.len()
+        };
+        length_ok
+            && self.segments.iter().zip(&other.segments).all(|(mine, theirs)| match (mine, theirs) {
+                (Segment::Param, _) => true,
+                (Segment::Literal(mine), Segment::Literal(theirs)) => mine.eq_ignore_ascii_case(theirs),
+                (Segment::Literal(_), Segment::Param) => false,
+            })
+    }
+}
+
+/// Why no request can reach a route: an earlier one takes every request it matches.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Shadowed {
+    /// The route that can never be reached.
+    pub later: usize,
+    /// The earlier route that takes its requests.
+    pub earlier: usize,
+    /// Whether the earlier route has another pattern (so the later route's methods are answered 405 there).
+    pub broader: bool,
+}
+
+/// The routes of `routes` that an earlier route shadows, each named once with the first route that does. Routes
+/// whose paths do not parse are skipped (their own error is reported).
+///
+/// A request lands on the first route whose pattern matches it; only routes with the very same pattern take the
+/// methods that route does not list. So a later route is unreachable when an earlier route with another pattern
+/// covers all its paths (before the first route with its own pattern), or when an earlier route with its pattern
+/// takes all its methods.
+pub(crate) fn shadowed(routes: &[RouteConfig]) -> Vec<Shadowed> {
+    let parsed: Vec<Option<(Pattern, Methods, String)>> = routes
+        .iter()
+        .map(|route| {
+            let pattern = Pattern::parse(&route.path, route.strict_match).ok()?;
+            let key = pattern.key();
+            Some((pattern, Methods::parse(&route.methods), key))
+        })
+        .collect();
+    let mut found = Vec::new();
+    for (later, entry) in parsed.iter().enumerate() {
+        let Some((pattern, methods, key)) = entry else { continue };
+        let first_same = (0..later).find(|&i| parsed[i].as_ref().is_some_and(|(_, _, k)| k == key)).unwrap_or(later);
+        let broader = (0..first_same).find(|&i| parsed[i].as_ref().is_some_and(|(p, _, _)| p.covers(pattern)));
+        if let Some(earlier) = broader {
+            found.push(Shadowed { later, earlier, broader: true });
+            continue;
+        }
+        let sibling =
+            (first_same..later).find(|&i| parsed[i].as_ref().is_some_and(|(_, m, k)| k == key && m.includes(methods)));
+        if let Some(earlier) = sibling {
+            found.push(Shadowed { later, earlier, broader: false });
+        }
+    }
+    found
+}
+
 fn parse_segment(segment: &str) -> Result<Segment, String> {
     if let Some(name) = segment.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
         if name.is_empty() || name.contains(['{', '}']) {
@@ -171,6 +234,15 @@ impl Methods {
             methods.push(Method::HEAD);
         }
         Self(Some(methods))
+    }
+
+    /// Whether these methods include every one of `other`'s.
+    fn includes(&self, other: &Methods) -> bool {
+        match (&self.0, &other.0) {
+            (None, _) => true,
+            (Some(_), None) => false,
+            (Some(mine), Some(theirs)) => theirs.iter().all(|method| mine.contains(method)),
+        }
     }
 
     fn accepts(&self, method: &Method) -> bool {
@@ -435,6 +507,32 @@ mod tests {
             assert!(error.to_lowercase().contains(&message.to_lowercase()), "{pattern}: {error}");
         }
         assert!(Pattern::parse("/caf%C3%A9/{id}/*", false).is_ok());
+    }
+
+    #[test]
+    fn routes_an_earlier_route_takes_every_request_of_are_shadowed() {
+        let pairs = |routes: &[RouteConfig]| -> Vec<(usize, usize, bool)> {
+            shadowed(routes).into_iter().map(|s| (s.later, s.earlier, s.broader)).collect()
+        };
+        // A prefix covers what is below it, and a method never falls through to the later route.
+        assert_eq!(pairs(&[route("/api/*", &["GET"], false), route("/api/users", &["POST"], false)]), [(1, 0, true)]);
+        // {param} covers literals, not the other way round; case and strictness do not save a route.
+        assert_eq!(pairs(&[route("/users/{id}", &[], false), route("/Users/me", &[], true)]), [(1, 0, true)]);
+        assert_eq!(pairs(&[route("/users/me", &[], false), route("/users/{id}", &[], false)]), []);
+        assert_eq!(pairs(&[route("/Admin", &[], true), route("/admin", &[], false)]), [(1, 0, false)]);
+        // Same pattern: shadowed only when the earlier route takes all its methods (GET brings HEAD).
+        assert_eq!(pairs(&[route("/a", &["GET"], false), route("/a", &["PUT"], false)]), []);
+        assert_eq!(
+            pairs(&[route("/a", &["GET", "PUT"], false), route("/a", &["HEAD", "put"], false)]),
+            [(1, 0, false)]
+        );
+        assert_eq!(pairs(&[route("/a", &["GET"], false), route("/a", &[], false)]), []);
+        // A same-pattern route first in line keeps a later sibling reachable past a broader route between them.
+        assert_eq!(pairs(&[route("/a", &["GET"], false), route("/*", &[], false), route("/a", &["POST"], false)]), []);
+        // Everything behind a catch-all; exact routes do not cover prefixes.
+        assert_eq!(pairs(&[route("/*", &[], false), route("/", &[], false)]), [(1, 0, true)]);
+        assert_eq!(pairs(&[route("/api", &[], false), route("/api/*", &[], false)]), []);
+        assert_eq!(pairs(&[route("/api/*", &[], false), route("/api/v1/*", &[], false)]), [(1, 0, true)]);
     }
 
     /// The index answers exactly what a scan of every route in order answers.

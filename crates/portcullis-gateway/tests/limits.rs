@@ -211,6 +211,7 @@ fn limits_are_checked_at_load() {
     let two_more = "[[issuers]]\nissuer = \"https://b.example/\"\naudiences = [\"x\"]\n\
                     [[issuers]]\nissuer = \"https://c.example/\"\naudiences = [\"x\"]\n";
     let crowded = Config::from_toml(&format!("{base}{two_more}[limits]\nmax_issuers = 2\n")).unwrap_err();
+    let crowded = &crowded.errors()[0];
     assert_eq!(crowded.key, "issuers");
     assert!(crowded.message.contains("3 issuers configured, more than limits.max_issuers = 2"), "{crowded}");
 }

@@ -21,8 +21,19 @@ use serde_json::Value;
 use std::fmt;
 
 /// A condition on a verified token.
+///
+/// Deserialization refuses an empty `any` (never met: it would refuse every token) and an empty `all` (always met:
+/// it would let every token through), at any depth.
+///
+/// ```
+/// use portcullis::Requirement;
+/// let refused = toml::from_str::<Requirement>("all = []").unwrap_err();
+/// assert!(refused.to_string().contains("an empty `all` is always met"), "{refused}");
+/// let nested = toml::from_str::<Requirement>("not = { any = [] }").unwrap_err();
+/// assert!(nested.to_string().contains("an empty `any` is never met"), "{nested}");
+/// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case", deny_unknown_fields)]
+#[serde(rename_all = "snake_case", deny_unknown_fields, try_from = "RawRequirement")]
 #[non_exhaustive]
 pub enum Requirement {
     /// The scope is granted (`scope` space-separated string, or `scp`).
@@ -53,6 +64,45 @@ pub enum Requirement {
     Any(Vec<Requirement>),
     /// The rule does not hold.
     Not(Box<Requirement>),
+}
+
+/// [`Requirement`] as written, before the checks of its `TryFrom`.
+#[derive(Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+enum RawRequirement {
+    Scope(String),
+    Permission(String),
+    ClaimExists(String),
+    ClaimEquals { claim: String, value: Value },
+    ClaimIncludes { claim: String, value: String },
+    Issuer(String),
+    All(Vec<Requirement>),
+    Any(Vec<Requirement>),
+    Not(Box<Requirement>),
+}
+
+impl TryFrom<RawRequirement> for Requirement {
+    type Error = &'static str;
+
+    fn try_from(raw: RawRequirement) -> Result<Self, Self::Error> {
+        Ok(match raw {
+            RawRequirement::All(rules) if rules.is_empty() => {
+                return Err("an empty `all` is always met and would let every token through; list at least one rule");
+            }
+            RawRequirement::Any(rules) if rules.is_empty() => {
+                return Err("an empty `any` is never met and would refuse every token; list at least one rule");
+            }
+            RawRequirement::Scope(scope) => Self::Scope(scope),
+            RawRequirement::Permission(permission) => Self::Permission(permission),
+            RawRequirement::ClaimExists(claim) => Self::ClaimExists(claim),
+            RawRequirement::ClaimEquals { claim, value } => Self::ClaimEquals { claim, value },
+            RawRequirement::ClaimIncludes { claim, value } => Self::ClaimIncludes { claim, value },
+            RawRequirement::Issuer(issuer) => Self::Issuer(issuer),
+            RawRequirement::All(rules) => Self::All(rules),
+            RawRequirement::Any(rules) => Self::Any(rules),
+            RawRequirement::Not(rule) => Self::Not(rule),
+        })
+    }
 }
 
 impl Requirement {

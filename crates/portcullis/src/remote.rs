@@ -110,6 +110,36 @@ pub enum KeyLocation {
     },
 }
 
+impl KeyLocation {
+    /// Checks the location against `policy` without fetching anything: a JWKS URL must be `https` (plain `http`
+    /// only to a loopback host, unless the policy allows it) and carry no credentials, as
+    /// [`RemoteKeySet::new`] requires; for discovery, the issuer's well-known URL is held to the same rules, since
+    /// every discovery fetch would be refused otherwise.
+    ///
+    /// ```
+    /// use portcullis::fetch::FetchPolicy;
+    /// use portcullis::remote::KeyLocation;
+    /// let policy = FetchPolicy::default();
+    /// assert!(KeyLocation::Jwks("https://tenant.example/.well-known/jwks.json".into()).check(&policy).is_ok());
+    /// assert!(KeyLocation::Jwks("http://127.0.0.1:4000/jwks.json".into()).check(&policy).is_ok());
+    /// let refused = KeyLocation::Jwks("http://idp.example/jwks.json".into()).check(&policy).unwrap_err();
+    /// assert!(refused.to_string().contains("plain HTTP is only allowed for loopback addresses"), "{refused}");
+    /// let issuer = KeyLocation::Discovery { issuer: "http://idp.example/".into() };
+    /// assert!(issuer.check(&policy).is_err());
+    /// ```
+    pub fn check(&self, policy: &FetchPolicy) -> Result<(), FetchError> {
+        match self {
+            KeyLocation::Jwks(url) => crate::fetch::check_url(url, policy).map(drop),
+            KeyLocation::Discovery { issuer } => {
+                for url in crate::discovery::well_known_urls(issuer) {
+                    crate::fetch::check_url(&url, policy)?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
 /// Tunables of a [`RemoteKeySet`]; the defaults are explained in the module docs.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
@@ -425,8 +455,8 @@ impl RemoteKeySet {
             KeyLocation::Jwks(url) => url.clone(),
             KeyLocation::Discovery { issuer } => issuer.clone(),
         };
-        if let KeyLocation::Jwks(url) = &location {
-            crate::fetch::check_url(url, &options.fetch)?;
+        if let KeyLocation::Jwks(_) = &location {
+            location.check(&options.fetch)?;
         }
         let bucket = TokenBucket::new(options.bucket_capacity, options.fetches_per_minute);
         Ok(Self {

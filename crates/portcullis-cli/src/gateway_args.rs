@@ -1,0 +1,133 @@
+//! The gateway's configuration flags, shared by `serve` and `check-config`: a file completed by flags and
+//! `PORTCULLIS_*` variables the same way for both, and checked by the same [`Config::check`], so `check-config`
+//! refuses exactly what `serve` would.
+
+use crate::Error;
+use clap::Args;
+use portcullis_gateway::{Config, ConfigError, ConfigErrors, FrontProxy, IssuerConfig, LogFormat, Unmatched};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Args)]
+pub(crate) struct GatewayArgs {
+    /// A TOML config file (routes, rules, several issuers); `portcullis check-config` validates it.
+    #[arg(long, env = "PORTCULLIS_CONFIG", value_name = "FILE")]
+    pub(crate) config: Option<PathBuf>,
+    /// Address to listen on.
+    #[arg(long, env = "PORTCULLIS_LISTEN")]
+    listen: Option<SocketAddr>,
+    /// The API to protect (reverse proxy mode).
+    #[arg(long, env = "PORTCULLIS_UPSTREAM", value_name = "URL")]
+    upstream: Option<String>,
+    /// The trusted issuer, exactly as in tokens.
+    #[arg(long, env = "PORTCULLIS_ISSUER", value_name = "ISS")]
+    pub(crate) issuer: Option<String>,
+    /// An accepted audience; may repeat (comma-separated in the environment).
+    #[arg(long = "audience", env = "PORTCULLIS_AUDIENCE", value_name = "AUD", value_delimiter = ',')]
+    audiences: Vec<String>,
+    /// The issuer's JWKS URL (default: discovery).
+    #[arg(long, env = "PORTCULLIS_JWKS_URI", value_name = "URL")]
+    jwks_uri: Option<String>,
+    /// Answer as the forward-auth endpoint of this proxy in front (nginx auth_request, Caddy forward_auth,
+    /// Traefik ForwardAuth); only that proxy's description of the request is read.
+    #[arg(long, env = "PORTCULLIS_FORWARD_AUTH", value_name = "PROXY", value_parser = front_proxy_parser())]
+    forward_auth: Option<FrontProxy>,
+    /// Admin listener for /healthz, /ready and /metrics.
+    #[arg(long, env = "PORTCULLIS_ADMIN_LISTEN")]
+    admin_listen: Option<SocketAddr>,
+    /// Log format: pretty or json (logs go to stderr; RUST_LOG filters, default info).
+    #[arg(long, env = "PORTCULLIS_LOG_FORMAT", value_parser = parse_log_format)]
+    log_format: Option<LogFormat>,
+    /// Threads serving requests (0: one per CPU the process may run on; 1: single-threaded).
+    #[arg(long, env = "PORTCULLIS_WORKERS", value_name = "N")]
+    workers: Option<usize>,
+}
+
+/// `nginx`, `caddy` or `traefik`; clap lists the choices when the value is missing or unknown.
+fn front_proxy_parser() -> impl clap::builder::TypedValueParser<Value = FrontProxy> {
+    use clap::builder::TypedValueParser;
+    clap::builder::PossibleValuesParser::new(FrontProxy::ALL.map(FrontProxy::name))
+        .try_map(|name| name.parse::<FrontProxy>())
+}
+
+fn parse_log_format(text: &str) -> Result<LogFormat, String> {
+    match text {
+        "pretty" => Ok(LogFormat::Pretty),
+        "json" => Ok(LogFormat::Json),
+        other => Err(format!("{other:?} is not a log format (pretty or json)")),
+    }
+}
+
+/// The configuration from the file (when given) with the flags applied, checked. The file's errors are all
+/// reported, one per line as `FILE:LINE:COLUMN: key: message`; without a file, what the flags leave wrong is a
+/// usage error.
+pub(crate) fn config(args: &GatewayArgs) -> Result<Config, Error> {
+    let (mut config, text) = match &args.config {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).map_err(|e| Error::file(path, e))?;
+            let config = Config::parse_toml(&text).map_err(|errors| file_errors(path, &errors))?;
+            (config, Some(text))
+        }
+        // Without a file there are no routes: every request needs a valid token.
+        None => {
+            let mut config = Config::defaults();
+            config.unmatched = Unmatched::Authenticated;
+            (config, None)
+        }
+    };
+    if let Some(listen) = args.listen {
+        config.listen = listen;
+    }
+    if args.admin_listen.is_some() {
+        config.admin_listen = args.admin_listen;
+    }
+    if let Some(upstream) = &args.upstream {
+        config.upstream = Some(upstream.clone());
+    }
+    if let Some(front) = args.forward_auth {
+        config.forward_auth = Some(front);
+    }
+    if let Some(format) = args.log_format {
+        config.log_format = format;
+    }
+    if let Some(workers) = args.workers {
+        config.workers = workers;
+    }
+    match (&args.issuer, args.audiences.is_empty()) {
+        (Some(issuer), false) => {
+            config.issuers.retain(|known| &known.issuer != issuer);
+            config
+                .issuers
+                .push(IssuerConfig::new(issuer.clone(), args.audiences.clone()).with_jwks_uri(args.jwks_uri.clone()));
+        }
+        (Some(_), true) => return Err(Error::Usage("--issuer needs at least one --audience".into())),
+        (None, false) => return Err(Error::Usage("--audience needs --issuer".into())),
+        (None, true) => {}
+    }
+    config.check().map_err(|errors| match (&args.config, &text) {
+        (Some(path), Some(text)) => file_errors(path, &errors.located_in(text)),
+        _ => Error::UsageBecause(errors.into()),
+    })?;
+    Ok(config)
+}
+
+/// What is valid but probably not meant, one line each (`FILE: warning: key: message`); only a file has any: a
+/// configuration from flags alone has no routes on purpose.
+pub(crate) fn warnings(args: &GatewayArgs, config: &Config) -> Vec<String> {
+    let Some(path) = &args.config else { return Vec::new() };
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    config.warnings().into_iter().map(|warning| warning_line(path, &warning.located_in(&text))).collect()
+}
+
+fn warning_line(path: &Path, warning: &ConfigError) -> String {
+    let line = warning.render(&path.display().to_string());
+    match line.split_once(": ") {
+        Some((place, rest)) => format!("{place}: warning: {rest}"),
+        None => line,
+    }
+}
+
+/// A file's errors as one configuration error, one line per error with the file's name leading.
+fn file_errors(path: &Path, errors: &ConfigErrors) -> Error {
+    Error::Config { what: errors.render(&path.display().to_string()), source: None }
+}
