@@ -32,8 +32,8 @@ use std::fmt;
 /// let nested = toml::from_str::<Requirement>("not = { any = [] }").unwrap_err();
 /// assert!(nested.to_string().contains("an empty `any` is never met"), "{nested}");
 /// ```
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case", deny_unknown_fields, try_from = "RawRequirement")]
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum Requirement {
     /// The scope is granted (`scope` space-separated string, or `scp`).
@@ -66,7 +66,7 @@ pub enum Requirement {
     Not(Box<Requirement>),
 }
 
-/// [`Requirement`] as written, before the checks of its `TryFrom`.
+/// [`Requirement`] as written, before the checks of its `Deserialize`.
 #[derive(Deserialize)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 enum RawRequirement {
@@ -81,10 +81,15 @@ enum RawRequirement {
     Not(Box<Requirement>),
 }
 
-impl TryFrom<RawRequirement> for Requirement {
-    type Error = &'static str;
+impl<'de> Deserialize<'de> for Requirement {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        Requirement::checked(RawRequirement::deserialize(deserializer)?).map_err(serde::de::Error::custom)
+    }
+}
 
-    fn try_from(raw: RawRequirement) -> Result<Self, Self::Error> {
+impl Requirement {
+    /// The rule as written, unless it holds an empty `all` or `any` (its parts are checked already).
+    fn checked(raw: RawRequirement) -> Result<Self, &'static str> {
         Ok(match raw {
             RawRequirement::All(rules) if rules.is_empty() => {
                 return Err("an empty `all` is always met and would let every token through; list at least one rule");
