@@ -103,3 +103,17 @@ fn rules_round_trip_through_toml_and_json() {
     assert_eq!(from_toml, rule);
     assert!(toml::from_str::<Requirement>(r#"scopes = "x""#).is_err(), "unknown rule names are refused");
 }
+
+/// An empty `all` would let every token through and an empty `any` refuse every one: neither is read, in any
+/// format, at any depth; the rules around them are read as before.
+#[test]
+fn empty_any_and_all_are_refused_when_read() {
+    for json in [r#"{"all":[]}"#, r#"{"any":[]}"#, r#"{"not":{"all":[]}}"#, r#"{"any":[{"scope":"a"},{"all":[]}]}"#] {
+        let refused = serde_json::from_str::<Requirement>(json).unwrap_err().to_string();
+        assert!(refused.contains("an empty `"), "{json}: {refused}");
+    }
+    let refused = toml::from_str::<Requirement>("any = []").unwrap_err().to_string();
+    assert!(refused.contains("an empty `any` is never met and would refuse every token"), "{refused}");
+    let kept: Requirement = serde_json::from_str(r#"{"any":[{"scope":"a"},{"all":[{"permission":"b"}]}]}"#).unwrap();
+    assert_eq!(kept, Requirement::any([Requirement::scope("a"), Requirement::all([Requirement::permission("b")])]));
+}
