@@ -62,19 +62,29 @@ fn parse_log_format(text: &str) -> Result<LogFormat, String> {
 /// reported, one per line as `FILE:LINE:COLUMN: key: message`; without a file, what the flags leave wrong is a
 /// usage error.
 pub(crate) fn config(args: &GatewayArgs) -> Result<Config, Error> {
-    let (mut config, text) = match &args.config {
+    match (&args.issuer, args.audiences.is_empty()) {
+        (Some(_), true) => return Err(Error::Usage("--issuer needs at least one --audience".into())),
+        (None, false) => return Err(Error::Usage("--audience needs --issuer".into())),
+        _ => {}
+    }
+    match &args.config {
         Some(path) => {
             let text = std::fs::read_to_string(path).map_err(|e| Error::file(path, e))?;
-            let config = Config::parse_toml(&text).map_err(|errors| file_errors(path, &errors))?;
-            (config, Some(text))
+            Config::from_toml_with(&text, |config| complete(args, config)).map_err(|errors| file_errors(path, &errors))
         }
         // Without a file there are no routes: every request needs a valid token.
         None => {
             let mut config = Config::defaults();
             config.unmatched = Unmatched::Authenticated;
-            (config, None)
+            complete(args, &mut config);
+            config.check().map_err(|errors| Error::UsageBecause(errors.into()))?;
+            Ok(config)
         }
-    };
+    }
+}
+
+/// Applies the flags (and their variables) over what the file says.
+fn complete(args: &GatewayArgs, config: &mut Config) {
     if let Some(listen) = args.listen {
         config.listen = listen;
     }
@@ -93,22 +103,12 @@ pub(crate) fn config(args: &GatewayArgs) -> Result<Config, Error> {
     if let Some(workers) = args.workers {
         config.workers = workers;
     }
-    match (&args.issuer, args.audiences.is_empty()) {
-        (Some(issuer), false) => {
-            config.issuers.retain(|known| &known.issuer != issuer);
-            config
-                .issuers
-                .push(IssuerConfig::new(issuer.clone(), args.audiences.clone()).with_jwks_uri(args.jwks_uri.clone()));
-        }
-        (Some(_), true) => return Err(Error::Usage("--issuer needs at least one --audience".into())),
-        (None, false) => return Err(Error::Usage("--audience needs --issuer".into())),
-        (None, true) => {}
+    if let Some(issuer) = &args.issuer {
+        config.issuers.retain(|known| &known.issuer != issuer);
+        config
+            .issuers
+            .push(IssuerConfig::new(issuer.clone(), args.audiences.clone()).with_jwks_uri(args.jwks_uri.clone()));
     }
-    config.check().map_err(|errors| match (&args.config, &text) {
-        (Some(path), Some(text)) => file_errors(path, &errors.located_in(text)),
-        _ => Error::UsageBecause(errors.into()),
-    })?;
-    Ok(config)
 }
 
 /// What is valid but probably not meant, one line each (`FILE: warning: key: message`); only a file has any: a

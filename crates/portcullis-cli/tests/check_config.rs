@@ -143,6 +143,20 @@ fn cases() -> Vec<Case> {
             ],
         },
         Case {
+            name: "a misspelled key and what it leads to, with a refused claim header",
+            file: file(format!(
+                "upstrem = \"http://127.0.0.1:9\"\n{ISSUER}{ROUTE}claim_headers = {{ sub = \"Host\" }}\n"
+            )),
+            args: &[],
+            env: &[],
+            code: 3,
+            said: &[
+                ":1:1: unknown field `upstrem`; did you mean `upstream`?",
+                ":8:25: routes[0].claim_headers.sub: \"Host\" routes the request",
+                ": upstream: proxy mode needs an upstream",
+            ],
+        },
+        Case {
             name: "a claim mapped to Transfer-Encoding",
             file: file(format!("{UPSTREAM}{ISSUER}[claim_headers]\nsub = \"Transfer-Encoding\"\n{ROUTE}")),
             args: &[],

@@ -533,7 +533,9 @@ impl Config {
     /// assert!(lines[1].ends_with("did you mean `audiences`?"), "{lines:?}");
     /// ```
     pub fn parse_toml(text: &str) -> Result<Self, ConfigErrors> {
-        crate::load::parse(text)
+        let (config, errors) = crate::load::parse(text);
+        ConfigErrors::check(errors)?;
+        config.ok_or_else(|| ConfigError::at("", "the file cannot be read").into())
     }
 
     /// Parses and checks a TOML file's text; errors name the line, column and key.
@@ -545,8 +547,33 @@ impl Config {
     /// assert_eq!(err.to_string(), "line 7, column 12: routes[0].methods[0]: \"G T\" is not an HTTP method");
     /// ```
     pub fn from_toml(text: &str) -> Result<Self, ConfigErrors> {
-        let config = Self::parse_toml(text)?;
-        config.check().map_err(|e| e.located_in(text))?;
+        Self::from_toml_with(text, |_| {})
+    }
+
+    /// Parses a TOML file's text, lets `complete` fill in what the file leaves to the command line (flags and
+    /// environment variables), and checks the result. Every error is reported at once: the file's unknown keys
+    /// together with what [`Config::check`] finds; only values of the wrong type stop before the checks.
+    ///
+    /// ```
+    /// let text = "upstrem = \"http://127.0.0.1:3000\"\n[claim_headers]\nsub = \"Transfer-Encoding\"\n";
+    /// let errors = portcullis_gateway::Config::from_toml_with(text, |config| {
+    ///     config.issuers.push(portcullis_gateway::IssuerConfig::new("https://tenant.example/", ["api"]));
+    /// })
+    /// .unwrap_err();
+    /// let keys: Vec<&str> = errors.errors().iter().map(|e| e.key.as_str()).collect();
+    /// assert_eq!(keys, ["", "claim_headers.sub", "upstream"]);
+    /// ```
+    pub fn from_toml_with(text: &str, complete: impl FnOnce(&mut Config)) -> Result<Self, ConfigErrors> {
+        let (config, mut errors) = crate::load::parse(text);
+        let Some(mut config) = config else {
+            ConfigErrors::check(errors)?;
+            return Err(ConfigError::at("", "the file cannot be read").into());
+        };
+        complete(&mut config);
+        if let Err(found) = config.check() {
+            errors.extend(found.located_in(text).0);
+        }
+        ConfigErrors::check(errors)?;
         Ok(config)
     }
 

@@ -3,19 +3,26 @@
 //! top-level key into a table), and each part deserialized on its own, so that one run reports every error of the
 //! file, each with its line, column and key path.
 
-use crate::config::{Config, ConfigError, ConfigErrors, IssuerConfig, Limits, RouteConfig, line_column};
+use crate::config::{Config, ConfigError, IssuerConfig, Limits, RouteConfig, line_column};
 use serde::Deserialize;
 use serde::de::{DeserializeOwned, Deserializer, Visitor};
 use std::ops::Range;
 use toml::Spanned;
 use toml::de::{DeTable, DeValue, ValueDeserializer};
 
-/// Parses `text` into a [`Config`], or every error found.
-pub(crate) fn parse(text: &str) -> Result<Config, ConfigErrors> {
-    let root = DeTable::parse(text).map_err(|e| {
-        let location = e.span().map(|span| line_column(text, span.start));
-        ConfigError { key: String::new(), location, message: e.message().trim_end().to_owned() }
-    })?;
+/// Parses `text`: every error found, and the configuration when every value could be read (the errors are then
+/// unknown keys only, left out of it, so the configuration can still be checked).
+pub(crate) fn parse(text: &str) -> (Option<Config>, Vec<ConfigError>) {
+    let root = match DeTable::parse(text) {
+        Ok(root) => root,
+        Err(e) => {
+            let location = e.span().map(|span| line_column(text, span.start));
+            return (
+                None,
+                vec![ConfigError { key: String::new(), location, message: e.message().trim_end().to_owned() }],
+            );
+        }
+    };
     let span = root.span();
     let mut errors = Vec::new();
     let reader = Reader { text, first_header: first_table_header(text) };
@@ -40,18 +47,17 @@ pub(crate) fn parse(text: &str) -> Result<Config, ConfigErrors> {
             }
         }
     }
-    let config = reader.table::<Config>(kept, span, "", &mut errors);
+    let config = reader.table::<Config>(kept, span, "", Vec::new(), &mut errors);
     let issuers = issuers.map(|value| reader.list::<IssuerConfig>(value, "issuers", "[[issuers]]", &mut errors));
     let routes = routes.map(|value| reader.list::<RouteConfig>(value, "routes", "[[routes]]", &mut errors));
-    ConfigErrors::check(errors)?;
-    let mut config = config.ok_or_else(|| ConfigError::at("", "the file cannot be read"))?;
-    if let Some(issuers) = issuers.flatten() {
-        config.issuers = issuers;
-    }
-    if let Some(routes) = routes.flatten() {
-        config.routes = routes;
-    }
-    Ok(config)
+    let (Some(mut config), Some(issuers), Some(routes)) =
+        (config, issuers.unwrap_or(Some(Vec::new())), routes.unwrap_or(Some(Vec::new())))
+    else {
+        return (None, errors);
+    };
+    config.issuers = issuers;
+    config.routes = routes;
+    (Some(config), errors)
 }
 
 /// Whether `key` is a top-level key of the configuration.
@@ -136,17 +142,17 @@ impl<'t> Reader<'t> {
     }
 
     /// Deserializes one table as `T`. On an error in one of its keys, that key is reported and left out, and the
-    /// rest is tried again, so every key with a wrong value is reported.
+    /// rest is tried again, so every key with a wrong value is reported. A missing key in `removed` (left out, or
+    /// misspelled) is not reported again.
     fn table<T: DeserializeOwned>(
         &self,
         mut entries: DeTable<'t>,
         span: Range<usize>,
         path: &str,
+        mut removed: Vec<String>,
         errors: &mut Vec<ConfigError>,
     ) -> Option<T> {
         let mut failed = false;
-        // Keys left out after an error: their absence is not another error.
-        let mut removed: Vec<String> = Vec::new();
         for _ in 0..=entries.len() {
             let value = Spanned::new(span.clone(), DeValue::Table(entries.clone()));
             let error = match T::deserialize(ValueDeserializer::from(value)) {
@@ -210,8 +216,16 @@ impl<'t> Reader<'t> {
             let span = item.span();
             let one = match item.into_inner() {
                 DeValue::Table(entries) => {
+                    let before = errors.len();
                     let entries = self.strip_unknown(entries, &path, known, table, errors);
-                    self.table::<T>(entries, span, &path, errors)
+                    // A misspelled required key is reported once, as misspelled, not also as missing.
+                    let meant = errors[before..]
+                        .iter()
+                        .filter_map(|e| e.message.split("did you mean `").nth(1))
+                        .filter_map(|rest| rest.split('`').next())
+                        .map(str::to_owned)
+                        .collect();
+                    self.table::<T>(entries, span, &path, meant, errors)
                 }
                 other => {
                     let value = Spanned::new(span.clone(), other);

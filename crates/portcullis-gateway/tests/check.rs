@@ -56,6 +56,29 @@ fn every_type_error_and_unknown_key_of_a_file_at_once() {
     assert_eq!(errors("x = ["), ["f.toml:1:6: unclosed array, expected `]`"]);
 }
 
+/// Unknown keys are left out and the rest is checked, so a misspelled key and what it leads to come together;
+/// a value of the wrong type stops before the checks.
+#[test]
+fn unknown_keys_and_check_errors_together() {
+    let text = format!(
+        "upstrem = \"http://127.0.0.1:3000\"\n{}[[routes]]\npath = \"/a\"\nrequire = {{ all = [{{ scope = \"a\" }}] }}\nmethod = [\"GET\"]\n[[routes]]\npath = \"/A\"\n",
+        &HEAD[HEAD.find('[').unwrap()..]
+    );
+    assert_eq!(
+        errors(&text),
+        [
+            "f.toml:1:1: unknown field `upstrem`; did you mean `upstream`?",
+            "f.toml:8:1: routes[0]: unknown field `method`; did you mean `methods`?",
+            "f.toml:10:8: routes[1].path: \"/A\" can never be reached: routes[0] (\"/a\") comes first and has the same \
+             path and takes every method it does; remove it or move it above",
+            "f.toml: upstream: proxy mode needs an upstream (--upstream or upstream = \"http://…\")",
+        ]
+    );
+    // A value of the wrong type: reported alone, the shadowed route is not looked at yet.
+    let typed = format!("upstream_timeout_secs = \"5\"\n{HEAD}[[routes]]\npath = \"/a\"\n[[routes]]\npath = \"/a\"\n");
+    assert_eq!(errors(&typed), ["f.toml:1:25: upstream_timeout_secs: invalid type: string \"5\", expected u64"]);
+}
+
 #[test]
 fn every_check_error_at_once() {
     let text = format!(
