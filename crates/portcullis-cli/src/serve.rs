@@ -25,6 +25,25 @@ pub(crate) struct ServeArgs {
     /// The issuer's JWKS URL (default: discovery).
     #[arg(long, env = "PORTCULLIS_JWKS_URI", value_name = "URL")]
     jwks_uri: Option<String>,
+    /// Clock-skew allowance in seconds for the --issuer's tokens (default 60, at most a week).
+    #[arg(long, env = "PORTCULLIS_LEEWAY_SECS", value_name = "SECS", requires = "issuer")]
+    leeway_secs: Option<u64>,
+    /// Refuse the --issuer's tokens issued longer ago than this (makes iat required).
+    #[arg(long, env = "PORTCULLIS_MAX_TOKEN_AGE_SECS", value_name = "SECS", requires = "issuer")]
+    max_token_age_secs: Option<u64>,
+    /// The header typ the --issuer's tokens must carry: at+jwt or jwt.
+    #[arg(long, env = "PORTCULLIS_TYP", value_name = "TYP", requires = "issuer")]
+    typ: Option<String>,
+    /// Algorithms accepted in the --issuer's tokens (e.g. RS256); may repeat (comma-separated in the
+    /// environment). Default: the algorithm each key declares.
+    #[arg(
+        long = "algorithm",
+        env = "PORTCULLIS_ALGORITHMS",
+        value_name = "ALG",
+        value_delimiter = ',',
+        requires = "issuer"
+    )]
+    algorithms: Vec<String>,
     /// Answer as the forward-auth endpoint of this proxy in front (nginx auth_request, Caddy forward_auth,
     /// Traefik ForwardAuth); only that proxy's description of the request is read.
     #[arg(long, env = "PORTCULLIS_FORWARD_AUTH", value_name = "PROXY", value_parser = front_proxy_parser())]
@@ -92,9 +111,13 @@ fn config(args: &ServeArgs) -> Result<Config, Error> {
     match (&args.issuer, args.audiences.is_empty()) {
         (Some(issuer), false) => {
             config.issuers.retain(|known| &known.issuer != issuer);
-            config
-                .issuers
-                .push(IssuerConfig::new(issuer.clone(), args.audiences.clone()).with_jwks_uri(args.jwks_uri.clone()));
+            let mut entry =
+                IssuerConfig::new(issuer.clone(), args.audiences.clone()).with_jwks_uri(args.jwks_uri.clone());
+            entry.leeway_secs = args.leeway_secs;
+            entry.max_token_age_secs = args.max_token_age_secs;
+            entry.typ.clone_from(&args.typ);
+            entry.algorithms.clone_from(&args.algorithms);
+            config.issuers.push(entry);
         }
         (Some(_), true) => return Err(Error::Usage("--issuer needs at least one --audience".into())),
         (None, false) => return Err(Error::Usage("--audience needs --issuer".into())),

@@ -4,7 +4,9 @@
 use crate::config::{Config, ConfigError, RouteConfig};
 use crate::decide::{Decided, Decision, Denial};
 use crate::headers::{ManagedHeaders, TrustedProxies};
+use crate::local_keys::LocalKeys;
 use crate::observe::{Observer, Outcome};
+use crate::options::RouteOptions;
 use crate::policy::{Access, RouteTable};
 use crate::request::CanonicalRequest;
 use arc_swap::ArcSwap;
@@ -48,6 +50,12 @@ pub(crate) struct Policy {
     /// What a request no route matches needs when `unmatched = "authenticated"`.
     pub(crate) unmatched_access: Access,
     pub(crate) trusted_proxies: TrustedProxies,
+    /// Per route (by index): its token options.
+    pub(crate) route_options: Vec<RouteOptions>,
+    /// Whether any route has a CORS table (responses then get its headers).
+    pub(crate) any_cors: bool,
+    /// Issuers whose keys come from a local file, with those keys (status page).
+    pub(crate) local_keys: Vec<(String, LocalKeys)>,
     observer: Observer,
 }
 
@@ -184,8 +192,25 @@ impl Policy {
             .clock(Arc::clone(clock))
             .max_token_len(config.limits.max_token_bytes)
             .max_json_depth(config.limits.max_json_depth);
-        let (mut used, mut created) = (Vec::new(), Vec::new());
+        let (mut used, mut created, mut local_keys) = (Vec::new(), Vec::new(), Vec::new());
         for (i, issuer) in config.issuers.iter().enumerate() {
+            if let Some(rules) = crate::options::issuer_rules(issuer) {
+                builder = builder.issuer_rules(&issuer.issuer, rules);
+            }
+            for audience in &issuer.audiences {
+                builder = builder.audience_for(&issuer.issuer, audience);
+            }
+            let local = issuer.jwks_uri.as_deref().and_then(|uri| Some((uri, crate::local_keys::path_of(uri)?)));
+            if let Some((uri, path)) = local {
+                let at = |message| ConfigError { key: format!("issuers[{i}].jwks_uri"), location: None, message };
+                let path = path.map_err(at)?;
+                let limits = &config.limits;
+                let keys = LocalKeys::load(uri, &path, limits.max_jwks_bytes, limits.max_keys_per_set).map_err(at)?;
+                keys.report();
+                builder = builder.issuer_keys(&issuer.issuer, Arc::new(keys.clone()) as Arc<dyn KeySource>);
+                local_keys.push((issuer.issuer.clone(), keys));
+                continue;
+            }
             let location = match &issuer.jwks_uri {
                 Some(uri) => KeyLocation::Jwks(uri.clone()),
                 None => KeyLocation::Discovery { issuer: issuer.issuer.clone() },
@@ -203,9 +228,6 @@ impl Policy {
                 }
             };
             builder = builder.issuer_keys(&issuer.issuer, Arc::new(keys.clone()) as Arc<dyn KeySource>);
-            for audience in &issuer.audiences {
-                builder = builder.audience_for(&issuer.issuer, audience);
-            }
             used.push((location, keys));
         }
         let verifier = builder.build().map_err(|e| ConfigError {
@@ -236,6 +258,8 @@ impl Policy {
         let observer = Observer::new(config.routes.len(), tally);
         let trusted_proxies = TrustedProxies::new(&config.trusted_proxies);
         let unmatched_access = Access::Token { rule: None, issuers: Vec::new(), audiences: Vec::new() };
+        let route_options: Vec<RouteOptions> = config.routes.iter().map(RouteOptions::new).collect();
+        let any_cors = route_options.iter().any(|options| options.cors.is_some());
         let config = Arc::new(config);
         let policy = Self {
             config,
@@ -247,18 +271,27 @@ impl Policy {
             routes,
             unmatched_access,
             trusted_proxies,
+            route_options,
+            any_cors,
+            local_keys,
             observer,
         };
         Ok((policy, used, created))
     }
 
-    /// Decides about `request` and reports the decision.
-    pub(crate) async fn decide_and_report(&self, request: &CanonicalRequest, headers: &HeaderMap) -> Decision {
+    /// Decides about `request` and reports the decision. `answers_preflights`: whether this edge can answer a
+    /// CORS preflight itself (the reverse proxy can; a forward-auth answer of 2xx only lets the request through).
+    pub(crate) async fn decide_and_report(
+        &self,
+        request: &CanonicalRequest,
+        headers: &HeaderMap,
+        answers_preflights: bool,
+    ) -> Decision {
         let started = std::time::Instant::now();
-        let Decided { decision, route, subject } = self.decide(request, headers).await;
+        let Decided { decision, route, subject } = self.decide(request, headers, answers_preflights).await;
         let detail = match &decision {
             Decision::Deny(denial) => Some(denial.description()),
-            Decision::Allow(_) => None,
+            Decision::Allow(_) | Decision::Preflight(_) => None,
         };
         self.observer.report(&Outcome {
             request_id: request_id(headers),
@@ -268,13 +301,32 @@ impl Policy {
             route_index: route,
             denied: match &decision {
                 Decision::Deny(denial) => Some(denial.reason()),
-                Decision::Allow(_) => None,
+                Decision::Allow(_) | Decision::Preflight(_) => None,
             },
             subject: subject.as_deref(),
             detail: detail.as_deref(),
             elapsed: started.elapsed(),
         });
         decision
+    }
+
+    /// The CORS headers for a response to `request` on a route with a CORS table, when its `Origin` is allowed
+    /// there (empty otherwise).
+    pub(crate) fn cors_headers(
+        &self,
+        request: &CanonicalRequest,
+        headers: &HeaderMap,
+    ) -> Vec<(HeaderName, http::HeaderValue)> {
+        if !self.any_cors || !headers.contains_key(http::header::ORIGIN) {
+            return Vec::new();
+        }
+        match self.routes.resolve(&request.method, &request.path) {
+            crate::policy::Resolution::Route(index) => match &self.route_options[index].cors {
+                Some(cors) => cors.response_headers(headers),
+                None => Vec::new(),
+            },
+            _ => Vec::new(),
+        }
     }
 
     /// The front proxy whose forward-auth endpoint `request` is for (proxy mode), if it is for one.

@@ -6,6 +6,7 @@ use portcullis::clock::{Clock, UnixTime};
 use portcullis::remote::KeyLocation;
 use portcullis::{Error, Report, VerifiedToken};
 use portcullis_web::{Access, Inspect, IssuerView, KeySetView, RouteRule, Tally};
+use std::sync::Arc;
 
 /// The routes a decision can be about (forward-auth endpoints decide about other requests), with their indices.
 fn decided_routes(routes: &[RouteConfig]) -> impl Iterator<Item = &RouteConfig> {
@@ -60,14 +61,18 @@ impl Inspect for Gateway {
     }
 
     fn issuers(&self) -> Vec<IssuerView> {
-        self.config()
+        let policy = self.policy();
+        policy
+            .config
             .issuers
             .iter()
             .map(|issuer| {
                 let location = location(issuer);
-                let key_set = match self.key_set(&location) {
-                    Some(keys) => KeySetView::remote(&keys),
-                    None => KeySetView::pending(format!("{location:?}")),
+                let local = policy.local_keys.iter().find(|(known, _)| *known == issuer.issuer);
+                let key_set = match (local, self.key_set(&location)) {
+                    (Some((_, local)), _) => KeySetView::fixed(local.uri.clone(), Arc::clone(&local.keys)),
+                    (None, Some(keys)) => KeySetView::remote(&keys),
+                    (None, None) => KeySetView::pending(format!("{location:?}")),
                 };
                 IssuerView::new(issuer.issuer.clone(), issuer.audiences.clone(), key_set)
             })

@@ -10,22 +10,29 @@
 
 mod canonical;
 pub mod config;
+mod cors;
 mod decide;
 mod forward_auth;
 mod gateway;
 mod headers;
 mod inspect;
 mod listener;
+mod local_keys;
 mod observe;
+mod options;
 mod policy;
 mod proxy;
 mod render;
 mod request;
 mod request_id;
+mod token_source;
 
 pub use canonical::{CanonicalPath, PathError};
-pub use config::{Config, ConfigError, FrontProxy, IssuerConfig, Limits, LogFormat, Mode, RouteConfig, Unmatched};
-pub use decide::{Allowed, Decision, Denial};
+pub use config::{
+    AuthMode, Config, ConfigError, CorsConfig, FrontProxy, IssuerConfig, Limits, LogFormat, Mode, Preflight,
+    RouteConfig, TokenFrom, Unmatched,
+};
+pub use decide::{Allowed, Decision, Denial, PreflightAnswer};
 pub use gateway::{Gateway, Reloaded};
 pub use request::CanonicalRequest;
 

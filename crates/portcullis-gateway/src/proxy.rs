@@ -143,9 +143,15 @@ pub(crate) async fn proxy(
     if let Some(front) = policy.forward_auth_endpoint(&canonical) {
         return with_request_id(crate::forward_auth::answer(&policy, front, &parts.headers).await, request_id);
     }
-    let allowed = match policy.decide_and_report(&canonical, &parts.headers).await {
+    let decision = policy.decide_and_report(&canonical, &parts.headers, true).await;
+    let cors = policy.cors_headers(&canonical, &parts.headers);
+    let allowed = match decision {
         Decision::Allow(allowed) => allowed,
-        Decision::Deny(denial) => return with_request_id(crate::render::refusal(&policy, &denial, None), request_id),
+        Decision::Deny(denial) => {
+            let refusal = with_cors(crate::render::refusal(&policy, &denial, None), cors);
+            return with_request_id(refusal, request_id);
+        }
+        Decision::Preflight(answer) => return with_request_id(crate::render::preflight(answer), request_id),
     };
     let websocket = wants_websocket(&parts.headers);
     let client_upgrade = parts.extensions.remove::<hyper::upgrade::OnUpgrade>();
@@ -159,6 +165,9 @@ pub(crate) async fn proxy(
     crate::headers::strip_client_copies(headers, &policy.managed);
     if !allowed.forward_authorization {
         headers.remove(AUTHORIZATION);
+        if let Some(source) = &allowed.token_source {
+            crate::token_source::remove(headers, source);
+        }
     }
     for (name, value) in allowed.claim_headers {
         headers.insert(name, value);
@@ -197,10 +206,24 @@ pub(crate) async fn proxy(
         Ok(Ok(response)) => {
             let (mut parts, body) = response.into_parts();
             remove_hop_by_hop(&mut parts.headers);
-            Response::from_parts(parts, Body::new(body))
+            let upstream_cors = parts.headers.contains_key(http::header::ACCESS_CONTROL_ALLOW_ORIGIN);
+            let response = Response::from_parts(parts, Body::new(body));
+            if upstream_cors { response } else { with_cors(response, cors) }
         }
     };
     with_request_id(response, request_id)
+}
+
+/// `response` with the route's CORS headers for the request's origin (none when it has no CORS table or the
+/// origin is not allowed there).
+fn with_cors(mut response: Response, cors: Vec<(HeaderName, HeaderValue)>) -> Response {
+    if !cors.is_empty() {
+        response.headers_mut().append(http::header::VARY, HeaderValue::from_static("Origin"));
+    }
+    for (name, value) in cors {
+        response.headers_mut().insert(name, value);
+    }
+    response
 }
 
 /// Completes a protocol switch (WebSocket) the client asked for and the upstream accepted: answers 101 and then

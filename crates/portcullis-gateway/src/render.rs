@@ -51,6 +51,16 @@ fn nginx_refusal(policy: &Policy, denial: &Denial) -> Response {
     }
 }
 
+/// The gateway's own answer to a CORS preflight it allows: 204 with the CORS headers, never cached elsewhere for
+/// another origin (`Vary`).
+pub(crate) fn preflight(answer: crate::decide::PreflightAnswer) -> Response {
+    let mut response = StatusCode::NO_CONTENT.into_response();
+    for (name, value) in answer.headers {
+        response.headers_mut().insert(name, value);
+    }
+    response
+}
+
 /// A refusal that is not about credentials: the status, and a JSON body with the reason code.
 fn plain(status: StatusCode, denial: &Denial) -> Response {
     let body = serde_json::json!({ "error": denial.reason(), "message": denial.description() });

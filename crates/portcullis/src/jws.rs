@@ -414,7 +414,7 @@ fn check_crit(crit: &Value) -> Result<(), Error> {
 }
 
 /// Lower-cases and removes an `application/` prefix (RFC 7515 §4.1.9).
-fn media_type(value: &str) -> String {
+pub(crate) fn media_type(value: &str) -> String {
     let lower = value.to_ascii_lowercase();
     match lower.strip_prefix("application/") {
         Some(rest) => rest.to_owned(),
@@ -422,7 +422,7 @@ fn media_type(value: &str) -> String {
     }
 }
 
-fn check_typ(typ: Option<&str>, required: Option<&str>) -> Result<(), Error> {
+pub(crate) fn check_typ(typ: Option<&str>, required: Option<&str>) -> Result<(), Error> {
     match (typ, required) {
         (Some(typ), Some(required)) if media_type(typ) != media_type(required) => {
             Err(header_invalid(format!("typ {} does not match the required {}", quoted(typ), quoted(required))))
