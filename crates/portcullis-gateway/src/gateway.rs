@@ -161,6 +161,14 @@ impl Gateway {
         key_sets.iter().find(|(known, _)| known == location).map(|(_, keys)| keys.clone())
     }
 
+    /// Reports the keys of local key files to the metrics recorder (again: it may have been installed after they
+    /// were loaded).
+    pub(crate) fn report_key_files(&self) {
+        for (_, keys) in &self.policy().local_keys {
+            keys.report();
+        }
+    }
+
     /// The gateway's clock.
     pub(crate) fn clock(&self) -> &Arc<dyn Clock> {
         &self.shared.clock

@@ -81,6 +81,7 @@ pub fn install_metrics() -> Option<metrics_exporter_prometheus::PrometheusHandle
 /// and the status page (`/status`, `/status.json`).
 pub fn admin_router(gateway: Gateway) -> Router {
     let handle = install_metrics();
+    gateway.report_key_files();
     let pages = if gateway.config().admin_pages {
         portcullis_web::pages(std::sync::Arc::new(gateway.clone()))
     } else {

@@ -33,6 +33,8 @@ pub(crate) struct LocalKeys {
     /// The `file://` URI as configured (status page, metrics).
     pub uri: String,
     pub keys: Arc<KeySet>,
+    /// When the file was read (Unix seconds).
+    loaded_at: f64,
 }
 
 impl LocalKeys {
@@ -51,14 +53,17 @@ impl LocalKeys {
         if keys.is_empty() {
             return Err(format!("the key file {shown} has no usable key"));
         }
-        Ok(Self { uri: uri.to_owned(), keys: Arc::new(keys) })
+        let loaded_at =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64());
+        Ok(Self { uri: uri.to_owned(), keys: Arc::new(keys), loaded_at })
     }
 
-    /// Reports the loaded set as a key set's metrics do: keys held, and one successful fetch.
+    /// Reports the loaded set as a key set's gauges do: keys held, and when they were loaded. Idempotent, so it
+    /// can be repeated once a metrics recorder is installed.
     pub(crate) fn report(&self) {
         metrics::gauge!("portcullis_jwks_keys", "source" => self.uri.clone()).set(self.keys.len() as f64);
-        metrics::counter!("portcullis_jwks_fetches_total", "source" => self.uri.clone(), "outcome" => "success")
-            .increment(1);
+        metrics::gauge!("portcullis_jwks_last_success_timestamp_seconds", "source" => self.uri.clone())
+            .set(self.loaded_at);
     }
 }
 

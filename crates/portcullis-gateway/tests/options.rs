@@ -3,6 +3,7 @@
 //! another header, CORS preflights, and keys from a local JWKS file.
 #![allow(clippy::unwrap_used)]
 
+#[allow(unused_imports)]
 mod support;
 
 use portcullis::Algorithm;
