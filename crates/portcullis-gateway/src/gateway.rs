@@ -370,7 +370,13 @@ fn request_id(headers: &HeaderMap) -> &str {
     headers.get(crate::request_id::HEADER).and_then(|v| v.to_str().ok()).unwrap_or("-")
 }
 
-/// The route configuration a debugger row stands for, with its restrictions checked against a verified token.
-pub(crate) fn route_accepts(route: &RouteConfig, token: &portcullis::VerifiedToken) -> Result<(), portcullis::Error> {
-    crate::decide::accepts(&route.path, &route.issuers, &route.audiences, route.require.as_ref(), token)
+/// The route configuration a debugger row stands for, with its restrictions checked against a verified token: its
+/// issuers, audiences and rule, then its own `typ` and maximum age (with the issuer's leeway on `verifier`).
+pub(crate) fn route_accepts(
+    route: &RouteConfig,
+    token: &portcullis::VerifiedToken,
+    verifier: &Verifier,
+) -> Result<(), portcullis::Error> {
+    crate::decide::accepts(&route.path, &route.issuers, &route.audiences, route.require.as_ref(), token)?;
+    RouteOptions::new(route).accepts(&route.path, token, verifier.now(), verifier.leeway(token.issuer()))
 }

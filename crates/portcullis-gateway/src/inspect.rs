@@ -32,6 +32,15 @@ fn access(route: &RouteConfig) -> Access {
     if let Some(rule) = &route.require {
         needs.push(rule.to_string());
     }
+    if route.auth == crate::config::AuthMode::Optional {
+        needs.push("a token only when one is sent".to_owned());
+    }
+    if let Some(typ) = &route.typ {
+        needs.push(format!("typ {typ}"));
+    }
+    if let Some(secs) = route.max_token_age_secs {
+        needs.push(format!("issued at most {secs} s ago"));
+    }
     if needs.is_empty() { Access::Token } else { Access::Rule(needs.join("; ")) }
 }
 
@@ -55,7 +64,7 @@ impl Inspect for Gateway {
     fn check_route(&self, route: usize, token: &VerifiedToken) -> Result<(), Error> {
         let config = self.config();
         match decided_routes(&config.routes).nth(route) {
-            Some(route) => route_accepts(route, token),
+            Some(route) => route_accepts(route, token, &self.policy().verifier),
             None => Ok(()),
         }
     }

@@ -198,7 +198,8 @@ async fn optional_authentication_passes_anonymous_requests_without_claims() {
 async fn forward_auth_answers_optional_routes_the_same_way() {
     let keys = Keys::new();
     let upstream = upstream().await;
-    let routes = "[[routes]]\npath = \"/feed/*\"\nauth = \"optional\"\n[[routes]]\npath = \"/*\"";
+    let routes = "[[routes]]\npath = \"/feed/*\"\nauth = \"optional\"\n[[routes]]\npath = \"/cors/*\"\n\
+                  preflight = \"pass\"\n[[routes]]\npath = \"/*\"";
     let toml = format!("forward_auth = \"caddy\"\n{}", config(&keys, &upstream, "", routes));
     let (_, base) = start(&toml.replace(&format!("upstream = \"{upstream}\""), "")).await;
     let http = reqwest::Client::new();
@@ -212,6 +213,19 @@ async fn forward_auth_answers_optional_routes_the_same_way() {
     let tampered = format!("{}x", keys.token(ISSUER, 5, "JWT"));
     assert_eq!(ask("/feed/a").bearer_auth(tampered).send().await.unwrap().status(), 401);
     assert_eq!(ask("/other").send().await.unwrap().status(), 401);
+
+    // A preflight on a route that passes them: 200 without claims, so the front proxy forwards it.
+    let preflight = |uri: &str| {
+        http.get(&base)
+            .header("x-forwarded-method", "OPTIONS")
+            .header("x-forwarded-uri", uri)
+            .header("origin", "https://app.example")
+    };
+    let response = preflight("/cors/a").header("access-control-request-method", "POST").send().await.unwrap();
+    assert_eq!((response.status().as_u16(), response.headers()["x-auth-subject"].to_str().unwrap()), (200, ""));
+    assert_eq!(preflight("/cors/a").send().await.unwrap().status(), 401, "not a preflight: a token is needed");
+    let elsewhere = preflight("/other").header("access-control-request-method", "POST").send().await.unwrap();
+    assert_eq!(elsewhere.status(), 401);
 }
 
 #[tokio::test]
