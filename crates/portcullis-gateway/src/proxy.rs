@@ -4,10 +4,11 @@
 
 use crate::decide::{Decision, Denial};
 use crate::gateway::Gateway;
+use crate::render::UpstreamFailure;
 use crate::request::CanonicalRequest;
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Request, State};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use http::header::{AUTHORIZATION, CONNECTION, COOKIE, HOST, UPGRADE};
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode, Uri};
 use hyper_util::client::legacy::Client;
@@ -175,7 +176,7 @@ pub(crate) async fn proxy(
     let upstream = policy.config.upstream.as_deref().unwrap_or_default().trim_end_matches('/');
     parts.uri = match format!("{upstream}{}", canonical.target()).parse::<Uri>() {
         Ok(uri) => uri,
-        Err(_) => return (StatusCode::BAD_REQUEST, "the request path cannot be forwarded").into_response(),
+        Err(_) => return with_request_id(crate::render::unforwardable_target(), request_id),
     };
     // The upstream is spoken to over HTTP/1.1 whatever the client used (HTTP/2 included).
     parts.version = http::Version::HTTP_11;
@@ -184,12 +185,14 @@ pub(crate) async fn proxy(
     let upgrade = websocket.then(|| HeaderValue::from_static("websocket"));
     let response = match tokio::time::timeout(timeout, state.client.request(Request::from_parts(parts, body))).await {
         Err(_) => {
-            tracing::warn!(target: "portcullis::gateway", request_id = ?request_id, "upstream timed out");
-            (StatusCode::GATEWAY_TIMEOUT, "upstream timed out").into_response()
+            let failure = UpstreamFailure::Timeout;
+            tracing::warn!(target: "portcullis::gateway", request_id = ?request_id, reason = failure.reason(), "upstream timed out");
+            crate::render::upstream_failure(failure)
         }
         Ok(Err(error)) => {
-            tracing::warn!(target: "portcullis::gateway", request_id = ?request_id, %error, "upstream unavailable");
-            (StatusCode::BAD_GATEWAY, "upstream unavailable").into_response()
+            let failure = UpstreamFailure::Unreachable;
+            tracing::warn!(target: "portcullis::gateway", request_id = ?request_id, reason = failure.reason(), %error, "upstream unavailable");
+            crate::render::upstream_failure(failure)
         }
         Ok(Ok(response)) if response.status() == StatusCode::SWITCHING_PROTOCOLS => {
             switch_protocols(response, upgrade, client_upgrade)
@@ -211,8 +214,9 @@ fn switch_protocols(
     client: Option<hyper::upgrade::OnUpgrade>,
 ) -> Response {
     let (Some(requested), Some(client)) = (requested, client) else {
-        tracing::warn!(target: "portcullis::gateway", "upstream switched protocols unasked");
-        return (StatusCode::BAD_GATEWAY, "upstream unavailable").into_response();
+        let failure = UpstreamFailure::UnaskedSwitch;
+        tracing::warn!(target: "portcullis::gateway", reason = failure.reason(), "upstream switched protocols unasked");
+        return crate::render::upstream_failure(failure);
     };
     let upstream = hyper::upgrade::on(&mut response);
     tokio::spawn(async move {
