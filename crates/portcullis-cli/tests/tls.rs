@@ -212,6 +212,17 @@ async fn https_listener_answers_a_client_that_trusts_its_ca_and_refuses_plain_ht
     assert_eq!(presented, leaf.der);
     assert_eq!(status(&response), 200, "{response}");
     assert!(response.ends_with("proto=https"), "the upstream learns the client used HTTPS: {response}");
+    // An ordinary HTTPS client trusting the CA: HTTP/2 by ALPN, or HTTP/1.1 when it offers only that.
+    let trusting =
+        || reqwest::Client::builder().tls_certs_only([reqwest::Certificate::from_pem(ca.pem.as_bytes()).unwrap()]);
+    for (client, version) in [
+        (trusting().build().unwrap(), reqwest::Version::HTTP_2),
+        (trusting().http1_only().build().unwrap(), reqwest::Version::HTTP_11),
+    ] {
+        let response = client.get(format!("{}/api/hello", gateway.url)).send().await.unwrap();
+        assert_eq!((response.status().as_u16(), response.version()), (200, version));
+        assert_eq!(response.text().await.unwrap(), "proto=https");
+    }
     // Unmatched paths are still refused over TLS.
     assert_eq!(status(&https_get(&address, &ca.pem, "/elsewhere").await.unwrap().1), 404);
 
