@@ -283,6 +283,14 @@ async fn sighup_swaps_the_certificate_and_a_bad_pair_keeps_the_running_one() {
     assert!(why.contains("tls_cert") && why.contains("no certificate"), "{why}");
     assert_eq!(https_get(&address, &ca.pem, "/api/d").await.unwrap().0, second.der);
 
+    // Turning TLS off needs a restart: refused, the listener keeps speaking HTTPS.
+    std::fs::write(&file, config(&upstream, "")).unwrap();
+    gateway.hangup();
+    let refused = gateway.log("configuration reload refused; the running configuration is kept").await;
+    let why = refused["error"].as_str().unwrap();
+    assert!(why.contains("tls_cert: changes only on restart"), "{why}");
+    assert_eq!(https_get(&address, &ca.pem, "/api/e").await.unwrap().0, second.der);
+
     // Never key material in the logs.
     for line in second.key_pem.lines().chain(third.key_pem.lines()).filter(|l| !l.starts_with("-----")) {
         assert!(!gateway.seen.contains(line), "key material reached the logs:\n{}", gateway.seen);
