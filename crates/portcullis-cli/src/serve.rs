@@ -1,4 +1,5 @@
-//! `portcullis serve`: the gateway, from a config file, flags, or both (flags win); SIGHUP reloads the file.
+//! `portcullis serve`: the gateway, from a config file, flags, or both (flags win); SIGHUP reloads the file and
+//! the listener's certificate and key.
 
 use crate::{Error, Exit};
 use clap::Args;
@@ -38,6 +39,16 @@ pub(crate) struct ServeArgs {
     /// Threads serving requests (0: one per CPU the process may run on; 1: single-threaded).
     #[arg(long, env = "PORTCULLIS_WORKERS", value_name = "N")]
     workers: Option<usize>,
+    /// The listener's certificate chain (PEM, leaf first); with --tls-key the listener speaks HTTPS only. Both
+    /// files are read again on SIGHUP.
+    #[arg(long, env = "PORTCULLIS_TLS_CERT", value_name = "FILE")]
+    tls_cert: Option<std::path::PathBuf>,
+    /// The private key of --tls-cert (PEM).
+    #[arg(long, env = "PORTCULLIS_TLS_KEY", value_name = "FILE")]
+    tls_key: Option<std::path::PathBuf>,
+    /// CA certificates (PEM) that an https:// upstream is verified against, instead of the system's roots.
+    #[arg(long, env = "PORTCULLIS_UPSTREAM_CA", value_name = "FILE")]
+    upstream_ca: Option<std::path::PathBuf>,
 }
 
 /// `nginx`, `caddy` or `traefik`; clap lists the choices when the value is missing or unknown.
@@ -88,6 +99,15 @@ fn config(args: &ServeArgs) -> Result<Config, Error> {
     }
     if let Some(workers) = args.workers {
         config.workers = workers;
+    }
+    if args.tls_cert.is_some() {
+        config.tls_cert.clone_from(&args.tls_cert);
+    }
+    if args.tls_key.is_some() {
+        config.tls_key.clone_from(&args.tls_key);
+    }
+    if args.upstream_ca.is_some() {
+        config.upstream_ca.clone_from(&args.upstream_ca);
     }
     match (&args.issuer, args.audiences.is_empty()) {
         (Some(issuer), false) => {
@@ -152,11 +172,12 @@ fn serve(args: ServeArgs) -> Result<(), Error> {
         } else {
             "/healthz, /ready, /metrics"
         };
+        let scheme = if config.tls_cert.is_some() { "https" } else { "http" };
         let gateway = Gateway::new(config).map_err(|e| match &args.config {
             Some(path) => Error::file(path, e),
             None => Error::UsageBecause(e.into()),
         })?;
-        println!("portcullis gateway listening on http://{address} ({mode}, {threads})");
+        println!("portcullis gateway listening on {scheme}://{address} ({mode}, {threads})");
         if let Some(admin) = &admin {
             let admin = admin.local_addr().map_err(|e| Error::listen("the admin address", "", e))?;
             println!("admin listening on http://{admin} ({admin_paths})");
@@ -198,8 +219,8 @@ fn serving_runtime(workers: usize) -> std::io::Result<tokio::runtime::Runtime> {
     builder.enable_all().build()
 }
 
-/// On every SIGHUP, re-reads the file, applies the same flags and replaces the gateway's policy; an invalid file
-/// keeps the running one, and the log says why.
+/// On every SIGHUP, re-reads the file, applies the same flags and replaces the gateway's policy, certificate and
+/// key; an invalid file or TLS pair keeps the running ones, and the log says why.
 #[cfg(unix)]
 fn reload_on_hangup(gateway: Gateway, args: ServeArgs) {
     use tokio::signal::unix::{SignalKind, signal};
@@ -209,12 +230,18 @@ fn reload_on_hangup(gateway: Gateway, args: ServeArgs) {
     };
     tokio::spawn(async move {
         while hangups.recv().await.is_some() {
-            match config(&args).and_then(|config| gateway.reload(config).map_err(|e| Error::UsageBecause(e.into()))) {
-                Ok(reloaded) => tracing::info!(
+            let reloaded = config(&args).and_then(|config| {
+                let certificate = config.tls_cert.as_ref().map(|path| path.display().to_string());
+                let reloaded = gateway.reload(config).map_err(|e| Error::UsageBecause(e.into()))?;
+                Ok((reloaded, certificate))
+            });
+            match reloaded {
+                Ok((reloaded, certificate)) => tracing::info!(
                     target: "portcullis::gateway",
                     routes = reloaded.routes,
                     issuers = reloaded.issuers,
                     new_key_sets = reloaded.new_key_sets,
+                    tls_cert = certificate.as_deref(),
                     "configuration reloaded"
                 ),
                 Err(why) => tracing::error!(

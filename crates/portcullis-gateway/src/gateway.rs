@@ -1,12 +1,14 @@
 //! The gateway: the policy in force, replaceable at run time ([`Gateway::reload`]), and the issuers' key sets,
 //! kept across reloads. A [`Policy`] is one configuration compiled for deciding.
 
-use crate::config::{Config, ConfigError, RouteConfig};
+use crate::config::{Config, ConfigError, Mode, RouteConfig};
 use crate::decide::{Decided, Decision, Denial};
 use crate::headers::{ManagedHeaders, TrustedProxies};
 use crate::observe::{Observer, Outcome};
 use crate::policy::{Access, RouteTable};
+use crate::proxy::UpstreamClient;
 use crate::request::CanonicalRequest;
+use crate::tls::ListenerTls;
 use arc_swap::ArcSwap;
 use http::{HeaderMap, HeaderName};
 use portcullis::remote::{KeyLocation, RemoteKeySet, RemoteOptions};
@@ -31,6 +33,8 @@ struct Shared {
     refreshing: AtomicBool,
     /// The one clock of the gateway: its verifiers' claim checks, its key sets' refresh timing, its pages.
     clock: Arc<dyn Clock>,
+    /// The listener's certificate and key, when it speaks HTTPS; each reload reads them anew.
+    tls: Option<Arc<ListenerTls>>,
 }
 
 /// One configuration, compiled: verifier, routes, header mappings, answers and the observer.
@@ -48,6 +52,9 @@ pub(crate) struct Policy {
     /// What a request no route matches needs when `unmatched = "authenticated"`.
     pub(crate) unmatched_access: Access,
     pub(crate) trusted_proxies: TrustedProxies,
+    /// The client forwarding allowed requests (proxy mode): built with the policy, so that a reload reads
+    /// `upstream_ca` (or the system's roots) anew.
+    pub(crate) upstream: Option<UpstreamClient>,
     observer: Observer,
 }
 
@@ -73,6 +80,7 @@ impl Gateway {
     /// [`ManualClock`](portcullis::clock::ManualClock)).
     pub fn with_clock(config: Config, clock: Arc<dyn Clock>) -> Result<Self, ConfigError> {
         let tally = Arc::new(Tally::default());
+        let tls = crate::tls::listener_config(&config)?.map(|tls| Arc::new(ListenerTls::new(tls)));
         let (policy, key_sets, _) = Policy::build(config, &[], Arc::clone(&tally), &clock)?;
         Ok(Self {
             shared: Arc::new(Shared {
@@ -81,15 +89,19 @@ impl Gateway {
                 key_sets: Mutex::new(key_sets),
                 refreshing: AtomicBool::new(false),
                 clock,
+                tls,
             }),
         })
     }
 
     /// Replaces the policy in force with `config`. Requests already deciding finish under the old policy. Key
-    /// sets of unchanged JWKS locations are kept (no refetch); new ones start loading at once.
+    /// sets of unchanged JWKS locations are kept (no refetch); new ones start loading at once. The listener's
+    /// certificate and key (`tls_cert`, `tls_key`) and the upstream's trusted roots are read anew: new
+    /// connections use them, open ones keep theirs.
     ///
-    /// Fails, keeping the running policy, when `config` is invalid or changes what only a restart can change
-    /// (`listen`, `admin_listen`, `admin_pages`, `forward_auth`, `log_format`, `workers`, `limits`).
+    /// Fails, keeping the running policy and certificate, when `config` is invalid (its TLS files included) or
+    /// changes what only a restart can change (`listen`, `admin_listen`, `admin_pages`, `forward_auth`,
+    /// `log_format`, `workers`, `limits`, and turning the listener's TLS on or off).
     pub fn reload(&self, config: Config) -> Result<Reloaded, ConfigError> {
         let running = self.config();
         for (key, changed) in [
@@ -100,6 +112,7 @@ impl Gateway {
             ("log_format", config.log_format != running.log_format),
             ("workers", config.workers != running.workers),
             ("limits", config.limits != running.limits),
+            ("tls_cert", config.tls_cert.is_some() != running.tls_cert.is_some()),
         ] {
             if changed {
                 return Err(ConfigError {
@@ -109,6 +122,7 @@ impl Gateway {
                 });
             }
         }
+        let tls = crate::tls::listener_config(&config)?;
         let mut key_sets = self.shared.key_sets.lock().unwrap_or_else(PoisonError::into_inner);
         let (policy, kept, created) =
             Policy::build(config, &key_sets, Arc::clone(&self.shared.tally), &self.shared.clock)?;
@@ -124,6 +138,9 @@ impl Gateway {
         };
         self.shared.policy.store(Arc::new(policy));
         *key_sets = kept;
+        if let (Some(running), Some(tls)) = (&self.shared.tls, tls) {
+            running.replace(tls);
+        }
         Ok(reloaded)
     }
 
@@ -153,6 +170,11 @@ impl Gateway {
         key_sets.iter().find(|(known, _)| known == location).map(|(_, keys)| keys.clone())
     }
 
+    /// The listener's TLS settings, when it speaks HTTPS.
+    pub(crate) fn listener_tls(&self) -> Option<Arc<ListenerTls>> {
+        self.shared.tls.clone()
+    }
+
     /// The gateway's clock.
     pub(crate) fn clock(&self) -> &Arc<dyn Clock> {
         &self.shared.clock
@@ -180,6 +202,10 @@ impl Policy {
         clock: &Arc<dyn Clock>,
     ) -> Result<(Self, Vec<(KeyLocation, RemoteKeySet)>, Vec<RemoteKeySet>), ConfigError> {
         config.check()?;
+        let upstream = match config.mode() {
+            Mode::Proxy => Some(crate::proxy::upstream_client(crate::tls::upstream_config(&config)?)),
+            Mode::ForwardAuth(_) => None,
+        };
         let mut builder = Verifier::builder()
             .clock(Arc::clone(clock))
             .max_token_len(config.limits.max_token_bytes)
@@ -247,6 +273,7 @@ impl Policy {
             routes,
             unmatched_access,
             trusted_proxies,
+            upstream,
             observer,
         };
         Ok((policy, used, created))

@@ -22,6 +22,7 @@ mod proxy;
 mod render;
 mod request;
 mod request_id;
+mod tls;
 
 pub use canonical::{CanonicalPath, PathError};
 pub use config::{Config, ConfigError, FrontProxy, IssuerConfig, Limits, LogFormat, Mode, RouteConfig, Unmatched};
@@ -42,7 +43,6 @@ pub mod __internals {
 
 use axum::Router;
 use axum::routing::{any, get};
-use hyper_util::rt::TokioExecutor;
 use std::future::Future;
 
 /// The main listener's routes for `gateway`.
@@ -50,11 +50,7 @@ pub fn router(gateway: Gateway) -> Router {
     match gateway.config().mode() {
         Mode::ForwardAuth(_) => Router::new().fallback(any(forward_auth::handler)).with_state(gateway),
         Mode::Proxy => {
-            // Requests and streamed response chunks go out at once (no Nagle delay on either side).
-            let mut connector = hyper_util::client::legacy::connect::HttpConnector::new();
-            connector.set_nodelay(true);
-            let client = hyper_util::client::legacy::Client::builder(TokioExecutor::new()).build(connector);
-            let state = proxy::ProxyState { gateway, client };
+            let state = proxy::ProxyState { gateway };
             Router::new().fallback(any(proxy::proxy)).with_state(state)
         }
     }
@@ -109,6 +105,8 @@ pub fn admin_router(gateway: Gateway) -> Router {
 
 /// Serves the gateway (and its admin listener) until `shutdown` completes; in-flight requests finish. Both
 /// listeners apply the configuration's [`Limits`] (header size and count, header read timeout, connections).
+/// With `tls_cert` and `tls_key` the main listener speaks HTTPS only (TLS 1.2 and 1.3), with the pair of the
+/// latest [`Gateway::reload`]; the admin listener stays plain HTTP, for loopback or a private network.
 pub async fn serve(
     gateway: Gateway,
     listener: tokio::net::TcpListener,
@@ -140,10 +138,11 @@ pub async fn serve(
             let stopped = async move {
                 let _ = stopped.changed().await;
             };
-            let _ = listener::serve(admin, app, &limits, stopped).await;
+            let _ = listener::serve(admin, app, &limits, None, stopped).await;
         });
     }
-    let result = listener::serve(listener, router(gateway), &limits, shutdown).await;
+    let tls = gateway.listener_tls();
+    let result = listener::serve(listener, router(gateway), &limits, tls, shutdown).await;
     let _ = stop.send(true);
     result
 }

@@ -11,14 +11,38 @@ use axum::extract::{ConnectInfo, Request, State};
 use axum::response::Response;
 use http::header::{AUTHORIZATION, CONNECTION, COOKIE, HOST, UPGRADE};
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode, Uri};
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use std::net::SocketAddr;
 use std::time::Duration;
 
-/// The upstream HTTP client.
-pub(crate) type UpstreamClient = Client<HttpConnector, Body>;
+/// The upstream client: HTTP/1.1 over plain TCP (`http://`) or TLS (`https://`).
+pub(crate) type UpstreamClient = Client<HttpsConnector<HttpConnector>, Body>;
+
+/// The upstream client, speaking TLS with `tls` to `https://` upstreams. The certificate is verified against
+/// `tls`'s roots for the name in the upstream URL (also sent as SNI); a failure is a connection error (502).
+pub(crate) fn upstream_client(tls: rustls::ClientConfig) -> UpstreamClient {
+    let mut connector = HttpConnector::new();
+    // Requests and streamed response chunks go out at once (no Nagle delay on either side).
+    connector.set_nodelay(true);
+    // The scheme is the TLS layer's to check: plain TCP for http://, TLS for https://.
+    connector.enforce_http(false);
+    Client::builder(TokioExecutor::new()).build(HttpsConnector::from((connector, tls)))
+}
+
+/// An error and its causes, `outer: inner: …` (the client's own message alone says only "client error").
+fn causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
 
 /// Hop-by-hop headers (RFC 9110 §7.6.1), never forwarded.
 const HOP_BY_HOP: [&str; 8] = [
@@ -52,7 +76,6 @@ fn remove_hop_by_hop(headers: &mut HeaderMap) {
 #[derive(Clone)]
 pub(crate) struct ProxyState {
     pub gateway: Gateway,
-    pub client: UpstreamClient,
 }
 
 /// Whether the client asks to switch to WebSocket (`Connection: upgrade` and exactly `Upgrade: websocket`). Any
@@ -169,7 +192,8 @@ pub(crate) async fn proxy(
     if let Some(chain) = forwarded_for {
         headers.insert("x-forwarded-for", chain);
     }
-    headers.insert("x-forwarded-proto", HeaderValue::from_static("http"));
+    let scheme = if policy.config.tls_cert.is_some() { "https" } else { "http" };
+    headers.insert("x-forwarded-proto", HeaderValue::from_static(scheme));
     if let Some(host) = host {
         headers.insert("x-forwarded-host", host);
     }
@@ -181,15 +205,20 @@ pub(crate) async fn proxy(
     // The upstream is spoken to over HTTP/1.1 whatever the client used (HTTP/2 included).
     parts.version = http::Version::HTTP_11;
     let timeout = Duration::from_secs(policy.config.upstream_timeout_secs);
+    let Some(client) = policy.upstream.clone() else {
+        return with_request_id(crate::render::upstream_failure(UpstreamFailure::Unreachable), request_id);
+    };
     drop(policy);
     let upgrade = websocket.then(|| HeaderValue::from_static("websocket"));
-    let response = match tokio::time::timeout(timeout, state.client.request(Request::from_parts(parts, body))).await {
+    let response = match tokio::time::timeout(timeout, client.request(Request::from_parts(parts, body))).await {
         Err(_) => {
             let failure = UpstreamFailure::Timeout;
             tracing::warn!(target: "portcullis::gateway", request_id = ?request_id, reason = failure.reason(), "upstream timed out");
             crate::render::upstream_failure(failure)
         }
         Ok(Err(error)) => {
+            // The causes say why: refused, reset, or the upstream's certificate (untrusted, wrong name, expired).
+            let error = causes(&error);
             let failure = UpstreamFailure::Unreachable;
             tracing::warn!(target: "portcullis::gateway", request_id = ?request_id, reason = failure.reason(), %error, "upstream unavailable");
             crate::render::upstream_failure(failure)
