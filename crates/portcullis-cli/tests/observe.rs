@@ -94,7 +94,7 @@ async fn get_json(url: &str) -> Value {
 }
 
 /// Every metric family the gateway exposes, with its Prometheus type.
-const FAMILIES: [(&str, &str); 8] = [
+const FAMILIES: [(&str, &str); 9] = [
     ("portcullis_gateway_requests_total", "counter"),
     ("portcullis_gateway_decision_seconds", "summary"),
     ("portcullis_jwks_fetches_total", "counter"),
@@ -103,6 +103,7 @@ const FAMILIES: [(&str, &str); 8] = [
     ("portcullis_jwks_ready", "gauge"),
     ("portcullis_jwks_last_success_timestamp_seconds", "gauge"),
     ("portcullis_jwks_key_set_age_seconds", "gauge"),
+    ("portcullis_token_cache_lookups_total", "counter"),
 ];
 
 /// One key set's series as the metrics show them.
@@ -188,6 +189,9 @@ async fn every_metric_is_there_from_the_first_scrape_with_the_status_pages_count
         None
     );
     assert_eq!(value(&first, "portcullis_gateway_decision_seconds_count", &[]), 0.0);
+    for result in ["hit", "miss"] {
+        assert_eq!(value(&first, "portcullis_token_cache_lookups_total", &[("result", result)]), 0.0, "{result}");
+    }
     let unreachable = key_set_series(&first, &bad_jwks);
     assert_eq!((unreachable.successes, unreachable.keys, unreachable.ready), (0.0, 0.0, 0.0));
     key_set_series(&first, &good);

@@ -154,7 +154,8 @@ impl Gateway {
     }
 
     /// Sets every series the gateway knows in advance to its current value: each key set's state (keys, fetches
-    /// by outcome, age, readiness) and each route's request counters (0 until a request counts). The admin
+    /// by outcome, age, readiness), the token cache's lookups and each route's request counters (0 until a
+    /// request counts). The admin
     /// listener's `/metrics` calls it before rendering.
     pub(crate) fn publish_metrics(&self) {
         let key_sets: Vec<RemoteKeySet> = {
@@ -164,7 +165,9 @@ impl Gateway {
         for keys in key_sets {
             keys.publish_metrics();
         }
-        self.policy().observer.publish();
+        let policy = self.policy();
+        policy.verifier.publish_metrics();
+        policy.observer.publish();
     }
 
     /// The gateway's clock.
