@@ -4,7 +4,7 @@
 use crate::config::{Config, ConfigError, Mode, RouteConfig};
 use crate::decide::{Decided, Decision, Denial};
 use crate::headers::{ManagedHeaders, TrustedProxies};
-use crate::observe::{Observer, Outcome};
+use crate::observe::{Observer, Outcome, RouteSeries};
 use crate::policy::{Access, RouteTable};
 use crate::proxy::UpstreamClient;
 use crate::request::CanonicalRequest;
@@ -175,6 +175,23 @@ impl Gateway {
         self.shared.tls.clone()
     }
 
+    /// Sets every series the gateway knows in advance to its current value: each key set's state (keys, fetches
+    /// by outcome, age, readiness), the token cache's lookups and each route's request counters (0 until a
+    /// request counts). The admin
+    /// listener's `/metrics` calls it before rendering.
+    pub(crate) fn publish_metrics(&self) {
+        let key_sets: Vec<RemoteKeySet> = {
+            let key_sets = self.shared.key_sets.lock().unwrap_or_else(PoisonError::into_inner);
+            key_sets.iter().map(|(_, keys)| keys.clone()).collect()
+        };
+        for keys in key_sets {
+            keys.publish_metrics();
+        }
+        let policy = self.policy();
+        policy.verifier.publish_metrics();
+        policy.observer.publish();
+    }
+
     /// The gateway's clock.
     pub(crate) fn clock(&self) -> &Arc<dyn Clock> {
         &self.shared.clock
@@ -259,7 +276,16 @@ impl Policy {
             location: None,
             message,
         })?;
-        let observer = Observer::new(config.routes.len(), tally);
+        let series = (0..config.routes.len())
+            .map(|index| {
+                let route = routes.get(index);
+                let needs_token =
+                    matches!(route.kind, crate::policy::RouteKind::Resource { access: Access::Token { .. }, .. });
+                RouteSeries::new(route.name.clone(), needs_token)
+            })
+            .collect();
+        let unmatched_needs_token = config.unmatched == crate::config::Unmatched::Authenticated;
+        let observer = Observer::new(series, unmatched_needs_token, tally);
         let trusted_proxies = TrustedProxies::new(&config.trusted_proxies);
         let unmatched_access = Access::Token { rule: None, issuers: Vec::new(), audiences: Vec::new() };
         let config = Arc::new(config);

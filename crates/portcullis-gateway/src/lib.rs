@@ -57,12 +57,46 @@ pub fn router(gateway: Gateway) -> Router {
 }
 
 /// Installs the process-wide Prometheus recorder (once; later calls return the same handle). Every portcullis
-/// metric — gateway requests and decision latency, JWKS fetches, keys loaded, limiter refusals, token-cache hits —
-/// is then rendered by `/metrics`.
+/// metric — gateway requests and decision latency, JWKS fetches, keys loaded, key set age and readiness, limiter
+/// refusals, token-cache hits — is then rendered by `/metrics`, each family with its `# HELP` line.
 pub fn install_metrics() -> Option<metrics_exporter_prometheus::PrometheusHandle> {
     static HANDLE: std::sync::OnceLock<Option<metrics_exporter_prometheus::PrometheusHandle>> =
         std::sync::OnceLock::new();
-    HANDLE.get_or_init(|| metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder().ok()).clone()
+    HANDLE
+        .get_or_init(|| {
+            let handle = metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder().ok()?;
+            describe_metrics();
+            Some(handle)
+        })
+        .clone()
+}
+
+/// The `# HELP` text of every metric family portcullis emits.
+fn describe_metrics() {
+    use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
+    describe_counter!(
+        "portcullis_gateway_requests_total",
+        "Requests decided, by route, outcome (allowed, denied) and reason code"
+    );
+    describe_histogram!("portcullis_gateway_decision_seconds", Unit::Seconds, "Time to decide about one request");
+    describe_counter!("portcullis_jwks_fetches_total", "Key set fetch attempts, by source and outcome");
+    describe_counter!(
+        "portcullis_jwks_refetch_limited_total",
+        "Key set fetches refused by the unknown-kid cooldown or the token bucket"
+    );
+    describe_gauge!("portcullis_jwks_keys", "Usable keys in the key set held (0 before the first successful fetch)");
+    describe_gauge!("portcullis_jwks_ready", "1 while a usable key set is held, else 0");
+    describe_gauge!(
+        "portcullis_jwks_last_success_timestamp_seconds",
+        Unit::Seconds,
+        "When the key set held was fetched (Unix time; 0 before the first successful fetch)"
+    );
+    describe_gauge!(
+        "portcullis_jwks_key_set_age_seconds",
+        Unit::Seconds,
+        "Seconds since the key set held was fetched (NaN before the first successful fetch)"
+    );
+    describe_counter!("portcullis_token_cache_lookups_total", "Token cache lookups, by result (hit, miss)");
 }
 
 /// The admin listener's routes: `/healthz` (alive), `/ready` (every issuer has keys), `/metrics` (Prometheus
@@ -78,11 +112,15 @@ pub fn admin_router(gateway: Gateway) -> Router {
     Router::new()
         .route(
             "/metrics",
-            get(move || {
+            get(move |axum::extract::State(gateway): axum::extract::State<Gateway>| {
                 let handle = handle.clone();
                 async move {
                     match handle {
-                        Some(handle) => (http::StatusCode::OK, handle.render()),
+                        Some(handle) => {
+                            // Every series known in advance, at its value now: present from the first scrape.
+                            gateway.publish_metrics();
+                            (http::StatusCode::OK, handle.render())
+                        }
                         None => (http::StatusCode::NOT_FOUND, "metrics recorder not installed".to_owned()),
                     }
                 }

@@ -6,6 +6,8 @@
 //! (`{"error","reason","message"}`, `application/json`, `no-store`): `error` is the class (the OAuth error code
 //! for credentials, else the status's name such as `not_found` or `bad_gateway`), `reason` the stable code, and
 //! `message` words that never echo the request or name an internal address.
+//!
+//! Nothing here logs: the observer has logged each refusal once, with its reason, before it is rendered.
 
 use crate::config::FrontProxy;
 use crate::decide::Denial;
@@ -21,7 +23,7 @@ pub(crate) fn refusal(policy: &Policy, denial: &Denial, front: Option<FrontProxy
         return nginx_refusal(policy, denial);
     }
     match denial {
-        Denial::Token(error) => policy.answer.respond(error.clone()),
+        Denial::Token(error) => token_refusal(policy, error),
         Denial::MethodNotAllowed(allow) => {
             let mut response = plain(denial.status(), denial);
             let listed = allow.iter().map(http::Method::as_str).collect::<Vec<_>>().join(", ");
@@ -39,21 +41,25 @@ fn nginx_refusal(policy: &Policy, denial: &Denial) -> Response {
         return plain(StatusCode::FORBIDDEN, denial);
     };
     match error.http_status() {
-        401 | 403 => policy.answer.respond(error.clone()),
+        401 | 403 => token_refusal(policy, error),
         503 => {
-            tracing::error!(target: "portcullis::gateway", "forward-auth: keys unavailable, answering 401");
             let said = Error::new(Reason::TokenMalformed, "keys unavailable: tokens cannot be verified right now");
-            let mut response = policy.answer.respond(said);
+            let mut response = token_refusal(policy, &said);
             *response.status_mut() = StatusCode::UNAUTHORIZED;
             response
         }
         // Malformed credentials (400 invalid_request) become a 401 that keeps the invalid_request challenge.
         _ => {
-            let mut response = policy.answer.respond(error.clone());
+            let mut response = token_refusal(policy, error);
             *response.status_mut() = StatusCode::UNAUTHORIZED;
             response
         }
     }
+}
+
+/// The RFC 6750 answer to a token refusal, in the realm of `policy` (not logged again).
+fn token_refusal(policy: &Policy, error: &Error) -> Response {
+    portcullis_axum::default_response(error, policy.answer.realm())
 }
 
 /// A refusal that is not about credentials: the status, and the JSON body with the reason code.
