@@ -7,11 +7,13 @@ use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
 mod check_config;
+mod decode;
 mod demo;
 mod exit;
 mod explain;
 mod issuer_cmd;
 mod serve;
+mod startup;
 mod verify;
 
 pub use exit::{BoxError, Error, Exit};

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 
 /// The documented configuration template: every key, its default and what it does. It parses as a valid
 /// configuration (with its example issuer and upstream).
@@ -383,6 +384,16 @@ pub struct Config {
     /// Upstream timeout in seconds.
     #[serde(default = "default_timeout")]
     pub upstream_timeout_secs: u64,
+    /// CA certificates (PEM) that `https://` upstreams are verified against; when set, only these (not the
+    /// system's roots).
+    #[serde(default)]
+    pub upstream_ca: Option<PathBuf>,
+    /// The listener's certificate chain (PEM, leaf first); with `tls_key`, the listener speaks HTTPS only.
+    #[serde(default)]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key of `tls_cert` (PEM: PKCS#8, PKCS#1 or SEC1).
+    #[serde(default)]
+    pub tls_key: Option<PathBuf>,
     /// Realm of the challenges.
     #[serde(default = "default_realm")]
     pub realm: String,
@@ -465,7 +476,7 @@ pub struct ConfigError {
 }
 
 impl ConfigError {
-    fn at(key: impl Into<String>, message: impl Into<String>) -> Self {
+    pub(crate) fn at(key: impl Into<String>, message: impl Into<String>) -> Self {
         Self { key: key.into(), location: None, message: message.into() }
     }
 
@@ -532,6 +543,9 @@ impl Config {
             forward_auth: None,
             upstream: None,
             upstream_timeout_secs: default_timeout(),
+            upstream_ca: None,
+            tls_cert: None,
+            tls_key: None,
             realm: default_realm(),
             log_format: LogFormat::default(),
             workers: 0,
@@ -596,8 +610,12 @@ impl Config {
             let upstream = self.upstream.as_deref().ok_or_else(|| {
                 ConfigError::at("upstream", "proxy mode needs an upstream (--upstream or upstream = \"http://…\")")
             })?;
-            if !upstream.starts_with("http://") || upstream.parse::<http::Uri>().is_err() {
-                return Err(ConfigError::at("upstream", format!("must be an http:// URL, got {upstream:?}")));
+            let scheme = upstream.starts_with("http://") || upstream.starts_with("https://");
+            if !scheme || upstream.parse::<http::Uri>().is_err() {
+                return Err(ConfigError::at(
+                    "upstream",
+                    format!("must be an http:// or https:// URL, got {upstream:?}"),
+                ));
             }
         }
         if self.upstream_timeout_secs == 0 {
@@ -613,6 +631,7 @@ impl Config {
         for (i, route) in self.routes.iter().enumerate() {
             self.check_route(i, route)?;
         }
+        crate::tls::check(self)?;
         Ok(())
     }
 

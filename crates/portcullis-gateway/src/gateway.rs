@@ -1,14 +1,16 @@
 //! The gateway: the policy in force, replaceable at run time ([`Gateway::reload`]), and the issuers' key sets,
 //! kept across reloads. A [`Policy`] is one configuration compiled for deciding.
 
-use crate::config::{Config, ConfigError, RouteConfig};
+use crate::config::{Config, ConfigError, Mode, RouteConfig};
 use crate::decide::{Decided, Decision, Denial};
 use crate::headers::{ManagedHeaders, TrustedProxies};
 use crate::local_keys::LocalKeys;
-use crate::observe::{Observer, Outcome};
+use crate::observe::{Observer, Outcome, RouteSeries};
 use crate::options::RouteOptions;
 use crate::policy::{Access, RouteTable};
+use crate::proxy::UpstreamClient;
 use crate::request::CanonicalRequest;
+use crate::tls::ListenerTls;
 use arc_swap::ArcSwap;
 use http::{HeaderMap, HeaderName};
 use portcullis::remote::{KeyLocation, RemoteKeySet, RemoteOptions};
@@ -33,6 +35,8 @@ struct Shared {
     refreshing: AtomicBool,
     /// The one clock of the gateway: its verifiers' claim checks, its key sets' refresh timing, its pages.
     clock: Arc<dyn Clock>,
+    /// The listener's certificate and key, when it speaks HTTPS; each reload reads them anew.
+    tls: Option<Arc<ListenerTls>>,
 }
 
 /// One configuration, compiled: verifier, routes, header mappings, answers and the observer.
@@ -56,6 +60,9 @@ pub(crate) struct Policy {
     pub(crate) any_cors: bool,
     /// Issuers whose keys come from a local file, with those keys (status page).
     pub(crate) local_keys: Vec<(String, LocalKeys)>,
+    /// The client forwarding allowed requests (proxy mode): built with the policy, so that a reload reads
+    /// `upstream_ca` (or the system's roots) anew.
+    pub(crate) upstream: Option<UpstreamClient>,
     observer: Observer,
 }
 
@@ -81,6 +88,7 @@ impl Gateway {
     /// [`ManualClock`](portcullis::clock::ManualClock)).
     pub fn with_clock(config: Config, clock: Arc<dyn Clock>) -> Result<Self, ConfigError> {
         let tally = Arc::new(Tally::default());
+        let tls = crate::tls::listener_config(&config)?.map(|tls| Arc::new(ListenerTls::new(tls)));
         let (policy, key_sets, _) = Policy::build(config, &[], Arc::clone(&tally), &clock)?;
         Ok(Self {
             shared: Arc::new(Shared {
@@ -89,15 +97,19 @@ impl Gateway {
                 key_sets: Mutex::new(key_sets),
                 refreshing: AtomicBool::new(false),
                 clock,
+                tls,
             }),
         })
     }
 
     /// Replaces the policy in force with `config`. Requests already deciding finish under the old policy. Key
-    /// sets of unchanged JWKS locations are kept (no refetch); new ones start loading at once.
+    /// sets of unchanged JWKS locations are kept (no refetch); new ones start loading at once. The listener's
+    /// certificate and key (`tls_cert`, `tls_key`) and the upstream's trusted roots are read anew: new
+    /// connections use them, open ones keep theirs.
     ///
-    /// Fails, keeping the running policy, when `config` is invalid or changes what only a restart can change
-    /// (`listen`, `admin_listen`, `admin_pages`, `forward_auth`, `log_format`, `workers`, `limits`).
+    /// Fails, keeping the running policy and certificate, when `config` is invalid (its TLS files included) or
+    /// changes what only a restart can change (`listen`, `admin_listen`, `admin_pages`, `forward_auth`,
+    /// `log_format`, `workers`, `limits`, and turning the listener's TLS on or off).
     pub fn reload(&self, config: Config) -> Result<Reloaded, ConfigError> {
         let running = self.config();
         for (key, changed) in [
@@ -108,6 +120,7 @@ impl Gateway {
             ("log_format", config.log_format != running.log_format),
             ("workers", config.workers != running.workers),
             ("limits", config.limits != running.limits),
+            ("tls_cert", config.tls_cert.is_some() != running.tls_cert.is_some()),
         ] {
             if changed {
                 return Err(ConfigError {
@@ -117,6 +130,7 @@ impl Gateway {
                 });
             }
         }
+        let tls = crate::tls::listener_config(&config)?;
         let mut key_sets = self.shared.key_sets.lock().unwrap_or_else(PoisonError::into_inner);
         let (policy, kept, created) =
             Policy::build(config, &key_sets, Arc::clone(&self.shared.tally), &self.shared.clock)?;
@@ -132,6 +146,9 @@ impl Gateway {
         };
         self.shared.policy.store(Arc::new(policy));
         *key_sets = kept;
+        if let (Some(running), Some(tls)) = (&self.shared.tls, tls) {
+            running.replace(tls);
+        }
         Ok(reloaded)
     }
 
@@ -169,6 +186,31 @@ impl Gateway {
         }
     }
 
+    /// The listener's TLS settings, when it speaks HTTPS.
+    pub(crate) fn listener_tls(&self) -> Option<Arc<ListenerTls>> {
+        self.shared.tls.clone()
+    }
+
+    /// Sets every series the gateway knows in advance to its current value: each key set's state (keys, fetches
+    /// by outcome, age, readiness), the token cache's lookups and each route's request counters (0 until a
+    /// request counts). The admin
+    /// listener's `/metrics` calls it before rendering.
+    pub(crate) fn publish_metrics(&self) {
+        let key_sets: Vec<RemoteKeySet> = {
+            let key_sets = self.shared.key_sets.lock().unwrap_or_else(PoisonError::into_inner);
+            key_sets.iter().map(|(_, keys)| keys.clone()).collect()
+        };
+        for keys in key_sets {
+            keys.publish_metrics();
+        }
+        let policy = self.policy();
+        policy.verifier.publish_metrics();
+        policy.observer.publish();
+        for (_, keys) in &policy.local_keys {
+            keys.report();
+        }
+    }
+
     /// The gateway's clock.
     pub(crate) fn clock(&self) -> &Arc<dyn Clock> {
         &self.shared.clock
@@ -196,6 +238,10 @@ impl Policy {
         clock: &Arc<dyn Clock>,
     ) -> Result<(Self, Vec<(KeyLocation, RemoteKeySet)>, Vec<RemoteKeySet>), ConfigError> {
         config.check()?;
+        let upstream = match config.mode() {
+            Mode::Proxy => Some(crate::proxy::upstream_client(crate::tls::upstream_config(&config)?)),
+            Mode::ForwardAuth(_) => None,
+        };
         let mut builder = Verifier::builder()
             .clock(Arc::clone(clock))
             .max_token_len(config.limits.max_token_bytes)
@@ -263,7 +309,16 @@ impl Policy {
             location: None,
             message,
         })?;
-        let observer = Observer::new(config.routes.len(), tally);
+        let series = (0..config.routes.len())
+            .map(|index| {
+                let route = routes.get(index);
+                let needs_token =
+                    matches!(route.kind, crate::policy::RouteKind::Resource { access: Access::Token { .. }, .. });
+                RouteSeries::new(route.name.clone(), needs_token)
+            })
+            .collect();
+        let unmatched_needs_token = config.unmatched == crate::config::Unmatched::Authenticated;
+        let observer = Observer::new(series, unmatched_needs_token, tally);
         let trusted_proxies = TrustedProxies::new(&config.trusted_proxies);
         let unmatched_access = Access::Token { rule: None, issuers: Vec::new(), audiences: Vec::new() };
         let route_options: Vec<RouteOptions> = config.routes.iter().map(RouteOptions::new).collect();
@@ -282,6 +337,7 @@ impl Policy {
             route_options,
             any_cors,
             local_keys,
+            upstream,
             observer,
         };
         Ok((policy, used, created))

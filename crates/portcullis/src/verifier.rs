@@ -743,6 +743,17 @@ impl Verifier {
         }
     }
 
+    /// Registers the verifier's metric series at their current value, so that they exist before the first
+    /// token: `portcullis_token_cache_lookups_total{result}` (`hit`, `miss`) while the token cache is on. A
+    /// metrics endpoint calls it before rendering; without a `metrics` recorder it does nothing.
+    pub fn publish_metrics(&self) {
+        if self.cache.is_some() {
+            for result in ["hit", "miss"] {
+                metrics::counter!("portcullis_token_cache_lookups_total", "result" => result).increment(0);
+            }
+        }
+    }
+
     /// Entries in the verified-token cache (0 when it is off).
     pub fn cached_tokens(&self) -> u64 {
         self.cache.as_ref().map_or(0, TokenCache::len)
