@@ -75,6 +75,26 @@ impl Exit {
         }
     }
 
+    /// The `reason` that `verify --json` reports when the command fails before judging the token: one code per
+    /// status, stable for scripts. `None` for 0 and 1, whose JSON is the verdict about the token.
+    ///
+    /// ```
+    /// use portcullis_cli::Exit;
+    /// assert_eq!(Exit::Usage.failure_code(), Some("usage_error"));
+    /// assert_eq!(Exit::Unreachable.failure_code(), Some("keys_unreachable"));
+    /// assert_eq!(Exit::TokenInvalid.failure_code(), None);
+    /// ```
+    pub const fn failure_code(self) -> Option<&'static str> {
+        match self {
+            Exit::Success | Exit::TokenInvalid => None,
+            Exit::Usage => Some("usage_error"),
+            Exit::Config => Some("config_error"),
+            Exit::Unreachable => Some("keys_unreachable"),
+            Exit::CannotStart => Some("cannot_start"),
+            Exit::Failed => Some("failed"),
+        }
+    }
+
     /// The table `portcullis --help` ends with.
     pub fn help() -> String {
         let mut help = String::from("Exit status:\n");

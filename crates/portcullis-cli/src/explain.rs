@@ -55,7 +55,7 @@ pub(crate) fn readable(report: &Report) -> String {
     out
 }
 
-fn section(out: &mut String, title: &str, value: Option<&Map<String, Value>>) {
+pub(crate) fn section(out: &mut String, title: &str, value: Option<&Map<String, Value>>) {
     let _ = writeln!(out, "{title}");
     match value {
         Some(map) => {
@@ -69,7 +69,7 @@ fn section(out: &mut String, title: &str, value: Option<&Map<String, Value>>) {
 }
 
 /// Shows the NumericDate claims as UTC times.
-fn times(out: &mut String, claims: &Map<String, Value>) {
+pub(crate) fn times(out: &mut String, claims: &Map<String, Value>) {
     for name in ["iat", "nbf", "exp"] {
         let Some(secs) = claims.get(name).and_then(Value::as_f64) else {
             continue;

@@ -28,6 +28,25 @@ pub(crate) struct GatewayArgs {
     /// The issuer's JWKS URL (default: discovery).
     #[arg(long, env = "PORTCULLIS_JWKS_URI", value_name = "URL")]
     jwks_uri: Option<String>,
+    /// Clock-skew allowance in seconds for the --issuer's tokens (default 60, at most a week).
+    #[arg(long, env = "PORTCULLIS_LEEWAY_SECS", value_name = "SECS", requires = "issuer")]
+    leeway_secs: Option<u64>,
+    /// Refuse the --issuer's tokens issued longer ago than this (makes iat required).
+    #[arg(long, env = "PORTCULLIS_MAX_TOKEN_AGE_SECS", value_name = "SECS", requires = "issuer")]
+    max_token_age_secs: Option<u64>,
+    /// The header typ the --issuer's tokens must carry: at+jwt or jwt.
+    #[arg(long, env = "PORTCULLIS_TYP", value_name = "TYP", requires = "issuer")]
+    typ: Option<String>,
+    /// Algorithms accepted in the --issuer's tokens (e.g. RS256); may repeat (comma-separated in the
+    /// environment). Default: the algorithm each key declares.
+    #[arg(
+        long = "algorithm",
+        env = "PORTCULLIS_ALGORITHMS",
+        value_name = "ALG",
+        value_delimiter = ',',
+        requires = "issuer"
+    )]
+    algorithms: Vec<String>,
     /// Answer as the forward-auth endpoint of this proxy in front (nginx auth_request, Caddy forward_auth,
     /// Traefik ForwardAuth); only that proxy's description of the request is read.
     #[arg(long, env = "PORTCULLIS_FORWARD_AUTH", value_name = "PROXY", value_parser = front_proxy_parser())]
@@ -41,6 +60,16 @@ pub(crate) struct GatewayArgs {
     /// Threads serving requests (0: one per CPU the process may run on; 1: single-threaded).
     #[arg(long, env = "PORTCULLIS_WORKERS", value_name = "N")]
     workers: Option<usize>,
+    /// The listener's certificate chain (PEM, leaf first); with --tls-key the listener speaks HTTPS only. Both
+    /// files are read again on SIGHUP.
+    #[arg(long, env = "PORTCULLIS_TLS_CERT", value_name = "FILE")]
+    tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM).
+    #[arg(long, env = "PORTCULLIS_TLS_KEY", value_name = "FILE")]
+    tls_key: Option<PathBuf>,
+    /// CA certificates (PEM) that an https:// upstream is verified against, instead of the system's roots.
+    #[arg(long, env = "PORTCULLIS_UPSTREAM_CA", value_name = "FILE")]
+    upstream_ca: Option<PathBuf>,
 }
 
 /// `nginx`, `caddy` or `traefik`; clap lists the choices when the value is missing or unknown.
@@ -103,11 +132,23 @@ fn complete(args: &GatewayArgs, config: &mut Config) {
     if let Some(workers) = args.workers {
         config.workers = workers;
     }
+    if args.tls_cert.is_some() {
+        config.tls_cert.clone_from(&args.tls_cert);
+    }
+    if args.tls_key.is_some() {
+        config.tls_key.clone_from(&args.tls_key);
+    }
+    if args.upstream_ca.is_some() {
+        config.upstream_ca.clone_from(&args.upstream_ca);
+    }
     if let Some(issuer) = &args.issuer {
         config.issuers.retain(|known| &known.issuer != issuer);
-        config
-            .issuers
-            .push(IssuerConfig::new(issuer.clone(), args.audiences.clone()).with_jwks_uri(args.jwks_uri.clone()));
+        let mut entry = IssuerConfig::new(issuer.clone(), args.audiences.clone()).with_jwks_uri(args.jwks_uri.clone());
+        entry.leeway_secs = args.leeway_secs;
+        entry.max_token_age_secs = args.max_token_age_secs;
+        entry.typ.clone_from(&args.typ);
+        entry.algorithms.clone_from(&args.algorithms);
+        config.issuers.push(entry);
     }
 }
 

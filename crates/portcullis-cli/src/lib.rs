@@ -7,12 +7,14 @@ use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
 mod check_config;
+mod decode;
 mod demo;
 mod exit;
 mod explain;
 mod gateway_args;
 mod issuer_cmd;
 mod serve;
+mod startup;
 mod verify;
 
 pub use exit::{BoxError, Error, Exit};

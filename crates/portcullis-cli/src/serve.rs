@@ -1,4 +1,5 @@
-//! `portcullis serve`: the gateway, from a config file, flags, or both (flags win); SIGHUP reloads the file.
+//! `portcullis serve`: the gateway, from a config file, flags, or both (flags win); SIGHUP reloads the file and
+//! the listener's certificate and key.
 
 use crate::gateway_args::{GatewayArgs, config};
 use crate::{Error, Exit};
@@ -11,14 +12,23 @@ pub(crate) struct ServeArgs {
     gateway: GatewayArgs,
 }
 
+/// Logs to stderr in `format`, coloured only when stderr is a terminal and `NO_COLOR` is unset or empty.
 fn init_logs(format: LogFormat) {
+    use std::io::IsTerminal;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let logs = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let colour = colour_logs(std::io::stderr().is_terminal(), std::env::var_os("NO_COLOR").as_deref());
+    let logs = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(colour);
     let _ = match format {
         LogFormat::Json => logs.json().flatten_event(true).try_init(),
         _ => logs.try_init(),
     };
+}
+
+/// Whether logs get ANSI colours: only on a terminal, and never when `NO_COLOR` is set to anything but the empty
+/// string (<https://no-color.org>).
+fn colour_logs(terminal: bool, no_color: Option<&std::ffi::OsStr>) -> bool {
+    terminal && no_color.is_none_or(std::ffi::OsStr::is_empty)
 }
 
 pub(crate) fn run(args: ServeArgs) -> Exit {
@@ -59,14 +69,19 @@ fn serve(args: ServeArgs) -> Result<(), Error> {
         } else {
             "/healthz, /ready, /metrics"
         };
+        let scheme = if config.tls_cert.is_some() { "https" } else { "http" };
+        let policy = crate::startup::policy_lines(&config);
         let gateway = Gateway::new(config).map_err(|e| match &args.gateway.config {
             Some(path) => Error::file(path, e),
             None => Error::UsageBecause(e.into()),
         })?;
-        println!("portcullis gateway listening on http://{address} ({mode}, {threads})");
+        println!("portcullis gateway listening on {scheme}://{address} ({mode}, {threads})");
         if let Some(admin) = &admin {
             let admin = admin.local_addr().map_err(|e| Error::listen("the admin address", "", e))?;
             println!("admin listening on http://{admin} ({admin_paths})");
+        }
+        for line in policy {
+            tracing::info!(target: "portcullis::gateway", "{line}");
         }
         reload_on_hangup(gateway.clone(), args);
         portcullis_gateway::serve(gateway, listener, admin, shutdown_signal())
@@ -84,8 +99,10 @@ fn raise_open_files_limit(max_connections: usize) {
         Ok(limit) if limit < wanted => tracing::warn!(
             target: "portcullis::gateway",
             open_files = limit,
+            needed = wanted,
             max_connections,
-            "the open-files limit is below what limits.max_connections needs; raise it (ulimit -n, LimitNOFILE)"
+            "open-files limit {limit} is below the {wanted} that limits.max_connections = {max_connections} needs; \
+             raise it (ulimit -n, LimitNOFILE) or lower limits.max_connections"
         ),
         Ok(_) => {}
         Err(error) => tracing::warn!(target: "portcullis::gateway", %error, "cannot read the open-files limit"),
@@ -105,8 +122,8 @@ fn serving_runtime(workers: usize) -> std::io::Result<tokio::runtime::Runtime> {
     builder.enable_all().build()
 }
 
-/// On every SIGHUP, re-reads the file, applies the same flags and replaces the gateway's policy; an invalid file
-/// keeps the running one, and the log says why.
+/// On every SIGHUP, re-reads the file, applies the same flags and replaces the gateway's policy, certificate and
+/// key; an invalid file or TLS pair keeps the running ones, and the log says why.
 #[cfg(unix)]
 fn reload_on_hangup(gateway: Gateway, args: ServeArgs) {
     use tokio::signal::unix::{SignalKind, signal};
@@ -116,14 +133,18 @@ fn reload_on_hangup(gateway: Gateway, args: ServeArgs) {
     };
     tokio::spawn(async move {
         while hangups.recv().await.is_some() {
-            match config(&args.gateway)
-                .and_then(|config| gateway.reload(config).map_err(|e| Error::UsageBecause(e.into())))
-            {
-                Ok(reloaded) => tracing::info!(
+            let reloaded = config(&args.gateway).and_then(|config| {
+                let certificate = config.tls_cert.as_ref().map(|path| path.display().to_string());
+                let reloaded = gateway.reload(config).map_err(|e| Error::UsageBecause(e.into()))?;
+                Ok((reloaded, certificate))
+            });
+            match reloaded {
+                Ok((reloaded, certificate)) => tracing::info!(
                     target: "portcullis::gateway",
                     routes = reloaded.routes,
                     issuers = reloaded.issuers,
                     new_key_sets = reloaded.new_key_sets,
+                    tls_cert = certificate.as_deref(),
                     "configuration reloaded"
                 ),
                 Err(why) => tracing::error!(
@@ -160,4 +181,19 @@ async fn shutdown_signal() {
         () = terminate => {},
     }
     tracing::info!(target: "portcullis::gateway", "shutting down: no new connections, finishing requests in flight");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::colour_logs;
+    use std::ffi::OsStr;
+
+    #[test]
+    fn colour_only_on_a_terminal_without_no_color() {
+        assert!(colour_logs(true, None));
+        assert!(colour_logs(true, Some(OsStr::new(""))));
+        assert!(!colour_logs(true, Some(OsStr::new("1"))));
+        assert!(!colour_logs(false, None));
+        assert!(!colour_logs(false, Some(OsStr::new(""))));
+    }
 }

@@ -16,16 +16,19 @@ const MAX_STDIN: u64 = 64 * 1024;
 #[derive(Debug, Args)]
 pub(crate) struct VerifyArgs {
     /// The key set: a JWKS file, or an http(s) URL to fetch it from.
-    #[arg(long, value_name = "FILE|URL", required_unless_present = "discover", conflicts_with = "discover")]
+    #[arg(long, value_name = "FILE|URL", conflicts_with = "discover")]
     jwks: Option<String>,
     /// Find each issuer's key set by OpenID Connect discovery instead of --jwks.
     #[arg(long)]
     discover: bool,
+    /// Only decode: print the header and claims of any JWT without keys or checks, marked UNVERIFIED.
+    #[arg(long, conflicts_with_all = ["jwks", "discover", "issuers", "audiences", "algorithms", "typ"])]
+    decode: bool,
     /// An accepted issuer (`iss`), exactly as the token carries it; may repeat.
-    #[arg(long = "issuer", value_name = "ISS", required = true)]
+    #[arg(long = "issuer", value_name = "ISS", required_unless_present = "decode")]
     issuers: Vec<String>,
     /// An accepted audience (`aud`); may repeat.
-    #[arg(long = "audience", value_name = "AUD", required = true)]
+    #[arg(long = "audience", value_name = "AUD", required_unless_present = "decode")]
     audiences: Vec<String>,
     /// An allowed algorithm; may repeat. Without it, each key's own `alg` is the only one it accepts.
     #[arg(long = "alg", value_name = "ALG")]
@@ -36,7 +39,7 @@ pub(crate) struct VerifyArgs {
     /// Require this header `typ`, e.g. `at+jwt` (RFC 9068).
     #[arg(long, value_name = "TYP")]
     typ: Option<String>,
-    /// Print exactly one JSON object instead of the explanation.
+    /// Print exactly one JSON object instead of the explanation (its reason codes: docs/cli.md).
     #[arg(long)]
     json: bool,
     /// The token; read from standard input when absent (a leading `Bearer ` is accepted).
@@ -44,6 +47,9 @@ pub(crate) struct VerifyArgs {
 }
 
 pub(crate) fn run(args: VerifyArgs) -> Exit {
+    if args.decode {
+        return decode(&args);
+    }
     match prepare(&args) {
         Ok((verifier, token)) => {
             let report = verifier.explain(&token);
@@ -54,12 +60,45 @@ pub(crate) fn run(args: VerifyArgs) -> Exit {
             }
             if report.verdict.is_ok() { Exit::Success } else { Exit::TokenInvalid }
         }
-        Err(error) => {
-            let exit = error.report("verify");
+        Err(error) => failed(&error, args.json),
+    }
+}
+
+/// Reports a failure before any verdict: the message on stderr and, with `--json`, the object with the exit
+/// status's own reason code (`usage_error`, `config_error`, `keys_unreachable`, `cannot_start`).
+fn failed(error: &Error, json: bool) -> Exit {
+    let exit = error.report("verify");
+    if json {
+        let reason = exit.failure_code().unwrap_or("failed");
+        println!("{}", json!({ "valid": false, "reason": reason, "description": error.chain() }));
+    }
+    exit
+}
+
+/// `--decode`: the header and claims without any check; input that is not a signed JWT is refused (exit 1).
+fn decode(args: &VerifyArgs) -> Exit {
+    let token = match read_token(args) {
+        Ok(token) => token,
+        Err(error) => return failed(&error, args.json),
+    };
+    match crate::decode::decode(&token) {
+        Ok(decoded) => {
             if args.json {
-                println!("{}", json!({ "valid": false, "reason": "usage_error", "description": error.chain() }));
+                println!("{}", decoded.json());
+            } else {
+                print!("{}", decoded.readable());
             }
-            exit
+            Exit::Success
+        }
+        Err(refused) => {
+            eprintln!("portcullis verify: cannot decode: {refused}");
+            if args.json {
+                println!(
+                    "{}",
+                    json!({ "valid": false, "reason": refused.reason(), "description": refused.to_string() })
+                );
+            }
+            Exit::TokenInvalid
         }
     }
 }
@@ -76,15 +115,28 @@ enum TokenInput {
     Several,
 }
 
-fn prepare(args: &VerifyArgs) -> Result<(Verifier, String), Error> {
-    let token = match &args.token {
-        Some(token) => normalize_token(token).map_err(|e| Error::UsageBecause(e.into()))?,
+/// The token from the argument or standard input.
+fn read_token(args: &VerifyArgs) -> Result<String, Error> {
+    match &args.token {
+        Some(token) => normalize_token(token).map_err(|e| Error::UsageBecause(e.into())),
         None => {
             let mut input = String::new();
             std::io::stdin().take(MAX_STDIN).read_to_string(&mut input).map_err(Error::Stdin)?;
-            normalize_token(&input).map_err(|e| Error::UsageBecause(e.into()))?
+            normalize_token(&input).map_err(|e| Error::UsageBecause(e.into()))
         }
-    };
+    }
+}
+
+/// Said when no key source is given.
+const NO_KEY_SOURCE: &str = "no key set to verify with: give --jwks FILE|URL (a JWKS file, or the URL to fetch \
+     it from), or --discover to find each issuer's key set through OpenID Connect discovery (or --decode to only \
+     read the token, unverified)";
+
+fn prepare(args: &VerifyArgs) -> Result<(Verifier, String), Error> {
+    if args.jwks.is_none() && !args.discover {
+        return Err(Error::Usage(NO_KEY_SOURCE.into()));
+    }
+    let token = read_token(args)?;
     // One clock for the key sets and the claim checks.
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let mut builder = Verifier::builder().leeway(Duration::from_secs(args.leeway)).clock(Arc::clone(&clock));

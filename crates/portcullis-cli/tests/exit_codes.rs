@@ -103,6 +103,46 @@ fn unreachable_keys_exit_four() {
     let output = portcullis(&["verify", "--discover", "--issuer", &issuer, "--audience", AUDIENCE, "a.b.c"]);
     assert_exit(&output, 4, Exit::Unreachable);
     assert!(String::from_utf8_lossy(&output.stderr).contains("cannot load the key set of"));
+
+    // With --json, an unreachable issuer is not a usage error: the status has its own reason code.
+    for source in [&["--jwks", &jwks][..], &["--discover"]] {
+        let mut args = vec!["verify", "--issuer", &issuer, "--audience", AUDIENCE, "--json"];
+        args.extend_from_slice(source);
+        args.push("a.b.c");
+        let output = portcullis(&args);
+        assert_exit(&output, 4, Exit::Unreachable);
+        assert_eq!(json_reason(&output), "keys_unreachable", "{source:?}");
+    }
+}
+
+/// The `reason` of the one JSON object `verify --json` printed.
+fn json_reason(output: &Output) -> String {
+    let verdict: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(verdict["valid"], false);
+    verdict["reason"].as_str().unwrap().to_owned()
+}
+
+#[test]
+fn verify_json_names_each_failure_status() {
+    let usage = portcullis(&["verify", "--issuer", ISSUER, "--audience", AUDIENCE, "--json", "a.b.c"]);
+    assert_exit(&usage, 2, Exit::Usage);
+    assert_eq!(json_reason(&usage), "usage_error");
+    let config = portcullis(&[
+        "verify",
+        "--jwks",
+        "/nonexistent/jwks.json",
+        "--issuer",
+        ISSUER,
+        "--audience",
+        AUDIENCE,
+        "--json",
+        "a.b.c",
+    ]);
+    assert_exit(&config, 3, Exit::Config);
+    assert_eq!(json_reason(&config), "config_error");
+    // Each failing status has a code of its own.
+    let codes: Vec<&str> = Exit::ALL.into_iter().filter_map(Exit::failure_code).collect();
+    assert_eq!(codes, ["usage_error", "config_error", "keys_unreachable", "cannot_start", "failed"]);
 }
 
 #[test]

@@ -333,3 +333,198 @@ fn discover_finds_the_key_set_from_the_issuer() {
         run(&["verify", "--discover", "--jwks", "x.json", "--issuer", ISSUER, "--audience", AUDIENCE, &token], None);
     assert_eq!(both.status.code(), Some(2));
 }
+
+#[test]
+fn decode_shows_any_jwt_unverified_without_keys() {
+    let fx = fixture();
+    let token = fx.key.sign_token(&claims(), None).unwrap();
+    let output = run(&["verify", "--decode", &token], None);
+    assert_eq!(output.status.code(), Some(0), "{}", String::from_utf8_lossy(&output.stderr));
+    let text = String::from_utf8(output.stdout).unwrap();
+    assert!(text.starts_with("UNVERIFIED: decoded without keys"), "{text}");
+    assert!(
+        text.trim_end()
+            .ends_with("UNVERIFIED: verify it with --jwks FILE|URL or --discover, and --issuer and --audience"),
+        "{text}"
+    );
+    assert!(text.contains("Header (unverified)") && text.contains("\"kid\": \"key-1\""), "{text}");
+    assert!(text.contains("Claims (unverified)") && text.contains("\"sub\": \"auth0|alice\""), "{text}");
+    assert!(text.contains("  exp = "), "{text}");
+
+    // As JSON, from standard input with the Bearer prefix; the token need not be valid to be read.
+    let exp = now() - 7200;
+    let expired = fx.key.sign_token(&with(claims(), "exp", json!(exp)), None).unwrap();
+    let output = run(&["verify", "--decode", "--json"], Some(&format!("Bearer {expired}\n")));
+    assert_eq!(output.status.code(), Some(0));
+    let decoded = json_verdict(&output);
+    assert_eq!(decoded["unverified"], true);
+    assert_eq!(decoded["header"]["alg"], "RS256");
+    assert_eq!(decoded["claims"]["exp"], json!(exp));
+    assert!(decoded.get("valid").is_none(), "a decoded token is not called valid: {decoded}");
+
+    // Any JWT, even one verification always refuses: alg none, HMAC.
+    for header in [json!({ "alg": "none" }), json!({ "alg": "HS256", "typ": "JWT" })] {
+        let unsecured =
+            format!("{}.{}.", base64url::encode(header.to_string()), base64url::encode(claims().to_string()));
+        let output = run(&["verify", "--decode", "--json", &unsecured], None);
+        assert_eq!(output.status.code(), Some(0), "{header}");
+        assert_eq!(json_verdict(&output)["header"], header);
+    }
+}
+
+#[test]
+fn decode_refuses_what_is_not_a_jwt() {
+    for (input, said) in [
+        ("an-opaque-access-token", "this is not a JWT (no dots): an opaque access token"),
+        ("a.b.c.d.e", "encrypted token (JWE, 5 parts)"),
+        ("abc.def", "a JWT has 3 parts separated by dots, this input has 2"),
+        ("e30.!!!.", "the claim set is not unpadded base64url"),
+        ("bm9wZQ.e30.", "the header is not a JSON object"),
+    ] {
+        let output = run(&["verify", "--decode", input], None);
+        assert_eq!(output.status.code(), Some(1), "{input}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains("cannot decode") && stderr.contains(said), "{input}: {stderr}");
+        assert!(output.stdout.is_empty(), "{input}: nothing decoded is printed");
+        let output = run(&["verify", "--decode", "--json", input], None);
+        let refused = json_verdict(&output);
+        assert_eq!((refused["valid"].as_bool(), refused["reason"].as_str()), (Some(false), Some("token_malformed")));
+        assert!(refused["description"].as_str().unwrap().contains(said), "{refused}");
+    }
+    // --decode checks nothing, so verification flags do not go with it.
+    let fx = fixture();
+    let both = run(&["verify", "--decode", "--jwks", &fx.jwks_path, "a.b.c"], None);
+    assert_eq!(both.status.code(), Some(2));
+    let with_issuer = run(&["verify", "--decode", "--issuer", ISSUER, "a.b.c"], None);
+    assert_eq!(with_issuer.status.code(), Some(2));
+}
+
+#[test]
+fn a_missing_key_source_names_both_ways_to_give_one() {
+    let fx = fixture();
+    let token = fx.key.sign_token(&claims(), None).unwrap();
+    let output = run(&["verify", "--issuer", ISSUER, "--audience", AUDIENCE, &token], None);
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("--jwks FILE|URL") && stderr.contains("--discover"), "{stderr}");
+    let output = run(&["verify", "--issuer", ISSUER, "--audience", AUDIENCE, "--json", &token], None);
+    assert_eq!(json_verdict(&output)["reason"], "usage_error");
+}
+
+#[test]
+fn an_algorithm_refusal_names_what_the_key_allows() {
+    let fx = fixture();
+    let token = fx.key.sign_token(&claims(), None).unwrap();
+    // --alg allows another algorithm than the token's.
+    let output = verify(&fx, &token, &["--json", "--alg", "ES256"]);
+    assert_eq!(output.status.code(), Some(1));
+    let verdict = json_verdict(&output);
+    assert_eq!(verdict["reason"], "algorithm_not_allowed");
+    let said = verdict["description"].as_str().unwrap();
+    assert_eq!(said, "token alg RS256 is not allowed here (allowed: ES256); key 'key-1' allows RS256", "{verdict}");
+
+    // The token's alg is not the one the JWK declares: the key's algorithm is named.
+    let impostor = SigningKey::generate(Algorithm::ES256, Some("key-1".into())).unwrap();
+    let output = verify(&fx, &impostor.sign_token(&claims(), None).unwrap(), &[]);
+    assert_eq!(output.status.code(), Some(1));
+    let text = String::from_utf8(output.stdout).unwrap();
+    assert!(
+        text.contains("token alg ES256 does not match key 'key-1', which allows only RS256 (its JWK alg)"),
+        "{text}"
+    );
+}
+
+/// The `--json` reason codes docs/cli.md lists, with the exit status of each.
+fn documented_reasons() -> Vec<(String, i32)> {
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/cli.md")).unwrap();
+    let table = doc.split("### Reason codes").nth(1).expect("docs/cli.md has a Reason codes section");
+    table
+        .lines()
+        .skip_while(|line| !line.starts_with('|'))
+        .take_while(|line| line.starts_with('|'))
+        .skip(2) // the header and the separator
+        .map(|line| {
+            let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+            (cells[1].trim_matches('`').to_owned(), cells[2].parse().unwrap())
+        })
+        .collect()
+}
+
+#[test]
+fn every_documented_reason_code_is_what_verify_emits() {
+    use portcullis::Reason;
+    use portcullis_cli::Exit;
+    let documented = documented_reasons();
+
+    // Every reason of the library is documented for verify, or is one verify cannot give: it reads one given token
+    // (no token_missing, request_invalid), checks no rule and no revocation, and loads keys before judging.
+    let never_from_verify = [
+        Reason::TokenMissing,
+        Reason::RequestInvalid,
+        Reason::TokenRevoked,
+        Reason::InsufficientScope,
+        Reason::KeysUnavailable,
+    ];
+    let token_codes: Vec<&str> =
+        documented.iter().filter(|(_, exit)| *exit == 1).map(|(code, _)| code.as_str()).collect();
+    let expected: Vec<&str> =
+        Reason::ALL.into_iter().filter(|reason| !never_from_verify.contains(reason)).map(Reason::code).collect();
+    assert_eq!(token_codes, expected, "docs/cli.md lists the token reasons in the library's order");
+    // Each failure before a verdict has its own code, the one Exit gives.
+    let failures: Vec<(String, i32)> = documented.iter().filter(|(_, exit)| *exit != 1).cloned().collect();
+    let expected: Vec<(String, i32)> = [Exit::Usage, Exit::Config, Exit::Unreachable, Exit::CannotStart]
+        .into_iter()
+        .map(|exit| (exit.failure_code().unwrap().to_owned(), i32::from(exit.code())))
+        .collect();
+    assert_eq!(failures, expected);
+
+    // And the binary emits each documented code with its documented status.
+    let fx = fixture();
+    let sign = |claims: &Value| fx.key.sign_token(claims, None).unwrap();
+    let plain = sign(&claims());
+    let unreachable = format!("http://127.0.0.1:{}/jwks.json", {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    });
+    let mut no_exp = claims();
+    no_exp.as_object_mut().unwrap().remove("exp");
+    let checked = |token: String, extra: &[&str]| {
+        let mut args = vec!["verify", "--jwks", &fx.jwks_path, "--issuer", ISSUER, "--audience", AUDIENCE, "--json"];
+        args.extend_from_slice(extra);
+        args.push(&token);
+        run(&args, None)
+    };
+    let base = |args: &[&str]| {
+        let mut all = vec!["verify", "--issuer", ISSUER, "--audience", AUDIENCE, "--json"];
+        all.extend_from_slice(args);
+        all.push(&plain);
+        run(&all, None)
+    };
+    for (code, status) in &documented {
+        let output = match code.as_str() {
+            "token_malformed" => checked("not.a-token".into(), &[]),
+            "header_invalid" => checked(plain.clone(), &["--typ", "at+jwt"]),
+            "algorithm_not_allowed" => checked(plain.clone(), &["--alg", "ES256"]),
+            "key_not_found" => {
+                checked(keys::generate(Algorithm::RS256, "key-2").sign_token(&claims(), None).unwrap(), &[])
+            }
+            "signature_invalid" => {
+                checked(keys::generate(Algorithm::RS256, "key-1").sign_token(&claims(), None).unwrap(), &[])
+            }
+            "token_expired" => checked(sign(&with(claims(), "exp", json!(now() - 7200))), &[]),
+            "token_not_yet_valid" => checked(sign(&with(claims(), "nbf", json!(now() + 3600))), &[]),
+            "issuer_mismatch" => checked(sign(&with(claims(), "iss", json!("https://other.example/"))), &[]),
+            "audience_mismatch" => checked(sign(&with(claims(), "aud", json!("https://other.example"))), &[]),
+            "claim_missing" => checked(sign(&no_exp), &[]),
+            "claim_invalid" => checked(sign(&with(claims(), "exp", json!("tomorrow"))), &[]),
+            "usage_error" => base(&[]),
+            "config_error" => base(&["--jwks", "/nonexistent/jwks.json"]),
+            "keys_unreachable" => base(&["--jwks", &unreachable]),
+            // The runtime and the HTTP client cannot be made to fail from outside; Exit names the code (above).
+            "cannot_start" => continue,
+            other => panic!("docs/cli.md documents {other:?}, which this test cannot produce"),
+        };
+        assert_eq!(output.status.code(), Some(*status), "{code}: {}", String::from_utf8_lossy(&output.stderr));
+        assert_eq!(json_verdict(&output)["reason"], code.as_str(), "{code}");
+    }
+}

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 
 /// The documented configuration template: every key, its default and what it does. It parses as a valid
 /// configuration (with its example issuer and upstream).
@@ -161,15 +162,37 @@ pub struct IssuerConfig {
     pub issuer: String,
     /// Accepted audiences.
     pub audiences: Vec<String>,
-    /// The JWKS URL; discovery when absent.
+    /// The JWKS URL, or a local JWKS file (`file:///path/jwks.json`, read at start and on reload); discovery
+    /// when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub jwks_uri: Option<String>,
+    /// Clock-skew allowance in seconds for `exp`, `nbf` and `iat` (default 60, at most a week).
+    #[serde(default)]
+    pub leeway_secs: Option<u64>,
+    /// Refuse tokens issued longer ago than this many seconds (makes `iat` required).
+    #[serde(default)]
+    pub max_token_age_secs: Option<u64>,
+    /// The header `typ` every token of this issuer must carry: `at+jwt` (RFC 9068) or `jwt`.
+    #[serde(default)]
+    pub typ: Option<String>,
+    /// Algorithms accepted in this issuer's tokens (e.g. `["RS256"]`); each key still allows only its own. When
+    /// empty, a token's `alg` must be the one its key declares.
+    #[serde(default)]
+    pub algorithms: Vec<String>,
 }
 
 impl IssuerConfig {
     /// An issuer accepting `audiences`, its keys found by discovery.
     pub fn new(issuer: impl Into<String>, audiences: impl IntoIterator<Item = impl Into<String>>) -> Self {
-        Self { issuer: issuer.into(), audiences: audiences.into_iter().map(Into::into).collect(), jwks_uri: None }
+        Self {
+            issuer: issuer.into(),
+            audiences: audiences.into_iter().map(Into::into).collect(),
+            jwks_uri: None,
+            leeway_secs: None,
+            max_token_age_secs: None,
+            typ: None,
+            algorithms: Vec::new(),
+        }
     }
 
     /// Takes the keys from this JWKS URL instead of discovery (`None`: discovery).
@@ -216,6 +239,83 @@ pub struct RouteConfig {
     /// case-insensitively and ignore one trailing slash, as lenient upstreams (Express) route.
     #[serde(default)]
     pub strict_match: bool,
+    /// Whether a token is needed: `required` (default), or `optional` — a request without any token passes
+    /// without claim headers, while a token that is sent must be valid and meet the route's rules.
+    #[serde(default)]
+    pub auth: AuthMode,
+    /// Where else the token may be sent: `{ cookie = "NAME" }` or `{ header = "NAME" }` (off by default).
+    #[serde(default)]
+    pub token_from: Option<TokenFrom>,
+    /// Refuse tokens issued longer ago than this many seconds on this route (stricter than the issuer's).
+    #[serde(default)]
+    pub max_token_age_secs: Option<u64>,
+    /// The header `typ` tokens must carry on this route (`at+jwt` or `jwt`).
+    #[serde(default)]
+    pub typ: Option<String>,
+    /// CORS preflights (OPTIONS with `Origin` and `Access-Control-Request-Method`): `pass` forwards them to the
+    /// upstream without a token, `answer` answers them at the gateway from `cors`. Absent: a preflight needs a
+    /// token like any request.
+    #[serde(default)]
+    pub preflight: Option<Preflight>,
+    /// The CORS policy the gateway answers preflights with (`preflight = "answer"`).
+    #[serde(default)]
+    pub cors: Option<CorsConfig>,
+}
+
+/// Whether a route needs a token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum AuthMode {
+    /// A valid token is needed.
+    #[default]
+    Required,
+    /// A request without any token passes without claim headers; one with a token is verified as usual.
+    Optional,
+}
+
+/// Where else than `Authorization: Bearer` a route takes the token from. Exactly one key is given.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct TokenFrom {
+    /// The cookie holding the bare token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cookie: Option<String>,
+    /// The header holding the bare token (e.g. `X-Access-Token`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub header: Option<String>,
+}
+
+/// What a route does with CORS preflights.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Preflight {
+    /// Forward them to the upstream without a token (claim headers removed).
+    Pass,
+    /// Answer them at the gateway from the route's `cors` table; the upstream never sees them.
+    Answer,
+}
+
+/// The CORS policy of a route whose preflights the gateway answers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct CorsConfig {
+    /// Origins allowed, compared exactly (`https://app.example.com`, scheme and port included).
+    pub allowed_origins: Vec<String>,
+    /// Methods allowed.
+    pub allowed_methods: Vec<String>,
+    /// Request headers allowed (`Authorization` is needed for bearer tokens), compared case-insensitively.
+    #[serde(default)]
+    pub allowed_headers: Vec<String>,
+    /// How long browsers may cache the answer, in seconds (`Access-Control-Max-Age`); not sent when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_age_secs: Option<u64>,
+    /// Send `Access-Control-Allow-Credentials: true`, for pages that send cookies (`token_from = { cookie }`).
+    #[serde(default)]
+    pub allow_credentials: bool,
 }
 
 /// Bounds on what a client or an identity provider can make the gateway hold or wait for. Every default is safe
@@ -284,6 +384,16 @@ pub struct Config {
     /// Upstream timeout in seconds.
     #[serde(default = "default_timeout")]
     pub upstream_timeout_secs: u64,
+    /// CA certificates (PEM) that `https://` upstreams are verified against; when set, only these (not the
+    /// system's roots).
+    #[serde(default)]
+    pub upstream_ca: Option<PathBuf>,
+    /// The listener's certificate chain (PEM, leaf first); with `tls_key`, the listener speaks HTTPS only.
+    #[serde(default)]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key of `tls_cert` (PEM: PKCS#8, PKCS#1 or SEC1).
+    #[serde(default)]
+    pub tls_key: Option<PathBuf>,
     /// Realm of the challenges.
     #[serde(default = "default_realm")]
     pub realm: String,
@@ -509,6 +619,9 @@ impl Config {
             forward_auth: None,
             upstream: None,
             upstream_timeout_secs: default_timeout(),
+            upstream_ca: None,
+            tls_cert: None,
+            tls_key: None,
             realm: default_realm(),
             log_format: LogFormat::default(),
             workers: 0,

@@ -2,9 +2,11 @@
 //! with the reason. Nothing here renders a response; each edge renders the [`Decision`] its own way.
 
 use crate::canonical::PathError;
+use crate::config::Preflight;
 use crate::gateway::Policy;
 use crate::policy::{Access, Resolution, RouteKind};
 use crate::request::CanonicalRequest;
+use crate::token_source::TokenSource;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use portcullis::{Error, Reason, VerifiedToken};
 use serde_json::Value;
@@ -17,6 +19,16 @@ pub enum Decision {
     Allow(Allowed),
     /// Refuse it.
     Deny(Denial),
+    /// Answer a CORS preflight at the gateway (`preflight = "answer"`); the upstream never sees it.
+    Preflight(PreflightAnswer),
+}
+
+/// The gateway's answer to a CORS preflight it allows: `204` with these headers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct PreflightAnswer {
+    /// `Access-Control-Allow-*`, `Access-Control-Max-Age` and `Vary`.
+    pub headers: Vec<(HeaderName, HeaderValue)>,
 }
 
 /// An allowed request: what goes upstream with it.
@@ -25,8 +37,10 @@ pub enum Decision {
 pub struct Allowed {
     /// Headers from the token's claims (empty on public routes).
     pub claim_headers: Vec<(HeaderName, HeaderValue)>,
-    /// Whether the `Authorization` header may go upstream.
+    /// Whether the `Authorization` header (and the route's token cookie or header) may go upstream.
     pub forward_authorization: bool,
+    /// The route's other token location, removed before forwarding unless `forward_authorization`.
+    pub(crate) token_source: Option<TokenSource>,
 }
 
 /// Why a request is refused.
@@ -58,6 +72,8 @@ pub enum Denial {
     Upgrade,
     /// The request names its host ambiguously (several `Host` headers, or one that disagrees with the target).
     Host(&'static str),
+    /// A CORS preflight the route's `cors` table does not allow (origin, method or headers).
+    Preflight(&'static str),
 }
 
 impl Denial {
@@ -75,6 +91,7 @@ impl Denial {
             Denial::Upgrade => "upgrade_refused",
             Denial::ForwardingHeader => "forwarding_header_sent",
             Denial::Host(_) => "host_invalid",
+            Denial::Preflight(_) => "preflight_refused",
         }
     }
 
@@ -84,6 +101,7 @@ impl Denial {
             Denial::Token(error) => StatusCode::from_u16(error.http_status()).unwrap_or(StatusCode::UNAUTHORIZED),
             Denial::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             Denial::NoRoute => StatusCode::NOT_FOUND,
+            Denial::Preflight(_) => StatusCode::FORBIDDEN,
             Denial::Target(_)
             | Denial::NotCanonical
             | Denial::Ambiguous
@@ -114,7 +132,7 @@ impl Denial {
                 "the request carries a forwarding or path-override header the proxy in front passes on".to_owned()
             }
             Denial::Upgrade => "only WebSocket upgrades are allowed".to_owned(),
-            Denial::Host(what) => (*what).to_owned(),
+            Denial::Host(what) | Denial::Preflight(what) => (*what).to_owned(),
         }
     }
 }
@@ -128,8 +146,17 @@ pub(crate) struct Decided {
 }
 
 impl Policy {
-    /// Decides about `request`, carrying `headers`, under this policy.
-    pub(crate) async fn decide(&self, request: &CanonicalRequest, headers: &HeaderMap) -> Decided {
+    /// Decides about `request`, carrying `headers`, under this policy. `answers_preflights`: whether the edge can
+    /// answer a CORS preflight itself.
+    pub(crate) async fn decide(
+        &self,
+        request: &CanonicalRequest,
+        headers: &HeaderMap,
+        answers_preflights: bool,
+    ) -> Decided {
+        if let Some(decided) = self.preflight(request, headers, answers_preflights) {
+            return decided;
+        }
         let (index, access, forward_authorization) = match self.routes.resolve(&request.method, &request.path) {
             Resolution::Route(index) => match &self.routes.get(index).kind {
                 RouteKind::Resource { access, forward_authorization } => (Some(index), access, *forward_authorization),
@@ -146,13 +173,21 @@ impl Policy {
         let route = index;
         let (rule, issuers, audiences) = match access {
             Access::Public => {
-                let allowed = Allowed { claim_headers: Vec::new(), forward_authorization };
+                let allowed = Allowed { claim_headers: Vec::new(), forward_authorization, token_source: None };
                 return Decided { decision: Decision::Allow(allowed), route, subject: None };
             }
             Access::Token { rule, issuers, audiences } => (rule.as_ref(), issuers, audiences),
         };
-        let verified = match bearer(headers) {
-            Ok(token) => self.verifier.verify_async(token).await,
+        let options = index.map(|i| &self.route_options[i]);
+        let token_source = options.and_then(|options| options.token_from.clone());
+        let verified = match crate::token_source::token(headers, token_source.as_ref()) {
+            Ok(Some(token)) => self.verifier.verify_async(token).await,
+            // Optional authentication: no token at all passes, without claim headers.
+            Ok(None) if options.is_some_and(|options| options.optional) => {
+                let allowed = Allowed { claim_headers: Vec::new(), forward_authorization, token_source };
+                return Decided { decision: Decision::Allow(allowed), route, subject: None };
+            }
+            Ok(None) => Err(Error::new(Reason::TokenMissing, "the request has no bearer token")),
             Err(error) => Err(error),
         };
         let verified = match verified {
@@ -161,17 +196,49 @@ impl Policy {
         };
         let subject = verified.subject().map(str::to_owned);
         let name = route.map_or("unmatched requests", |i| self.routes.get(i).name.as_str());
-        if let Err(error) = accepts(name, issuers, audiences, rule, &verified) {
+        let own_checks = || match options {
+            Some(options) => {
+                options.accepts(name, &verified, self.verifier.now(), self.verifier.leeway(verified.issuer()))
+            }
+            None => Ok(()),
+        };
+        if let Err(error) = accepts(name, issuers, audiences, rule, &verified).and_then(|()| own_checks()) {
             return Decided { decision: Decision::Deny(Denial::Token(error)), route, subject };
         }
         let mapping = index.and_then(|i| self.route_claim_headers[i].as_deref()).unwrap_or(&self.claim_headers);
         match claim_headers(mapping, &verified) {
             Ok(claim_headers) => {
-                let allowed = Allowed { claim_headers, forward_authorization };
+                let allowed = Allowed { claim_headers, forward_authorization, token_source };
                 Decided { decision: Decision::Allow(allowed), route, subject }
             }
             Err(error) => Decided { decision: Decision::Deny(Denial::Token(error)), route, subject },
         }
+    }
+
+    /// A CORS preflight is decided by the route of the method it asks about, when that route handles preflights:
+    /// passed upstream without a token, or answered here from its `cors` table. `None`: not a preflight such a
+    /// route takes, so an ordinary request (a token is needed as usual).
+    fn preflight(&self, request: &CanonicalRequest, headers: &HeaderMap, answers_preflights: bool) -> Option<Decided> {
+        if !self.route_options.iter().any(|options| options.preflight.is_some()) {
+            return None;
+        }
+        let asked = crate::cors::preflight_method(&request.method, headers)?;
+        let Resolution::Route(index) = self.routes.resolve(&asked, &request.path) else { return None };
+        let RouteKind::Resource { forward_authorization, .. } = &self.routes.get(index).kind else { return None };
+        let options = &self.route_options[index];
+        let decision = match (options.preflight?, &options.cors) {
+            (Preflight::Pass, _) => Decision::Allow(Allowed {
+                claim_headers: Vec::new(),
+                forward_authorization: *forward_authorization,
+                token_source: options.token_from.clone(),
+            }),
+            (Preflight::Answer, Some(cors)) if answers_preflights => match cors.answer(&asked, headers) {
+                Ok(headers) => Decision::Preflight(PreflightAnswer { headers }),
+                Err(refused) => Decision::Deny(Denial::Preflight(refused.description())),
+            },
+            _ => return None,
+        };
+        Some(Decided { decision, route: Some(index), subject: None })
     }
 
     fn refused(&self, denial: Denial, route: Option<usize>) -> Decided {
@@ -276,12 +343,6 @@ fn claim_text(claim: &str, value: &Value) -> Result<Option<String>, Error> {
         // Numbers, booleans and objects as compact JSON (which holds no control character or outer space).
         other => other.to_string(),
     }))
-}
-
-/// The single bearer token of a request (header only: a gateway never reads tokens from URLs or cookies).
-fn bearer(headers: &HeaderMap) -> Result<&str, Error> {
-    portcullis_axum::authorization_bearer(headers)?
-        .ok_or_else(|| Error::new(Reason::TokenMissing, "the request has no bearer token"))
 }
 
 #[cfg(test)]

@@ -107,7 +107,9 @@ pub(crate) async fn answer(policy: &Policy, front: FrontProxy, headers: &HeaderM
             return crate::render::refusal(policy, &denial, Some(front));
         }
     };
-    match policy.decide_and_report(&request, headers).await {
+    // A 2xx answer only lets the request through to the upstream: preflights are passed (`preflight = "pass"`)
+    // or decided as ordinary requests, never answered here.
+    match policy.decide_and_report(&request, headers, false).await {
         Decision::Allow(allowed) => {
             let mut response = StatusCode::OK.into_response();
             for name in policy.managed.names() {
@@ -119,5 +121,6 @@ pub(crate) async fn answer(policy: &Policy, front: FrontProxy, headers: &HeaderM
             response
         }
         Decision::Deny(denial) => crate::render::refusal(policy, &denial, Some(front)),
+        Decision::Preflight(answer) => crate::render::preflight(answer),
     }
 }

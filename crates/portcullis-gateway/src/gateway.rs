@@ -1,12 +1,16 @@
 //! The gateway: the policy in force, replaceable at run time ([`Gateway::reload`]), and the issuers' key sets,
 //! kept across reloads. A [`Policy`] is one configuration compiled for deciding.
 
-use crate::config::{Config, ConfigError, ConfigErrors, RouteConfig};
+use crate::config::{Config, ConfigError, ConfigErrors, Mode, RouteConfig};
 use crate::decide::{Decided, Decision, Denial};
 use crate::headers::{ManagedHeaders, TrustedProxies};
-use crate::observe::{Observer, Outcome};
+use crate::local_keys::LocalKeys;
+use crate::observe::{Observer, Outcome, RouteSeries};
+use crate::options::RouteOptions;
 use crate::policy::{Access, RouteTable};
+use crate::proxy::UpstreamClient;
 use crate::request::CanonicalRequest;
+use crate::tls::ListenerTls;
 use arc_swap::ArcSwap;
 use http::{HeaderMap, HeaderName};
 use portcullis::remote::{KeyLocation, RemoteKeySet, RemoteOptions};
@@ -31,6 +35,8 @@ struct Shared {
     refreshing: AtomicBool,
     /// The one clock of the gateway: its verifiers' claim checks, its key sets' refresh timing, its pages.
     clock: Arc<dyn Clock>,
+    /// The listener's certificate and key, when it speaks HTTPS; each reload reads them anew.
+    tls: Option<Arc<ListenerTls>>,
 }
 
 /// One configuration, compiled: verifier, routes, header mappings, answers and the observer.
@@ -48,6 +54,15 @@ pub(crate) struct Policy {
     /// What a request no route matches needs when `unmatched = "authenticated"`.
     pub(crate) unmatched_access: Access,
     pub(crate) trusted_proxies: TrustedProxies,
+    /// Per route (by index): its token options.
+    pub(crate) route_options: Vec<RouteOptions>,
+    /// Whether any route has a CORS table (responses then get its headers).
+    pub(crate) any_cors: bool,
+    /// Issuers whose keys come from a local file, with those keys (status page).
+    pub(crate) local_keys: Vec<(String, LocalKeys)>,
+    /// The client forwarding allowed requests (proxy mode): built with the policy, so that a reload reads
+    /// `upstream_ca` (or the system's roots) anew.
+    pub(crate) upstream: Option<UpstreamClient>,
     observer: Observer,
 }
 
@@ -73,6 +88,7 @@ impl Gateway {
     /// [`ManualClock`](portcullis::clock::ManualClock)).
     pub fn with_clock(config: Config, clock: Arc<dyn Clock>) -> Result<Self, ConfigErrors> {
         let tally = Arc::new(Tally::default());
+        let tls = crate::tls::listener_config(&config)?.map(|tls| Arc::new(ListenerTls::new(tls)));
         let (policy, key_sets, _) = Policy::build(config, &[], Arc::clone(&tally), &clock)?;
         Ok(Self {
             shared: Arc::new(Shared {
@@ -81,15 +97,19 @@ impl Gateway {
                 key_sets: Mutex::new(key_sets),
                 refreshing: AtomicBool::new(false),
                 clock,
+                tls,
             }),
         })
     }
 
     /// Replaces the policy in force with `config`. Requests already deciding finish under the old policy. Key
-    /// sets of unchanged JWKS locations are kept (no refetch); new ones start loading at once.
+    /// sets of unchanged JWKS locations are kept (no refetch); new ones start loading at once. The listener's
+    /// certificate and key (`tls_cert`, `tls_key`) and the upstream's trusted roots are read anew: new
+    /// connections use them, open ones keep theirs.
     ///
-    /// Fails, keeping the running policy, when `config` is invalid or changes what only a restart can change
-    /// (`listen`, `admin_listen`, `admin_pages`, `forward_auth`, `log_format`, `workers`, `limits`).
+    /// Fails, keeping the running policy and certificate, when `config` is invalid (its TLS files included) or
+    /// changes what only a restart can change (`listen`, `admin_listen`, `admin_pages`, `forward_auth`,
+    /// `log_format`, `workers`, `limits`, and turning the listener's TLS on or off).
     pub fn reload(&self, config: Config) -> Result<Reloaded, ConfigErrors> {
         let running = self.config();
         for (key, changed) in [
@@ -100,11 +120,13 @@ impl Gateway {
             ("log_format", config.log_format != running.log_format),
             ("workers", config.workers != running.workers),
             ("limits", config.limits != running.limits),
+            ("tls_cert", config.tls_cert.is_some() != running.tls_cert.is_some()),
         ] {
             if changed {
                 return Err(ConfigError::at(key, "changes only on restart; the running configuration is kept").into());
             }
         }
+        let tls = crate::tls::listener_config(&config)?;
         let mut key_sets = self.shared.key_sets.lock().unwrap_or_else(PoisonError::into_inner);
         let (policy, kept, created) =
             Policy::build(config, &key_sets, Arc::clone(&self.shared.tally), &self.shared.clock)?;
@@ -120,6 +142,9 @@ impl Gateway {
         };
         self.shared.policy.store(Arc::new(policy));
         *key_sets = kept;
+        if let (Some(running), Some(tls)) = (&self.shared.tls, tls) {
+            running.replace(tls);
+        }
         Ok(reloaded)
     }
 
@@ -149,6 +174,39 @@ impl Gateway {
         key_sets.iter().find(|(known, _)| known == location).map(|(_, keys)| keys.clone())
     }
 
+    /// Reports the keys of local key files to the metrics recorder (again: it may have been installed after they
+    /// were loaded).
+    pub(crate) fn report_key_files(&self) {
+        for (_, keys) in &self.policy().local_keys {
+            keys.report();
+        }
+    }
+
+    /// The listener's TLS settings, when it speaks HTTPS.
+    pub(crate) fn listener_tls(&self) -> Option<Arc<ListenerTls>> {
+        self.shared.tls.clone()
+    }
+
+    /// Sets every series the gateway knows in advance to its current value: each key set's state (keys, fetches
+    /// by outcome, age, readiness), the token cache's lookups and each route's request counters (0 until a
+    /// request counts). The admin
+    /// listener's `/metrics` calls it before rendering.
+    pub(crate) fn publish_metrics(&self) {
+        let key_sets: Vec<RemoteKeySet> = {
+            let key_sets = self.shared.key_sets.lock().unwrap_or_else(PoisonError::into_inner);
+            key_sets.iter().map(|(_, keys)| keys.clone()).collect()
+        };
+        for keys in key_sets {
+            keys.publish_metrics();
+        }
+        let policy = self.policy();
+        policy.verifier.publish_metrics();
+        policy.observer.publish();
+        for (_, keys) in &policy.local_keys {
+            keys.report();
+        }
+    }
+
     /// The gateway's clock.
     pub(crate) fn clock(&self) -> &Arc<dyn Clock> {
         &self.shared.clock
@@ -176,12 +234,33 @@ impl Policy {
         clock: &Arc<dyn Clock>,
     ) -> Result<(Self, Vec<(KeyLocation, RemoteKeySet)>, Vec<RemoteKeySet>), ConfigErrors> {
         config.check()?;
+        let upstream = match config.mode() {
+            Mode::Proxy => Some(crate::proxy::upstream_client(crate::tls::upstream_config(&config)?)),
+            Mode::ForwardAuth(_) => None,
+        };
         let mut builder = Verifier::builder()
             .clock(Arc::clone(clock))
             .max_token_len(config.limits.max_token_bytes)
             .max_json_depth(config.limits.max_json_depth);
-        let (mut used, mut created) = (Vec::new(), Vec::new());
+        let (mut used, mut created, mut local_keys) = (Vec::new(), Vec::new(), Vec::new());
         for (i, issuer) in config.issuers.iter().enumerate() {
+            if let Some(rules) = crate::options::issuer_rules(issuer) {
+                builder = builder.issuer_rules(&issuer.issuer, rules);
+            }
+            for audience in &issuer.audiences {
+                builder = builder.audience_for(&issuer.issuer, audience);
+            }
+            let local = issuer.jwks_uri.as_deref().and_then(|uri| Some((uri, crate::local_keys::path_of(uri)?)));
+            if let Some((uri, path)) = local {
+                let at = |message| ConfigError { key: format!("issuers[{i}].jwks_uri"), location: None, message };
+                let path = path.map_err(at)?;
+                let limits = &config.limits;
+                let keys = LocalKeys::load(uri, &path, limits.max_jwks_bytes, limits.max_keys_per_set).map_err(at)?;
+                keys.report();
+                builder = builder.issuer_keys(&issuer.issuer, Arc::new(keys.clone()) as Arc<dyn KeySource>);
+                local_keys.push((issuer.issuer.clone(), keys));
+                continue;
+            }
             let location = match &issuer.jwks_uri {
                 Some(uri) => KeyLocation::Jwks(uri.clone()),
                 None => KeyLocation::Discovery { issuer: issuer.issuer.clone() },
@@ -198,9 +277,6 @@ impl Policy {
                 }
             };
             builder = builder.issuer_keys(&issuer.issuer, Arc::new(keys.clone()) as Arc<dyn KeySource>);
-            for audience in &issuer.audiences {
-                builder = builder.audience_for(&issuer.issuer, audience);
-            }
             used.push((location, keys));
         }
         let verifier = builder.build().map_err(|e| ConfigErrors::from(ConfigError::at("issuers", e.to_string())))?;
@@ -221,9 +297,20 @@ impl Policy {
         let answer = Answer::with_realm(&config.realm);
         let routes = RouteTable::compile(&config.routes)
             .map_err(|(i, message)| ConfigErrors::from(ConfigError::at(format!("routes[{i}].path"), message)))?;
-        let observer = Observer::new(config.routes.len(), tally);
+        let series = (0..config.routes.len())
+            .map(|index| {
+                let route = routes.get(index);
+                let needs_token =
+                    matches!(route.kind, crate::policy::RouteKind::Resource { access: Access::Token { .. }, .. });
+                RouteSeries::new(route.name.clone(), needs_token)
+            })
+            .collect();
+        let unmatched_needs_token = config.unmatched == crate::config::Unmatched::Authenticated;
+        let observer = Observer::new(series, unmatched_needs_token, tally);
         let trusted_proxies = TrustedProxies::new(&config.trusted_proxies);
         let unmatched_access = Access::Token { rule: None, issuers: Vec::new(), audiences: Vec::new() };
+        let route_options: Vec<RouteOptions> = config.routes.iter().map(RouteOptions::new).collect();
+        let any_cors = route_options.iter().any(|options| options.cors.is_some());
         let config = Arc::new(config);
         let policy = Self {
             config,
@@ -235,18 +322,28 @@ impl Policy {
             routes,
             unmatched_access,
             trusted_proxies,
+            route_options,
+            any_cors,
+            local_keys,
+            upstream,
             observer,
         };
         Ok((policy, used, created))
     }
 
-    /// Decides about `request` and reports the decision.
-    pub(crate) async fn decide_and_report(&self, request: &CanonicalRequest, headers: &HeaderMap) -> Decision {
+    /// Decides about `request` and reports the decision. `answers_preflights`: whether this edge can answer a
+    /// CORS preflight itself (the reverse proxy can; a forward-auth answer of 2xx only lets the request through).
+    pub(crate) async fn decide_and_report(
+        &self,
+        request: &CanonicalRequest,
+        headers: &HeaderMap,
+        answers_preflights: bool,
+    ) -> Decision {
         let started = std::time::Instant::now();
-        let Decided { decision, route, subject } = self.decide(request, headers).await;
+        let Decided { decision, route, subject } = self.decide(request, headers, answers_preflights).await;
         let detail = match &decision {
             Decision::Deny(denial) => Some(denial.description()),
-            Decision::Allow(_) => None,
+            Decision::Allow(_) | Decision::Preflight(_) => None,
         };
         self.observer.report(&Outcome {
             request_id: request_id(headers),
@@ -256,13 +353,32 @@ impl Policy {
             route_index: route,
             denied: match &decision {
                 Decision::Deny(denial) => Some(denial.reason()),
-                Decision::Allow(_) => None,
+                Decision::Allow(_) | Decision::Preflight(_) => None,
             },
             subject: subject.as_deref(),
             detail: detail.as_deref(),
             elapsed: started.elapsed(),
         });
         decision
+    }
+
+    /// The CORS headers for a response to `request` on a route with a CORS table, when its `Origin` is allowed
+    /// there (empty otherwise).
+    pub(crate) fn cors_headers(
+        &self,
+        request: &CanonicalRequest,
+        headers: &HeaderMap,
+    ) -> Vec<(HeaderName, http::HeaderValue)> {
+        if !self.any_cors || !headers.contains_key(http::header::ORIGIN) {
+            return Vec::new();
+        }
+        match self.routes.resolve(&request.method, &request.path) {
+            crate::policy::Resolution::Route(index) => match &self.route_options[index].cors {
+                Some(cors) => cors.response_headers(headers),
+                None => Vec::new(),
+            },
+            _ => Vec::new(),
+        }
     }
 
     /// The front proxy whose forward-auth endpoint `request` is for (proxy mode), if it is for one.
@@ -298,7 +414,13 @@ fn request_id(headers: &HeaderMap) -> &str {
     headers.get(crate::request_id::HEADER).and_then(|v| v.to_str().ok()).unwrap_or("-")
 }
 
-/// The route configuration a debugger row stands for, with its restrictions checked against a verified token.
-pub(crate) fn route_accepts(route: &RouteConfig, token: &portcullis::VerifiedToken) -> Result<(), portcullis::Error> {
-    crate::decide::accepts(&route.path, &route.issuers, &route.audiences, route.require.as_ref(), token)
+/// The route configuration a debugger row stands for, with its restrictions checked against a verified token: its
+/// issuers, audiences and rule, then its own `typ` and maximum age (with the issuer's leeway on `verifier`).
+pub(crate) fn route_accepts(
+    route: &RouteConfig,
+    token: &portcullis::VerifiedToken,
+    verifier: &Verifier,
+) -> Result<(), portcullis::Error> {
+    crate::decide::accepts(&route.path, &route.issuers, &route.audiences, route.require.as_ref(), token)?;
+    RouteOptions::new(route).accepts(&route.path, token, verifier.now(), verifier.leeway(token.issuer()))
 }

@@ -6,6 +6,7 @@ use portcullis::clock::{Clock, UnixTime};
 use portcullis::remote::KeyLocation;
 use portcullis::{Error, Report, VerifiedToken};
 use portcullis_web::{Access, Inspect, IssuerView, KeySetView, RouteRule, Tally};
+use std::sync::Arc;
 
 /// The routes a decision can be about (forward-auth endpoints decide about other requests), with their indices.
 fn decided_routes(routes: &[RouteConfig]) -> impl Iterator<Item = &RouteConfig> {
@@ -31,6 +32,15 @@ fn access(route: &RouteConfig) -> Access {
     if let Some(rule) = &route.require {
         needs.push(rule.to_string());
     }
+    if route.auth == crate::config::AuthMode::Optional {
+        needs.push("a token only when one is sent".to_owned());
+    }
+    if let Some(typ) = &route.typ {
+        needs.push(format!("typ {typ}"));
+    }
+    if let Some(secs) = route.max_token_age_secs {
+        needs.push(format!("issued at most {secs} s ago"));
+    }
     if needs.is_empty() { Access::Token } else { Access::Rule(needs.join("; ")) }
 }
 
@@ -54,20 +64,24 @@ impl Inspect for Gateway {
     fn check_route(&self, route: usize, token: &VerifiedToken) -> Result<(), Error> {
         let config = self.config();
         match decided_routes(&config.routes).nth(route) {
-            Some(route) => route_accepts(route, token),
+            Some(route) => route_accepts(route, token, &self.policy().verifier),
             None => Ok(()),
         }
     }
 
     fn issuers(&self) -> Vec<IssuerView> {
-        self.config()
+        let policy = self.policy();
+        policy
+            .config
             .issuers
             .iter()
             .map(|issuer| {
                 let location = location(issuer);
-                let key_set = match self.key_set(&location) {
-                    Some(keys) => KeySetView::remote(&keys),
-                    None => KeySetView::pending(format!("{location:?}")),
+                let local = policy.local_keys.iter().find(|(known, _)| *known == issuer.issuer);
+                let key_set = match (local, self.key_set(&location)) {
+                    (Some((_, local)), _) => KeySetView::fixed(local.uri.clone(), Arc::clone(&local.keys)),
+                    (None, Some(keys)) => KeySetView::remote(&keys),
+                    (None, None) => KeySetView::pending(format!("{location:?}")),
                 };
                 IssuerView::new(issuer.issuer.clone(), issuer.audiences.clone(), key_set)
             })

@@ -10,6 +10,7 @@
 
 mod canonical;
 pub mod config;
+mod cors;
 mod decide;
 mod forward_auth;
 mod gateway;
@@ -17,19 +18,24 @@ mod headers;
 mod inspect;
 mod listener;
 mod load;
+mod local_keys;
 mod observe;
+mod options;
 mod policy;
 mod proxy;
 mod render;
 mod request;
 mod request_id;
+mod tls;
+mod token_source;
 mod validate;
 
 pub use canonical::{CanonicalPath, PathError};
 pub use config::{
-    Config, ConfigError, ConfigErrors, FrontProxy, IssuerConfig, Limits, LogFormat, Mode, RouteConfig, Unmatched,
+    AuthMode, Config, ConfigError, ConfigErrors, CorsConfig, FrontProxy, IssuerConfig, Limits, LogFormat, Mode,
+    Preflight, RouteConfig, TokenFrom, Unmatched,
 };
-pub use decide::{Allowed, Decision, Denial};
+pub use decide::{Allowed, Decision, Denial, PreflightAnswer};
 pub use gateway::{Gateway, Reloaded};
 pub use request::CanonicalRequest;
 
@@ -46,7 +52,6 @@ pub mod __internals {
 
 use axum::Router;
 use axum::routing::{any, get};
-use hyper_util::rt::TokioExecutor;
 use std::future::Future;
 
 /// The main listener's routes for `gateway`.
@@ -54,23 +59,53 @@ pub fn router(gateway: Gateway) -> Router {
     match gateway.config().mode() {
         Mode::ForwardAuth(_) => Router::new().fallback(any(forward_auth::handler)).with_state(gateway),
         Mode::Proxy => {
-            // Requests and streamed response chunks go out at once (no Nagle delay on either side).
-            let mut connector = hyper_util::client::legacy::connect::HttpConnector::new();
-            connector.set_nodelay(true);
-            let client = hyper_util::client::legacy::Client::builder(TokioExecutor::new()).build(connector);
-            let state = proxy::ProxyState { gateway, client };
+            let state = proxy::ProxyState { gateway };
             Router::new().fallback(any(proxy::proxy)).with_state(state)
         }
     }
 }
 
 /// Installs the process-wide Prometheus recorder (once; later calls return the same handle). Every portcullis
-/// metric — gateway requests and decision latency, JWKS fetches, keys loaded, limiter refusals, token-cache hits —
-/// is then rendered by `/metrics`.
+/// metric — gateway requests and decision latency, JWKS fetches, keys loaded, key set age and readiness, limiter
+/// refusals, token-cache hits — is then rendered by `/metrics`, each family with its `# HELP` line.
 pub fn install_metrics() -> Option<metrics_exporter_prometheus::PrometheusHandle> {
     static HANDLE: std::sync::OnceLock<Option<metrics_exporter_prometheus::PrometheusHandle>> =
         std::sync::OnceLock::new();
-    HANDLE.get_or_init(|| metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder().ok()).clone()
+    HANDLE
+        .get_or_init(|| {
+            let handle = metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder().ok()?;
+            describe_metrics();
+            Some(handle)
+        })
+        .clone()
+}
+
+/// The `# HELP` text of every metric family portcullis emits.
+fn describe_metrics() {
+    use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
+    describe_counter!(
+        "portcullis_gateway_requests_total",
+        "Requests decided, by route, outcome (allowed, denied) and reason code"
+    );
+    describe_histogram!("portcullis_gateway_decision_seconds", Unit::Seconds, "Time to decide about one request");
+    describe_counter!("portcullis_jwks_fetches_total", "Key set fetch attempts, by source and outcome");
+    describe_counter!(
+        "portcullis_jwks_refetch_limited_total",
+        "Key set fetches refused by the unknown-kid cooldown or the token bucket"
+    );
+    describe_gauge!("portcullis_jwks_keys", "Usable keys in the key set held (0 before the first successful fetch)");
+    describe_gauge!("portcullis_jwks_ready", "1 while a usable key set is held, else 0");
+    describe_gauge!(
+        "portcullis_jwks_last_success_timestamp_seconds",
+        Unit::Seconds,
+        "When the key set held was fetched (Unix time; 0 before the first successful fetch)"
+    );
+    describe_gauge!(
+        "portcullis_jwks_key_set_age_seconds",
+        Unit::Seconds,
+        "Seconds since the key set held was fetched (NaN before the first successful fetch)"
+    );
+    describe_counter!("portcullis_token_cache_lookups_total", "Token cache lookups, by result (hit, miss)");
 }
 
 /// The admin listener's routes: `/healthz` (alive), `/ready` (every issuer has keys), `/metrics` (Prometheus
@@ -78,6 +113,7 @@ pub fn install_metrics() -> Option<metrics_exporter_prometheus::PrometheusHandle
 /// and the status page (`/status`, `/status.json`).
 pub fn admin_router(gateway: Gateway) -> Router {
     let handle = install_metrics();
+    gateway.report_key_files();
     let pages = if gateway.config().admin_pages {
         portcullis_web::pages(std::sync::Arc::new(gateway.clone()))
     } else {
@@ -86,11 +122,15 @@ pub fn admin_router(gateway: Gateway) -> Router {
     Router::new()
         .route(
             "/metrics",
-            get(move || {
+            get(move |axum::extract::State(gateway): axum::extract::State<Gateway>| {
                 let handle = handle.clone();
                 async move {
                     match handle {
-                        Some(handle) => (http::StatusCode::OK, handle.render()),
+                        Some(handle) => {
+                            // Every series known in advance, at its value now: present from the first scrape.
+                            gateway.publish_metrics();
+                            (http::StatusCode::OK, handle.render())
+                        }
                         None => (http::StatusCode::NOT_FOUND, "metrics recorder not installed".to_owned()),
                     }
                 }
@@ -113,6 +153,8 @@ pub fn admin_router(gateway: Gateway) -> Router {
 
 /// Serves the gateway (and its admin listener) until `shutdown` completes; in-flight requests finish. Both
 /// listeners apply the configuration's [`Limits`] (header size and count, header read timeout, connections).
+/// With `tls_cert` and `tls_key` the main listener speaks HTTPS only (TLS 1.2 and 1.3), with the pair of the
+/// latest [`Gateway::reload`]; the admin listener stays plain HTTP, for loopback or a private network.
 pub async fn serve(
     gateway: Gateway,
     listener: tokio::net::TcpListener,
@@ -144,10 +186,11 @@ pub async fn serve(
             let stopped = async move {
                 let _ = stopped.changed().await;
             };
-            let _ = listener::serve(admin, app, &limits, stopped).await;
+            let _ = listener::serve(admin, app, &limits, None, stopped).await;
         });
     }
-    let result = listener::serve(listener, router(gateway), &limits, shutdown).await;
+    let tls = gateway.listener_tls();
+    let result = listener::serve(listener, router(gateway), &limits, tls, shutdown).await;
     let _ = stop.send(true);
     result
 }

@@ -1,19 +1,22 @@
-//! The accept loop: serves HTTP/1.1 (and h2c) connections under the configured [`Limits`], with graceful
-//! shutdown.
+//! The accept loop: serves HTTP/1.1 and HTTP/2 connections, over plain TCP (h2c) or TLS, under the configured
+//! [`Limits`], with graceful shutdown.
 //!
 //! hyper enforces the header limits (431) and the header read timeout; this loop bounds the connections served at
 //! once by holding a permit per connection and not accepting while none is free, so excess clients wait in the
 //! kernel's listen queue instead of costing memory.
 
 use crate::config::Limits;
+use crate::tls::ListenerTls;
 use axum::Router;
 use axum::extract::ConnectInfo;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tower::ServiceExt;
@@ -89,10 +92,15 @@ impl Activity {
 /// byte (hyper's own timer starts with the first byte), and between requests on HTTP/2, which has no header read
 /// timeout (HTTP/1.1 keep-alive is closed by hyper's timer already). Silent or idle sockets therefore cannot hold
 /// every connection slot.
+///
+/// With `tls`, every connection is a TLS connection: the handshake, with the settings in force when it starts,
+/// must end within the same `header_read_timeout_secs`; a client speaking plain HTTP or failing the handshake is
+/// disconnected.
 pub(crate) async fn serve(
     listener: TcpListener,
     app: Router,
     limits: &Limits,
+    tls: Option<Arc<ListenerTls>>,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
     let builder = connection_builder(limits);
@@ -123,7 +131,8 @@ pub(crate) async fn serve(
             () = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
-        let (app, builder, mut closed, live) = (app.clone(), builder.clone(), closed.clone(), live.clone());
+        let (app, builder, mut closed, live, tls) =
+            (app.clone(), builder.clone(), closed.clone(), live.clone(), tls.clone());
         tokio::spawn(async move {
             let _live = live;
             let _permit = permit;
@@ -136,41 +145,18 @@ pub(crate) async fn serve(
                 tracing::debug!(target: "portcullis::gateway", "connection sent nothing; closed");
                 return;
             }
-            let activity = Activity::new();
-            let tracked = Arc::clone(&activity);
-            let service = hyper::service::service_fn(move |mut request: http::Request<hyper::body::Incoming>| {
-                request.extensions_mut().insert(ConnectInfo(peer));
-                let in_flight = tracked.begin();
-                let app = app.clone();
-                async move {
-                    let response = app.oneshot(request.map(axum::body::Body::new)).await;
-                    drop(in_flight);
-                    response
-                }
-            });
-            let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned();
-            let mut connection = std::pin::pin!(connection);
-            let mut closing = false;
-            loop {
-                tokio::select! {
-                    ended = connection.as_mut() => {
-                        if let Err(error) = ended {
-                            tracing::debug!(target: "portcullis::gateway", %error, "connection ended with an error");
-                        }
-                        return;
-                    }
-                    _ = closed.changed(), if !closing => {
-                        connection.as_mut().graceful_shutdown();
-                        closing = true;
-                    }
-                    () = tokio::time::sleep_until(activity.idle_deadline(idle)), if !closing => {
-                        if activity.idle_deadline(idle) <= tokio::time::Instant::now() {
-                            tracing::debug!(target: "portcullis::gateway", "connection idle; closing");
-                            connection.as_mut().graceful_shutdown();
-                            closing = true;
-                        }
-                    }
-                }
+            let Some(tls) = tls else {
+                return serve_connection(TokioIo::new(stream), peer, app, builder, idle, closed).await;
+            };
+            let acceptor = tokio_rustls::TlsAcceptor::from(tls.current());
+            let handshake = tokio::select! {
+                handshake = tokio::time::timeout(idle, acceptor.accept(stream)) => handshake,
+                _ = closed.changed() => return,
+            };
+            match handshake {
+                Ok(Ok(stream)) => serve_connection(TokioIo::new(stream), peer, app, builder, idle, closed).await,
+                Ok(Err(error)) => tracing::debug!(target: "portcullis::gateway", %error, "TLS handshake failed"),
+                Err(_) => tracing::debug!(target: "portcullis::gateway", "TLS handshake timed out; closed"),
             }
         });
     }
@@ -179,4 +165,53 @@ pub(crate) async fn serve(
     drop(live);
     let _ = all_ended.recv().await;
     Ok(())
+}
+
+/// Serves one connection (its first byte has arrived) until it ends, is idle for `idle`, or the listener closes.
+async fn serve_connection<I>(
+    io: TokioIo<I>,
+    peer: SocketAddr,
+    app: Router,
+    builder: Builder<TokioExecutor>,
+    idle: Duration,
+    mut closed: tokio::sync::watch::Receiver<bool>,
+) where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let activity = Activity::new();
+    let tracked = Arc::clone(&activity);
+    let service = hyper::service::service_fn(move |mut request: http::Request<hyper::body::Incoming>| {
+        request.extensions_mut().insert(ConnectInfo(peer));
+        let in_flight = tracked.begin();
+        let app = app.clone();
+        async move {
+            let response = app.oneshot(request.map(axum::body::Body::new)).await;
+            drop(in_flight);
+            response
+        }
+    });
+    let connection = builder.serve_connection_with_upgrades(io, service).into_owned();
+    let mut connection = std::pin::pin!(connection);
+    let mut closing = false;
+    loop {
+        tokio::select! {
+            ended = connection.as_mut() => {
+                if let Err(error) = ended {
+                    tracing::debug!(target: "portcullis::gateway", %error, "connection ended with an error");
+                }
+                return;
+            }
+            _ = closed.changed(), if !closing => {
+                connection.as_mut().graceful_shutdown();
+                closing = true;
+            }
+            () = tokio::time::sleep_until(activity.idle_deadline(idle)), if !closing => {
+                if activity.idle_deadline(idle) <= tokio::time::Instant::now() {
+                    tracing::debug!(target: "portcullis::gateway", "connection idle; closing");
+                    connection.as_mut().graceful_shutdown();
+                    closing = true;
+                }
+            }
+        }
+    }
 }

@@ -435,6 +435,12 @@ mod tests {
             claim_headers: None,
             forward_auth: None,
             strict_match: strict,
+            auth: crate::config::AuthMode::Required,
+            token_from: None,
+            max_token_age_secs: None,
+            typ: None,
+            preflight: None,
+            cors: None,
         }
     }
 

@@ -4,20 +4,45 @@
 
 use crate::decide::{Decision, Denial};
 use crate::gateway::Gateway;
+use crate::render::UpstreamFailure;
 use crate::request::CanonicalRequest;
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Request, State};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use http::header::{AUTHORIZATION, CONNECTION, COOKIE, HOST, UPGRADE};
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode, Uri};
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use std::net::SocketAddr;
 use std::time::Duration;
 
-/// The upstream HTTP client.
-pub(crate) type UpstreamClient = Client<HttpConnector, Body>;
+/// The upstream client: HTTP/1.1 over plain TCP (`http://`) or TLS (`https://`).
+pub(crate) type UpstreamClient = Client<HttpsConnector<HttpConnector>, Body>;
+
+/// The upstream client, speaking TLS with `tls` to `https://` upstreams. The certificate is verified against
+/// `tls`'s roots for the name in the upstream URL (also sent as SNI); a failure is a connection error (502).
+pub(crate) fn upstream_client(tls: rustls::ClientConfig) -> UpstreamClient {
+    let mut connector = HttpConnector::new();
+    // Requests and streamed response chunks go out at once (no Nagle delay on either side).
+    connector.set_nodelay(true);
+    // The scheme is the TLS layer's to check: plain TCP for http://, TLS for https://.
+    connector.enforce_http(false);
+    Client::builder(TokioExecutor::new()).build(HttpsConnector::from((connector, tls)))
+}
+
+/// An error and its causes, `outer: inner: …` (the client's own message alone says only "client error").
+fn causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
 
 /// Hop-by-hop headers (RFC 9110 §7.6.1), never forwarded.
 const HOP_BY_HOP: [&str; 8] = [
@@ -51,7 +76,6 @@ fn remove_hop_by_hop(headers: &mut HeaderMap) {
 #[derive(Clone)]
 pub(crate) struct ProxyState {
     pub gateway: Gateway,
-    pub client: UpstreamClient,
 }
 
 /// Whether the client asks to switch to WebSocket (`Connection: upgrade` and exactly `Upgrade: websocket`). Any
@@ -143,9 +167,15 @@ pub(crate) async fn proxy(
     if let Some(front) = policy.forward_auth_endpoint(&canonical) {
         return with_request_id(crate::forward_auth::answer(&policy, front, &parts.headers).await, request_id);
     }
-    let allowed = match policy.decide_and_report(&canonical, &parts.headers).await {
+    let decision = policy.decide_and_report(&canonical, &parts.headers, true).await;
+    let cors = policy.cors_headers(&canonical, &parts.headers);
+    let allowed = match decision {
         Decision::Allow(allowed) => allowed,
-        Decision::Deny(denial) => return with_request_id(crate::render::refusal(&policy, &denial, None), request_id),
+        Decision::Deny(denial) => {
+            let refusal = with_cors(crate::render::refusal(&policy, &denial, None), cors);
+            return with_request_id(refusal, request_id);
+        }
+        Decision::Preflight(answer) => return with_request_id(crate::render::preflight(answer), request_id),
     };
     let websocket = wants_websocket(&parts.headers);
     let client_upgrade = parts.extensions.remove::<hyper::upgrade::OnUpgrade>();
@@ -159,6 +189,9 @@ pub(crate) async fn proxy(
     crate::headers::strip_client_copies(headers, &policy.managed);
     if !allowed.forward_authorization {
         headers.remove(AUTHORIZATION);
+        if let Some(source) = &allowed.token_source {
+            crate::token_source::remove(headers, source);
+        }
     }
     for (name, value) in allowed.claim_headers {
         headers.insert(name, value);
@@ -168,28 +201,36 @@ pub(crate) async fn proxy(
     if let Some(chain) = forwarded_for {
         headers.insert("x-forwarded-for", chain);
     }
-    headers.insert("x-forwarded-proto", HeaderValue::from_static("http"));
+    let scheme = if policy.config.tls_cert.is_some() { "https" } else { "http" };
+    headers.insert("x-forwarded-proto", HeaderValue::from_static(scheme));
     if let Some(host) = host {
         headers.insert("x-forwarded-host", host);
     }
     let upstream = policy.config.upstream.as_deref().unwrap_or_default().trim_end_matches('/');
     parts.uri = match format!("{upstream}{}", canonical.target()).parse::<Uri>() {
         Ok(uri) => uri,
-        Err(_) => return (StatusCode::BAD_REQUEST, "the request path cannot be forwarded").into_response(),
+        Err(_) => return with_request_id(crate::render::unforwardable_target(), request_id),
     };
     // The upstream is spoken to over HTTP/1.1 whatever the client used (HTTP/2 included).
     parts.version = http::Version::HTTP_11;
     let timeout = Duration::from_secs(policy.config.upstream_timeout_secs);
+    let Some(client) = policy.upstream.clone() else {
+        return with_request_id(crate::render::upstream_failure(UpstreamFailure::Unreachable), request_id);
+    };
     drop(policy);
     let upgrade = websocket.then(|| HeaderValue::from_static("websocket"));
-    let response = match tokio::time::timeout(timeout, state.client.request(Request::from_parts(parts, body))).await {
+    let response = match tokio::time::timeout(timeout, client.request(Request::from_parts(parts, body))).await {
         Err(_) => {
-            tracing::warn!(target: "portcullis::gateway", request_id = ?request_id, "upstream timed out");
-            (StatusCode::GATEWAY_TIMEOUT, "upstream timed out").into_response()
+            let failure = UpstreamFailure::Timeout;
+            tracing::warn!(target: "portcullis::gateway", request_id = ?request_id, reason = failure.reason(), "upstream timed out");
+            crate::render::upstream_failure(failure)
         }
         Ok(Err(error)) => {
-            tracing::warn!(target: "portcullis::gateway", request_id = ?request_id, %error, "upstream unavailable");
-            (StatusCode::BAD_GATEWAY, "upstream unavailable").into_response()
+            // The causes say why: refused, reset, or the upstream's certificate (untrusted, wrong name, expired).
+            let error = causes(&error);
+            let failure = UpstreamFailure::Unreachable;
+            tracing::warn!(target: "portcullis::gateway", request_id = ?request_id, reason = failure.reason(), %error, "upstream unavailable");
+            crate::render::upstream_failure(failure)
         }
         Ok(Ok(response)) if response.status() == StatusCode::SWITCHING_PROTOCOLS => {
             switch_protocols(response, upgrade, client_upgrade)
@@ -197,10 +238,24 @@ pub(crate) async fn proxy(
         Ok(Ok(response)) => {
             let (mut parts, body) = response.into_parts();
             remove_hop_by_hop(&mut parts.headers);
-            Response::from_parts(parts, Body::new(body))
+            let upstream_cors = parts.headers.contains_key(http::header::ACCESS_CONTROL_ALLOW_ORIGIN);
+            let response = Response::from_parts(parts, Body::new(body));
+            if upstream_cors { response } else { with_cors(response, cors) }
         }
     };
     with_request_id(response, request_id)
+}
+
+/// `response` with the route's CORS headers for the request's origin (none when it has no CORS table or the
+/// origin is not allowed there).
+fn with_cors(mut response: Response, cors: Vec<(HeaderName, HeaderValue)>) -> Response {
+    if !cors.is_empty() {
+        response.headers_mut().append(http::header::VARY, HeaderValue::from_static("Origin"));
+    }
+    for (name, value) in cors {
+        response.headers_mut().insert(name, value);
+    }
+    response
 }
 
 /// Completes a protocol switch (WebSocket) the client asked for and the upstream accepted: answers 101 and then
@@ -211,8 +266,9 @@ fn switch_protocols(
     client: Option<hyper::upgrade::OnUpgrade>,
 ) -> Response {
     let (Some(requested), Some(client)) = (requested, client) else {
-        tracing::warn!(target: "portcullis::gateway", "upstream switched protocols unasked");
-        return (StatusCode::BAD_GATEWAY, "upstream unavailable").into_response();
+        let failure = UpstreamFailure::UnaskedSwitch;
+        tracing::warn!(target: "portcullis::gateway", reason = failure.reason(), "upstream switched protocols unasked");
+        return crate::render::upstream_failure(failure);
     };
     let upstream = hyper::upgrade::on(&mut response);
     tokio::spawn(async move {

@@ -1,6 +1,13 @@
 //! Denials rendered for each edge: the reverse proxy (and Caddy and Traefik, which pass the answer on) get the
 //! precise status; nginx `auth_request` turns anything but 401 and 403 into a 500, so towards nginx every
 //! refusal is a 401 (credentials) or a 403 (everything else), logged and counted under its real reason.
+//!
+//! Every answer the gateway makes up itself has the body shape of the credential refusals
+//! (`{"error","reason","message"}`, `application/json`, `no-store`): `error` is the class (the OAuth error code
+//! for credentials, else the status's name such as `not_found` or `bad_gateway`), `reason` the stable code, and
+//! `message` words that never echo the request or name an internal address.
+//!
+//! Nothing here logs: the observer has logged each refusal once, with its reason, before it is rendered.
 
 use crate::config::FrontProxy;
 use crate::decide::Denial;
@@ -16,7 +23,7 @@ pub(crate) fn refusal(policy: &Policy, denial: &Denial, front: Option<FrontProxy
         return nginx_refusal(policy, denial);
     }
     match denial {
-        Denial::Token(error) => policy.answer.respond(error.clone()),
+        Denial::Token(error) => token_refusal(policy, error),
         Denial::MethodNotAllowed(allow) => {
             let mut response = plain(denial.status(), denial);
             let listed = allow.iter().map(http::Method::as_str).collect::<Vec<_>>().join(", ");
@@ -34,28 +41,117 @@ fn nginx_refusal(policy: &Policy, denial: &Denial) -> Response {
         return plain(StatusCode::FORBIDDEN, denial);
     };
     match error.http_status() {
-        401 | 403 => policy.answer.respond(error.clone()),
+        401 | 403 => token_refusal(policy, error),
         503 => {
-            tracing::error!(target: "portcullis::gateway", "forward-auth: keys unavailable, answering 401");
             let said = Error::new(Reason::TokenMalformed, "keys unavailable: tokens cannot be verified right now");
-            let mut response = policy.answer.respond(said);
+            let mut response = token_refusal(policy, &said);
             *response.status_mut() = StatusCode::UNAUTHORIZED;
             response
         }
         // Malformed credentials (400 invalid_request) become a 401 that keeps the invalid_request challenge.
         _ => {
-            let mut response = policy.answer.respond(error.clone());
+            let mut response = token_refusal(policy, error);
             *response.status_mut() = StatusCode::UNAUTHORIZED;
             response
         }
     }
 }
 
-/// A refusal that is not about credentials: the status, and a JSON body with the reason code.
+/// The gateway's own answer to a CORS preflight it allows: 204 with the CORS headers, never cached elsewhere for
+/// another origin (`Vary`).
+pub(crate) fn preflight(answer: crate::decide::PreflightAnswer) -> Response {
+    let mut response = StatusCode::NO_CONTENT.into_response();
+    for (name, value) in answer.headers {
+        response.headers_mut().insert(name, value);
+    }
+    response
+}
+
+/// The RFC 6750 answer to a token refusal, in the realm of `policy` (not logged again).
+fn token_refusal(policy: &Policy, error: &Error) -> Response {
+    portcullis_axum::default_response(error, policy.answer.realm())
+}
+
+/// A refusal that is not about credentials: the status, and the JSON body with the reason code.
 fn plain(status: StatusCode, denial: &Denial) -> Response {
-    let body = serde_json::json!({ "error": denial.reason(), "message": denial.description() });
+    json_answer(status, denial.reason(), &denial.description())
+}
+
+/// Why the reverse proxy has no answer from the upstream to pass on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum UpstreamFailure {
+    /// No connection, or the connection failed before a response head arrived.
+    Unreachable,
+    /// No response head within `upstream_timeout_secs`.
+    Timeout,
+    /// The upstream switched protocols although the client did not ask for WebSocket.
+    UnaskedSwitch,
+}
+
+impl UpstreamFailure {
+    /// The stable reason code (logs and response bodies).
+    pub(crate) fn reason(self) -> &'static str {
+        match self {
+            UpstreamFailure::Unreachable => "upstream_unreachable",
+            UpstreamFailure::Timeout => "upstream_timeout",
+            UpstreamFailure::UnaskedSwitch => "upstream_protocol_switch",
+        }
+    }
+
+    fn status(self) -> StatusCode {
+        match self {
+            UpstreamFailure::Timeout => StatusCode::GATEWAY_TIMEOUT,
+            UpstreamFailure::Unreachable | UpstreamFailure::UnaskedSwitch => StatusCode::BAD_GATEWAY,
+        }
+    }
+
+    /// Words for the client: never the upstream's address nor the connection error.
+    fn message(self) -> &'static str {
+        match self {
+            UpstreamFailure::Unreachable => "upstream unavailable",
+            UpstreamFailure::Timeout => "upstream timed out",
+            UpstreamFailure::UnaskedSwitch => "upstream answered with a protocol switch nobody asked for",
+        }
+    }
+}
+
+/// The answer when the upstream gave none (502 or 504), logged with its reason and the request id.
+pub(crate) fn upstream_failure(failure: UpstreamFailure) -> Response {
+    json_answer(failure.status(), failure.reason(), failure.message())
+}
+
+/// The answer when the checked target cannot be written as the upstream request's target.
+pub(crate) fn unforwardable_target() -> Response {
+    json_answer(StatusCode::BAD_REQUEST, "target_invalid", "the request path cannot be forwarded")
+}
+
+/// The one body shape of the gateway's own answers: `{"error": class, "reason": code, "message": words}`.
+fn json_answer(status: StatusCode, reason: &'static str, message: &str) -> Response {
+    let body = serde_json::json!({ "error": class(status), "reason": reason, "message": message });
     let mut response = (status, body.to_string()).into_response();
     response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     response.headers_mut().insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
     response
+}
+
+/// The class of an answer that is not about credentials: the status's name in snake case (`not_found`,
+/// `method_not_allowed`, `bad_gateway`, `gateway_timeout`).
+fn class(status: StatusCode) -> String {
+    status.canonical_reason().unwrap_or("error").to_ascii_lowercase().replace([' ', '-'], "_")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classes_are_the_status_names() {
+        let classes: Vec<String> = [400, 403, 404, 405, 502, 504]
+            .into_iter()
+            .map(|code| class(StatusCode::from_u16(code).unwrap_or(StatusCode::IM_A_TEAPOT)))
+            .collect();
+        let expected =
+            ["bad_request", "forbidden", "not_found", "method_not_allowed", "bad_gateway", "gateway_timeout"];
+        assert_eq!(classes, expected);
+    }
 }

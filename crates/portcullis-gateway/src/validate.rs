@@ -24,6 +24,8 @@ pub(crate) fn check(config: &Config) -> Vec<ConfigError> {
     for (i, route) in config.routes.iter().enumerate() {
         check_route(config, i, route, &mut errors);
     }
+    errors.extend(crate::options::check(config));
+    errors.extend(crate::tls::check(config));
     for shadow in crate::policy::shadowed(&config.routes) {
         let (later, earlier) = (&config.routes[shadow.later], &config.routes[shadow.earlier]);
         let why = if shadow.broader {
@@ -113,8 +115,12 @@ fn check_upstream(config: &Config, errors: &mut Vec<ConfigError>) {
                 "upstream",
                 "proxy mode needs an upstream (--upstream or upstream = \"http://…\")",
             )),
-            Some(upstream) if !upstream.starts_with("http://") || upstream.parse::<http::Uri>().is_err() => {
-                errors.push(ConfigError::at("upstream", format!("must be an http:// URL, got {upstream:?}")));
+            Some(upstream)
+                if !(upstream.starts_with("http://") || upstream.starts_with("https://"))
+                    || upstream.parse::<http::Uri>().is_err() =>
+            {
+                errors
+                    .push(ConfigError::at("upstream", format!("must be an http:// or https:// URL, got {upstream:?}")));
             }
             Some(_) => {}
         }

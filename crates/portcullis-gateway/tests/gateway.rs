@@ -143,10 +143,20 @@ async fn upstream_down_is_502_and_slow_is_504_without_details() {
     let down = gateway(&proxy_config(&issuer, "http://127.0.0.1:9")).await;
     let response = reqwest::Client::new().get(format!("{down}/api/private")).bearer_auth(&token).send().await.unwrap();
     assert_eq!(response.status(), 502);
-    assert_eq!(response.text().await.unwrap(), "upstream unavailable");
+    assert_eq!(response.headers()["content-type"], "application/json");
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(
+        body,
+        json!({"error": "bad_gateway", "reason": "upstream_unreachable", "message": "upstream unavailable"})
+    );
     let slow = gateway(&proxy_config(&issuer, &upstream().await)).await;
     let response = reqwest::Client::new().get(format!("{slow}/slow")).bearer_auth(&token).send().await.unwrap();
     assert_eq!(response.status(), 504);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(
+        body,
+        json!({"error": "gateway_timeout", "reason": "upstream_timeout", "message": "upstream timed out"})
+    );
 }
 
 #[tokio::test]

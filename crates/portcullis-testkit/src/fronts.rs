@@ -58,7 +58,7 @@ pub fn nginx_config(dir: &str, port: u16, gateway: &str, upstream: &str, managed
             # The gateway's description of the request is for the gateway alone.
             proxy_set_header X-Original-URI "";
             proxy_set_header X-Original-Method "";
-            error_page 401 = @unauthorized;
+            # nginx copies the gateway's WWW-Authenticate into a 401 itself, not into a 403.
             error_page 403 = @forbidden;
             # No URI part: the upstream gets the target exactly as the gateway was asked about it.
             proxy_pass http://{upstream};
@@ -77,10 +77,6 @@ pub fn nginx_config(dir: &str, port: u16, gateway: &str, upstream: &str, managed
         }}
         location @refused {{
             return 403;
-        }}
-        location @unauthorized {{
-            add_header WWW-Authenticate $auth_challenge always;
-            return 401;
         }}
         location @forbidden {{
             add_header WWW-Authenticate $auth_challenge always;

@@ -118,9 +118,12 @@ impl Running {
     }
 }
 
-/// The first `http://` word of `line`, without trailing punctuation (an issuer keeps its trailing slash).
+/// The first `http://` or `https://` word of `line`, without trailing punctuation (an issuer keeps its trailing slash).
 pub fn url_in(line: &str) -> String {
-    let word = line.split_whitespace().find(|w| w.starts_with("http://")).unwrap_or_else(|| panic!("no URL: {line}"));
+    let word = line
+        .split_whitespace()
+        .find(|w| w.starts_with("http://") || w.starts_with("https://"))
+        .unwrap_or_else(|| panic!("no URL: {line}"));
     word.trim_end_matches([',', ')']).to_owned()
 }
 

@@ -166,8 +166,8 @@ impl VerifyingKey {
             return Err(Error::new(
                 Reason::AlgorithmNotAllowed,
                 format!(
-                    "token alg {alg} does not match the key{} (usable with {})",
-                    self.kid.as_deref().map(|k| format!(" {}", quoted(k))).unwrap_or_default(),
+                    "token alg {alg} does not match {}, which allows {}",
+                    self.kid.as_deref().map_or_else(|| "the key".to_owned(), |k| format!("key {}", quoted(k))),
                     self.algorithms
                 ),
             ));

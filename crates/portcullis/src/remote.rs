@@ -459,7 +459,7 @@ impl RemoteKeySet {
             location.check(&options.fetch)?;
         }
         let bucket = TokenBucket::new(options.bucket_capacity, options.fetches_per_minute);
-        Ok(Self {
+        let keys = Self {
             inner: Arc::new(Inner {
                 label,
                 location,
@@ -484,7 +484,9 @@ impl RemoteKeySet {
                 events: watch::Sender::new(0),
                 options,
             }),
-        })
+        };
+        keys.inner.publish_metrics();
+        Ok(keys)
     }
 
     /// What this set is called in logs and metrics (the issuer or the JWKS URL).
@@ -527,6 +529,21 @@ impl RemoteKeySet {
                 tokio::time::sleep(Duration::from_secs_f64(wait)).await;
             }
         })
+    }
+
+    /// Sets every metric series of this key set to its current state, the same numbers [`status`](Self::status)
+    /// gives: `portcullis_jwks_fetches_total{source,outcome}` (`success`, `failure`),
+    /// `portcullis_jwks_refetch_limited_total{source,limit}` (`cooldown`, `bucket`), and the gauges
+    /// `portcullis_jwks_keys`, `portcullis_jwks_ready` (1 while a usable set is held),
+    /// `portcullis_jwks_last_success_timestamp_seconds` (0 before the first success) and
+    /// `portcullis_jwks_key_set_age_seconds` (NaN while no set was ever fetched), each labelled `source` with
+    /// [`label`](Self::label).
+    ///
+    /// The key set publishes on creation and after every fetch attempt or refused fetch; a metrics endpoint calls
+    /// this before rendering, so that every series exists from the first scrape and the age is current. Without a
+    /// `metrics` recorder installed it does nothing.
+    pub fn publish_metrics(&self) {
+        self.inner.publish_metrics();
     }
 
     /// A receiver that changes after every completed fetch attempt (for observers and tests).
@@ -676,6 +693,7 @@ impl Inner {
             return Outcome::Joined;
         }
         let now = this.clock.now().as_secs_f64();
+        let mut limited = None;
         {
             let mut state = this.lock_state();
             if cause == Cause::UnknownKid {
@@ -683,19 +701,29 @@ impl Inner {
                     let cooldown = this.options.cooldown.as_secs_f64();
                     if now - last < cooldown {
                         state.cooldown_rejections += 1;
-                        metrics::counter!("portcullis_jwks_refetch_limited_total", "source" => this.label.clone(), "limit" => "cooldown").increment(1);
-                        tracing::debug!(source = %this.label, "unknown kid: refetch refused by the cooldown");
-                        return Outcome::Limited { cooldown: true, wait: cooldown - (now - last) };
+                        limited = Some((true, cooldown - (now - last)));
                     }
                 }
             }
-            if let Err(wait) = state.bucket.take(now) {
-                state.bucket_rejections += 1;
-                metrics::counter!("portcullis_jwks_refetch_limited_total", "source" => this.label.clone(), "limit" => "bucket").increment(1);
-                tracing::warn!(source = %this.label, ?cause, "key set fetch refused by the token bucket");
-                return Outcome::Limited { cooldown: false, wait };
+            if limited.is_none() {
+                match state.bucket.take(now) {
+                    Ok(()) => state.last_attempt_at = Some(now),
+                    Err(wait) => {
+                        state.bucket_rejections += 1;
+                        limited = Some((false, wait));
+                    }
+                }
             }
-            state.last_attempt_at = Some(now);
+        }
+        // Refused by the cooldown (true) or the bucket (false), with seconds until allowed.
+        if let Some((cooldown, wait)) = limited {
+            if cooldown {
+                tracing::debug!(source = %this.label, "unknown kid: refetch refused by the cooldown");
+            } else {
+                tracing::warn!(source = %this.label, ?cause, "key set fetch refused by the token bucket");
+            }
+            this.publish_metrics();
+            return Outcome::Limited { cooldown, wait };
         }
         let inner = Arc::clone(this);
         let task = tokio::spawn(async move {
@@ -718,16 +746,11 @@ impl Inner {
                     expires_at: now + ttl,
                 })));
                 self.set_refresh_due(now + ttl * self.options.refresh_at.clamp(0.1, 1.0));
-                metrics::counter!("portcullis_jwks_fetches_total", "source" => self.label.clone(), "outcome" => "success").increment(1);
-                metrics::gauge!("portcullis_jwks_keys", "source" => self.label.clone()).set(count as f64);
-                metrics::gauge!("portcullis_jwks_last_success_timestamp_seconds", "source" => self.label.clone())
-                    .set(now);
                 tracing::info!(source = %self.label, keys = count, ttl_seconds = ttl, ?cause, "key set fetched");
                 Ok(())
             }
             Err(why) => {
                 self.set_refresh_due(now + self.options.retry_interval.as_secs_f64());
-                metrics::counter!("portcullis_jwks_fetches_total", "source" => self.label.clone(), "outcome" => "failure").increment(1);
                 let kept = self.usable(now).is_some();
                 tracing::warn!(source = %self.label, error = %why, keeping_cached_set = kept, ?cause, "key set fetch failed");
                 Err(why)
@@ -744,8 +767,36 @@ impl Inner {
                 }
             }
         }
+        self.publish_metrics();
         self.events.send_modify(|generation| *generation += 1);
         outcome
+    }
+
+    /// Sets every metric series of this key set to its current state (see [`RemoteKeySet::publish_metrics`]).
+    /// Counters are set with `absolute`, which never lowers them: the state's counts only grow.
+    fn publish_metrics(&self) {
+        let now = self.clock.now().as_secs_f64();
+        let snapshot = self.snapshot.load_full();
+        let (attempts, failures, cooldown, bucket) = {
+            let state = self.lock_state();
+            (state.attempts, state.failures, state.cooldown_rejections, state.bucket_rejections)
+        };
+        let source = || self.label.clone();
+        let fetches = |outcome: &'static str| metrics::counter!("portcullis_jwks_fetches_total", "source" => source(), "outcome" => outcome);
+        fetches("success").absolute(attempts.saturating_sub(failures));
+        fetches("failure").absolute(failures);
+        let limited = |limit: &'static str| metrics::counter!("portcullis_jwks_refetch_limited_total", "source" => source(), "limit" => limit);
+        limited("cooldown").absolute(cooldown);
+        limited("bucket").absolute(bucket);
+        let keys = snapshot.as_ref().map_or(0, |held| held.keys.len());
+        metrics::gauge!("portcullis_jwks_keys", "source" => source()).set(keys as f64);
+        let ready = if self.usable(now).is_some() { 1.0 } else { 0.0 };
+        metrics::gauge!("portcullis_jwks_ready", "source" => source()).set(ready);
+        let fetched_at = snapshot.as_ref().map(|held| held.fetched_at);
+        metrics::gauge!("portcullis_jwks_last_success_timestamp_seconds", "source" => source())
+            .set(fetched_at.unwrap_or(0.0));
+        metrics::gauge!("portcullis_jwks_key_set_age_seconds", "source" => source())
+            .set(fetched_at.map_or(f64::NAN, |at| (now - at).max(0.0)));
     }
 
     async fn fetch_once(&self) -> Result<(KeySet, f64), RefreshError> {

@@ -3,6 +3,7 @@
 //! Each rule is a separate check so that [`Verifier::explain`](crate::Verifier::explain) can report every one,
 //! while [`Verifier::verify`](crate::Verifier::verify) stops at the first failure.
 
+use crate::algorithm::{Algorithm, AlgorithmSet};
 use crate::claims::{RegisteredClaims, describe_list, lookup};
 use crate::clock::{UnixTime, human_duration};
 use crate::error::{Detail, Error, Reason, quoted};
@@ -56,6 +57,74 @@ impl Check {
     }
 }
 
+/// Rules for the tokens of one issuer, overriding the verifier's own for that issuer only (see
+/// [`VerifierBuilder::issuer_rules`](crate::VerifierBuilder::issuer_rules)). Each unset rule keeps the verifier's.
+///
+/// ```
+/// use portcullis::{Algorithm, rules::IssuerRules};
+/// use std::time::Duration;
+/// let rules = IssuerRules::new()
+///     .leeway(Duration::from_secs(5))
+///     .max_age(Duration::from_secs(600))
+///     .typ("at+jwt")
+///     .algorithms([Algorithm::RS256]);
+/// assert_eq!(rules.max_age, Some(Duration::from_secs(600)));
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct IssuerRules {
+    /// Clock-skew allowance for `exp`, `nbf` and `iat` (at most [`MAX_LEEWAY`](crate::MAX_LEEWAY)).
+    pub leeway: Option<Duration>,
+    /// Refuse tokens issued longer ago than this (makes `iat` required).
+    pub max_age: Option<Duration>,
+    /// The header `typ` required, `jwt` or `at+jwt` (RFC 9068).
+    pub typ: Option<String>,
+    /// The algorithm allowlist for this issuer's tokens; each key still allows only its own algorithms.
+    pub algorithms: Option<AlgorithmSet>,
+}
+
+impl IssuerRules {
+    /// No rule of its own: the verifier's rules apply.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Sets the clock-skew allowance.
+    #[must_use]
+    pub fn leeway(mut self, leeway: Duration) -> Self {
+        self.leeway = Some(leeway);
+        self
+    }
+
+    /// Sets the maximum token age (on `iat`).
+    #[must_use]
+    pub fn max_age(mut self, max_age: Duration) -> Self {
+        self.max_age = Some(max_age);
+        self
+    }
+
+    /// Requires the header `typ`.
+    #[must_use]
+    pub fn typ(mut self, typ: impl Into<String>) -> Self {
+        self.typ = Some(typ.into());
+        self
+    }
+
+    /// Sets the algorithm allowlist.
+    #[must_use]
+    pub fn algorithms(mut self, algorithms: impl IntoIterator<Item = Algorithm>) -> Self {
+        self.algorithms = Some(algorithms.into_iter().collect());
+        self
+    }
+}
+
+/// The time rules of one issuer: leeway and maximum age.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Timing {
+    pub leeway: Duration,
+    pub max_age: Option<Duration>,
+}
+
 /// The configured claim rules.
 #[derive(Debug, Clone)]
 pub(crate) struct ClaimRules {
@@ -66,6 +135,8 @@ pub(crate) struct ClaimRules {
     pub issuer_audiences: Vec<(String, Vec<String>)>,
     pub leeway: Duration,
     pub max_age: Option<Duration>,
+    /// Issuers with time rules of their own.
+    pub issuer_timing: Vec<(String, Timing)>,
     pub required: Vec<String>,
     pub clients: Vec<String>,
 }
@@ -181,46 +252,58 @@ impl ClaimRules {
         }
     }
 
+    /// The time rules for tokens of `issuer`: its own, else the verifier's.
+    pub fn timing(&self, issuer: Option<&str>) -> Timing {
+        let own = issuer.and_then(|iss| self.issuer_timing.iter().find(|(known, _)| known == iss));
+        match own {
+            Some((_, timing)) => *timing,
+            None => Timing { leeway: self.leeway, max_age: self.max_age },
+        }
+    }
+
     fn expiry(&self, claims: &RegisteredClaims, at: UnixTime) -> Result<(), Error> {
         let Some(exp) = claims.exp else {
             return Err(missing("exp", "exp is missing; tokens must expire"));
         };
         let now = at.as_secs_f64();
-        if now >= exp + self.leeway.as_secs_f64() {
+        let leeway = self.timing(claims.iss.as_deref()).leeway;
+        if now >= exp + leeway.as_secs_f64() {
             return Err(Error::new(Reason::TokenExpired, format!("token expired {} ago", human_duration(now - exp)))
-                .with_detail(Detail::Expired { exp, now: at, leeway: self.leeway }));
+                .with_detail(Detail::Expired { exp, now: at, leeway }));
         }
         Ok(())
     }
 
     fn not_before(&self, claims: &RegisteredClaims, at: UnixTime) -> Result<(), Error> {
         let now = at.as_secs_f64();
+        let leeway = self.timing(claims.iss.as_deref()).leeway;
         match claims.nbf {
-            Some(nbf) if now + self.leeway.as_secs_f64() < nbf => Err(Error::new(
+            Some(nbf) if now + leeway.as_secs_f64() < nbf => Err(Error::new(
                 Reason::TokenNotYetValid,
                 format!("token is not valid for another {}", human_duration(nbf - now)),
             )
-            .with_detail(Detail::NotYetValid { nbf, now: at, leeway: self.leeway })),
+            .with_detail(Detail::NotYetValid { nbf, now: at, leeway })),
             _ => Ok(()),
         }
     }
 
     fn issued_at(&self, claims: &RegisteredClaims, at: UnixTime) -> Result<(), Error> {
+        let Timing { leeway: leeway_duration, max_age } = self.timing(claims.iss.as_deref());
         let Some(iat) = claims.iat else {
-            return match self.max_age {
+            return match max_age {
                 Some(_) => Err(missing("iat", "iat is missing; it is required with a maximum age")),
                 None => Ok(()),
             };
         };
-        let (now, leeway) = (at.as_secs_f64(), self.leeway.as_secs_f64());
+        let (now, leeway) = (at.as_secs_f64(), leeway_duration.as_secs_f64());
         if iat > now + leeway {
             return Err(Error::new(
                 Reason::ClaimInvalid,
                 format!("iat is {} in the future", human_duration(iat - now)),
             )
-            .with_detail(Detail::IssuedInFuture { iat, now: at, leeway: self.leeway }));
+            .with_detail(Detail::IssuedInFuture { iat, now: at, leeway: leeway_duration }));
         }
-        match self.max_age {
+        match max_age {
             Some(max_age) if now - iat > max_age.as_secs_f64() + leeway => Err(Error::new(
                 Reason::TokenExpired,
                 format!(
@@ -229,7 +312,7 @@ impl ClaimRules {
                     human_duration(max_age.as_secs_f64())
                 ),
             )
-            .with_detail(Detail::TooOld { iat, now: at, max_age, leeway: self.leeway })),
+            .with_detail(Detail::TooOld { iat, now: at, max_age, leeway: leeway_duration })),
             _ => Ok(()),
         }
     }

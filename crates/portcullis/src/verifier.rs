@@ -8,7 +8,7 @@ use crate::error::{Detail, Error, Reason, quoted};
 use crate::jwk::VerifyingKey;
 use crate::jws::{AlgorithmPolicy, HeaderCache, JwsPolicy, UnverifiedJws};
 use crate::keyset::KeySet;
-use crate::rules::{CLAIM_CHECKS, Check, ClaimRules, missing};
+use crate::rules::{CLAIM_CHECKS, Check, ClaimRules, IssuerRules, Timing, missing};
 use crate::source::{KeySource, StaticKeys, keys_unavailable};
 use crate::token::VerifiedToken;
 use serde_json::{Map, Value};
@@ -59,6 +59,19 @@ pub enum ConfigError {
     /// Audiences were bound to an issuer that is not configured.
     #[error("audiences are given for {0}, which is not a configured issuer")]
     AudienceForUnknownIssuer(String),
+    /// Rules were given for an issuer that is not configured, or twice for one issuer.
+    #[error("rules are given for {0}, which is not a configured issuer or has rules already")]
+    RulesForUnknownIssuer(String),
+    /// An issuer's required `typ` can never be met: it names no JWT, or differs from the verifier's own.
+    #[error("issuer {issuer} requires typ {typ:?}, which {why}")]
+    IssuerTyp {
+        /// The issuer.
+        issuer: String,
+        /// The `typ` it was given.
+        typ: String,
+        /// Why no token could carry it.
+        why: &'static str,
+    },
 }
 
 /// Verifies access tokens: strict JWS, key from the key set, then the claim rules.
@@ -87,6 +100,8 @@ pub struct Verifier {
     jws: JwsPolicy,
     headers: Arc<HeaderCache>,
     rules: ClaimRules,
+    /// Issuers whose tokens meet header rules of their own (`typ`, algorithms): their policy.
+    issuer_jws: Arc<[(String, JwsPolicy)]>,
     clock: Arc<dyn Clock>,
 }
 
@@ -144,6 +159,7 @@ pub struct VerifierBuilder {
     max_json_depth: Option<usize>,
     clock: Option<Arc<dyn Clock>>,
     cache: Option<Option<CacheOptions>>,
+    issuer_rules: Vec<(String, IssuerRules)>,
 }
 
 impl VerifierBuilder {
@@ -239,6 +255,37 @@ impl VerifierBuilder {
     /// Requires the header `typ`, e.g. `at+jwt` for RFC 9068 access tokens.
     pub fn typ(mut self, typ: impl Into<String>) -> Self {
         self.typ = Some(typ.into());
+        self
+    }
+
+    /// Gives the tokens of `issuer` rules of their own: leeway, maximum age, required `typ`, algorithm
+    /// allowlist. Each rule set replaces the verifier's for that issuer; unset ones keep the verifier's. The
+    /// token's `iss` picks the rules before the key is chosen, and the algorithm is still bound to the key: an
+    /// allowlist only narrows what the key itself allows. `issuer` must be configured, once, else
+    /// [`build`](Self::build) fails with [`ConfigError::RulesForUnknownIssuer`].
+    ///
+    /// ```
+    /// use portcullis::{Algorithm, KeySet, Reason, Verifier, rules::IssuerRules, signing::SigningKey};
+    /// let key = SigningKey::generate(Algorithm::ES256, Some("k1".into())).unwrap();
+    /// let jwks = serde_json::json!({ "keys": [key.public_jwk()] }).to_string();
+    /// let verifier = Verifier::builder()
+    ///     .issuer("https://a.example/")
+    ///     .issuer("https://b.example/")
+    ///     .audience("https://api.example")
+    ///     .issuer_rules("https://b.example/", IssuerRules::new().typ("at+jwt"))
+    ///     .keys(KeySet::from_jwks_json(jwks.as_bytes()).unwrap())
+    ///     .build()
+    ///     .unwrap();
+    /// let token = |iss: &str| {
+    ///     let claims = serde_json::json!({"iss": iss, "aud": "https://api.example", "exp": 4_000_000_000u64});
+    ///     key.sign_token(&claims, None).unwrap()
+    /// };
+    /// assert!(verifier.verify(&token("https://a.example/")).is_ok());
+    /// let err = verifier.verify(&token("https://b.example/")).unwrap_err();
+    /// assert_eq!(err.reason(), Reason::HeaderInvalid);
+    /// ```
+    pub fn issuer_rules(mut self, issuer: impl Into<String>, rules: IssuerRules) -> Self {
+        self.issuer_rules.push((issuer.into(), rules));
         self
     }
 
@@ -363,6 +410,15 @@ impl VerifierBuilder {
             Some(set) if set.is_empty() => return Err(ConfigError::NoAlgorithms),
             Some(set) => AlgorithmPolicy::Allow(set),
         };
+        let jws = JwsPolicy {
+            algorithms,
+            required_typ: self.typ,
+            max_token_len: self.max_token_len.unwrap_or(crate::jws::DEFAULT_MAX_TOKEN_LEN),
+            max_json_depth,
+        };
+        let leeway = self.leeway.unwrap_or(DEFAULT_LEEWAY);
+        let (issuer_jws, issuer_timing) =
+            issuer_policies(&self.issuers, self.issuer_rules, &jws, leeway, self.max_age)?;
         let clock = self.clock.unwrap_or_else(|| Arc::new(SystemClock));
         let cache =
             crate::cache::build(self.cache.unwrap_or_else(|| Some(CacheOptions::default())), Arc::clone(&clock));
@@ -370,24 +426,68 @@ impl VerifierBuilder {
             sources,
             cache,
             headers: Arc::default(),
-            jws: JwsPolicy {
-                algorithms,
-                required_typ: self.typ,
-                max_token_len: self.max_token_len.unwrap_or(crate::jws::DEFAULT_MAX_TOKEN_LEN),
-                max_json_depth,
-            },
+            jws,
             rules: ClaimRules {
                 issuers: self.issuers,
                 audiences: self.audiences,
                 issuer_audiences,
-                leeway: self.leeway.unwrap_or(DEFAULT_LEEWAY),
+                leeway,
                 max_age: self.max_age,
+                issuer_timing,
                 required: self.required,
                 clients: self.clients,
             },
+            issuer_jws: issuer_jws.into(),
             clock,
         })
     }
+}
+
+/// The header policies and time rules of the issuers with rules of their own, checked.
+#[allow(clippy::type_complexity)]
+fn issuer_policies(
+    issuers: &[String],
+    rules: Vec<(String, IssuerRules)>,
+    jws: &JwsPolicy,
+    leeway: Duration,
+    max_age: Option<Duration>,
+) -> Result<(Vec<(String, JwsPolicy)>, Vec<(String, Timing)>), ConfigError> {
+    let (mut policies, mut timing) = (Vec::new(), Vec::<(String, Timing)>::new());
+    for (issuer, rules) in rules {
+        if !issuers.contains(&issuer) || timing.iter().any(|(known, _)| *known == issuer) {
+            return Err(ConfigError::RulesForUnknownIssuer(issuer));
+        }
+        if let Some(own) = rules.leeway.filter(|own| *own > MAX_LEEWAY) {
+            return Err(ConfigError::Leeway(own));
+        }
+        if rules.algorithms.is_some_and(|set| set.is_empty()) {
+            return Err(ConfigError::NoAlgorithms);
+        }
+        if let Some(typ) = &rules.typ {
+            let wanted = crate::jws::media_type(typ);
+            let why = match &jws.required_typ {
+                Some(global) if crate::jws::media_type(global) != wanted => {
+                    Some("differs from the typ every token must carry")
+                }
+                None if !matches!(wanted.as_str(), "jwt" | "at+jwt") => Some("is neither jwt nor at+jwt"),
+                _ => None,
+            };
+            if let Some(why) = why {
+                return Err(ConfigError::IssuerTyp { issuer, typ: typ.clone(), why });
+            }
+        }
+        if rules.typ.is_some() || rules.algorithms.is_some() {
+            let mut policy = jws.clone();
+            if let Some(set) = rules.algorithms {
+                policy.algorithms = AlgorithmPolicy::Allow(set);
+            }
+            policy.required_typ = rules.typ.clone().or(policy.required_typ);
+            policies.push((issuer.clone(), policy));
+        }
+        let own = Timing { leeway: rules.leeway.unwrap_or(leeway), max_age: rules.max_age.or(max_age) };
+        timing.push((issuer, own));
+    }
+    Ok((policies, timing))
 }
 
 impl Verifier {
@@ -420,6 +520,12 @@ impl Verifier {
     /// shows or compares times for this verifier (key sets, status pages), so that they all agree.
     pub fn clock(&self) -> &Arc<dyn Clock> {
         &self.clock
+    }
+
+    /// The clock-skew allowance for tokens of `issuer` (its own, else the verifier's), for checks a caller adds
+    /// on a verified token, such as a stricter maximum age.
+    pub fn leeway(&self, issuer: Option<&str>) -> Duration {
+        self.rules.timing(issuer).leeway
     }
 
     /// Now, on the verifier's clock.
@@ -513,14 +619,37 @@ impl Verifier {
             }
         };
         observer.header(jws.header());
-        observer.passed(Check::Structure, || format!("alg {}", jws.header().alg()));
-        match self.source_for(&jws) {
-            Ok((source, claims)) => Ok(Prepared { jws, source, claims }),
+        let (source, mut claims) = match self.source_for(&jws) {
+            Ok(found) => found,
             Err(err) => {
+                observer.passed(Check::Structure, || format!("alg {}", jws.header().alg()));
                 observer.failed(Check::Key, &err, || hints::key(&err, jws.header().kid()));
-                Err(err)
+                return Err(err);
+            }
+        };
+        let mut policy = &self.jws;
+        if !self.issuer_jws.is_empty() {
+            if claims.is_none() {
+                match RegisteredClaims::parse_nested(jws.payload(), self.jws.max_json_depth) {
+                    Ok(parsed) => claims = Some(parsed),
+                    Err(err) => {
+                        observer.passed(Check::Structure, || format!("alg {}", jws.header().alg()));
+                        observer.failed(Check::Claims, &err, || None);
+                        return Err(err);
+                    }
+                }
+            }
+            let iss = claims.as_ref().and_then(|claims| claims.iss.as_deref());
+            if let Some((_, own)) = self.issuer_jws.iter().find(|(issuer, _)| Some(issuer.as_str()) == iss) {
+                policy = own;
+                if let Err(err) = crate::jws::check_typ(jws.header().typ(), own.required_typ.as_deref()) {
+                    observer.failed(Check::Structure, &err, || None);
+                    return Err(err);
+                }
             }
         }
+        observer.passed(Check::Structure, || format!("alg {}", jws.header().alg()));
+        Ok(Prepared { jws, source, claims, policy })
     }
 
     /// Steps 2 to 4, with the key chosen: the algorithm bound to the key, the signature, the claims.
@@ -531,8 +660,8 @@ impl Verifier {
         token: &str,
         observer: &mut O,
     ) -> Result<VerifiedToken, Error> {
-        let Prepared { jws, claims, .. } = prepared;
-        if let Err(err) = jws.check_key(key, &self.jws) {
+        let Prepared { jws, claims, policy, .. } = prepared;
+        if let Err(err) = jws.check_key(key, policy) {
             observer.failed(Check::Key, &err, || hints::key(&err, jws.header().kid()));
             return Err(err);
         }
@@ -614,6 +743,17 @@ impl Verifier {
         }
     }
 
+    /// Registers the verifier's metric series at their current value, so that they exist before the first
+    /// token: `portcullis_token_cache_lookups_total{result}` (`hit`, `miss`) while the token cache is on. A
+    /// metrics endpoint calls it before rendering; without a `metrics` recorder it does nothing.
+    pub fn publish_metrics(&self) {
+        if self.cache.is_some() {
+            for result in ["hit", "miss"] {
+                metrics::counter!("portcullis_token_cache_lookups_total", "result" => result).increment(0);
+            }
+        }
+    }
+
     /// Entries in the verified-token cache (0 when it is off).
     pub fn cached_tokens(&self) -> u64 {
         self.cache.as_ref().map_or(0, TokenCache::len)
@@ -646,8 +786,10 @@ impl Verifier {
 struct Prepared<'t, 'v> {
     jws: UnverifiedJws<'t>,
     source: &'v Arc<dyn KeySource>,
-    /// The registered claims, when choosing the source needed them (several issuers).
+    /// The registered claims, when choosing the source or the rules needed them.
     claims: Option<RegisteredClaims>,
+    /// The header rules for the token's issuer.
+    policy: &'v JwsPolicy,
 }
 
 /// One check in a [`Report`].

@@ -2,6 +2,7 @@
 //! those lines; the URL in a line and a machine token from the dev issuer come from `portcullis_testkit`.
 #![allow(dead_code)]
 
+#[allow(unused_imports)]
 pub use portcullis_testkit::issuers::machine_token;
 pub use portcullis_testkit::process::url_in;
 use std::process::Stdio;

@@ -1,0 +1,112 @@
+//! What `portcullis serve` says at startup about the policy it enforces: each route with what it requires, and
+//! what requests no route matches get — also when flags alone configure it and there are no routes.
+
+use portcullis_gateway::{Config, IssuerConfig, RouteConfig, Unmatched};
+
+/// One line per route, then one about unmatched requests.
+pub(crate) fn policy_lines(config: &Config) -> Vec<String> {
+    let mut lines: Vec<String> = config.routes.iter().map(|route| route_line(config, route)).collect();
+    lines.push(match (config.unmatched, config.routes.is_empty()) {
+        (Unmatched::Authenticated, true) => {
+            format!("no routes configured: every request needs {}", token_from(&config.issuers, &[]))
+        }
+        (Unmatched::Authenticated, false) => {
+            format!("requests no route matches need {}", token_from(&config.issuers, &[]))
+        }
+        (_, true) => "no routes configured: every request is answered 404".to_owned(),
+        (_, false) => "requests no route matches are answered 404".to_owned(),
+    });
+    lines
+}
+
+fn route_line(config: &Config, route: &RouteConfig) -> String {
+    let methods = if route.methods.is_empty() { "any method".to_owned() } else { route.methods.join(", ") };
+    let access = if let Some(front) = route.forward_auth {
+        format!("forward-auth endpoint for {}", front.name())
+    } else if route.public {
+        "public, no token read".to_owned()
+    } else {
+        let issuers: Vec<IssuerConfig> = config
+            .issuers
+            .iter()
+            .filter(|issuer| route.issuers.is_empty() || route.issuers.contains(&issuer.issuer))
+            .cloned()
+            .collect();
+        let mut access = format!("needs {}", token_from(&issuers, &route.audiences));
+        if let Some(rule) = &route.require {
+            access.push_str(&format!(" meeting {rule}"));
+        }
+        access
+    };
+    format!("route {} ({methods}): {access}", route.path)
+}
+
+/// `a valid token from ISSUER (audience AUD) or …`; `audiences`, when not empty, narrows each issuer's.
+fn token_from(issuers: &[IssuerConfig], audiences: &[String]) -> String {
+    let each: Vec<String> = issuers
+        .iter()
+        .map(|issuer| {
+            let accepted: Vec<&str> = issuer
+                .audiences
+                .iter()
+                .filter(|audience| audiences.is_empty() || audiences.contains(audience))
+                .map(String::as_str)
+                .collect();
+            let word = if accepted.len() == 1 { "audience" } else { "audiences" };
+            format!("{} ({word} {})", issuer.issuer, accepted.join(", "))
+        })
+        .collect();
+    if each.is_empty() {
+        "a valid token (no issuer accepts it)".to_owned()
+    } else {
+        format!("a valid token from {}", each.join(" or "))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::policy_lines;
+    use portcullis_gateway::{Config, IssuerConfig, Unmatched};
+
+    #[test]
+    fn routes_and_unmatched_requests_are_described() {
+        let mut config = Config::defaults();
+        config.issuers.push(IssuerConfig::new("https://a.example/", ["https://api", "https://other"]));
+        config.issuers.push(IssuerConfig::new("https://b.example/", ["https://api"]));
+        config.unmatched = Unmatched::Authenticated;
+        assert_eq!(
+            policy_lines(&config),
+            ["no routes configured: every request needs a valid token from https://a.example/ (audiences \
+              https://api, https://other) or https://b.example/ (audience https://api)"]
+        );
+
+        let file = r#"
+            upstream = "http://127.0.0.1:3000"
+            [[issuers]]
+            issuer = "https://a.example/"
+            audiences = ["https://api", "https://other"]
+            [[issuers]]
+            issuer = "https://b.example/"
+            audiences = ["https://api"]
+            [[routes]]
+            path = "/health"
+            public = true
+            [[routes]]
+            path = "/api/*"
+            methods = ["GET", "POST"]
+            issuers = ["https://a.example/"]
+            audiences = ["https://other"]
+            require = { scope = "read:messages" }
+        "#;
+        let config = Config::parse_toml(file).unwrap();
+        assert_eq!(
+            policy_lines(&config),
+            [
+                "route /health (any method): public, no token read",
+                "route /api/* (GET, POST): needs a valid token from https://a.example/ (audience https://other) \
+                 meeting scope 'read:messages'",
+                "requests no route matches are answered 404",
+            ]
+        );
+    }
+}

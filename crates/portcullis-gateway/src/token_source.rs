@@ -1,0 +1,195 @@
+//! Where a request's token is read: the `Authorization: Bearer` header, and — only on routes that name one — a
+//! cookie or another header holding the bare token. Strict: a token sent in two places, a second cookie of that
+//! name or a repeated header is `invalid_request` (400), so that the gateway and the upstream can never read two
+//! different tokens from one request.
+
+use http::header::COOKIE;
+use http::{HeaderMap, HeaderName, HeaderValue};
+use portcullis::{Error, Reason};
+
+/// The other place a route takes its token from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum TokenSource {
+    /// The cookie of this name.
+    Cookie(String),
+    /// The header of this name.
+    Header(HeaderName),
+}
+
+fn invalid(description: &'static str) -> Error {
+    Error::new(Reason::RequestInvalid, description)
+}
+
+/// The request's token, `None` when it carries none; read from `Authorization` and from `source` when the route
+/// names one.
+pub(crate) fn token<'h>(headers: &'h HeaderMap, source: Option<&TokenSource>) -> Result<Option<&'h str>, Error> {
+    let from_authorization = portcullis_axum::authorization_bearer(headers)?;
+    let from_source = match source {
+        None => None,
+        Some(TokenSource::Cookie(name)) => cookie(headers, name)?,
+        Some(TokenSource::Header(name)) => header(headers, name)?,
+    };
+    match (from_authorization, from_source) {
+        (Some(_), Some(_)) => Err(invalid("credentials were sent in more than one place")),
+        (found, None) | (None, found) => Ok(found),
+    }
+}
+
+/// A bare token: not empty, no whitespace (header values are visible ASCII once read as text).
+fn bare<'t>(token: &'t str, empty: &'static str) -> Result<&'t str, Error> {
+    if token.is_empty() {
+        return Err(invalid(empty));
+    }
+    if token.contains([' ', '\t']) {
+        return Err(invalid("more than one token in the credentials"));
+    }
+    Ok(token)
+}
+
+fn header<'h>(headers: &'h HeaderMap, name: &HeaderName) -> Result<Option<&'h str>, Error> {
+    let mut values = headers.get_all(name).iter();
+    let Some(value) = values.next() else { return Ok(None) };
+    if values.next().is_some() {
+        return Err(invalid("the token header is repeated"));
+    }
+    let text = value.to_str().map_err(|_| invalid("the token header is not visible ASCII"))?;
+    bare(text.trim_matches(' '), "the token header is empty").map(Some)
+}
+
+/// The pairs of a `Cookie` header: `name=value` separated by `;`, as bytes (browsers may send UTF-8 in other
+/// cookies, which must not hide or spoil this one).
+fn pairs(header: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
+    header.split(|&b| b == b';').filter_map(|pair| {
+        let pair = pair.trim_ascii();
+        let at = pair.iter().position(|&b| b == b'=')?;
+        Some((pair[..at].trim_ascii(), pair[at + 1..].trim_ascii()))
+    })
+}
+
+fn cookie<'h>(headers: &'h HeaderMap, name: &str) -> Result<Option<&'h str>, Error> {
+    let mut found = None;
+    for header in headers.get_all(COOKIE) {
+        for (key, value) in pairs(header.as_bytes()) {
+            if key == name.as_bytes() && found.replace(value).is_some() {
+                return Err(invalid("more than one token cookie"));
+            }
+        }
+    }
+    let Some(value) = found else { return Ok(None) };
+    let value = std::str::from_utf8(value)
+        .ok()
+        .filter(|v| v.bytes().all(|b| b.is_ascii_graphic()))
+        .ok_or_else(|| invalid("the token cookie is not visible ASCII"))?;
+    // A cookie value may be quoted (RFC 6265 §4.1.1).
+    let value = value.strip_prefix('"').and_then(|v| v.strip_suffix('"')).unwrap_or(value);
+    bare(value, "the token cookie is empty").map(Some)
+}
+
+/// Removes the token from `headers` before they go upstream: the header, or the cookie (other cookies stay, in
+/// one `Cookie` header).
+pub(crate) fn remove(headers: &mut HeaderMap, source: &TokenSource) {
+    match source {
+        TokenSource::Header(name) => {
+            headers.remove(name);
+        }
+        TokenSource::Cookie(name) => {
+            let mut kept: Vec<u8> = Vec::new();
+            for header in headers.get_all(COOKIE) {
+                for pair in header.as_bytes().split(|&b| b == b';').map(<[u8]>::trim_ascii) {
+                    let key = pair.iter().position(|&b| b == b'=').map_or(pair, |at| pair[..at].trim_ascii());
+                    if pair.is_empty() || key == name.as_bytes() {
+                        continue;
+                    }
+                    if !kept.is_empty() {
+                        kept.extend_from_slice(b"; ");
+                    }
+                    kept.extend_from_slice(pair);
+                }
+            }
+            headers.remove(COOKIE);
+            if let Ok(value) = HeaderValue::from_bytes(&kept) {
+                if !kept.is_empty() {
+                    headers.insert(COOKIE, value);
+                }
+            }
+        }
+    }
+}
+
+/// Whether `headers` carry the route's other token location at all.
+#[cfg(test)]
+fn carries(headers: &HeaderMap, source: &TokenSource) -> bool {
+    match source {
+        TokenSource::Header(name) => headers.contains_key(name),
+        TokenSource::Cookie(name) => {
+            headers.get_all(COOKIE).iter().any(|v| pairs(v.as_bytes()).any(|(key, _)| key == name.as_bytes()))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn headers(list: &[(&str, &str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value) in list {
+            map.append(HeaderName::from_bytes(name.as_bytes()).unwrap(), HeaderValue::from_str(value).unwrap());
+        }
+        map
+    }
+
+    fn reason(result: Result<Option<&str>, Error>) -> Reason {
+        result.unwrap_err().reason()
+    }
+
+    #[test]
+    fn a_cookie_carries_the_token_only_once_and_only_alone() {
+        let source = TokenSource::Cookie("access_token".into());
+        let h = headers(&[("cookie", "theme=dark; access_token=a.b.c")]);
+        assert_eq!(token(&h, Some(&source)).unwrap(), Some("a.b.c"));
+        assert_eq!(token(&h, None).unwrap(), None, "the cookie is read only where configured");
+        let h = headers(&[("cookie", "access_token=\"a.b.c\"")]);
+        assert_eq!(token(&h, Some(&source)).unwrap(), Some("a.b.c"));
+        for twice in [
+            headers(&[("cookie", "access_token=a.b.c; access_token=d.e.f")]),
+            headers(&[("cookie", "access_token=a.b.c"), ("cookie", "access_token=a.b.c")]),
+            headers(&[("cookie", "access_token=a.b.c"), ("authorization", "Bearer a.b.c")]),
+            headers(&[("cookie", "access_token=")]),
+        ] {
+            assert_eq!(reason(token(&twice, Some(&source))), Reason::RequestInvalid, "{twice:?}");
+        }
+    }
+
+    #[test]
+    fn a_header_carries_the_token_once() {
+        let source = TokenSource::Header(HeaderName::from_static("x-access-token"));
+        assert_eq!(token(&headers(&[("x-access-token", "a.b.c")]), Some(&source)).unwrap(), Some("a.b.c"));
+        assert_eq!(token(&headers(&[("authorization", "Bearer a.b.c")]), Some(&source)).unwrap(), Some("a.b.c"));
+        for bad in [
+            headers(&[("x-access-token", "a.b.c"), ("x-access-token", "a.b.c")]),
+            headers(&[("x-access-token", "a.b.c"), ("authorization", "Bearer a.b.c")]),
+            headers(&[("x-access-token", "a.b.c d.e.f")]),
+            headers(&[("x-access-token", "")]),
+        ] {
+            assert_eq!(reason(token(&bad, Some(&source))), Reason::RequestInvalid, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn removal_keeps_the_other_cookies() {
+        let source = TokenSource::Cookie("access_token".into());
+        let mut h = headers(&[("cookie", "theme=dark; access_token=a.b.c"), ("cookie", "lang=en")]);
+        remove(&mut h, &source);
+        assert_eq!(h.get_all(COOKIE).iter().collect::<Vec<_>>(), ["theme=dark; lang=en"]);
+        assert!(!carries(&h, &source));
+        let mut h = headers(&[("cookie", "access_token=a.b.c")]);
+        remove(&mut h, &source);
+        assert!(h.get(COOKIE).is_none());
+        let header = TokenSource::Header(HeaderName::from_static("x-access-token"));
+        let mut h = headers(&[("x-access-token", "a.b.c"), ("x-other", "1")]);
+        remove(&mut h, &header);
+        assert!(!carries(&h, &header) && h.contains_key("x-other"));
+    }
+}
