@@ -439,7 +439,7 @@ fn check_config_and_serve_refuse_the_same_broken_tls_files() {
         assert_eq!(served.status.code(), Some(3), "{case}: {served_said}");
         // The error names the key, and its line when the key is in the file.
         let expected = match text.lines().position(|line| line.starts_with(&format!("{key} = "))) {
-            Some(line) => format!("line {}, column {}: {key}: ", line + 1, key.len() + 4),
+            Some(line) => format!("{}:{}:{}: {key}: ", file.display(), line + 1, key.len() + 4),
             None => format!("{key}: "),
         };
         for said in [&checked_said, &served_said] {
