@@ -646,7 +646,7 @@ impl Config {
     /// assert!(lines[1].ends_with("did you mean `audiences`?"), "{lines:?}");
     /// ```
     pub fn parse_toml(text: &str) -> Result<Self, ConfigErrors> {
-        let (config, errors) = crate::load::parse(text);
+        let (config, errors, _) = crate::load::parse(text);
         ConfigErrors::check(errors)?;
         config.ok_or_else(|| ConfigError::at("", "the file cannot be read").into())
     }
@@ -665,7 +665,8 @@ impl Config {
 
     /// Parses a TOML file's text, lets `complete` fill in what the file leaves to the command line (flags and
     /// environment variables), and checks the result. Every error is reported at once: the file's unknown keys
-    /// together with what [`Config::check`] finds; only values of the wrong type stop before the checks.
+    /// together with what [`Config::check`] finds. A value of the wrong type in a route or an issuer is reported and
+    /// that element's own checks are left out; at the top level it stops before the checks.
     ///
     /// ```
     /// let text = "upstrem = \"http://127.0.0.1:3000\"\n[claim_headers]\nsub = \"Transfer-Encoding\"\n";
@@ -677,14 +678,25 @@ impl Config {
     /// assert_eq!(keys, ["", "claim_headers.sub", "upstream"]);
     /// ```
     pub fn from_toml_with(text: &str, complete: impl FnOnce(&mut Config)) -> Result<Self, ConfigErrors> {
-        let (config, mut errors) = crate::load::parse(text);
+        let (config, mut errors, partial) = crate::load::parse(text);
         let Some(mut config) = config else {
             ConfigErrors::check(errors)?;
             return Err(ConfigError::at("", "the file cannot be read").into());
         };
         complete(&mut config);
         if let Err(found) = config.check() {
-            errors.extend(found.located_in(text).0);
+            // A route or issuer read with a value left out is already refused; what the checks say about it (or
+            // about others in its light, such as a route it would shadow) could be wrong.
+            let concerns_partial = |error: &ConfigError| {
+                partial.iter().any(|element| {
+                    error.message.contains(element.as_str())
+                        || error
+                            .key
+                            .strip_prefix(element.as_str())
+                            .is_some_and(|rest| rest.is_empty() || rest.starts_with('.') || rest.starts_with('['))
+                })
+            };
+            errors.extend(found.located_in(text).0.into_iter().filter(|error| !concerns_partial(error)));
         }
         ConfigErrors::check(errors)?;
         Ok(config)

@@ -10,9 +10,12 @@ use std::ops::Range;
 use toml::Spanned;
 use toml::de::{DeTable, DeValue, ValueDeserializer};
 
-/// Parses `text`: every error found, and the configuration when every value could be read (the errors are then
-/// unknown keys only, left out of it, so the configuration can still be checked).
-pub(crate) fn parse(text: &str) -> (Option<Config>, Vec<ConfigError>) {
+/// Parses `text`: every error found, the configuration when it could be read without guessing, and the routes
+/// and issuers (`routes[2]`) read with a key of the wrong type left out. Unknown keys are left out of the
+/// configuration, so it can still be checked; so are values of the wrong type inside a route or an issuer, whose
+/// own checks then say nothing. A value of the wrong type at the top level, or a route or issuer that cannot be
+/// read at all, leaves no configuration to check.
+pub(crate) fn parse(text: &str) -> (Option<Config>, Vec<ConfigError>, Vec<String>) {
     let root = match DeTable::parse(text) {
         Ok(root) => root,
         Err(e) => {
@@ -20,6 +23,7 @@ pub(crate) fn parse(text: &str) -> (Option<Config>, Vec<ConfigError>) {
             return (
                 None,
                 vec![ConfigError { key: String::new(), location, message: e.message().trim_end().to_owned() }],
+                Vec::new(),
             );
         }
     };
@@ -47,17 +51,21 @@ pub(crate) fn parse(text: &str) -> (Option<Config>, Vec<ConfigError>) {
             }
         }
     }
-    let config = reader.table::<Config>(kept, span, "", Vec::new(), &mut errors);
-    let issuers = issuers.map(|value| reader.list::<IssuerConfig>(value, "issuers", "[[issuers]]", &mut errors));
-    let routes = routes.map(|value| reader.list::<RouteConfig>(value, "routes", "[[routes]]", &mut errors));
-    let (Some(mut config), Some(issuers), Some(routes)) =
-        (config, issuers.unwrap_or(Some(Vec::new())), routes.unwrap_or(Some(Vec::new())))
+    let mut top_partial = Vec::new();
+    let config = reader.table::<Config>(kept, span, "", Vec::new(), &mut errors, &mut top_partial);
+    let mut partial = Vec::new();
+    let issuers =
+        issuers.map(|value| reader.list::<IssuerConfig>(value, "issuers", "[[issuers]]", &mut errors, &mut partial));
+    let routes =
+        routes.map(|value| reader.list::<RouteConfig>(value, "routes", "[[routes]]", &mut errors, &mut partial));
+    let (Some(mut config), Some(issuers), Some(routes), true) =
+        (config, issuers.unwrap_or(Some(Vec::new())), routes.unwrap_or(Some(Vec::new())), top_partial.is_empty())
     else {
-        return (None, errors);
+        return (None, errors, partial);
     };
     config.issuers = issuers;
     config.routes = routes;
-    (Some(config), errors)
+    (Some(config), errors, partial)
 }
 
 /// Whether `key` is a top-level key of the configuration.
@@ -142,8 +150,9 @@ impl<'t> Reader<'t> {
     }
 
     /// Deserializes one table as `T`. On an error in one of its keys, that key is reported and left out, and the
-    /// rest is tried again, so every key with a wrong value is reported. A missing key in `removed` (left out, or
-    /// misspelled) is not reported again.
+    /// rest is tried again, so every key with a wrong value is reported; the table read without them is returned,
+    /// and its `path` added to `partial`. A missing key in `removed` (left out, or misspelled) is not reported
+    /// again.
     fn table<T: DeserializeOwned>(
         &self,
         mut entries: DeTable<'t>,
@@ -151,12 +160,18 @@ impl<'t> Reader<'t> {
         path: &str,
         mut removed: Vec<String>,
         errors: &mut Vec<ConfigError>,
+        partial: &mut Vec<String>,
     ) -> Option<T> {
         let mut failed = false;
         for _ in 0..=entries.len() {
             let value = Spanned::new(span.clone(), DeValue::Table(entries.clone()));
             let error = match T::deserialize(ValueDeserializer::from(value)) {
-                Ok(parsed) => return (!failed).then_some(parsed),
+                Ok(parsed) => {
+                    if failed {
+                        partial.push(path.to_owned());
+                    }
+                    return Some(parsed);
+                }
                 Err(error) => error,
             };
             failed = true;
@@ -195,6 +210,7 @@ impl<'t> Reader<'t> {
         name: &str,
         table: &str,
         errors: &mut Vec<ConfigError>,
+        partial: &mut Vec<String>,
     ) -> Option<Vec<T>> {
         let span = value.span();
         let items = match value.into_inner() {
@@ -225,7 +241,7 @@ impl<'t> Reader<'t> {
                         .filter_map(|rest| rest.split('`').next())
                         .map(str::to_owned)
                         .collect();
-                    self.table::<T>(entries, span, &path, meant, errors)
+                    self.table::<T>(entries, span, &path, meant, errors, partial)
                 }
                 other => {
                     let value = Spanned::new(span.clone(), other);

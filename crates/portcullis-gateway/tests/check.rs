@@ -217,3 +217,27 @@ async fn a_checked_configuration_builds_a_gateway() {
     let refused = Gateway::new(unchecked).err().unwrap().to_string();
     assert!(refused.contains("issuers[0].jwks_uri: refusing http://idp.example/jwks"), "{refused}");
 }
+
+#[test]
+fn a_wrong_type_in_a_route_still_leaves_every_other_check_to_run() {
+    // routes[0] has a value of the wrong type; the claim header, the key URL and routes[2]'s method are wrong too.
+    let text = "upstream = \"http://127.0.0.1:3000\"\n[[issuers]]\nissuer = \"https://tenant.example/\"\n\
+                audiences = [\"api\"]\njwks_uri = \"http://keys.example/jwks.json\"\n\
+                [claim_headers]\nsub = \"Transfer-Encoding\"\n\
+                [[routes]]\npath = \"/a/*\"\nmethods = \"GET\"\n\
+                [[routes]]\npath = \"/a/b\"\n\
+                [[routes]]\npath = \"/c\"\nmethods = [\"G T\"]\n";
+    let found = errors(text);
+    let expected = [
+        "f.toml:5:12: issuers[0].jwks_uri: ",
+        "f.toml:7:7: claim_headers.sub: ",
+        "f.toml:10:11: routes[0].methods: invalid type",
+        "f.toml:15:12: routes[2].methods[0]: ",
+    ];
+    assert_eq!(found.len(), expected.len(), "{found:#?}");
+    for (line, start) in found.iter().zip(expected) {
+        assert!(line.starts_with(start), "{line:?} should start with {start:?}; all: {found:#?}");
+    }
+    // routes[1] is not called shadowed by routes[0], whose methods could not be read.
+    assert!(!found.iter().any(|line| line.contains("routes[1]")), "{found:#?}");
+}
