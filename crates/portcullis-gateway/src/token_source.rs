@@ -46,8 +46,14 @@ fn bare<'t>(token: &'t str, empty: &'static str) -> Result<&'t str, Error> {
     Ok(token)
 }
 
+/// The names in `headers` that are `name` in some spelling (case, `_` for `-`): CGI-style upstreams read
+/// `X_Access_Token` as `X-Access-Token`, so every spelling is read, and removed.
+fn spellings<'h>(headers: &'h HeaderMap, name: &HeaderName) -> impl Iterator<Item = &'h HeaderName> {
+    headers.keys().filter(|key| crate::headers::same_name(key.as_str().as_bytes(), name.as_str().as_bytes()))
+}
+
 fn header<'h>(headers: &'h HeaderMap, name: &HeaderName) -> Result<Option<&'h str>, Error> {
-    let mut values = headers.get_all(name).iter();
+    let mut values = spellings(headers, name).flat_map(|key| headers.get_all(key).iter());
     let Some(value) = values.next() else { return Ok(None) };
     if values.next().is_some() {
         return Err(invalid("the token header is repeated"));
@@ -90,7 +96,10 @@ fn cookie<'h>(headers: &'h HeaderMap, name: &str) -> Result<Option<&'h str>, Err
 pub(crate) fn remove(headers: &mut HeaderMap, source: &TokenSource) {
     match source {
         TokenSource::Header(name) => {
-            headers.remove(name);
+            let names: Vec<HeaderName> = spellings(headers, name).cloned().collect();
+            for name in names {
+                headers.remove(name);
+            }
         }
         TokenSource::Cookie(name) => {
             let mut kept: Vec<u8> = Vec::new();
@@ -116,11 +125,10 @@ pub(crate) fn remove(headers: &mut HeaderMap, source: &TokenSource) {
     }
 }
 
-/// Whether `headers` carry the route's other token location at all.
-#[cfg(test)]
-fn carries(headers: &HeaderMap, source: &TokenSource) -> bool {
+/// Whether `headers` carry the route's other token location at all (the header in any spelling).
+pub(crate) fn carried(headers: &HeaderMap, source: &TokenSource) -> bool {
     match source {
-        TokenSource::Header(name) => headers.contains_key(name),
+        TokenSource::Header(name) => spellings(headers, name).next().is_some(),
         TokenSource::Cookie(name) => {
             headers.get_all(COOKIE).iter().any(|v| pairs(v.as_bytes()).any(|(key, _)| key == name.as_bytes()))
         }
@@ -183,13 +191,13 @@ mod tests {
         let mut h = headers(&[("cookie", "theme=dark; access_token=a.b.c"), ("cookie", "lang=en")]);
         remove(&mut h, &source);
         assert_eq!(h.get_all(COOKIE).iter().collect::<Vec<_>>(), ["theme=dark; lang=en"]);
-        assert!(!carries(&h, &source));
+        assert!(!carried(&h, &source));
         let mut h = headers(&[("cookie", "access_token=a.b.c")]);
         remove(&mut h, &source);
         assert!(h.get(COOKIE).is_none());
         let header = TokenSource::Header(HeaderName::from_static("x-access-token"));
         let mut h = headers(&[("x-access-token", "a.b.c"), ("x-other", "1")]);
         remove(&mut h, &header);
-        assert!(!carries(&h, &header) && h.contains_key("x-other"));
+        assert!(!carried(&h, &header) && h.contains_key("x-other"));
     }
 }

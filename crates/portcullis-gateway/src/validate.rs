@@ -92,6 +92,8 @@ fn check_issuers(config: &Config, errors: &mut Vec<ConfigError>) {
             }
         }
         let (key, location) = match &issuer.jwks_uri {
+            // A local key file is read and checked with the other options.
+            Some(uri) if crate::local_keys::path_of(uri).is_some() => continue,
             Some(uri) => (format!("issuers[{i}].jwks_uri"), KeyLocation::Jwks(uri.clone())),
             None if http_url => {
                 (format!("issuers[{i}].issuer"), KeyLocation::Discovery { issuer: issuer.issuer.clone() })

@@ -224,6 +224,8 @@ async fn forward_auth_answers_optional_routes_the_same_way() {
     let response = preflight("/cors/a").header("access-control-request-method", "POST").send().await.unwrap();
     assert_eq!((response.status().as_u16(), response.headers()["x-auth-subject"].to_str().unwrap()), (200, ""));
     assert_eq!(preflight("/cors/a").send().await.unwrap().status(), 401, "not a preflight: a token is needed");
+    let credentials = preflight("/cors/a").header("access-control-request-method", "POST").bearer_auth("a.b.c");
+    assert_eq!(credentials.send().await.unwrap().status(), 401, "a preflight never carries credentials");
     let elsewhere = preflight("/other").header("access-control-request-method", "POST").send().await.unwrap();
     assert_eq!(elsewhere.status(), 401);
 }
@@ -383,7 +385,7 @@ async fn a_local_key_file_is_read_at_start_and_on_reload() {
 
     // A broken file fails the reload, and the keys in force stay.
     std::fs::write(keys.path(), "{ not json").unwrap();
-    let refused = only(Config::from_toml(&toml).unwrap_err());
+    let refused = each_issuer(Config::from_toml(&toml).unwrap_err());
     assert_eq!(refused.key, "issuers[0].jwks_uri");
     assert!(refused.message.contains("not a usable JWK Set"), "{}", refused.message);
     assert_eq!(send(http.get(format!("{base}/a")).bearer_auth(&second)).await.0, 200);
@@ -397,16 +399,18 @@ fn a_missing_or_unusable_key_file_is_a_configuration_error() {
     let cases = [
         (format!("file://{}", missing.display()), "cannot read the key file"),
         ("file://jwks.json".to_owned(), "absolute path"),
-        (format!("file://{}", keys.dir.path().display()), "cannot read the key file"),
+        (format!("file://{}", keys.dir.path().display()), "not a regular file"),
+        // A device would be read without end.
+        ("file:///dev/zero".to_owned(), "not a regular file"),
     ];
     for (uri, expected) in cases {
-        let err = only(Config::from_toml(&with_uri(&uri)).unwrap_err());
+        let err = each_issuer(Config::from_toml(&with_uri(&uri)).unwrap_err());
         assert_eq!(err.key, "issuers[0].jwks_uri", "{uri}");
         assert!(err.message.contains(expected), "{uri}: {}", err.message);
         assert!(err.location.is_some(), "located in the file");
     }
     std::fs::write(keys.path(), r#"{"keys":[]}"#).unwrap();
-    let err = only(Config::from_toml(&with_uri(&keys.uri())).unwrap_err());
+    let err = each_issuer(Config::from_toml(&with_uri(&keys.uri())).unwrap_err());
     assert!(err.message.contains("no usable key"), "{}", err.message);
 }
 
@@ -459,7 +463,7 @@ fn options_that_cannot_work_are_refused_with_their_key() {
             "[[routes]]\npath = \"/a\"\npreflight = \"answer\"\ncors = { allowed_origins = [\"https://a.example\"], allowed_methods = [\"GET\"], max_age_secs = 100000 }",
             "routes[0].cors.max_age_secs",
         ),
-        ("", "[[routes]]\npath = \"/a\"\npreflight = \"maybe\"", ""),
+        ("", "[[routes]]\npath = \"/a\"\npreflight = \"maybe\"", "routes[0].preflight"),
     ];
     for (issuer_extra, routes, key) in cases {
         let err = only(Config::from_toml(&base(issuer_extra, routes)).unwrap_err());
@@ -478,8 +482,93 @@ fn options_that_cannot_work_are_refused_with_their_key() {
     .unwrap();
 }
 
+/// The first error of a file whose two issuers share one broken key file: each issuer's `jwks_uri` is refused
+/// once, with the same message, and nothing else is.
+fn each_issuer(errors: portcullis_gateway::ConfigErrors) -> portcullis_gateway::ConfigError {
+    let keys: Vec<&str> = errors.errors().iter().map(|error| error.key.as_str()).collect();
+    assert_eq!(keys, ["issuers[0].jwks_uri", "issuers[1].jwks_uri"], "{errors}");
+    assert_eq!(errors.errors()[0].message, errors.errors()[1].message);
+    errors.errors()[0].clone()
+}
+
 /// The one error of a refused file (each case here has exactly one thing wrong).
 fn only(errors: portcullis_gateway::ConfigErrors) -> portcullis_gateway::ConfigError {
     assert_eq!(errors.errors().len(), 1, "exactly one error: {errors}");
     errors.errors()[0].clone()
+}
+
+#[tokio::test]
+async fn a_preflight_with_credentials_or_a_body_is_an_ordinary_request() {
+    let keys = Keys::new();
+    let upstream = upstream().await;
+    let routes = r#"
+        [[routes]]
+        path = "/passed/*"
+        methods = ["POST"]
+        preflight = "pass"
+        forward_authorization = true
+        token_from = { cookie = "access_token" }
+        [[routes]]
+        path = "/*"
+    "#;
+    let (_, base) = start(&config(&keys, &upstream, "", routes)).await;
+    let http = reqwest::Client::new();
+    let preflight = || {
+        http.request(reqwest::Method::OPTIONS, format!("{base}/passed/a"))
+            .header("origin", "https://app.example")
+            .header("access-control-request-method", "POST")
+    };
+    // Browsers send a preflight without credentials and without a body: one that carries either is verified as
+    // any other request, so an unchecked token never reaches the upstream beside a passed preflight.
+    let forged = format!("{}x", keys.token(ISSUER, 5, "JWT"));
+    for request in [
+        preflight().bearer_auth(&forged),
+        preflight().header("authorization", "Basic YWRtaW46YWRtaW4="),
+        preflight().header("cookie", format!("access_token={forged}")),
+        preflight().body("{\"delete\": \"everything\"}"),
+    ] {
+        let (status, seen) = send(request).await;
+        // The route takes POST only: as an ordinary request, OPTIONS is refused before any token is read.
+        assert_eq!(status, 405, "{seen}");
+        assert!(seen.get("method").is_none(), "the upstream saw it: {seen}");
+    }
+    // A real preflight still passes.
+    let (status, seen) = send(preflight().header("cookie", "theme=dark")).await;
+    assert_eq!((status, seen["method"].as_str()), (200, Some("OPTIONS")));
+}
+
+#[tokio::test]
+async fn the_token_header_is_read_and_removed_in_every_spelling() {
+    let keys = Keys::new();
+    let upstream = upstream().await;
+    let routes = r#"
+        [[routes]]
+        path = "/optional/*"
+        auth = "optional"
+        token_from = { header = "X-Access-Token" }
+        [[routes]]
+        path = "/header/*"
+        token_from = { header = "X-Access-Token" }
+        [[routes]]
+        path = "/*"
+    "#;
+    let (_, base) = start(&config(&keys, &upstream, "", routes)).await;
+    let http = reqwest::Client::new();
+    let token = keys.token(ISSUER, 5, "JWT");
+    let forged = format!("{token}x");
+    // CGI-style upstreams read `X_Access_Token` as `X-Access-Token`: the gateway reads that spelling too, so a
+    // forged token in it is refused rather than passed on unchecked.
+    let (status, seen) = send(http.get(format!("{base}/optional/a")).header("x_access_token", &forged)).await;
+    assert_eq!(status, 401, "{seen}");
+    let (status, seen) =
+        send(http.get(format!("{base}/header/a")).bearer_auth(&token).header("X_access-token", &forged)).await;
+    assert_eq!(status, 400, "{seen}");
+    let (status, seen) =
+        send(http.get(format!("{base}/header/a")).header("x-access-token", &token).header("x_access_token", &token))
+            .await;
+    assert_eq!(status, 400, "{seen}");
+    // A valid token in another spelling is verified, and removed in that spelling before the upstream.
+    let (status, seen) = send(http.get(format!("{base}/header/a")).header("x_access_token", &token)).await;
+    assert_eq!((status, seen["headers"]["x-auth-subject"].as_str()), (200, Some("alice")), "{seen}");
+    assert!(seen["headers"].get("x_access_token").is_none(), "{seen}");
 }
