@@ -413,6 +413,14 @@ fn check_config_and_serve_refuse_the_same_broken_tls_files() {
         ("key file holding a certificate", pair("cert.pem", "cert.pem"), "tls_key", "no private key"),
         ("certificate file not PEM", pair("garbage.pem", "key.pem"), "tls_cert", "not valid PEM"),
         ("upstream CA not PEM", format!("upstream_ca = {:?}", path("garbage.pem")), "upstream_ca", "not valid PEM"),
+        // A device would be read without end: refused at once.
+        (
+            "certificate file a device",
+            format!("tls_cert = \"/dev/zero\"\ntls_key = {:?}", path("key.pem")),
+            "tls_cert",
+            "not a regular file",
+        ),
+        ("upstream CA a device", "upstream_ca = \"/dev/zero\"".to_owned(), "upstream_ca", "not a regular file"),
         (
             "upstream CA without certificate",
             format!("upstream_ca = {:?}", path("key.pem")),
@@ -439,7 +447,7 @@ fn check_config_and_serve_refuse_the_same_broken_tls_files() {
         assert_eq!(served.status.code(), Some(3), "{case}: {served_said}");
         // The error names the key, and its line when the key is in the file.
         let expected = match text.lines().position(|line| line.starts_with(&format!("{key} = "))) {
-            Some(line) => format!("line {}, column {}: {key}: ", line + 1, key.len() + 4),
+            Some(line) => format!(":{}:{}: {key}: ", line + 1, key.len() + 4),
             None => format!("{key}: "),
         };
         for said in [&checked_said, &served_said] {

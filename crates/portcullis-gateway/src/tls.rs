@@ -148,7 +148,12 @@ fn read_private_key(path: &Path) -> Result<PrivateKeyDer<'static>, ConfigError> 
 }
 
 fn read(key: &str, path: &Path) -> Result<Vec<u8>, ConfigError> {
-    std::fs::read(path).map_err(|e| ConfigError::at(key, format!("cannot read {}: {e}", path.display())))
+    let unreadable = |e: std::io::Error| ConfigError::at(key, format!("cannot read {}: {e}", path.display()));
+    // A device or a pipe (`/dev/zero`, a FIFO) would be read without end, or block the start and reloads.
+    if !std::fs::metadata(path).map_err(unreadable)?.is_file() {
+        return Err(ConfigError::at(key, format!("{}: not a regular file", path.display())));
+    }
+    std::fs::read(path).map_err(unreadable)
 }
 
 /// What is wrong with a PEM file, in words that quote none of its content.

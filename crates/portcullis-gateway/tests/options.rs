@@ -572,3 +572,32 @@ async fn the_token_header_is_read_and_removed_in_every_spelling() {
     assert_eq!((status, seen["headers"]["x-auth-subject"].as_str()), (200, Some("alice")), "{seen}");
     assert!(seen["headers"].get("x_access_token").is_none(), "{seen}");
 }
+
+#[tokio::test]
+async fn the_token_cookie_is_read_in_every_spelling_an_upstream_reads() {
+    let keys = Keys::new();
+    let upstream = upstream().await;
+    let routes = r#"
+        [[routes]]
+        path = "/optional/*"
+        auth = "optional"
+        token_from = { cookie = "access_token" }
+        forward_authorization = true
+        [[routes]]
+        path = "/*"
+    "#;
+    let (_, base) = start(&config(&keys, &upstream, "", routes)).await;
+    let http = reqwest::Client::new();
+    let token = keys.token(ISSUER, 5, "JWT");
+    let get = || http.get(format!("{base}/optional/a"));
+    // ASP.NET Core reads cookie names ignoring case, PHP reads `access.token` and `access%5Ftoken` as
+    // `access_token`: a forged token under such a name is verified and refused, never passed on as anonymous.
+    for spelling in ["Access_Token", "access.token", "access%5Ftoken"] {
+        let (status, seen) = send(get().header("cookie", format!("{spelling}={token}x"))).await;
+        assert_eq!(status, 401, "{spelling}: {seen}");
+        let (status, seen) = send(get().header("cookie", format!("access_token={token}; {spelling}={token}x"))).await;
+        assert_eq!(status, 400, "{spelling}: {seen}");
+    }
+    let (status, seen) = send(get().header("cookie", format!("Access_Token={token}"))).await;
+    assert_eq!((status, seen["headers"]["x-auth-subject"].as_str()), (200, Some("alice")), "{seen}");
+}
