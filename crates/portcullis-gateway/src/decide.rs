@@ -228,7 +228,7 @@ impl Policy {
         let options = &self.route_options[index];
         // Browsers send a preflight without credentials and without a body: a request carrying either is an
         // ordinary request, so nothing unverified reaches the upstream beside a passed preflight.
-        if carries_credentials_or_body(headers, options.token_from.as_ref()) {
+        if request.has_body || carries_credentials_or_body(headers, options.token_from.as_ref()) {
             return None;
         }
         let decision = match (options.preflight?, &options.cors) {

@@ -601,3 +601,42 @@ async fn the_token_cookie_is_read_in_every_spelling_an_upstream_reads() {
     let (status, seen) = send(get().header("cookie", format!("Access_Token={token}"))).await;
     assert_eq!((status, seen["headers"]["x-auth-subject"].as_str()), (200, Some("alice")), "{seen}");
 }
+
+#[tokio::test]
+async fn a_preflight_with_an_http2_body_without_content_length_is_an_ordinary_request() {
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    let keys = Keys::new();
+    let upstream = upstream().await;
+    let routes =
+        "[[routes]]\npath = \"/passed/*\"\nmethods = [\"POST\"]\npreflight = \"pass\"\n[[routes]]\npath = \"/*\"";
+    let (_, base) = start(&config(&keys, &upstream, "", routes)).await;
+    let address = base.trim_start_matches("http://").to_owned();
+    // HTTP/2 frames a body by its DATA frames: no Content-Length is needed, and none is sent for a streamed body.
+    let send_h2 = |body: axum::body::Body| {
+        let address = address.clone();
+        async move {
+            let io = TokioIo::new(tokio::net::TcpStream::connect(&address).await.unwrap());
+            let (mut sender, connection) =
+                hyper::client::conn::http2::handshake(TokioExecutor::new(), io).await.unwrap();
+            tokio::spawn(connection);
+            let request = http::Request::builder()
+                .method("OPTIONS")
+                .uri(format!("http://{address}/passed/a"))
+                .header("origin", "https://app.example")
+                .header("access-control-request-method", "POST")
+                .body(body)
+                .unwrap();
+            let response = sender.send_request(request).await.unwrap();
+            let status = response.status().as_u16();
+            let bytes = axum::body::to_bytes(axum::body::Body::new(response.into_body()), usize::MAX).await.unwrap();
+            (status, serde_json::from_slice::<Value>(&bytes).unwrap_or(Value::Null))
+        }
+    };
+    let chunks: Vec<Result<&'static str, std::io::Error>> = vec![Ok("{\"delete\": "), Ok("\"everything\"}")];
+    let (status, seen) = send_h2(axum::body::Body::from_stream(futures_util::stream::iter(chunks))).await;
+    assert_eq!(status, 405, "decided as an ordinary OPTIONS request, which the route does not take: {seen}");
+    assert!(seen.get("method").is_none(), "the upstream saw it: {seen}");
+    // Without a body, the preflight passes.
+    let (status, seen) = send_h2(axum::body::Body::empty()).await;
+    assert_eq!((status, seen["method"].as_str(), seen["body_len"].as_u64()), (200, Some("OPTIONS"), Some(0)));
+}
