@@ -413,6 +413,21 @@ fn check_config_and_serve_refuse_the_same_broken_tls_files() {
         ("key file holding a certificate", pair("cert.pem", "cert.pem"), "tls_key", "no private key"),
         ("certificate file not PEM", pair("garbage.pem", "key.pem"), "tls_cert", "not valid PEM"),
         ("upstream CA not PEM", format!("upstream_ca = {:?}", path("garbage.pem")), "upstream_ca", "not valid PEM"),
+        // A device would be read without end: refused at once.
+        (
+            "certificate file a device",
+            format!("tls_cert = \"/dev/zero\"\ntls_key = {:?}", path("key.pem")),
+            "tls_cert",
+            "not a regular file",
+        ),
+        ("upstream CA a device", "upstream_ca = \"/dev/zero\"".to_owned(), "upstream_ca", "not a regular file"),
+        // A CA for a plain-text upstream: the operator expects TLS that would not happen.
+        (
+            "upstream CA for an http upstream",
+            format!("upstream_ca = {:?}", path("ca.pem")),
+            "upstream_ca",
+            "plain text",
+        ),
         (
             "upstream CA without certificate",
             format!("upstream_ca = {:?}", path("key.pem")),
@@ -451,7 +466,7 @@ fn check_config_and_serve_refuse_the_same_broken_tls_files() {
     // The good pair and CA pass both.
     std::fs::write(
         dir.path().join("gateway.toml"),
-        config("http://127.0.0.1:9", &format!("{}\nupstream_ca = {:?}", pair("cert.pem", "key.pem"), path("ca.pem"))),
+        config("https://127.0.0.1:9", &format!("{}\nupstream_ca = {:?}", pair("cert.pem", "key.pem"), path("ca.pem"))),
     )
     .unwrap();
     let checked = run(&["check-config", &path("gateway.toml")]);

@@ -226,6 +226,11 @@ impl Policy {
         let Resolution::Route(index) = self.routes.resolve(&asked, &request.path) else { return None };
         let RouteKind::Resource { forward_authorization, .. } = &self.routes.get(index).kind else { return None };
         let options = &self.route_options[index];
+        // Browsers send a preflight without credentials and without a body: a request carrying either is an
+        // ordinary request, so nothing unverified reaches the upstream beside a passed preflight.
+        if request.has_body || carries_credentials_or_body(headers, options.token_from.as_ref()) {
+            return None;
+        }
         let decision = match (options.preflight?, &options.cors) {
             (Preflight::Pass, _) => Decision::Allow(Allowed {
                 claim_headers: Vec::new(),
@@ -244,6 +249,15 @@ impl Policy {
     fn refused(&self, denial: Denial, route: Option<usize>) -> Decided {
         Decided { decision: Decision::Deny(denial), route, subject: None }
     }
+}
+
+/// Whether a request carries anything a CORS preflight never does: an `Authorization` header, the route's other
+/// token location (in any spelling), or a body.
+fn carries_credentials_or_body(headers: &HeaderMap, token_from: Option<&TokenSource>) -> bool {
+    let body = headers.contains_key(http::header::TRANSFER_ENCODING)
+        || headers.get_all(http::header::CONTENT_LENGTH).iter().any(|length| length.as_bytes() != b"0");
+    body || headers.contains_key(http::header::AUTHORIZATION)
+        || token_from.is_some_and(|source| crate::token_source::carried(headers, source))
 }
 
 /// A route's own restrictions on a verified token: issuer, audience, then its rule.

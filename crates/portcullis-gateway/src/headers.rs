@@ -10,7 +10,7 @@ use ipnet::IpNet;
 use std::net::IpAddr;
 
 /// Whether two header names are the same once case is folded and `_` read as `-`.
-fn same_name(a: &[u8], b: &[u8]) -> bool {
+pub(crate) fn same_name(a: &[u8], b: &[u8]) -> bool {
     let fold = |b: &u8| if *b == b'_' { b'-' } else { b.to_ascii_lowercase() };
     a.len() == b.len() && a.iter().map(fold).eq(b.iter().map(fold))
 }

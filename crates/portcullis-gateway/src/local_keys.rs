@@ -41,13 +41,20 @@ impl LocalKeys {
     /// Reads and checks the key file at `path`, bounded by the JWKS limits.
     pub(crate) fn load(uri: &str, path: &Path, max_bytes: usize, max_keys: usize) -> Result<Self, String> {
         let shown = path.display();
-        let size = std::fs::metadata(path).map_err(|e| format!("cannot read the key file {shown}: {e}"))?.len();
-        if size > max_bytes as u64 {
-            return Err(format!(
-                "the key file {shown} has {size} bytes, more than limits.max_jwks_bytes = {max_bytes}"
-            ));
+        let unreadable = |e: std::io::Error| format!("cannot read the key file {shown}: {e}");
+        let metadata = std::fs::metadata(path).map_err(unreadable)?;
+        // A device or a pipe (`/dev/zero`, a FIFO) would be read without end, or block the start and reloads.
+        if !metadata.is_file() {
+            return Err(format!("the key file {shown} is not a regular file"));
         }
-        let json = std::fs::read(path).map_err(|e| format!("cannot read the key file {shown}: {e}"))?;
+        // Bounded while reading too: the file may grow after its size was read.
+        let mut json = Vec::new();
+        let file = std::fs::File::open(path).map_err(unreadable)?;
+        std::io::Read::read_to_end(&mut std::io::Read::take(file, max_bytes as u64 + 1), &mut json)
+            .map_err(unreadable)?;
+        if json.len() > max_bytes {
+            return Err(format!("the key file {shown} has more than limits.max_jwks_bytes = {max_bytes} bytes"));
+        }
         let keys = KeySet::from_jwks_json_bounded(&json, max_keys)
             .map_err(|e| format!("the key file {shown} is not a usable JWK Set: {e}"))?;
         if keys.is_empty() {

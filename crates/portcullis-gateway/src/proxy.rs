@@ -156,6 +156,10 @@ pub(crate) async fn proxy(
         parts.uri.query().map(str::as_bytes),
     )
     .map_err(Denial::Target);
+    let canonical = canonical.map(|mut canonical| {
+        canonical.has_body = !axum::body::HttpBody::is_end_stream(&body);
+        canonical
+    });
     let host = requested_host(&parts);
     let (canonical, host) = match (canonical, host) {
         (Ok(canonical), Ok(host)) => (canonical, host),

@@ -21,6 +21,9 @@ pub struct CanonicalRequest {
     /// delimit a path (forward-auth refuses it otherwise: the front proxy forwards the raw target, which an
     /// upstream could read differently).
     pub equivalent: bool,
+    /// Whether the request is known to carry a body from its framing (the reverse proxy sets it: over HTTP/2 a
+    /// body needs no `Content-Length`); a body declared in headers counts as well.
+    pub has_body: bool,
 }
 
 impl CanonicalRequest {
@@ -51,6 +54,7 @@ impl CanonicalRequest {
             query,
             was_canonical: canonical.was_canonical,
             equivalent: canonical.equivalent,
+            has_body: false,
         })
     }
 

@@ -29,7 +29,20 @@ fn provider() -> Arc<CryptoProvider> {
 pub(crate) fn check(config: &Config) -> Vec<ConfigError> {
     let listener = listener_config(config).err();
     let upstream = upstream_config(config).err();
-    listener.into_iter().chain(upstream).collect()
+    listener.into_iter().chain(upstream).chain(unused_upstream_ca(config)).collect()
+}
+
+/// `upstream_ca` beside an `http://` upstream: the operator expects a verified TLS connection, and the requests
+/// would go in plain text.
+fn unused_upstream_ca(config: &Config) -> Option<ConfigError> {
+    let plain = config.forward_auth.is_none()
+        && config.upstream.as_deref().is_some_and(|upstream| upstream.starts_with("http://"));
+    (config.upstream_ca.is_some() && plain).then(|| {
+        ConfigError::at(
+            "upstream_ca",
+            "is set, but the upstream is http://: requests would go in plain text, unverified; write https://",
+        )
+    })
 }
 
 /// The listener's TLS settings, when `tls_cert` and `tls_key` are set: their pair, TLS 1.2 and 1.3, ALPN `h2`
@@ -148,7 +161,12 @@ fn read_private_key(path: &Path) -> Result<PrivateKeyDer<'static>, ConfigError> 
 }
 
 fn read(key: &str, path: &Path) -> Result<Vec<u8>, ConfigError> {
-    std::fs::read(path).map_err(|e| ConfigError::at(key, format!("cannot read {}: {e}", path.display())))
+    let unreadable = |e: std::io::Error| ConfigError::at(key, format!("cannot read {}: {e}", path.display()));
+    // A device or a pipe (`/dev/zero`, a FIFO) would be read without end, or block the start and reloads.
+    if !std::fs::metadata(path).map_err(unreadable)?.is_file() {
+        return Err(ConfigError::at(key, format!("{}: not a regular file", path.display())));
+    }
+    std::fs::read(path).map_err(unreadable)
 }
 
 /// What is wrong with a PEM file, in words that quote none of its content.

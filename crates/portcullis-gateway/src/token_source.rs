@@ -46,8 +46,14 @@ fn bare<'t>(token: &'t str, empty: &'static str) -> Result<&'t str, Error> {
     Ok(token)
 }
 
+/// The names in `headers` that are `name` in some spelling (case, `_` for `-`): CGI-style upstreams read
+/// `X_Access_Token` as `X-Access-Token`, so every spelling is read, and removed.
+fn spellings<'h>(headers: &'h HeaderMap, name: &HeaderName) -> impl Iterator<Item = &'h HeaderName> {
+    headers.keys().filter(|key| crate::headers::same_name(key.as_str().as_bytes(), name.as_str().as_bytes()))
+}
+
 fn header<'h>(headers: &'h HeaderMap, name: &HeaderName) -> Result<Option<&'h str>, Error> {
-    let mut values = headers.get_all(name).iter();
+    let mut values = spellings(headers, name).flat_map(|key| headers.get_all(key).iter());
     let Some(value) = values.next() else { return Ok(None) };
     if values.next().is_some() {
         return Err(invalid("the token header is repeated"));
@@ -66,11 +72,36 @@ fn pairs(header: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
     })
 }
 
+/// Whether cookie name `key` (as sent) is `name` to some upstream: ASP.NET Core reads cookie names ignoring case,
+/// PHP decodes `%XX` in them and reads `.` and space as `_`. The gateway reads, and removes, every such spelling.
+fn same_cookie(key: &[u8], name: &str) -> bool {
+    let mut decoded = Vec::with_capacity(key.len());
+    let mut i = 0;
+    while i < key.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        match (key[i], key.get(i + 1).copied().and_then(hex), key.get(i + 2).copied().and_then(hex)) {
+            (b'%', Some(high), Some(low)) => {
+                decoded.push((high * 16 + low) as u8);
+                i += 3;
+            }
+            (byte, _, _) => {
+                decoded.push(byte);
+                i += 1;
+            }
+        }
+    }
+    let fold = |b: &u8| match b {
+        b'.' | b' ' => b'_',
+        other => other.to_ascii_lowercase(),
+    };
+    decoded.iter().map(fold).eq(name.as_bytes().iter().map(fold))
+}
+
 fn cookie<'h>(headers: &'h HeaderMap, name: &str) -> Result<Option<&'h str>, Error> {
     let mut found = None;
     for header in headers.get_all(COOKIE) {
         for (key, value) in pairs(header.as_bytes()) {
-            if key == name.as_bytes() && found.replace(value).is_some() {
+            if same_cookie(key, name) && found.replace(value).is_some() {
                 return Err(invalid("more than one token cookie"));
             }
         }
@@ -90,14 +121,17 @@ fn cookie<'h>(headers: &'h HeaderMap, name: &str) -> Result<Option<&'h str>, Err
 pub(crate) fn remove(headers: &mut HeaderMap, source: &TokenSource) {
     match source {
         TokenSource::Header(name) => {
-            headers.remove(name);
+            let names: Vec<HeaderName> = spellings(headers, name).cloned().collect();
+            for name in names {
+                headers.remove(name);
+            }
         }
         TokenSource::Cookie(name) => {
             let mut kept: Vec<u8> = Vec::new();
             for header in headers.get_all(COOKIE) {
                 for pair in header.as_bytes().split(|&b| b == b';').map(<[u8]>::trim_ascii) {
                     let key = pair.iter().position(|&b| b == b'=').map_or(pair, |at| pair[..at].trim_ascii());
-                    if pair.is_empty() || key == name.as_bytes() {
+                    if pair.is_empty() || same_cookie(key, name) {
                         continue;
                     }
                     if !kept.is_empty() {
@@ -116,13 +150,12 @@ pub(crate) fn remove(headers: &mut HeaderMap, source: &TokenSource) {
     }
 }
 
-/// Whether `headers` carry the route's other token location at all.
-#[cfg(test)]
-fn carries(headers: &HeaderMap, source: &TokenSource) -> bool {
+/// Whether `headers` carry the route's other token location at all (the header in any spelling).
+pub(crate) fn carried(headers: &HeaderMap, source: &TokenSource) -> bool {
     match source {
-        TokenSource::Header(name) => headers.contains_key(name),
+        TokenSource::Header(name) => spellings(headers, name).next().is_some(),
         TokenSource::Cookie(name) => {
-            headers.get_all(COOKIE).iter().any(|v| pairs(v.as_bytes()).any(|(key, _)| key == name.as_bytes()))
+            headers.get_all(COOKIE).iter().any(|v| pairs(v.as_bytes()).any(|(key, _)| same_cookie(key, name)))
         }
     }
 }
@@ -178,18 +211,36 @@ mod tests {
     }
 
     #[test]
+    fn every_spelling_an_upstream_reads_as_the_token_cookie_counts() {
+        let source = TokenSource::Cookie("access_token".into());
+        for spelling in ["Access_Token", "ACCESS_TOKEN", "access.token", "access%5Ftoken", "access%5ftoken"] {
+            let h = headers(&[("cookie", &format!("theme=dark; {spelling}=a.b.c"))]);
+            assert_eq!(token(&h, Some(&source)).unwrap(), Some("a.b.c"), "{spelling}");
+            let twice = headers(&[("cookie", &format!("access_token=a.b.c; {spelling}=d.e.f"))]);
+            assert_eq!(reason(token(&twice, Some(&source))), Reason::RequestInvalid, "{spelling}");
+            let mut h = headers(&[("cookie", &format!("theme=dark; {spelling}=a.b.c"))]);
+            remove(&mut h, &source);
+            assert_eq!(h.get_all(COOKIE).iter().collect::<Vec<_>>(), ["theme=dark"], "{spelling}");
+        }
+        for other in ["access-token", "access_token2", "xaccess_token", "access%"] {
+            let h = headers(&[("cookie", &format!("{other}=a.b.c"))]);
+            assert_eq!(token(&h, Some(&source)).unwrap(), None, "{other}");
+        }
+    }
+
+    #[test]
     fn removal_keeps_the_other_cookies() {
         let source = TokenSource::Cookie("access_token".into());
         let mut h = headers(&[("cookie", "theme=dark; access_token=a.b.c"), ("cookie", "lang=en")]);
         remove(&mut h, &source);
         assert_eq!(h.get_all(COOKIE).iter().collect::<Vec<_>>(), ["theme=dark; lang=en"]);
-        assert!(!carries(&h, &source));
+        assert!(!carried(&h, &source));
         let mut h = headers(&[("cookie", "access_token=a.b.c")]);
         remove(&mut h, &source);
         assert!(h.get(COOKIE).is_none());
         let header = TokenSource::Header(HeaderName::from_static("x-access-token"));
         let mut h = headers(&[("x-access-token", "a.b.c"), ("x-other", "1")]);
         remove(&mut h, &header);
-        assert!(!carries(&h, &header) && h.contains_key("x-other"));
+        assert!(!carried(&h, &header) && h.contains_key("x-other"));
     }
 }

@@ -224,6 +224,8 @@ async fn forward_auth_answers_optional_routes_the_same_way() {
     let response = preflight("/cors/a").header("access-control-request-method", "POST").send().await.unwrap();
     assert_eq!((response.status().as_u16(), response.headers()["x-auth-subject"].to_str().unwrap()), (200, ""));
     assert_eq!(preflight("/cors/a").send().await.unwrap().status(), 401, "not a preflight: a token is needed");
+    let credentials = preflight("/cors/a").header("access-control-request-method", "POST").bearer_auth("a.b.c");
+    assert_eq!(credentials.send().await.unwrap().status(), 401, "a preflight never carries credentials");
     let elsewhere = preflight("/other").header("access-control-request-method", "POST").send().await.unwrap();
     assert_eq!(elsewhere.status(), 401);
 }
@@ -383,7 +385,7 @@ async fn a_local_key_file_is_read_at_start_and_on_reload() {
 
     // A broken file fails the reload, and the keys in force stay.
     std::fs::write(keys.path(), "{ not json").unwrap();
-    let refused = first_error(Config::from_toml(&toml).unwrap_err());
+    let refused = each_issuer(Config::from_toml(&toml).unwrap_err());
     assert_eq!(refused.key, "issuers[0].jwks_uri");
     assert!(refused.message.contains("not a usable JWK Set"), "{}", refused.message);
     assert_eq!(send(http.get(format!("{base}/a")).bearer_auth(&second)).await.0, 200);
@@ -397,16 +399,18 @@ fn a_missing_or_unusable_key_file_is_a_configuration_error() {
     let cases = [
         (format!("file://{}", missing.display()), "cannot read the key file"),
         ("file://jwks.json".to_owned(), "absolute path"),
-        (format!("file://{}", keys.dir.path().display()), "cannot read the key file"),
+        (format!("file://{}", keys.dir.path().display()), "not a regular file"),
+        // A device would be read without end.
+        ("file:///dev/zero".to_owned(), "not a regular file"),
     ];
     for (uri, expected) in cases {
-        let err = first_error(Config::from_toml(&with_uri(&uri)).unwrap_err());
+        let err = each_issuer(Config::from_toml(&with_uri(&uri)).unwrap_err());
         assert_eq!(err.key, "issuers[0].jwks_uri", "{uri}");
         assert!(err.message.contains(expected), "{uri}: {}", err.message);
         assert!(err.location.is_some(), "located in the file");
     }
     std::fs::write(keys.path(), r#"{"keys":[]}"#).unwrap();
-    let err = first_error(Config::from_toml(&with_uri(&keys.uri())).unwrap_err());
+    let err = each_issuer(Config::from_toml(&with_uri(&keys.uri())).unwrap_err());
     assert!(err.message.contains("no usable key"), "{}", err.message);
 }
 
@@ -462,12 +466,12 @@ fn options_that_cannot_work_are_refused_with_their_key() {
         ("", "[[routes]]\npath = \"/a\"\npreflight = \"maybe\"", "routes[0].preflight"),
     ];
     for (issuer_extra, routes, key) in cases {
-        let err = first_error(Config::from_toml(&base(issuer_extra, routes)).unwrap_err());
+        let err = only(Config::from_toml(&base(issuer_extra, routes)).unwrap_err());
         assert_eq!(err.key, *key, "{issuer_extra} {routes}: {err}");
     }
     // Answering preflights needs the reverse proxy: a proxy in front passes any 2xx on.
     let routes = "[[routes]]\npath = \"/a\"\npreflight = \"answer\"\ncors = { allowed_origins = [\"https://a.example\"], allowed_methods = [\"GET\"] }";
-    let err = first_error(Config::from_toml(&format!("forward_auth = \"caddy\"\n{}", base("", routes))).unwrap_err());
+    let err = only(Config::from_toml(&format!("forward_auth = \"caddy\"\n{}", base("", routes))).unwrap_err());
     assert_eq!(err.key, "routes[0].preflight");
     // And the valid forms pass.
     let good = "[[routes]]\npath = \"/a\"\nauth = \"optional\"\ntoken_from = { cookie = \"access_token\" }\ntyp = \"at+jwt\"\nmax_token_age_secs = 300\npreflight = \"answer\"\ncors = { allowed_origins = [\"https://a.example\", \"http://localhost:5173\"], allowed_methods = [\"GET\"], allowed_headers = [\"Authorization\"], max_age_secs = 600, allow_credentials = true }";
@@ -478,9 +482,161 @@ fn options_that_cannot_work_are_refused_with_their_key() {
     .unwrap();
 }
 
-/// The first error of a refused file (every error is reported; the cases here put the fault in the first place
-/// the file is read).
-fn first_error(errors: portcullis_gateway::ConfigErrors) -> portcullis_gateway::ConfigError {
-    assert!(!errors.errors().is_empty(), "a refused file names at least one error");
+/// The first error of a file whose two issuers share one broken key file: each issuer's `jwks_uri` is refused
+/// once, with the same message, and nothing else is.
+fn each_issuer(errors: portcullis_gateway::ConfigErrors) -> portcullis_gateway::ConfigError {
+    let keys: Vec<&str> = errors.errors().iter().map(|error| error.key.as_str()).collect();
+    assert_eq!(keys, ["issuers[0].jwks_uri", "issuers[1].jwks_uri"], "{errors}");
+    assert_eq!(errors.errors()[0].message, errors.errors()[1].message);
     errors.errors()[0].clone()
+}
+
+/// The one error of a refused file (each case here has exactly one thing wrong).
+fn only(errors: portcullis_gateway::ConfigErrors) -> portcullis_gateway::ConfigError {
+    assert_eq!(errors.errors().len(), 1, "exactly one error: {errors}");
+    errors.errors()[0].clone()
+}
+
+#[tokio::test]
+async fn a_preflight_with_credentials_or_a_body_is_an_ordinary_request() {
+    let keys = Keys::new();
+    let upstream = upstream().await;
+    let routes = r#"
+        [[routes]]
+        path = "/passed/*"
+        methods = ["POST"]
+        preflight = "pass"
+        forward_authorization = true
+        token_from = { cookie = "access_token" }
+        [[routes]]
+        path = "/*"
+    "#;
+    let (_, base) = start(&config(&keys, &upstream, "", routes)).await;
+    let http = reqwest::Client::new();
+    let preflight = || {
+        http.request(reqwest::Method::OPTIONS, format!("{base}/passed/a"))
+            .header("origin", "https://app.example")
+            .header("access-control-request-method", "POST")
+    };
+    // Browsers send a preflight without credentials and without a body: one that carries either is verified as
+    // any other request, so an unchecked token never reaches the upstream beside a passed preflight.
+    let forged = format!("{}x", keys.token(ISSUER, 5, "JWT"));
+    for request in [
+        preflight().bearer_auth(&forged),
+        preflight().header("authorization", "Basic YWRtaW46YWRtaW4="),
+        preflight().header("cookie", format!("access_token={forged}")),
+        preflight().body("{\"delete\": \"everything\"}"),
+    ] {
+        let (status, seen) = send(request).await;
+        // The route takes POST only: as an ordinary request, OPTIONS is refused before any token is read.
+        assert_eq!(status, 405, "{seen}");
+        assert!(seen.get("method").is_none(), "the upstream saw it: {seen}");
+    }
+    // A real preflight still passes.
+    let (status, seen) = send(preflight().header("cookie", "theme=dark")).await;
+    assert_eq!((status, seen["method"].as_str()), (200, Some("OPTIONS")));
+}
+
+#[tokio::test]
+async fn the_token_header_is_read_and_removed_in_every_spelling() {
+    let keys = Keys::new();
+    let upstream = upstream().await;
+    let routes = r#"
+        [[routes]]
+        path = "/optional/*"
+        auth = "optional"
+        token_from = { header = "X-Access-Token" }
+        [[routes]]
+        path = "/header/*"
+        token_from = { header = "X-Access-Token" }
+        [[routes]]
+        path = "/*"
+    "#;
+    let (_, base) = start(&config(&keys, &upstream, "", routes)).await;
+    let http = reqwest::Client::new();
+    let token = keys.token(ISSUER, 5, "JWT");
+    let forged = format!("{token}x");
+    // CGI-style upstreams read `X_Access_Token` as `X-Access-Token`: the gateway reads that spelling too, so a
+    // forged token in it is refused rather than passed on unchecked.
+    let (status, seen) = send(http.get(format!("{base}/optional/a")).header("x_access_token", &forged)).await;
+    assert_eq!(status, 401, "{seen}");
+    let (status, seen) =
+        send(http.get(format!("{base}/header/a")).bearer_auth(&token).header("X_access-token", &forged)).await;
+    assert_eq!(status, 400, "{seen}");
+    let (status, seen) =
+        send(http.get(format!("{base}/header/a")).header("x-access-token", &token).header("x_access_token", &token))
+            .await;
+    assert_eq!(status, 400, "{seen}");
+    // A valid token in another spelling is verified, and removed in that spelling before the upstream.
+    let (status, seen) = send(http.get(format!("{base}/header/a")).header("x_access_token", &token)).await;
+    assert_eq!((status, seen["headers"]["x-auth-subject"].as_str()), (200, Some("alice")), "{seen}");
+    assert!(seen["headers"].get("x_access_token").is_none(), "{seen}");
+}
+
+#[tokio::test]
+async fn the_token_cookie_is_read_in_every_spelling_an_upstream_reads() {
+    let keys = Keys::new();
+    let upstream = upstream().await;
+    let routes = r#"
+        [[routes]]
+        path = "/optional/*"
+        auth = "optional"
+        token_from = { cookie = "access_token" }
+        forward_authorization = true
+        [[routes]]
+        path = "/*"
+    "#;
+    let (_, base) = start(&config(&keys, &upstream, "", routes)).await;
+    let http = reqwest::Client::new();
+    let token = keys.token(ISSUER, 5, "JWT");
+    let get = || http.get(format!("{base}/optional/a"));
+    // ASP.NET Core reads cookie names ignoring case, PHP reads `access.token` and `access%5Ftoken` as
+    // `access_token`: a forged token under such a name is verified and refused, never passed on as anonymous.
+    for spelling in ["Access_Token", "access.token", "access%5Ftoken"] {
+        let (status, seen) = send(get().header("cookie", format!("{spelling}={token}x"))).await;
+        assert_eq!(status, 401, "{spelling}: {seen}");
+        let (status, seen) = send(get().header("cookie", format!("access_token={token}; {spelling}={token}x"))).await;
+        assert_eq!(status, 400, "{spelling}: {seen}");
+    }
+    let (status, seen) = send(get().header("cookie", format!("Access_Token={token}"))).await;
+    assert_eq!((status, seen["headers"]["x-auth-subject"].as_str()), (200, Some("alice")), "{seen}");
+}
+
+#[tokio::test]
+async fn a_preflight_with_an_http2_body_without_content_length_is_an_ordinary_request() {
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    let keys = Keys::new();
+    let upstream = upstream().await;
+    let routes =
+        "[[routes]]\npath = \"/passed/*\"\nmethods = [\"POST\"]\npreflight = \"pass\"\n[[routes]]\npath = \"/*\"";
+    let (_, base) = start(&config(&keys, &upstream, "", routes)).await;
+    let address = base.trim_start_matches("http://").to_owned();
+    // HTTP/2 frames a body by its DATA frames: no Content-Length is needed, and none is sent for a streamed body.
+    let send_h2 = |body: axum::body::Body| {
+        let address = address.clone();
+        async move {
+            let io = TokioIo::new(tokio::net::TcpStream::connect(&address).await.unwrap());
+            let (mut sender, connection) =
+                hyper::client::conn::http2::handshake(TokioExecutor::new(), io).await.unwrap();
+            tokio::spawn(connection);
+            let request = http::Request::builder()
+                .method("OPTIONS")
+                .uri(format!("http://{address}/passed/a"))
+                .header("origin", "https://app.example")
+                .header("access-control-request-method", "POST")
+                .body(body)
+                .unwrap();
+            let response = sender.send_request(request).await.unwrap();
+            let status = response.status().as_u16();
+            let bytes = axum::body::to_bytes(axum::body::Body::new(response.into_body()), usize::MAX).await.unwrap();
+            (status, serde_json::from_slice::<Value>(&bytes).unwrap_or(Value::Null))
+        }
+    };
+    let chunks: Vec<Result<&'static str, std::io::Error>> = vec![Ok("{\"delete\": "), Ok("\"everything\"}")];
+    let (status, seen) = send_h2(axum::body::Body::from_stream(futures_util::stream::iter(chunks))).await;
+    assert_eq!(status, 405, "decided as an ordinary OPTIONS request, which the route does not take: {seen}");
+    assert!(seen.get("method").is_none(), "the upstream saw it: {seen}");
+    // Without a body, the preflight passes.
+    let (status, seen) = send_h2(axum::body::Body::empty()).await;
+    assert_eq!((status, seen["method"].as_str(), seen["body_len"].as_u64()), (200, Some("OPTIONS"), Some(0)));
 }
