@@ -48,7 +48,7 @@ fn reserved_header(name: &str) -> bool {
 pub(crate) fn check(config: &Config) -> Vec<ConfigError> {
     let mut errors = Vec::new();
     for (i, issuer) in config.issuers.iter().enumerate() {
-        errors.extend(check_issuer(config, i, issuer).err());
+        check_issuer(config, i, issuer, &mut errors);
     }
     // Claim headers, folded as the gateway folds them (case, `_` for `-`).
     let fold = |name: &str| name.to_ascii_lowercase().replace('_', "-");
@@ -57,15 +57,15 @@ pub(crate) fn check(config: &Config) -> Vec<ConfigError> {
         .flat_map(|mapping| mapping.values().map(|header| fold(header)))
         .collect();
     for (i, route) in config.routes.iter().enumerate() {
-        errors.extend(check_route(config, &managed, i, route).err());
+        check_route(config, &managed, i, route, &mut errors);
     }
     errors
 }
 
-fn check_issuer(config: &Config, i: usize, issuer: &IssuerConfig) -> Result<(), ConfigError> {
+fn check_issuer(config: &Config, i: usize, issuer: &IssuerConfig, errors: &mut Vec<ConfigError>) {
     let at = |key: &str| format!("issuers[{i}].{key}");
     if let Some(leeway) = issuer.leeway_secs.filter(|secs| *secs > portcullis::MAX_LEEWAY.as_secs()) {
-        return Err(error(
+        errors.push(error(
             at("leeway_secs"),
             format!(
                 "{leeway} s is more than a week ({} s): expiry would hardly be checked",
@@ -74,35 +74,35 @@ fn check_issuer(config: &Config, i: usize, issuer: &IssuerConfig) -> Result<(), 
         ));
     }
     if issuer.max_token_age_secs == Some(0) {
-        return Err(error(at("max_token_age_secs"), "must be at least 1"));
+        errors.push(error(at("max_token_age_secs"), "must be at least 1"));
     }
     if let Some(typ) = issuer.typ.as_deref().filter(|typ| !typ_ok(typ)) {
-        return Err(error(at("typ"), format!("{typ:?}: an access token's typ is \"at+jwt\" (RFC 9068) or \"jwt\"")));
+        errors.push(error(at("typ"), format!("{typ:?}: an access token's typ is \"at+jwt\" (RFC 9068) or \"jwt\"")));
     }
     for (j, name) in issuer.algorithms.iter().enumerate() {
         if Algorithm::from_name(name).is_none() {
-            return Err(error(
+            errors.push(error(
                 format!("issuers[{i}].algorithms[{j}]"),
                 format!("{name:?} is not an algorithm portcullis verifies (RS256, PS256, ES256, EdDSA, …)"),
             ));
         }
     }
     if let Some(uri) = &issuer.jwks_uri {
-        if let Some(path) = crate::local_keys::path_of(uri) {
-            let path = path.map_err(|message| error(at("jwks_uri"), message))?;
+        let loaded = crate::local_keys::path_of(uri).map(|path| {
             crate::local_keys::LocalKeys::load(
                 uri,
-                &path,
+                &path?,
                 config.limits.max_jwks_bytes,
                 config.limits.max_keys_per_set,
             )
-            .map_err(|message| error(at("jwks_uri"), message))?;
+        });
+        if let Some(Err(message)) = loaded {
+            errors.push(error(at("jwks_uri"), message));
         }
     }
-    Ok(())
 }
 
-fn check_route(config: &Config, managed: &[String], i: usize, route: &RouteConfig) -> Result<(), ConfigError> {
+fn check_route(config: &Config, managed: &[String], i: usize, route: &RouteConfig, errors: &mut Vec<ConfigError>) {
     let at = |key: &str| format!("routes[{i}].{key}");
     let token_options = [
         ("auth", route.auth != AuthMode::Required),
@@ -112,70 +112,69 @@ fn check_route(config: &Config, managed: &[String], i: usize, route: &RouteConfi
     ];
     for (key, set) in token_options {
         if set && route.public {
-            return Err(error(at(key), format!("{}: a public route reads no token", route.path)));
+            errors.push(error(at(key), format!("{}: a public route reads no token", route.path)));
         }
         if set && route.forward_auth.is_some() {
-            return Err(error(at(key), format!("{}: a forward-auth endpoint takes no other settings", route.path)));
+            errors.push(error(at(key), format!("{}: a forward-auth endpoint takes no other settings", route.path)));
         }
     }
     if route.max_token_age_secs == Some(0) {
-        return Err(error(at("max_token_age_secs"), "must be at least 1"));
+        errors.push(error(at("max_token_age_secs"), "must be at least 1"));
     }
     if let Some(typ) = route.typ.as_deref().filter(|typ| !typ_ok(typ)) {
-        return Err(error(at("typ"), format!("{typ:?}: an access token's typ is \"at+jwt\" (RFC 9068) or \"jwt\"")));
+        errors.push(error(at("typ"), format!("{typ:?}: an access token's typ is \"at+jwt\" (RFC 9068) or \"jwt\"")));
     }
     if let Some(from) = &route.token_from {
         match (&from.cookie, &from.header) {
             (Some(cookie), None) => {
                 let token_char = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
                 if cookie.is_empty() || !cookie.bytes().all(token_char) {
-                    return Err(error(at("token_from.cookie"), format!("{cookie:?} is not a cookie name")));
+                    errors.push(error(at("token_from.cookie"), format!("{cookie:?} is not a cookie name")));
                 }
             }
-            (None, Some(header)) => {
-                let Ok(name) = HeaderName::from_bytes(header.as_bytes()) else {
-                    return Err(error(at("token_from.header"), format!("{header:?} is not a valid header name")));
-                };
-                let folded = name.as_str().replace('_', "-");
-                if reserved_header(name.as_str()) || managed.contains(&folded) {
-                    return Err(error(
+            (None, Some(header)) => match HeaderName::from_bytes(header.as_bytes()) {
+                Err(_) => {
+                    errors.push(error(at("token_from.header"), format!("{header:?} is not a valid header name")));
+                }
+                Ok(name) if reserved_header(name.as_str()) || managed.contains(&name.as_str().replace('_', "-")) => {
+                    errors.push(error(
                         at("token_from.header"),
                         format!("{header:?} is a header the gateway or the HTTP framing owns; name another"),
                     ));
                 }
-            }
-            _ => return Err(error(at("token_from"), "give exactly one of cookie = \"NAME\" or header = \"NAME\"")),
+                Ok(_) => {}
+            },
+            _ => errors.push(error(at("token_from"), "give exactly one of cookie = \"NAME\" or header = \"NAME\"")),
         }
     }
     match (route.preflight, &route.cors) {
         (Some(Preflight::Answer), None) => {
-            return Err(error(at("preflight"), "\"answer\" needs the route's cors table to answer from"));
+            errors.push(error(at("preflight"), "\"answer\" needs the route's cors table to answer from"));
         }
         (Some(Preflight::Answer), Some(_)) if config.forward_auth.is_some() => {
-            return Err(error(
+            errors.push(error(
                 at("preflight"),
                 "a proxy in front passes every 2xx answer on to the upstream: use \"pass\", or answer preflights \
                  in that proxy",
             ));
         }
         (Some(_), _) if route.forward_auth.is_some() => {
-            return Err(error(
+            errors.push(error(
                 at("preflight"),
                 format!("{}: a forward-auth endpoint takes no other settings", route.path),
             ));
         }
         (_, Some(_)) if route.preflight != Some(Preflight::Answer) => {
-            return Err(error(at("cors"), "is used only with preflight = \"answer\""));
+            errors.push(error(at("cors"), "is used only with preflight = \"answer\""));
         }
-        (_, Some(cors)) => check_cors(&at("cors"), cors)?,
+        (_, Some(cors)) => check_cors(&at("cors"), cors, errors),
         _ => {}
     }
-    Ok(())
 }
 
-fn check_cors(key: &str, cors: &CorsConfig) -> Result<(), ConfigError> {
+fn check_cors(key: &str, cors: &CorsConfig, errors: &mut Vec<ConfigError>) {
     if cors.allowed_origins.is_empty() {
-        return Err(error(format!("{key}.allowed_origins"), "list the origins allowed, as https://app.example.com"));
+        errors.push(error(format!("{key}.allowed_origins"), "list the origins allowed, as https://app.example.com"));
     }
     for (j, origin) in cors.allowed_origins.iter().enumerate() {
         let parsed = origin.parse::<http::Uri>().ok();
@@ -186,7 +185,7 @@ fn check_cors(key: &str, cors: &CorsConfig) -> Result<(), ConfigError> {
         }) && !origin.ends_with('/')
             && origin.to_ascii_lowercase() == *origin;
         if !is_origin {
-            return Err(error(
+            errors.push(error(
                 format!("{key}.allowed_origins[{j}]"),
                 format!(
                     "{origin:?} is not an origin: scheme://host[:port] in lower case, no path (compared exactly; \"*\" is not allowed)"
@@ -195,22 +194,21 @@ fn check_cors(key: &str, cors: &CorsConfig) -> Result<(), ConfigError> {
         }
     }
     if cors.allowed_methods.is_empty() {
-        return Err(error(format!("{key}.allowed_methods"), "list the methods allowed, as [\"GET\", \"POST\"]"));
+        errors.push(error(format!("{key}.allowed_methods"), "list the methods allowed, as [\"GET\", \"POST\"]"));
     }
     for (j, method) in cors.allowed_methods.iter().enumerate() {
         if http::Method::from_bytes(method.as_bytes()).is_err() || !method.bytes().all(|b| b.is_ascii_alphabetic()) {
-            return Err(error(format!("{key}.allowed_methods[{j}]"), format!("{method:?} is not an HTTP method")));
+            errors.push(error(format!("{key}.allowed_methods[{j}]"), format!("{method:?} is not an HTTP method")));
         }
     }
     for (j, header) in cors.allowed_headers.iter().enumerate() {
         if HeaderName::from_bytes(header.as_bytes()).is_err() {
-            return Err(error(format!("{key}.allowed_headers[{j}]"), format!("{header:?} is not a valid header name")));
+            errors.push(error(format!("{key}.allowed_headers[{j}]"), format!("{header:?} is not a valid header name")));
         }
     }
     if cors.max_age_secs.is_some_and(|secs| secs > 86_400) {
-        return Err(error(format!("{key}.max_age_secs"), "at most 86400 (browsers cap it lower still)"));
+        errors.push(error(format!("{key}.max_age_secs"), "at most 86400 (browsers cap it lower still)"));
     }
-    Ok(())
 }
 
 /// The rules of `issuer` for the verifier, when it has any of its own.

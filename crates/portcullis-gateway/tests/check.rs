@@ -241,3 +241,29 @@ fn a_wrong_type_in_a_route_still_leaves_every_other_check_to_run() {
     // routes[1] is not called shadowed by routes[0], whose methods could not be read.
     assert!(!found.iter().any(|line| line.contains("routes[1]")), "{found:#?}");
 }
+
+#[test]
+fn every_wrong_option_of_one_issuer_and_one_route_is_reported() {
+    let text = "upstream = \"http://127.0.0.1:3000\"\n[[issuers]]\nissuer = \"https://tenant.example/\"\n\
+                audiences = [\"api\"]\ntyp = \"jose\"\nalgorithms = [\"RS257\", \"none\"]\nmax_token_age_secs = 0\n\
+                [[routes]]\npath = \"/a\"\ntyp = \"text\"\ntoken_from = { cookie = \"a b\" }\npreflight = \"answer\"\n";
+    let found = errors(text);
+    let expected = [
+        "f.toml:5:7: issuers[0].typ: ",
+        "f.toml:6:15: issuers[0].algorithms[0]: ",
+        "f.toml:6:24: issuers[0].algorithms[1]: ",
+        "f.toml:7:22: issuers[0].max_token_age_secs: ",
+        "f.toml:10:7: routes[0].typ: ",
+        "f.toml:11:25: routes[0].token_from.cookie: ",
+        "f.toml:12:13: routes[0].preflight: ",
+    ];
+    let mut sorted = found.clone();
+    sorted.sort_by_key(|line| {
+        let mut parts = line.split(':').skip(1).map(|n| n.parse::<usize>().unwrap_or(0));
+        (parts.next(), parts.next())
+    });
+    assert_eq!(sorted.len(), expected.len(), "{found:#?}");
+    for (line, start) in sorted.iter().zip(expected) {
+        assert!(line.starts_with(start), "{line:?} should start with {start:?}; all: {found:#?}");
+    }
+}
