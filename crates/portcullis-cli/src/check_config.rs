@@ -4,6 +4,7 @@
 use crate::gateway_args::{self, GatewayArgs};
 use crate::{Error, Exit};
 use clap::Args;
+use portcullis_gateway::Unmatched;
 
 #[derive(Debug, Args)]
 pub(crate) struct CheckConfigArgs {
@@ -44,12 +45,15 @@ fn check(mut args: CheckConfigArgs) -> Result<(), Error> {
         Some(path) => path.display().to_string(),
         None => "flags".to_owned(),
     };
+    let unmatched = match config.unmatched {
+        Unmatched::Deny => "404",
+        _ => "any valid token passes",
+    };
     println!(
-        "{source}: valid ({}, {} issuer(s), {} route(s), unmatched requests: {:?})",
+        "{source}: valid ({}, {} issuer(s), {} route(s), requests no route matches: {unmatched})",
         config.mode(),
         config.issuers.len(),
         config.routes.len(),
-        config.unmatched
     );
     Ok(())
 }

@@ -190,7 +190,7 @@ fn check_config_explains_errors_and_prints_the_template() {
     let checked = run(&["check-config", good.to_str().unwrap()]);
     assert_eq!(checked.status.code(), Some(0));
     let said = String::from_utf8_lossy(&checked.stdout);
-    assert!(said.contains("valid (reverse proxy, 1 issuer(s), 3 route(s)"), "{said}");
+    assert!(said.contains("valid (reverse proxy, 1 issuer(s), 3 route(s), requests no route matches: 404)"), "{said}");
 
     let bad = dir.path().join("bad.toml");
     let text = String::from_utf8_lossy(&template.stdout).replace("methods = [\"GET\"]", "methods = [\"GET\", \"\"]");

@@ -219,7 +219,7 @@ impl Policy {
     /// passed upstream without a token, or answered here from its `cors` table. `None`: not a preflight such a
     /// route takes, so an ordinary request (a token is needed as usual).
     fn preflight(&self, request: &CanonicalRequest, headers: &HeaderMap, answers_preflights: bool) -> Option<Decided> {
-        if !self.route_options.iter().any(|options| options.preflight.is_some()) {
+        if !self.any_preflight {
             return None;
         }
         let asked = crate::cors::preflight_method(&request.method, headers)?;

@@ -58,6 +58,8 @@ pub(crate) struct Policy {
     pub(crate) route_options: Vec<RouteOptions>,
     /// Whether any route has a CORS table (responses then get its headers).
     pub(crate) any_cors: bool,
+    /// Whether any route passes or answers CORS preflights (otherwise no request is looked at as one).
+    pub(crate) any_preflight: bool,
     /// Issuers whose keys come from a local file, with those keys (status page).
     pub(crate) local_keys: Vec<(String, LocalKeys)>,
     /// The client forwarding allowed requests (proxy mode): built with the policy, so that a reload reads
@@ -311,6 +313,7 @@ impl Policy {
         let unmatched_access = Access::Token { rule: None, issuers: Vec::new(), audiences: Vec::new() };
         let route_options: Vec<RouteOptions> = config.routes.iter().map(RouteOptions::new).collect();
         let any_cors = route_options.iter().any(|options| options.cors.is_some());
+        let any_preflight = route_options.iter().any(|options| options.preflight.is_some());
         let config = Arc::new(config);
         let policy = Self {
             config,
@@ -324,6 +327,7 @@ impl Policy {
             trusted_proxies,
             route_options,
             any_cors,
+            any_preflight,
             local_keys,
             upstream,
             observer,
