@@ -82,10 +82,9 @@ async fn check(policy: &Policy, request: CheckRequest) -> CheckResponse {
         policy.report_refusal("-", &denial, &headers);
         return refused(policy, &denial, Vec::new(), request_id).await;
     };
-    let read = read_headers(&http);
-    let mut headers = match &read {
-        Ok(headers) => headers.clone(),
-        Err(_) => HeaderMap::new(),
+    let (mut headers, unreadable) = match read_headers(&http) {
+        Ok(headers) => (headers, None),
+        Err(denial) => (HeaderMap::new(), Some(denial)),
     };
     if !headers.contains_key(crate::request_id::HEADER)
         && let Ok(id) = HeaderValue::from_str(&http.id)
@@ -93,7 +92,10 @@ async fn check(policy: &Policy, request: CheckRequest) -> CheckResponse {
         headers.insert(crate::request_id::HEADER, id);
     }
     let request_id = crate::request_id::ensure(&mut headers);
-    let described = read.and_then(|_| original_request(&http, &headers));
+    let described = match unreadable {
+        Some(denial) => Err(denial),
+        None => original_request(&http, &headers),
+    };
     let request = match described {
         Ok(request) => request,
         Err(denial) => {

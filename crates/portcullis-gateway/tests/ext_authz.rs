@@ -473,6 +473,11 @@ async fn a_reload_applies_to_the_next_check_and_the_service_stops_with_its_signa
     let reloaded = format!("{config}[[routes]]\npath = \"/later/*\"\npublic = true\n");
     gateway.reload(Config::from_toml(&reloaded).unwrap()).unwrap();
     allowed(&call(&mut client, check("GET", "/later/x", &[])).await);
+    // The gRPC address changes only on restart.
+    let moved = reloaded.replace("ext_authz_grpc = \"127.0.0.1:0\"", "ext_authz_grpc = \"127.0.0.1:9\"");
+    let refused_reload = gateway.reload(Config::from_toml(&moved).unwrap()).unwrap_err();
+    assert_eq!(refused_reload.errors()[0].key, "ext_authz_grpc");
+    allowed(&call(&mut client, check("GET", "/later/x", &[])).await);
     stop.send(()).unwrap();
     let ended = tokio::time::timeout(std::time::Duration::from_secs(10), served).await;
     assert!(matches!(ended, Ok(Ok(Ok(())))), "{ended:?}");
