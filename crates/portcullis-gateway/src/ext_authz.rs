@@ -31,7 +31,7 @@ use envoy_types::pb::envoy::r#type::v3::HttpStatus;
 use envoy_types::pb::google::rpc::Status as RpcStatus;
 use http::header::{AUTHORIZATION, COOKIE};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// google.rpc.Code `OK`.
 const RPC_OK: i32 = 0;
@@ -313,6 +313,10 @@ pub(crate) async fn serve(
     gateway.start_key_refresh();
     let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
     tonic::transport::Server::builder()
+        // Envoy keeps its connections open: dead peers are found by HTTP/2 pings and TCP keepalive.
+        .http2_keepalive_interval(Some(Duration::from_secs(30)))
+        .http2_keepalive_timeout(Some(Duration::from_secs(20)))
+        .tcp_keepalive(Some(Duration::from_secs(60)))
         .add_service(CheckService::new(gateway).into_server())
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await
