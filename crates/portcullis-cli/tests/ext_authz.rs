@@ -67,6 +67,8 @@ async fn serve_announces_the_grpc_listener_and_answers_check() {
 
     let plain = reqwest::get(format!("{http_base}/api/x")).await.unwrap();
     assert_eq!(plain.status(), 404);
+    let body: serde_json::Value = plain.json().await.unwrap();
+    assert_eq!(body["reason"], "no_upstream");
 
     // Stopped with the gateway: SIGTERM ends both listeners and the process.
     let pid = gateway.id().unwrap().to_string();
