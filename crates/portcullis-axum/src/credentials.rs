@@ -26,19 +26,17 @@ pub(crate) fn bearer_token<'r>(
     sources: &Sources,
 ) -> Result<Option<&'r str>, Error> {
     let mut found = from_authorization(headers)?;
-    if let Some(name) = &sources.cookie {
-        if let Some(token) = from_cookie(headers, name)? {
-            if found.replace(token).is_some() {
-                return Err(invalid("credentials were sent in more than one place"));
-            }
-        }
+    if let Some(name) = &sources.cookie
+        && let Some(token) = from_cookie(headers, name)?
+        && found.replace(token).is_some()
+    {
+        return Err(invalid("credentials were sent in more than one place"));
     }
-    if let Some(name) = &sources.query {
-        if let Some(token) = from_query(query, name)? {
-            if found.replace(token).is_some() {
-                return Err(invalid("credentials were sent in more than one place"));
-            }
-        }
+    if let Some(name) = &sources.query
+        && let Some(token) = from_query(query, name)?
+        && found.replace(token).is_some()
+    {
+        return Err(invalid("credentials were sent in more than one place"));
     }
     Ok(found)
 }
@@ -88,10 +86,11 @@ fn from_cookie<'h>(headers: &'h HeaderMap, name: &str) -> Result<Option<&'h str>
     for header in headers.get_all(COOKIE) {
         let Ok(header) = header.to_str() else { continue };
         for pair in header.split(';') {
-            if let Some((key, value)) = pair.trim().split_once('=') {
-                if key == name && found.replace(value.trim_matches('"')).is_some() {
-                    return Err(invalid("more than one token cookie"));
-                }
+            if let Some((key, value)) = pair.trim().split_once('=')
+                && key == name
+                && found.replace(value.trim_matches('"')).is_some()
+            {
+                return Err(invalid("more than one token cookie"));
             }
         }
     }

@@ -95,10 +95,10 @@ where
                     Err(error) => return Ok(config.answer.respond(error)),
                 },
             };
-            if let Some(is_revoked) = &config.revocation {
-                if is_revoked(verified.clone()).await {
-                    return Ok(config.answer.respond(Error::new(Reason::TokenRevoked, "the token has been revoked")));
-                }
+            if let Some(is_revoked) = &config.revocation
+                && is_revoked(verified.clone()).await
+            {
+                return Ok(config.answer.respond(Error::new(Reason::TokenRevoked, "the token has been revoked")));
             }
             request.extensions_mut().insert(verified);
             ready.oneshot(request).await

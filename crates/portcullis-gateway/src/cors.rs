@@ -105,10 +105,10 @@ impl Cors {
         if let Some(methods) = list(self.methods.iter().map(Method::as_str).collect()) {
             answer.push((ACCESS_CONTROL_ALLOW_METHODS, methods));
         }
-        if !self.headers.is_empty() {
-            if let Some(names) = list(self.headers.iter().map(String::as_str).collect()) {
-                answer.push((ACCESS_CONTROL_ALLOW_HEADERS, names));
-            }
+        if !self.headers.is_empty()
+            && let Some(names) = list(self.headers.iter().map(String::as_str).collect())
+        {
+            answer.push((ACCESS_CONTROL_ALLOW_HEADERS, names));
         }
         if let Some(max_age) = self.max_age {
             answer.push((ACCESS_CONTROL_MAX_AGE, HeaderValue::from(max_age)));

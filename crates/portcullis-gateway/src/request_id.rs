@@ -12,10 +12,10 @@ const MAX_LEN: usize = 128;
 /// Makes sure `headers` carry exactly one sane request id and returns it.
 pub(crate) fn ensure(headers: &mut HeaderMap) -> HeaderValue {
     let mut sent = headers.get_all(HEADER).iter();
-    if let (Some(value), None) = (sent.next(), sent.next()) {
-        if is_sane(value.as_bytes()) {
-            return value.clone();
-        }
+    if let (Some(value), None) = (sent.next(), sent.next())
+        && is_sane(value.as_bytes())
+    {
+        return value.clone();
     }
     let fresh = generate();
     headers.insert(HEADER, fresh.clone());

@@ -141,10 +141,10 @@ pub(crate) fn remove(headers: &mut HeaderMap, source: &TokenSource) {
                 }
             }
             headers.remove(COOKIE);
-            if let Ok(value) = HeaderValue::from_bytes(&kept) {
-                if !kept.is_empty() {
-                    headers.insert(COOKIE, value);
-                }
+            if let Ok(value) = HeaderValue::from_bytes(&kept)
+                && !kept.is_empty()
+            {
+                headers.insert(COOKIE, value);
             }
         }
     }

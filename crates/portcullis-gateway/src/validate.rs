@@ -217,10 +217,10 @@ fn check_route(config: &Config, i: usize, route: &RouteConfig, errors: &mut Vec<
     if route.public && (route.require.is_some() || !route.issuers.is_empty() || !route.audiences.is_empty()) {
         error(".public", format!("{}: a public route cannot also have a rule, issuers or audiences", route.path));
     }
-    if let Some(rule) = &route.require {
-        if let Some(empty) = empty_list(rule) {
-            error(".require", format!("an empty `{empty}` rule: list at least one rule"));
-        }
+    if let Some(rule) = &route.require
+        && let Some(empty) = empty_list(rule)
+    {
+        error(".require", format!("an empty `{empty}` rule: list at least one rule"));
     }
     if route.forward_auth.is_some() {
         if config.forward_auth.is_some() {

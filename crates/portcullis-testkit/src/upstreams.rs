@@ -298,7 +298,7 @@ pub fn served(response: &crate::raw::RawResponse) -> Served {
 
 /// Hex text to bytes.
 fn unhex(text: &[u8]) -> Option<Vec<u8>> {
-    if text.len() % 2 != 0 {
+    if !text.len().is_multiple_of(2) {
         return None;
     }
     text.chunks(2).map(|pair| u8::from_str_radix(std::str::from_utf8(pair).ok()?, 16).ok()).collect()

@@ -696,13 +696,13 @@ impl Inner {
         let mut limited = None;
         {
             let mut state = this.lock_state();
-            if cause == Cause::UnknownKid {
-                if let Some(last) = state.last_attempt_at {
-                    let cooldown = this.options.cooldown.as_secs_f64();
-                    if now - last < cooldown {
-                        state.cooldown_rejections += 1;
-                        limited = Some((true, cooldown - (now - last)));
-                    }
+            if cause == Cause::UnknownKid
+                && let Some(last) = state.last_attempt_at
+            {
+                let cooldown = this.options.cooldown.as_secs_f64();
+                if now - last < cooldown {
+                    state.cooldown_rejections += 1;
+                    limited = Some((true, cooldown - (now - last)));
                 }
             }
             if limited.is_none() {
@@ -830,10 +830,10 @@ impl Inner {
         };
         let now = self.clock.now().as_secs_f64();
         let known = self.jwks_uri.lock().unwrap_or_else(PoisonError::into_inner).clone();
-        if let Some(Discovered { jwks_uri, confirmed_at: Some(at) }) = &known {
-            if now - at < self.options.max_ttl.as_secs_f64() {
-                return Ok(jwks_uri.clone());
-            }
+        if let Some(Discovered { jwks_uri, confirmed_at: Some(at) }) = &known
+            && now - at < self.options.max_ttl.as_secs_f64()
+        {
+            return Ok(jwks_uri.clone());
         }
         match crate::discovery::discover(issuer, &self.fetcher).await {
             Ok(metadata) => {

@@ -383,11 +383,10 @@ impl VerifierBuilder {
                 None => issuer_audiences.push((issuer, vec![audience])),
             }
         }
-        if self.audiences.is_empty() {
-            if let Some(bare) = self.issuers.iter().find(|iss| !issuer_audiences.iter().any(|(known, _)| known == *iss))
-            {
-                return Err(ConfigError::IssuerWithoutAudience(bare.clone()));
-            }
+        if self.audiences.is_empty()
+            && let Some(bare) = self.issuers.iter().find(|iss| !issuer_audiences.iter().any(|(known, _)| known == *iss))
+        {
+            return Err(ConfigError::IssuerWithoutAudience(bare.clone()));
         }
         let max_json_depth = self.max_json_depth.unwrap_or(crate::json::MAX_DEPTH);
         if !(2..=crate::json::MAX_DEPTH_CEILING).contains(&max_json_depth) {
