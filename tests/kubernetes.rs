@@ -1,6 +1,7 @@
 //! deploy/kubernetes is checked offline against published schemas: the Kubernetes objects with PyPI
 //! `kubernetes-validate` (strict, Kubernetes 1.30 and 1.37), the Istio and Envoy Gateway resources against those
-//! projects' CRD schemas vendored in deploy/kubernetes/schemas (with PyPI `jsonschema`), and the Istio mesh
+//! projects' CRD schemas vendored in deploy/kubernetes/schemas (PyPI `jsonschema`, and `cel-python` for the CRDs'
+//! validation rules), and the Istio mesh
 //! config against Istio's MeshConfig schema. Each validator is shown to refuse a broken copy, the files are shown
 //! to fit together, and every YAML block of the Kubernetes, Istio and Envoy Gateway pages is one of these files.
 //! `deploy/kubernetes/validate.py` does the validating; without its packages these tests skip (fail under CI).
@@ -52,8 +53,8 @@ fn deploy() -> PathBuf {
 /// Whether python3 has what validate.py needs; prints `SKIPPED:` (or fails under CI) when not.
 fn validators_present() -> bool {
     probe::require(
-        "kubernetes-validate, jsonschema and PyYAML (PyPI; .ci/run installs them)",
-        probe::runs("python3", &["-c", "import kubernetes_validate, jsonschema, yaml"]),
+        "kubernetes-validate, jsonschema, cel-python and PyYAML (PyPI; .ci/run installs them)",
+        probe::runs("python3", &["-c", "import kubernetes_validate, jsonschema, celpy, yaml"]),
     )
 }
 
@@ -133,11 +134,16 @@ fn istio_and_envoy_gateway_resources_pass_their_crd_schemas() {
     if !validators_present() {
         return;
     }
+    let mut rules = 0;
     for (resource, crd) in CUSTOM_RESOURCES {
         let said = accepts(&["crd", &absolute(crd), &absolute(resource)], &[&absolute(resource)]);
         let name = Path::new(crd).file_stem().unwrap().to_string_lossy().into_owned();
         assert!(said.contains(&format!("(CRD {name} ")), "{resource} not checked by {crd}:\n{said}");
+        let count = said.trim_end().strip_suffix(" CEL rules)").and_then(|s| s.rsplit(' ').next()).unwrap();
+        rules += count.parse::<usize>().unwrap();
     }
+    // The SecurityPolicy's "one of grpc or http" and backendRefs rules among them.
+    assert!(rules >= 20, "only {rules} CEL rules evaluated");
 }
 
 #[test]
@@ -153,6 +159,14 @@ fn the_crd_validator_refuses_broken_resources() {
     refuses(&["crd", &absolute(peer_crd), &stricter], "'STRICTER' is not one of");
     let fail_open = broken(dir.path(), security, "failOpen: false", "failOpen: \"no\"");
     refuses(&["crd", &absolute(security_crd), &fail_open], "$.spec.extAuth.failOpen: 'no' is not of type 'boolean'");
+    // The CRDs' CEL rules: a wildcard label value in an Istio selector, an ext_authz backend that is no Service.
+    let wildcard = broken(dir.path(), policy, "      app: api", "      app: \"api*\"");
+    refuses(&["crd", &absolute(policy_crd), &wildcard], "matchLabels.app: wildcard not allowed in label value match");
+    let config_map = broken(dir.path(), security, "          kind: Service", "          kind: ConfigMap");
+    refuses(
+        &["crd", &absolute(security_crd), &config_map],
+        "$.spec.extAuth.grpc: BackendRefs only supports Service, ServiceImport, and Backend kind.",
+    );
     let misspelled = broken(dir.path(), security, "    grpc:", "    grcp:");
     refuses(&["crd", &absolute(security_crd), &misspelled], "$.spec.extAuth: unknown field `grcp`");
     // A resource of another kind or version is not passed off as valid.

@@ -4,7 +4,7 @@
   validate.py kubernetes VERSION FILE...   Kubernetes objects, with kubernetes-validate's schemas of that
                                            Kubernetes version, unknown fields refused (--strict).
   validate.py crd CRD FILE...              custom resources, with the openAPIV3Schema of the CRD's version that
-                                           each resource names in apiVersion.
+                                           each resource names in apiVersion, and its CEL rules.
   validate.py mesh-config SCHEMA FILE      the `meshConfig` of an istiod values file, with Istio's MeshConfig
                                            OpenAPI schema.
   validate.py gateway-file CONFIGMAP TOML  the ConfigMap's gateway.toml is the TOML file byte for byte.
@@ -14,7 +14,8 @@
 
 With `crd` and `mesh-config`, an object whose schema names its fields and does not declare
 `additionalProperties` or `x-kubernetes-preserve-unknown-fields` also refuses fields the schema does not name, as
-the API server's strict field validation does. CEL rules (`x-kubernetes-validations`) are not evaluated.
+the API server's strict field validation does. With `crd`, the CRD's CEL rules (`x-kubernetes-validations`) are
+evaluated with cel-python on the resource with the schema's defaults filled in, as the API server does.
 
 Each document gets one line, `ok FILE: KIND NAME (what checked it)` or `invalid FILE: KIND NAME: why`. Exit
 status: 0 when every document is valid, 1 when one is not, 2 when a required package is missing (the line
@@ -24,10 +25,11 @@ status: 0 when every document is valid, 1 when one is not, 2 when a required pac
 import sys
 
 try:
+    import celpy  # noqa: F401 - used by rule_problems; missing is reported here, before any validation
     import jsonschema
     import yaml
 except ImportError as error:
-    print(f"missing: {error.name} (pip install jsonschema pyyaml)")
+    print(f"missing: {error.name} (pip install jsonschema pyyaml cel-python)")
     sys.exit(2)
 
 
@@ -116,6 +118,59 @@ def check(schema, root, doc, implicit=()):
     return violations(doc, schema, root) + field_problems(explicit, schema, root)
 
 
+def with_defaults(value, schema):
+    """`value` with the schema's defaults filled in where fields are absent, as the API server does before it
+    evaluates validation rules."""
+    if isinstance(value, dict) and isinstance(schema, dict):
+        properties = schema.get("properties", {})
+        filled = {key: with_defaults(item, properties.get(key, {})) for key, item in value.items()}
+        for key, field in properties.items():
+            if key not in filled and "default" in field:
+                filled[key] = with_defaults(field["default"], field)
+        return filled
+    if isinstance(value, list) and isinstance(schema, dict) and isinstance(schema.get("items"), dict):
+        return [with_defaults(item, schema["items"]) for item in value]
+    return value
+
+
+def rule_problems(value, schema, path="$"):
+    """The CRD's CEL rules (`x-kubernetes-validations`) on every node of `value` that is present, evaluated with
+    cel-python; rules about updates (`oldSelf`) do not apply to a new object. Returns (problems, rules evaluated);
+    a rule cel-python cannot evaluate is a problem too, so that nothing passes unchecked."""
+    import celpy
+
+    problems, evaluated = [], 0
+    if not isinstance(schema, dict):
+        return problems, evaluated
+    environment = celpy.Environment()
+    for rule in schema.get("x-kubernetes-validations", []):
+        if "oldSelf" in rule["rule"]:
+            continue
+        try:
+            program = environment.program(environment.compile(rule["rule"]))
+            result = program.evaluate({"self": celpy.json_to_cel(value)})
+        except Exception as error:  # noqa: BLE001 - any failure to evaluate is reported, never passed
+            problems.append(f"{path}: rule {rule['rule']!r} could not be evaluated: {type(error).__name__}")
+            continue
+        evaluated += 1
+        if isinstance(result, Exception) or not bool(result):
+            problems.append(f"{path}: {rule.get('message') or rule['rule']}")
+    children = []
+    if isinstance(value, dict):
+        properties = schema.get("properties", {})
+        children = [(item, properties[key], f"{path}.{key}") for key, item in value.items() if key in properties]
+        extra = schema.get("additionalProperties")
+        if isinstance(extra, dict):
+            children += [(item, extra, f"{path}.{key}") for key, item in value.items() if key not in properties]
+    elif isinstance(value, list) and isinstance(schema.get("items"), dict):
+        children = [(item, schema["items"], f"{path}[{index}]") for index, item in enumerate(value)]
+    for item, field, where in children:
+        more, count = rule_problems(item, field, where)
+        problems += more
+        evaluated += count
+    return problems, evaluated
+
+
 def report(path, doc, problems, checked_by):
     if problems:
         print(f"invalid {path}: {describe(doc)}: " + "; ".join(problems))
@@ -160,7 +215,10 @@ def crd(crd_path, paths):
             schema = versions[api_version]["schema"]["openAPIV3Schema"]
             # Every object has these; the API server checks them, not the CRD's schema.
             problems = check(schema, schema, doc, implicit=("apiVersion", "kind", "metadata"))
-            valid &= report(path, doc, problems, f"CRD {definition['metadata']['name']} {api_version}")
+            spec = {key: value for key, value in doc.items() if key not in ("apiVersion", "kind", "metadata")}
+            more, rules = rule_problems(with_defaults(spec, schema), schema)
+            checked_by = f"CRD {definition['metadata']['name']} {api_version}, {rules} CEL rules"
+            valid &= report(path, doc, problems + more, checked_by)
     return 0 if valid else 1
 
 
