@@ -3,7 +3,8 @@
 //! projects' CRD schemas vendored in deploy/kubernetes/schemas (PyPI `jsonschema`, and `cel-python` for the CRDs'
 //! validation rules), and the Istio mesh
 //! config against Istio's MeshConfig schema. Each validator is shown to refuse a broken copy, the files are shown
-//! to fit together, and every YAML block of the Kubernetes, Istio and Envoy Gateway pages is one of these files.
+//! to fit together, the gateway file answers the Deployment's probes, and every YAML block of the Kubernetes,
+//! Istio and Envoy Gateway pages is one of these files.
 //! `deploy/kubernetes/validate.py` does the validating; without its packages these tests skip (fail under CI).
 #![allow(clippy::unwrap_used)]
 
@@ -343,4 +344,52 @@ fn every_yaml_block_of_the_pages_is_a_validated_file_or_says_it_is_not() {
         }
     }
     assert!(shown >= 8, "only {shown} validated files shown in the pages");
+}
+
+/// `portcullis serve` of the ConfigMap's gateway file, on loopback ports in place of the pod's addresses, with
+/// `issuer` in place of the file's. Returns the admin listener's base URL.
+async fn serve_gateway_file(issuer: Option<&str>) -> String {
+    let mut text = std::fs::read_to_string(deploy().join("portcullis.toml")).unwrap();
+    if let Some(issuer) = issuer {
+        let file_issuer = "issuer = \"https://your-tenant.auth0.com/\"";
+        assert!(text.contains(file_issuer), "portcullis.toml no longer names its issuer so: update this test");
+        text = text.replacen(file_issuer, &format!("issuer = \"{issuer}\""), 1);
+    }
+    let gateway = portcullis_gateway::Gateway::new(portcullis_gateway::Config::from_toml(&text).unwrap()).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let admin = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let admin_url = format!("http://{}", admin.local_addr().unwrap());
+    tokio::spawn(portcullis_gateway::serve(gateway, listener, Some(admin), std::future::pending()));
+    admin_url
+}
+
+/// The probes of deployment.yaml against the gateway file it runs: `/healthz` answers while the process serves;
+/// `/ready` answers 503 while the issuer's keys cannot be had (no check should land on that replica), and 200
+/// once they are loaded.
+#[tokio::test]
+async fn the_gateway_file_answers_the_deployments_probes() {
+    let http = reqwest::Client::new();
+    let status = |url: String| {
+        let http = http.clone();
+        async move { http.get(url).send().await.unwrap().status().as_u16() }
+    };
+
+    // The file's own issuer is out of reach here: alive, not ready.
+    let admin = serve_gateway_file(None).await;
+    assert_eq!(status(format!("{admin}/healthz")).await, 200);
+    assert_eq!(status(format!("{admin}/ready")).await, 503);
+
+    // With a reachable issuer, ready once its keys are loaded (polled, with a deadline).
+    let issuer = portcullis_testkit::issuers::demo().await;
+    let admin = serve_gateway_file(Some(issuer.issuer())).await;
+    assert_eq!(status(format!("{admin}/healthz")).await, 200);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let ready = status(format!("{admin}/ready")).await;
+        if ready == 200 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "/ready still answers {ready} after 30 s");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
 }
