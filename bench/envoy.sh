@@ -70,14 +70,20 @@ PID_OF[upstream]=$LAST_PID
 PORT[ceiling]=${PORT[upstream]}
 start_envoy envoy-noauth noauth
 start_envoy envoy-jwt-authn jwt-authn
-# The authorizer: issuers and routes as the proxy's, no upstream, decisions over gRPC.
-gateway_config "$LOGS/authz.toml" decide 1 jwks.json 1
-ADMIN[authz]=$(free_port); AUTHZ_GRPC=$(free_port)
-P=$(free_port); start authz env RUST_LOG=warn "$PORTCULLIS" serve --config "$LOGS/authz.toml" --listen "127.0.0.1:$P" \
-  --admin-listen "127.0.0.1:${ADMIN[authz]}" --ext-authz-grpc "127.0.0.1:$AUTHZ_GRPC"
-PID_OF[authz]=$LAST_PID
-wait_port "$AUTHZ_GRPC"; wait_ready "${ADMIN[authz]}"
-start_envoy envoy-ext-authz ext-authz "$AUTHZ_GRPC"
+# The authorizer: issuers and routes as the proxy's, no upstream, decisions over gRPC. A portcullis without
+# --ext-authz-grpc (older than the ext_authz service) runs the other rows only.
+EXT_AUTHZ=1
+"$PORTCULLIS" serve --help | grep -q -- --ext-authz-grpc || {
+  EXT_AUTHZ=0; echo "bench: this portcullis has no --ext-authz-grpc: the envoy-ext-authz row is left out"; }
+if (( EXT_AUTHZ )); then
+  gateway_config "$LOGS/authz.toml" decide 1 jwks.json 1
+  ADMIN[authz]=$(free_port); AUTHZ_GRPC=$(free_port)
+  P=$(free_port); start authz env RUST_LOG=warn "$PORTCULLIS" serve --config "$LOGS/authz.toml" --listen "127.0.0.1:$P" \
+    --admin-listen "127.0.0.1:${ADMIN[authz]}" --ext-authz-grpc "127.0.0.1:$AUTHZ_GRPC"
+  PID_OF[authz]=$LAST_PID
+  wait_port "$AUTHZ_GRPC"; wait_ready "${ADMIN[authz]}"
+  start_envoy envoy-ext-authz ext-authz "$AUTHZ_GRPC"
+fi
 gateway_config "$LOGS/gateway-proxy.toml" proxy 1 jwks.json 1
 ADMIN[gateway-proxy]=$(free_port)
 P=$(free_port); start gateway-proxy env RUST_LOG=warn "$PORTCULLIS" serve --config "$LOGS/gateway-proxy.toml" \
@@ -90,7 +96,7 @@ declare -A ROLES=(
   [ceiling]="upstream=${PID_OF[upstream]}"
   [envoy-noauth]="envoy=${PID_OF[envoy-noauth]} upstream=${PID_OF[upstream]}"
   [envoy-jwt-authn]="envoy=${PID_OF[envoy-jwt-authn]} upstream=${PID_OF[upstream]}"
-  [envoy-ext-authz]="envoy=${PID_OF[envoy-ext-authz]} portcullis=${PID_OF[authz]} upstream=${PID_OF[upstream]}"
+  [envoy-ext-authz]="envoy=${PID_OF[envoy-ext-authz]:-} portcullis=${PID_OF[authz]:-} upstream=${PID_OF[upstream]}"
   [gateway-proxy]="portcullis=${PID_OF[gateway-proxy]} upstream=${PID_OF[upstream]}"
 )
 
@@ -98,6 +104,7 @@ echo "== every row answers: 200 with the token, 401 without, 401 with a bad sign
 ONE=$(head -n1 "$TOKENS/tokens-one.txt")
 BAD=$(sed -n 2p "$TOKENS/tokens-mixed.txt")
 for row in envoy-jwt-authn envoy-ext-authz gateway-proxy; do
+  [[ -n "${PORT[$row]:-}" ]] || continue
   url="http://127.0.0.1:${PORT[$row]}/api/protected"
   got="$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $ONE" "$url")"
   got+=" $(curl -s -o /dev/null -w '%{http_code}' "$url")"
@@ -106,12 +113,13 @@ for row in envoy-jwt-authn envoy-ext-authz gateway-proxy; do
   [[ "$got" == "200 401 401" ]] || { echo "bench: $row answers $got, not 200 401 401 (see $LOGS)"; exit 1; }
 done
 
-RUNS=(
-  "ceiling one" "envoy-noauth one"
-  "envoy-jwt-authn one" "envoy-ext-authz one" "gateway-proxy one"
-  "envoy-jwt-authn distinct" "envoy-ext-authz distinct" "gateway-proxy distinct"
-  "envoy-jwt-authn mixed" "envoy-ext-authz mixed" "gateway-proxy mixed"
-)
+RUNS=()
+for run in "ceiling one" "envoy-noauth one" \
+  "envoy-jwt-authn one" "envoy-ext-authz one" "gateway-proxy one" \
+  "envoy-jwt-authn distinct" "envoy-ext-authz distinct" "gateway-proxy distinct" \
+  "envoy-jwt-authn mixed" "envoy-ext-authz mixed" "gateway-proxy mixed"; do
+  [[ -n "${PORT[${run% *}]:-}" ]] && RUNS+=("$run")
+done
 
 # cpu_ticks ROLES: role=ticks words, utime + stime of each process (all its threads) in clock ticks.
 cpu_ticks() {
@@ -148,6 +156,7 @@ uptime >>"$RESULTS/load.txt"
 echo "== the Check handler's latency at half of the envoy-ext-authz peak (${RATE_SECS} s per mix, open loop)"
 # Bucket deltas of portcullis_ext_authz_check_seconds around each run: only that run's checks.
 for mix in one distinct; do
+  (( EXT_AUTHZ )) || break
   half=$(( $(python3 bench/report.py --median-rps "$RESULTS" envoy-ext-authz "$mix") / 2 ))
   curl -s "http://127.0.0.1:${ADMIN[authz]}/metrics" >"$RESULTS/metrics-$mix.before"
   taskset -c 1 "$PEERS" rate "http://127.0.0.1:${PORT[envoy-ext-authz]}/api/protected" "$TOKENS/tokens-$mix.txt" \
@@ -157,6 +166,7 @@ done
 
 # Envoy's own counters: every row's filter did decide (jwt_authn allowed/denied, ext_authz ok/denied/error).
 for name in envoy-jwt-authn envoy-ext-authz; do
+  [[ -n "${ADMIN[$name]:-}" ]] || continue
   curl -s "http://127.0.0.1:${ADMIN[$name]}/stats" | grep -E 'jwt_authn\.|ext_authz\.' | sed "s/^/$name: /" \
     >>"$RESULTS/envoy-stats.txt" || true
 done
