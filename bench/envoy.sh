@@ -121,11 +121,14 @@ for run in "ceiling one" "envoy-noauth one" \
   [[ -n "${PORT[${run% *}]:-}" ]] && RUNS+=("$run")
 done
 
-# cpu_ticks ROLES: role=ticks words, utime + stime of each process (all its threads) in clock ticks.
+# cpu_ticks ROLES: role_ticks=N role_switches=N words: utime + stime of each process (all its threads) in clock
+# ticks, and the context switches (voluntary and not) of all its threads.
 cpu_ticks() {
   local word out=""
   for word in $1; do
     out+=" ${word%%=*}_ticks=$(sed 's/^.*) //' "/proc/${word#*=}/stat" | awk '{ print $12 + $13 }')"
+    out+=" ${word%%=*}_switches=$(cat /proc/"${word#*=}"/task/*/status 2>/dev/null |
+      awk '/ctxt_switches/ { n += $2 } END { print n + 0 }')"
   done
   echo "$out"
 }

@@ -11,6 +11,7 @@ import re
 import statistics
 import sys
 
+sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import report  # noqa: E402  (bench/report.py: wrk parsing, per-round ratios, machine description)
 
@@ -31,14 +32,15 @@ def buckets(text):
 
 
 def check_p99(before, after):
-    """(count, p99 upper bound µs, p99 interpolated µs, p50 upper bound µs) from the bucket deltas, or None."""
+    """(count, p99 upper bound µs, p99 interpolated µs, p50 upper bound µs, share above 20 µs) from the bucket
+    deltas, or None without buckets."""
     a, b = buckets(after), buckets(before)
     if not a:
         return None
     delta = sorted((bound, a[bound] - b.get(bound, 0.0)) for bound in a)
     total = delta[-1][1]
     if total <= 0:
-        return (0, math.nan, math.nan, math.nan)
+        return (0, math.nan, math.nan, math.nan, math.nan)
 
     def quantile(q):
         lower, below = 0.0, 0.0
@@ -54,7 +56,8 @@ def check_p99(before, after):
 
     p99_bound, p99 = quantile(0.99)
     p50_bound, _ = quantile(0.50)
-    return (total, p99_bound, p99, p50_bound)
+    within = max((cumulative for bound, cumulative in delta if bound <= 20e-6), default=0.0)
+    return (total, p99_bound, p99, p50_bound, 1.0 - within / total)
 
 
 def cpu_per_request(results, peer, mix):
@@ -67,22 +70,31 @@ def cpu_per_request(results, peer, mix):
             break
         text = open(cpu).read()
         tck = float(re.search(r"clk_tck=(\d+)", text).group(1))
-        before = dict(re.findall(r"(\w+)_ticks=(\d+)", text.split("before:")[1].split("after:")[0]))
-        after = dict(re.findall(r"(\w+)_ticks=(\d+)", text.split("after:")[1]))
+        before = {(role, kind): int(value) for role, kind, value in
+                  re.findall(r"(\w+)_(ticks|switches)=(\d+)", text.split("before:")[1].split("after:")[0])}
+        after = {(role, kind): int(value) for role, kind, value in
+                 re.findall(r"(\w+)_(ticks|switches)=(\d+)", text.split("after:")[1])}
         requests = report.parse_wrk(wrk)["requests"]
         if not requests:
             continue
         total = 0.0
-        for role in before:
-            micros = (int(after[role]) - int(before[role])) / tck * 1e6 / requests
-            per_role.setdefault(role, []).append(micros)
-            total += micros
+        for (role, kind), value in before.items():
+            if kind == "ticks":
+                micros = (after[(role, kind)] - value) / tck * 1e6 / requests
+                per_role.setdefault(role, []).append(micros)
+                total += micros
+            else:
+                per_role.setdefault(role + "_switches", []).append((after[(role, kind)] - value) / requests)
         per_role.setdefault("total", []).append(total)
     return {role: statistics.median(values) for role, values in per_role.items()}
 
 
 def fmt_cpu(value):
     return "-" if value is None else f"{value:.1f}"
+
+
+def fmt_switches(value):
+    return "-" if value is None else f"{value:.2f}"
 
 
 def main():
@@ -107,11 +119,12 @@ def main():
           f"core 1, RS256-2048 tokens; {rounds} interleaved rounds of {seconds} s per row, medians shown. "
           f"Load average at the start and end of the rounds: {' → '.join(loads) or '?'}.")
     print()
-    print("CPU per request (µs, utime + stime of each process over a round / its requests, median of the rounds):")
+    print("CPU per request (µs, utime + stime of each process over a round / its requests) and context switches per "
+          "request (all threads of the process), medians of the rounds:")
     print()
     print("| row | tokens | requests/s (median) | rounds | p50 | p99 | refused | errors | CPU Envoy | CPU portcullis "
-          "| CPU upstream | CPU total |")
-    print("|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+          "| CPU upstream | CPU total | switches Envoy | switches portcullis |")
+    print("|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     cpu = {}
     order = {row: i for i, row in enumerate(ROWS)}
     mixes = {"one": 0, "distinct": 1, "mixed": 2}
@@ -120,7 +133,8 @@ def main():
         refused = f"{100.0 * r['non2xx'] / r['requests']:.0f} %" if r["requests"] else "-"
         spread = " / ".join(f"{v / 1000:.1f}k" for v in r["all_rps"])
         print(f"| {peer} | {mix} | {r['rps']:,.0f} | {spread} | {report.fmt_us(r['p50'])} | {report.fmt_us(r['p99'])} "
-              f"| {refused} | {r['errors']} | " + " | ".join(fmt_cpu(c.get(role)) for role in ROLES + ["total"]) + " |")
+              f"| {refused} | {r['errors']} | " + " | ".join(fmt_cpu(c.get(role)) for role in ROLES + ["total"]) + " | "
+              + " | ".join(fmt_switches(c.get(role + "_switches")) for role in ("envoy", "portcullis")) + " |")
     print()
 
     print("Ratios are medians of per-round ratios (both rows measured back to back in each round).")
@@ -145,10 +159,10 @@ def main():
         if found is None:
             print(f"| E2 | {label} | no `{CHECK}` buckets on /metrics | **no** |")
             continue
-        count, bound, p99, p50 = found
+        count, bound, p99, p50, above = found
         end_to_end = f"; end to end through Envoy p99 {rate.get('p99_us', math.nan) / 1000:.2f} ms" if rate else ""
         value = (f"p99 ≤ {bound:.0f} µs (bucket bound; {p99:.1f} µs interpolated), p50 ≤ {p50:.0f} µs, "
-                 f"{count:,.0f} checks{end_to_end}")
+                 f"{count:,.0f} checks, {100 * above:.1f} % above 20 µs{end_to_end}")
         if mix == "one":
             print(f"| E2 | {label} | {value} | {'yes' if bound <= 20 else '**no**'} |")
         else:
