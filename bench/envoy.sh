@@ -5,6 +5,7 @@
 # Rows, all in front of the same upstream (the `ceiling` peer) with the same RS256-2048 token sets and route:
 #   envoy-jwt-authn   Envoy (--concurrency 1) with jwt_authn: local JWKS, issuer, audience, jwt_cache_config on
 #   envoy-ext-authz   Envoy (--concurrency 1) + `portcullis serve --ext-authz-grpc`, failure_mode_allow: false
+#   envoy-ext-authz-http  the same with ext_authz's HTTP mode (`forward_auth = "envoy"`)
 #   gateway-proxy     `portcullis serve` as the reverse proxy (as in bench/run.sh)
 #   envoy-noauth      Envoy with no authorization filter (what the proxying alone costs; repeated token only)
 #   ceiling           the upstream alone (repeated token only)
@@ -83,6 +84,13 @@ if (( EXT_AUTHZ )); then
   PID_OF[authz]=$LAST_PID
   wait_port "$AUTHZ_GRPC"; wait_ready "${ADMIN[authz]}"
   start_envoy envoy-ext-authz ext-authz "$AUTHZ_GRPC"
+  gateway_config "$LOGS/authz-http.toml" envoy 1 jwks.json 1
+  ADMIN[authz-http]=$(free_port)
+  P=$(free_port); start authz-http env RUST_LOG=warn "$PORTCULLIS" serve --config "$LOGS/authz-http.toml" \
+    --listen "127.0.0.1:$P" --admin-listen "127.0.0.1:${ADMIN[authz-http]}"
+  PID_OF[authz-http]=$LAST_PID
+  wait_ready "${ADMIN[authz-http]}"
+  start_envoy envoy-ext-authz-http ext-authz-http "${PORT[authz-http]}"
 fi
 gateway_config "$LOGS/gateway-proxy.toml" proxy 1 jwks.json 1
 ADMIN[gateway-proxy]=$(free_port)
@@ -97,13 +105,14 @@ declare -A ROLES=(
   [envoy-noauth]="envoy=${PID_OF[envoy-noauth]} upstream=${PID_OF[upstream]}"
   [envoy-jwt-authn]="envoy=${PID_OF[envoy-jwt-authn]} upstream=${PID_OF[upstream]}"
   [envoy-ext-authz]="envoy=${PID_OF[envoy-ext-authz]:-} portcullis=${PID_OF[authz]:-} upstream=${PID_OF[upstream]}"
+  [envoy-ext-authz-http]="envoy=${PID_OF[envoy-ext-authz-http]:-} portcullis=${PID_OF[authz-http]:-} upstream=${PID_OF[upstream]}"
   [gateway-proxy]="portcullis=${PID_OF[gateway-proxy]} upstream=${PID_OF[upstream]}"
 )
 
 echo "== every row answers: 200 with the token, 401 without, 401 with a bad signature"
 ONE=$(head -n1 "$TOKENS/tokens-one.txt")
 BAD=$(sed -n 2p "$TOKENS/tokens-mixed.txt")
-for row in envoy-jwt-authn envoy-ext-authz gateway-proxy; do
+for row in envoy-jwt-authn envoy-ext-authz envoy-ext-authz-http gateway-proxy; do
   [[ -n "${PORT[$row]:-}" ]] || continue
   url="http://127.0.0.1:${PORT[$row]}/api/protected"
   got="$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $ONE" "$url")"
@@ -115,9 +124,9 @@ done
 
 RUNS=()
 for run in "ceiling one" "envoy-noauth one" \
-  "envoy-jwt-authn one" "envoy-ext-authz one" "gateway-proxy one" \
-  "envoy-jwt-authn distinct" "envoy-ext-authz distinct" "gateway-proxy distinct" \
-  "envoy-jwt-authn mixed" "envoy-ext-authz mixed" "gateway-proxy mixed"; do
+  "envoy-jwt-authn one" "envoy-ext-authz one" "envoy-ext-authz-http one" "gateway-proxy one" \
+  "envoy-jwt-authn distinct" "envoy-ext-authz distinct" "envoy-ext-authz-http distinct" "gateway-proxy distinct" \
+  "envoy-jwt-authn mixed" "envoy-ext-authz mixed" "envoy-ext-authz-http mixed" "gateway-proxy mixed"; do
   [[ -n "${PORT[${run% *}]:-}" ]] && RUNS+=("$run")
 done
 
@@ -168,7 +177,7 @@ for mix in one distinct; do
 done
 
 # Envoy's own counters: every row's filter did decide (jwt_authn allowed/denied, ext_authz ok/denied/error).
-for name in envoy-jwt-authn envoy-ext-authz; do
+for name in envoy-jwt-authn envoy-ext-authz envoy-ext-authz-http; do
   [[ -n "${ADMIN[$name]:-}" ]] || continue
   curl -s "http://127.0.0.1:${ADMIN[$name]}/stats" | grep -E 'jwt_authn\.|ext_authz\.' | sed "s/^/$name: /" \
     >>"$RESULTS/envoy-stats.txt" || true

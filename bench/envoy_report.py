@@ -16,7 +16,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import report  # noqa: E402  (bench/report.py: wrk parsing, per-round ratios, machine description)
 
 CHECK = "portcullis_ext_authz_check_seconds"
-ROWS = ["ceiling", "envoy-noauth", "envoy-jwt-authn", "envoy-ext-authz", "gateway-proxy"]
+ROWS = ["ceiling", "envoy-noauth", "envoy-jwt-authn", "envoy-ext-authz", "envoy-ext-authz-http", "gateway-proxy"]
 ROLES = ["envoy", "portcullis", "upstream"]
 
 
@@ -148,6 +148,9 @@ def main():
         name = "E1" if is_target else "(E1)"
         verdict = ("yes" if r >= 1.0 else "**no**") if is_target else "not a target"
         print(f"| {name} | {mix} tokens: Envoy + portcullis ext_authz / Envoy + jwt_authn ≥ 1.0 | {r:.2f} | {verdict} |")
+        if ("envoy-ext-authz-http", mix) in runs:
+            h = report.round_ratio(results, ("envoy-ext-authz-http", mix), ("envoy-jwt-authn", mix))
+            print(f"| (E1) | {mix} tokens: the same over ext_authz's HTTP mode | {h:.2f} | not a target |")
     for mix in ("one", "distinct"):
         path = os.path.join(results, f"metrics-{mix}.after")
         if not os.path.exists(path):
@@ -183,11 +186,15 @@ def main():
         for mix in ("one", "distinct", "mixed"):
             jwt = cpu.get(("envoy-jwt-authn", mix), {})
             ext = cpu.get(("envoy-ext-authz", mix), {})
+            http = cpu.get(("envoy-ext-authz-http", mix), {})
             if jwt and ext:
-                parts.append(
-                    f"{mix}: jwt_authn adds {jwt.get('envoy', 0) - base:.1f} µs inside Envoy; ext_authz adds "
-                    f"{ext.get('envoy', 0) - base:.1f} µs inside Envoy plus {ext.get('portcullis', 0):.1f} µs in "
-                    f"portcullis")
+                part = (f"{mix}: jwt_authn adds {jwt.get('envoy', 0) - base:.1f} µs inside Envoy; gRPC ext_authz adds "
+                        f"{ext.get('envoy', 0) - base:.1f} µs inside Envoy plus {ext.get('portcullis', 0):.1f} µs in "
+                        f"portcullis")
+                if http:
+                    part += (f"; HTTP ext_authz {http.get('envoy', 0) - base:.1f} µs inside Envoy plus "
+                             f"{http.get('portcullis', 0):.1f} µs in portcullis")
+                parts.append(part)
         print(f"Envoy proxying alone (envoy-noauth): {base:.1f} µs of Envoy CPU per request. " + "; ".join(parts) + ".")
     stats = os.path.join(results, "envoy-stats.txt")
     if os.path.exists(stats):

@@ -69,11 +69,13 @@ start_jwks() {
 }
 
 # Gateway configuration: FILE MODE ROUTES JWKS_FILE ISSUERS (the benchmark issuer is always the last one). MODE is
-# proxy (upstream: PORT[upstream]), forward_auth (nginx) or decide (neither: the decisions come over ext_authz).
+# proxy (upstream: PORT[upstream]), forward_auth (nginx), envoy (Envoy's HTTP ext_authz, checks under /ext-authz)
+# or decide (none of these: the decisions come over gRPC ext_authz).
 gateway_config() {
   local file=$1 mode=$2 routes=$3 jwks_file=$4 issuers=$5
   {
     [[ "$mode" == forward_auth ]] && echo "forward_auth = \"nginx\""
+    [[ "$mode" == envoy ]] && printf 'forward_auth = "envoy"\nenvoy_path_prefix = "/ext-authz"\n'
     [[ "$mode" == proxy ]] && echo "upstream = \"http://127.0.0.1:${PORT[upstream]}\""
     for n in $(seq 1 "$issuers"); do
       if (( n == issuers )); then iss=$ISSUER; else iss="${ISSUER}other-$n/"; fi
