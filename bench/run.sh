@@ -12,82 +12,30 @@ ROOT=$PWD
 QUICK=0
 [[ "${1:-}" == "--quick" ]] && QUICK=1
 if (( QUICK )); then
-  ROUNDS=3; DUR=2; DISTINCT=100000; MIXED=100000; RATE_SECS=5; FEED=100000; FLOOD_SECS=15
+  ROUNDS=3; DUR=2; RATE_SECS=5; FEED=100000; FLOOD_SECS=15
 else
-  ROUNDS=5; DUR=3; DISTINCT=400000; MIXED=300000; RATE_SECS=15; FEED=1000000; FLOOD_SECS=60
+  ROUNDS=5; DUR=3; RATE_SECS=15; FEED=1000000; FLOOD_SECS=60
 fi
 CONNS=50
 WORK=$ROOT/bench/.work
 RESULTS=$WORK/results
-rm -rf "$RESULTS" "$WORK/tmp"; mkdir -p "$RESULTS" "$WORK/tmp"
+LOGS=$WORK/tmp
+rm -rf "$RESULTS" "$LOGS"; mkdir -p "$RESULTS" "$LOGS"
 export PATH="$HOME/.cargo/bin:$PATH"
+source bench/lib.sh
 
-for tool in cargo wrk nginx node npm python3 taskset curl; do
-  command -v "$tool" >/dev/null || { echo "bench: $tool is missing (apt-get install wrk nginx curl; Node 20 with npm)"; exit 2; }
-done
-
-echo "== building (release)"
-cargo build --release -q -p portcullis-cli -p portcullis-quickstart
-(cd bench/peers && cargo build --release -q)
-PORTCULLIS=$ROOT/target/release/portcullis
+require_tools cargo wrk nginx node npm python3 taskset curl
+build_release portcullis-quickstart
 QUICKSTART=$ROOT/target/release/quickstart
-PEERS=$ROOT/bench/peers/target/release/peers
 
 echo "== installing the Node peers (npm ci into $WORK/node)"
 mkdir -p "$WORK/node"
 cp bench/peers/node/package.json bench/peers/node/package-lock.json bench/peers/node/*.js "$WORK/node/"
 (cd "$WORK/node" && npm ci --silent --no-audit --no-fund)
 
-echo "== token sets (RS256-2048; signed once, kept for six days)"
-# Quick and full runs keep their own sets, so neither re-signs the other's.
-TOKENS=$WORK/tokens
-(( QUICK )) && TOKENS=$WORK/tokens-quick
-"$PEERS" setup "$TOKENS" --distinct "$DISTINCT" --mixed "$MIXED"
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_port() {
-  for _ in $(seq 1 400); do
-    if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
-    sleep 0.05
-  done
-  echo "bench: nothing listens on port $1 (see $WORK/tmp)"; return 1
-}
-PIDS=()
-cleanup() { for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done; wait 2>/dev/null || true; }
+token_sets
 trap cleanup EXIT
-declare -A PORT
-# P=$(free_port); start NAME COMMAND... (the command listens on $P): runs it on core 0 and waits for the port.
-start() {
-  local name=$1; shift
-  PORT[$name]=$P
-  taskset -c 0 "$@" >"$WORK/tmp/$name.log" 2>&1 &
-  PIDS+=("$!"); LAST_PID=$!
-  wait_port "$P"
-}
-
-JWKS_PORT=$(free_port)
-taskset -c 1 "$PEERS" jwks "127.0.0.1:$JWKS_PORT" "$TOKENS" >"$WORK/tmp/jwks.log" 2>&1 &
-PIDS+=("$!")
-wait_port "$JWKS_PORT"
-JWKS=http://127.0.0.1:$JWKS_PORT/jwks.json
-ISSUER=https://bench.portcullis.test/
-AUDIENCE=https://api.example.com
-
-# Gateway configuration: FILE MODE ROUTES JWKS_FILE ISSUERS (the benchmark issuer is always the last one).
-gateway_config() {
-  local file=$1 mode=$2 routes=$3 jwks_file=$4 issuers=$5
-  {
-    [[ "$mode" == forward_auth ]] && echo "forward_auth = \"nginx\""
-    [[ "$mode" == proxy ]] && echo "upstream = \"http://127.0.0.1:${PORT[upstream]}\""
-    for n in $(seq 1 "$issuers"); do
-      if (( n == issuers )); then iss=$ISSUER; else iss="${ISSUER}other-$n/"; fi
-      printf '[[issuers]]\nissuer = "%s"\naudiences = ["%s"]\njwks_uri = "http://127.0.0.1:%s/issuer-%s/%s"\n' \
-        "$iss" "$AUDIENCE" "$JWKS_PORT" "$n" "$jwks_file"
-    done
-    for n in $(seq 1 $((routes - 1))); do printf '[[routes]]\npath = "/r%s/*"\n' "$n"; done
-    printf '[[routes]]\npath = "/api/*"\n'
-  } >"$file"
-}
+start_jwks
 
 echo "== starting every server on core 0"
 P=$(free_port); start ceiling "$PEERS" ceiling "127.0.0.1:$P"
@@ -99,7 +47,7 @@ P=$(free_port); start oauth2-jwt-bearer env PORT="$P" JWKS_URI="$JWKS" ISSUER="$
 P=$(free_port); start portcullis-middleware env PORT="$P" JWKS_URI="$JWKS" ISSUER_BASE_URL="$ISSUER" AUDIENCE="$AUDIENCE" "$QUICKSTART"
 # The proxies' upstream shares core 0 with them: the server side is one core in every case.
 P=$(free_port); start upstream "$PEERS" ceiling "127.0.0.1:$P"
-NGINX_DIR=$WORK/tmp/nginx; mkdir -p "$NGINX_DIR"
+NGINX_DIR=$LOGS/nginx; mkdir -p "$NGINX_DIR"
 NGINX_PORT=$(free_port)
 cat >"$NGINX_DIR/nginx.conf" <<NGINX
 worker_processes 1;
@@ -127,14 +75,14 @@ http {
 }
 NGINX
 P=$NGINX_PORT; PORT[nginx-proxy]=$P
-taskset -c 0 nginx -p "$NGINX_DIR" -c "$NGINX_DIR/nginx.conf" >"$WORK/tmp/nginx.log" 2>&1 &
+taskset -c 0 nginx -p "$NGINX_DIR" -c "$NGINX_DIR/nginx.conf" >"$LOGS/nginx.log" 2>&1 &
 PIDS+=("$!"); wait_port "$P"
 for variant in "gateway-proxy proxy 1 jwks.json 1" "gateway-forward-auth forward_auth 1 jwks.json 1" \
   "routes-1000 forward_auth 1000 jwks.json 1" "keys-100 forward_auth 1 jwks-100.json 1" \
   "issuers-20 forward_auth 1 jwks.json 20"; do
   read -r name mode routes jwks_file issuers <<<"$variant"
-  gateway_config "$WORK/tmp/$name.toml" "$mode" "$routes" "$jwks_file" "$issuers"
-  P=$(free_port); start "$name" env RUST_LOG=warn "$PORTCULLIS" serve --config "$WORK/tmp/$name.toml" --listen "127.0.0.1:$P" \
+  gateway_config "$LOGS/$name.toml" "$mode" "$routes" "$jwks_file" "$issuers"
+  P=$(free_port); start "$name" env RUST_LOG=warn "$PORTCULLIS" serve --config "$LOGS/$name.toml" --listen "127.0.0.1:$P" \
     --admin-listen "127.0.0.1:$(free_port)"
 done
 
@@ -162,15 +110,6 @@ RUNS=(
   "oauth2-jwt-bearer mixed /api/protected"
 )
 
-# wrk_run PEER MIX PATH ORIGINAL START OUT SECONDS
-wrk_run() {
-  (
-    export TOKENS="$TOKENS/tokens-$2.txt" BENCH_PATH="$3" START="$5"
-    [[ -n "$4" ]] && export ORIGINAL_URI="$4"
-    taskset -c 1 wrk -t1 -c"$CONNS" -d"${7}s" --latency -s bench/tokens.lua "http://127.0.0.1:${PORT[$1]}" >"$6"
-  )
-}
-
 echo "== warm-up: 1 s per server with the repeated token"
 for run in "${RUNS[@]}"; do
   read -r peer mix path original <<<"$run"
@@ -194,7 +133,7 @@ HALF=$((PEAK / 2))
 # A fresh forward-auth gateway serves only these runs, so its own decision histogram (in-process, from the
 # request's arrival in the handler to the decision) covers exactly them.
 LATENCY_ADMIN=$(free_port)
-P=$(free_port); start latency env RUST_LOG=warn "$PORTCULLIS" serve --config "$WORK/tmp/gateway-forward-auth.toml" \
+P=$(free_port); start latency env RUST_LOG=warn "$PORTCULLIS" serve --config "$LOGS/gateway-forward-auth.toml" \
   --listen "127.0.0.1:$P" --admin-listen "127.0.0.1:$LATENCY_ADMIN"
 for n in 1 2; do
   taskset -c 1 "$PEERS" rate "http://127.0.0.1:${PORT[ceiling]}/api/protected" "$TOKENS/tokens-one.txt" \
@@ -208,10 +147,9 @@ curl -s "http://127.0.0.1:$LATENCY_ADMIN/metrics" | python3 bench/report.py --de
 cleanup; PIDS=()
 
 echo "== P6: memory after $FEED distinct valid tokens, each sent twice (ES256, signed by the load tool), then a ${FLOOD_SECS} s flood"
-taskset -c 1 "$PEERS" jwks "127.0.0.1:$JWKS_PORT" "$TOKENS" >"$WORK/tmp/jwks.log" 2>&1 &
-PIDS+=("$!"); wait_port "$JWKS_PORT"
-gateway_config "$WORK/tmp/memory.toml" forward_auth 1 jwks.json 1
-P=$(free_port); start memory env RUST_LOG=warn "$PORTCULLIS" serve --config "$WORK/tmp/memory.toml" --listen "127.0.0.1:$P" \
+start_jwks
+gateway_config "$LOGS/memory.toml" forward_auth 1 jwks.json 1
+P=$(free_port); start memory env RUST_LOG=warn "$PORTCULLIS" serve --config "$LOGS/memory.toml" --listen "127.0.0.1:$P" \
   --admin-listen "127.0.0.1:$(free_port)"
 MEM_PID=$LAST_PID   # taskset and env exec the gateway: this is its pid
 rss() { awk '/VmRSS/ { print $2 }' "/proc/$MEM_PID/status"; }
