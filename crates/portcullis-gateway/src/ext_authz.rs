@@ -182,8 +182,15 @@ fn original_request(http: &HttpRequest, headers: &HeaderMap) -> Result<Canonical
     if !request.equivalent {
         return Err(Denial::NotCanonical);
     }
-    request.has_body = http.size > 0 || crate::decide::declares_body(headers);
+    request.has_body = envoy_saw_a_body(http, headers);
     Ok(request)
+}
+
+/// Whether Envoy's description shows a body. Envoy keeps `Content-Length` but drops `Transfer-Encoding`, and
+/// describes an HTTP/2 or chunked body neither in `size` nor in a header: only the bytes it buffered
+/// (`with_request_body`) show it, so those count too.
+fn envoy_saw_a_body(http: &HttpRequest, headers: &HeaderMap) -> bool {
+    http.size > 0 || !http.body.is_empty() || !http.raw_body.is_empty() || crate::decide::declares_body(headers)
 }
 
 /// What Envoy changes in an allowed request before it goes upstream.

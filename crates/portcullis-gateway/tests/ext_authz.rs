@@ -49,6 +49,9 @@ preflight = "answer"
 cors = { allowed_origins = ["https://app.test"], allowed_methods = ["GET"], allowed_headers = ["authorization"] }
 [[routes]]
 path = "/metered/*"
+[[routes]]
+path = "/passed/*"
+preflight = "pass"
 "#;
 
 /// A key and the configuration trusting it (from a local JWKS file), the file's directory kept alive.
@@ -427,6 +430,31 @@ async fn preflights_are_answered_by_envoy_directly() {
     let cors = refused(&call(&mut client, check("GET", "/cors/x", &[("origin", "https://app.test")])).await);
     assert_eq!(cors.status, 401);
     assert_eq!(cors.headers.get("access-control-allow-origin").map(String::as_str), Some("https://app.test"));
+}
+
+#[tokio::test]
+async fn a_passed_preflight_whose_body_envoy_buffered_needs_a_token() {
+    // Envoy describes a chunked or HTTP/2 body neither in `size` nor in a header: only the bytes it buffered
+    // (`with_request_body`) show it. A preflight never has a body, so such a request is an ordinary one.
+    let keys = Keys::new();
+    let (mut client, _stop) = grpc(&grpc_config(&keys)).await;
+    let preflight = [("origin", "https://app.test"), ("access-control-request-method", "DELETE")];
+    let passed = call(&mut client, check("OPTIONS", "/passed/x", &preflight)).await;
+    let (set, _) = allowed(&passed);
+    assert!(!set.contains_key("x-auth-subject"), "{passed:?}");
+    for buffered in [
+        HttpRequest { raw_body: b"smuggled".to_vec(), size: 0, ..Default::default() },
+        HttpRequest { body: "smuggled".into(), size: 0, ..Default::default() },
+    ] {
+        let mut with_body = check("OPTIONS", "/passed/x", &preflight);
+        let http =
+            with_body.attributes.as_mut().and_then(|a| a.request.as_mut()).and_then(|r| r.http.as_mut()).unwrap();
+        http.size = buffered.size;
+        http.body = buffered.body;
+        http.raw_body = buffered.raw_body;
+        let refusal = refused(&call(&mut client, with_body).await);
+        assert_eq!((refusal.status, refusal.body["reason"].as_str()), (401, Some("token_missing")));
+    }
 }
 
 /// The value of the sample `name` (with its labels, as rendered) in the Prometheus text `text`, 0 when absent.
