@@ -30,7 +30,7 @@ use envoy_types::pb::envoy::service::auth::v3::{CheckRequest, CheckResponse, Den
 use envoy_types::pb::envoy::r#type::v3::HttpStatus;
 use envoy_types::pb::google::rpc::Status as RpcStatus;
 use http::header::{AUTHORIZATION, COOKIE};
-use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
+use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use std::time::{Duration, Instant};
 
 /// google.rpc.Code `OK`.
@@ -168,16 +168,14 @@ fn read_headers(http: &HttpRequest) -> Result<HeaderMap, Denial> {
 }
 
 /// The request Envoy checks: its method, and its target (`path` holds the query too), which must be the canonical
-/// path or a respelling every upstream reads the same, since Envoy forwards it as it is. An upgrade to anything
-/// but WebSocket is refused (Envoy would tunnel it past every later decision).
+/// path or a respelling every upstream reads the same, since Envoy forwards it as it is; a method not in upper
+/// case is refused as well. An upgrade to anything but WebSocket is refused (Envoy would tunnel it past every later decision).
 fn original_request(http: &HttpRequest, headers: &HeaderMap) -> Result<CanonicalRequest, Denial> {
     if !crate::proxy::upgrade_is_websocket_or_none(headers) {
         return Err(Denial::Upgrade);
     }
-    let method = Method::from_bytes(http.method.as_bytes())
-        .ok()
-        .filter(|m| m.as_str().bytes().all(|b| b.is_ascii_alphabetic() || b == b'-'))
-        .ok_or(Denial::FrontHeaders("Envoy's method is not an HTTP method"))?;
+    let method = crate::forward_auth::upper_case_method(http.method.as_bytes())
+        .ok_or(Denial::FrontHeaders("Envoy's method is not an upper-case HTTP method"))?;
     let mut request = CanonicalRequest::from_target(method, http.path.as_bytes()).map_err(Denial::Target)?;
     if !request.equivalent {
         return Err(Denial::NotCanonical);

@@ -52,6 +52,12 @@ path = "/metered/*"
 [[routes]]
 path = "/passed/*"
 preflight = "pass"
+[[routes]]
+path = "/items/*"
+methods = ["DELETE"]
+require = { scope = "admin" }
+[[routes]]
+path = "/items/*"
 "#;
 
 /// A key and the configuration trusting it (from a local JWKS file), the file's directory kept alive.
@@ -455,6 +461,33 @@ async fn a_passed_preflight_whose_body_envoy_buffered_needs_a_token() {
         let refusal = refused(&call(&mut client, with_body).await);
         assert_eq!((refusal.status, refusal.body["reason"].as_str()), (401, Some("token_missing")));
     }
+}
+
+#[tokio::test]
+async fn methods_not_in_upper_case_are_refused_in_both_modes() {
+    // Envoy passes an HTTP/2 `:method` of `delete` on as it is, and some upstreams upper-case the method before
+    // routing: `delete` must not slip past the DELETE route to the route for every other method.
+    let keys = Keys::new();
+    let (mut client, _stop) = grpc(&grpc_config(&keys)).await;
+    let bearer = format!("Bearer {}", keys.token("alice", "read"));
+    let upper = refused(&call(&mut client, check("DELETE", "/items/x", &[("authorization", &bearer)])).await);
+    assert_eq!(upper.status, 403);
+    for method in ["delete", "Delete", "dELETE"] {
+        let lower = call(&mut client, check(method, "/items/x", &[("authorization", &bearer)])).await;
+        let refusal = refused(&lower);
+        assert_eq!((refusal.status, refusal.body["reason"].as_str()), (400, Some("front_headers_invalid")), "{method}");
+    }
+    let base = envoy_http(&keys).await;
+    let http = reqwest::Client::new();
+    for method in ["delete", "Delete"] {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let response =
+            http.request(method.clone(), format!("{base}/ext-authz/items/x")).header("authorization", &bearer);
+        let response = response.send().await.unwrap();
+        assert_eq!(response.status(), 400, "{method}");
+    }
+    let upper = http.delete(format!("{base}/ext-authz/items/x")).header("authorization", &bearer);
+    assert_eq!(upper.send().await.unwrap().status(), 403);
 }
 
 /// The value of the sample `name` (with its labels, as rendered) in the Prometheus text `text`, 0 when absent.
