@@ -201,7 +201,8 @@ pub(crate) struct Edits {
 }
 
 impl Edits {
-    fn remove(&mut self, name: &str) {
+    /// Names `name` for removal (lower-cased), unless it is set or already named.
+    pub(crate) fn remove(&mut self, name: &str) {
         let name = name.to_ascii_lowercase();
         if !self.set.iter().any(|(set, _)| set.as_str() == name) && !self.remove.contains(&name) {
             self.remove.push(name);

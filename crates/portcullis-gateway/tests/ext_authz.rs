@@ -490,6 +490,25 @@ async fn methods_not_in_upper_case_are_refused_in_both_modes() {
     assert_eq!(upper.send().await.unwrap().status(), 403);
 }
 
+#[tokio::test]
+async fn envoy_http_mode_removes_the_underscore_spellings_of_claim_headers_it_cannot_see() {
+    // Envoy's HTTP service sends only the headers it is told to include, so the gateway never sees a client's
+    // `x_auth_subject`; with Envoy's default `headers_with_underscores_action` (ALLOW) it reaches the upstream,
+    // where CGI-style frameworks read it as X-Auth-Subject. Every spelling is named for removal.
+    let keys = Keys::new();
+    let base = envoy_http(&keys).await;
+    let token = keys.token("alice", "read");
+    let ok = reqwest::Client::new().get(format!("{base}/ext-authz/api/x")).bearer_auth(&token).send().await.unwrap();
+    assert_eq!(ok.status(), 200);
+    assert_eq!(ok.headers()["x-auth-subject"], "alice");
+    let removed = ok.headers()["x-envoy-auth-headers-to-remove"].to_str().unwrap().to_owned();
+    let removed: Vec<&str> = removed.split(',').collect();
+    for spelling in ["x_auth_subject", "x-auth_subject", "x_auth-subject", "x_auth_permissions", "x-auth_permissions"] {
+        assert!(removed.contains(&spelling), "{spelling}: {removed:?}");
+    }
+    assert!(!removed.contains(&"x-auth-subject"), "{removed:?}");
+}
+
 /// The value of the sample `name` (with its labels, as rendered) in the Prometheus text `text`, 0 when absent.
 fn sample(text: &str, name: &str) -> f64 {
     text.lines()
