@@ -62,18 +62,30 @@ pub(crate) fn is_forwarding(name: &str) -> bool {
 pub(crate) fn is_override(name: &str) -> bool {
     let bytes = name.as_bytes();
     let original = b"x-original-";
-    [
-        &b"x-rewrite-url"[..],
-        b"x-forwarded-prefix",
-        b"x-forwarded-uri",
-        b"x-forwarded-method",
-        b"x-http-method-override",
-        b"x-http-method",
-        b"x-method-override",
-    ]
-    .iter()
-    .any(|known| same_name(bytes, known))
+    OVERRIDES.iter().any(|known| same_name(bytes, known.as_bytes()))
         || (bytes.len() > original.len() && same_name(&bytes[..original.len()], original))
+}
+
+/// The override headers named one by one ([`is_override`] also takes every other `X-Original-*`).
+const OVERRIDES: [&str; 7] = [
+    "x-rewrite-url",
+    "x-forwarded-prefix",
+    "x-forwarded-uri",
+    "x-forwarded-method",
+    "x-http-method-override",
+    "x-http-method",
+    "x-method-override",
+];
+
+/// The override headers a front proxy can remove by name without having shown them: those of [`OVERRIDES`] and
+/// the `X-Original-*` ones frameworks read (`-URL`, `-URI`, `-Method`), in every `-`/`_` spelling.
+pub(crate) fn override_spellings() -> Vec<String> {
+    let mut names: Vec<String> = Vec::new();
+    for name in OVERRIDES.iter().chain(&["x-original-url", "x-original-uri", "x-original-method"]) {
+        names.push((*name).to_owned());
+        names.extend(other_spellings(name));
+    }
+    names
 }
 
 /// Whether `name` belongs to the family the proxies own: forwarding and override headers.

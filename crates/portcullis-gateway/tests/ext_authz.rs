@@ -507,6 +507,12 @@ async fn envoy_http_mode_removes_the_underscore_spellings_of_claim_headers_it_ca
         assert!(removed.contains(&spelling), "{spelling}: {removed:?}");
     }
     assert!(!removed.contains(&"x-auth-subject"), "{removed:?}");
+    // So are the path and method override headers, which the check does not show either.
+    for name in
+        ["x-http-method-override", "x_http_method_override", "x-original-url", "x-original_uri", "x-rewrite-url"]
+    {
+        assert!(removed.contains(&name), "{name}: {removed:?}");
+    }
 }
 
 /// The value of the sample `name` (with its labels, as rendered) in the Prometheus text `text`, 0 when absent.
