@@ -416,6 +416,22 @@ async fn token_cookies_and_headers_do_not_reach_the_upstream_unless_forwarded() 
 }
 
 #[tokio::test]
+async fn a_token_cookie_behind_a_comma_is_read_and_never_passed_on() {
+    // Rack 2 and Tomcat's legacy parser split cookies at `,` as well as `;`: `theme=1,at=forged` is an `at` cookie
+    // to them, which must neither sit beside the checked one nor reach the upstream.
+    let keys = Keys::new();
+    let (mut client, _stop) = grpc(&grpc_config(&keys)).await;
+    let token = keys.token("alice", "read");
+    let beside = format!("theme=1,at=forged; at={token}");
+    let refusal = refused(&call(&mut client, check("GET", "/cookie/x", &[("cookie", &beside)])).await);
+    assert_eq!((refusal.status, refusal.body["reason"].as_str()), (400, Some("request_invalid")));
+    let hidden = format!("theme=dark,at={token}; lang=en");
+    let (set, removed) = allowed(&call(&mut client, check("GET", "/cookie/x", &[("cookie", &hidden)])).await);
+    assert_eq!(set.get("x-auth-subject").map(String::as_str), Some("alice"));
+    assert_eq!(set.get("cookie").map(String::as_str), Some("lang=en"), "{removed:?}");
+}
+
+#[tokio::test]
 async fn preflights_are_answered_by_envoy_directly() {
     let keys = Keys::new();
     let (mut client, _stop) = grpc(&grpc_config(&keys)).await;
