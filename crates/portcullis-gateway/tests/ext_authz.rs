@@ -432,6 +432,41 @@ async fn a_token_cookie_behind_a_comma_is_read_and_never_passed_on() {
 }
 
 #[tokio::test]
+async fn odd_check_requests_are_refusals_or_errors_never_allowances() {
+    let keys = Keys::new();
+    let (mut client, _stop) = grpc(&grpc_config(&keys)).await;
+    let token = keys.token("alice", "admin");
+    let bearer = format!("Bearer {token}");
+    // The decision follows `path`, the target Envoy forwards, not a `:path` in `header_map` that says otherwise.
+    let mut disagreeing =
+        check_raw("GET", "/admin/x", &[(":path", b"/public/x"), ("authorization", b"Bearer not.a.token")]);
+    let refusal = refused(&call(&mut client, disagreeing.clone()).await);
+    assert_eq!(refusal.status, 401);
+    if let Some(http) = disagreeing.attributes.as_mut().and_then(|a| a.request.as_mut()).and_then(|r| r.http.as_mut()) {
+        http.path = "/public/x".into();
+        http.header_map = None;
+    }
+    let (set, _) = allowed(&call(&mut client, disagreeing).await);
+    assert!(!set.contains_key("x-auth-subject"), "a public route: {set:?}");
+    // Bytes that are not UTF-8 after the token: an unreadable Authorization header.
+    let mut obs_text = bearer.clone().into_bytes();
+    obs_text.extend_from_slice(b"\xff\xfe");
+    let refusal = refused(&call(&mut client, check_raw("GET", "/admin/x", &[("authorization", &obs_text)])).await);
+    assert_eq!((refusal.status, refusal.body["reason"].as_str()), (400, Some("request_invalid")), "{}", refusal.body);
+    // No HTTP request described: 400, not an allowance.
+    let empty = CheckRequest { attributes: Some(AttributeContext::default()) };
+    let refusal = refused(&call(&mut client, empty).await);
+    assert_eq!((refusal.status, refusal.body["reason"].as_str()), (400, Some("front_headers_invalid")));
+    // A check larger than the service reads (Envoy with a large `with_request_body`): a gRPC error, which Envoy
+    // with `failure_mode_allow: false` turns into a refusal.
+    let mut huge = check("GET", "/admin/x", &[("authorization", &bearer)]);
+    if let Some(http) = huge.attributes.as_mut().and_then(|a| a.request.as_mut()).and_then(|r| r.http.as_mut()) {
+        http.raw_body = vec![b'a'; 5 << 20];
+    }
+    assert!(client.check(huge).await.is_err());
+}
+
+#[tokio::test]
 async fn preflights_are_answered_by_envoy_directly() {
     let keys = Keys::new();
     let (mut client, _stop) = grpc(&grpc_config(&keys)).await;
