@@ -4,8 +4,10 @@
 //! and the decision is rendered back as Envoy's messages:
 //!
 //! - allowed: `OkHttpResponse` with each claim header set (overwriting any copy), and `headers_to_remove` naming
-//!   the managed headers the token has no claim for, every other spelling of a managed header the client sent,
-//!   the path and method override headers and underscore spellings of forwarding headers the client sent, and —
+//!   the managed headers the token has no claim for, every other `-`/`_` spelling of managed headers and of the
+//!   path and method override headers (sent or not: `allowed_headers` may hide them from the check), every other
+//!   spelling of a managed header the client sent, the override headers and underscore spellings of forwarding
+//!   headers the client sent, and —
 //!   unless the route forwards it — `authorization` and the route's token header. A token cookie is taken out of
 //!   the `cookie` header, which is set again with the other cookies (or removed when none is left).
 //! - refused: `DeniedHttpResponse` with the status, headers and JSON body the reverse proxy answers the same request
@@ -169,7 +171,8 @@ fn read_headers(http: &HttpRequest) -> Result<HeaderMap, Denial> {
 
 /// The request Envoy checks: its method, and its target (`path` holds the query too), which must be the canonical
 /// path or a respelling every upstream reads the same, since Envoy forwards it as it is; a method not in upper
-/// case is refused as well. An upgrade to anything but WebSocket is refused (Envoy would tunnel it past every later decision).
+/// case is refused as well. An upgrade to anything but WebSocket is refused (Envoy would tunnel it past every
+/// later decision).
 fn original_request(http: &HttpRequest, headers: &HeaderMap) -> Result<CanonicalRequest, Denial> {
     if !crate::proxy::upgrade_is_websocket_or_none(headers) {
         return Err(Denial::Upgrade);
@@ -211,13 +214,25 @@ impl Edits {
 }
 
 /// The edits for an allowed request carrying `headers`: the claim headers set; removed are the managed headers the
-/// token has no claim for, other spellings of managed headers, override headers and underscore spellings of
-/// forwarding headers the client sent, and (unless the route forwards them) `authorization` and the route's token
-/// header. The token cookie is cut out of `cookie`, which is set again with the other cookies or removed.
+/// token has no claim for, every other `-`/`_` spelling of managed headers and of the override headers (sent or
+/// not: the check may not show them), other spellings of managed headers, override headers and underscore
+/// spellings of forwarding headers the client sent, and (unless the route forwards them) `authorization` and the
+/// route's token header. The token cookie is cut out of `cookie`, which is set again with the other cookies or
+/// removed.
 pub(crate) fn upstream_edits(policy: &Policy, allowed: Allowed, headers: &HeaderMap) -> Edits {
     let mut edits = Edits { set: allowed.claim_headers, remove: Vec::new() };
     for name in policy.managed.names() {
         edits.remove(name.as_str());
+    }
+    // Envoy shows only the headers it is told to include (`allowed_headers`; always so in HTTP mode), and allows
+    // `_` in names by default: other spellings of claim headers and the override headers are named unseen.
+    for name in policy.managed.names() {
+        for spelling in crate::headers::other_spellings(name.as_str()) {
+            edits.remove(&spelling);
+        }
+    }
+    for name in crate::headers::override_spellings() {
+        edits.remove(&name);
     }
     for name in headers.keys() {
         let name = name.as_str();

@@ -12,9 +12,9 @@
 //!
 //! Envoy's HTTP ext_authz service describes the original request in the check request itself: its method, and its
 //! target after `envoy_path_prefix`. Allowed answers name what Envoy must remove in
-//! `x-envoy-auth-headers-to-remove` (the same edits as the gRPC service's, and every `-`/`_` spelling of each claim
-//! header and override header, since the check carries only the headers Envoy is told to include), and refusals
-//! keep their status.
+//! `x-envoy-auth-headers-to-remove` (the same edits as the gRPC service's, which name every `-`/`_` spelling of
+//! each claim header and override header, since the check carries only the headers Envoy is told to include), and
+//! refusals keep their status.
 
 use crate::config::FrontProxy;
 use crate::decide::{Decision, Denial};
@@ -194,18 +194,7 @@ pub(crate) async fn envoy_answer(
     };
     match policy.decide_and_report(&request, headers, false).await {
         Decision::Allow(allowed) => {
-            let mut edits = crate::ext_authz::upstream_edits(policy, allowed, headers);
-            // Envoy sends only the headers it is told to include: client copies of claim headers under another
-            // spelling and override headers are never seen here, so every spelling is named (Envoy allows `_` in
-            // names by default).
-            for name in policy.managed.names() {
-                for spelling in crate::headers::other_spellings(name.as_str()) {
-                    edits.remove(&spelling);
-                }
-            }
-            for name in crate::headers::override_spellings() {
-                edits.remove(&name);
-            }
+            let edits = crate::ext_authz::upstream_edits(policy, allowed, headers);
             let mut response = StatusCode::OK.into_response();
             for (name, value) in edits.set {
                 response.headers_mut().insert(name, value);

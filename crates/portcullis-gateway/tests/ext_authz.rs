@@ -432,6 +432,21 @@ async fn a_token_cookie_behind_a_comma_is_read_and_never_passed_on() {
 }
 
 #[tokio::test]
+async fn headers_the_check_does_not_show_are_removed_in_every_spelling() {
+    // Istio's `includeRequestHeadersInCheck` (Envoy's `allowed_headers`) limits what the check shows: a client's
+    // `x_auth_subject` or `X-HTTP-Method-Override` is then never seen, and must be named for removal anyway.
+    let keys = Keys::new();
+    let (mut client, _stop) = grpc(&grpc_config(&keys)).await;
+    let bearer = format!("Bearer {}", keys.token("alice", "read"));
+    let (set, removed) = allowed(&call(&mut client, check("GET", "/api/x", &[("authorization", &bearer)])).await);
+    assert_eq!(set.get("x-auth-subject").map(String::as_str), Some("alice"));
+    for name in ["x_auth_subject", "x-auth_subject", "x_auth_scope", "x-http-method-override", "x_original_url"] {
+        assert!(removed.contains(&name.to_owned()), "{name}: {removed:?}");
+    }
+    assert!(!removed.contains(&"x-auth-subject".to_owned()), "{removed:?}");
+}
+
+#[tokio::test]
 async fn odd_check_requests_are_refusals_or_errors_never_allowances() {
     let keys = Keys::new();
     let (mut client, _stop) = grpc(&grpc_config(&keys)).await;
