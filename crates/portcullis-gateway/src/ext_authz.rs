@@ -4,8 +4,10 @@
 //! and the decision is rendered back as Envoy's messages:
 //!
 //! - allowed: `OkHttpResponse` with each claim header set (overwriting any copy), and `headers_to_remove` naming
-//!   the managed headers the token has no claim for, every other spelling of a managed header the client sent,
-//!   the path and method override headers and underscore spellings of forwarding headers the client sent, and —
+//!   the managed headers the token has no claim for, every other `-`/`_` spelling of managed headers and of the
+//!   path and method override headers (sent or not: `allowed_headers` may hide them from the check), every other
+//!   spelling of a managed header the client sent, the override headers and underscore spellings of forwarding
+//!   headers the client sent, and —
 //!   unless the route forwards it — `authorization` and the route's token header. A token cookie is taken out of
 //!   the `cookie` header, which is set again with the other cookies (or removed when none is left).
 //! - refused: `DeniedHttpResponse` with the status, headers and JSON body the reverse proxy answers the same request
@@ -30,7 +32,7 @@ use envoy_types::pb::envoy::service::auth::v3::{CheckRequest, CheckResponse, Den
 use envoy_types::pb::envoy::r#type::v3::HttpStatus;
 use envoy_types::pb::google::rpc::Status as RpcStatus;
 use http::header::{AUTHORIZATION, COOKIE};
-use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
+use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use std::time::{Duration, Instant};
 
 /// google.rpc.Code `OK`.
@@ -168,22 +170,28 @@ fn read_headers(http: &HttpRequest) -> Result<HeaderMap, Denial> {
 }
 
 /// The request Envoy checks: its method, and its target (`path` holds the query too), which must be the canonical
-/// path or a respelling every upstream reads the same, since Envoy forwards it as it is. An upgrade to anything
-/// but WebSocket is refused (Envoy would tunnel it past every later decision).
+/// path or a respelling every upstream reads the same, since Envoy forwards it as it is; a method not in upper
+/// case is refused as well. An upgrade to anything but WebSocket is refused (Envoy would tunnel it past every
+/// later decision).
 fn original_request(http: &HttpRequest, headers: &HeaderMap) -> Result<CanonicalRequest, Denial> {
     if !crate::proxy::upgrade_is_websocket_or_none(headers) {
         return Err(Denial::Upgrade);
     }
-    let method = Method::from_bytes(http.method.as_bytes())
-        .ok()
-        .filter(|m| m.as_str().bytes().all(|b| b.is_ascii_alphabetic() || b == b'-'))
-        .ok_or(Denial::FrontHeaders("Envoy's method is not an HTTP method"))?;
+    let method = crate::forward_auth::upper_case_method(http.method.as_bytes())
+        .ok_or(Denial::FrontHeaders("Envoy's method is not an upper-case HTTP method"))?;
     let mut request = CanonicalRequest::from_target(method, http.path.as_bytes()).map_err(Denial::Target)?;
     if !request.equivalent {
         return Err(Denial::NotCanonical);
     }
-    request.has_body = http.size > 0 || crate::decide::declares_body(headers);
+    request.has_body = envoy_saw_a_body(http, headers);
     Ok(request)
+}
+
+/// Whether Envoy's description shows a body. Envoy keeps `Content-Length` but drops `Transfer-Encoding`, and
+/// describes an HTTP/2 or chunked body neither in `size` nor in a header: only the bytes it buffered
+/// (`with_request_body`) show it, so those count too.
+fn envoy_saw_a_body(http: &HttpRequest, headers: &HeaderMap) -> bool {
+    http.size > 0 || !http.body.is_empty() || !http.raw_body.is_empty() || crate::decide::declares_body(headers)
 }
 
 /// What Envoy changes in an allowed request before it goes upstream.
@@ -196,7 +204,8 @@ pub(crate) struct Edits {
 }
 
 impl Edits {
-    fn remove(&mut self, name: &str) {
+    /// Names `name` for removal (lower-cased), unless it is set or already named.
+    pub(crate) fn remove(&mut self, name: &str) {
         let name = name.to_ascii_lowercase();
         if !self.set.iter().any(|(set, _)| set.as_str() == name) && !self.remove.contains(&name) {
             self.remove.push(name);
@@ -205,13 +214,25 @@ impl Edits {
 }
 
 /// The edits for an allowed request carrying `headers`: the claim headers set; removed are the managed headers the
-/// token has no claim for, other spellings of managed headers, override headers and underscore spellings of
-/// forwarding headers the client sent, and (unless the route forwards them) `authorization` and the route's token
-/// header. The token cookie is cut out of `cookie`, which is set again with the other cookies or removed.
+/// token has no claim for, every other `-`/`_` spelling of managed headers and of the override headers (sent or
+/// not: the check may not show them), other spellings of managed headers, override headers and underscore
+/// spellings of forwarding headers the client sent, and (unless the route forwards them) `authorization` and the
+/// route's token header. The token cookie is cut out of `cookie`, which is set again with the other cookies or
+/// removed.
 pub(crate) fn upstream_edits(policy: &Policy, allowed: Allowed, headers: &HeaderMap) -> Edits {
     let mut edits = Edits { set: allowed.claim_headers, remove: Vec::new() };
     for name in policy.managed.names() {
         edits.remove(name.as_str());
+    }
+    // Envoy shows only the headers it is told to include (`allowed_headers`; always so in HTTP mode), and allows
+    // `_` in names by default: other spellings of claim headers and the override headers are named unseen.
+    for name in policy.managed.names() {
+        for spelling in crate::headers::other_spellings(name.as_str()) {
+            edits.remove(&spelling);
+        }
+    }
+    for name in crate::headers::override_spellings() {
+        edits.remove(&name);
     }
     for name in headers.keys() {
         let name = name.as_str();

@@ -12,7 +12,9 @@
 //!
 //! Envoy's HTTP ext_authz service describes the original request in the check request itself: its method, and its
 //! target after `envoy_path_prefix`. Allowed answers name what Envoy must remove in
-//! `x-envoy-auth-headers-to-remove` (the same edits as the gRPC service's), and refusals keep their status.
+//! `x-envoy-auth-headers-to-remove` (the same edits as the gRPC service's, which name every `-`/`_` spelling of
+//! each claim header and override header, since the check carries only the headers Envoy is told to include), and
+//! refusals keep their status.
 
 use crate::config::FrontProxy;
 use crate::decide::{Decision, Denial};
@@ -69,12 +71,20 @@ pub(crate) fn envoy_request(method: &Method, target: &[u8], prefix: Option<&str>
     described(method.as_str().as_bytes(), target)
 }
 
+/// `method` when it is upper-case letters and `-`. Routes match methods exactly, but some upstreams upper-case
+/// the method before routing (and Envoy passes an HTTP/2 `:method` of `delete` on as it is), so a method in any
+/// other case could pass a route meant for another and be served as that route's method.
+pub(crate) fn upper_case_method(method: &[u8]) -> Option<Method> {
+    if method.is_empty() || !method.iter().all(|&b| b.is_ascii_uppercase() || b == b'-') {
+        return None;
+    }
+    Method::from_bytes(method).ok()
+}
+
 /// The method and target a front proxy describes, read as a request whose target the upstream reads the same.
 fn described(method: &[u8], target: &[u8]) -> Result<CanonicalRequest, Denial> {
-    let method = Method::from_bytes(method)
-        .ok()
-        .filter(|m| m.as_str().bytes().all(|b| b.is_ascii_alphabetic() || b == b'-'))
-        .ok_or(Denial::FrontHeaders("the front proxy's method is not an HTTP method"))?;
+    let method = upper_case_method(method)
+        .ok_or(Denial::FrontHeaders("the front proxy's method is not an upper-case HTTP method"))?;
     let request = CanonicalRequest::from_target(method, target).map_err(Denial::Target)?;
     // The front proxy forwards the target as it is: only a respelling of the canonical path, which every upstream
     // reads as that path, may pass.

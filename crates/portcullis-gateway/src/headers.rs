@@ -15,6 +15,37 @@ pub(crate) fn same_name(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().map(fold).eq(b.iter().map(fold))
 }
 
+/// The lower-case spellings of `name` other than itself that differ only in `-` against `_` (`x_auth_subject`,
+/// `x-auth_subject`, … for `x-auth-subject`), for a front proxy that removes headers by exact name without having
+/// shown them. A name with more than [`MAX_SPELLED_SEPARATORS`] separators gets the all-`-` and all-`_` ones only.
+pub(crate) fn other_spellings(name: &str) -> Vec<String> {
+    let lower = name.to_ascii_lowercase();
+    let positions: Vec<usize> =
+        lower.bytes().enumerate().filter(|(_, b)| *b == b'-' || *b == b'_').map(|(i, _)| i).collect();
+    let spell = |mask: u32| {
+        let mut bytes = lower.clone().into_bytes();
+        for (bit, &at) in positions.iter().enumerate() {
+            bytes[at] = if mask & (1 << bit) == 0 { b'-' } else { b'_' };
+        }
+        String::from_utf8_lossy(&bytes).into_owned()
+    };
+    let masks: Vec<u32> = if positions.len() <= MAX_SPELLED_SEPARATORS {
+        (0..1u32 << positions.len()).collect()
+    } else {
+        vec![0, u32::MAX]
+    };
+    let mut spellings: Vec<String> = Vec::with_capacity(masks.len());
+    for spelling in masks.into_iter().map(spell) {
+        if spelling != lower && !spellings.contains(&spelling) {
+            spellings.push(spelling);
+        }
+    }
+    spellings
+}
+
+/// Up to this many separators in a name, [`other_spellings`] gives every combination (64 at most).
+const MAX_SPELLED_SEPARATORS: usize = 6;
+
 /// Whether `name` is a forwarding header in any spelling: `Forwarded`, `X-Real-IP` or any `X-Forwarded-*`.
 pub(crate) fn is_forwarding(name: &str) -> bool {
     let bytes = name.as_bytes();
@@ -31,18 +62,30 @@ pub(crate) fn is_forwarding(name: &str) -> bool {
 pub(crate) fn is_override(name: &str) -> bool {
     let bytes = name.as_bytes();
     let original = b"x-original-";
-    [
-        &b"x-rewrite-url"[..],
-        b"x-forwarded-prefix",
-        b"x-forwarded-uri",
-        b"x-forwarded-method",
-        b"x-http-method-override",
-        b"x-http-method",
-        b"x-method-override",
-    ]
-    .iter()
-    .any(|known| same_name(bytes, known))
+    OVERRIDES.iter().any(|known| same_name(bytes, known.as_bytes()))
         || (bytes.len() > original.len() && same_name(&bytes[..original.len()], original))
+}
+
+/// The override headers named one by one ([`is_override`] also takes every other `X-Original-*`).
+const OVERRIDES: [&str; 7] = [
+    "x-rewrite-url",
+    "x-forwarded-prefix",
+    "x-forwarded-uri",
+    "x-forwarded-method",
+    "x-http-method-override",
+    "x-http-method",
+    "x-method-override",
+];
+
+/// The override headers a front proxy can remove by name without having shown them: those of [`OVERRIDES`] and
+/// the `X-Original-*` ones frameworks read (`-URL`, `-URI`, `-Method`), in every `-`/`_` spelling.
+pub(crate) fn override_spellings() -> Vec<String> {
+    let mut names: Vec<String> = Vec::new();
+    for name in OVERRIDES.iter().chain(&["x-original-url", "x-original-uri", "x-original-method"]) {
+        names.push((*name).to_owned());
+        names.extend(other_spellings(name));
+    }
+    names
 }
 
 /// Whether `name` belongs to the family the proxies own: forwarding and override headers.

@@ -62,10 +62,16 @@ fn header<'h>(headers: &'h HeaderMap, name: &HeaderName) -> Result<Option<&'h st
     bare(text.trim_matches(' '), "the token header is empty").map(Some)
 }
 
-/// The pairs of a `Cookie` header: `name=value` separated by `;`, as bytes (browsers may send UTF-8 in other
+/// Whether `byte` separates cookies to some upstream: `;` to all, `,` to those that still follow RFC 2109 (Rack 2,
+/// Tomcat's legacy parser), for which `theme=1,at=x` holds an `at` cookie.
+fn cookie_separator(byte: &u8) -> bool {
+    *byte == b';' || *byte == b','
+}
+
+/// The pairs of a `Cookie` header: `name=value` separated by `;` or `,`, as bytes (browsers may send UTF-8 in other
 /// cookies, which must not hide or spoil this one).
 fn pairs(header: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
-    header.split(|&b| b == b';').filter_map(|pair| {
+    header.split(cookie_separator).filter_map(|pair| {
         let pair = pair.trim_ascii();
         let at = pair.iter().position(|&b| b == b'=')?;
         Some((pair[..at].trim_ascii(), pair[at + 1..].trim_ascii()))
@@ -130,8 +136,12 @@ pub(crate) fn remove(headers: &mut HeaderMap, source: &TokenSource) {
             let mut kept: Vec<u8> = Vec::new();
             for header in headers.get_all(COOKIE) {
                 for pair in header.as_bytes().split(|&b| b == b';').map(<[u8]>::trim_ascii) {
-                    let key = pair.iter().position(|&b| b == b'=').map_or(pair, |at| pair[..at].trim_ascii());
-                    if pair.is_empty() || same_cookie(key, name) {
+                    // A pair holding the token cookie behind a `,` goes whole: some upstreams read it there.
+                    let holds_token = pair.split(cookie_separator).map(<[u8]>::trim_ascii).any(|piece| {
+                        let key = piece.iter().position(|&b| b == b'=').map_or(piece, |at| piece[..at].trim_ascii());
+                        same_cookie(key, name)
+                    });
+                    if pair.is_empty() || holds_token {
                         continue;
                     }
                     if !kept.is_empty() {

@@ -49,6 +49,15 @@ preflight = "answer"
 cors = { allowed_origins = ["https://app.test"], allowed_methods = ["GET"], allowed_headers = ["authorization"] }
 [[routes]]
 path = "/metered/*"
+[[routes]]
+path = "/passed/*"
+preflight = "pass"
+[[routes]]
+path = "/items/*"
+methods = ["DELETE"]
+require = { scope = "admin" }
+[[routes]]
+path = "/items/*"
 "#;
 
 /// A key and the configuration trusting it (from a local JWKS file), the file's directory kept alive.
@@ -407,6 +416,72 @@ async fn token_cookies_and_headers_do_not_reach_the_upstream_unless_forwarded() 
 }
 
 #[tokio::test]
+async fn a_token_cookie_behind_a_comma_is_read_and_never_passed_on() {
+    // Rack 2 and Tomcat's legacy parser split cookies at `,` as well as `;`: `theme=1,at=forged` is an `at` cookie
+    // to them, which must neither sit beside the checked one nor reach the upstream.
+    let keys = Keys::new();
+    let (mut client, _stop) = grpc(&grpc_config(&keys)).await;
+    let token = keys.token("alice", "read");
+    let beside = format!("theme=1,at=forged; at={token}");
+    let refusal = refused(&call(&mut client, check("GET", "/cookie/x", &[("cookie", &beside)])).await);
+    assert_eq!((refusal.status, refusal.body["reason"].as_str()), (400, Some("request_invalid")));
+    let hidden = format!("theme=dark,at={token}; lang=en");
+    let (set, removed) = allowed(&call(&mut client, check("GET", "/cookie/x", &[("cookie", &hidden)])).await);
+    assert_eq!(set.get("x-auth-subject").map(String::as_str), Some("alice"));
+    assert_eq!(set.get("cookie").map(String::as_str), Some("lang=en"), "{removed:?}");
+}
+
+#[tokio::test]
+async fn headers_the_check_does_not_show_are_removed_in_every_spelling() {
+    // Istio's `includeRequestHeadersInCheck` (Envoy's `allowed_headers`) limits what the check shows: a client's
+    // `x_auth_subject` or `X-HTTP-Method-Override` is then never seen, and must be named for removal anyway.
+    let keys = Keys::new();
+    let (mut client, _stop) = grpc(&grpc_config(&keys)).await;
+    let bearer = format!("Bearer {}", keys.token("alice", "read"));
+    let (set, removed) = allowed(&call(&mut client, check("GET", "/api/x", &[("authorization", &bearer)])).await);
+    assert_eq!(set.get("x-auth-subject").map(String::as_str), Some("alice"));
+    for name in ["x_auth_subject", "x-auth_subject", "x_auth_scope", "x-http-method-override", "x_original_url"] {
+        assert!(removed.contains(&name.to_owned()), "{name}: {removed:?}");
+    }
+    assert!(!removed.contains(&"x-auth-subject".to_owned()), "{removed:?}");
+}
+
+#[tokio::test]
+async fn odd_check_requests_are_refusals_or_errors_never_allowances() {
+    let keys = Keys::new();
+    let (mut client, _stop) = grpc(&grpc_config(&keys)).await;
+    let token = keys.token("alice", "admin");
+    let bearer = format!("Bearer {token}");
+    // The decision follows `path`, the target Envoy forwards, not a `:path` in `header_map` that says otherwise.
+    let mut disagreeing =
+        check_raw("GET", "/admin/x", &[(":path", b"/public/x"), ("authorization", b"Bearer not.a.token")]);
+    let refusal = refused(&call(&mut client, disagreeing.clone()).await);
+    assert_eq!(refusal.status, 401);
+    if let Some(http) = disagreeing.attributes.as_mut().and_then(|a| a.request.as_mut()).and_then(|r| r.http.as_mut()) {
+        http.path = "/public/x".into();
+        http.header_map = None;
+    }
+    let (set, _) = allowed(&call(&mut client, disagreeing).await);
+    assert!(!set.contains_key("x-auth-subject"), "a public route: {set:?}");
+    // Bytes that are not UTF-8 after the token: an unreadable Authorization header.
+    let mut obs_text = bearer.clone().into_bytes();
+    obs_text.extend_from_slice(b"\xff\xfe");
+    let refusal = refused(&call(&mut client, check_raw("GET", "/admin/x", &[("authorization", &obs_text)])).await);
+    assert_eq!((refusal.status, refusal.body["reason"].as_str()), (400, Some("request_invalid")), "{}", refusal.body);
+    // No HTTP request described: 400, not an allowance.
+    let empty = CheckRequest { attributes: Some(AttributeContext::default()) };
+    let refusal = refused(&call(&mut client, empty).await);
+    assert_eq!((refusal.status, refusal.body["reason"].as_str()), (400, Some("front_headers_invalid")));
+    // A check larger than the service reads (Envoy with a large `with_request_body`): a gRPC error, which Envoy
+    // with `failure_mode_allow: false` turns into a refusal.
+    let mut huge = check("GET", "/admin/x", &[("authorization", &bearer)]);
+    if let Some(http) = huge.attributes.as_mut().and_then(|a| a.request.as_mut()).and_then(|r| r.http.as_mut()) {
+        http.raw_body = vec![b'a'; 5 << 20];
+    }
+    assert!(client.check(huge).await.is_err());
+}
+
+#[tokio::test]
 async fn preflights_are_answered_by_envoy_directly() {
     let keys = Keys::new();
     let (mut client, _stop) = grpc(&grpc_config(&keys)).await;
@@ -427,6 +502,83 @@ async fn preflights_are_answered_by_envoy_directly() {
     let cors = refused(&call(&mut client, check("GET", "/cors/x", &[("origin", "https://app.test")])).await);
     assert_eq!(cors.status, 401);
     assert_eq!(cors.headers.get("access-control-allow-origin").map(String::as_str), Some("https://app.test"));
+}
+
+#[tokio::test]
+async fn a_passed_preflight_whose_body_envoy_buffered_needs_a_token() {
+    // Envoy describes a chunked or HTTP/2 body neither in `size` nor in a header: only the bytes it buffered
+    // (`with_request_body`) show it. A preflight never has a body, so such a request is an ordinary one.
+    let keys = Keys::new();
+    let (mut client, _stop) = grpc(&grpc_config(&keys)).await;
+    let preflight = [("origin", "https://app.test"), ("access-control-request-method", "DELETE")];
+    let passed = call(&mut client, check("OPTIONS", "/passed/x", &preflight)).await;
+    let (set, _) = allowed(&passed);
+    assert!(!set.contains_key("x-auth-subject"), "{passed:?}");
+    for buffered in [
+        HttpRequest { raw_body: b"smuggled".to_vec(), size: 0, ..Default::default() },
+        HttpRequest { body: "smuggled".into(), size: 0, ..Default::default() },
+    ] {
+        let mut with_body = check("OPTIONS", "/passed/x", &preflight);
+        let http =
+            with_body.attributes.as_mut().and_then(|a| a.request.as_mut()).and_then(|r| r.http.as_mut()).unwrap();
+        http.size = buffered.size;
+        http.body = buffered.body;
+        http.raw_body = buffered.raw_body;
+        let refusal = refused(&call(&mut client, with_body).await);
+        assert_eq!((refusal.status, refusal.body["reason"].as_str()), (401, Some("token_missing")));
+    }
+}
+
+#[tokio::test]
+async fn methods_not_in_upper_case_are_refused_in_both_modes() {
+    // Envoy passes an HTTP/2 `:method` of `delete` on as it is, and some upstreams upper-case the method before
+    // routing: `delete` must not slip past the DELETE route to the route for every other method.
+    let keys = Keys::new();
+    let (mut client, _stop) = grpc(&grpc_config(&keys)).await;
+    let bearer = format!("Bearer {}", keys.token("alice", "read"));
+    let upper = refused(&call(&mut client, check("DELETE", "/items/x", &[("authorization", &bearer)])).await);
+    assert_eq!(upper.status, 403);
+    for method in ["delete", "Delete", "dELETE"] {
+        let lower = call(&mut client, check(method, "/items/x", &[("authorization", &bearer)])).await;
+        let refusal = refused(&lower);
+        assert_eq!((refusal.status, refusal.body["reason"].as_str()), (400, Some("front_headers_invalid")), "{method}");
+    }
+    let base = envoy_http(&keys).await;
+    let http = reqwest::Client::new();
+    for method in ["delete", "Delete"] {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let response =
+            http.request(method.clone(), format!("{base}/ext-authz/items/x")).header("authorization", &bearer);
+        let response = response.send().await.unwrap();
+        assert_eq!(response.status(), 400, "{method}");
+    }
+    let upper = http.delete(format!("{base}/ext-authz/items/x")).header("authorization", &bearer);
+    assert_eq!(upper.send().await.unwrap().status(), 403);
+}
+
+#[tokio::test]
+async fn envoy_http_mode_removes_the_underscore_spellings_of_claim_headers_it_cannot_see() {
+    // Envoy's HTTP service sends only the headers it is told to include, so the gateway never sees a client's
+    // `x_auth_subject`; with Envoy's default `headers_with_underscores_action` (ALLOW) it reaches the upstream,
+    // where CGI-style frameworks read it as X-Auth-Subject. Every spelling is named for removal.
+    let keys = Keys::new();
+    let base = envoy_http(&keys).await;
+    let token = keys.token("alice", "read");
+    let ok = reqwest::Client::new().get(format!("{base}/ext-authz/api/x")).bearer_auth(&token).send().await.unwrap();
+    assert_eq!(ok.status(), 200);
+    assert_eq!(ok.headers()["x-auth-subject"], "alice");
+    let removed = ok.headers()["x-envoy-auth-headers-to-remove"].to_str().unwrap().to_owned();
+    let removed: Vec<&str> = removed.split(',').collect();
+    for spelling in ["x_auth_subject", "x-auth_subject", "x_auth-subject", "x_auth_permissions", "x-auth_permissions"] {
+        assert!(removed.contains(&spelling), "{spelling}: {removed:?}");
+    }
+    assert!(!removed.contains(&"x-auth-subject"), "{removed:?}");
+    // So are the path and method override headers, which the check does not show either.
+    for name in
+        ["x-http-method-override", "x_http_method_override", "x-original-url", "x-original_uri", "x-rewrite-url"]
+    {
+        assert!(removed.contains(&name), "{name}: {removed:?}");
+    }
 }
 
 /// The value of the sample `name` (with its labels, as rendered) in the Prometheus text `text`, 0 when absent.
