@@ -138,6 +138,98 @@ async fn envoy_fails_closed_without_portcullis() {
     }
 }
 
+/// What one check request to the HTTP-mode authorizer carried.
+#[derive(Debug, Clone)]
+struct Check {
+    method: String,
+    target: String,
+    headers: Vec<(String, String)>,
+}
+
+/// The HTTP-mode bootstrap against a stand-in authorizer that records its check requests: Envoy sends the original
+/// method on the prefix followed by the original path and query, the token, and none of the client's claim,
+/// forwarding or forward-auth headers; it copies the claim headers of a 200 into the request, removes the headers
+/// the answer names in `x-envoy-auth-headers-to-remove`, and hands a refusal's status, listed headers and body to
+/// the client. This is what `forward_auth = "envoy"` relies on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_bootstrap_sends_what_portcullis_reads() {
+    use axum::http::{HeaderMap, Method, StatusCode, Uri};
+    use axum::response::IntoResponse;
+    use std::sync::{Arc, Mutex};
+    if !envoy_installed() || !require("wsgi upstream", available("python3", &["--version"])) {
+        return;
+    }
+    let checks: Arc<Mutex<Vec<Check>>> = Arc::default();
+    let recorded = Arc::clone(&checks);
+    let authorizer = axum::Router::new().fallback(move |method: Method, uri: Uri, headers: HeaderMap| {
+        let recorded = Arc::clone(&recorded);
+        async move {
+            let headers: Vec<(String, String)> = headers
+                .iter()
+                .map(|(name, value)| (name.as_str().to_owned(), value.to_str().unwrap_or_default().to_owned()))
+                .collect();
+            let refuse = uri.path().ends_with("/api/scoped");
+            recorded.lock().unwrap().push(Check { method: method.to_string(), target: uri.to_string(), headers });
+            if refuse {
+                let headers = [
+                    ("www-authenticate", "Bearer realm=\"api\", error=\"insufficient_scope\""),
+                    ("content-type", "application/json"),
+                    ("x-internal", "not for clients"),
+                ];
+                (StatusCode::FORBIDDEN, headers, "{\"error\":\"insufficient_scope\"}").into_response()
+            } else {
+                let headers = [
+                    ("x-auth-subject", "auth0|alice"),
+                    ("x-auth-scope", ""),
+                    ("x-envoy-auth-headers-to-remove", "authorization"),
+                ];
+                (StatusCode::OK, headers).into_response()
+            }
+        }
+    });
+    let authorizer = portcullis_testkit::net::serve(authorizer).await;
+    let upstream = Upstream::wsgi().await;
+    let envoy =
+        envoy_front(EnvoyMode::Http, authorizer.trim_start_matches("http://"), &upstream.address, &GUIDE_CLAIM_HEADERS)
+            .await;
+
+    let request = RawRequest::new("POST", "/api/private?q=1")
+        .header("Authorization", "Bearer the-token")
+        .header("X-Auth-Subject", "mallory")
+        .header("X-AUTH-SCOPE", "admin:all")
+        .header("X-Original-URI", "/public/x")
+        .header("X-Forwarded-Uri", "/public/x")
+        .header("Forwarded", "for=203.0.113.66")
+        .header("Cookie", "session=1")
+        .header("Content-Length", "0");
+    let response = ask(&envoy, &request).await;
+    assert_eq!(served(&response).resource.as_deref(), Some("private"), "{response:?}");
+    assert_eq!(received(&response, "x-auth-subject").as_deref(), Some("auth0|alice"));
+    assert_eq!(received(&response, "x-auth-scope").as_deref(), Some(""));
+    for header in ["authorization", "x-original-uri", "x-forwarded-uri", "forwarded"] {
+        assert_eq!(received(&response, header), None, "{header} reached the upstream");
+    }
+    let check = checks.lock().unwrap()[0].clone();
+    assert_eq!(check.method, "POST");
+    assert_eq!(check.target, format!("{ENVOY_PATH_PREFIX}/api/private?q=1"));
+    let sent = |name: &str| check.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.clone());
+    assert_eq!(sent("authorization").as_deref(), Some("Bearer the-token"), "{check:?}");
+    for header in ["x-auth-subject", "x-auth-scope", "x-original-uri", "x-forwarded-uri", "forwarded", "cookie"] {
+        assert_eq!(sent(header), None, "{header} was sent to the check: {check:?}");
+    }
+
+    let response = ask(&envoy, &RawRequest::new("GET", "/api/scoped")).await;
+    assert_eq!(response.status, 403, "{response:?}");
+    assert!(response.header_text("www-authenticate").unwrap_or_default().contains("insufficient_scope"));
+    assert_eq!(response.header_text("content-type").as_deref(), Some("application/json"));
+    assert_eq!(response.header("x-internal"), None, "a header not listed reached the client");
+    assert_eq!(response.body, b"{\"error\":\"insufficient_scope\"}");
+    assert_eq!(served(&response).resource, None);
+    assert_eq!(checks.lock().unwrap().len(), 2);
+    assert_eq!(authz_counter(&envoy, "ok").await, 1);
+    assert_eq!(authz_counter(&envoy, "denied").await, 1);
+}
+
 /// The gateway configuration for `mode`: issuers A and B, each for its own audience, and routes of every kind.
 fn gateway_config(issuers: &Issuers, mode: EnvoyMode) -> String {
     let front = match mode {
