@@ -48,9 +48,17 @@ pub(crate) struct GatewayArgs {
     )]
     algorithms: Vec<String>,
     /// Answer as the forward-auth endpoint of this proxy in front (nginx auth_request, Caddy forward_auth,
-    /// Traefik ForwardAuth); only that proxy's description of the request is read.
+    /// Traefik ForwardAuth, Envoy ext_authz in HTTP mode); only that proxy's description of the request is read.
     #[arg(long, env = "PORTCULLIS_FORWARD_AUTH", value_name = "PROXY", value_parser = front_proxy_parser())]
     forward_auth: Option<FrontProxy>,
+    /// With --forward-auth envoy: the path_prefix of Envoy's HTTP ext_authz service, taken off each check
+    /// request's target (default: none).
+    #[arg(long, env = "PORTCULLIS_ENVOY_PATH_PREFIX", value_name = "PREFIX")]
+    envoy_path_prefix: Option<String>,
+    /// Serve Envoy's gRPC ext_authz service (envoy.service.auth.v3.Authorization/Check, plaintext HTTP/2) on this
+    /// address, next to the HTTP listener.
+    #[arg(long, env = "PORTCULLIS_EXT_AUTHZ_GRPC", value_name = "ADDR")]
+    ext_authz_grpc: Option<SocketAddr>,
     /// Admin listener for /healthz, /ready and /metrics.
     #[arg(long, env = "PORTCULLIS_ADMIN_LISTEN")]
     admin_listen: Option<SocketAddr>,
@@ -72,7 +80,7 @@ pub(crate) struct GatewayArgs {
     upstream_ca: Option<PathBuf>,
 }
 
-/// `nginx`, `caddy` or `traefik`; clap lists the choices when the value is missing or unknown.
+/// `nginx`, `caddy`, `traefik` or `envoy`; clap lists the choices when the value is missing or unknown.
 fn front_proxy_parser() -> impl clap::builder::TypedValueParser<Value = FrontProxy> {
     use clap::builder::TypedValueParser;
     clap::builder::PossibleValuesParser::new(FrontProxy::ALL.map(FrontProxy::name))
@@ -125,6 +133,12 @@ fn complete(args: &GatewayArgs, config: &mut Config) {
     }
     if let Some(front) = args.forward_auth {
         config.forward_auth = Some(front);
+    }
+    if args.envoy_path_prefix.is_some() {
+        config.envoy_path_prefix.clone_from(&args.envoy_path_prefix);
+    }
+    if args.ext_authz_grpc.is_some() {
+        config.ext_authz_grpc = args.ext_authz_grpc;
     }
     if let Some(format) = args.log_format {
         config.log_format = format;

@@ -55,10 +55,17 @@ fn serve(args: ServeArgs) -> Result<(), Error> {
             }
             None => None,
         };
+        let ext_authz = match config.ext_authz_grpc {
+            Some(address) => {
+                Some(tokio::net::TcpListener::bind(address).await.map_err(|e| Error::listen(address, "", e))?)
+            }
+            None => None,
+        };
         let address = listener.local_addr().map_err(|e| Error::listen(config.listen, "", e))?;
-        let mode = match config.mode() {
-            Mode::Proxy => format!("reverse proxy to {}", config.upstream.as_deref().unwrap_or_default()),
-            other => other.to_string(),
+        let mode = match (config.mode(), config.upstream.as_deref()) {
+            (Mode::Proxy, Some(upstream)) => format!("reverse proxy to {upstream}"),
+            (Mode::Proxy, None) => "no upstream: decisions over gRPC ext_authz only".to_owned(),
+            (other, _) => other.to_string(),
         };
         let threads = match config.worker_threads() {
             1 => "1 worker thread".to_owned(),
@@ -80,13 +87,43 @@ fn serve(args: ServeArgs) -> Result<(), Error> {
             let admin = admin.local_addr().map_err(|e| Error::listen("the admin address", "", e))?;
             println!("admin listening on http://{admin} ({admin_paths})");
         }
+        if let Some(ext_authz) = &ext_authz {
+            let grpc = ext_authz.local_addr().map_err(|e| Error::listen("the ext_authz gRPC address", "", e))?;
+            println!("ext_authz gRPC listening on {grpc}");
+        }
         for line in policy {
             tracing::info!(target: "portcullis::gateway", "{line}");
         }
         reload_on_hangup(gateway.clone(), args);
-        portcullis_gateway::serve(gateway, listener, admin, shutdown_signal())
-            .await
-            .map_err(|e| Error::stopped("the gateway stopped", e))
+        // One signal stops every listener; either one ending stops the other.
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let stop = std::sync::Arc::new(stop);
+        let until_stopped = |mut stopped: tokio::sync::watch::Receiver<bool>| async move {
+            let _ = stopped.wait_for(|stop| *stop).await;
+        };
+        let signalled = std::sync::Arc::clone(&stop);
+        tokio::spawn(async move {
+            shutdown_signal().await;
+            let _ = signalled.send(true);
+        });
+        let grpc = ext_authz.map(|listener| {
+            let (gateway, stop, stopped) = (gateway.clone(), std::sync::Arc::clone(&stop), stopped.clone());
+            tokio::spawn(async move {
+                let served = portcullis_gateway::serve_ext_authz(gateway, listener, until_stopped(stopped)).await;
+                let _ = stop.send(true);
+                served
+            })
+        });
+        let served = portcullis_gateway::serve(gateway, listener, admin, until_stopped(stopped)).await;
+        let _ = stop.send(true);
+        if let Some(grpc) = grpc {
+            match grpc.await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => return Err(Error::stopped("the ext_authz gRPC service stopped", e)),
+                Err(e) => return Err(Error::stopped("the ext_authz gRPC service stopped", std::io::Error::other(e))),
+            }
+        }
+        served.map_err(|e| Error::stopped("the gateway stopped", e))
     })
 }
 

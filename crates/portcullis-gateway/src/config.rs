@@ -34,11 +34,14 @@ pub enum FrontProxy {
     Caddy,
     /// Traefik ForwardAuth: `X-Forwarded-Method` and `X-Forwarded-Uri`.
     Traefik,
+    /// Envoy's ext_authz filter in HTTP mode: the check request carries the original method, and the original
+    /// target after `envoy_path_prefix`. Refusals keep their status (Envoy passes any status on).
+    Envoy,
 }
 
 impl FrontProxy {
     /// Every front proxy, in the order their names are listed.
-    pub const ALL: [FrontProxy; 3] = [FrontProxy::Nginx, FrontProxy::Caddy, FrontProxy::Traefik];
+    pub const ALL: [FrontProxy; 4] = [FrontProxy::Nginx, FrontProxy::Caddy, FrontProxy::Traefik, FrontProxy::Envoy];
 
     /// The forwarding and override headers this proxy sets or clears itself on the way to the upstream (and to
     /// the gateway), lower case. A forward-auth request carrying another path or method override header
@@ -84,6 +87,9 @@ impl FrontProxy {
                 "x-forwarded-uri",
                 "x-real-ip",
             ],
+            // Envoy sets X-Forwarded-Proto on every request, and X-Forwarded-For with use_remote_address; it
+            // describes the original request in the check request's own method and target.
+            FrontProxy::Envoy => &["x-forwarded-for", "x-forwarded-proto"],
         }
     }
 
@@ -93,6 +99,7 @@ impl FrontProxy {
             FrontProxy::Nginx => "nginx",
             FrontProxy::Caddy => "caddy",
             FrontProxy::Traefik => "traefik",
+            FrontProxy::Envoy => "envoy",
         }
     }
 }
@@ -111,13 +118,13 @@ impl std::str::FromStr for FrontProxy {
     /// ```
     /// use portcullis_gateway::FrontProxy;
     /// assert_eq!("caddy".parse::<FrontProxy>(), Ok(FrontProxy::Caddy));
-    /// assert_eq!("".parse::<FrontProxy>().unwrap_err(), "name the proxy in front: nginx, caddy or traefik");
+    /// assert_eq!("".parse::<FrontProxy>().unwrap_err(), "name the proxy in front: nginx, caddy, traefik or envoy");
     /// ```
     fn from_str(name: &str) -> Result<Self, Self::Err> {
         FrontProxy::ALL
             .into_iter()
             .find(|front| front.name() == name)
-            .ok_or_else(|| "name the proxy in front: nginx, caddy or traefik".to_owned())
+            .ok_or_else(|| "name the proxy in front: nginx, caddy, traefik or envoy".to_owned())
     }
 }
 
@@ -378,6 +385,14 @@ pub struct Config {
     /// Forward-auth for this front proxy; a reverse proxy to `upstream` when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub forward_auth: Option<FrontProxy>,
+    /// With `forward_auth = "envoy"`: the `path_prefix` of Envoy's HTTP ext_authz service, taken off each check
+    /// request's target to give the original target (none by default).
+    #[serde(default)]
+    pub envoy_path_prefix: Option<String>,
+    /// Where Envoy's gRPC ext_authz service (`envoy.service.auth.v3.Authorization/Check`, plaintext HTTP/2)
+    /// listens, next to the HTTP listener; none when absent.
+    #[serde(default)]
+    pub ext_authz_grpc: Option<SocketAddr>,
     /// The upstream base URL (proxy mode).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub upstream: Option<String>,
@@ -617,6 +632,8 @@ impl Config {
             admin_listen: None,
             admin_pages: true,
             forward_auth: None,
+            envoy_path_prefix: None,
+            ext_authz_grpc: None,
             upstream: None,
             upstream_timeout_secs: default_timeout(),
             upstream_ca: None,

@@ -254,10 +254,15 @@ impl Policy {
 /// Whether a request carries anything a CORS preflight never does: an `Authorization` header, the route's other
 /// token location (in any spelling), or a body.
 fn carries_credentials_or_body(headers: &HeaderMap, token_from: Option<&TokenSource>) -> bool {
-    let body = headers.contains_key(http::header::TRANSFER_ENCODING)
-        || headers.get_all(http::header::CONTENT_LENGTH).iter().any(|length| length.as_bytes() != b"0");
-    body || headers.contains_key(http::header::AUTHORIZATION)
+    declares_body(headers)
+        || headers.contains_key(http::header::AUTHORIZATION)
         || token_from.is_some_and(|source| crate::token_source::carried(headers, source))
+}
+
+/// Whether `headers` declare a body: `Transfer-Encoding`, or a `Content-Length` other than 0.
+pub(crate) fn declares_body(headers: &HeaderMap) -> bool {
+    headers.contains_key(http::header::TRANSFER_ENCODING)
+        || headers.get_all(http::header::CONTENT_LENGTH).iter().any(|length| length.as_bytes() != b"0")
 }
 
 /// A route's own restrictions on a verified token: issuer, audience, then its rule.

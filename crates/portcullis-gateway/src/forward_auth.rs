@@ -18,11 +18,13 @@ use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
 use http::{HeaderMap, HeaderValue, Method, StatusCode};
 
-/// The headers in which `front` describes the original request: method, then target.
-fn description_headers(front: FrontProxy) -> (&'static str, &'static str) {
+/// The headers in which `front` describes the original request: method, then target (`None` for Envoy, whose
+/// check request carries the original method and target itself).
+fn description_headers(front: FrontProxy) -> Option<(&'static str, &'static str)> {
     match front {
-        FrontProxy::Nginx => ("x-original-method", "x-original-uri"),
-        FrontProxy::Caddy | FrontProxy::Traefik => ("x-forwarded-method", "x-forwarded-uri"),
+        FrontProxy::Nginx => Some(("x-original-method", "x-original-uri")),
+        FrontProxy::Caddy | FrontProxy::Traefik => Some(("x-forwarded-method", "x-forwarded-uri")),
+        FrontProxy::Envoy => None,
     }
 }
 
@@ -43,9 +45,28 @@ fn single<'h>(headers: &'h HeaderMap, name: &'static str) -> Result<&'h [u8], De
 
 /// The original request as `front` describes it in `headers`.
 pub(crate) fn original_request(front: FrontProxy, headers: &HeaderMap) -> Result<CanonicalRequest, Denial> {
-    let (method_header, target_header) = description_headers(front);
+    let (method_header, target_header) = description_headers(front)
+        .ok_or(Denial::FrontHeaders("Envoy describes the request in the check request's own method and target"))?;
     let method = single(headers, method_header)?;
     let target = single(headers, target_header)?;
+    described(method, target)
+}
+
+/// The original request Envoy's HTTP ext_authz service describes in the check request itself: its method, and its
+/// target after `prefix` (Envoy's `path_prefix`), which the target must start with.
+pub(crate) fn envoy_request(method: &Method, target: &[u8], prefix: Option<&str>) -> Result<CanonicalRequest, Denial> {
+    let target = match prefix {
+        Some(prefix) => target
+            .strip_prefix(prefix.as_bytes())
+            .filter(|rest| rest.starts_with(b"/"))
+            .ok_or(Denial::FrontHeaders("the check request's target does not start with envoy_path_prefix"))?,
+        None => target,
+    };
+    described(method.as_str().as_bytes(), target)
+}
+
+/// The method and target a front proxy describes, read as a request whose target the upstream reads the same.
+fn described(method: &[u8], target: &[u8]) -> Result<CanonicalRequest, Denial> {
     let method = Method::from_bytes(method)
         .ok()
         .filter(|m| m.as_str().bytes().all(|b| b.is_ascii_alphabetic() || b == b'-'))
@@ -81,6 +102,12 @@ pub(crate) async fn handler(State(gateway): State<Gateway>, mut request: Request
     let request_id = crate::request_id::ensure(request.headers_mut());
     let policy = gateway.policy();
     let response = match gateway.config().forward_auth {
+        Some(FrontProxy::Envoy) => {
+            let target = request.uri().path_and_query().map_or("/", http::uri::PathAndQuery::as_str);
+            let prefix = policy.config.envoy_path_prefix.as_deref();
+            let described = envoy_request(request.method(), target.as_bytes(), prefix);
+            envoy_answer(&policy, request.method(), described, request.headers()).await
+        }
         Some(front) => answer(&policy, front, request.headers()).await,
         None => StatusCode::NOT_FOUND.into_response(),
     };
@@ -101,8 +128,10 @@ pub(crate) async fn answer(policy: &Policy, front: FrontProxy, headers: &HeaderM
     let request = match request {
         Ok(request) => request,
         Err(denial) => {
-            let (method_header, _) = description_headers(front);
-            let method = headers.get(method_header).and_then(|v| v.to_str().ok()).unwrap_or("-");
+            let method = description_headers(front)
+                .and_then(|(method_header, _)| headers.get(method_header))
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("-");
             policy.report_refusal(method, &denial, headers);
             return crate::render::refusal(policy, &denial, Some(front));
         }
@@ -124,3 +153,49 @@ pub(crate) async fn answer(policy: &Policy, front: FrontProxy, headers: &HeaderM
         Decision::Preflight(answer) => crate::render::preflight(answer),
     }
 }
+
+/// The answer to Envoy's HTTP ext_authz check about `described`: 200 with the claim headers (Envoy copies those
+/// named in `allowed_upstream_headers`) and `x-envoy-auth-headers-to-remove` naming what must not reach the
+/// upstream, or the refusal with its real status, `WWW-Authenticate` and JSON body, which Envoy passes on.
+pub(crate) async fn envoy_answer(
+    policy: &Policy,
+    method: &Method,
+    described: Result<CanonicalRequest, Denial>,
+    headers: &HeaderMap,
+) -> Response {
+    let front = FrontProxy::Envoy;
+    let request = if let Some(denial) = owned_header(policy, front, headers) {
+        Err(denial)
+    } else if !crate::proxy::upgrade_is_websocket_or_none(headers) {
+        Err(Denial::Upgrade)
+    } else {
+        described
+    };
+    let request = match request {
+        Ok(request) => request,
+        Err(denial) => {
+            policy.report_refusal(method.as_str(), &denial, headers);
+            return crate::render::refusal(policy, &denial, Some(front));
+        }
+    };
+    match policy.decide_and_report(&request, headers, false).await {
+        Decision::Allow(allowed) => {
+            let edits = crate::ext_authz::upstream_edits(policy, allowed, headers);
+            let mut response = StatusCode::OK.into_response();
+            for (name, value) in edits.set {
+                response.headers_mut().insert(name, value);
+            }
+            if !edits.remove.is_empty()
+                && let Ok(removed) = HeaderValue::from_str(&edits.remove.join(","))
+            {
+                response.headers_mut().insert(ENVOY_HEADERS_TO_REMOVE, removed);
+            }
+            response
+        }
+        Decision::Deny(denial) => crate::render::refusal(policy, &denial, Some(front)),
+        Decision::Preflight(answer) => crate::render::preflight(answer),
+    }
+}
+
+/// The header in which Envoy's HTTP ext_authz service names the request headers to remove before forwarding.
+const ENVOY_HEADERS_TO_REMOVE: &str = "x-envoy-auth-headers-to-remove";

@@ -110,13 +110,14 @@ impl Gateway {
     /// connections use them, open ones keep theirs.
     ///
     /// Fails, keeping the running policy and certificate, when `config` is invalid (its TLS files included) or
-    /// changes what only a restart can change (`listen`, `admin_listen`, `admin_pages`, `forward_auth`,
+    /// changes what only a restart can change (`listen`, `admin_listen`, `ext_authz_grpc`, `admin_pages`, `forward_auth`,
     /// `log_format`, `workers`, `limits`, and turning the listener's TLS on or off).
     pub fn reload(&self, config: Config) -> Result<Reloaded, ConfigErrors> {
         let running = self.config();
         for (key, changed) in [
             ("listen", config.listen != running.listen),
             ("admin_listen", config.admin_listen != running.admin_listen),
+            ("ext_authz_grpc", config.ext_authz_grpc != running.ext_authz_grpc),
             ("admin_pages", config.admin_pages != running.admin_pages),
             ("forward_auth", config.forward_auth != running.forward_auth),
             ("log_format", config.log_format != running.log_format),

@@ -12,6 +12,7 @@ mod canonical;
 pub mod config;
 mod cors;
 mod decide;
+mod ext_authz;
 mod forward_auth;
 mod gateway;
 mod headers;
@@ -54,10 +55,15 @@ use axum::Router;
 use axum::routing::{any, get};
 use std::future::Future;
 
-/// The main listener's routes for `gateway`.
+/// The main listener's routes for `gateway`. Without an upstream (only the gRPC ext_authz service decides), every
+/// request to it is answered 404.
 pub fn router(gateway: Gateway) -> Router {
-    match gateway.config().mode() {
+    let config = gateway.config();
+    match config.mode() {
         Mode::ForwardAuth(_) => Router::new().fallback(any(forward_auth::handler)).with_state(gateway),
+        Mode::Proxy if config.upstream.is_none() => Router::new().fallback(any(|| async {
+            (http::StatusCode::NOT_FOUND, "no upstream: this gateway decides for Envoy over gRPC ext_authz")
+        })),
         Mode::Proxy => {
             let state = proxy::ProxyState { gateway };
             Router::new().fallback(any(proxy::proxy)).with_state(state)
@@ -73,7 +79,14 @@ pub fn install_metrics() -> Option<metrics_exporter_prometheus::PrometheusHandle
         std::sync::OnceLock::new();
     HANDLE
         .get_or_init(|| {
-            let handle = metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder().ok()?;
+            let handle = metrics_exporter_prometheus::PrometheusBuilder::new()
+                .set_buckets_for_metric(
+                    metrics_exporter_prometheus::Matcher::Full(observe::CHECK_SECONDS.to_owned()),
+                    &observe::CHECK_BUCKETS,
+                )
+                .ok()?
+                .install_recorder()
+                .ok()?;
             describe_metrics();
             Some(handle)
         })
@@ -88,6 +101,11 @@ fn describe_metrics() {
         "Requests decided, by route, outcome (allowed, denied) and reason code"
     );
     describe_histogram!("portcullis_gateway_decision_seconds", Unit::Seconds, "Time to decide about one request");
+    describe_histogram!(
+        observe::CHECK_SECONDS,
+        Unit::Seconds,
+        "Time the ext_authz Check handler takes for one check request, reading and rendering included"
+    );
     describe_counter!("portcullis_jwks_fetches_total", "Key set fetch attempts, by source and outcome");
     describe_counter!(
         "portcullis_jwks_refetch_limited_total",
@@ -149,6 +167,18 @@ pub fn admin_router(gateway: Gateway) -> Router {
         )
         .with_state(gateway)
         .merge(pages)
+}
+
+/// Serves Envoy's gRPC ext_authz service (`envoy.service.auth.v3.Authorization/Check`, plaintext HTTP/2) for
+/// `gateway` on `listener` until `shutdown` completes; checks in flight finish. Each check is decided under the
+/// policy in force at that moment, so [`Gateway::reload`] applies to it. Starts the key refresh like [`serve`]
+/// (once per gateway), and installs the metrics recorder so that `portcullis_ext_authz_check_seconds` counts.
+pub async fn serve_ext_authz(
+    gateway: Gateway,
+    listener: tokio::net::TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    ext_authz::serve(gateway, listener, shutdown).await
 }
 
 /// Serves the gateway (and its admin listener) until `shutdown` completes; in-flight requests finish. Both

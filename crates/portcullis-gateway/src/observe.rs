@@ -15,6 +15,19 @@ use std::time::Duration;
 const REQUESTS: &str = "portcullis_gateway_requests_total";
 /// The decision latency histogram's family.
 const DECISION_SECONDS: &str = "portcullis_gateway_decision_seconds";
+/// The histogram of the ext_authz Check handler's own time (gRPC).
+pub(crate) const CHECK_SECONDS: &str = "portcullis_ext_authz_check_seconds";
+/// Its buckets, in seconds: 1 µs to 10 ms, fine enough to read a p99 between 5 and 50 µs.
+pub(crate) const CHECK_BUCKETS: [f64; 22] = [
+    1e-6, 2e-6, 3e-6, 4e-6, 5e-6, 6e-6, 8e-6, 10e-6, 12e-6, 15e-6, 20e-6, 25e-6, 30e-6, 40e-6, 50e-6, 75e-6, 100e-6,
+    250e-6, 500e-6, 1e-3, 2.5e-3, 10e-3,
+];
+
+/// The ext_authz Check latency histogram of the recorder installed now (registered, so it is scraped from the start).
+pub(crate) fn check_latency() -> metrics::Histogram {
+    metrics::histogram!(CHECK_SECONDS)
+}
+
 /// The route label of requests no route matched.
 const UNMATCHED: &str = "unmatched";
 /// The route label of requests refused before routing (target or description unreadable).

@@ -252,7 +252,7 @@ pub(crate) async fn proxy(
 
 /// `response` with the route's CORS headers for the request's origin (none when it has no CORS table or the
 /// origin is not allowed there).
-fn with_cors(mut response: Response, cors: Vec<(HeaderName, HeaderValue)>) -> Response {
+pub(crate) fn with_cors(mut response: Response, cors: Vec<(HeaderName, HeaderValue)>) -> Response {
     if !cors.is_empty() {
         response.headers_mut().append(http::header::VARY, HeaderValue::from_static("Origin"));
     }

@@ -67,6 +67,15 @@ pub(crate) fn preflight(answer: crate::decide::PreflightAnswer) -> Response {
     response
 }
 
+/// A rendered answer as its parts — status, headers and body text — for an edge that does not send it as an HTTP
+/// response itself (the gRPC ext_authz service puts them in a `DeniedHttpResponse`). Every answer rendered here
+/// is a complete, small body; one that cannot be read (never the case) is sent empty.
+pub(crate) async fn into_parts(response: Response) -> (StatusCode, http::HeaderMap, String) {
+    let (parts, body) = response.into_parts();
+    let body = axum::body::to_bytes(body, 64 * 1024).await.unwrap_or_default();
+    (parts.status, parts.headers, String::from_utf8_lossy(&body).into_owned())
+}
+
 /// The RFC 6750 answer to a token refusal, in the realm of `policy` (not logged again).
 fn token_refusal(policy: &Policy, error: &Error) -> Response {
     portcullis_axum::default_response(error, policy.answer.realm())

@@ -14,6 +14,7 @@ pub(crate) fn check(config: &Config) -> Vec<ConfigError> {
     let mut errors = Vec::new();
     check_issuers(config, &mut errors);
     check_upstream(config, &mut errors);
+    check_envoy(config, &mut errors);
     check_limits(config, &mut errors);
     for (i, entry) in config.trusted_proxies.iter().enumerate() {
         if let Err(message) = crate::headers::parse_trusted_proxy(entry) {
@@ -113,6 +114,8 @@ fn check_issuers(config: &Config, errors: &mut Vec<ConfigError>) {
 fn check_upstream(config: &Config, errors: &mut Vec<ConfigError>) {
     if config.forward_auth.is_none() {
         match config.upstream.as_deref() {
+            // Only the gRPC ext_authz service decides; the HTTP listener answers 404.
+            None if config.ext_authz_grpc.is_some() => {}
             None => errors.push(ConfigError::at(
                 "upstream",
                 "proxy mode needs an upstream (--upstream or upstream = \"http://…\")",
@@ -129,6 +132,45 @@ fn check_upstream(config: &Config, errors: &mut Vec<ConfigError>) {
     }
     if config.upstream_timeout_secs == 0 {
         errors.push(ConfigError::at("upstream_timeout_secs", "must be at least 1"));
+    }
+}
+
+/// The Envoy keys: `envoy_path_prefix` only for Envoy's HTTP mode, as a canonical path without a trailing slash;
+/// `ext_authz_grpc` on an address of its own.
+fn check_envoy(config: &Config, errors: &mut Vec<ConfigError>) {
+    if let Some(prefix) = &config.envoy_path_prefix {
+        if config.forward_auth != Some(crate::config::FrontProxy::Envoy) {
+            errors.push(ConfigError::at(
+                "envoy_path_prefix",
+                "is used only with forward_auth = \"envoy\" (Envoy's HTTP ext_authz service)",
+            ));
+        }
+        let canonical = crate::canonical::canonicalize(prefix.as_bytes()).is_ok_and(|c| c.was_canonical);
+        if !canonical || prefix == "/" || prefix.ends_with('/') {
+            errors.push(ConfigError::at(
+                "envoy_path_prefix",
+                format!(
+                    "must be a path such as \"/ext-authz\" (starting with '/', in canonical form, without a trailing \
+                     slash), got {prefix:?}"
+                ),
+            ));
+        }
+    }
+    if let Some(grpc) = config.ext_authz_grpc {
+        for (key, taken) in [("listen", Some(config.listen)), ("admin_listen", config.admin_listen)] {
+            if taken == Some(grpc) && grpc.port() != 0 {
+                errors.push(ConfigError::at("ext_authz_grpc", format!("{grpc} is already the {key} address")));
+            }
+        }
+    }
+    for (i, route) in config.routes.iter().enumerate() {
+        if route.forward_auth == Some(crate::config::FrontProxy::Envoy) {
+            errors.push(ConfigError::at(
+                format!("routes[{i}].forward_auth"),
+                "Envoy's HTTP ext_authz service is the whole listener: set forward_auth = \"envoy\" at the top \
+                 level, or use ext_authz_grpc",
+            ));
+        }
     }
 }
 

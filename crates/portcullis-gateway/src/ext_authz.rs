@@ -1,0 +1,318 @@
+//! Envoy's external authorization over gRPC: `envoy.service.auth.v3.Authorization/Check`. Envoy describes the
+//! request in the check request (`attributes.request.http`); it is read once into a [`CanonicalRequest`] and an
+//! [`http::HeaderMap`], decided by the same [`Policy::decide_and_report`] as the reverse proxy and forward-auth,
+//! and the decision is rendered back as Envoy's messages:
+//!
+//! - allowed: `OkHttpResponse` with each claim header set (overwriting any copy), and `headers_to_remove` naming
+//!   the managed headers the token has no claim for, every other spelling of a managed header the client sent,
+//!   the path and method override headers and underscore spellings of forwarding headers the client sent, and —
+//!   unless the route forwards it — `authorization` and the route's token header. A token cookie is taken out of
+//!   the `cookie` header, which is set again with the other cookies (or removed when none is left).
+//! - refused: `DeniedHttpResponse` with the status, headers and JSON body the reverse proxy answers the same request
+//!   with (`WWW-Authenticate` included), and the gRPC status `UNAUTHENTICATED` for a 401, else `PERMISSION_DENIED`.
+//! - a CORS preflight the route answers (`preflight = "answer"`): a `DeniedHttpResponse` with 204 and the CORS
+//!   headers, which is how Envoy answers directly.
+//!
+//! Envoy forwards the target it checked as it is, so only targets that are the canonical path or a respelling of
+//! it every upstream reads the same are allowed (as for forward-auth). The Check handler's own time is recorded in
+//! the `portcullis_ext_authz_check_seconds` histogram.
+
+use crate::decide::{Allowed, Decision, Denial};
+use crate::gateway::{Gateway, Policy};
+use crate::request::CanonicalRequest;
+use crate::token_source::TokenSource;
+use envoy_types::pb::envoy::config::core::v3::header_value_option::HeaderAppendAction;
+use envoy_types::pb::envoy::config::core::v3::{HeaderValue as EnvoyHeader, HeaderValueOption};
+use envoy_types::pb::envoy::service::auth::v3::attribute_context::HttpRequest;
+use envoy_types::pb::envoy::service::auth::v3::authorization_server::{Authorization, AuthorizationServer};
+use envoy_types::pb::envoy::service::auth::v3::check_response::HttpResponse;
+use envoy_types::pb::envoy::service::auth::v3::{CheckRequest, CheckResponse, DeniedHttpResponse, OkHttpResponse};
+use envoy_types::pb::envoy::r#type::v3::HttpStatus;
+use envoy_types::pb::google::rpc::Status as RpcStatus;
+use http::header::{AUTHORIZATION, COOKIE};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
+use std::time::Instant;
+
+/// google.rpc.Code `OK`.
+const RPC_OK: i32 = 0;
+/// google.rpc.Code `PERMISSION_DENIED`.
+const RPC_PERMISSION_DENIED: i32 = 7;
+/// google.rpc.Code `UNAUTHENTICATED`.
+const RPC_UNAUTHENTICATED: i32 = 16;
+
+/// The gRPC service: the gateway whose policy in force (after any reload) decides each check.
+pub(crate) struct CheckService {
+    gateway: Gateway,
+    latency: metrics::Histogram,
+}
+
+impl CheckService {
+    /// The service for `gateway`, recording its latency into the process-wide recorder (when installed).
+    pub(crate) fn new(gateway: Gateway) -> Self {
+        Self { gateway, latency: crate::observe::check_latency() }
+    }
+
+    /// The tonic service to mount.
+    pub(crate) fn into_server(self) -> AuthorizationServer<Self> {
+        AuthorizationServer::new(self)
+    }
+}
+
+#[tonic::async_trait]
+impl Authorization for CheckService {
+    async fn check(
+        &self,
+        request: tonic::Request<CheckRequest>,
+    ) -> Result<tonic::Response<CheckResponse>, tonic::Status> {
+        let started = Instant::now();
+        let policy = self.gateway.policy();
+        let response = check(&policy, request.into_inner()).await;
+        self.latency.record(started.elapsed().as_secs_f64());
+        Ok(tonic::Response::new(response))
+    }
+}
+
+/// The answer to one check request under `policy`.
+async fn check(policy: &Policy, request: CheckRequest) -> CheckResponse {
+    let Some(http) = request.attributes.and_then(|attributes| attributes.request).and_then(|request| request.http)
+    else {
+        let denial = Denial::FrontHeaders("the check request describes no HTTP request");
+        let mut headers = HeaderMap::new();
+        let request_id = crate::request_id::ensure(&mut headers);
+        policy.report_refusal("-", &denial, &headers);
+        return refused(policy, &denial, Vec::new(), request_id).await;
+    };
+    let read = read_headers(&http);
+    let mut headers = match &read {
+        Ok(headers) => headers.clone(),
+        Err(_) => HeaderMap::new(),
+    };
+    if !headers.contains_key(crate::request_id::HEADER)
+        && let Ok(id) = HeaderValue::from_str(&http.id)
+    {
+        headers.insert(crate::request_id::HEADER, id);
+    }
+    let request_id = crate::request_id::ensure(&mut headers);
+    let described = read.and_then(|_| original_request(&http, &headers));
+    let request = match described {
+        Ok(request) => request,
+        Err(denial) => {
+            let method = if http.method.is_empty() { "-" } else { http.method.as_str() };
+            policy.report_refusal(method, &denial, &headers);
+            return refused(policy, &denial, Vec::new(), request_id).await;
+        }
+    };
+    match policy.decide_and_report(&request, &headers, true).await {
+        Decision::Allow(allowed) => {
+            let edits = upstream_edits(policy, allowed, &headers);
+            CheckResponse {
+                status: Some(RpcStatus { code: RPC_OK, ..Default::default() }),
+                http_response: Some(HttpResponse::OkResponse(OkHttpResponse {
+                    headers: edits.set.iter().map(|(name, value)| overwrite(name, value)).collect(),
+                    headers_to_remove: edits.remove,
+                    ..Default::default()
+                })),
+                ..Default::default()
+            }
+        }
+        Decision::Deny(denial) => {
+            let cors = policy.cors_headers(&request, &headers);
+            refused(policy, &denial, cors, request_id).await
+        }
+        Decision::Preflight(answer) => {
+            let response = crate::render::preflight(answer);
+            let (status, headers, body) = crate::render::into_parts(response).await;
+            denied(status, &headers, body, request_id)
+        }
+    }
+}
+
+/// The request's headers as one [`HeaderMap`]: from `header_map` when Envoy sends it (`encode_raw_headers`,
+/// repeated headers kept apart), else from `headers` (repeated headers joined with commas, so a comma in
+/// `authorization` is read as two values, refused as two `Authorization` headers are). Pseudo-headers (`:path`,
+/// `:method`, `:authority`, …) are Envoy's description of the request line, not headers. A name or value that is
+/// not valid HTTP is a refusal.
+fn read_headers(http: &HttpRequest) -> Result<HeaderMap, Denial> {
+    let unreadable = || Denial::FrontHeaders("Envoy sent a header name or value that is not valid HTTP");
+    let mut headers = HeaderMap::new();
+    let mut add = |name: &str, value: &[u8], split: bool| -> Result<(), Denial> {
+        if name.starts_with(':') {
+            return Ok(());
+        }
+        let name = HeaderName::from_bytes(name.as_bytes()).map_err(|_| unreadable())?;
+        if split && name == AUTHORIZATION {
+            for part in value.split(|&b| b == b',') {
+                headers.append(name.clone(), HeaderValue::from_bytes(part.trim_ascii()).map_err(|_| unreadable())?);
+            }
+        } else {
+            headers.append(name, HeaderValue::from_bytes(value).map_err(|_| unreadable())?);
+        }
+        Ok(())
+    };
+    match &http.header_map {
+        Some(map) if !map.headers.is_empty() => {
+            for header in &map.headers {
+                let value = if header.raw_value.is_empty() { header.value.as_bytes() } else { &header.raw_value };
+                add(&header.key, value, false)?;
+            }
+        }
+        _ => {
+            for (name, value) in &http.headers {
+                add(name, value.as_bytes(), true)?;
+            }
+        }
+    }
+    Ok(headers)
+}
+
+/// The request Envoy checks: its method, and its target (`path` holds the query too), which must be the canonical
+/// path or a respelling every upstream reads the same, since Envoy forwards it as it is. An upgrade to anything
+/// but WebSocket is refused (Envoy would tunnel it past every later decision).
+fn original_request(http: &HttpRequest, headers: &HeaderMap) -> Result<CanonicalRequest, Denial> {
+    if !crate::proxy::upgrade_is_websocket_or_none(headers) {
+        return Err(Denial::Upgrade);
+    }
+    let method = Method::from_bytes(http.method.as_bytes())
+        .ok()
+        .filter(|m| m.as_str().bytes().all(|b| b.is_ascii_alphabetic() || b == b'-'))
+        .ok_or(Denial::FrontHeaders("Envoy's method is not an HTTP method"))?;
+    let mut request = CanonicalRequest::from_target(method, http.path.as_bytes()).map_err(Denial::Target)?;
+    if !request.equivalent {
+        return Err(Denial::NotCanonical);
+    }
+    request.has_body = http.size > 0 || crate::decide::declares_body(headers);
+    Ok(request)
+}
+
+/// What Envoy changes in an allowed request before it goes upstream.
+#[derive(Debug, Default)]
+pub(crate) struct Edits {
+    /// Headers set, overwriting any copy.
+    pub(crate) set: Vec<(HeaderName, HeaderValue)>,
+    /// Header names removed (lower case, each once; never a name in `set`).
+    pub(crate) remove: Vec<String>,
+}
+
+impl Edits {
+    fn remove(&mut self, name: &str) {
+        let name = name.to_ascii_lowercase();
+        if !self.set.iter().any(|(set, _)| set.as_str() == name) && !self.remove.contains(&name) {
+            self.remove.push(name);
+        }
+    }
+}
+
+/// The edits for an allowed request carrying `headers`: the claim headers set; removed are the managed headers the
+/// token has no claim for, other spellings of managed headers, override headers and underscore spellings of
+/// forwarding headers the client sent, and (unless the route forwards them) `authorization` and the route's token
+/// header. The token cookie is cut out of `cookie`, which is set again with the other cookies or removed.
+pub(crate) fn upstream_edits(policy: &Policy, allowed: Allowed, headers: &HeaderMap) -> Edits {
+    let mut edits = Edits { set: allowed.claim_headers, remove: Vec::new() };
+    for name in policy.managed.names() {
+        edits.remove(name.as_str());
+    }
+    for name in headers.keys() {
+        let name = name.as_str();
+        let owned = policy.managed.is_managed(name)
+            || crate::headers::is_override(name)
+            || (name.contains('_') && crate::headers::is_front_owned(name));
+        if owned {
+            edits.remove(name);
+        }
+    }
+    if !allowed.forward_authorization {
+        edits.remove(AUTHORIZATION.as_str());
+        match &allowed.token_source {
+            Some(TokenSource::Header(name)) => {
+                edits.remove(name.as_str());
+                for sent in headers.keys() {
+                    if crate::headers::same_name(sent.as_str().as_bytes(), name.as_str().as_bytes()) {
+                        edits.remove(sent.as_str());
+                    }
+                }
+            }
+            Some(source @ TokenSource::Cookie(_)) if headers.contains_key(COOKIE) => {
+                let mut cookies = HeaderMap::new();
+                for value in headers.get_all(COOKIE) {
+                    cookies.append(COOKIE, value.clone());
+                }
+                crate::token_source::remove(&mut cookies, source);
+                match cookies.remove(COOKIE) {
+                    Some(kept) => edits.set.push((COOKIE, kept)),
+                    None => edits.remove(COOKIE.as_str()),
+                }
+            }
+            Some(TokenSource::Cookie(_)) | None => {}
+        }
+    }
+    edits
+}
+
+fn overwrite(name: &HeaderName, value: &HeaderValue) -> HeaderValueOption {
+    HeaderValueOption {
+        header: Some(EnvoyHeader {
+            key: name.as_str().to_owned(),
+            value: String::from_utf8_lossy(value.as_bytes()).into_owned(),
+            ..Default::default()
+        }),
+        append_action: HeaderAppendAction::OverwriteIfExistsOrAdd as i32,
+        ..Default::default()
+    }
+}
+
+/// The refusal of `denial`, as the reverse proxy renders it (with the route's CORS headers for the origin).
+async fn refused(
+    policy: &Policy,
+    denial: &Denial,
+    cors: Vec<(HeaderName, HeaderValue)>,
+    request_id: HeaderValue,
+) -> CheckResponse {
+    let response = crate::proxy::with_cors(crate::render::refusal(policy, denial, None), cors);
+    let (status, headers, body) = crate::render::into_parts(response).await;
+    denied(status, &headers, body, request_id)
+}
+
+/// A direct answer through Envoy: `status`, `headers` and `body` reach the client as they are.
+fn denied(status: StatusCode, headers: &HeaderMap, body: String, request_id: HeaderValue) -> CheckResponse {
+    let code = if status == StatusCode::UNAUTHORIZED { RPC_UNAUTHENTICATED } else { RPC_PERMISSION_DENIED };
+    let mut options: Vec<HeaderValueOption> = Vec::with_capacity(headers.len() + 1);
+    for name in headers.keys() {
+        // Envoy writes the length of the body it sends itself.
+        if name == http::header::CONTENT_LENGTH {
+            continue;
+        }
+        for (i, value) in headers.get_all(name).iter().enumerate() {
+            let mut option = overwrite(name, value);
+            if i > 0 {
+                option.append_action = HeaderAppendAction::AppendIfExistsOrAdd as i32;
+            }
+            options.push(option);
+        }
+    }
+    options.push(overwrite(&HeaderName::from_static(crate::request_id::HEADER), &request_id));
+    CheckResponse {
+        status: Some(RpcStatus { code, ..Default::default() }),
+        http_response: Some(HttpResponse::DeniedResponse(DeniedHttpResponse {
+            status: Some(HttpStatus { code: i32::from(status.as_u16()) }),
+            headers: options,
+            body,
+        })),
+        ..Default::default()
+    }
+}
+
+/// Serves the gRPC service of `gateway` on `listener` until `shutdown` completes; checks in flight finish.
+pub(crate) async fn serve(
+    gateway: Gateway,
+    listener: tokio::net::TcpListener,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    crate::install_metrics();
+    gateway.start_key_refresh();
+    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+    tonic::transport::Server::builder()
+        .add_service(CheckService::new(gateway).into_server())
+        .serve_with_incoming_shutdown(incoming, shutdown)
+        .await
+        .map_err(std::io::Error::other)
+}

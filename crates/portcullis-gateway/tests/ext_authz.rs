@@ -1,0 +1,571 @@
+//! Envoy's ext_authz: the gRPC `Authorization/Check` service on a loopback port, called with a tonic client as
+//! Envoy calls it, and the HTTP mode (`forward_auth = "envoy"`) called with requests shaped as Envoy sends them.
+//! Every decision path: allowed with claim headers and the headers to remove, each refusal with the status,
+//! `WWW-Authenticate` and JSON body the reverse proxy answers, targets an upstream could read differently, joined
+//! and repeated `Authorization` headers, client copies of claim headers, preflights and the metrics.
+#![allow(clippy::unwrap_used)]
+
+use envoy_types::pb::envoy::config::core::v3::header_value_option::HeaderAppendAction;
+use envoy_types::pb::envoy::config::core::v3::{HeaderMap as EnvoyHeaderMap, HeaderValue as EnvoyHeader};
+use envoy_types::pb::envoy::service::auth::v3::attribute_context::{HttpRequest, Request};
+use envoy_types::pb::envoy::service::auth::v3::authorization_client::AuthorizationClient;
+use envoy_types::pb::envoy::service::auth::v3::check_response::HttpResponse;
+use envoy_types::pb::envoy::service::auth::v3::{AttributeContext, CheckRequest, CheckResponse, OkHttpResponse};
+use portcullis::signing::SigningKey;
+use portcullis_gateway::{Config, Gateway};
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+use tonic::transport::Channel;
+
+const ISSUER: &str = "https://issuer.test/";
+const AUDIENCE: &str = "https://api.test";
+
+/// The routes every test gateway has.
+const ROUTES: &str = r#"
+[[routes]]
+path = "/public/*"
+public = true
+[[routes]]
+path = "/api/*"
+require = { scope = "read" }
+[[routes]]
+path = "/admin/*"
+require = { scope = "admin" }
+[[routes]]
+path = "/write/*"
+methods = ["POST"]
+[[routes]]
+path = "/cookie/*"
+token_from = { cookie = "at" }
+[[routes]]
+path = "/header/*"
+token_from = { header = "x-access-token" }
+[[routes]]
+path = "/forwarded/*"
+forward_authorization = true
+[[routes]]
+path = "/cors/*"
+preflight = "answer"
+cors = { allowed_origins = ["https://app.test"], allowed_methods = ["GET"], allowed_headers = ["authorization"] }
+[[routes]]
+path = "/metered/*"
+"#;
+
+/// A key and the configuration trusting it (from a local JWKS file), the file's directory kept alive.
+struct Keys {
+    key: SigningKey,
+    dir: tempfile::TempDir,
+}
+
+impl Keys {
+    fn new() -> Self {
+        let key = portcullis_testkit::keys::key("k1");
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("jwks.json"), portcullis_testkit::keys::jwks(&[&key])).unwrap();
+        Self { key, dir }
+    }
+
+    fn issuer(&self) -> String {
+        let jwks = format!("file://{}", self.dir.path().join("jwks.json").display());
+        format!("[[issuers]]\nissuer = \"{ISSUER}\"\naudiences = [\"{AUDIENCE}\"]\njwks_uri = \"{jwks}\"\n")
+    }
+
+    fn token(&self, subject: &str, scope: &str) -> String {
+        let now = portcullis_testkit::claims::now();
+        let claims = json!({
+            "iss": ISSUER, "aud": AUDIENCE, "sub": subject, "scope": scope, "iat": now, "exp": now + 600,
+        });
+        self.key.sign_token(&claims, None).unwrap()
+    }
+}
+
+/// A gRPC client of the ext_authz service of a gateway with `config`, served on a loopback port; the server stops
+/// when the returned sender is dropped or sent to.
+async fn grpc(config: &str) -> (AuthorizationClient<Channel>, tokio::sync::oneshot::Sender<()>) {
+    let gateway = Gateway::new(Config::from_toml(config).unwrap()).unwrap();
+    let (listener, address) = portcullis_testkit::net::listen().await;
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(portcullis_gateway::serve_ext_authz(gateway, listener, async move {
+        let _ = stopped.await;
+    }));
+    let client = AuthorizationClient::connect(format!("http://{address}")).await.unwrap();
+    (client, stop)
+}
+
+/// The configuration of the gRPC tests: no upstream, only the gRPC service.
+fn grpc_config(keys: &Keys) -> String {
+    format!("ext_authz_grpc = \"127.0.0.1:0\"\n{}{ROUTES}", keys.issuer())
+}
+
+/// A check request as Envoy sends it by default: headers in the `headers` map (lower case, repeated ones joined
+/// with commas), pseudo-headers included.
+fn check(method: &str, path: &str, headers: &[(&str, &str)]) -> CheckRequest {
+    let mut map: std::collections::HashMap<String, String> =
+        headers.iter().map(|(name, value)| ((*name).to_owned(), (*value).to_owned())).collect();
+    map.insert(":method".into(), method.into());
+    map.insert(":path".into(), path.into());
+    map.insert(":authority".into(), "api.test".into());
+    request(HttpRequest {
+        id: "envoy-request-1".into(),
+        method: method.into(),
+        path: path.into(),
+        host: "api.test".into(),
+        scheme: "http".into(),
+        headers: map,
+        size: -1,
+        protocol: "HTTP/1.1".into(),
+        ..Default::default()
+    })
+}
+
+/// A check request with `encode_raw_headers: true`: every header its own entry, the value in `raw_value`.
+fn check_raw(method: &str, path: &str, headers: &[(&str, &[u8])]) -> CheckRequest {
+    let entries = headers
+        .iter()
+        .map(|(key, value)| EnvoyHeader { key: (*key).to_owned(), raw_value: value.to_vec(), ..Default::default() })
+        .collect();
+    request(HttpRequest {
+        method: method.into(),
+        path: path.into(),
+        host: "api.test".into(),
+        header_map: Some(EnvoyHeaderMap { headers: entries }),
+        size: -1,
+        ..Default::default()
+    })
+}
+
+fn request(http: HttpRequest) -> CheckRequest {
+    CheckRequest {
+        attributes: Some(AttributeContext {
+            request: Some(Request { http: Some(http), ..Default::default() }),
+            ..Default::default()
+        }),
+    }
+}
+
+async fn call(client: &mut AuthorizationClient<Channel>, request: CheckRequest) -> CheckResponse {
+    client.check(request).await.unwrap().into_inner()
+}
+
+/// The OK answer's headers to set (name → value, each with overwrite semantics) and its headers to remove.
+fn allowed(response: &CheckResponse) -> (BTreeMap<String, String>, Vec<String>) {
+    assert_eq!(response.status.as_ref().map(|s| s.code), Some(0), "{response:?}");
+    let Some(HttpResponse::OkResponse(OkHttpResponse { headers, headers_to_remove, .. })) = &response.http_response
+    else {
+        panic!("not an OK response: {response:?}");
+    };
+    let set = headers
+        .iter()
+        .map(|option| {
+            assert_eq!(option.append_action, HeaderAppendAction::OverwriteIfExistsOrAdd as i32, "{option:?}");
+            let header = option.header.as_ref().unwrap();
+            (header.key.clone(), header.value.clone())
+        })
+        .collect();
+    (set, headers_to_remove.clone())
+}
+
+/// A refusal: the gRPC code, the HTTP status, the headers (lower-case names) and the body as JSON.
+struct Refused {
+    code: i32,
+    status: i32,
+    headers: BTreeMap<String, String>,
+    body: Value,
+}
+
+fn refused(response: &CheckResponse) -> Refused {
+    let Some(HttpResponse::DeniedResponse(denied)) = &response.http_response else {
+        panic!("not a denied response: {response:?}");
+    };
+    let headers = denied
+        .headers
+        .iter()
+        .filter_map(|option| option.header.as_ref())
+        .map(|header| (header.key.to_ascii_lowercase(), header.value.clone()))
+        .collect();
+    Refused {
+        code: response.status.as_ref().map_or(-1, |s| s.code),
+        status: denied.status.map_or(0, |s| s.code),
+        headers,
+        body: serde_json::from_str(&denied.body).unwrap_or(Value::Null),
+    }
+}
+
+#[tokio::test]
+async fn an_allowed_check_sets_the_claim_headers_and_removes_the_rest() {
+    let keys = Keys::new();
+    let (mut client, _stop) = grpc(&grpc_config(&keys)).await;
+    let token = keys.token("alice", "read");
+    let bearer = format!("Bearer {token}");
+    let response = call(&mut client, check("GET", "/api/x", &[("authorization", &bearer)])).await;
+    let (set, removed) = allowed(&response);
+    assert_eq!(set.get("x-auth-subject").map(String::as_str), Some("alice"));
+    assert_eq!(set.get("x-auth-scope").map(String::as_str), Some("read"));
+    assert_eq!(set.get("x-auth-issuer").map(String::as_str), Some(ISSUER));
+    assert!(removed.contains(&"authorization".to_owned()), "{removed:?}");
+    // The token has no permissions claim: the managed header is removed, so no client copy remains.
+    assert!(removed.contains(&"x-auth-permissions".to_owned()), "{removed:?}");
+    for name in set.keys() {
+        assert!(!removed.contains(name), "{name} is both set and removed");
+    }
+    // A public route: no token read, every managed header removed, nothing set.
+    let response = call(&mut client, check("GET", "/public/page", &[])).await;
+    let (set, removed) = allowed(&response);
+    assert!(set.is_empty(), "{set:?}");
+    for name in ["x-auth-subject", "x-auth-scope", "x-auth-issuer", "x-auth-permissions", "authorization"] {
+        assert!(removed.contains(&name.to_owned()), "{name} not removed: {removed:?}");
+    }
+}
+
+#[tokio::test]
+async fn the_query_is_split_off_the_path_before_routing() {
+    let keys = Keys::new();
+    let (mut client, _stop) = grpc(&grpc_config(&keys)).await;
+    let bearer = format!("Bearer {}", keys.token("alice", "read"));
+    let response = call(&mut client, check("GET", "/api/x?q=1&r=/admin", &[("authorization", &bearer)])).await;
+    let (set, _) = allowed(&response);
+    assert_eq!(set.get("x-auth-subject").map(String::as_str), Some("alice"));
+    // The query does not make /public/… anything else, and /admin in a query is no admin path.
+    let response = call(&mut client, check("GET", "/public/x?/api/x", &[])).await;
+    allowed(&response);
+    let response = call(&mut client, check("GET", "/admin/x?scope=read", &[("authorization", &bearer)])).await;
+    assert_eq!(refused(&response).status, 403);
+}
+
+#[tokio::test]
+async fn refusals_carry_the_status_challenge_and_body_the_proxy_answers() {
+    let keys = Keys::new();
+    let (mut client, _stop) = grpc(&grpc_config(&keys)).await;
+
+    let missing = refused(&call(&mut client, check("GET", "/api/x", &[])).await);
+    assert_eq!((missing.code, missing.status), (16, 401));
+    assert_eq!(missing.headers.get("www-authenticate").map(String::as_str), Some("Bearer realm=\"api\""));
+    assert_eq!(missing.headers.get("content-type").map(String::as_str), Some("application/json"));
+    assert_eq!(missing.headers.get("x-request-id").map(String::as_str), Some("envoy-request-1"));
+    assert_eq!(missing.body["reason"], "token_missing", "{}", missing.body);
+
+    let bad = refused(&call(&mut client, check("GET", "/api/x", &[("authorization", "Bearer a.b.c")])).await);
+    assert_eq!((bad.code, bad.status), (16, 401));
+    assert!(bad.headers["www-authenticate"].contains("error=\"invalid_token\""), "{:?}", bad.headers);
+
+    let other_key = portcullis_testkit::keys::key("k1");
+    let now = portcullis_testkit::claims::now();
+    let forged = other_key
+        .sign_token(&json!({"iss": ISSUER, "aud": AUDIENCE, "sub": "eve", "scope": "admin", "exp": now + 60}), None)
+        .unwrap();
+    let bearer = format!("Bearer {forged}");
+    let forged = refused(&call(&mut client, check("GET", "/admin/x", &[("authorization", &bearer)])).await);
+    assert_eq!((forged.code, forged.status), (16, 401), "{}", forged.body);
+
+    let bearer = format!("Bearer {}", keys.token("alice", "read"));
+    let scope = refused(&call(&mut client, check("GET", "/admin/x", &[("authorization", &bearer)])).await);
+    assert_eq!((scope.code, scope.status), (7, 403));
+    assert!(scope.headers["www-authenticate"].contains("error=\"insufficient_scope\""), "{:?}", scope.headers);
+    assert_eq!(scope.body["error"], "insufficient_scope");
+
+    let no_route = refused(&call(&mut client, check("GET", "/nowhere", &[("authorization", &bearer)])).await);
+    assert_eq!((no_route.code, no_route.status), (7, 404));
+    assert_eq!(no_route.body["reason"], "no_route");
+
+    let method = refused(&call(&mut client, check("GET", "/write/x", &[("authorization", &bearer)])).await);
+    assert_eq!(method.status, 405);
+    assert_eq!(method.headers.get("allow").map(String::as_str), Some("POST"));
+}
+
+#[tokio::test]
+async fn keys_that_cannot_be_fetched_are_a_503() {
+    let port = portcullis_testkit::net::free_port();
+    let config = format!(
+        "ext_authz_grpc = \"127.0.0.1:0\"\n[[issuers]]\nissuer = \"{ISSUER}\"\naudiences = [\"{AUDIENCE}\"]\n\
+         jwks_uri = \"http://127.0.0.1:{port}/jwks.json\"\n{ROUTES}"
+    );
+    let (mut client, _stop) = grpc(&config).await;
+    let bearer = format!("Bearer {}", Keys::new().token("alice", "read"));
+    let unavailable = refused(&call(&mut client, check("GET", "/api/x", &[("authorization", &bearer)])).await);
+    assert_eq!((unavailable.code, unavailable.status), (7, 503), "{}", unavailable.body);
+    assert_eq!(unavailable.body["reason"], "keys_unavailable");
+}
+
+#[tokio::test]
+async fn targets_an_upstream_could_read_differently_are_refused() {
+    let keys = Keys::new();
+    let (mut client, _stop) = grpc(&grpc_config(&keys)).await;
+    for target in [
+        "/public/..%2Fapi/x",
+        "/public/%2e%2e/admin/x",
+        "/public/../admin/x",
+        "//public/x",
+        "/public//x",
+        "/public/x%00",
+        "/public/x;a=b",
+        "/public/%61dmin",
+        "/public/x\\y",
+        "public/x",
+        "/public/x#frag",
+    ] {
+        let response = refused(&call(&mut client, check("GET", target, &[])).await);
+        assert_eq!(response.status, 400, "{target}: {}", response.body);
+        assert_eq!(response.code, 7, "{target}");
+        let reason = response.body["reason"].as_str().unwrap_or_default().to_owned();
+        assert!(reason == "target_invalid" || reason == "target_not_canonical", "{target}: {reason}");
+    }
+    // A respelling every upstream reads the same passes.
+    allowed(&call(&mut client, check("GET", "/public/%40me", &[])).await);
+    // A method that is not one, and a check request without the HTTP request.
+    assert_eq!(refused(&call(&mut client, check("G T", "/public/x", &[])).await).status, 400);
+    let empty = refused(&call(&mut client, CheckRequest::default()).await);
+    assert_eq!((empty.status, empty.body["reason"].as_str()), (400, Some("front_headers_invalid")));
+}
+
+#[tokio::test]
+async fn two_authorization_values_are_refused_in_either_header_form() {
+    let keys = Keys::new();
+    let (mut client, _stop) = grpc(&grpc_config(&keys)).await;
+    let token = keys.token("alice", "read");
+    // Envoy joins repeated headers with a comma in the `headers` map.
+    let joined = format!("Bearer {token},Bearer {token}");
+    let response = refused(&call(&mut client, check("GET", "/api/x", &[("authorization", &joined)])).await);
+    assert_eq!(response.status, 400, "{}", response.body);
+    assert_eq!(response.body["reason"], "request_invalid");
+    // Kept apart in `header_map` (encode_raw_headers).
+    let bearer = format!("Bearer {token}");
+    let twice: [(&str, &[u8]); 2] = [("authorization", bearer.as_bytes()), ("authorization", bearer.as_bytes())];
+    let response = refused(&call(&mut client, check_raw("GET", "/api/x", &twice)).await);
+    assert_eq!(response.status, 400, "{}", response.body);
+    // Once in `header_map`: allowed, and `header_map` wins over `headers`.
+    let mut once = check_raw("GET", "/api/x", &[("authorization", bearer.as_bytes())]);
+    if let Some(http) = once.attributes.as_mut().and_then(|a| a.request.as_mut()).and_then(|r| r.http.as_mut()) {
+        http.headers.insert("authorization".into(), joined.clone());
+    }
+    let (set, _) = allowed(&call(&mut client, once).await);
+    assert_eq!(set.get("x-auth-subject").map(String::as_str), Some("alice"));
+    // A value that is not valid HTTP is a refusal, not a panic.
+    let broken: [(&str, &[u8]); 1] = [("x-note", b"a\r\nb")];
+    let response = refused(&call(&mut client, check_raw("GET", "/public/x", &broken)).await);
+    assert_eq!((response.status, response.body["reason"].as_str()), (400, Some("front_headers_invalid")));
+    let response = refused(&call(&mut client, check("GET", "/public/x", &[("bad name", "x")])).await);
+    assert_eq!(response.status, 400);
+}
+
+#[tokio::test]
+async fn client_copies_of_managed_and_override_headers_are_removed() {
+    let keys = Keys::new();
+    let (mut client, _stop) = grpc(&grpc_config(&keys)).await;
+    let bearer = format!("Bearer {}", keys.token("alice", "read"));
+    let spoof = [
+        ("authorization", bearer.as_str()),
+        ("x-auth-subject", "admin"),
+        ("x_auth_subject", "admin"),
+        ("x-auth_scope", "admin"),
+        ("x-original-url", "/admin/x"),
+        ("x-http-method-override", "DELETE"),
+        ("x_forwarded_for", "10.0.0.1"),
+        ("x-forwarded-proto", "https"),
+    ];
+    let (set, removed) = allowed(&call(&mut client, check("GET", "/api/x", &spoof)).await);
+    // The exact managed name is overwritten with the token's value; every other spelling is removed.
+    assert_eq!(set.get("x-auth-subject").map(String::as_str), Some("alice"));
+    assert_eq!(set.get("x-auth-scope").map(String::as_str), Some("read"));
+    for name in ["x_auth_subject", "x-auth_scope", "x-original-url", "x-http-method-override", "x_forwarded_for"] {
+        assert!(removed.contains(&name.to_owned()), "{name} not removed: {removed:?}");
+    }
+    // Envoy's own forwarding header in its usual spelling is left to Envoy.
+    assert!(!removed.contains(&"x-forwarded-proto".to_owned()), "{removed:?}");
+    // An upgrade other than WebSocket is refused.
+    let h2c = refused(&call(&mut client, check("GET", "/public/x", &[("upgrade", "h2c")])).await);
+    assert_eq!((h2c.status, h2c.body["reason"].as_str()), (400, Some("upgrade_refused")));
+}
+
+#[tokio::test]
+async fn token_cookies_and_headers_do_not_reach_the_upstream_unless_forwarded() {
+    let keys = Keys::new();
+    let (mut client, _stop) = grpc(&grpc_config(&keys)).await;
+    let token = keys.token("alice", "read");
+    let cookies = format!("theme=dark; at={token}; lang=en");
+    let (set, removed) = allowed(&call(&mut client, check("GET", "/cookie/x", &[("cookie", &cookies)])).await);
+    assert_eq!(set.get("cookie").map(String::as_str), Some("theme=dark; lang=en"));
+    assert_eq!(set.get("x-auth-subject").map(String::as_str), Some("alice"));
+    assert!(!removed.contains(&"cookie".to_owned()));
+    // The token cookie alone: the header goes.
+    let only = format!("at={token}");
+    let (set, removed) = allowed(&call(&mut client, check("GET", "/cookie/x", &[("cookie", &only)])).await);
+    assert!(!set.contains_key("cookie"));
+    assert!(removed.contains(&"cookie".to_owned()), "{removed:?}");
+    // A token header, in any spelling sent.
+    let (_, removed) = allowed(&call(&mut client, check("GET", "/header/x", &[("x_access_token", &token)])).await);
+    assert!(removed.contains(&"x_access_token".to_owned()), "{removed:?}");
+    assert!(removed.contains(&"x-access-token".to_owned()), "{removed:?}");
+    // forward_authorization keeps the Authorization header.
+    let bearer = format!("Bearer {token}");
+    let (set, removed) = allowed(&call(&mut client, check("GET", "/forwarded/x", &[("authorization", &bearer)])).await);
+    assert!(!removed.contains(&"authorization".to_owned()), "{removed:?}");
+    assert_eq!(set.get("x-auth-subject").map(String::as_str), Some("alice"));
+}
+
+#[tokio::test]
+async fn preflights_are_answered_by_envoy_directly() {
+    let keys = Keys::new();
+    let (mut client, _stop) = grpc(&grpc_config(&keys)).await;
+    let preflight = [("origin", "https://app.test"), ("access-control-request-method", "GET")];
+    let answer = refused(&call(&mut client, check("OPTIONS", "/cors/x", &preflight)).await);
+    assert_eq!((answer.code, answer.status), (7, 204));
+    assert_eq!(answer.headers.get("access-control-allow-origin").map(String::as_str), Some("https://app.test"));
+    let other = [("origin", "https://evil.test"), ("access-control-request-method", "GET")];
+    let refusal = refused(&call(&mut client, check("OPTIONS", "/cors/x", &other)).await);
+    assert_eq!((refusal.status, refusal.body["reason"].as_str()), (403, Some("preflight_refused")));
+    // With a body, it is an ordinary request: a token is needed.
+    let mut with_body = check("OPTIONS", "/cors/x", &preflight);
+    if let Some(http) = with_body.attributes.as_mut().and_then(|a| a.request.as_mut()).and_then(|r| r.http.as_mut()) {
+        http.size = 12;
+    }
+    assert_eq!(refused(&call(&mut client, with_body).await).status, 401);
+    // A refusal on a CORS route carries the CORS headers for an allowed origin, as the proxy's does.
+    let cors = refused(&call(&mut client, check("GET", "/cors/x", &[("origin", "https://app.test")])).await);
+    assert_eq!(cors.status, 401);
+    assert_eq!(cors.headers.get("access-control-allow-origin").map(String::as_str), Some("https://app.test"));
+}
+
+/// The value of the sample `name` (with its labels, as rendered) in the Prometheus text `text`, 0 when absent.
+fn sample(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find_map(|line| line.strip_prefix(name).and_then(|rest| rest.strip_prefix(' ')))
+        .and_then(|value| value.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+#[tokio::test]
+async fn checks_are_counted_with_the_proxys_metrics_and_timed() {
+    let handle = portcullis_gateway::install_metrics().unwrap();
+    let keys = Keys::new();
+    let (mut client, _stop) = grpc(&grpc_config(&keys)).await;
+    let before = handle.render();
+    let checks_before = sample(&before, "portcullis_ext_authz_check_seconds_count");
+    let bearer = format!("Bearer {}", keys.token("alice", "read"));
+    for _ in 0..3 {
+        allowed(&call(&mut client, check("GET", "/metered/x", &[("authorization", &bearer)])).await);
+    }
+    refused(&call(&mut client, check("GET", "/metered/x", &[])).await);
+    let after = handle.render();
+    let allowed_series = r#"portcullis_gateway_requests_total{route="/metered/*",outcome="allowed",reason="none"}"#;
+    let denied_series =
+        r#"portcullis_gateway_requests_total{route="/metered/*",outcome="denied",reason="token_missing"}"#;
+    assert_eq!(sample(&after, allowed_series), 3.0, "{after}");
+    assert_eq!(sample(&after, denied_series), 1.0, "{after}");
+    assert!(sample(&after, "portcullis_ext_authz_check_seconds_count") >= checks_before + 4.0, "{after}");
+    // Fine buckets: 5 µs and 50 µs are bucket bounds.
+    assert!(after.contains(r#"portcullis_ext_authz_check_seconds_bucket{le="0.000005"}"#), "{after}");
+    assert!(after.contains(r#"portcullis_ext_authz_check_seconds_bucket{le="0.00005"}"#), "{after}");
+    assert!(after.contains("# HELP portcullis_ext_authz_check_seconds"), "{after}");
+}
+
+#[tokio::test]
+async fn a_reload_applies_to_the_next_check_and_the_service_stops_with_its_signal() {
+    let keys = Keys::new();
+    let config = grpc_config(&keys);
+    let gateway = Gateway::new(Config::from_toml(&config).unwrap()).unwrap();
+    let (listener, address) = portcullis_testkit::net::listen().await;
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let served = tokio::spawn(portcullis_gateway::serve_ext_authz(gateway.clone(), listener, async move {
+        let _ = stopped.await;
+    }));
+    let mut client = AuthorizationClient::connect(format!("http://{address}")).await.unwrap();
+    assert_eq!(refused(&call(&mut client, check("GET", "/later/x", &[])).await).status, 404);
+    let reloaded = format!("{config}[[routes]]\npath = \"/later/*\"\npublic = true\n");
+    gateway.reload(Config::from_toml(&reloaded).unwrap()).unwrap();
+    allowed(&call(&mut client, check("GET", "/later/x", &[])).await);
+    stop.send(()).unwrap();
+    let ended = tokio::time::timeout(std::time::Duration::from_secs(10), served).await;
+    assert!(matches!(ended, Ok(Ok(Ok(())))), "{ended:?}");
+    let refused_now = tokio::net::TcpStream::connect(&address).await;
+    assert!(refused_now.is_err(), "the listener is closed");
+}
+
+/// A gateway in Envoy's HTTP mode with `envoy_path_prefix = "/ext-authz"`; its base URL.
+async fn envoy_http(keys: &Keys) -> String {
+    let config = format!("forward_auth = \"envoy\"\nenvoy_path_prefix = \"/ext-authz\"\n{}{ROUTES}", keys.issuer());
+    let config = config.replace("preflight = \"answer\"", "preflight = \"pass\"").replace(
+        "cors = { allowed_origins = [\"https://app.test\"], allowed_methods = [\"GET\"], allowed_headers = [\"authorization\"] }\n",
+        "",
+    );
+    let gateway = Gateway::new(Config::from_toml(&config).unwrap()).unwrap();
+    let (listener, address) = portcullis_testkit::net::listen().await;
+    tokio::spawn(portcullis_gateway::serve(gateway, listener, None, std::future::pending()));
+    format!("http://{address}")
+}
+
+#[tokio::test]
+async fn envoy_http_mode_reads_the_checked_request_itself() {
+    let keys = Keys::new();
+    let base = envoy_http(&keys).await;
+    let client = reqwest::Client::new();
+    let token = keys.token("alice", "read");
+    // Envoy appends the original path and query to path_prefix and keeps the method.
+    let ok = client.get(format!("{base}/ext-authz/api/x?q=1")).bearer_auth(&token).send().await.unwrap();
+    assert_eq!(ok.status(), 200);
+    assert_eq!(ok.headers()["x-auth-subject"], "alice");
+    let removed = ok.headers()["x-envoy-auth-headers-to-remove"].to_str().unwrap().to_owned();
+    let removed: Vec<&str> = removed.split(',').collect();
+    assert!(removed.contains(&"authorization"), "{removed:?}");
+    assert!(removed.contains(&"x-auth-permissions"), "{removed:?}");
+    assert!(!removed.contains(&"x-auth-subject"), "{removed:?}");
+    // The method is the original one: a POST-only route.
+    let post = client.post(format!("{base}/ext-authz/write/x")).bearer_auth(&token).send().await.unwrap();
+    assert_eq!(post.status(), 200);
+    let get = client.get(format!("{base}/ext-authz/write/x")).bearer_auth(&token).send().await.unwrap();
+    assert_eq!(get.status(), 405);
+    // Refusals keep their status, challenge and body.
+    let missing = client.get(format!("{base}/ext-authz/api/x")).send().await.unwrap();
+    assert_eq!(missing.status(), 401);
+    assert_eq!(missing.headers()["www-authenticate"], "Bearer realm=\"api\"");
+    let scope = client.get(format!("{base}/ext-authz/admin/x")).bearer_auth(&token).send().await.unwrap();
+    assert_eq!(scope.status(), 403);
+    let body: Value = scope.json().await.unwrap();
+    assert_eq!(body["error"], "insufficient_scope");
+    let nowhere = client.get(format!("{base}/ext-authz/nowhere")).bearer_auth(&token).send().await.unwrap();
+    assert_eq!(nowhere.status(), 404);
+    // Without the prefix, or with it as a mere prefix of a segment: refused.
+    for target in ["/api/x", "/ext-authzapi/x", "/ext-authz"] {
+        let response = client.get(format!("{base}{target}")).bearer_auth(&token).send().await.unwrap();
+        assert_eq!(response.status(), 400, "{target}");
+    }
+    // A target the upstream could read differently, and a client copy of a claim header: refused.
+    let encoded = client.get(format!("{base}/ext-authz/public/..%2Fapi")).send().await.unwrap();
+    assert_eq!(encoded.status(), 400);
+    let doubled = client.get(format!("{base}/ext-authz//public/x")).send().await.unwrap();
+    assert_eq!(doubled.status(), 400);
+    let spoof =
+        client.get(format!("{base}/ext-authz/public/x")).header("x_auth_subject", "admin").send().await.unwrap();
+    assert_eq!(spoof.status(), 400);
+    let body: Value = spoof.json().await.unwrap();
+    assert_eq!(body["reason"], "managed_header_sent");
+    // A token cookie: the other cookies go back in `cookie`.
+    let cookie = client
+        .get(format!("{base}/ext-authz/cookie/x"))
+        .header("cookie", format!("theme=dark; at={token}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(cookie.status(), 200);
+    assert_eq!(cookie.headers()["cookie"], "theme=dark");
+}
+
+#[test]
+fn envoy_path_prefix_is_checked() {
+    let keys = Keys::new();
+    let errors = |extra: &str| match Config::from_toml(&format!("{extra}\n{}", keys.issuer())) {
+        Ok(_) => Vec::new(),
+        Err(errors) => errors.errors().iter().map(|e| format!("{}: {}", e.key, e.message)).collect(),
+    };
+    assert_eq!(errors("forward_auth = \"envoy\"\nenvoy_path_prefix = \"/ext-authz\""), Vec::<String>::new());
+    for bad in ["ext-authz", "/ext-authz/", "/", "/a/../b", "/a?b"] {
+        let found = errors(&format!("forward_auth = \"envoy\"\nenvoy_path_prefix = \"{bad}\""));
+        assert!(found.iter().any(|e| e.starts_with("envoy_path_prefix: must be a path")), "{bad}: {found:?}");
+    }
+    let found = errors("forward_auth = \"nginx\"\nenvoy_path_prefix = \"/ext-authz\"");
+    assert!(found.iter().any(|e| e.contains("is used only with forward_auth = \"envoy\"")), "{found:?}");
+    // Without upstream or forward_auth, only the gRPC service makes a complete gateway.
+    assert!(errors("").iter().any(|e| e.starts_with("upstream: proxy mode needs an upstream")));
+    assert_eq!(errors("ext_authz_grpc = \"127.0.0.1:9001\""), Vec::<String>::new());
+    let same = errors("ext_authz_grpc = \"127.0.0.1:9001\"\nlisten = \"127.0.0.1:9001\"");
+    assert!(same.iter().any(|e| e.starts_with("ext_authz_grpc: 127.0.0.1:9001 is already the listen address")));
+}
