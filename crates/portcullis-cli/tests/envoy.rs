@@ -109,6 +109,11 @@ async fn authz_counter(envoy: &Envoy, name: &str) -> u64 {
     envoy.counter(&format!("http.{ENVOY_STAT_PREFIX}.ext_authz.{name}")).await
 }
 
+/// The `http.api.ext_authz.<name>` counter once it reached `expected` (or after a bounded wait).
+async fn authz_counter_at(envoy: &Envoy, name: &str, expected: u64) -> u64 {
+    envoy.counter_reaching(&format!("http.{ENVOY_STAT_PREFIX}.ext_authz.{name}"), expected).await
+}
+
 /// Without portcullis to ask, Envoy refuses every request with 503 and the upstream serves nothing; requests Envoy
 /// finds ambiguous itself (an encoded slash, a header name with an underscore) are refused with 400 before any
 /// check. Both modes.
@@ -123,7 +128,7 @@ async fn envoy_fails_closed_without_portcullis() {
         let response = ask(&envoy, &RawRequest::new("GET", "/public/x")).await;
         assert_eq!(response.status, 503, "{mode:?}: {response:?}");
         assert_eq!(served(&response).resource, None, "{mode:?}: the upstream was reached");
-        assert_eq!(authz_counter(&envoy, "error").await, 1, "{mode:?}");
+        assert_eq!(authz_counter_at(&envoy, "error", 1).await, 1, "{mode:?}");
         assert_eq!(authz_counter(&envoy, "ok").await, 0, "{mode:?}");
 
         for request in [
@@ -226,8 +231,8 @@ async fn http_bootstrap_sends_what_portcullis_reads() {
     assert_eq!(response.body, b"{\"error\":\"insufficient_scope\"}");
     assert_eq!(served(&response).resource, None);
     assert_eq!(checks.lock().unwrap().len(), 2);
-    assert_eq!(authz_counter(&envoy, "ok").await, 1);
-    assert_eq!(authz_counter(&envoy, "denied").await, 1);
+    assert_eq!(authz_counter_at(&envoy, "ok", 1).await, 1);
+    assert_eq!(authz_counter_at(&envoy, "denied", 1).await, 1);
 }
 
 /// The gateway configuration for `mode`: issuers A and B, each for its own audience, and routes of every kind.
@@ -342,7 +347,7 @@ async fn through_envoy(mode: EnvoyMode) {
     let permissions = received(&response, "x-auth-permissions").unwrap_or_default();
     assert!(permissions.contains("admin:all"), "{mode:?}: {permissions}");
     assert_eq!(received(&response, "authorization"), None, "{mode:?}: the token reached the upstream");
-    assert_eq!(authz_counter(&envoy, "ok").await, ok + 1, "{mode:?}");
+    assert_eq!(authz_counter_at(&envoy, "ok", ok + 1).await, ok + 1, "{mode:?}");
     assert_eq!(authz_counter(&envoy, "denied").await, denied, "{mode:?}");
 
     // Refused: status, challenge and JSON body reach the client; the denied counter moves by one each.
@@ -367,7 +372,8 @@ async fn through_envoy(mode: EnvoyMode) {
         } else {
             assert_refusal(&response, status, challenge, error, &what);
         }
-        assert_eq!(authz_counter(&envoy, "denied").await, denied + index as u64 + 1, "{what}");
+        let expected = denied + index as u64 + 1;
+        assert_eq!(authz_counter_at(&envoy, "denied", expected).await, expected, "{what}");
     }
     assert_eq!(authz_counter(&envoy, "ok").await, ok + 1, "{mode:?}: a refusal counted as ok");
     let a_only = ask(&envoy, &get(Credential::Low, "/a-only/x")).await;
@@ -472,7 +478,7 @@ async fn through_envoy(mode: EnvoyMode) {
     let response = ask(&envoy, &get(Credential::Admin, "/admin/x")).await;
     assert!(response.status == 403 || response.status >= 500, "{mode:?}: {response:?}");
     assert_eq!(served(&response).resource, None, "{mode:?}: served without portcullis");
-    assert!(authz_counter(&envoy, "error").await > errors, "{mode:?}");
+    assert!(authz_counter_at(&envoy, "error", errors + 1).await > errors, "{mode:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -119,6 +119,19 @@ impl Envoy {
     pub async fn counter(&self, name: &str) -> u64 {
         self.stats(name).await.get(name).copied().unwrap_or(0)
     }
+
+    /// One counter once it reached `expected`, or its value after a bounded wait (Envoy may count a request just
+    /// after answering it).
+    pub async fn counter_reaching(&self, name: &str, expected: u64) -> u64 {
+        let started = Instant::now();
+        loop {
+            let value = self.counter(name).await;
+            if value >= expected || started.elapsed() > Duration::from_secs(5) {
+                return value;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
 }
 
 /// The bound address of listener `name` in the admin's `/listeners?format=json` answer.

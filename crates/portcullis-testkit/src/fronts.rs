@@ -283,7 +283,8 @@ static_resources:
         typed_config:
           "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
           stat_prefix: {ENVOY_STAT_PREFIX}
-          # Envoy is the edge: it sets X-Forwarded-For and -Proto from the connection, not from the client.
+          # Envoy is the edge: it appends the peer to X-Forwarded-For (trust its last entry), sets
+          # X-Forwarded-Proto, and removes client-sent x-envoy-* headers.
           use_remote_address: true
           # The path portcullis checks is the path the API gets: dot-segments resolved, slashes merged, and an
           # encoded slash or backslash (which an API could decode into a different path) refused with 400.
