@@ -114,9 +114,9 @@ async fn authz_counter_at(envoy: &Envoy, name: &str, expected: u64) -> u64 {
     envoy.counter_reaching(&format!("http.{ENVOY_STAT_PREFIX}.ext_authz.{name}"), expected).await
 }
 
-/// Without portcullis to ask, Envoy refuses every request with 503 and the upstream serves nothing; requests Envoy
-/// finds ambiguous itself (an encoded slash, a header name with an underscore) are refused with 400 before any
-/// check. Both modes.
+/// Without portcullis to ask (nothing listening, or a listener that never answers: the check times out), Envoy
+/// refuses every request with 503 and the upstream serves nothing; requests Envoy finds ambiguous itself (an
+/// encoded slash, a header name with an underscore) are refused with 400 before any check. Both modes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn envoy_fails_closed_without_portcullis() {
     if !envoy_installed() || !require("wsgi upstream", available("python3", &["--version"])) {
@@ -141,6 +141,19 @@ async fn envoy_fails_closed_without_portcullis() {
         }
         assert_eq!(authz_counter(&envoy, "error").await, 1, "{mode:?}: Envoy asked about an ambiguous request");
     }
+    // Connections are accepted (by the kernel) but never answered: the check's timeout refuses.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let silent_address = silent.local_addr().unwrap().to_string();
+    for mode in EnvoyMode::ALL {
+        let envoy = envoy_front(mode, &silent_address, &upstream.address, &GUIDE_CLAIM_HEADERS).await;
+        let started = Instant::now();
+        let response = ask(&envoy, &RawRequest::new("GET", "/public/x")).await;
+        assert_eq!(response.status, 503, "{mode:?}: {response:?}");
+        assert_eq!(served(&response).resource, None, "{mode:?}: the upstream was reached");
+        assert!(started.elapsed() >= Duration::from_millis(900), "{mode:?}: refused before the check timed out");
+        assert_eq!(authz_counter_at(&envoy, "error", 1).await, 1, "{mode:?}");
+    }
+    drop(silent);
 }
 
 /// What one check request to the HTTP-mode authorizer carried.
@@ -206,12 +219,16 @@ async fn http_bootstrap_sends_what_portcullis_reads() {
         .header("X-Forwarded-Uri", "/public/x")
         .header("Forwarded", "for=203.0.113.66")
         .header("Cookie", "session=1")
+        .header("X-Original-URL", "/public/x")
+        .header("X-HTTP-Method-Override", "DELETE")
         .header("Content-Length", "0");
     let response = ask(&envoy, &request).await;
     assert_eq!(served(&response).resource.as_deref(), Some("private"), "{response:?}");
     assert_eq!(received(&response, "x-auth-subject").as_deref(), Some("auth0|alice"));
     assert_eq!(received(&response, "x-auth-scope").as_deref(), Some(""));
-    for header in ["authorization", "x-original-uri", "x-forwarded-uri", "forwarded"] {
+    for header in
+        ["authorization", "x-original-uri", "x-forwarded-uri", "forwarded", "x-original-url", "x-http-method-override"]
+    {
         assert_eq!(received(&response, header), None, "{header} reached the upstream");
     }
     let check = checks.lock().unwrap()[0].clone();
@@ -219,7 +236,7 @@ async fn http_bootstrap_sends_what_portcullis_reads() {
     assert_eq!(check.target, format!("{ENVOY_PATH_PREFIX}/api/private?q=1"));
     let sent = |name: &str| check.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.clone());
     assert_eq!(sent("authorization").as_deref(), Some("Bearer the-token"), "{check:?}");
-    for header in ["x-auth-subject", "x-auth-scope", "x-original-uri", "x-forwarded-uri", "forwarded", "cookie"] {
+    for header in ["x-auth-subject", "x-auth-scope", "x-original-uri", "x-original-url", "forwarded", "cookie"] {
         assert_eq!(sent(header), None, "{header} was sent to the check: {check:?}");
     }
 
@@ -464,10 +481,14 @@ async fn through_envoy(mode: EnvoyMode) {
         .header("Forwarded", "for=203.0.113.66;host=mallory.example")
         .header("X-Forwarded-Host", "mallory.example")
         .header("X-Real-IP", "203.0.113.66")
-        .header("X-Original-URI", "/admin/x");
+        .header("X-Original-URI", "/admin/x")
+        .header("X-Original-URL", "/admin/x")
+        .header("X-Rewrite-URL", "/admin/x")
+        .header("X-HTTP-Method-Override", "DELETE");
     let response = ask(&envoy, &request).await;
     assert_eq!(served(&response).resource.as_deref(), Some("public"), "{mode:?}: {response:?}");
-    for header in ["forwarded", "x-forwarded-host", "x-real-ip", "x-original-uri"] {
+    let owned = ["forwarded", "x-forwarded-host", "x-real-ip", "x-original-uri", "x-original-url", "x-rewrite-url"];
+    for header in owned.into_iter().chain(["x-http-method-override"]) {
         assert_eq!(received(&response, header), None, "{mode:?}: client {header} reached the upstream");
     }
 

@@ -153,19 +153,25 @@ pub const ENVOY_PATH_PREFIX: &str = "/ext-authz";
 pub const ENVOY_STAT_PREFIX: &str = "api";
 
 /// The headers the bootstraps remove from every client request before any filter runs: the forwarding family,
-/// which Envoy would otherwise pass on (it sets `X-Forwarded-For` and `X-Forwarded-Proto` itself), and the
-/// forward-auth headers other proxies use, which must never reach the API or steer a decision.
-pub const ENVOY_REMOVED_HEADERS: [&str; 9] = [
+/// which Envoy would otherwise pass on (it sets `X-Forwarded-For` and `X-Forwarded-Proto` itself), the headers
+/// other proxies use to describe a request to their authorizer, and the path and method overrides some frameworks
+/// route on: none of them may reach the API or steer a decision.
+pub const ENVOY_REMOVED_HEADERS: [&str; 11] = [
     "forwarded",
     "x-forwarded-host",
     "x-forwarded-port",
     "x-forwarded-prefix",
     "x-forwarded-uri",
     "x-forwarded-method",
-    "x-original-uri",
-    "x-original-method",
     "x-real-ip",
+    "x-rewrite-url",
+    "x-http-method-override",
+    "x-http-method",
+    "x-method-override",
 ];
+
+/// The prefix of header names the bootstraps also remove (`X-Original-URI`, `-Method`, `-URL`, …).
+pub const ENVOY_REMOVED_PREFIX: &str = "x-original-";
 
 /// The answer headers of a refusal the HTTP-mode bootstrap passes to the client (status and body always pass).
 pub const ENVOY_CLIENT_HEADERS: [&str; 4] = ["www-authenticate", "content-type", "retry-after", "cache-control"];
@@ -226,7 +232,10 @@ pub fn envoy_bootstrap(
     let lower: Vec<String> = managed.iter().map(|name| name.to_ascii_lowercase()).collect();
     let mut removed: Vec<String> = lower.clone();
     removed.extend(ENVOY_REMOVED_HEADERS.iter().map(|name| (*name).to_owned()));
-    let removals: String = removed.iter().map(|name| format!("              - remove: {name}\n")).collect();
+    let mut removals: String = removed.iter().map(|name| format!("              - remove: {name}\n")).collect();
+    removals.push_str(&format!(
+        "              - remove_on_match:\n                  key_matcher: {{ prefix: {ENVOY_REMOVED_PREFIX} }}\n"
+    ));
     let service = match mode {
         EnvoyMode::Grpc => {
             "              # Envoy sends the method, path (with the query) and all request headers; portcullis answers
@@ -294,7 +303,7 @@ static_resources:
           common_http_protocol_options:
             # X_Auth_Subject would reach CGI-style APIs as HTTP_X_AUTH_SUBJECT: refused with 400.
             headers_with_underscores_action: REJECT_REQUEST
-          # Client copies of the claim and forwarding headers are gone before anything reads the request.
+          # Client copies of claim, forwarding and override headers are gone before anything reads the request.
           early_header_mutation_extensions:
           - name: envoy.http.early_header_mutation.header_mutation
             typed_config:
