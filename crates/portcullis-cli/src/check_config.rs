@@ -4,7 +4,7 @@
 use crate::gateway_args::{self, GatewayArgs};
 use crate::{Error, Exit};
 use clap::Args;
-use portcullis_gateway::Unmatched;
+use portcullis_gateway::{Mode, Unmatched};
 
 #[derive(Debug, Args)]
 pub(crate) struct CheckConfigArgs {
@@ -49,9 +49,15 @@ fn check(mut args: CheckConfigArgs) -> Result<(), Error> {
         Unmatched::Deny => "404",
         _ => "any valid token passes",
     };
+    let mut mode = match (config.mode(), &config.upstream) {
+        (Mode::Proxy, None) => "no upstream".to_owned(),
+        (mode, _) => mode.to_string(),
+    };
+    if let Some(grpc) = config.ext_authz_grpc {
+        mode.push_str(&format!(", ext_authz gRPC on {grpc}"));
+    }
     println!(
-        "{source}: valid ({}, {} issuer(s), {} route(s), requests no route matches: {unmatched})",
-        config.mode(),
+        "{source}: valid ({mode}, {} issuer(s), {} route(s), requests no route matches: {unmatched})",
         config.issuers.len(),
         config.routes.len(),
     );

@@ -11,7 +11,7 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 const BIN: &str = env!("CARGO_BIN_EXE_portcullis");
 
 /// Every variable the gateway flags read; the tests set them explicitly or not at all.
-const VARIABLES: [&str; 10] = [
+const VARIABLES: [&str; 12] = [
     "PORTCULLIS_CONFIG",
     "PORTCULLIS_LISTEN",
     "PORTCULLIS_UPSTREAM",
@@ -19,6 +19,8 @@ const VARIABLES: [&str; 10] = [
     "PORTCULLIS_AUDIENCE",
     "PORTCULLIS_JWKS_URI",
     "PORTCULLIS_FORWARD_AUTH",
+    "PORTCULLIS_ENVOY_PATH_PREFIX",
+    "PORTCULLIS_EXT_AUTHZ_GRPC",
     "PORTCULLIS_ADMIN_LISTEN",
     "PORTCULLIS_LOG_FORMAT",
     "PORTCULLIS_WORKERS",
@@ -248,6 +250,30 @@ fn cases() -> Vec<Case> {
             ],
             code: 0,
             said: &[],
+        },
+        Case {
+            name: "an ext_authz_grpc that is not an address",
+            file: file(format!("ext_authz_grpc = \"localhost:9001\"\n{UPSTREAM}{ISSUER}{ROUTE}")),
+            args: &[],
+            env: &[],
+            code: 3,
+            said: &[":1:18: ext_authz_grpc: invalid socket address syntax"],
+        },
+        Case {
+            name: "only the gRPC ext_authz service, without an upstream",
+            file: file(format!("ext_authz_grpc = \"127.0.0.1:0\"\n{ISSUER}{ROUTE}")),
+            args: &[],
+            env: &[],
+            code: 0,
+            said: &[],
+        },
+        Case {
+            name: "an envoy_path_prefix without Envoy's HTTP mode",
+            file: file(format!("envoy_path_prefix = \"/ext-authz\"\n{UPSTREAM}{ISSUER}{ROUTE}")),
+            args: &[],
+            env: &[],
+            code: 3,
+            said: &[": envoy_path_prefix: is used only with forward_auth = \"envoy\""],
         },
         Case {
             name: "issuers without routes: valid, with a warning",

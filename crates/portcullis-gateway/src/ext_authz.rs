@@ -31,7 +31,7 @@ use envoy_types::pb::envoy::r#type::v3::HttpStatus;
 use envoy_types::pb::google::rpc::Status as RpcStatus;
 use http::header::{AUTHORIZATION, COOKIE};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// google.rpc.Code `OK`.
 const RPC_OK: i32 = 0;
@@ -82,10 +82,9 @@ async fn check(policy: &Policy, request: CheckRequest) -> CheckResponse {
         policy.report_refusal("-", &denial, &headers);
         return refused(policy, &denial, Vec::new(), request_id).await;
     };
-    let read = read_headers(&http);
-    let mut headers = match &read {
-        Ok(headers) => headers.clone(),
-        Err(_) => HeaderMap::new(),
+    let (mut headers, unreadable) = match read_headers(&http) {
+        Ok(headers) => (headers, None),
+        Err(denial) => (HeaderMap::new(), Some(denial)),
     };
     if !headers.contains_key(crate::request_id::HEADER)
         && let Ok(id) = HeaderValue::from_str(&http.id)
@@ -93,7 +92,10 @@ async fn check(policy: &Policy, request: CheckRequest) -> CheckResponse {
         headers.insert(crate::request_id::HEADER, id);
     }
     let request_id = crate::request_id::ensure(&mut headers);
-    let described = read.and_then(|_| original_request(&http, &headers));
+    let described = match unreadable {
+        Some(denial) => Err(denial),
+        None => original_request(&http, &headers),
+    };
     let request = match described {
         Ok(request) => request,
         Err(denial) => {
@@ -311,6 +313,10 @@ pub(crate) async fn serve(
     gateway.start_key_refresh();
     let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
     tonic::transport::Server::builder()
+        // Envoy keeps its connections open: dead peers are found by HTTP/2 pings and TCP keepalive.
+        .http2_keepalive_interval(Some(Duration::from_secs(30)))
+        .http2_keepalive_timeout(Some(Duration::from_secs(20)))
+        .tcp_keepalive(Some(Duration::from_secs(60)))
         .add_service(CheckService::new(gateway).into_server())
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await

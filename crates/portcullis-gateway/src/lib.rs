@@ -61,9 +61,7 @@ pub fn router(gateway: Gateway) -> Router {
     let config = gateway.config();
     match config.mode() {
         Mode::ForwardAuth(_) => Router::new().fallback(any(forward_auth::handler)).with_state(gateway),
-        Mode::Proxy if config.upstream.is_none() => Router::new().fallback(any(|| async {
-            (http::StatusCode::NOT_FOUND, "no upstream: this gateway decides for Envoy over gRPC ext_authz")
-        })),
+        Mode::Proxy if config.upstream.is_none() => Router::new().fallback(any(|| async { render::no_upstream() })),
         Mode::Proxy => {
             let state = proxy::ProxyState { gateway };
             Router::new().fallback(any(proxy::proxy)).with_state(state)

@@ -129,6 +129,11 @@ pub(crate) fn upstream_failure(failure: UpstreamFailure) -> Response {
     json_answer(failure.status(), failure.reason(), failure.message())
 }
 
+/// The HTTP listener's answer when the gateway has no upstream (it decides over gRPC ext_authz only): 404.
+pub(crate) fn no_upstream() -> Response {
+    json_answer(StatusCode::NOT_FOUND, "no_upstream", "this gateway only decides for Envoy over gRPC ext_authz")
+}
+
 /// The answer when the checked target cannot be written as the upstream request's target.
 pub(crate) fn unforwardable_target() -> Response {
     json_answer(StatusCode::BAD_REQUEST, "target_invalid", "the request path cannot be forwarded")

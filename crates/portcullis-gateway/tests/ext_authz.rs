@@ -333,7 +333,11 @@ async fn two_authorization_values_are_refused_in_either_header_form() {
     let response = refused(&call(&mut client, check_raw("GET", "/api/x", &twice)).await);
     assert_eq!(response.status, 400, "{}", response.body);
     // Once in `header_map`: allowed, and `header_map` wins over `headers`.
-    let mut once = check_raw("GET", "/api/x", &[("authorization", bearer.as_bytes())]);
+    let mut once = check_raw(
+        "GET",
+        "/api/x",
+        &[(":authority", b"api.test"), (":path", b"/api/x"), ("authorization", bearer.as_bytes())],
+    );
     if let Some(http) = once.attributes.as_mut().and_then(|a| a.request.as_mut()).and_then(|r| r.http.as_mut()) {
         http.headers.insert("authorization".into(), joined.clone());
     }
@@ -473,6 +477,11 @@ async fn a_reload_applies_to_the_next_check_and_the_service_stops_with_its_signa
     let reloaded = format!("{config}[[routes]]\npath = \"/later/*\"\npublic = true\n");
     gateway.reload(Config::from_toml(&reloaded).unwrap()).unwrap();
     allowed(&call(&mut client, check("GET", "/later/x", &[])).await);
+    // The gRPC address changes only on restart.
+    let moved = reloaded.replace("ext_authz_grpc = \"127.0.0.1:0\"", "ext_authz_grpc = \"127.0.0.1:9\"");
+    let refused_reload = gateway.reload(Config::from_toml(&moved).unwrap()).unwrap_err();
+    assert_eq!(refused_reload.errors()[0].key, "ext_authz_grpc");
+    allowed(&call(&mut client, check("GET", "/later/x", &[])).await);
     stop.send(()).unwrap();
     let ended = tokio::time::timeout(std::time::Duration::from_secs(10), served).await;
     assert!(matches!(ended, Ok(Ok(Ok(())))), "{ended:?}");
@@ -566,6 +575,8 @@ fn envoy_path_prefix_is_checked() {
     // Without upstream or forward_auth, only the gRPC service makes a complete gateway.
     assert!(errors("").iter().any(|e| e.starts_with("upstream: proxy mode needs an upstream")));
     assert_eq!(errors("ext_authz_grpc = \"127.0.0.1:9001\""), Vec::<String>::new());
+    let route = errors("ext_authz_grpc = \"127.0.0.1:9001\"\n[[routes]]\npath = \"/auth\"\nforward_auth = \"envoy\"");
+    assert!(route.iter().any(|e| e.starts_with("routes[0].forward_auth: Envoy's HTTP ext_authz")), "{route:?}");
     let same = errors("ext_authz_grpc = \"127.0.0.1:9001\"\nlisten = \"127.0.0.1:9001\"");
     assert!(same.iter().any(|e| e.starts_with("ext_authz_grpc: 127.0.0.1:9001 is already the listen address")));
 }
