@@ -9,6 +9,10 @@
 //! removed it, and the upstream would otherwise see the client's copy; so is a path or method override header
 //! the named proxy does not set or clear itself ([`FrontProxy::replaced_headers`]), an underscore spelling of a
 //! forwarding header, and an upgrade to anything but WebSocket (the front proxy would tunnel it).
+//!
+//! Envoy's HTTP ext_authz service describes the original request in the check request itself: its method, and its
+//! target after `envoy_path_prefix`. Allowed answers name what Envoy must remove in
+//! `x-envoy-auth-headers-to-remove` (the same edits as the gRPC service's), and refusals keep their status.
 
 use crate::config::FrontProxy;
 use crate::decide::{Decision, Denial};
