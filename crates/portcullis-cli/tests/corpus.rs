@@ -1,8 +1,9 @@
 //! The end-to-end attack corpus: hundreds of generated requests — path encodings, methods, header spellings,
 //! forward-auth headers, upgrades — each with no credential, a token without permissions, and a token from another
 //! issuer naming this API's audience, sent as exact bytes through every front (the `portcullis` gateway as a
-//! reverse proxy; nginx `auth_request` and Caddy `forward_auth` asking it) to real upstreams (Express, a stdlib
-//! WSGI app, nginx serving files).
+//! reverse proxy; nginx `auth_request`, Caddy `forward_auth` and Envoy `ext_authz` over gRPC and over HTTP asking
+//! it, Envoy with the bootstraps of docs/deployment/envoy.md) to real upstreams (Express, a stdlib WSGI app, nginx
+//! serving files).
 //!
 //! The invariant: a request is refused, or the upstream serves it as a resource whose requirement the credential
 //! meets. A bypass is a resource served to a credential that does not meet its requirement; a client-sent copy of
@@ -20,11 +21,15 @@
 //! - `PORTCULLIS_CORPUS_DUMP=FILE`: also write every bypass to FILE, one tab-separated line each (front, upstream,
 //!   class, credential, request, why).
 //!
-//! Without nginx, Caddy, Node with the example's Express, or python3, the cells needing them print `SKIPPED:` and
-//! are left out; with `CI=true` that fails instead.
+//! Without nginx, Caddy, Envoy, Node with the example's Express, or python3, the cells needing them print
+//! `SKIPPED:` and are left out; with `CI=true` that fails instead. The legacy spelling leaves Envoy out (gateways
+//! from before it have no ext_authz).
 #![allow(clippy::unwrap_used)]
 
-use portcullis_testkit::fronts::{Front, GUIDE_CLAIM_HEADERS, GatewayProcess, caddy_front, nginx_front};
+use portcullis_testkit::envoy::Envoy;
+use portcullis_testkit::fronts::{
+    ENVOY_PATH_PREFIX, EnvoyMode, Front, GUIDE_CLAIM_HEADERS, GatewayProcess, caddy_front, envoy_front, nginx_front,
+};
 use portcullis_testkit::issuers::{AUDIENCE_A, AUDIENCE_B, Credential, Issuers};
 use portcullis_testkit::probe::require;
 use portcullis_testkit::process::available;
@@ -119,6 +124,10 @@ enum FrontKind {
     Nginx,
     /// Caddy `forward_auth` asking the gateway in forward-auth mode.
     Caddy,
+    /// Envoy `ext_authz` asking the gateway's gRPC Check service.
+    EnvoyGrpc,
+    /// Envoy `ext_authz` asking the gateway in Envoy's HTTP mode (`forward_auth = "envoy"`).
+    EnvoyHttp,
 }
 
 impl FrontKind {
@@ -127,6 +136,17 @@ impl FrontKind {
             FrontKind::Proxy => "proxy",
             FrontKind::Nginx => "nginx",
             FrontKind::Caddy => "caddy",
+            FrontKind::EnvoyGrpc => "envoy-grpc",
+            FrontKind::EnvoyHttp => "envoy-http",
+        }
+    }
+
+    /// The Envoy mode of an Envoy front.
+    fn envoy_mode(self) -> Option<EnvoyMode> {
+        match self {
+            FrontKind::EnvoyGrpc => Some(EnvoyMode::Grpc),
+            FrontKind::EnvoyHttp => Some(EnvoyMode::Http),
+            _ => None,
         }
     }
 }
@@ -140,6 +160,10 @@ fn gateway_config(issuers: &Issuers, front: FrontKind, upstream: Option<&str>, l
         (FrontKind::Proxy, Some(upstream)) => writeln!(config, "upstream = \"{upstream}\"").unwrap(),
         (FrontKind::Proxy, None) => unreachable!("a reverse proxy needs an upstream"),
         (_, _) if legacy => config.push_str("mode = \"forward_auth\"\n"),
+        (FrontKind::EnvoyGrpc, _) => config.push_str("ext_authz_grpc = \"127.0.0.1:0\"\n"),
+        (FrontKind::EnvoyHttp, _) => {
+            writeln!(config, "forward_auth = \"envoy\"\nenvoy_path_prefix = \"{ENVOY_PATH_PREFIX}\"").unwrap();
+        }
         (front, _) => writeln!(config, "forward_auth = \"{}\"", front.name()).unwrap(),
     }
     for (issuer, audience) in [(issuers.a.issuer(), AUDIENCE_A), (issuers.b.issuer(), AUDIENCE_B)] {
@@ -595,6 +619,7 @@ async fn controls(address: &str, issuers: &Issuers) -> Vec<String> {
 enum Process {
     Gateway(GatewayProcess),
     Front(Front),
+    Envoy(Envoy),
 }
 
 fn node_modules() -> PathBuf {
@@ -624,10 +649,17 @@ async fn attack_corpus_through_every_front_and_upstream() {
         }),
     );
     let python = require("wsgi upstream", available("python3", &["--version"]));
-    let fronts: Vec<FrontKind> = [(FrontKind::Proxy, true), (FrontKind::Nginx, nginx), (FrontKind::Caddy, caddy)]
-        .into_iter()
-        .filter_map(|(front, there)| there.then_some(front))
-        .collect();
+    let envoy = !legacy && require("envoy front", portcullis_testkit::envoy::installed());
+    let fronts: Vec<FrontKind> = [
+        (FrontKind::Proxy, true),
+        (FrontKind::Nginx, nginx),
+        (FrontKind::Caddy, caddy),
+        (FrontKind::EnvoyGrpc, envoy),
+        (FrontKind::EnvoyHttp, envoy),
+    ]
+    .into_iter()
+    .filter_map(|(front, there)| there.then_some(front))
+    .collect();
     let upstream_kinds: Vec<UpstreamKind> =
         [(UpstreamKind::Express, express), (UpstreamKind::NginxFiles, nginx), (UpstreamKind::Wsgi, python)]
             .into_iter()
@@ -669,6 +701,16 @@ async fn attack_corpus_through_every_front_and_upstream() {
                     let proxy = caddy_front(&deciders[front].address, &upstream.address, &GUIDE_CLAIM_HEADERS).await;
                     (proxy.address.clone(), Process::Front(proxy))
                 }
+                FrontKind::EnvoyGrpc | FrontKind::EnvoyHttp => {
+                    let decider = &deciders[front];
+                    let authorizer = match front {
+                        FrontKind::EnvoyGrpc => decider.ext_authz_grpc.as_deref().expect("gRPC ext_authz address"),
+                        _ => &decider.address,
+                    };
+                    let mode = front.envoy_mode().unwrap();
+                    let proxy = envoy_front(mode, authorizer, &upstream.address, &GUIDE_CLAIM_HEADERS).await;
+                    (proxy.address.clone(), Process::Envoy(proxy))
+                }
             };
             let cell = format!("{} -> {}", front.name(), kind.name());
             control_failures.extend(controls(&address, &issuers).await.into_iter().map(|f| format!("{cell}: {f}")));
@@ -709,7 +751,7 @@ fn render(
         let [n, l, f] = t.by_credential;
         writeln!(
             out,
-            "{front:<6} {upstream:<12} {class:<28} {:>6} {:>8} {:>7} {:>7} {:>9} {:>14}",
+            "{front:<10} {upstream:<12} {class:<28} {:>6} {:>8} {:>7} {:>7} {:>9} {:>14}",
             t.sent,
             t.refused,
             t.no_answer,
@@ -720,7 +762,7 @@ fn render(
         .unwrap();
     };
     let header = format!(
-        "{:<6} {:<12} {:<28} {:>6} {:>8} {:>7} {:>7} {:>9} {:>14}",
+        "{:<10} {:<12} {:<28} {:>6} {:>8} {:>7} {:>7} {:>9} {:>14}",
         "front", "upstream", "class", "sent", "refused", "no-ans", "served", "bypasses", "n/l/f"
     );
     writeln!(out, "{header}\n{}", "-".repeat(header.len())).unwrap();

@@ -1,8 +1,9 @@
 //! What stands in front of an upstream: the `portcullis` gateway binary (as a reverse proxy, or as the forward-auth
-//! endpoint), and nginx (`auth_request`) or Caddy (`forward_auth`) asking it — with the configurations the
-//! deployment guides show, generated here in one place (docs/deployment/nginx.md and caddy.md contain their output
-//! for example addresses; a test checks it).
+//! or ext_authz endpoint), and nginx (`auth_request`), Caddy (`forward_auth`) or Envoy (`ext_authz`, gRPC or HTTP)
+//! asking it — with the configurations the deployment guides show, generated here in one place
+//! (docs/deployment/nginx.md, caddy.md and envoy.md contain their output for example addresses; tests check it).
 
+use crate::envoy::Envoy;
 use crate::process::{Running, free_port, url_in};
 use crate::raw::{RawRequest, send};
 use std::path::Path;
@@ -121,6 +122,222 @@ http://127.0.0.1:{port} {{
     )
 }
 
+/// How Envoy's `ext_authz` filter asks portcullis.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EnvoyMode {
+    /// The gRPC `envoy.service.auth.v3.Authorization/Check` service (`portcullis serve --ext-authz-grpc ADDR`).
+    Grpc,
+    /// Envoy's HTTP service: the original request's method and path, behind `path_prefix`
+    /// (`portcullis serve --forward-auth envoy --envoy-path-prefix /ext-authz`).
+    Http,
+}
+
+impl EnvoyMode {
+    /// Both modes, gRPC first.
+    pub const ALL: [EnvoyMode; 2] = [EnvoyMode::Grpc, EnvoyMode::Http];
+
+    /// A short name for messages.
+    pub fn name(self) -> &'static str {
+        match self {
+            EnvoyMode::Grpc => "grpc",
+            EnvoyMode::Http => "http",
+        }
+    }
+}
+
+/// The `path_prefix` of the HTTP-mode bootstrap: portcullis strips it (`envoy_path_prefix`).
+pub const ENVOY_PATH_PREFIX: &str = "/ext-authz";
+
+/// The `stat_prefix` of the bootstraps' connection manager: Envoy counts checks as `http.api.ext_authz.ok`,
+/// `.denied`, `.error`.
+pub const ENVOY_STAT_PREFIX: &str = "api";
+
+/// The headers the bootstraps remove from every client request before any filter runs: the forwarding family,
+/// which Envoy would otherwise pass on (it sets `X-Forwarded-For` and `X-Forwarded-Proto` itself), the headers
+/// other proxies use to describe a request to their authorizer, and the path and method overrides some frameworks
+/// route on: none of them may reach the API or steer a decision.
+pub const ENVOY_REMOVED_HEADERS: [&str; 11] = [
+    "forwarded",
+    "x-forwarded-host",
+    "x-forwarded-port",
+    "x-forwarded-prefix",
+    "x-forwarded-uri",
+    "x-forwarded-method",
+    "x-real-ip",
+    "x-rewrite-url",
+    "x-http-method-override",
+    "x-http-method",
+    "x-method-override",
+];
+
+/// The prefix of header names the bootstraps also remove (`X-Original-URI`, `-Method`, `-URL`, …).
+pub const ENVOY_REMOVED_PREFIX: &str = "x-original-";
+
+/// The answer headers of a refusal the HTTP-mode bootstrap passes to the client (status and body always pass).
+pub const ENVOY_CLIENT_HEADERS: [&str; 4] = ["www-authenticate", "content-type", "retry-after", "cache-control"];
+
+/// `host:port` as an Envoy `socket_address`.
+fn envoy_socket(address: &str) -> String {
+    let (host, port) = address.rsplit_once(':').unwrap_or_else(|| panic!("{address} is not host:port"));
+    format!("{{ address: {host}, port_value: {port} }}")
+}
+
+/// A static cluster of one endpoint; `http2` for the gRPC authorizer.
+fn envoy_cluster(name: &str, address: &str, connect_timeout: &str, http2: bool) -> String {
+    let protocol = if http2 {
+        "    # gRPC needs HTTP/2 (plaintext, prior knowledge) to portcullis.
+    typed_extension_protocol_options:
+      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
+        \"@type\": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
+        explicit_http_config:
+          http2_protocol_options: {}
+"
+    } else {
+        ""
+    };
+    format!(
+        "  - name: {name}
+    type: STATIC
+    connect_timeout: {connect_timeout}
+{protocol}    load_assignment:
+      cluster_name: {name}
+      endpoints:
+      - lb_endpoints:
+        - endpoint:
+            address:
+              socket_address: {socket}
+",
+        socket = envoy_socket(address)
+    )
+}
+
+/// A list of case-insensitive exact header matchers, one per line at `indent`.
+fn envoy_patterns(indent: &str, names: &[String]) -> String {
+    names.iter().map(|name| format!("{indent}- {{ exact: {name}, ignore_case: true }}\n")).collect()
+}
+
+/// The Envoy bootstrap the docs show (docs/deployment/envoy.md): a listener on `listen` (`host:port`; port 0 lets
+/// Envoy pick one, read back from its admin `/listeners`) with path normalization on and header names with
+/// underscores refused, that removes client copies of the `managed` headers and of [`ENVOY_REMOVED_HEADERS`], asks
+/// portcullis at `authorizer` in `mode` (failing closed), and routes what portcullis allowed to `upstream` with
+/// the claim headers of portcullis's answer and without the token. Admin on `admin` (loopback only).
+pub fn envoy_bootstrap(
+    mode: EnvoyMode,
+    listen: &str,
+    admin: &str,
+    authorizer: &str,
+    upstream: &str,
+    managed: &[&str],
+) -> String {
+    let lower: Vec<String> = managed.iter().map(|name| name.to_ascii_lowercase()).collect();
+    let mut removed: Vec<String> = lower.clone();
+    removed.extend(ENVOY_REMOVED_HEADERS.iter().map(|name| (*name).to_owned()));
+    let mut removals: String = removed.iter().map(|name| format!("              - remove: {name}\n")).collect();
+    removals.push_str(&format!(
+        "              - remove_on_match:\n                  key_matcher: {{ prefix: {ENVOY_REMOVED_PREFIX} }}\n"
+    ));
+    let service = match mode {
+        EnvoyMode::Grpc => {
+            "              # Envoy sends the method, path (with the query) and all request headers; portcullis answers
+              # the claim headers to set and the headers to remove (the token), or the refusal to send.
+              grpc_service:
+                envoy_grpc:
+                  cluster_name: portcullis
+                timeout: 1s
+"
+            .to_owned()
+        }
+        EnvoyMode::Http => {
+            let asked: Vec<String> = ["authorization", "x-request-id"].iter().map(|h| (*h).to_owned()).collect();
+            let client: Vec<String> = ENVOY_CLIENT_HEADERS.iter().map(|h| (*h).to_owned()).collect();
+            format!(
+                "              # The request headers the check carries besides Host, method and path.
+              allowed_headers:
+                patterns:
+{asked}              # The check is the original method on {ENVOY_PATH_PREFIX} + the original path and query.
+              http_service:
+                server_uri:
+                  uri: http://{authorizer}
+                  cluster: portcullis
+                  timeout: 1s
+                path_prefix: {ENVOY_PATH_PREFIX}
+                authorization_response:
+                  # Copied from portcullis's 200 into the request for the API, replacing any value.
+                  allowed_upstream_headers:
+                    patterns:
+{upstream_headers}                  # Passed to the client with portcullis's status and JSON body when it refuses.
+                  allowed_client_headers:
+                    patterns:
+{client}",
+                asked = envoy_patterns("                ", &asked),
+                upstream_headers = envoy_patterns("                    ", &lower),
+                client = envoy_patterns("                    ", &client),
+            )
+        }
+    };
+    let authorizer_cluster = envoy_cluster("portcullis", authorizer, "0.25s", mode == EnvoyMode::Grpc);
+    let upstream_cluster = envoy_cluster("api", upstream, "1s", false);
+    format!(
+        r#"admin:
+  address:
+    socket_address: {admin_socket}
+static_resources:
+  listeners:
+  - name: api
+    address:
+      socket_address: {listen_socket}
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: {ENVOY_STAT_PREFIX}
+          # Envoy is the edge: it appends the peer to X-Forwarded-For (trust its last entry), sets
+          # X-Forwarded-Proto, and removes client-sent x-envoy-* headers.
+          use_remote_address: true
+          # The path portcullis checks is the path the API gets: dot-segments resolved, slashes merged, and an
+          # encoded slash or backslash (which an API could decode into a different path) refused with 400.
+          normalize_path: true
+          merge_slashes: true
+          path_with_escaped_slashes_action: REJECT_REQUEST
+          common_http_protocol_options:
+            # X_Auth_Subject would reach CGI-style APIs as HTTP_X_AUTH_SUBJECT: refused with 400.
+            headers_with_underscores_action: REJECT_REQUEST
+          # Client copies of claim, forwarding and override headers are gone before anything reads the request.
+          early_header_mutation_extensions:
+          - name: envoy.http.early_header_mutation.header_mutation
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.http.early_header_mutation.header_mutation.v3.HeaderMutation
+              mutations:
+{removals}          route_config:
+            name: api
+            virtual_hosts:
+            - name: api
+              domains: ["*"]
+              routes:
+              - match: {{ prefix: "/" }}
+                route:
+                  cluster: api
+                  timeout: 30s
+          http_filters:
+          - name: envoy.filters.http.ext_authz
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthz
+              transport_api_version: V3
+              # portcullis unreachable, slow or failing: the request is refused (503), never let through.
+              failure_mode_allow: false
+              status_on_error:
+                code: ServiceUnavailable
+{service}          - name: envoy.filters.http.router
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
+  clusters:
+{upstream_cluster}{authorizer_cluster}"#,
+        admin_socket = envoy_socket(admin),
+        listen_socket = envoy_socket(listen),
+    )
+}
+
 /// A front proxy process and the address clients use.
 pub struct Front {
     /// `127.0.0.1:PORT`.
@@ -160,18 +377,33 @@ pub async fn caddy_front(gateway: &str, upstream: &str, claim_headers: &[&str]) 
     Front { address: format!("127.0.0.1:{port}"), process }
 }
 
+/// Starts Envoy with [`envoy_bootstrap`] in `mode`, asking portcullis at `authorizer` (its gRPC ext_authz address,
+/// or its HTTP listener in `forward_auth = "envoy"` mode), in front of `upstream`; listener and admin on ports
+/// Envoy picks.
+pub async fn envoy_front(mode: EnvoyMode, authorizer: &str, upstream: &str, claim_headers: &[&str]) -> Envoy {
+    let bootstrap = envoy_bootstrap(mode, "127.0.0.1:0", "127.0.0.1:0", authorizer, upstream, claim_headers);
+    Envoy::start(&format!("envoy front ({})", mode.name()), &bootstrap).await
+}
+
+/// The line `portcullis serve` prints for its gRPC ext_authz listener, followed by the bound address.
+pub const EXT_AUTHZ_GRPC_LINE: &str = "ext_authz gRPC listening on";
+
 /// The `portcullis` binary running `serve --config FILE`.
 pub struct GatewayProcess {
     /// The main listener, `127.0.0.1:PORT`.
     pub address: String,
+    /// The admin listener, `127.0.0.1:PORT`.
+    pub admin: String,
+    /// The gRPC ext_authz listener, `127.0.0.1:PORT`, when the configuration has `ext_authz_grpc`.
+    pub ext_authz_grpc: Option<String>,
     /// The process, killed when dropped.
     pub process: Running,
 }
 
 impl GatewayProcess {
     /// Runs `binary serve --config FILE` with `config` (which must listen on `127.0.0.1:0` and have an
-    /// `admin_listen`), reads the addresses it announces, and waits (bounded) until its `/ready` answers 200 —
-    /// every issuer's keys loaded.
+    /// `admin_listen`), reads the addresses it announces (the gRPC ext_authz one too when `config` sets
+    /// `ext_authz_grpc`), and waits (bounded) until its `/ready` answers 200 — every issuer's keys loaded.
     pub async fn start(binary: &Path, name: &str, config: &str) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("gateway.toml");
@@ -180,12 +412,22 @@ impl GatewayProcess {
         command
             .args(["serve", "--config", file.to_str().unwrap()])
             .env_remove("PORTCULLIS_CONFIG")
+            .env_remove("PORTCULLIS_EXT_AUTHZ_GRPC")
             .env("RUST_LOG", "warn");
         let mut process = Running::spawn(name, command, dir);
-        let address = url_in(&process.line_with("portcullis gateway listening on").await);
-        let admin = url_in(&process.line_with("admin listening on").await);
+        let grpc = config.lines().any(|line| line.trim_start().starts_with("ext_authz_grpc"));
+        let mut markers = vec!["portcullis gateway listening on", "admin listening on"];
+        if grpc {
+            markers.push(EXT_AUTHZ_GRPC_LINE);
+        }
+        let lines = process.lines_with(&markers).await;
         process.drain_stdout();
-        let admin = admin.trim_start_matches("http://").to_owned();
+        let address = url_in(&lines[0]).trim_start_matches("http://").to_owned();
+        let admin = url_in(&lines[1]).trim_start_matches("http://").to_owned();
+        let ext_authz_grpc = lines.get(2).map(|line| {
+            let rest = &line[line.find(EXT_AUTHZ_GRPC_LINE).unwrap() + EXT_AUTHZ_GRPC_LINE.len()..];
+            rest.split_whitespace().next().unwrap_or_else(|| panic!("no address: {line}")).to_owned()
+        });
         let started = Instant::now();
         loop {
             let ready = send(&admin, &RawRequest::new("GET", "/ready"), Duration::from_secs(2)).await;
@@ -199,6 +441,6 @@ impl GatewayProcess {
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        Self { address: address.trim_start_matches("http://").to_owned(), process }
+        Self { address, admin, ext_authz_grpc, process }
     }
 }

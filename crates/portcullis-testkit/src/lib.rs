@@ -7,8 +7,9 @@
 //!   headers);
 //! - [`upstreams`], real upstream applications (Express, a stdlib WSGI app, nginx serving files) that report which
 //!   resource they served and echo the headers they received;
-//! - [`fronts`], the nginx and Caddy configurations the deployment guides show, those proxies as processes, and
+//! - [`fronts`], the nginx and Caddy configurations and the Envoy bootstraps the deployment guides show, those proxies as processes, and
 //!   the `portcullis` gateway binary as a process;
+//! - [`envoy`], a real Envoy (found, its bootstraps validated, run with the ports it picked read back);
 //! - [`issuers`], dev issuers in process (the demo tenant's, and two for the attack corpus) and tokens fetched from
 //!   them over HTTP;
 //! - [`keys`], signing keys, key sets, and verifiers over static or remote key sets;
@@ -20,6 +21,7 @@
 #![allow(clippy::unwrap_used, clippy::missing_panics_doc)]
 
 pub mod claims;
+pub mod envoy;
 pub mod fronts;
 pub mod idp;
 pub mod issuers;

@@ -118,6 +118,38 @@ impl Running {
     }
 }
 
+impl Running {
+    /// Reads stdout, bounded by [`START_TIMEOUT`], until every one of `markers` occurred in a line, in any order;
+    /// returns the first line with each marker, in the order of `markers`. Call [`Running::drain_stdout`] once done
+    /// reading.
+    pub async fn lines_with(&mut self, markers: &[&str]) -> Vec<String> {
+        let lines = self.stdout.as_mut().expect("stdout is drained already");
+        let mut found: Vec<Option<String>> = vec![None; markers.len()];
+        let read = tokio::time::timeout(START_TIMEOUT, async {
+            while found.iter().any(Option::is_none) {
+                let Ok(Some(line)) = lines.next_line().await else { return false };
+                for (marker, slot) in markers.iter().zip(found.iter_mut()) {
+                    if slot.is_none() && line.contains(marker) {
+                        *slot = Some(line.clone());
+                    }
+                }
+            }
+            true
+        })
+        .await;
+        let missing: Vec<&str> =
+            markers.iter().zip(&found).filter(|(_, line)| line.is_none()).map(|(marker, _)| *marker).collect();
+        assert!(
+            missing.is_empty(),
+            "{} {} {missing:?}:\n{}",
+            self.name,
+            if read.is_ok() { "ended before printing" } else { "did not print in time" },
+            self.stderr()
+        );
+        found.into_iter().flatten().collect()
+    }
+}
+
 /// The first `http://` or `https://` word of `line`, without trailing punctuation (an issuer keeps its trailing slash).
 pub fn url_in(line: &str) -> String {
     let word = line
