@@ -199,8 +199,9 @@ fn pages(dir: &Path, found: &mut Vec<PathBuf>) {
     }
 }
 
-/// No page tells anyone to listen with plain HTTP on every interface: an all-interfaces address (`0.0.0.0`,
-/// `[::]`) appears only in a paragraph (or code block) that also sets up TLS.
+/// No page tells anyone to listen with plain HTTP on every interface: an all-interfaces address with a port
+/// (`0.0.0.0:…`, `[::]:…`) appears only in a paragraph (or code block) that also sets up TLS. (`0.0.0.0/0` is a
+/// network, not a listen address.)
 #[test]
 fn no_page_advises_plain_http_on_a_public_address() {
     let mut files = vec![root().join("README.md")];
@@ -212,7 +213,7 @@ fn no_page_advises_plain_http_on_a_public_address() {
     for file in &files {
         let text = std::fs::read_to_string(file).unwrap();
         for paragraph in text.split("\n\n") {
-            let public = paragraph.contains("0.0.0.0") || paragraph.contains("[::]:");
+            let public = paragraph.contains("0.0.0.0:") || paragraph.contains("[::]:");
             if public && !paragraph.to_ascii_lowercase().contains("tls") {
                 advice.push(format!("{}: {paragraph}", file.strip_prefix(root()).unwrap_or(file).display()));
             }
