@@ -33,7 +33,7 @@ use envoy_types::pb::envoy::r#type::v3::HttpStatus;
 use envoy_types::pb::google::rpc::Status as RpcStatus;
 use http::header::{AUTHORIZATION, COOKIE};
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 /// google.rpc.Code `OK`.
 const RPC_OK: i32 = 0;
@@ -325,6 +325,10 @@ fn denied(status: StatusCode, headers: &HeaderMap, body: String, request_id: Hea
 }
 
 /// Serves the gRPC service of `gateway` on `listener` until `shutdown` completes; checks in flight finish.
+///
+/// The service runs in the gateway's own accept loop, so it has the main listener's [`Limits`](crate::Limits)
+/// (connections at once, header size and count, idle connections closed) and, with `tls_cert` and `tls_key`, its
+/// TLS with the certificate of the latest reload (ALPN `h2`; a plaintext client is disconnected).
 pub(crate) async fn serve(
     gateway: Gateway,
     listener: tokio::net::TcpListener,
@@ -332,14 +336,8 @@ pub(crate) async fn serve(
 ) -> std::io::Result<()> {
     crate::install_metrics();
     gateway.start_key_refresh();
-    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
-    tonic::transport::Server::builder()
-        // Envoy keeps its connections open: dead peers are found by HTTP/2 pings and TCP keepalive.
-        .http2_keepalive_interval(Some(Duration::from_secs(30)))
-        .http2_keepalive_timeout(Some(Duration::from_secs(20)))
-        .tcp_keepalive(Some(Duration::from_secs(60)))
-        .add_service(CheckService::new(gateway).into_server())
-        .serve_with_incoming_shutdown(incoming, shutdown)
-        .await
-        .map_err(std::io::Error::other)
+    let limits = gateway.config().limits.clone();
+    let tls = gateway.listener_tls();
+    let app = tonic::service::Routes::new(CheckService::new(gateway).into_server()).prepare().into_axum_router();
+    crate::listener::serve(listener, app, &limits, tls, shutdown).await
 }

@@ -167,8 +167,9 @@ pub fn admin_router(gateway: Gateway) -> Router {
         .merge(pages)
 }
 
-/// Serves Envoy's gRPC ext_authz service (`envoy.service.auth.v3.Authorization/Check`, plaintext HTTP/2) for
-/// `gateway` on `listener` until `shutdown` completes; checks in flight finish. Each check is decided under the
+/// Serves Envoy's gRPC ext_authz service (`envoy.service.auth.v3.Authorization/Check`, HTTP/2) for `gateway` on
+/// `listener` until `shutdown` completes, under the configuration's [`Limits`] like the main listener, and over
+/// TLS with the main listener's reloadable `tls_cert`/`tls_key` pair when they are set (plaintext h2c otherwise); checks in flight finish. Each check is decided under the
 /// policy in force at that moment, so [`Gateway::reload`] applies to it. Starts the key refresh like [`serve`]
 /// (once per gateway), and installs the metrics recorder so that `portcullis_ext_authz_check_seconds` counts.
 pub async fn serve_ext_authz(

@@ -732,3 +732,64 @@ fn envoy_path_prefix_is_checked() {
     let same = errors("ext_authz_grpc = \"127.0.0.1:9001\"\nlisten = \"127.0.0.1:9001\"");
     assert!(same.iter().any(|e| e.starts_with("ext_authz_grpc: 127.0.0.1:9001 is already the listen address")));
 }
+
+/// The gRPC service of a gateway with `config` on a loopback port: its address, and a sender that stops it.
+async fn grpc_listener(config: &str) -> (String, tokio::sync::oneshot::Sender<()>) {
+    let gateway = Gateway::new(Config::from_toml(config).unwrap()).unwrap();
+    let (listener, address) = portcullis_testkit::net::listen().await;
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(portcullis_gateway::serve_ext_authz(gateway, listener, async move {
+        let _ = stopped.await;
+    }));
+    (address.to_string(), stop)
+}
+
+/// A task that connects a new gRPC client to `address` and sends one check of a public path.
+fn check_on_new_connection(address: &str) -> tokio::task::JoinHandle<CheckResponse> {
+    let url = format!("http://{address}");
+    tokio::spawn(async move {
+        let mut client = AuthorizationClient::connect(url).await.unwrap();
+        call(&mut client, check("GET", "/public/x", &[])).await
+    })
+}
+
+/// The gRPC listener has the gateway's connection limit: with `max_connections = 1`, a second client is not
+/// served while the first holds its connection open, and is served once the first closes it.
+#[tokio::test]
+async fn the_grpc_listener_serves_no_more_than_max_connections() {
+    let keys = Keys::new();
+    let (address, _stop) = grpc_listener(&format!("{}[limits]\nmax_connections = 1\n", grpc_config(&keys))).await;
+    let mut first = AuthorizationClient::connect(format!("http://{address}")).await.unwrap();
+    allowed(&call(&mut first, check("GET", "/public/x", &[])).await);
+
+    let mut second = check_on_new_connection(&address);
+    let early = tokio::time::timeout(std::time::Duration::from_millis(300), &mut second).await;
+    assert!(early.is_err(), "a second connection was served beyond max_connections = 1: {early:?}");
+
+    drop(first);
+    let answer = tokio::time::timeout(std::time::Duration::from_secs(10), second)
+        .await
+        .expect("the second connection was not served once the first closed")
+        .unwrap();
+    allowed(&answer);
+}
+
+/// An idle gRPC connection is closed after `header_read_timeout_secs` (a client such as Envoy reconnects), so
+/// an idle peer cannot hold a connection slot: with one slot, a second client is served while the first stays
+/// connected but idle.
+#[tokio::test]
+async fn idle_grpc_connections_are_closed_and_free_their_slot() {
+    let keys = Keys::new();
+    let limits = "[limits]\nmax_connections = 1\nheader_read_timeout_secs = 1\n";
+    let (address, _stop) = grpc_listener(&format!("{}{limits}", grpc_config(&keys))).await;
+    let mut first = AuthorizationClient::connect(format!("http://{address}")).await.unwrap();
+    allowed(&call(&mut first, check("GET", "/public/x", &[])).await);
+
+    let answer = tokio::time::timeout(std::time::Duration::from_secs(10), check_on_new_connection(&address))
+        .await
+        .expect("the idle connection kept the only slot")
+        .unwrap();
+    allowed(&answer);
+    // The first client is still usable: its channel connects again.
+    allowed(&call(&mut first, check("GET", "/public/x", &[])).await);
+}

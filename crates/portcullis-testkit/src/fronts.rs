@@ -182,24 +182,27 @@ fn envoy_socket(address: &str) -> String {
     format!("{{ address: {host}, port_value: {port} }}")
 }
 
-/// A static cluster of one endpoint; `http2` for the gRPC authorizer.
-fn envoy_cluster(name: &str, address: &str, connect_timeout: &str, http2: bool) -> String {
+/// A static cluster of one endpoint; `http2` for the gRPC authorizer; over TLS with `tls`.
+fn envoy_cluster(name: &str, address: &str, connect_timeout: &str, http2: bool, tls: Option<&AuthorizerTls>) -> String {
+    let how = if tls.is_some() { "over TLS" } else { "plaintext, prior knowledge" };
     let protocol = if http2 {
-        "    # gRPC needs HTTP/2 (plaintext, prior knowledge) to portcullis.
+        "    # gRPC needs HTTP/2 (HOW) to portcullis.
     typed_extension_protocol_options:
       envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
         \"@type\": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
         explicit_http_config:
           http2_protocol_options: {}
 "
+        .replace("HOW", how)
     } else {
-        ""
+        String::new()
     };
+    let transport = tls.map(AuthorizerTls::transport_socket).unwrap_or_default();
     format!(
         "  - name: {name}
     type: STATIC
     connect_timeout: {connect_timeout}
-{protocol}    load_assignment:
+{protocol}{transport}    load_assignment:
       cluster_name: {name}
       endpoints:
       - lb_endpoints:
@@ -209,6 +212,40 @@ fn envoy_cluster(name: &str, address: &str, connect_timeout: &str, http2: bool) 
 ",
         socket = envoy_socket(address)
     )
+}
+
+/// TLS from Envoy to portcullis's gRPC ext_authz listener: the CA Envoy trusts and the name portcullis's
+/// certificate must carry (sent as SNI and matched against its DNS subject alternative names).
+#[derive(Debug, Clone)]
+pub struct AuthorizerTls {
+    /// A PEM file with the certificate authority that signed portcullis's certificate.
+    pub trusted_ca: std::path::PathBuf,
+    /// The DNS name in portcullis's certificate.
+    pub server_name: String,
+}
+
+impl AuthorizerTls {
+    /// The cluster's `transport_socket`: TLS verified against `trusted_ca` and `server_name`, offering ALPN `h2`.
+    fn transport_socket(&self) -> String {
+        format!(
+            "    # TLS to portcullis, verified against the CA that signed its certificate and the name in it.
+    transport_socket:
+      name: envoy.transport_sockets.tls
+      typed_config:
+        \"@type\": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext
+        sni: {name}
+        common_tls_context:
+          alpn_protocols: [h2]
+          validation_context:
+            trusted_ca: {{ filename: {ca} }}
+            match_typed_subject_alt_names:
+            - san_type: DNS
+              matcher: {{ exact: {name} }}
+",
+            name = self.server_name,
+            ca = self.trusted_ca.display(),
+        )
+    }
 }
 
 /// A list of case-insensitive exact header matchers, one per line at `indent`.
@@ -228,6 +265,31 @@ pub fn envoy_bootstrap(
     authorizer: &str,
     upstream: &str,
     managed: &[&str],
+) -> String {
+    bootstrap(mode, listen, admin, authorizer, upstream, managed, None)
+}
+
+/// [`envoy_bootstrap`] in gRPC mode, with Envoy speaking TLS to portcullis's gRPC ext_authz listener as `tls`
+/// says (portcullis with `tls_cert` and `tls_key`).
+pub fn envoy_grpc_tls_bootstrap(
+    listen: &str,
+    admin: &str,
+    authorizer: &str,
+    upstream: &str,
+    managed: &[&str],
+    tls: &AuthorizerTls,
+) -> String {
+    bootstrap(EnvoyMode::Grpc, listen, admin, authorizer, upstream, managed, Some(tls))
+}
+
+fn bootstrap(
+    mode: EnvoyMode,
+    listen: &str,
+    admin: &str,
+    authorizer: &str,
+    upstream: &str,
+    managed: &[&str],
+    tls: Option<&AuthorizerTls>,
 ) -> String {
     let lower: Vec<String> = managed.iter().map(|name| name.to_ascii_lowercase()).collect();
     let mut removed: Vec<String> = lower.clone();
@@ -275,8 +337,8 @@ pub fn envoy_bootstrap(
             )
         }
     };
-    let authorizer_cluster = envoy_cluster("portcullis", authorizer, "0.25s", mode == EnvoyMode::Grpc);
-    let upstream_cluster = envoy_cluster("api", upstream, "1s", false);
+    let authorizer_cluster = envoy_cluster("portcullis", authorizer, "0.25s", mode == EnvoyMode::Grpc, tls);
+    let upstream_cluster = envoy_cluster("api", upstream, "1s", false, None);
     format!(
         r#"admin:
   address:
