@@ -44,7 +44,7 @@ fn serve(args: ServeArgs) -> Result<(), Error> {
     for warning in crate::gateway_args::warnings(&args.gateway, &config) {
         tracing::warn!(target: "portcullis::gateway", "{warning}");
     }
-    raise_open_files_limit(config.limits.max_connections);
+    raise_open_files_limit(config.limits.max_connections, config.ext_authz_grpc.is_some());
     let runtime = serving_runtime(config.worker_threads()).map_err(Error::Runtime)?;
     runtime.block_on(async {
         let listener =
@@ -129,9 +129,11 @@ fn serve(args: ServeArgs) -> Result<(), Error> {
 
 /// Raises the soft limit on open files to the hard limit: each connection is a descriptor, and many systems start
 /// services with a soft limit of 1,024. Warns when the limit stays below what `max_connections` needs.
-fn raise_open_files_limit(max_connections: usize) {
-    // Two descriptors per proxied connection (client and upstream), plus listeners, key fetches and logs.
-    let wanted = (max_connections as u64).saturating_mul(2).saturating_add(64);
+fn raise_open_files_limit(max_connections: usize, ext_authz_grpc: bool) {
+    // Two descriptors per proxied connection (client and upstream), one per connection of the gRPC ext_authz
+    // listener (which has its own max_connections), plus listeners, key fetches and logs.
+    let per_connection = if ext_authz_grpc { 3 } else { 2 };
+    let wanted = (max_connections as u64).saturating_mul(per_connection).saturating_add(64);
     match rlimit::increase_nofile_limit(wanted) {
         Ok(limit) if limit < wanted => tracing::warn!(
             target: "portcullis::gateway",
