@@ -1,7 +1,8 @@
 //! The gRPC ext_authz listener over TLS: with `tls_cert` and `tls_key`, `portcullis serve --ext-authz-grpc`
 //! speaks only TLS there too (the main listener's certificate, ALPN `h2`). A real Envoy trusting the test CA gets
 //! allowances and refusals through it; an Envoy trusting another CA gets nothing from it and refuses (fail
-//! closed); a plaintext gRPC client is refused. Every CA, certificate and key is made here, at test time.
+//! closed); a plaintext gRPC client is refused; SIGHUP gives it a new pair. Every CA, certificate and key is made
+//! here, at test time.
 //!
 //! Without Envoy (or python3 for the upstream) the Envoy test prints `SKIPPED:`; with `CI=true` it fails instead.
 #![allow(clippy::unwrap_used)]
@@ -202,8 +203,17 @@ async fn plaintext_clients_are_refused_on_a_tls_grpc_listener() {
     .expect("the plaintext client got no answer in time");
     assert!(plaintext.is_err(), "a plaintext gRPC check was answered on a TLS listener");
 
+    let (alpn, presented) = handshake(&grpc, &ca_file).await.unwrap();
+    assert_eq!(alpn.as_deref(), Some(&b"h2"[..]));
+    let configured = CertificateDer::from_pem_file(dir.path().join("cert.pem")).unwrap();
+    assert_eq!(presented, configured);
+}
+
+/// A TLS handshake with `address` offering ALPN `h2` and trusting only the CA in `ca_file`: the protocol the
+/// server chose and the certificate it presented, or why the handshake failed.
+async fn handshake(address: &str, ca_file: &Path) -> Result<(Option<Vec<u8>>, CertificateDer<'static>), String> {
     let mut roots = rustls::RootCertStore::empty();
-    for certificate in CertificateDer::pem_file_iter(&ca_file).unwrap() {
+    for certificate in CertificateDer::pem_file_iter(ca_file).unwrap() {
         roots.add(certificate.unwrap()).unwrap();
     }
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
@@ -213,11 +223,50 @@ async fn plaintext_clients_are_refused_on_a_tls_grpc_listener() {
         .with_root_certificates(roots)
         .with_no_client_auth();
     config.alpn_protocols = vec![b"h2".to_vec()];
-    let tcp = tokio::net::TcpStream::connect(&grpc).await.unwrap();
+    let tcp = tokio::net::TcpStream::connect(address).await.unwrap();
     let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
-    let tls = connector.connect(ServerName::try_from(SERVER_NAME).unwrap(), tcp).await.unwrap();
-    assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
-    let presented = &tls.get_ref().1.peer_certificates().unwrap()[0];
-    let configured = CertificateDer::from_pem_file(dir.path().join("cert.pem")).unwrap();
-    assert_eq!(presented.as_ref(), configured.as_ref());
+    let tls = connector.connect(ServerName::try_from(SERVER_NAME).unwrap(), tcp).await.map_err(|e| e.to_string())?;
+    let connection = tls.get_ref().1;
+    Ok((
+        connection.alpn_protocol().map(<[u8]>::to_vec),
+        connection.peer_certificates().unwrap()[0].clone().into_owned(),
+    ))
+}
+
+/// SIGHUP gives the gRPC listener the new pair in the same files, as it does the main listener: the next
+/// connection is shown the new certificate.
+#[tokio::test]
+async fn sighup_gives_the_grpc_listener_the_new_certificate() {
+    let issuers = Issuers::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (gateway, ca_file) = tls_gateway(&issuers, dir.path()).await;
+    let grpc = gateway.ext_authz_grpc.clone().unwrap();
+    let first = CertificateDer::from_pem_file(dir.path().join("cert.pem")).unwrap();
+    assert_eq!(handshake(&grpc, &ca_file).await.unwrap().1, first);
+
+    // A new certificate and key from another CA, written over the same files.
+    let other = tempfile::tempdir().unwrap();
+    let (cert, key, other_ca) = Ca::new("second CA").write_leaf(other.path(), &[SERVER_NAME, "127.0.0.1"]);
+    std::fs::copy(&cert, dir.path().join("cert.pem")).unwrap();
+    std::fs::copy(&key, dir.path().join("key.pem")).unwrap();
+    let second = CertificateDer::from_pem_file(&cert).unwrap();
+    assert_ne!(first, second);
+    let pid = gateway.process.id().unwrap().to_string();
+    assert!(std::process::Command::new("kill").args(["-HUP", &pid]).status().unwrap().success());
+
+    // Poll, bounded, until a new connection trusting only the second CA completes its handshake.
+    let started = std::time::Instant::now();
+    let presented = loop {
+        match handshake(&grpc, &other_ca).await {
+            Ok((_, presented)) => break presented,
+            Err(why) => assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "the gRPC listener kept the first certificate: {why}"
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(presented, second);
+    // The first CA's clients are now refused: the old certificate is gone.
+    assert!(handshake(&grpc, &ca_file).await.is_err());
 }

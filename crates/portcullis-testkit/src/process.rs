@@ -54,6 +54,11 @@ impl Running {
         Self { name: name.to_owned(), child, stdout, stderr, dir }
     }
 
+    /// The process id, while the program runs.
+    pub fn id(&self) -> Option<u32> {
+        self.child.id()
+    }
+
     /// The temporary directory holding the program's files.
     pub fn dir(&self) -> &Path {
         self.dir.path()
