@@ -415,6 +415,29 @@ async fn token_cookies_and_headers_do_not_reach_the_upstream_unless_forwarded() 
     assert_eq!(set.get("x-auth-subject").map(String::as_str), Some("alice"));
 }
 
+/// With `encode_raw_headers`, every `cookie` header (HTTP/2 sends each cookie as its own crumb) is its own entry:
+/// cutting the token cookie out keeps every other cookie, joined with `; ` into one header.
+#[tokio::test]
+async fn cutting_the_token_cookie_out_of_separate_cookie_headers_keeps_every_other_cookie() {
+    let keys = Keys::new();
+    let (mut client, _stop) = grpc(&grpc_config(&keys)).await;
+    let token = keys.token("alice", "read");
+    let token_cookie = format!("at={token}");
+    let crumbs: [(&str, &[u8]); 4] = [
+        ("cookie", b"theme=dark"),
+        ("cookie", token_cookie.as_bytes()),
+        ("cookie", b"lang=en"),
+        ("cookie", b"a=1; b=2"),
+    ];
+    let response = call(&mut client, check_raw("GET", "/cookie/x", &crumbs)).await;
+    let (set, removed) = allowed(&response);
+    assert_eq!(set.get("x-auth-subject").map(String::as_str), Some("alice"));
+    assert_eq!(set.get("cookie").map(String::as_str), Some("theme=dark; lang=en; a=1; b=2"), "{removed:?}");
+    let Some(HttpResponse::OkResponse(ok)) = &response.http_response else { unreachable!() };
+    let cookies = ok.headers.iter().filter(|o| o.header.as_ref().is_some_and(|h| h.key == "cookie")).count();
+    assert_eq!(cookies, 1, "{ok:?}");
+}
+
 #[tokio::test]
 async fn a_token_cookie_behind_a_comma_is_read_and_never_passed_on() {
     // Rack 2 and Tomcat's legacy parser split cookies at `,` as well as `;`: `theme=1,at=forged` is an `at` cookie
