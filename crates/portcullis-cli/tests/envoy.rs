@@ -592,7 +592,7 @@ async fn preflights_and_bodies_through_envoy() {
         let sum: u64 = body.iter().map(|&b| u64::from(b)).sum();
         let response = reqwest::Client::new()
             .post(format!("http://{host}/api/private"))
-            .bearer_auth(&token)
+            .bearer_auth(token)
             .body(body.clone())
             .send()
             .await
