@@ -524,6 +524,23 @@ async fn exchange(address: &str, bytes: &[u8]) -> (u16, String) {
     (status, text)
 }
 
+/// Sends an HTTP/2 `OPTIONS` with `headers` and a body of unknown length (no `content-length`: data frames only)
+/// to `address`; the status and whether the upstream answered.
+async fn h2_options_with_body(address: &str, target: &str, headers: &[(&str, &str)]) -> (u16, bool) {
+    let tcp = tokio::net::TcpStream::connect(address).await.unwrap();
+    let (client, connection) = h2::client::handshake(tcp).await.unwrap();
+    tokio::spawn(connection);
+    let mut client = client.ready().await.unwrap();
+    let mut request = axum::http::Request::builder().method("OPTIONS").uri(format!("http://{address}{target}"));
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let (response, mut body) = client.send_request(request.body(()).unwrap(), false).unwrap();
+    body.send_data(axum::body::Bytes::from_static(b"hello"), true).unwrap();
+    let response = tokio::time::timeout(REQUEST_TIMEOUT, response).await.unwrap().unwrap();
+    (response.status().as_u16(), response.headers().contains_key("x-echo"))
+}
+
 /// An upstream answering anything with `x-echo: 1` and the method, path, length and byte sum of the body it got.
 async fn body_echo() -> String {
     use axum::http::{Method, Uri};
@@ -537,7 +554,8 @@ async fn body_echo() -> String {
 
 /// CORS preflights through Envoy in both modes: a real preflight (no body, no token) passes a `preflight = "pass"`
 /// route, and one the route answers gets its 204 with the CORS headers; an `OPTIONS` request with the preflight
-/// headers and a body — chunked (Envoy drops `Transfer-Encoding` from the check) or with a length —
+/// headers and a body — chunked (Envoy drops `Transfer-Encoding` from the check), over HTTP/2 without a length,
+/// or with a length —
 /// is an ordinary request and needs a token. Bodies of allowed requests still reach the API whole.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn preflights_and_bodies_through_envoy() {
@@ -579,6 +597,10 @@ async fn preflights_and_bodies_through_envoy() {
             assert_eq!(status, 401, "{mode:?}: a {what} OPTIONS with a body passed as a preflight: {text}");
             assert!(!text.contains("x-echo"), "{mode:?} {what}: the upstream was reached: {text}");
         }
+        let preflight_headers = [("origin", ORIGIN), ("access-control-request-method", "POST")];
+        let answer = h2_options_with_body(host, "/pass/x", &preflight_headers).await;
+        assert_eq!(answer, (401, false), "{mode:?}: an HTTP/2 OPTIONS with a body passed as a preflight");
+
         let (status, text) = exchange(host, format!("{}\r\n", preflight("/answer/x")).as_bytes()).await;
         assert_eq!(status, 204, "{mode:?}: an answered preflight: {text}");
         let lower = text.to_ascii_lowercase();
