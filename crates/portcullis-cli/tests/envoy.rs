@@ -511,3 +511,131 @@ async fn grpc_ext_authz_through_envoy() {
 async fn http_ext_authz_through_envoy() {
     through_envoy(EnvoyMode::Http).await;
 }
+
+/// Sends `bytes` as they are to `address` and reads until Envoy closes: the status and the whole answer.
+async fn exchange(address: &str, bytes: &[u8]) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+    stream.write_all(bytes).await.unwrap();
+    let mut answer = Vec::new();
+    tokio::time::timeout(REQUEST_TIMEOUT, stream.read_to_end(&mut answer)).await.unwrap().unwrap();
+    let text = String::from_utf8_lossy(&answer).into_owned();
+    let status = text.split(' ').nth(1).and_then(|code| code.parse().ok()).unwrap_or(0);
+    (status, text)
+}
+
+/// Sends an HTTP/2 `OPTIONS` with `headers` and a body of unknown length (no `content-length`: data frames only)
+/// to `address`; the status and whether the upstream answered.
+async fn h2_options_with_body(address: &str, target: &str, headers: &[(&str, &str)]) -> (u16, bool) {
+    let tcp = tokio::net::TcpStream::connect(address).await.unwrap();
+    let (client, connection) = h2::client::handshake(tcp).await.unwrap();
+    tokio::spawn(connection);
+    let mut client = client.ready().await.unwrap();
+    let mut request = axum::http::Request::builder().method("OPTIONS").uri(format!("http://{address}{target}"));
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let (response, mut body) = client.send_request(request.body(()).unwrap(), false).unwrap();
+    body.send_data(axum::body::Bytes::from_static(b"hello"), true).unwrap();
+    let response = tokio::time::timeout(REQUEST_TIMEOUT, response).await.unwrap().unwrap();
+    (response.status().as_u16(), response.headers().contains_key("x-echo"))
+}
+
+/// An upstream answering anything with `x-echo: 1` and the method, path, length and byte sum of the body it got.
+async fn body_echo() -> String {
+    use axum::http::{Method, Uri};
+    let app = axum::Router::new().fallback(|method: Method, uri: Uri, body: axum::body::Bytes| async move {
+        let sum: u64 = body.iter().map(|&b| u64::from(b)).sum();
+        let echo = serde_json::json!({"method": method.as_str(), "path": uri.path(), "length": body.len(), "sum": sum});
+        ([("x-echo", "1")], echo.to_string())
+    });
+    portcullis_testkit::net::serve(app).await.trim_start_matches("http://").to_owned()
+}
+
+/// CORS preflights through Envoy in both modes: a real preflight (no body, no token) passes a `preflight = "pass"`
+/// route, and one the route answers gets its 204 with the CORS headers; an `OPTIONS` request with the preflight
+/// headers and a body — chunked (Envoy drops `Transfer-Encoding` from the check), over HTTP/2 without a length,
+/// or with a length —
+/// is an ordinary request and needs a token. Bodies of allowed requests still reach the API whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn preflights_and_bodies_through_envoy() {
+    if !envoy_installed() {
+        return;
+    }
+    const ORIGIN: &str = "https://app.example.com";
+    let issuers = Issuers::start().await;
+    let upstream = body_echo().await;
+    let binary = Path::new(env!("CARGO_BIN_EXE_portcullis"));
+    for mode in EnvoyMode::ALL {
+        let config = format!(
+            "{}[[routes]]\npath = \"/pass/*\"\npreflight = \"pass\"\n[[routes]]\npath = \"/answer/*\"\n\
+             preflight = \"answer\"\ncors = {{ allowed_origins = [\"{ORIGIN}\"], allowed_methods = [\"GET\", \"POST\"] }}\n",
+            gateway_config(&issuers, mode)
+        );
+        let gateway = GatewayProcess::start(binary, "portcullis", &config).await;
+        let authorizer = match mode {
+            EnvoyMode::Grpc => gateway.ext_authz_grpc.clone().unwrap(),
+            EnvoyMode::Http => gateway.address.clone(),
+        };
+        let envoy = envoy_front(mode, &authorizer, &upstream, &GUIDE_CLAIM_HEADERS).await;
+        let host = &envoy.address;
+        let preflight = |target: &str| {
+            format!(
+                "OPTIONS {target} HTTP/1.1\r\nHost: {host}\r\nOrigin: {ORIGIN}\r\nAccess-Control-Request-Method: POST\r\n\
+                 Connection: close\r\n"
+            )
+        };
+
+        let (status, text) = exchange(host, format!("{}\r\n", preflight("/pass/x")).as_bytes()).await;
+        assert_eq!(status, 200, "{mode:?}: a real preflight on a pass route: {text}");
+        assert!(text.contains("x-echo: 1") && text.contains("\"method\":\"OPTIONS\""), "{mode:?}: {text}");
+
+        let chunked = format!("{}Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n", preflight("/pass/x"));
+        let sized = format!("{}Content-Length: 5\r\n\r\nhello", preflight("/pass/x"));
+        for (what, request) in [("chunked", chunked), ("sized", sized)] {
+            let (status, text) = exchange(host, request.as_bytes()).await;
+            assert_eq!(status, 401, "{mode:?}: a {what} OPTIONS with a body passed as a preflight: {text}");
+            assert!(!text.contains("x-echo"), "{mode:?} {what}: the upstream was reached: {text}");
+        }
+        let preflight_headers = [("origin", ORIGIN), ("access-control-request-method", "POST")];
+        let answer = h2_options_with_body(host, "/pass/x", &preflight_headers).await;
+        assert_eq!(answer, (401, false), "{mode:?}: an HTTP/2 OPTIONS with a body passed as a preflight");
+
+        let (status, text) = exchange(host, format!("{}\r\n", preflight("/answer/x")).as_bytes()).await;
+        assert_eq!(status, 204, "{mode:?}: an answered preflight: {text}");
+        let lower = text.to_ascii_lowercase();
+        assert!(lower.contains(&format!("access-control-allow-origin: {ORIGIN}")), "{mode:?}: {text}");
+        assert!(lower.contains("access-control-allow-methods:") && lower.contains("\r\nvary:"), "{mode:?}: {text}");
+        assert!(!text.contains("x-echo"), "{mode:?}: the upstream was reached: {text}");
+
+        // A large body, sized and chunked, reaches the API whole behind the one byte the check carries.
+        let token = issuers.token(Credential::Low).unwrap();
+        let body: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+        let sum: u64 = body.iter().map(|&b| u64::from(b)).sum();
+        let response = reqwest::Client::new()
+            .post(format!("http://{host}/api/private"))
+            .bearer_auth(token)
+            .body(body.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "{mode:?}: a sized POST");
+        let echo: Value = response.json().await.unwrap();
+        assert_eq!((echo["length"].as_u64(), echo["sum"].as_u64()), (Some(200_000), Some(sum)), "{mode:?} sized");
+        let mut chunked = format!(
+            "POST /api/private HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {token}\r\n\
+             Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+        )
+        .into_bytes();
+        for chunk in body.chunks(7_000) {
+            chunked.extend_from_slice(format!("{:x}\r\n", chunk.len()).as_bytes());
+            chunked.extend_from_slice(chunk);
+            chunked.extend_from_slice(b"\r\n");
+        }
+        chunked.extend_from_slice(b"0\r\n\r\n");
+        let (status, text) = exchange(host, &chunked).await;
+        assert_eq!(status, 200, "{mode:?}: a chunked POST: {text}");
+        let echo: Value = serde_json::from_str(&text[text.find('{').unwrap()..]).unwrap();
+        assert_eq!((echo["length"].as_u64(), echo["sum"].as_u64()), (Some(200_000), Some(sum)), "{mode:?} chunked");
+    }
+}

@@ -192,7 +192,8 @@ pub(crate) async fn envoy_answer(
             return crate::render::refusal(policy, &denial, Some(front));
         }
     };
-    match policy.decide_and_report(&request, headers, false).await {
+    // Envoy lets a request through on 200 only: an answered preflight's 204 goes to the client, as refusals do.
+    match policy.decide_and_report(&request, headers, true).await {
         Decision::Allow(allowed) => {
             let edits = crate::ext_authz::upstream_edits(policy, allowed, headers);
             let mut response = StatusCode::OK.into_response();

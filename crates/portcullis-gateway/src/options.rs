@@ -151,11 +151,14 @@ fn check_route(config: &Config, managed: &[String], i: usize, route: &RouteConfi
         (Some(Preflight::Answer), None) => {
             errors.push(error(at("preflight"), "\"answer\" needs the route's cors table to answer from"));
         }
-        (Some(Preflight::Answer), Some(_)) if config.forward_auth.is_some() => {
+        // Envoy lets a request through on 200 only and hands any other answer, a 204 too, to the client.
+        (Some(Preflight::Answer), Some(_))
+            if config.forward_auth.is_some_and(|front| front != crate::config::FrontProxy::Envoy) =>
+        {
             errors.push(error(
                 at("preflight"),
                 "a proxy in front passes every 2xx answer on to the upstream: use \"pass\", or answer preflights \
-                 in that proxy",
+                 in that proxy (Envoy's ext_authz can answer them)",
             ));
         }
         (Some(_), _) if route.forward_auth.is_some() => {

@@ -415,6 +415,29 @@ async fn token_cookies_and_headers_do_not_reach_the_upstream_unless_forwarded() 
     assert_eq!(set.get("x-auth-subject").map(String::as_str), Some("alice"));
 }
 
+/// With `encode_raw_headers`, every `cookie` header (HTTP/2 sends each cookie as its own crumb) is its own entry:
+/// cutting the token cookie out keeps every other cookie, joined with `; ` into one header.
+#[tokio::test]
+async fn cutting_the_token_cookie_out_of_separate_cookie_headers_keeps_every_other_cookie() {
+    let keys = Keys::new();
+    let (mut client, _stop) = grpc(&grpc_config(&keys)).await;
+    let token = keys.token("alice", "read");
+    let token_cookie = format!("at={token}");
+    let crumbs: [(&str, &[u8]); 4] = [
+        ("cookie", b"theme=dark"),
+        ("cookie", token_cookie.as_bytes()),
+        ("cookie", b"lang=en"),
+        ("cookie", b"a=1; b=2"),
+    ];
+    let response = call(&mut client, check_raw("GET", "/cookie/x", &crumbs)).await;
+    let (set, removed) = allowed(&response);
+    assert_eq!(set.get("x-auth-subject").map(String::as_str), Some("alice"));
+    assert_eq!(set.get("cookie").map(String::as_str), Some("theme=dark; lang=en; a=1; b=2"), "{removed:?}");
+    let Some(HttpResponse::OkResponse(ok)) = &response.http_response else { unreachable!() };
+    let cookies = ok.headers.iter().filter(|o| o.header.as_ref().is_some_and(|h| h.key == "cookie")).count();
+    assert_eq!(cookies, 1, "{ok:?}");
+}
+
 #[tokio::test]
 async fn a_token_cookie_behind_a_comma_is_read_and_never_passed_on() {
     // Rack 2 and Tomcat's legacy parser split cookies at `,` as well as `;`: `theme=1,at=forged` is an `at` cookie
@@ -644,14 +667,36 @@ async fn a_reload_applies_to_the_next_check_and_the_service_stops_with_its_signa
 /// A gateway in Envoy's HTTP mode with `envoy_path_prefix = "/ext-authz"`; its base URL.
 async fn envoy_http(keys: &Keys) -> String {
     let config = format!("forward_auth = \"envoy\"\nenvoy_path_prefix = \"/ext-authz\"\n{}{ROUTES}", keys.issuer());
-    let config = config.replace("preflight = \"answer\"", "preflight = \"pass\"").replace(
-        "cors = { allowed_origins = [\"https://app.test\"], allowed_methods = [\"GET\"], allowed_headers = [\"authorization\"] }\n",
-        "",
-    );
     let gateway = Gateway::new(Config::from_toml(&config).unwrap()).unwrap();
     let (listener, address) = portcullis_testkit::net::listen().await;
     tokio::spawn(portcullis_gateway::serve(gateway, listener, None, std::future::pending()));
     format!("http://{address}")
+}
+
+/// Envoy's HTTP mode lets a request through on 200 only: a preflight the route answers gets its 204 with the CORS
+/// headers, which Envoy hands to the client. A check carrying a body (the byte `with_request_body` buffered) is no
+/// preflight, so a `preflight = "pass"` route wants a token for it.
+#[tokio::test]
+async fn envoy_http_mode_answers_preflights_and_counts_the_checks_body() {
+    let keys = Keys::new();
+    let base = envoy_http(&keys).await;
+    let client = reqwest::Client::new();
+    let options = |path: &str, method: &str| {
+        client
+            .request(reqwest::Method::OPTIONS, format!("{base}/ext-authz{path}"))
+            .header("origin", "https://app.test")
+            .header("access-control-request-method", method)
+    };
+    let answered = options("/cors/x", "GET").send().await.unwrap();
+    assert_eq!(answered.status(), 204);
+    assert_eq!(answered.headers()["access-control-allow-origin"], "https://app.test");
+    assert!(answered.headers().contains_key("vary"), "{:?}", answered.headers());
+    let other = options("/cors/x", "DELETE").send().await.unwrap();
+    assert_eq!(other.status(), 403);
+    let passed = options("/passed/x", "DELETE").send().await.unwrap();
+    assert_eq!(passed.status(), 200);
+    let bodied = options("/passed/x", "DELETE").body("h").send().await.unwrap();
+    assert_eq!(bodied.status(), 401);
 }
 
 #[tokio::test]

@@ -473,6 +473,9 @@ fn options_that_cannot_work_are_refused_with_their_key() {
     let routes = "[[routes]]\npath = \"/a\"\npreflight = \"answer\"\ncors = { allowed_origins = [\"https://a.example\"], allowed_methods = [\"GET\"] }";
     let err = only(Config::from_toml(&format!("forward_auth = \"caddy\"\n{}", base("", routes))).unwrap_err());
     assert_eq!(err.key, "routes[0].preflight");
+    // Envoy lets a request through on 200 only and hands the 204 to the client: answering works there.
+    let envoy = format!("forward_auth = \"envoy\"\n{}", base("", routes));
+    assert!(Config::from_toml(&envoy).is_ok(), "{envoy}");
     // And the valid forms pass.
     let good = "[[routes]]\npath = \"/a\"\nauth = \"optional\"\ntoken_from = { cookie = \"access_token\" }\ntyp = \"at+jwt\"\nmax_token_age_secs = 300\npreflight = \"answer\"\ncors = { allowed_origins = [\"https://a.example\", \"http://localhost:5173\"], allowed_methods = [\"GET\"], allowed_headers = [\"Authorization\"], max_age_secs = 600, allow_credentials = true }";
     Config::from_toml(&base(

@@ -173,8 +173,15 @@ pub const ENVOY_REMOVED_HEADERS: [&str; 11] = [
 /// The prefix of header names the bootstraps also remove (`X-Original-URI`, `-Method`, `-URL`, …).
 pub const ENVOY_REMOVED_PREFIX: &str = "x-original-";
 
-/// The answer headers of a refusal the HTTP-mode bootstrap passes to the client (status and body always pass).
-pub const ENVOY_CLIENT_HEADERS: [&str; 4] = ["www-authenticate", "content-type", "retry-after", "cache-control"];
+/// The request headers the HTTP-mode bootstrap sends with a check besides Host, method and path: the token, the
+/// request id, and what tells a CORS preflight.
+pub const ENVOY_CHECKED_HEADERS: [&str; 5] =
+    ["authorization", "x-request-id", "origin", "access-control-request-method", "access-control-request-headers"];
+
+/// The answer headers of a refusal or an answered preflight the HTTP-mode bootstrap passes to the client (status
+/// and body always pass), besides every `access-control-*` header.
+pub const ENVOY_CLIENT_HEADERS: [&str; 5] =
+    ["www-authenticate", "content-type", "retry-after", "cache-control", "vary"];
 
 /// `host:port` as an Envoy `socket_address`.
 fn envoy_socket(address: &str) -> String {
@@ -310,10 +317,11 @@ fn bootstrap(
             .to_owned()
         }
         EnvoyMode::Http => {
-            let asked: Vec<String> = ["authorization", "x-request-id"].iter().map(|h| (*h).to_owned()).collect();
+            let asked: Vec<String> = ENVOY_CHECKED_HEADERS.iter().map(|h| (*h).to_owned()).collect();
             let client: Vec<String> = ENVOY_CLIENT_HEADERS.iter().map(|h| (*h).to_owned()).collect();
             format!(
-                "              # The request headers the check carries besides Host, method and path.
+                "              # The request headers the check carries besides Host, method and path (Origin and the
+              # Access-Control-Request-* pair: portcullis tells a CORS preflight by them).
               allowed_headers:
                 patterns:
 {asked}              # The check is the original method on {ENVOY_PATH_PREFIX} + the original path and query.
@@ -327,10 +335,11 @@ fn bootstrap(
                   # Copied from portcullis's 200 into the request for the API, replacing any value.
                   allowed_upstream_headers:
                     patterns:
-{upstream_headers}                  # Passed to the client with portcullis's status and JSON body when it refuses.
+{upstream_headers}                  # Passed to the client with portcullis's status and body when it refuses or answers a preflight.
                   allowed_client_headers:
                     patterns:
-{client}",
+{client}                    - {{ prefix: access-control-, ignore_case: true }}
+",
                 asked = envoy_patterns("                ", &asked),
                 upstream_headers = envoy_patterns("                    ", &lower),
                 client = envoy_patterns("                    ", &client),
@@ -390,6 +399,14 @@ static_resources:
               failure_mode_allow: false
               status_on_error:
                 code: ServiceUnavailable
+              # The check carries the body's first byte (never more, and without waiting for the rest): the
+              # check shows neither Transfer-Encoding nor a size for a chunked or HTTP/2 body, so this byte is
+              # what tells portcullis that an OPTIONS request with a body is no browser preflight. The API still
+              # gets the whole body.
+              with_request_body:
+                max_request_bytes: 1
+                allow_partial_message: true
+                pack_as_bytes: true
 {service}          - name: envoy.filters.http.router
             typed_config:
               "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
