@@ -296,34 +296,13 @@ fn kustomization_applies_every_kubernetes_object() {
     assert_eq!(listed, objects, "kustomization.yaml's resources are not the Kubernetes objects");
 }
 
-/// The ```yaml blocks of a markdown file: first line, text, and the marker comment right above.
-fn yaml_blocks(markdown: &str) -> Vec<(usize, String, Option<String>)> {
-    let lines: Vec<&str> = markdown.lines().collect();
-    let mut found = Vec::new();
-    let mut i = 0;
-    while i < lines.len() {
-        let fence = lines[i].trim_start();
-        if fence.starts_with("```yaml") || fence.starts_with("```yml") {
-            let marker = (i > 0)
-                .then(|| lines[i - 1].trim())
-                .and_then(|above| above.strip_prefix("<!--"))
-                .map(|rest| rest.trim_end_matches("-->").trim().to_owned());
-            let end = (i + 1..lines.len()).find(|&j| lines[j].trim_start().starts_with("```")).unwrap();
-            found.push((i + 1, lines[i + 1..end].join("\n") + "\n", marker));
-            i = end;
-        }
-        i += 1;
-    }
-    found
-}
-
 #[test]
 fn every_yaml_block_of_the_pages_is_a_validated_file_or_says_it_is_not() {
     let mut shown = 0;
     for page in PAGES {
         let text = std::fs::read_to_string(workspace_root().join(page)).unwrap();
-        for (line, block, marker) in yaml_blocks(&text) {
-            let marker = marker.unwrap_or_default();
+        for found in portcullis_testkit::markdown::fenced_blocks(&text, &["yaml", "yml"]) {
+            let (line, block, marker) = (found.line, found.text, found.marker.unwrap_or_default());
             if let Some(file) = marker.strip_prefix("file: deploy/kubernetes/") {
                 let path = deploy().join(file);
                 let content = std::fs::read_to_string(&path)

@@ -398,27 +398,6 @@ fn is_tenant(text: &str) -> bool {
     ["[[clients]]", "[[users]]", "[[apis]]", "token_lifetime"].iter().any(|marker| text.contains(marker))
 }
 
-/// The ```toml blocks of a markdown file: their first line, text, and the marker comment right above them
-/// (`<!-- check-config: skip, REASON -->` or `<!-- check-config: tenant -->`), if any.
-fn snippets(markdown: &str) -> Vec<(usize, String, Option<String>)> {
-    let lines: Vec<&str> = markdown.lines().collect();
-    let mut found = Vec::new();
-    let mut i = 0;
-    while i < lines.len() {
-        if lines[i].trim_start().starts_with("```toml") {
-            let marker = (i > 0)
-                .then(|| lines[i - 1].trim())
-                .and_then(|above| above.strip_prefix("<!-- check-config:"))
-                .map(|rest| rest.trim_end_matches("-->").trim().to_owned());
-            let end = (i + 1..lines.len()).find(|&j| lines[j].trim_start().starts_with("```")).unwrap();
-            found.push((i + 1, lines[i + 1..end].join("\n") + "\n", marker));
-            i = end;
-        }
-        i += 1;
-    }
-    found
-}
-
 #[test]
 fn every_configuration_in_the_repository_is_valid() {
     let root = repository();
@@ -460,8 +439,11 @@ fn every_configuration_in_the_repository_is_valid() {
             check(relative, &text, flags);
             continue;
         }
-        for (line, snippet, marker) in snippets(&text) {
-            match marker.as_deref() {
+        for block in portcullis_testkit::markdown::fenced_blocks(&text, &["toml"]) {
+            let (line, snippet) = (block.line, block.text);
+            // `<!-- check-config: skip, REASON -->` or `<!-- check-config: tenant -->` above a block.
+            let marker = block.marker.as_deref().and_then(|m| m.strip_prefix("check-config:")).map(str::trim);
+            match marker {
                 Some(skip) if skip.starts_with("skip") => {
                     assert!(skip.len() > "skip, ".len(), "{relative}:{line}: a skipped snippet says why");
                     skipped.push(format!("{relative}:{line}"));

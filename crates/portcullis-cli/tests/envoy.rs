@@ -47,7 +47,7 @@ fn documented(mode: EnvoyMode) -> String {
 fn documented_blocks() -> Vec<String> {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/deployment/envoy.md");
     let page = std::fs::read_to_string(path).unwrap();
-    page.split("```yaml\n").skip(1).map(|block| block.split("```").next().unwrap().to_owned()).collect()
+    portcullis_testkit::markdown::fenced_blocks(&page, &["yaml"]).into_iter().map(|block| block.text).collect()
 }
 
 fn envoy_installed() -> bool {

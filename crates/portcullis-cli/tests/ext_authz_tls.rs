@@ -7,6 +7,8 @@
 //! Without Envoy (or python3 for the upstream) the Envoy test prints `SKIPPED:`; with `CI=true` it fails instead.
 #![allow(clippy::unwrap_used)]
 
+mod support;
+
 use envoy_types::pb::envoy::service::auth::v3::attribute_context::{HttpRequest, Request};
 use envoy_types::pb::envoy::service::auth::v3::authorization_client::AuthorizationClient;
 use envoy_types::pb::envoy::service::auth::v3::{AttributeContext, CheckRequest};
@@ -19,47 +21,15 @@ use portcullis_testkit::probe::require;
 use portcullis_testkit::process::available;
 use portcullis_testkit::raw::{RawRequest, RawResponse, send};
 use portcullis_testkit::upstreams::{Upstream, served};
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
+use support::ca::Ca;
 
 /// The DNS name in portcullis's test certificate; Envoy sends it as SNI and checks it.
 const SERVER_NAME: &str = "portcullis.test";
-
-/// A certificate authority made for one test.
-struct Ca {
-    issuer: Issuer<'static, KeyPair>,
-    pem: String,
-}
-
-impl Ca {
-    fn new(name: &str) -> Self {
-        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.distinguished_name.push(DnType::CommonName, name);
-        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-        let key = KeyPair::generate().unwrap();
-        let pem = params.self_signed(&key).unwrap().pem();
-        Self { issuer: Issuer::new(params, key), pem }
-    }
-
-    /// Writes a server certificate for `names` and its key to `cert.pem` and `key.pem` in `dir`, and this CA's
-    /// certificate to `ca.pem`; returns the three paths.
-    fn write_leaf(&self, dir: &Path, names: &[&str]) -> (PathBuf, PathBuf, PathBuf) {
-        let mut params = CertificateParams::new(names.iter().map(|n| (*n).to_owned()).collect::<Vec<_>>()).unwrap();
-        params.distinguished_name.push(DnType::CommonName, names[0]);
-        let key = KeyPair::generate().unwrap();
-        let certificate = params.signed_by(&key, &self.issuer).unwrap();
-        let (cert, key_file, ca) = (dir.join("cert.pem"), dir.join("key.pem"), dir.join("ca.pem"));
-        std::fs::write(&cert, certificate.pem()).unwrap();
-        std::fs::write(&key_file, key.serialize_pem()).unwrap();
-        std::fs::write(&ca, &self.pem).unwrap();
-        (cert, key_file, ca)
-    }
-}
 
 /// The gateway: the gRPC ext_authz listener, TLS with `cert` and `key`, issuer A, routes of three kinds.
 fn gateway_config(issuers: &Issuers, cert: &Path, key: &Path) -> String {

@@ -3,64 +3,21 @@
 //! refused alike by `check-config` and `serve`. Every CA, certificate and key is made here, at test time.
 #![allow(clippy::unwrap_used)]
 
+mod support;
+
 use axum::Router;
 use axum::http::HeaderMap;
 use axum::routing::any;
 use portcullis_testkit::process::url_in;
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
 use serde_json::Value;
-use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::Arc;
+use support::ca::{Ca, Leaf};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader, Lines};
 use tokio::net::TcpStream;
 use tokio::process::{Child, ChildStderr, Command};
-
-/// A certificate authority made for one test.
-struct Ca {
-    issuer: Issuer<'static, KeyPair>,
-    pem: String,
-}
-
-impl Ca {
-    fn new(name: &str) -> Self {
-        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.distinguished_name.push(DnType::CommonName, name);
-        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-        let key = KeyPair::generate().unwrap();
-        let pem = params.self_signed(&key).unwrap().pem();
-        Self { issuer: Issuer::new(params, key), pem }
-    }
-
-    /// A server certificate for `names` (DNS names or IP addresses), with its key.
-    fn leaf(&self, names: &[&str]) -> Leaf {
-        let mut params = CertificateParams::new(names.iter().map(|n| (*n).to_owned()).collect::<Vec<_>>()).unwrap();
-        params.distinguished_name.push(DnType::CommonName, names[0]);
-        let key = KeyPair::generate().unwrap();
-        let certificate = params.signed_by(&key, &self.issuer).unwrap();
-        Leaf { der: certificate.der().clone(), pem: certificate.pem(), key_pem: key.serialize_pem() }
-    }
-}
-
-/// A server certificate and its private key.
-struct Leaf {
-    der: CertificateDer<'static>,
-    pem: String,
-    key_pem: String,
-}
-
-impl Leaf {
-    /// Writes the certificate and key to `cert.pem` and `key.pem` in `dir`; returns their paths.
-    fn write(&self, dir: &Path) -> (PathBuf, PathBuf) {
-        let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
-        std::fs::write(&cert, &self.pem).unwrap();
-        std::fs::write(&key, &self.key_pem).unwrap();
-        (cert, key)
-    }
-}
 
 fn client_config(ca_pem: &str) -> Arc<rustls::ClientConfig> {
     let mut roots = rustls::RootCertStore::empty();

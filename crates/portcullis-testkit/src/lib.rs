@@ -14,6 +14,7 @@
 //!   them over HTTP;
 //! - [`keys`], signing keys, key sets, and verifiers over static or remote key sets;
 //! - [`claims`], claim sets for test tokens;
+//! - [`markdown`], the fenced code blocks of the documentation pages;
 //! - [`net`], loopback listeners and servers;
 //! - [`probe`], whether an optional program is installed, skipping the test without it unless under CI.
 //!
@@ -26,6 +27,7 @@ pub mod fronts;
 pub mod idp;
 pub mod issuers;
 pub mod keys;
+pub mod markdown;
 pub mod net;
 pub mod probe;
 pub mod process;

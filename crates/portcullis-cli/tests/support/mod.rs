@@ -2,6 +2,8 @@
 //! those lines; the URL in a line and a machine token from the dev issuer come from `portcullis_testkit`.
 #![allow(dead_code)]
 
+pub mod ca;
+
 #[allow(unused_imports)]
 pub use portcullis_testkit::issuers::machine_token;
 pub use portcullis_testkit::process::url_in;
