@@ -838,3 +838,55 @@ async fn idle_grpc_connections_are_closed_and_free_their_slot() {
     // The first client is still usable: its channel connects again.
     allowed(&call(&mut first, check("GET", "/public/x", &[])).await);
 }
+
+/// A raw HTTP/2 connection to `address` that opens one `Check` stream (its headers, never its message) and then
+/// acknowledges every SETTINGS and PING the server sends; returns once the server has closed the connection.
+async fn open_check_stream_and_stall(address: &str) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+    stream.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00").await.unwrap();
+    // HPACK, no Huffman: :method POST, :scheme http (static entries), :path, :authority and content-type as
+    // literals with indexed names, te as a literal with a new name.
+    let path = b"/envoy.service.auth.v3.Authorization/Check";
+    let mut block = vec![0x83, 0x86, 0x04, u8::try_from(path.len()).unwrap()];
+    block.extend_from_slice(path);
+    block.extend_from_slice(b"\x01\x01a\x0f\x10\x10application/grpc\x00\x02te\x08trailers");
+    // A HEADERS frame on stream 1 with END_HEADERS but not END_STREAM: the request's message is still to come.
+    let mut frame = vec![0, 0, u8::try_from(block.len()).unwrap(), 0x01, 0x04, 0, 0, 0, 1];
+    frame.extend_from_slice(&block);
+    stream.write_all(&frame).await.unwrap();
+    let mut head = [0u8; 9];
+    while stream.read_exact(&mut head).await.is_ok() {
+        let length = (usize::from(head[0]) << 16) | (usize::from(head[1]) << 8) | usize::from(head[2]);
+        let mut payload = vec![0u8; length];
+        if stream.read_exact(&mut payload).await.is_err() {
+            break;
+        }
+        let (kind, ack) = (head[3], head[4] & 1 == 1);
+        if kind == 4 && !ack {
+            let _ = stream.write_all(b"\x00\x00\x00\x04\x01\x00\x00\x00\x00").await;
+        }
+        if kind == 6 && !ack {
+            let mut pong = b"\x00\x00\x08\x06\x01\x00\x00\x00\x00".to_vec();
+            pong.extend_from_slice(&payload);
+            let _ = stream.write_all(&pong).await;
+        }
+    }
+}
+
+/// A client that opens a `Check` stream and never sends its message (answering every ping, so it looks alive)
+/// cannot hold a connection slot: the call fails after `header_read_timeout_secs`, the connection is then idle
+/// and closed, and with one slot the next client is served.
+#[tokio::test]
+async fn a_check_whose_message_never_arrives_does_not_hold_a_connection_slot() {
+    let keys = Keys::new();
+    let limits = "[limits]\nmax_connections = 1\nheader_read_timeout_secs = 1\n";
+    let (address, _stop) = grpc_listener(&format!("{}{limits}", grpc_config(&keys))).await;
+    let stalled = tokio::time::timeout(std::time::Duration::from_secs(10), open_check_stream_and_stall(&address));
+    assert!(stalled.await.is_ok(), "a stalled Check stream kept its connection open");
+    let answer = tokio::time::timeout(std::time::Duration::from_secs(10), check_on_new_connection(&address))
+        .await
+        .expect("the stalled connection kept the only slot")
+        .unwrap();
+    allowed(&answer);
+}
