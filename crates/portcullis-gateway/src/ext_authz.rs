@@ -328,7 +328,8 @@ fn denied(status: StatusCode, headers: &HeaderMap, body: String, request_id: Hea
 ///
 /// The service runs in the gateway's own accept loop, so it has the main listener's [`Limits`](crate::Limits)
 /// (connections at once, header size and count, idle connections closed) and, with `tls_cert` and `tls_key`, its
-/// TLS with the certificate of the latest reload (ALPN `h2`; a plaintext client is disconnected). A call that has
+/// TLS with the certificate of the latest reload (ALPN `h2` only; a plaintext client is disconnected). It serves
+/// HTTP/2 only: an HTTP/1.1 request gets no answer. A call that has
 /// not been answered within `header_read_timeout_secs` (its message never arrives, say) ends with
 /// `DEADLINE_EXCEEDED`, which Envoy treats as a refusal, so a stalled stream cannot hold its connection slot.
 pub(crate) async fn serve(
@@ -346,7 +347,7 @@ pub(crate) async fn serve(
             within(deadline, request, next)
         }),
     );
-    crate::listener::serve(listener, app, &limits, tls, shutdown).await
+    crate::listener::serve(listener, app, &limits, tls, crate::listener::Protocols::Http2Only, shutdown).await
 }
 
 /// Runs the call `request` through `next`, answering `DEADLINE_EXCEEDED` when it takes longer than `deadline`.

@@ -890,3 +890,25 @@ async fn a_check_whose_message_never_arrives_does_not_hold_a_connection_slot() {
         .unwrap();
     allowed(&answer);
 }
+
+/// The gRPC listener speaks HTTP/2 only: an HTTP/1.1 request (a health probe or a client pointed at the wrong
+/// port) gets no HTTP/1.1 answer, so nothing reads a `200 OK` from it, and the connection is closed.
+#[tokio::test]
+async fn the_grpc_listener_gives_http1_requests_no_answer() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let keys = Keys::new();
+    let (address, _stop) = grpc_listener(&grpc_config(&keys)).await;
+    for request in [
+        "GET /healthz HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n".to_owned(),
+        "POST /envoy.service.auth.v3.Authorization/Check HTTP/1.1\r\nHost: a\r\ncontent-type: application/grpc\r\n\
+         te: trailers\r\ncontent-length: 5\r\nConnection: close\r\n\r\n\0\0\0\0\0"
+            .to_owned(),
+    ] {
+        let mut stream = tokio::net::TcpStream::connect(&address).await.unwrap();
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let mut seen = Vec::new();
+        let read = tokio::time::timeout(std::time::Duration::from_secs(10), stream.read_to_end(&mut seen)).await;
+        assert!(read.is_ok(), "the connection stayed open");
+        assert!(!seen.starts_with(b"HTTP/1"), "{request:?} was answered: {}", String::from_utf8_lossy(&seen));
+    }
+}
