@@ -167,3 +167,58 @@ async fn claim_and_override_headers_in_any_spelling_do_not_reach_the_upstream() 
         }
     }
 }
+
+/// Reads from `stream` until the server closes it, writing `sent_body` once a `100 Continue` has come; returns the
+/// status of every response head (interim ones included) and all that was read. Fails the test when nothing
+/// arrives for 10 s.
+async fn heads(stream: &mut tokio::net::TcpStream, sent_body: &[u8]) -> (Vec<u16>, String) {
+    let mut seen = Vec::new();
+    let mut body_sent = false;
+    let mut buffer = [0u8; 8192];
+    loop {
+        let text = String::from_utf8_lossy(&seen).into_owned();
+        let statuses: Vec<u16> = text
+            .split("\r\n\r\n")
+            .filter_map(|part| part.strip_prefix("HTTP/1.1 "))
+            .filter_map(|rest| rest.get(..3)?.parse().ok())
+            .collect();
+        if statuses.contains(&100) && !body_sent {
+            stream.write_all(sent_body).await.unwrap();
+            body_sent = true;
+        }
+        let read = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut buffer)).await;
+        match read.expect("no answer in 10 s") {
+            Ok(0) | Err(_) => return (statuses, text),
+            Ok(n) => seen.extend_from_slice(&buffer[..n]),
+        }
+    }
+}
+
+/// `Expect: 100-continue` through Envoy in both modes: Envoy answers `100 Continue` itself and checks once the
+/// body's first byte has come, so the client is never stuck waiting; a request without a token is refused
+/// without reaching the upstream, and one with a token reaches it with its claim headers and its length.
+#[tokio::test]
+async fn expect_100_continue_is_checked_like_any_request() {
+    if !envoy_present() {
+        return;
+    }
+    for mode in EnvoyMode::ALL {
+        let rig = rig(mode).await;
+        for (authorization, expected) in
+            [(format!("Authorization: Bearer {}\r\n", rig.token), 200), (String::new(), 401)]
+        {
+            let mut stream = tokio::net::TcpStream::connect(&rig.envoy).await.unwrap();
+            let head = format!(
+                "POST /api/x HTTP/1.1\r\nHost: a\r\n{authorization}Content-Length: 5\r\nExpect: 100-continue\r\n\
+                 Connection: close\r\n\r\n"
+            );
+            stream.write_all(head.as_bytes()).await.unwrap();
+            let (statuses, text) = heads(&mut stream, b"hello").await;
+            assert_eq!(statuses, [100, expected], "{mode:?}: {text}");
+            assert_eq!(text.contains("x-echo: 1"), expected == 200, "{mode:?}: {text}");
+            if expected == 200 {
+                assert!(text.contains("\"x-auth-subject: alice\"") && text.contains("\"content-length: 5\""), "{text}");
+            }
+        }
+    }
+}
