@@ -79,6 +79,11 @@ struct Rig {
 }
 
 async fn rig(mode: EnvoyMode) -> Rig {
+    rig_with(mode, echo_upstream().await).await
+}
+
+/// Envoy in `mode` in front of a fresh portcullis and the upstream at `upstream`.
+async fn rig_with(mode: EnvoyMode, upstream: String) -> Rig {
     let dir = tempfile::tempdir().unwrap();
     let key = portcullis_testkit::keys::key("k1");
     let jwks = dir.path().join("jwks.json");
@@ -107,7 +112,6 @@ async fn rig(mode: EnvoyMode) -> Rig {
         EnvoyMode::Http => support::url_in(&listening).trim_start_matches("http://").to_owned(),
     };
     support::drain(out);
-    let upstream = echo_upstream().await;
     let envoy = Envoy::start(&format!("envoy ({})", mode.name()), &bootstrap(mode, &authorizer, &upstream)).await;
     let now = portcullis_testkit::claims::now();
     let claims = json!({"iss": ISSUER, "aud": AUDIENCE, "sub": "alice", "scope": "read", "iat": now, "exp": now + 600});
@@ -220,5 +224,130 @@ async fn expect_100_continue_is_checked_like_any_request() {
                 assert!(text.contains("\"x-auth-subject: alice\"") && text.contains("\"content-length: 5\""), "{text}");
             }
         }
+    }
+}
+
+/// Reads one request from `reader` (head, then a sized or chunked body with its trailers) and returns it as text.
+async fn read_request<R: tokio::io::AsyncBufRead + Unpin>(reader: &mut R) -> Option<String> {
+    use tokio::io::AsyncBufReadExt;
+    let mut received = String::new();
+    let (mut chunked, mut length) = (false, 0usize);
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).await.ok()? == 0 {
+            return None;
+        }
+        let lower = line.to_ascii_lowercase();
+        chunked |= lower.starts_with("transfer-encoding:") && lower.contains("chunked");
+        if let Some(value) = lower.strip_prefix("content-length:") {
+            length = value.trim().parse().ok()?;
+        }
+        received.push_str(&line);
+        if line == "\r\n" {
+            break;
+        }
+    }
+    if !chunked {
+        let mut body = vec![0u8; length];
+        reader.read_exact(&mut body).await.ok()?;
+        received.push_str(&String::from_utf8_lossy(&body));
+        return Some(received);
+    }
+    loop {
+        let mut size = String::new();
+        reader.read_line(&mut size).await.ok()?;
+        received.push_str(&size);
+        let size = usize::from_str_radix(size.trim().split(';').next()?, 16).ok()?;
+        if size == 0 {
+            // The trailer section, up to its empty line.
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).await.ok()? == 0 || line == "\r\n" {
+                    return Some(received);
+                }
+                received.push_str(&line);
+            }
+        }
+        let mut chunk = vec![0u8; size + 2];
+        reader.read_exact(&mut chunk).await.ok()?;
+        received.push_str(&String::from_utf8_lossy(&chunk));
+    }
+}
+
+/// An upstream answering every request with all it received of it (head, body and trailers) as the body.
+async fn whole_request_echo() -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap().to_string();
+    tokio::spawn(async move {
+        while let Ok((socket, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let (read, mut write) = socket.into_split();
+                let mut reader = tokio::io::BufReader::new(read);
+                let Some(received) = read_request(&mut reader).await else { return };
+                let response = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\nx-echo: 1\r\ncontent-length: {}\r\n\
+                     connection: close\r\n\r\n{received}",
+                    received.len()
+                );
+                let _ = write.write_all(response.as_bytes()).await;
+            });
+        }
+    });
+    address
+}
+
+/// Trailers cannot carry a claim or token header past the check in either mode: a chunked HTTP/1.1 body and an
+/// HTTP/2 body with trailers naming `X-Auth-Subject` and `Authorization` reach the upstream whole, without those
+/// trailers.
+#[tokio::test]
+async fn trailers_carry_no_claim_header_to_the_upstream() {
+    if !envoy_present() {
+        return;
+    }
+    for mode in EnvoyMode::ALL {
+        let rig = rig_with(mode, whole_request_echo().await).await;
+        let request = format!(
+            "POST /api/x HTTP/1.1\r\nHost: a\r\nAuthorization: Bearer {}\r\nTransfer-Encoding: chunked\r\n\
+             TE: trailers\r\nConnection: close\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\
+             X-Auth-Subject: mallory\r\nAuthorization: Bearer forged\r\n\r\n",
+            rig.token
+        );
+        let mut stream = tokio::net::TcpStream::connect(&rig.envoy).await.unwrap();
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let mut answer = Vec::new();
+        tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut answer)).await.unwrap().unwrap();
+        let answer = String::from_utf8_lossy(&answer).to_ascii_lowercase();
+        assert!(answer.starts_with("http/1.1 200") && answer.contains("x-echo: 1"), "{mode:?}: {answer}");
+        assert!(answer.contains("x-auth-subject: alice") && answer.contains("hello"), "{mode:?}: {answer}");
+        assert!(!answer.contains("mallory") && !answer.contains("forged"), "{mode:?} HTTP/1.1: {answer}");
+
+        let tcp = tokio::net::TcpStream::connect(&rig.envoy).await.unwrap();
+        let (client, connection) = h2::client::handshake(tcp).await.unwrap();
+        tokio::spawn(connection);
+        let mut client = client.ready().await.unwrap();
+        let request = axum::http::Request::builder()
+            .method("POST")
+            .uri(format!("http://{}/api/x", rig.envoy))
+            .header("authorization", format!("Bearer {}", rig.token))
+            .body(())
+            .unwrap();
+        let (response, mut body) = client.send_request(request, false).unwrap();
+        body.send_data(axum::body::Bytes::from_static(b"hello world"), false).unwrap();
+        let mut trailers = axum::http::HeaderMap::new();
+        trailers.insert("x-auth-subject", "mallory".parse().unwrap());
+        trailers.insert("authorization", "Bearer forged".parse().unwrap());
+        body.send_trailers(trailers).unwrap();
+        let response = tokio::time::timeout(Duration::from_secs(10), response).await.unwrap().unwrap();
+        assert_eq!(response.status(), 200, "{mode:?} HTTP/2");
+        let mut received = response.into_body();
+        let mut text = Vec::new();
+        while let Some(chunk) = tokio::time::timeout(Duration::from_secs(10), received.data()).await.unwrap() {
+            let chunk = chunk.unwrap();
+            let _ = received.flow_control().release_capacity(chunk.len());
+            text.extend_from_slice(&chunk);
+        }
+        let text = String::from_utf8_lossy(&text).to_ascii_lowercase();
+        assert!(text.contains("x-auth-subject: alice") && text.contains("hello world"), "{mode:?} HTTP/2: {text}");
+        assert!(!text.contains("mallory") && !text.contains("forged"), "{mode:?} HTTP/2: {text}");
     }
 }
