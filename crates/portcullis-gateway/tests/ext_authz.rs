@@ -912,3 +912,65 @@ async fn the_grpc_listener_gives_http1_requests_no_answer() {
         assert!(!seen.starts_with(b"HTTP/1"), "{request:?} was answered: {}", String::from_utf8_lossy(&seen));
     }
 }
+
+/// Sends `message` (gRPC length-prefixed frames, as bytes) as the body of one `Check` call over HTTP/2 to
+/// `address`; returns the HTTP status, the `grpc-status` (from the headers or the trailers) and the body's length.
+async fn raw_check(address: &str, message: &'static [u8]) -> (u16, Option<String>, usize) {
+    use hyper::body::Body as _;
+    let tcp = tokio::net::TcpStream::connect(address).await.unwrap();
+    let (mut sender, connection) =
+        hyper::client::conn::http2::handshake(hyper_util::rt::TokioExecutor::new(), hyper_util::rt::TokioIo::new(tcp))
+            .await
+            .unwrap();
+    tokio::spawn(connection);
+    let request = http::Request::post(format!("http://{address}/envoy.service.auth.v3.Authorization/Check"))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .body(axum::body::Body::from(message))
+        .unwrap();
+    let response = tokio::time::timeout(std::time::Duration::from_secs(10), sender.send_request(request))
+        .await
+        .expect("no answer in 10 s")
+        .unwrap();
+    let status = response.status().as_u16();
+    let mut grpc_status = response.headers().get("grpc-status").map(|v| v.to_str().unwrap().to_owned());
+    let mut body = response.into_body();
+    let mut length = 0;
+    while let Some(frame) = std::future::poll_fn(|cx| std::pin::Pin::new(&mut body).poll_frame(cx)).await {
+        let frame = frame.unwrap();
+        if let Some(data) = frame.data_ref() {
+            length += data.len();
+        }
+        if let Some(trailers) = frame.trailers_ref() {
+            grpc_status = grpc_status.or_else(|| trailers.get("grpc-status").map(|v| v.to_str().unwrap().to_owned()));
+        }
+    }
+    (status, grpc_status, length)
+}
+
+/// Malformed calls get a gRPC error status and no message, which Envoy (`failure_mode_allow: false`) turns into a
+/// refusal: a compressed message (no compression is offered), a length prefix beyond the message size limit, a
+/// message cut short, bytes that are no `CheckRequest`, and no message at all.
+#[tokio::test]
+async fn malformed_grpc_calls_get_an_error_status_and_no_message() {
+    let keys = Keys::new();
+    let (address, _stop) = grpc_listener(&grpc_config(&keys)).await;
+    let cases: [(&str, &'static [u8]); 5] = [
+        ("compressed", b"\x01\x00\x00\x00\x02\x0a\x00"),
+        ("oversized", b"\x00\x7f\xff\xff\xff"),
+        ("truncated", b"\x00\x00\x00\x00\x0a\x0a\x03"),
+        ("not protobuf", b"\x00\x00\x00\x00\x03\xff\xff\xff"),
+        ("empty", b""),
+    ];
+    for (what, message) in cases {
+        let (status, grpc_status, length) = raw_check(&address, message).await;
+        assert_eq!(status, 200, "{what}");
+        let code = grpc_status.unwrap_or_else(|| panic!("{what}: no grpc-status"));
+        assert_ne!(code, "0", "{what}: the call succeeded");
+        assert_eq!(length, 0, "{what}: a message came back");
+    }
+    // The same call with a well-formed (empty) CheckRequest is answered: a message and status 0 (a refusal inside).
+    let (status, grpc_status, length) = raw_check(&address, b"\x00\x00\x00\x00\x00").await;
+    assert_eq!((status, grpc_status.as_deref()), (200, Some("0")));
+    assert!(length > 5, "{length}");
+}
