@@ -351,3 +351,30 @@ async fn trailers_carry_no_claim_header_to_the_upstream() {
         assert!(!text.contains("mallory") && !text.contains("forged"), "{mode:?} HTTP/2: {text}");
     }
 }
+
+/// Hop-by-hop tricks through Envoy in both modes: a `Connection` header naming the claim headers does not take
+/// them off the checked request, and an `Upgrade: h2c` (a tunnel past every later check, were the API to accept
+/// it) does not reach the upstream.
+#[tokio::test]
+async fn connection_and_upgrade_headers_do_not_strip_claims_or_open_a_tunnel() {
+    if !envoy_present() {
+        return;
+    }
+    for mode in EnvoyMode::ALL {
+        let rig = rig(mode).await;
+        let request = RawRequest::new("GET", "/api/x")
+            .header("Authorization", format!("Bearer {}", rig.token))
+            .header("Connection", "keep-alive, X-Auth-Subject, x-auth-scope, Upgrade, HTTP2-Settings")
+            .header("Upgrade", "h2c")
+            .header("HTTP2-Settings", "AAMAAABkAAQAAP__");
+        let response = send(&rig.envoy, &request, Duration::from_secs(10)).await.unwrap();
+        assert_eq!(response.status, 200, "{mode:?}: {}", String::from_utf8_lossy(&response.body));
+        let received: Vec<String> = serde_json::from_slice(&response.body).unwrap();
+        for claim in ["x-auth-subject: alice", "x-auth-scope: read"] {
+            assert!(received.iter().any(|line| line == claim), "{mode:?}: {claim} is missing: {received:?}");
+        }
+        for name in ["upgrade:", "http2-settings:", "connection:"] {
+            assert!(!received.iter().any(|line| line.starts_with(name)), "{mode:?}: {name} {received:?}");
+        }
+    }
+}
