@@ -974,3 +974,26 @@ async fn malformed_grpc_calls_get_an_error_status_and_no_message() {
     assert_eq!((status, grpc_status.as_deref()), (200, Some("0")));
     assert!(length > 5, "{length}");
 }
+
+/// One connection cannot open unbounded streams: the gRPC listener's first SETTINGS frame limits concurrent
+/// streams (each of which, stalled, ends after `header_read_timeout_secs`).
+#[tokio::test]
+async fn the_grpc_listener_bounds_concurrent_streams_per_connection() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let keys = Keys::new();
+    let (address, _stop) = grpc_listener(&grpc_config(&keys)).await;
+    let mut stream = tokio::net::TcpStream::connect(&address).await.unwrap();
+    stream.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00").await.unwrap();
+    let mut head = [0u8; 9];
+    tokio::time::timeout(std::time::Duration::from_secs(10), stream.read_exact(&mut head)).await.unwrap().unwrap();
+    assert_eq!((head[3], head[4] & 1), (4, 0), "the server's first frame is not its SETTINGS: {head:?}");
+    let length = (usize::from(head[0]) << 16) | (usize::from(head[1]) << 8) | usize::from(head[2]);
+    let mut payload = vec![0u8; length];
+    stream.read_exact(&mut payload).await.unwrap();
+    let limit = payload
+        .chunks_exact(6)
+        .find(|setting| setting[..2] == [0, 3])
+        .map(|setting| u32::from_be_bytes([setting[2], setting[3], setting[4], setting[5]]));
+    let limit = limit.expect("no SETTINGS_MAX_CONCURRENT_STREAMS: streams are unbounded");
+    assert!((1..=1000).contains(&limit), "{limit} concurrent streams per connection");
+}
