@@ -72,6 +72,8 @@ fn bootstrap(mode: EnvoyMode, authorizer: &str, upstream: &str) -> String {
 /// Envoy in `mode` in front of a fresh portcullis and echo upstream; the token of a `read`-scoped client.
 struct Rig {
     envoy: String,
+    /// portcullis's address for Envoy: the gRPC listener, or the HTTP listener in HTTP mode.
+    authorizer: String,
     token: String,
     _portcullis: tokio::process::Child,
     _envoy: Envoy,
@@ -116,7 +118,7 @@ async fn rig_with(mode: EnvoyMode, upstream: String) -> Rig {
     let now = portcullis_testkit::claims::now();
     let claims = json!({"iss": ISSUER, "aud": AUDIENCE, "sub": "alice", "scope": "read", "iat": now, "exp": now + 600});
     let token = key.sign_token(&claims, None).unwrap();
-    Rig { envoy: envoy.address.clone(), token, _portcullis: portcullis, _envoy: envoy, _dir: dir }
+    Rig { envoy: envoy.address.clone(), authorizer, token, _portcullis: portcullis, _envoy: envoy, _dir: dir }
 }
 
 #[tokio::test]
@@ -377,4 +379,30 @@ async fn connection_and_upgrade_headers_do_not_strip_claims_or_open_a_tunnel() {
             assert!(!received.iter().any(|line| line.starts_with(name)), "{mode:?}: {name} {received:?}");
         }
     }
+}
+
+/// An Envoy whose cluster for portcullis lacks the HTTP/2 setting (so it speaks HTTP/1.1 to the gRPC listener)
+/// gets no decision and refuses every request, the one with a valid token included: a misconfiguration fails
+/// closed.
+#[tokio::test]
+async fn an_envoy_cluster_without_http2_fails_closed() {
+    if !envoy_present() {
+        return;
+    }
+    let rig = rig(EnvoyMode::Grpc).await;
+    // The same portcullis behind a second Envoy whose portcullis cluster has no protocol options.
+    let upstream = echo_upstream().await;
+    let http1 = bootstrap(EnvoyMode::Grpc, &rig.authorizer, &upstream);
+    let start = http1.find("    # gRPC needs HTTP/2").expect("the cluster's protocol options");
+    let end =
+        start + http1[start..].find("http2_protocol_options: {}\n").unwrap() + "http2_protocol_options: {}\n".len();
+    let http1 = format!("{}{}", &http1[..start], &http1[end..]);
+    let envoy = Envoy::start("envoy (gRPC over HTTP/1.1)", &http1).await;
+    let request = RawRequest::new("GET", "/api/x").header("Authorization", format!("Bearer {}", rig.token));
+    let response = send(&envoy.address, &request, Duration::from_secs(10)).await.unwrap();
+    assert_eq!(response.status, 503, "{}", String::from_utf8_lossy(&response.body));
+    assert!(!String::from_utf8_lossy(&response.body).contains("GET /api/x"), "the upstream was reached");
+    // The first Envoy, with HTTP/2, allows the same request.
+    let response = send(&rig.envoy, &request, Duration::from_secs(10)).await.unwrap();
+    assert_eq!(response.status, 200);
 }
