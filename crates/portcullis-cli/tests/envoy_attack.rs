@@ -2,7 +2,8 @@
 //! upstream that echoes the request line and headers it received. The bootstraps here are the documented ones
 //! without their header hardening, so they keep Envoy's defaults for what the client may send (header names with
 //! `_` allowed, no header removed before the filters): what reaches the upstream then rests on portcullis's
-//! answers alone. Skipped without `envoy` (`PORTCULLIS_ENVOY` names
+//! answers alone. Also: `Expect: 100-continue`, trailers, hop-by-hop `Connection` and `Upgrade: h2c` headers, and
+//! an Envoy whose cluster for portcullis lacks HTTP/2. Skipped without `envoy` (`PORTCULLIS_ENVOY` names
 //! another binary); under CI a missing Envoy fails.
 #![allow(clippy::unwrap_used)]
 

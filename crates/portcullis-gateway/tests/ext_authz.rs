@@ -2,7 +2,8 @@
 //! Envoy calls it, and the HTTP mode (`forward_auth = "envoy"`) called with requests shaped as Envoy sends them.
 //! Every decision path: allowed with claim headers and the headers to remove, each refusal with the status,
 //! `WWW-Authenticate` and JSON body the reverse proxy answers, targets an upstream could read differently, joined
-//! and repeated `Authorization` headers, client copies of claim headers, preflights and the metrics.
+//! and repeated `Authorization` headers, client copies of claim headers, preflights and the metrics. The gRPC
+//! listener itself: its limits, HTTP/2 only, malformed and stalled calls.
 #![allow(clippy::unwrap_used)]
 
 use envoy_types::pb::envoy::config::core::v3::header_value_option::HeaderAppendAction;
