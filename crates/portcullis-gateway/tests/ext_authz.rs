@@ -843,12 +843,18 @@ async fn idle_grpc_connections_are_closed_and_free_their_slot() {
 /// A raw HTTP/2 connection to `address` that opens one `Check` stream (its headers, never its message) and then
 /// acknowledges every SETTINGS and PING the server sends; returns once the server has closed the connection.
 async fn open_check_stream_and_stall(address: &str) {
+    open_stream_and_stall(address, "/envoy.service.auth.v3.Authorization/Check").await;
+}
+
+/// A raw HTTP/2 connection to `address` that opens one POST stream to `path` (its headers, never its body) and
+/// then acknowledges every SETTINGS and PING the server sends; returns once the server has closed the connection.
+async fn open_stream_and_stall(address: &str, path: &str) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
     stream.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00").await.unwrap();
     // HPACK, no Huffman: :method POST, :scheme http (static entries), :path, :authority and content-type as
     // literals with indexed names, te as a literal with a new name.
-    let path = b"/envoy.service.auth.v3.Authorization/Check";
+    let path = path.as_bytes();
     let mut block = vec![0x83, 0x86, 0x04, u8::try_from(path.len()).unwrap()];
     block.extend_from_slice(path);
     block.extend_from_slice(b"\x01\x01a\x0f\x10\x10application/grpc\x00\x02te\x08trailers");
@@ -997,4 +1003,31 @@ async fn the_grpc_listener_bounds_concurrent_streams_per_connection() {
         .map(|setting| u32::from_be_bytes([setting[2], setting[3], setting[4], setting[5]]));
     let limit = limit.expect("no SETTINGS_MAX_CONCURRENT_STREAMS: streams are unbounded");
     assert!((1..=1000).contains(&limit), "{limit} concurrent streams per connection");
+}
+
+/// In Envoy's HTTP mode the check is answered without waiting for its body, so a check stream whose body never
+/// arrives holds no connection slot either: the connection goes idle and is closed, and the next client is served.
+#[tokio::test]
+async fn envoy_http_mode_answers_a_check_whose_body_never_arrives() {
+    let keys = Keys::new();
+    let config = format!(
+        "forward_auth = \"envoy\"\nenvoy_path_prefix = \"/ext-authz\"\n{}{ROUTES}\
+         [limits]\nmax_connections = 1\nheader_read_timeout_secs = 1\n",
+        keys.issuer()
+    );
+    let gateway = Gateway::new(Config::from_toml(&config).unwrap()).unwrap();
+    let (listener, address) = portcullis_testkit::net::listen().await;
+    tokio::spawn(portcullis_gateway::serve(gateway, listener, None, std::future::pending()));
+    let address = address.to_string();
+    let stalled =
+        tokio::time::timeout(std::time::Duration::from_secs(10), open_stream_and_stall(&address, "/ext-authz/api/x"));
+    assert!(stalled.await.is_ok(), "a stalled check stream kept its connection open");
+    let response = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        reqwest::get(format!("http://{address}/ext-authz/public/x")),
+    )
+    .await
+    .expect("the stalled connection kept the only slot")
+    .unwrap();
+    assert_eq!(response.status(), 200);
 }
