@@ -173,15 +173,19 @@ async fn plaintext_clients_are_refused_on_a_tls_grpc_listener() {
     .expect("the plaintext client got no answer in time");
     assert!(plaintext.is_err(), "a plaintext gRPC check was answered on a TLS listener");
 
-    let (alpn, presented) = handshake(&grpc, &ca_file).await.unwrap();
+    let (alpn, presented) = handshake(&grpc, &ca_file, &[b"h2"]).await.unwrap();
     assert_eq!(alpn.as_deref(), Some(&b"h2"[..]));
     let configured = CertificateDer::from_pem_file(dir.path().join("cert.pem")).unwrap();
     assert_eq!(presented, configured);
 }
 
-/// A TLS handshake with `address` offering ALPN `h2` and trusting only the CA in `ca_file`: the protocol the
-/// server chose and the certificate it presented, or why the handshake failed.
-async fn handshake(address: &str, ca_file: &Path) -> Result<(Option<Vec<u8>>, CertificateDer<'static>), String> {
+/// A TLS handshake with `address` offering the ALPN protocols `alpn` and trusting only the CA in `ca_file`: the
+/// protocol the server chose and the certificate it presented, or why the handshake failed.
+async fn handshake(
+    address: &str,
+    ca_file: &Path,
+    alpn: &[&[u8]],
+) -> Result<(Option<Vec<u8>>, CertificateDer<'static>), String> {
     let mut roots = rustls::RootCertStore::empty();
     for certificate in CertificateDer::pem_file_iter(ca_file).unwrap() {
         roots.add(certificate.unwrap()).unwrap();
@@ -192,7 +196,7 @@ async fn handshake(address: &str, ca_file: &Path) -> Result<(Option<Vec<u8>>, Ce
         .unwrap()
         .with_root_certificates(roots)
         .with_no_client_auth();
-    config.alpn_protocols = vec![b"h2".to_vec()];
+    config.alpn_protocols = alpn.iter().map(|protocol| protocol.to_vec()).collect();
     let tcp = tokio::net::TcpStream::connect(address).await.unwrap();
     let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
     let tls = connector.connect(ServerName::try_from(SERVER_NAME).unwrap(), tcp).await.map_err(|e| e.to_string())?;
@@ -201,6 +205,21 @@ async fn handshake(address: &str, ca_file: &Path) -> Result<(Option<Vec<u8>>, Ce
         connection.alpn_protocol().map(<[u8]>::to_vec),
         connection.peer_certificates().unwrap()[0].clone().into_owned(),
     ))
+}
+
+/// The TLS gRPC listener speaks HTTP/2 only: a client offering only ALPN `http/1.1` fails the handshake, and one
+/// offering both gets `h2`.
+#[tokio::test]
+async fn the_tls_grpc_listener_negotiates_h2_only() {
+    let issuers = Issuers::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (gateway, ca_file) = tls_gateway(&issuers, dir.path()).await;
+    let grpc = gateway.ext_authz_grpc.clone().unwrap();
+
+    let http1 = handshake(&grpc, &ca_file, &[b"http/1.1"]).await;
+    assert!(http1.is_err(), "the gRPC listener accepted ALPN http/1.1: {:?}", http1.map(|(alpn, _)| alpn));
+    let (alpn, _) = handshake(&grpc, &ca_file, &[b"http/1.1", b"h2"]).await.unwrap();
+    assert_eq!(alpn.as_deref(), Some(&b"h2"[..]));
 }
 
 /// SIGHUP gives the gRPC listener the new pair in the same files, as it does the main listener: the next
@@ -212,7 +231,7 @@ async fn sighup_gives_the_grpc_listener_the_new_certificate() {
     let (gateway, ca_file) = tls_gateway(&issuers, dir.path()).await;
     let grpc = gateway.ext_authz_grpc.clone().unwrap();
     let first = CertificateDer::from_pem_file(dir.path().join("cert.pem")).unwrap();
-    assert_eq!(handshake(&grpc, &ca_file).await.unwrap().1, first);
+    assert_eq!(handshake(&grpc, &ca_file, &[b"h2"]).await.unwrap().1, first);
 
     // A new certificate and key from another CA, written over the same files.
     let other = tempfile::tempdir().unwrap();
@@ -227,7 +246,7 @@ async fn sighup_gives_the_grpc_listener_the_new_certificate() {
     // Poll, bounded, until a new connection trusting only the second CA completes its handshake.
     let started = std::time::Instant::now();
     let presented = loop {
-        match handshake(&grpc, &other_ca).await {
+        match handshake(&grpc, &other_ca, &[b"h2"]).await {
             Ok((_, presented)) => break presented,
             Err(why) => assert!(
                 started.elapsed() < Duration::from_secs(10),
@@ -238,5 +257,5 @@ async fn sighup_gives_the_grpc_listener_the_new_certificate() {
     };
     assert_eq!(presented, second);
     // The first CA's clients are now refused: the old certificate is gone.
-    assert!(handshake(&grpc, &ca_file).await.is_err());
+    assert!(handshake(&grpc, &ca_file, &[b"h2"]).await.is_err());
 }

@@ -328,7 +328,10 @@ fn denied(status: StatusCode, headers: &HeaderMap, body: String, request_id: Hea
 ///
 /// The service runs in the gateway's own accept loop, so it has the main listener's [`Limits`](crate::Limits)
 /// (connections at once, header size and count, idle connections closed) and, with `tls_cert` and `tls_key`, its
-/// TLS with the certificate of the latest reload (ALPN `h2`; a plaintext client is disconnected).
+/// TLS with the certificate of the latest reload (ALPN `h2` only; a plaintext client is disconnected). It serves
+/// HTTP/2 only: an HTTP/1.1 request gets no answer. A call that has
+/// not been answered within `header_read_timeout_secs` (its message never arrives, say) ends with
+/// `DEADLINE_EXCEEDED`, which Envoy treats as a refusal, so a stalled stream cannot hold its connection slot.
 pub(crate) async fn serve(
     gateway: Gateway,
     listener: tokio::net::TcpListener,
@@ -338,6 +341,26 @@ pub(crate) async fn serve(
     gateway.start_key_refresh();
     let limits = gateway.config().limits.clone();
     let tls = gateway.listener_tls();
-    let app = tonic::service::Routes::new(CheckService::new(gateway).into_server()).prepare().into_axum_router();
-    crate::listener::serve(listener, app, &limits, tls, shutdown).await
+    let deadline = std::time::Duration::from_secs(limits.header_read_timeout_secs);
+    let app = tonic::service::Routes::new(CheckService::new(gateway).into_server()).prepare().into_axum_router().layer(
+        axum::middleware::from_fn(move |request: axum::extract::Request, next: axum::middleware::Next| {
+            within(deadline, request, next)
+        }),
+    );
+    crate::listener::serve(listener, app, &limits, tls, crate::listener::Protocols::Http2Only, shutdown).await
+}
+
+/// Runs the call `request` through `next`, answering `DEADLINE_EXCEEDED` when it takes longer than `deadline`.
+async fn within(
+    deadline: std::time::Duration,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    match tokio::time::timeout(deadline, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => {
+            tracing::debug!(target: "portcullis::gateway", "ext_authz call not complete in time; ended");
+            tonic::Status::deadline_exceeded("the check was not complete in time").into_http::<axum::body::Body>()
+        }
+    }
 }

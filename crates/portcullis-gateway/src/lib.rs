@@ -215,11 +215,12 @@ pub async fn serve(
             let stopped = async move {
                 let _ = stopped.changed().await;
             };
-            let _ = listener::serve(admin, app, &limits, None, stopped).await;
+            let _ = listener::serve(admin, app, &limits, None, listener::Protocols::Http1And2, stopped).await;
         });
     }
     let tls = gateway.listener_tls();
-    let result = listener::serve(listener, router(gateway), &limits, tls, shutdown).await;
+    let result =
+        listener::serve(listener, router(gateway), &limits, tls, listener::Protocols::Http1And2, shutdown).await;
     let _ = stop.send(true);
     result
 }

@@ -21,9 +21,22 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tower::ServiceExt;
 
+/// The HTTP versions a listener serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Protocols {
+    /// HTTP/1.1 and HTTP/2 (h2c, or ALPN `h2` and `http/1.1` over TLS).
+    Http1And2,
+    /// HTTP/2 only (the gRPC listener): an HTTP/1.1 request gets no answer, and over TLS only ALPN `h2` (or none)
+    /// is accepted.
+    Http2Only,
+}
+
 /// The HTTP settings of every accepted connection, from `limits`.
-fn connection_builder(limits: &Limits) -> Builder<TokioExecutor> {
+fn connection_builder(limits: &Limits, protocols: Protocols) -> Builder<TokioExecutor> {
     let mut builder = Builder::new(TokioExecutor::new());
+    if protocols == Protocols::Http2Only {
+        builder = builder.http2_only();
+    }
     let mut http1 = builder.http1();
     http1
         .timer(TokioTimer::new())
@@ -95,15 +108,16 @@ impl Activity {
 ///
 /// With `tls`, every connection is a TLS connection: the handshake, with the settings in force when it starts,
 /// must end within the same `header_read_timeout_secs`; a client speaking plain HTTP or failing the handshake is
-/// disconnected.
+/// disconnected. With [`Protocols::Http2Only`], only HTTP/2 is served.
 pub(crate) async fn serve(
     listener: TcpListener,
     app: Router,
     limits: &Limits,
     tls: Option<Arc<ListenerTls>>,
+    protocols: Protocols,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
-    let builder = connection_builder(limits);
+    let builder = connection_builder(limits, protocols);
     let permits = Arc::new(Semaphore::new(limits.max_connections));
     let idle = Duration::from_secs(limits.header_read_timeout_secs);
     // Tells every connection that the listener is closing; each holds a `live` sender until it has ended.
@@ -148,7 +162,7 @@ pub(crate) async fn serve(
             let Some(tls) = tls else {
                 return serve_connection(TokioIo::new(stream), peer, app, builder, idle, closed).await;
             };
-            let acceptor = tokio_rustls::TlsAcceptor::from(tls.current());
+            let acceptor = tokio_rustls::TlsAcceptor::from(tls_settings(&tls, protocols));
             let handshake = tokio::select! {
                 handshake = tokio::time::timeout(idle, acceptor.accept(stream)) => handshake,
                 _ = closed.changed() => return,
@@ -167,6 +181,20 @@ pub(crate) async fn serve(
     Ok(())
 }
 
+/// The TLS settings in force now, offering ALPN `h2` alone on an HTTP/2-only listener (a client offering only
+/// `http/1.1` then fails the handshake).
+fn tls_settings(tls: &ListenerTls, protocols: Protocols) -> Arc<rustls::ServerConfig> {
+    let current = tls.current();
+    match protocols {
+        Protocols::Http1And2 => current,
+        Protocols::Http2Only => {
+            let mut config = (*current).clone();
+            config.alpn_protocols = vec![b"h2".to_vec()];
+            Arc::new(config)
+        }
+    }
+}
+
 /// Serves one connection (its first byte has arrived) until it ends, is idle for `idle`, or the listener closes.
 async fn serve_connection<I>(
     io: TokioIo<I>,
@@ -174,7 +202,7 @@ async fn serve_connection<I>(
     app: Router,
     builder: Builder<TokioExecutor>,
     idle: Duration,
-    mut closed: tokio::sync::watch::Receiver<bool>,
+    closed: tokio::sync::watch::Receiver<bool>,
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -190,8 +218,28 @@ async fn serve_connection<I>(
             response
         }
     });
-    let connection = builder.serve_connection_with_upgrades(io, service).into_owned();
-    let mut connection = std::pin::pin!(connection);
+    // hyper-util's upgradeable connection ignores `http2_only`, and an HTTP/2-only listener has no upgrades.
+    if builder.is_http1_available() {
+        let connection = std::pin::pin!(builder.serve_connection_with_upgrades(io, service).into_owned());
+        drive(connection, |connection| connection.graceful_shutdown(), &activity, idle, closed).await;
+    } else {
+        let connection = std::pin::pin!(builder.serve_connection(io, service).into_owned());
+        drive(connection, |connection| connection.graceful_shutdown(), &activity, idle, closed).await;
+    }
+}
+
+/// Runs `connection` until it ends; once the listener closes or the connection has been idle for `idle`, asks it
+/// to finish gracefully with `shut_down`.
+async fn drive<C, E>(
+    mut connection: std::pin::Pin<&mut C>,
+    shut_down: impl Fn(std::pin::Pin<&mut C>),
+    activity: &Activity,
+    idle: Duration,
+    mut closed: tokio::sync::watch::Receiver<bool>,
+) where
+    C: Future<Output = Result<(), E>>,
+    E: std::fmt::Display,
+{
     let mut closing = false;
     loop {
         tokio::select! {
@@ -202,13 +250,13 @@ async fn serve_connection<I>(
                 return;
             }
             _ = closed.changed(), if !closing => {
-                connection.as_mut().graceful_shutdown();
+                shut_down(connection.as_mut());
                 closing = true;
             }
             () = tokio::time::sleep_until(activity.idle_deadline(idle)), if !closing => {
                 if activity.idle_deadline(idle) <= tokio::time::Instant::now() {
                     tracing::debug!(target: "portcullis::gateway", "connection idle; closing");
-                    connection.as_mut().graceful_shutdown();
+                    shut_down(connection.as_mut());
                     closing = true;
                 }
             }

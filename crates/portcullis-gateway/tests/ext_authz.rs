@@ -2,7 +2,8 @@
 //! Envoy calls it, and the HTTP mode (`forward_auth = "envoy"`) called with requests shaped as Envoy sends them.
 //! Every decision path: allowed with claim headers and the headers to remove, each refusal with the status,
 //! `WWW-Authenticate` and JSON body the reverse proxy answers, targets an upstream could read differently, joined
-//! and repeated `Authorization` headers, client copies of claim headers, preflights and the metrics.
+//! and repeated `Authorization` headers, client copies of claim headers, preflights and the metrics. The gRPC
+//! listener itself: its limits, HTTP/2 only, malformed and stalled calls.
 #![allow(clippy::unwrap_used)]
 
 use envoy_types::pb::envoy::config::core::v3::header_value_option::HeaderAppendAction;
@@ -837,4 +838,196 @@ async fn idle_grpc_connections_are_closed_and_free_their_slot() {
     allowed(&answer);
     // The first client is still usable: its channel connects again.
     allowed(&call(&mut first, check("GET", "/public/x", &[])).await);
+}
+
+/// A raw HTTP/2 connection to `address` that opens one `Check` stream (its headers, never its message) and then
+/// acknowledges every SETTINGS and PING the server sends; returns once the server has closed the connection.
+async fn open_check_stream_and_stall(address: &str) {
+    open_stream_and_stall(address, "/envoy.service.auth.v3.Authorization/Check").await;
+}
+
+/// A raw HTTP/2 connection to `address` that opens one POST stream to `path` (its headers, never its body) and
+/// then acknowledges every SETTINGS and PING the server sends; returns once the server has closed the connection.
+async fn open_stream_and_stall(address: &str, path: &str) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+    stream.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00").await.unwrap();
+    // HPACK, no Huffman: :method POST, :scheme http (static entries), :path, :authority and content-type as
+    // literals with indexed names, te as a literal with a new name.
+    let path = path.as_bytes();
+    let mut block = vec![0x83, 0x86, 0x04, u8::try_from(path.len()).unwrap()];
+    block.extend_from_slice(path);
+    block.extend_from_slice(b"\x01\x01a\x0f\x10\x10application/grpc\x00\x02te\x08trailers");
+    // A HEADERS frame on stream 1 with END_HEADERS but not END_STREAM: the request's message is still to come.
+    let mut frame = vec![0, 0, u8::try_from(block.len()).unwrap(), 0x01, 0x04, 0, 0, 0, 1];
+    frame.extend_from_slice(&block);
+    stream.write_all(&frame).await.unwrap();
+    let mut head = [0u8; 9];
+    while stream.read_exact(&mut head).await.is_ok() {
+        let length = (usize::from(head[0]) << 16) | (usize::from(head[1]) << 8) | usize::from(head[2]);
+        let mut payload = vec![0u8; length];
+        if stream.read_exact(&mut payload).await.is_err() {
+            break;
+        }
+        let (kind, ack) = (head[3], head[4] & 1 == 1);
+        if kind == 4 && !ack {
+            let _ = stream.write_all(b"\x00\x00\x00\x04\x01\x00\x00\x00\x00").await;
+        }
+        if kind == 6 && !ack {
+            let mut pong = b"\x00\x00\x08\x06\x01\x00\x00\x00\x00".to_vec();
+            pong.extend_from_slice(&payload);
+            let _ = stream.write_all(&pong).await;
+        }
+    }
+}
+
+/// A client that opens a `Check` stream and never sends its message (answering every ping, so it looks alive)
+/// cannot hold a connection slot: the call fails after `header_read_timeout_secs`, the connection is then idle
+/// and closed, and with one slot the next client is served.
+#[tokio::test]
+async fn a_check_whose_message_never_arrives_does_not_hold_a_connection_slot() {
+    let keys = Keys::new();
+    let limits = "[limits]\nmax_connections = 1\nheader_read_timeout_secs = 1\n";
+    let (address, _stop) = grpc_listener(&format!("{}{limits}", grpc_config(&keys))).await;
+    let stalled = tokio::time::timeout(std::time::Duration::from_secs(10), open_check_stream_and_stall(&address));
+    assert!(stalled.await.is_ok(), "a stalled Check stream kept its connection open");
+    let answer = tokio::time::timeout(std::time::Duration::from_secs(10), check_on_new_connection(&address))
+        .await
+        .expect("the stalled connection kept the only slot")
+        .unwrap();
+    allowed(&answer);
+}
+
+/// The gRPC listener speaks HTTP/2 only: an HTTP/1.1 request (a health probe or a client pointed at the wrong
+/// port) gets no HTTP/1.1 answer, so nothing reads a `200 OK` from it, and the connection is closed.
+#[tokio::test]
+async fn the_grpc_listener_gives_http1_requests_no_answer() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let keys = Keys::new();
+    let (address, _stop) = grpc_listener(&grpc_config(&keys)).await;
+    for request in [
+        "GET /healthz HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n".to_owned(),
+        "POST /envoy.service.auth.v3.Authorization/Check HTTP/1.1\r\nHost: a\r\ncontent-type: application/grpc\r\n\
+         te: trailers\r\ncontent-length: 5\r\nConnection: close\r\n\r\n\0\0\0\0\0"
+            .to_owned(),
+    ] {
+        let mut stream = tokio::net::TcpStream::connect(&address).await.unwrap();
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let mut seen = Vec::new();
+        let read = tokio::time::timeout(std::time::Duration::from_secs(10), stream.read_to_end(&mut seen)).await;
+        assert!(read.is_ok(), "the connection stayed open");
+        assert!(!seen.starts_with(b"HTTP/1"), "{request:?} was answered: {}", String::from_utf8_lossy(&seen));
+    }
+}
+
+/// Sends `message` (gRPC length-prefixed frames, as bytes) as the body of one `Check` call over HTTP/2 to
+/// `address`; returns the HTTP status, the `grpc-status` (from the headers or the trailers) and the body's length.
+async fn raw_check(address: &str, message: &'static [u8]) -> (u16, Option<String>, usize) {
+    use hyper::body::Body as _;
+    let tcp = tokio::net::TcpStream::connect(address).await.unwrap();
+    let (mut sender, connection) =
+        hyper::client::conn::http2::handshake(hyper_util::rt::TokioExecutor::new(), hyper_util::rt::TokioIo::new(tcp))
+            .await
+            .unwrap();
+    tokio::spawn(connection);
+    let request = http::Request::post(format!("http://{address}/envoy.service.auth.v3.Authorization/Check"))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .body(axum::body::Body::from(message))
+        .unwrap();
+    let response = tokio::time::timeout(std::time::Duration::from_secs(10), sender.send_request(request))
+        .await
+        .expect("no answer in 10 s")
+        .unwrap();
+    let status = response.status().as_u16();
+    let mut grpc_status = response.headers().get("grpc-status").map(|v| v.to_str().unwrap().to_owned());
+    let mut body = response.into_body();
+    let mut length = 0;
+    while let Some(frame) = std::future::poll_fn(|cx| std::pin::Pin::new(&mut body).poll_frame(cx)).await {
+        let frame = frame.unwrap();
+        if let Some(data) = frame.data_ref() {
+            length += data.len();
+        }
+        if let Some(trailers) = frame.trailers_ref() {
+            grpc_status = grpc_status.or_else(|| trailers.get("grpc-status").map(|v| v.to_str().unwrap().to_owned()));
+        }
+    }
+    (status, grpc_status, length)
+}
+
+/// Malformed calls get a gRPC error status and no message, which Envoy (`failure_mode_allow: false`) turns into a
+/// refusal: a compressed message (no compression is offered), a length prefix beyond the message size limit, a
+/// message cut short, bytes that are no `CheckRequest`, and no message at all.
+#[tokio::test]
+async fn malformed_grpc_calls_get_an_error_status_and_no_message() {
+    let keys = Keys::new();
+    let (address, _stop) = grpc_listener(&grpc_config(&keys)).await;
+    let cases: [(&str, &'static [u8]); 5] = [
+        ("compressed", b"\x01\x00\x00\x00\x02\x0a\x00"),
+        ("oversized", b"\x00\x7f\xff\xff\xff"),
+        ("truncated", b"\x00\x00\x00\x00\x0a\x0a\x03"),
+        ("not protobuf", b"\x00\x00\x00\x00\x03\xff\xff\xff"),
+        ("empty", b""),
+    ];
+    for (what, message) in cases {
+        let (status, grpc_status, length) = raw_check(&address, message).await;
+        assert_eq!(status, 200, "{what}");
+        let code = grpc_status.unwrap_or_else(|| panic!("{what}: no grpc-status"));
+        assert_ne!(code, "0", "{what}: the call succeeded");
+        assert_eq!(length, 0, "{what}: a message came back");
+    }
+    // The same call with a well-formed (empty) CheckRequest is answered: a message and status 0 (a refusal inside).
+    let (status, grpc_status, length) = raw_check(&address, b"\x00\x00\x00\x00\x00").await;
+    assert_eq!((status, grpc_status.as_deref()), (200, Some("0")));
+    assert!(length > 5, "{length}");
+}
+
+/// One connection cannot open unbounded streams: the gRPC listener's first SETTINGS frame limits concurrent
+/// streams (each of which, stalled, ends after `header_read_timeout_secs`).
+#[tokio::test]
+async fn the_grpc_listener_bounds_concurrent_streams_per_connection() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let keys = Keys::new();
+    let (address, _stop) = grpc_listener(&grpc_config(&keys)).await;
+    let mut stream = tokio::net::TcpStream::connect(&address).await.unwrap();
+    stream.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00").await.unwrap();
+    let mut head = [0u8; 9];
+    tokio::time::timeout(std::time::Duration::from_secs(10), stream.read_exact(&mut head)).await.unwrap().unwrap();
+    assert_eq!((head[3], head[4] & 1), (4, 0), "the server's first frame is not its SETTINGS: {head:?}");
+    let length = (usize::from(head[0]) << 16) | (usize::from(head[1]) << 8) | usize::from(head[2]);
+    let mut payload = vec![0u8; length];
+    stream.read_exact(&mut payload).await.unwrap();
+    let limit = payload
+        .chunks_exact(6)
+        .find(|setting| setting[..2] == [0, 3])
+        .map(|setting| u32::from_be_bytes([setting[2], setting[3], setting[4], setting[5]]));
+    let limit = limit.expect("no SETTINGS_MAX_CONCURRENT_STREAMS: streams are unbounded");
+    assert!((1..=1000).contains(&limit), "{limit} concurrent streams per connection");
+}
+
+/// In Envoy's HTTP mode the check is answered without waiting for its body, so a check stream whose body never
+/// arrives holds no connection slot either: the connection goes idle and is closed, and the next client is served.
+#[tokio::test]
+async fn envoy_http_mode_answers_a_check_whose_body_never_arrives() {
+    let keys = Keys::new();
+    let config = format!(
+        "forward_auth = \"envoy\"\nenvoy_path_prefix = \"/ext-authz\"\n{}{ROUTES}\
+         [limits]\nmax_connections = 1\nheader_read_timeout_secs = 1\n",
+        keys.issuer()
+    );
+    let gateway = Gateway::new(Config::from_toml(&config).unwrap()).unwrap();
+    let (listener, address) = portcullis_testkit::net::listen().await;
+    tokio::spawn(portcullis_gateway::serve(gateway, listener, None, std::future::pending()));
+    let address = address.to_string();
+    let stalled =
+        tokio::time::timeout(std::time::Duration::from_secs(10), open_stream_and_stall(&address, "/ext-authz/api/x"));
+    assert!(stalled.await.is_ok(), "a stalled check stream kept its connection open");
+    let response = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        reqwest::get(format!("http://{address}/ext-authz/public/x")),
+    )
+    .await
+    .expect("the stalled connection kept the only slot")
+    .unwrap();
+    assert_eq!(response.status(), 200);
 }
