@@ -94,6 +94,36 @@ async fn browser() -> Browser {
     Browser { client, _driver: driver, _profile: profile }
 }
 
+impl Browser {
+    /// Ends the WebDriver session, which makes ChromeDriver quit Chromium, and waits (bounded) until no process of
+    /// this session's profile is left: killing ChromeDriver alone would leave Chromium running.
+    async fn quit(self) {
+        self.client.close().await.unwrap();
+        let profile = self._profile.path().to_string_lossy().into_owned();
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let left = chromium_processes_of(&profile);
+            if left.is_empty() {
+                return;
+            }
+            assert!(std::time::Instant::now() < deadline, "Chromium processes outlived the session: {left:?}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+/// The process ids whose command line names the profile directory `profile`.
+fn chromium_processes_of(profile: &str) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
+    entries
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|line| String::from_utf8_lossy(&line).contains(profile))
+        })
+        .collect()
+}
+
 /// Saves the whole page as `name.png`: the window grows to the page's height for the picture, then shrinks back.
 async fn screenshot(client: &Client, name: &str) {
     let folder = std::env::var_os("PORTCULLIS_SCREENSHOTS")
@@ -241,6 +271,7 @@ async fn alice_and_bob_log_in_from_the_demo_app_and_call_the_api() {
     let (status, _) = call(client, "/api/private").await;
     assert_eq!(status, "200");
     screenshot(client, "demo-app-bob").await;
+    browser.quit().await;
 }
 
 #[tokio::test]
@@ -284,6 +315,7 @@ async fn a_tampered_state_and_an_unregistered_callback_are_refused() {
     assert!(error.contains(&format!("{}/callback", demo.api)), "names the allowed callback: {error}");
     assert!(client.current_url().await.unwrap().as_str().starts_with(&demo.issuer));
     screenshot(client, "issuer-callback-mismatch").await;
+    browser.quit().await;
 }
 
 /// Pastes `token` into the debugger, picks `route` (its label), and submits with the keyboard alone.
@@ -396,6 +428,7 @@ async fn the_demo_debugger_explains_a_wrong_audience_and_the_status_page_lists_t
     let status: Value = reqwest::get(format!("{}/status.json", demo.api)).await.unwrap().json().await.unwrap();
     assert_eq!(status["issuers"][0]["issuer"], format!("{}/", demo.issuer));
     assert!(status["requests"][0]["count"].as_u64().unwrap() >= 3, "{status}");
+    browser.quit().await;
 }
 
 #[tokio::test]
@@ -437,4 +470,5 @@ async fn the_gateway_admin_listener_serves_the_debugger_and_the_status_page() {
     let browser = browser().await;
     debugger_and_status(&browser.client, &admin, &demo.issuer, "GET /messages/*", "gateway").await;
     wait_for(&browser.client, "tr[data-outcome=denied][data-reason=audience_mismatch]").await;
+    browser.quit().await;
 }
