@@ -260,11 +260,14 @@ fn a_good_proof_passes_and_its_key_is_reported() {
     assert_eq!(token.jkt(), Some(jkt.as_str()));
 }
 
+/// A change to a good proof's header and claims.
+type Edit = dyn Fn(&mut Map<String, Value>, &mut Map<String, Value>);
+
 #[test]
 fn each_check_refuses_for_its_own_reason() {
     let fx = Fixture::new();
     let invalid = Reason::DpopProofInvalid;
-    let cases: Vec<(&str, Box<dyn Fn(&mut Map<String, Value>, &mut Map<String, Value>)>, Reason, &str)> = vec![
+    let cases: Vec<(&str, Box<Edit>, Reason, &str)> = vec![
         ("typ missing", Box::new(|h, _| drop(h.remove("typ"))), invalid, "DPoP proof has no typ; it must be dpop+jwt"),
         (
             "typ JWT",
