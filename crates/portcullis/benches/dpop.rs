@@ -9,7 +9,7 @@
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use portcullis::dpop::{DpopMode, DpopVerifier, Htu, RequestTarget, Scheme, access_token_hash, thumbprint};
 use portcullis::signing::SigningKey;
-use portcullis::{Algorithm, KeySet, Verifier};
+use portcullis::{Algorithm, KeySet, Verifier, VerifyingKey};
 use serde_json::{Map, Value, json};
 use std::hint::black_box;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -103,6 +103,19 @@ fn benches(c: &mut Criterion) {
         )
     });
     group.finish();
+
+    // Where the proof's time goes: turning its jwk into a key, and the bare ES256 signature check.
+    let mut parts = c.benchmark_group("proof_parts");
+    let jwk = public_jwk(&client);
+    parts.bench_function("jwk_to_key", |b| b.iter(|| VerifyingKey::from_jwk(black_box(&jwk)).unwrap()));
+    let key = VerifyingKey::from_jwk(&jwk).unwrap();
+    let proof = fresh_proof();
+    let (signing_input, signature) = proof.rsplit_once('.').unwrap();
+    let signature = portcullis::__internals::base64url::decode(signature).unwrap();
+    parts.bench_function("es256_signature", |b| {
+        b.iter(|| key.verify_signature(Algorithm::ES256, black_box(signing_input.as_bytes()), &signature).unwrap())
+    });
+    parts.finish();
 }
 
 criterion_group!(dpop, benches);
