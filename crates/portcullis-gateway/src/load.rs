@@ -3,7 +3,9 @@
 //! top-level key into a table), and each part deserialized on its own, so that one run reports every error of the
 //! file, each with its line, column and key path.
 
-use crate::config::{Config, ConfigError, IssuerConfig, Limits, RouteConfig, line_column};
+use crate::config::{
+    Config, ConfigError, DpopConfig, IssuerConfig, Limits, ResourceMetadataConfig, RouteConfig, line_column,
+};
 use serde::Deserialize;
 use serde::de::{DeserializeOwned, Deserializer, Visitor};
 use std::ops::Range;
@@ -44,6 +46,16 @@ pub(crate) fn parse(text: &str) -> (Option<Config>, Vec<ConfigError>, Vec<String
             "routes" => routes = Some(value),
             "limits" => {
                 let value = reader.strip_unknown_in(value, "limits", fields::<Limits>(), "[limits]", &mut errors);
+                kept.insert(key, value);
+            }
+            "dpop" => {
+                let value = reader.strip_unknown_in(value, "dpop", fields::<DpopConfig>(), "[dpop]", &mut errors);
+                kept.insert(key, value);
+            }
+            "resource_metadata" => {
+                let known = fields::<ResourceMetadataConfig>();
+                let value =
+                    reader.strip_unknown_in(value, "resource_metadata", known, "[resource_metadata]", &mut errors);
                 kept.insert(key, value);
             }
             _ => {
