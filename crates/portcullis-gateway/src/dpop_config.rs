@@ -101,7 +101,9 @@ pub(crate) fn check(config: &Config) -> Vec<ConfigError> {
                 "needs public_url: the metadata URL named in challenges is absolute, on public_url's origin",
             )),
             (Some(url), Some(public)) => match origin(&metadata.resource) {
-                Err(why) => errors.push(ConfigError::at("resource_metadata.resource", format!("{:?} {why}", metadata.resource))),
+                Err(why) => {
+                    errors.push(ConfigError::at("resource_metadata.resource", format!("{:?} {why}", metadata.resource)))
+                }
                 Ok(resource) if resource != *public => errors.push(ConfigError::at(
                     "resource_metadata.resource",
                     format!(

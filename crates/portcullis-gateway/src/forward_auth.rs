@@ -136,7 +136,8 @@ pub(crate) async fn handler(State(gateway): State<Gateway>, mut request: Request
         Some(front) if !describes_a_request(front, request.headers()) => {
             let uri = request.uri();
             let path = uri.path().as_bytes();
-            let canonical = CanonicalRequest::from_parts(request.method().clone(), path, uri.query().map(str::as_bytes));
+            let canonical =
+                CanonicalRequest::from_parts(request.method().clone(), path, uri.query().map(str::as_bytes));
             match canonical.ok().and_then(|canonical| crate::metadata::answer(&policy, &canonical)) {
                 Some(document) => document,
                 None => answer(&policy, front, request.headers()).await,

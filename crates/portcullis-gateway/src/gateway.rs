@@ -246,10 +246,8 @@ impl Policy {
         dpop: Option<&crate::sender::Built>,
         tally: Arc<Tally>,
         clock: &Arc<dyn Clock>,
-    ) -> Result<
-        (Self, Vec<(KeyLocation, RemoteKeySet)>, Vec<RemoteKeySet>, Option<crate::sender::Built>),
-        ConfigErrors,
-    > {
+    ) -> Result<(Self, Vec<(KeyLocation, RemoteKeySet)>, Vec<RemoteKeySet>, Option<crate::sender::Built>), ConfigErrors>
+    {
         config.check()?;
         let (sender, built) = crate::sender::Sender::build(&config, dpop, clock)?;
         let metadata = crate::metadata::document(&config, built.as_ref().map(crate::sender::Built::verifier))

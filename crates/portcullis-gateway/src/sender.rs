@@ -222,9 +222,9 @@ impl Sender {
 /// and nonce key stay), else a new one.
 fn verifier(settings: &DpopConfig, running: Option<&Built>, clock: &Arc<dyn Clock>) -> Result<Built, ConfigErrors> {
     let secret = match &settings.nonce_secret_file {
-        Some(path) => Some(
-            crate::dpop_config::nonce_secret(path).map_err(|why| ConfigError::at("dpop.nonce_secret_file", why))?,
-        ),
+        Some(path) => {
+            Some(crate::dpop_config::nonce_secret(path).map_err(|why| ConfigError::at("dpop.nonce_secret_file", why))?)
+        }
         None => None,
     };
     if let Some(running) = running

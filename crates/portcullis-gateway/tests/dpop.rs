@@ -5,14 +5,15 @@
 //! reason and challenge; a proof used at one edge is a replay at the others.
 #![allow(clippy::unwrap_used)]
 
+#[allow(unused_imports)]
 mod support;
 
 use envoy_types::pb::envoy::service::auth::v3::attribute_context::{HttpRequest, Request};
 use envoy_types::pb::envoy::service::auth::v3::authorization_client::AuthorizationClient;
 use envoy_types::pb::envoy::service::auth::v3::check_response::HttpResponse;
 use envoy_types::pb::envoy::service::auth::v3::{AttributeContext, CheckRequest, CheckResponse};
-use portcullis::Algorithm;
 use portcullis::__internals::base64url;
+use portcullis::Algorithm;
 use portcullis::signing::SigningKey;
 use portcullis_gateway::{Config, Gateway};
 use serde_json::{Value, json};
@@ -70,8 +71,15 @@ struct Client {
 /// RFC 7638: SHA-256 over the required members, lexicographic order, no whitespace.
 fn thumbprint(jwk: &Value) -> String {
     let canonical = match jwk["kty"].as_str().unwrap() {
-        "EC" => format!(r#"{{"crv":"{}","kty":"EC","x":"{}","y":"{}"}}"#, jwk["crv"].as_str().unwrap(), jwk["x"].as_str().unwrap(), jwk["y"].as_str().unwrap()),
-        "OKP" => format!(r#"{{"crv":"{}","kty":"OKP","x":"{}"}}"#, jwk["crv"].as_str().unwrap(), jwk["x"].as_str().unwrap()),
+        "EC" => format!(
+            r#"{{"crv":"{}","kty":"EC","x":"{}","y":"{}"}}"#,
+            jwk["crv"].as_str().unwrap(),
+            jwk["x"].as_str().unwrap(),
+            jwk["y"].as_str().unwrap()
+        ),
+        "OKP" => {
+            format!(r#"{{"crv":"{}","kty":"OKP","x":"{}"}}"#, jwk["crv"].as_str().unwrap(), jwk["x"].as_str().unwrap())
+        }
         other => panic!("no thumbprint here for {other}"),
     };
     sha256(canonical.as_bytes())
@@ -264,7 +272,9 @@ impl Answer {
     /// A gRPC check's answer: 200 for OK, else the denied response's status and headers.
     fn from_check(response: &CheckResponse) -> Self {
         match &response.http_response {
-            Some(HttpResponse::OkResponse(_)) => Self { status: 200, challenges: Vec::new(), nonce: None, body: Value::Null },
+            Some(HttpResponse::OkResponse(_)) => {
+                Self { status: 200, challenges: Vec::new(), nonce: None, body: Value::Null }
+            }
             Some(HttpResponse::DeniedResponse(denied)) => {
                 let header = |name: &str| {
                     denied
@@ -282,7 +292,7 @@ impl Answer {
                     body: serde_json::from_str(&denied.body).unwrap_or(Value::Null),
                 }
             }
-            None => panic!("no HTTP response: {response:?}"),
+            _ => panic!("no HTTP answer: {response:?}"),
         }
     }
 
@@ -423,7 +433,11 @@ async fn each_defect_of_a_proof_or_a_binding_is_refused_with_its_reason_and_chal
     // Proof count: none, two headers, two in one header.
     let (one, two) = (client.proof("GET", "/api/x", &token), client.proof("GET", "/api/x", &token));
     let joined = format!("{one}, {two}");
-    for (case, proofs) in [("no proof", vec![]), ("two DPoP headers", vec![one.as_str(), two.as_str()]), ("a comma-joined header", vec![joined.as_str()])] {
+    for (case, proofs) in [
+        ("no proof", vec![]),
+        ("two DPoP headers", vec![one.as_str(), two.as_str()]),
+        ("a comma-joined header", vec![joined.as_str()]),
+    ] {
         let mut headers = vec![("authorization", auth.as_str())];
         headers.extend(proofs.into_iter().map(|proof| ("dpop", proof)));
         edges.proxy(reqwest::Method::GET, "/api/x", &headers).await.refused(
@@ -513,7 +527,10 @@ async fn modes_per_route_and_per_issuer_decide_which_schemes_pass_and_are_offere
     let answer = edges.proxy(reqwest::Method::GET, "/api/off/x", &headers).await;
     assert_eq!((answer.status, answer.reason()), (400, "request_invalid"), "{answer:?}");
     assert!(answer.challenge("DPoP").is_none(), "a route with DPoP off offers Bearer only: {answer:?}");
-    assert_eq!(edges.proxy(reqwest::Method::GET, "/api/off/x", &[("authorization", bearer.as_str())]).await.status, 200);
+    assert_eq!(
+        edges.proxy(reqwest::Method::GET, "/api/off/x", &[("authorization", bearer.as_str())]).await.status,
+        200
+    );
     // A bound token is never a Bearer token, even where DPoP is off.
     let bound_bearer = format!("Bearer {bound}");
     let answer = edges.proxy(reqwest::Method::GET, "/api/off/x", &[("authorization", bound_bearer.as_str())]).await;
@@ -523,14 +540,20 @@ async fn modes_per_route_and_per_issuer_decide_which_schemes_pass_and_are_offere
     let answer = edges.proxy(reqwest::Method::GET, "/api/x", &[]).await;
     assert_eq!(answer.status, 401);
     assert_eq!(answer.challenges.len(), 2, "{answer:?}");
-    assert!(answer.challenges[0].starts_with("Bearer realm=\"api\"") && answer.challenges[1].starts_with("DPoP realm=\"api\""));
+    assert!(
+        answer.challenges[0].starts_with("Bearer realm=\"api\"")
+            && answer.challenges[1].starts_with("DPoP realm=\"api\"")
+    );
     assert!(answer.challenges.iter().all(|line| !line.contains("error=")), "{answer:?}");
 
     // The issuer requires DPoP ([dpop] off): Bearer is refused on its routes, but a route's own mode wins.
     let edges = Edges::start(&config(&issuer, &upstream, "mode = \"off\"", "dpop = \"required\"")).await;
     let answer = edges.proxy(reqwest::Method::GET, "/api/x", &[("authorization", bearer.as_str())]).await;
     assert_eq!((answer.status, answer.reason()), (401, "token_binding_invalid"), "{answer:?}");
-    assert_eq!(edges.proxy(reqwest::Method::GET, "/api/allowed/x", &[("authorization", bearer.as_str())]).await.status, 200);
+    assert_eq!(
+        edges.proxy(reqwest::Method::GET, "/api/allowed/x", &[("authorization", bearer.as_str())]).await.status,
+        200
+    );
     let proof = client.proof("GET", "/api/x", &bound);
     let headers = [("authorization", auth.as_str()), ("dpop", proof.as_str())];
     assert_eq!(edges.proxy(reqwest::Method::GET, "/api/x", &headers).await.status, 200);
@@ -549,7 +572,8 @@ async fn forward_auth_and_ext_authz_check_the_proof_against_the_path_they_checke
     let answer = edges.nginx("GET", "/api/x?q=1", &[("authorization", auth.as_str()), ("dpop", proof.as_str())]).await;
     assert_eq!(answer.status, 200, "{answer:?}");
     let for_the_endpoint = client.proof("GET", "/auth/nginx", &token);
-    let answer = edges.nginx("GET", "/api/x", &[("authorization", auth.as_str()), ("dpop", for_the_endpoint.as_str())]).await;
+    let answer =
+        edges.nginx("GET", "/api/x", &[("authorization", auth.as_str()), ("dpop", for_the_endpoint.as_str())]).await;
     answer.refused(401, "dpop_proof_invalid", "DPoP", "invalid_dpop_proof", "nginx: a proof for the endpoint");
     let bound_bearer = format!("Bearer {token}");
     let answer = edges.nginx("GET", "/api/x", &[("authorization", bound_bearer.as_str())]).await;
@@ -569,14 +593,16 @@ async fn forward_auth_and_ext_authz_check_the_proof_against_the_path_they_checke
 
     // ext_authz: attributes.request.http.path; the DPoP header is left for the upstream, Authorization removed.
     let proof = client.proof("POST", "/api/x", &token);
-    let (response, answer) = edges.check("POST", "/api/x?y=2", &[("authorization", auth.as_str()), ("dpop", proof.as_str())]).await;
+    let (response, answer) =
+        edges.check("POST", "/api/x?y=2", &[("authorization", auth.as_str()), ("dpop", proof.as_str())]).await;
     assert_eq!(answer.status, 200, "{response:?}");
     let Some(HttpResponse::OkResponse(ok)) = &response.http_response else { unreachable!() };
     assert!(ok.headers_to_remove.contains(&"authorization".to_owned()), "{ok:?}");
     assert!(!ok.headers_to_remove.iter().any(|name| name == "dpop"), "{ok:?}");
     assert!(ok.headers.iter().all(|option| option.header.as_ref().unwrap().key != "dpop"), "{ok:?}");
     let proof = client.proof("POST", "/api/elsewhere", &token);
-    let (_, answer) = edges.check("POST", "/api/x", &[("authorization", auth.as_str()), ("dpop", proof.as_str())]).await;
+    let (_, answer) =
+        edges.check("POST", "/api/x", &[("authorization", auth.as_str()), ("dpop", proof.as_str())]).await;
     answer.refused(401, "dpop_proof_invalid", "DPoP", "invalid_dpop_proof", "ext_authz: a proof for another path");
     let (_, answer) = edges.check("POST", "/api/x", &[("authorization", bound_bearer.as_str())]).await;
     answer.refused(401, "token_binding_invalid", "Bearer", "invalid_token", "ext_authz: Bearer downgrade");
@@ -593,8 +619,20 @@ async fn a_proof_used_at_one_edge_is_a_replay_at_every_other_edge_of_the_gateway
     let proof = client.proof("GET", "/api/x", &token);
     let headers = [("authorization", auth.as_str()), ("dpop", proof.as_str())];
     assert_eq!(edges.proxy(reqwest::Method::GET, "/api/x", &headers).await.status, 200);
-    edges.nginx("GET", "/api/x", &headers).await.refused(401, "dpop_proof_invalid", "DPoP", "invalid_dpop_proof", "nginx replay");
-    edges.caddy("GET", "/api/x", &headers).await.refused(401, "dpop_proof_invalid", "DPoP", "invalid_dpop_proof", "caddy replay");
+    edges.nginx("GET", "/api/x", &headers).await.refused(
+        401,
+        "dpop_proof_invalid",
+        "DPoP",
+        "invalid_dpop_proof",
+        "nginx replay",
+    );
+    edges.caddy("GET", "/api/x", &headers).await.refused(
+        401,
+        "dpop_proof_invalid",
+        "DPoP",
+        "invalid_dpop_proof",
+        "caddy replay",
+    );
     let (_, answer) = edges.check("GET", "/api/x", &headers).await;
     answer.refused(401, "dpop_proof_invalid", "DPoP", "invalid_dpop_proof", "ext_authz replay");
 
@@ -602,12 +640,25 @@ async fn a_proof_used_at_one_edge_is_a_replay_at_every_other_edge_of_the_gateway
     let proof = client.proof("GET", "/api/z", &token);
     let headers = [("authorization", auth.as_str()), ("dpop", proof.as_str())];
     assert_eq!(edges.check("GET", "/api/z", &headers).await.1.status, 200);
-    edges.proxy(reqwest::Method::GET, "/api/z", &headers).await.refused(401, "dpop_proof_invalid", "DPoP", "invalid_dpop_proof", "proxy replay");
+    edges.proxy(reqwest::Method::GET, "/api/z", &headers).await.refused(
+        401,
+        "dpop_proof_invalid",
+        "DPoP",
+        "invalid_dpop_proof",
+        "proxy replay",
+    );
 
     // A reload that leaves [dpop] alone keeps the replay cache: the proof is still a replay after it.
-    let reloaded = config(&issuer, &upstream, "mode = \"allowed\"", "").replace("path = \"/api/scoped/*\"", "path = \"/api/admin/*\"");
+    let reloaded = config(&issuer, &upstream, "mode = \"allowed\"", "")
+        .replace("path = \"/api/scoped/*\"", "path = \"/api/admin/*\"");
     edges.gateway.reload(Config::from_toml(&reloaded).unwrap()).unwrap();
-    edges.proxy(reqwest::Method::GET, "/api/z", &headers).await.refused(401, "dpop_proof_invalid", "DPoP", "invalid_dpop_proof", "replay after reload");
+    edges.proxy(reqwest::Method::GET, "/api/z", &headers).await.refused(
+        401,
+        "dpop_proof_invalid",
+        "DPoP",
+        "invalid_dpop_proof",
+        "replay after reload",
+    );
 }
 
 #[tokio::test]
@@ -624,19 +675,29 @@ async fn with_a_nonce_secret_proofs_need_the_servers_nonce_which_survives_a_relo
 
     // Without a nonce: 401 use_dpop_nonce, and the nonce to retry with.
     let proof = client.proof("GET", "/api/x", &token);
-    let answer = edges.proxy(reqwest::Method::GET, "/api/x", &[("authorization", auth.as_str()), ("dpop", proof.as_str())]).await;
+    let answer = edges
+        .proxy(reqwest::Method::GET, "/api/x", &[("authorization", auth.as_str()), ("dpop", proof.as_str())])
+        .await;
     answer.refused(401, "dpop_nonce_required", "DPoP", "use_dpop_nonce", "no nonce");
     let nonce = answer.nonce.clone().expect("a DPoP-Nonce header");
     // With it: through.
     let mut claims = Client::claims("GET", &format!("{PUBLIC}/api/x"), &token);
     claims["nonce"] = json!(nonce);
     let proof = client.sign(&claims);
-    assert_eq!(edges.proxy(reqwest::Method::GET, "/api/x", &[("authorization", auth.as_str()), ("dpop", proof.as_str())]).await.status, 200);
+    assert_eq!(
+        edges
+            .proxy(reqwest::Method::GET, "/api/x", &[("authorization", auth.as_str()), ("dpop", proof.as_str())])
+            .await
+            .status,
+        200
+    );
     // A wrong nonce is a nonce refusal too; every 401 carries the current nonce, a credential-less one included.
     claims["nonce"] = json!("not-a-nonce");
     claims["jti"] = json!(fresh_id());
     let proof = client.sign(&claims);
-    let answer = edges.proxy(reqwest::Method::GET, "/api/x", &[("authorization", auth.as_str()), ("dpop", proof.as_str())]).await;
+    let answer = edges
+        .proxy(reqwest::Method::GET, "/api/x", &[("authorization", auth.as_str()), ("dpop", proof.as_str())])
+        .await;
     answer.refused(401, "dpop_nonce_required", "DPoP", "use_dpop_nonce", "a wrong nonce");
     assert!(answer.nonce.is_some());
     assert!(edges.proxy(reqwest::Method::GET, "/api/x", &[]).await.nonce.is_some());
@@ -651,7 +712,13 @@ async fn with_a_nonce_secret_proofs_need_the_servers_nonce_which_survives_a_relo
     claims["nonce"] = json!(nonce);
     claims["jti"] = json!(fresh_id());
     let proof = client.sign(&claims);
-    assert_eq!(edges.proxy(reqwest::Method::GET, "/api/x", &[("authorization", auth.as_str()), ("dpop", proof.as_str())]).await.status, 200);
+    assert_eq!(
+        edges
+            .proxy(reqwest::Method::GET, "/api/x", &[("authorization", auth.as_str()), ("dpop", proof.as_str())])
+            .await
+            .status,
+        200
+    );
 }
 
 #[tokio::test]
@@ -690,10 +757,16 @@ fn errors(text: &str) -> Vec<String> {
 fn check_config_names_each_dpop_and_metadata_mistake_at_its_key() {
     let issuer = Issuer::new();
     let base = |top: &str, tables: &str| {
-        format!("upstream = \"http://127.0.0.1:3000\"\n{top}\n{tables}\n{}[[routes]]\npath = \"/api/*\"\n", issuer.table(""))
+        format!(
+            "upstream = \"http://127.0.0.1:3000\"\n{top}\n{tables}\n{}[[routes]]\npath = \"/api/*\"\n",
+            issuer.table("")
+        )
     };
     let has = |errors: &[String], key: &str, words: &str| {
-        assert!(errors.iter().any(|e| e.starts_with(&format!("{key}: ")) && e.contains(words)), "{key} / {words}: {errors:?}");
+        assert!(
+            errors.iter().any(|e| e.starts_with(&format!("{key}: ")) && e.contains(words)),
+            "{key} / {words}: {errors:?}"
+        );
     };
     // DPoP on without public_url, wherever it is turned on.
     has(&errors(&base("", "[dpop]\nmode = \"allowed\"")), "dpop.mode", "public_url");
@@ -730,7 +803,10 @@ fn check_config_names_each_dpop_and_metadata_mistake_at_its_key() {
     // Resource metadata: needs public_url, and its resource on that origin.
     let tables = "[resource_metadata]\nresource = \"https://api.example.com/mcp\"";
     has(&errors(&base("", tables)), "resource_metadata", "public_url");
-    let found = errors(&base("public_url = \"https://api.example.com\"", &tables.replace("api.example.com", "elsewhere.example")));
+    let found = errors(&base(
+        "public_url = \"https://api.example.com\"",
+        &tables.replace("api.example.com", "elsewhere.example"),
+    ));
     has(&found, "resource_metadata.resource", "origin");
     let tables = "[resource_metadata]\nresource = \"https://api.example.com/mcp\"\nauthorization_servers = [\"not a url\"]\nscopes = []";
     let found = errors(&base("public_url = \"https://api.example.com\"", tables));

@@ -3,6 +3,7 @@
 //! and Server-Sent Events streamed from a real upstream without buffering.
 #![allow(clippy::unwrap_used)]
 
+#[allow(unused_imports)]
 mod support;
 
 use axum::Router;
@@ -42,7 +43,8 @@ impl Keys {
 
     fn token(&self, audience: &str, scope: &str) -> String {
         let now = portcullis_testkit::claims::now();
-        let claims = json!({"iss": ISSUER, "aud": audience, "sub": "alice", "scope": scope, "iat": now, "exp": now + 600});
+        let claims =
+            json!({"iss": ISSUER, "aud": audience, "sub": "alice", "scope": scope, "iat": now, "exp": now + 600});
         self.key.sign_token(&claims, None).unwrap()
     }
 }
@@ -144,12 +146,8 @@ async fn dpop_required_everywhere_is_announced() {
     let config = format!("upstream = \"http://127.0.0.1:9\"\n{}{ROUTES}", head(&keys))
         .replace("mode = \"allowed\"", "mode = \"required\"");
     let base = serve(config).await;
-    let document: Value = reqwest::get(format!("{base}/.well-known/oauth-protected-resource/mcp"))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let document: Value =
+        reqwest::get(format!("{base}/.well-known/oauth-protected-resource/mcp")).await.unwrap().json().await.unwrap();
     assert_eq!(document["dpop_bound_access_tokens_required"], true, "{document}");
 }
 
@@ -222,15 +220,20 @@ async fn the_listener_without_upstream_and_a_forward_auth_listener_serve_it_but_
 
 #[test]
 fn the_mcp_preset_is_a_valid_configuration_with_what_mcp_needs() {
-    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../deploy/mcp/portcullis.toml")).unwrap();
+    let text =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../deploy/mcp/portcullis.toml")).unwrap();
     let config = Config::from_toml(&text).unwrap();
     let metadata = config.resource_metadata.as_ref().unwrap();
     let route = config.routes.iter().find(|route| route.path == "/mcp").unwrap();
-    assert_eq!(route.audiences, [metadata.resource.clone()], "the /mcp route takes tokens for the resource only");
+    assert_eq!(
+        route.audiences,
+        std::slice::from_ref(&metadata.resource),
+        "the /mcp route takes tokens for the resource only"
+    );
     assert!(!route.forward_authorization && !route.public);
     assert_eq!(config.dpop.mode, portcullis_gateway::DpopSetting::Allowed);
     assert!(metadata.resource.starts_with(config.public_url.as_deref().unwrap()));
-    assert!(config.issuers.iter().all(|issuer| issuer.audiences == [metadata.resource.clone()]));
+    assert!(config.issuers.iter().all(|issuer| issuer.audiences == std::slice::from_ref(&metadata.resource)));
     assert!(!metadata.authorization_servers.is_empty());
     assert!(config.warnings().is_empty(), "{:?}", config.warnings());
 }
