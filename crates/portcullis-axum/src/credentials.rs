@@ -6,7 +6,10 @@
 
 use http::HeaderMap;
 use http::header::{AUTHORIZATION, COOKIE};
-use portcullis::{Error, Reason};
+use portcullis::{Error, Reason, Scheme};
+
+/// The `DPoP` request header (RFC 9449 §4.1).
+pub(crate) static DPOP: http::HeaderName = http::HeaderName::from_static("dpop");
 
 /// Where else a token may be sent (both off by default: headers are the only safe default place).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -20,21 +23,34 @@ fn invalid(description: &'static str) -> Error {
 }
 
 /// The token, `None` when the request carries no credentials at all.
+#[cfg(test)]
 pub(crate) fn bearer_token<'r>(
     headers: &'r HeaderMap,
     query: Option<&'r str>,
     sources: &Sources,
 ) -> Result<Option<&'r str>, Error> {
-    let mut found = from_authorization(headers)?;
+    credentials(headers, query, sources, false).map(|found| found.map(|(_, token)| token))
+}
+
+/// The scheme and token, `None` when the request carries no credentials at all. The `DPoP` scheme is accepted only
+/// with `dpop`; cookies and query parameters carry `Bearer` tokens.
+pub(crate) fn credentials<'r>(
+    headers: &'r HeaderMap,
+    query: Option<&'r str>,
+    sources: &Sources,
+    dpop: bool,
+) -> Result<Option<(Scheme, &'r str)>, Error> {
+    let mut found =
+        if dpop { authorization(headers)? } else { from_authorization(headers)?.map(|token| (Scheme::Bearer, token)) };
     if let Some(name) = &sources.cookie
         && let Some(token) = from_cookie(headers, name)?
-        && found.replace(token).is_some()
+        && found.replace((Scheme::Bearer, token)).is_some()
     {
         return Err(invalid("credentials were sent in more than one place"));
     }
     if let Some(name) = &sources.query
         && let Some(token) = from_query(query, name)?
-        && found.replace(token).is_some()
+        && found.replace((Scheme::Bearer, token)).is_some()
     {
         return Err(invalid("credentials were sent in more than one place"));
     }
@@ -54,6 +70,77 @@ pub(crate) fn bearer_token<'r>(
 /// ```
 pub fn authorization_bearer(headers: &HeaderMap) -> Result<Option<&str>, Error> {
     from_authorization(headers)
+}
+
+/// The scheme and token of the request's `Authorization` header: `Bearer` (RFC 6750) or `DPoP` (RFC 9449 §7.1),
+/// the scheme case-insensitive, exactly one header and one token; `None` when there is no such header. Anything
+/// malformed, or another scheme, is `request_invalid`.
+///
+/// ```
+/// use http::HeaderMap;
+/// use portcullis::dpop::Scheme;
+/// let mut headers = HeaderMap::new();
+/// headers.insert("authorization", "dpop abc.def.ghi".parse().unwrap());
+/// assert_eq!(portcullis_axum::authorization(&headers).unwrap(), Some((Scheme::Dpop, "abc.def.ghi")));
+/// headers.insert("authorization", "Bearer abc.def.ghi".parse().unwrap());
+/// assert_eq!(portcullis_axum::authorization(&headers).unwrap(), Some((Scheme::Bearer, "abc.def.ghi")));
+/// headers.insert("authorization", "Basic dXNlcjpwdw==".parse().unwrap());
+/// assert!(portcullis_axum::authorization(&headers).is_err());
+/// ```
+pub fn authorization(headers: &HeaderMap) -> Result<Option<(Scheme, &str)>, Error> {
+    let Some(value) = single_authorization(headers)? else { return Ok(None) };
+    let (scheme, rest) = value.split_once(' ').unwrap_or((value, ""));
+    let scheme = if scheme.eq_ignore_ascii_case("bearer") {
+        Scheme::Bearer
+    } else if scheme.eq_ignore_ascii_case("dpop") {
+        Scheme::Dpop
+    } else {
+        return Err(invalid("the Authorization scheme must be Bearer or DPoP"));
+    };
+    match rest.trim_start_matches(' ') {
+        "" => Err(invalid("the Authorization credentials are empty")),
+        token => Ok(single_token(token)?.map(|token| (scheme, token))),
+    }
+}
+
+/// Every `DPoP` header value of the request, as proofs. A proof is one compact JWS, so a value holding a comma or
+/// whitespace holds several (two at least, as far as counting goes): a request has exactly one proof only when
+/// this returns one value. A value that is not visible ASCII is `request_invalid`.
+///
+/// ```
+/// use http::HeaderMap;
+/// let mut headers = HeaderMap::new();
+/// assert!(portcullis_axum::dpop_proofs(&headers).unwrap().is_empty());
+/// headers.append("dpop", "a.b.c".parse().unwrap());
+/// assert_eq!(portcullis_axum::dpop_proofs(&headers).unwrap(), ["a.b.c"]);
+/// headers.insert("dpop", "a.b.c, d.e.f".parse().unwrap());
+/// assert_eq!(portcullis_axum::dpop_proofs(&headers).unwrap().len(), 2);
+/// ```
+pub fn dpop_proofs(headers: &HeaderMap) -> Result<Vec<&str>, Error> {
+    let mut proofs = Vec::new();
+    for value in headers.get_all(&DPOP) {
+        let value = value.to_str().map_err(|_| invalid("a DPoP header is not visible ASCII"))?;
+        let separated = |c: char| c == ',' || c.is_ascii_whitespace();
+        if value.contains(separated) {
+            let before = proofs.len();
+            proofs.extend(value.split(separated).filter(|part| !part.is_empty()));
+            if proofs.len() - before < 2 {
+                proofs.push("");
+            }
+        } else {
+            proofs.push(value);
+        }
+    }
+    Ok(proofs)
+}
+
+fn single_authorization(headers: &HeaderMap) -> Result<Option<&str>, Error> {
+    let mut values = headers.get_all(AUTHORIZATION).iter();
+    let Some(value) = values.next() else { return Ok(None) };
+    if values.next().is_some() {
+        return Err(invalid("more than one Authorization header"));
+    }
+    value.to_str().map(Some).map_err(|_| invalid("the Authorization header is not visible ASCII"))
 }
 
 fn from_authorization(headers: &HeaderMap) -> Result<Option<&str>, Error> {

@@ -1,9 +1,11 @@
 //! [`JwtLayer`]: configuration of the authentication middleware.
 
 use crate::credentials::Sources;
-use crate::rejection::{Answer, DEFAULT_REALM, Responder};
+use crate::rejection::{Answer, DEFAULT_REALM, Offer, Responder};
 use crate::service::JwtService;
 use axum::response::Response;
+use portcullis::dpop::{DpopMode, DpopVerifier, Htu};
+use portcullis::metadata::ResourceMetadata;
 use portcullis::{Error, VerifiedToken, Verifier};
 use std::fmt;
 use std::future::Future;
@@ -60,6 +62,58 @@ pub(crate) struct Config {
     pub optional: bool,
     pub allow_preflight: bool,
     pub revocation: Option<RevocationCheck>,
+    pub dpop: Option<Dpop>,
+    pub metadata: Option<Metadata>,
+}
+
+/// DPoP settings of a layer.
+#[derive(Clone)]
+pub(crate) struct Dpop {
+    pub verifier: DpopVerifier,
+    pub mode: DpopMode,
+    /// The external base URL: the origin (and path prefix) of every `htu`.
+    pub base: Htu,
+}
+
+/// The protected-resource metadata a layer serves.
+#[derive(Clone)]
+pub(crate) struct Metadata {
+    pub document: ResourceMetadata,
+    pub path: String,
+    pub url: String,
+}
+
+impl Config {
+    /// The challenges this configuration offers.
+    fn offer(&self) -> Offer {
+        Offer {
+            no_bearer: self.dpop.as_ref().is_some_and(|dpop| !dpop.mode.accepts_bearer()),
+            dpop_algs: self
+                .dpop
+                .as_ref()
+                .filter(|dpop| dpop.mode.accepts_dpop())
+                .map(|dpop| dpop.verifier.algorithms()),
+            resource_metadata: self.metadata.as_ref().map(|metadata| metadata.url.clone()),
+            nonces: self.dpop.as_ref().filter(|dpop| dpop.mode.accepts_dpop()).map(|dpop| dpop.verifier.clone()),
+        }
+    }
+
+    /// The metadata document as served: what was configured, with the methods and DPoP facts filled in.
+    pub(crate) fn metadata_json(&self) -> Option<String> {
+        let metadata = self.metadata.as_ref()?;
+        let mut document = metadata.document.clone();
+        if document.bearer_methods_supported.is_empty() {
+            document.bearer_methods_supported = vec!["header".to_owned()];
+        }
+        if let Some(dpop) = self.dpop.as_ref().filter(|dpop| dpop.mode.accepts_dpop()) {
+            if document.dpop_signing_alg_values_supported.is_empty() {
+                document.dpop_signing_alg_values_supported =
+                    dpop.verifier.algorithms().iter().map(|alg| alg.name().to_owned()).collect();
+            }
+            document.dpop_bound_access_tokens_required |= dpop.mode == DpopMode::Required;
+        }
+        Some(document.to_json())
+    }
 }
 
 impl fmt::Debug for JwtLayer {
@@ -86,6 +140,8 @@ impl JwtLayer {
                 optional: false,
                 allow_preflight: false,
                 revocation: None,
+                dpop: None,
+                metadata: None,
             }),
         }
     }
@@ -102,6 +158,8 @@ impl JwtLayer {
                     optional: old.optional,
                     allow_preflight: old.allow_preflight,
                     revocation: old.revocation.clone(),
+                    dpop: old.dpop.clone(),
+                    metadata: old.metadata.clone(),
                 };
                 change(&mut config);
                 self.config = Arc::new(config);
@@ -110,10 +168,49 @@ impl JwtLayer {
         self
     }
 
+    /// Accepts DPoP-bound tokens (RFC 9449) per `mode`, with proofs checked by `verifier`. The `htu` of a request
+    /// is `public_url` (the external base URL, e.g. `https://api.example.com`; its path, if any, is a prefix)
+    /// joined with the request's path — never taken from the `Host` header. A token bound by `cnf.jkt` is refused
+    /// when sent as `Bearer`, with or without this setting. Refusals carry a `DPoP` challenge with `algs` (and a
+    /// `Bearer` one unless DPoP is required), and `DPoP-Nonce` when the verifier has nonces on.
+    ///
+    /// # Panics
+    ///
+    /// When `public_url` is not an absolute `http(s)` URL without userinfo: a configuration error, found at
+    /// start-up. [`try_dpop`](Self::try_dpop) returns it instead.
+    pub fn dpop(self, verifier: DpopVerifier, mode: DpopMode, public_url: &str) -> Self {
+        match self.try_dpop(verifier, mode, public_url) {
+            Ok(layer) => layer,
+            Err(err) => panic!("JwtLayer::dpop: the public URL is not usable: {}", err.description()),
+        }
+    }
+
+    /// [`dpop`](Self::dpop), with an unusable `public_url` returned as an error.
+    pub fn try_dpop(self, verifier: DpopVerifier, mode: DpopMode, public_url: &str) -> Result<Self, Error> {
+        let base = Htu::parse(public_url)?;
+        Ok(self.edit(|c| {
+            c.dpop = Some(Dpop { verifier, mode, base });
+            c.answer = c.answer.clone().with_offer(c.offer());
+        }))
+    }
+
+    /// Publishes RFC 9728 protected-resource metadata: the layer answers `GET` of
+    /// [`well_known_path`](ResourceMetadata::well_known_path) itself, without a token, and every challenge carries
+    /// `resource_metadata="<metadata_url>"`. Empty `bearer_methods_supported` becomes `["header"]`; with DPoP on,
+    /// empty `dpop_signing_alg_values_supported` lists the verifier's algorithms and
+    /// `dpop_bound_access_tokens_required` follows the mode.
+    pub fn resource_metadata(self, metadata: ResourceMetadata) -> Self {
+        self.edit(|c| {
+            let (path, url) = (metadata.well_known_path(), metadata.metadata_url());
+            c.metadata = Some(Metadata { document: metadata, path, url });
+            c.answer = c.answer.clone().with_offer(c.offer());
+        })
+    }
+
     /// The `realm` of the `WWW-Authenticate` challenges (default `api`).
     pub fn realm(self, realm: &str) -> Self {
         let realm: Arc<str> = Arc::from(if realm.is_empty() { DEFAULT_REALM } else { realm });
-        self.edit(|c| c.answer = Answer::new(realm, c.answer_responder()))
+        self.edit(|c| c.answer = Answer::new(realm, c.answer_responder()).with_offer(c.offer()))
     }
 
     /// Lets requests without any credentials through (handlers see no token; use `Option<Token>`). Requests with
@@ -159,7 +256,7 @@ impl JwtLayer {
         F: Fn(&Error, &str) -> Response + Send + Sync + 'static,
     {
         let responder: Responder = Arc::new(responder);
-        self.edit(|c| c.answer = Answer::new(Arc::from(c.answer.realm()), Some(responder)))
+        self.edit(|c| c.answer = Answer::new(Arc::from(c.answer.realm()), Some(responder)).with_offer(c.offer()))
     }
 
     /// The verifier in use.

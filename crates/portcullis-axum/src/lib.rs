@@ -49,10 +49,10 @@ mod rejection;
 mod require;
 mod service;
 
-pub use credentials::authorization_bearer;
+pub use credentials::{authorization, authorization_bearer, dpop_proofs};
 pub use extract::{Claims, Token};
 pub use future::ResponseFuture;
 pub use layer::{JwtLayer, RevocationCheck};
-pub use rejection::{Answer, AuthRejection, DEFAULT_REALM, Rejected, Responder, default_response};
+pub use rejection::{Answer, AuthRejection, DEFAULT_REALM, Rejected, Responder, challenge_response, default_response};
 pub use require::{RequireLayer, RequireService, require};
 pub use service::JwtService;

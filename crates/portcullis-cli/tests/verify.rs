@@ -464,6 +464,9 @@ fn every_documented_reason_code_is_what_verify_emits() {
         Reason::TokenRevoked,
         Reason::InsufficientScope,
         Reason::KeysUnavailable,
+        Reason::DpopProofInvalid,
+        Reason::DpopNonceRequired,
+        Reason::TokenBindingInvalid,
     ];
     let token_codes: Vec<&str> =
         documented.iter().filter(|(_, exit)| *exit == 1).map(|(code, _)| code.as_str()).collect();

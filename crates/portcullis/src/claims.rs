@@ -4,7 +4,7 @@
 //! an error wherever it appears; it is never treated as absent (a string `exp` does not make a token immortal).
 
 use crate::error::{Detail, Error, Reason, quoted};
-use crate::json::{KeySeed, Validate, check_depth, remember_key, validate_map};
+use crate::json::{KeySeed, Validate, check_depth, remember_key};
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};
 use std::borrow::Cow;
@@ -39,6 +39,8 @@ pub struct RegisteredClaims {
     pub scopes: Vec<String>,
     /// Auth0 RBAC `permissions`.
     pub permissions: Vec<String>,
+    /// `cnf.jkt` (RFC 9449 §6.1): the thumbprint of the key a DPoP-bound token is bound to.
+    pub cnf_jkt: Option<String>,
 }
 
 impl RegisteredClaims {
@@ -95,6 +97,8 @@ enum Raw<'de> {
     Str(Cow<'de, str>),
     Num(f64),
     Strings(Vec<String>),
+    /// An object, with its `jkt` member when it has one (read for `cnf`).
+    Object(Option<Box<Raw<'de>>>),
     Other(&'static str),
 }
 
@@ -104,6 +108,7 @@ impl Raw<'_> {
             Raw::Str(_) => "a string",
             Raw::Num(_) => "a number",
             Raw::Strings(_) => "an array",
+            Raw::Object(_) => "an object",
             Raw::Other(kind) => kind,
         }
     }
@@ -153,8 +158,8 @@ impl<'de> Visitor<'de> for ClaimSetVisitor {
 }
 
 /// The claims read into [`RegisteredClaims`].
-const REGISTERED: [&str; 12] =
-    ["iss", "sub", "aud", "exp", "nbf", "iat", "jti", "azp", "client_id", "scope", "scp", "permissions"];
+const REGISTERED: [&str; 13] =
+    ["iss", "sub", "aud", "exp", "nbf", "iat", "jti", "azp", "client_id", "scope", "scp", "permissions", "cnf"];
 const SCOPE_INDEX: usize = 9;
 
 impl RegisteredClaims {
@@ -170,6 +175,14 @@ impl RegisteredClaims {
             "nbf" => self.nbf = Some(numeric_date(raw, name)?),
             "iat" => self.iat = Some(numeric_date(raw, name)?),
             "aud" => self.aud = audience(raw)?,
+            "cnf" => match raw {
+                Raw::Object(None) => {}
+                Raw::Object(Some(jkt)) => match *jkt {
+                    Raw::Str(jkt) => self.cnf_jkt = Some(jkt.into_owned()),
+                    other => return Err(invalid("cnf", format!("cnf.jkt must be a string, got {}", other.kind()))),
+                },
+                other => return Err(invalid(name, format!("cnf must be an object, got {}", other.kind()))),
+            },
             "scope" => match raw {
                 Raw::Str(s) => self.scopes = split_spaces(&s),
                 other => {
@@ -257,9 +270,19 @@ impl<'de> Visitor<'de> for RawSeed {
         Ok(if only_strings { Raw::Strings(strings) } else { Raw::Other("an array with non-string members") })
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, access: A) -> Result<Self::Value, A::Error> {
-        validate_map(access, self.depth, self.max)?;
-        Ok(Raw::Other("an object"))
+    fn visit_map<A: MapAccess<'de>>(self, mut access: A) -> Result<Self::Value, A::Error> {
+        check_depth::<A::Error>(self.depth, self.max)?;
+        let mut seen = Vec::new();
+        let mut jkt = None;
+        while let Some(key) = access.next_key_seed(KeySeed)? {
+            if key == "jkt" {
+                jkt = Some(Box::new(access.next_value_seed(RawSeed { depth: self.depth + 1, max: self.max })?));
+            } else {
+                access.next_value_seed(Validate { depth: self.depth + 1, max: self.max })?;
+            }
+            remember_key(&mut seen, key)?;
+        }
+        Ok(Raw::Object(jkt))
     }
 }
 

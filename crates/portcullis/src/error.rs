@@ -52,6 +52,13 @@ pub enum Reason {
     InsufficientScope,
     /// The keys needed to verify the token cannot be obtained right now.
     KeysUnavailable,
+    /// The DPoP proof is missing, malformed or fails a check (RFC 9449 §4.3), or was replayed.
+    DpopProofInvalid,
+    /// The server requires a DPoP nonce and the proof has none, or a stale one (RFC 9449 §9).
+    DpopNonceRequired,
+    /// The token's binding does not hold: a DPoP-bound token sent as `Bearer`, a token bound to another key than
+    /// the proof's, an unbound token with the `DPoP` scheme, or `Bearer` where DPoP is required.
+    TokenBindingInvalid,
 }
 
 /// The `error` attribute of an RFC 6750 `WWW-Authenticate: Bearer` challenge.
@@ -64,6 +71,10 @@ pub enum BearerError {
     InvalidToken,
     /// `insufficient_scope`: HTTP 403.
     InsufficientScope,
+    /// `invalid_dpop_proof` (RFC 9449 §7.1): HTTP 401.
+    InvalidDpopProof,
+    /// `use_dpop_nonce` (RFC 9449 §9): HTTP 401.
+    UseDpopNonce,
 }
 
 impl BearerError {
@@ -73,13 +84,15 @@ impl BearerError {
             Self::InvalidRequest => "invalid_request",
             Self::InvalidToken => "invalid_token",
             Self::InsufficientScope => "insufficient_scope",
+            Self::InvalidDpopProof => "invalid_dpop_proof",
+            Self::UseDpopNonce => "use_dpop_nonce",
         }
     }
 }
 
 impl Reason {
     /// Every reason, in documentation order.
-    pub const ALL: [Reason; 16] = [
+    pub const ALL: [Reason; 19] = [
         Reason::TokenMissing,
         Reason::RequestInvalid,
         Reason::TokenMalformed,
@@ -96,6 +109,9 @@ impl Reason {
         Reason::TokenRevoked,
         Reason::InsufficientScope,
         Reason::KeysUnavailable,
+        Reason::DpopProofInvalid,
+        Reason::DpopNonceRequired,
+        Reason::TokenBindingInvalid,
     ];
 
     /// The stable machine-readable code, e.g. `audience_mismatch`.
@@ -117,6 +133,9 @@ impl Reason {
             Self::TokenRevoked => "token_revoked",
             Self::InsufficientScope => "insufficient_scope",
             Self::KeysUnavailable => "keys_unavailable",
+            Self::DpopProofInvalid => "dpop_proof_invalid",
+            Self::DpopNonceRequired => "dpop_nonce_required",
+            Self::TokenBindingInvalid => "token_binding_invalid",
         }
     }
 
@@ -147,6 +166,8 @@ impl Reason {
             Self::TokenMissing | Self::KeysUnavailable => None,
             Self::RequestInvalid => Some(BearerError::InvalidRequest),
             Self::InsufficientScope => Some(BearerError::InsufficientScope),
+            Self::DpopProofInvalid => Some(BearerError::InvalidDpopProof),
+            Self::DpopNonceRequired => Some(BearerError::UseDpopNonce),
             _ => Some(BearerError::InvalidToken),
         }
     }
@@ -155,12 +176,57 @@ impl Reason {
     pub const fn has_challenge(self) -> bool {
         !matches!(self, Self::KeysUnavailable)
     }
+
+    /// Whether the reason concerns the DPoP proof itself, so its challenge is always the `DPoP` one.
+    pub const fn is_dpop_specific(self) -> bool {
+        matches!(self, Self::DpopProofInvalid | Self::DpopNonceRequired)
+    }
 }
 
 impl fmt::Display for Reason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.code())
     }
+}
+
+/// The `Authorization` scheme a request used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Scheme {
+    /// `Bearer` (RFC 6750).
+    Bearer,
+    /// `DPoP` (RFC 9449 §7.1).
+    Dpop,
+}
+
+impl Scheme {
+    /// The scheme name as challenges spell it: `Bearer` or `DPoP`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Bearer => "Bearer",
+            Self::Dpop => "DPoP",
+        }
+    }
+}
+
+impl fmt::Display for Scheme {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What the `WWW-Authenticate` challenges of a refusal offer (see [`Error::challenges`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Challenges<'a> {
+    /// The `realm` of every challenge.
+    pub realm: &'a str,
+    /// Whether a `Bearer` challenge is sent (the `Bearer` scheme is accepted).
+    pub bearer: bool,
+    /// The algorithms of the `DPoP` challenge's `algs`; `None` sends no `DPoP` challenge.
+    pub dpop_algs: Option<crate::AlgorithmSet>,
+    /// The absolute URL of the RFC 9728 protected-resource metadata, sent as `resource_metadata`.
+    pub resource_metadata: Option<&'a str>,
+    /// The scheme the request used, when it carried credentials: its challenge carries the error.
+    pub scheme_used: Option<Scheme>,
 }
 
 /// The structured facts behind an [`Error`], for programs (logs, metrics, debuggers) that need more than the
@@ -407,6 +473,78 @@ impl Error {
         Some(challenge)
     }
 
+    /// The `WWW-Authenticate` challenges for this error, one string per header line: `Bearer` first (when
+    /// `params.bearer`), then `DPoP` (when `params.dpop_algs` is set, with `algs="…"` last). The error attributes go
+    /// on the challenge of the scheme the request used (always `DPoP` for [`Reason::is_dpop_specific`] reasons);
+    /// a request without credentials gets none. `scope` and `resource_metadata` go on every challenge. Empty for
+    /// errors answered without a challenge (503).
+    ///
+    /// ```
+    /// use portcullis::error::{Challenges, Error, Reason, Scheme};
+    /// use portcullis::Algorithm;
+    /// let params = Challenges {
+    ///     realm: "api",
+    ///     bearer: true,
+    ///     dpop_algs: Some([Algorithm::ES256, Algorithm::PS256].into_iter().collect()),
+    ///     resource_metadata: Some("https://api.example.com/.well-known/oauth-protected-resource"),
+    ///     scheme_used: Some(Scheme::Dpop),
+    /// };
+    /// let err = Error::new(Reason::DpopProofInvalid, "DPoP proof htm does not match the request method");
+    /// assert_eq!(
+    ///     err.challenges(&params),
+    ///     [
+    ///         r#"Bearer realm="api", resource_metadata="https://api.example.com/.well-known/oauth-protected-resource""#,
+    ///         r#"DPoP realm="api", error="invalid_dpop_proof", error_description="DPoP proof htm does not match the request method", resource_metadata="https://api.example.com/.well-known/oauth-protected-resource", algs="PS256 ES256""#,
+    ///     ]
+    /// );
+    /// ```
+    pub fn challenges(&self, params: &Challenges<'_>) -> Vec<String> {
+        if !self.reason.has_challenge() {
+            return Vec::new();
+        }
+        let realm = safe_value(params.realm);
+        let bearer = params.bearer || params.dpop_algs.is_none();
+        let errored = if self.reason.bearer_error().is_none() {
+            None
+        } else if self.reason.is_dpop_specific() && params.dpop_algs.is_some() {
+            Some(Scheme::Dpop)
+        } else {
+            match params.scheme_used {
+                Some(Scheme::Dpop) if params.dpop_algs.is_some() => Some(Scheme::Dpop),
+                Some(Scheme::Bearer) if bearer => Some(Scheme::Bearer),
+                _ if bearer => Some(Scheme::Bearer),
+                _ => Some(Scheme::Dpop),
+            }
+        };
+        let metadata = params.resource_metadata.map(safe_value);
+        let challenge = |scheme: Scheme| {
+            let mut out = format!("{} realm=\"{realm}\"", scheme.as_str());
+            if errored == Some(scheme)
+                && let Some(code) = self.reason.bearer_error()
+            {
+                out.push_str(&format!(", error=\"{}\", error_description=\"{}\"", code.as_str(), self.description));
+            }
+            if let Some(scope) = &self.scope {
+                out.push_str(&format!(", scope=\"{scope}\""));
+            }
+            if let Some(metadata) = &metadata {
+                out.push_str(&format!(", resource_metadata=\"{metadata}\""));
+            }
+            out
+        };
+        let mut all = Vec::with_capacity(2);
+        if bearer {
+            all.push(challenge(Scheme::Bearer));
+        }
+        if let Some(algs) = params.dpop_algs {
+            let names: Vec<&str> = algs.iter().map(crate::Algorithm::name).collect();
+            let mut dpop = challenge(Scheme::Dpop);
+            dpop.push_str(&format!(", algs=\"{}\"", names.join(" ")));
+            all.push(dpop);
+        }
+        all
+    }
+
     /// Seconds after which a retry may succeed, when known.
     pub fn retry_after(&self) -> Option<u32> {
         self.retry_after
@@ -445,6 +583,11 @@ impl std::error::Error for Error {
         let source = self.extra.as_ref()?.source.as_ref()?;
         Some(source.as_ref() as &(dyn std::error::Error + 'static))
     }
+}
+
+/// A value made safe for a quoted challenge parameter.
+fn safe_value(value: &str) -> String {
+    value.chars().filter(|c| c.is_ascii() && is_description_byte(*c as u8)).collect()
 }
 
 /// RFC 6750 §3: `error-description = *( %x20-21 / %x23-5B / %x5D-7E )`.

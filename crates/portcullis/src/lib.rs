@@ -52,6 +52,7 @@
 //! |---|---|---|
 //! | `remote` | on | key sets fetched over HTTPS, discovered and refreshed: `remote`, `discovery`, `fetch` (tokio, reqwest) |
 //! | `cache` | on | the verified-token cache: `cache`, [`VerifierBuilder::cache`] (moka) |
+//! | `dpop` | on | DPoP proofs (RFC 9449): `dpop`, with an in-memory replay cache (moka) |
 //! | `sign` | off | token signing for development issuers, tests and benchmarks: `signing` |
 //! | `internals` | off | hidden, unstable access for this workspace's tests and fuzz targets; not part of the API |
 //!
@@ -72,6 +73,8 @@ pub mod claims;
 pub mod clock;
 #[cfg(feature = "remote")]
 pub mod discovery;
+#[cfg(feature = "dpop")]
+pub mod dpop;
 pub mod error;
 #[cfg(feature = "remote")]
 pub mod fetch;
@@ -79,6 +82,7 @@ mod json;
 mod jwk;
 mod jws;
 pub mod keyset;
+pub mod metadata;
 #[cfg(feature = "remote")]
 pub mod remote;
 mod roca;
@@ -93,7 +97,7 @@ pub use algorithm::{Algorithm, AlgorithmSet};
 pub use authz::Requirement;
 pub use claims::RegisteredClaims;
 pub use clock::{Clock, SystemClock};
-pub use error::{BearerError, Error, Reason};
+pub use error::{BearerError, Challenges, Error, Reason, Scheme};
 pub use json::{MAX_DEPTH as DEFAULT_MAX_JSON_DEPTH, MAX_DEPTH_CEILING as MAX_JSON_DEPTH_CEILING};
 pub use jwk::{KeyRejected, MAX_RSA_BITS, MIN_RSA_BITS, VerifyingKey};
 pub use jws::{DEFAULT_MAX_TOKEN_LEN, Header, MAX_HEADER_LEN};

@@ -7,7 +7,6 @@ use crate::algorithm::{Algorithm, AlgorithmSet};
 use crate::claims::{RegisteredClaims, describe_list, lookup};
 use crate::clock::{UnixTime, human_duration};
 use crate::error::{Detail, Error, Reason, quoted};
-use serde_json::Value;
 use std::time::Duration;
 
 /// One check of a token, in the order verification performs them.
@@ -81,6 +80,8 @@ pub struct IssuerRules {
     pub typ: Option<String>,
     /// The algorithm allowlist for this issuer's tokens; each key still allows only its own algorithms.
     pub algorithms: Option<AlgorithmSet>,
+    /// Claims this issuer's tokens must carry, on top of those the verifier requires.
+    pub required_claims: Vec<String>,
 }
 
 impl IssuerRules {
@@ -116,7 +117,34 @@ impl IssuerRules {
         self.algorithms = Some(algorithms.into_iter().collect());
         self
     }
+
+    /// Requires a claim in this issuer's tokens (dotted paths reach into objects).
+    #[must_use]
+    pub fn require_claim(mut self, name: impl Into<String>) -> Self {
+        let name = name.into();
+        if !self.required_claims.contains(&name) {
+            self.required_claims.push(name);
+        }
+        self
+    }
+
+    /// The JWT profile for OAuth 2.0 access tokens (RFC 9068): `typ` `at+jwt` and the claims `iss`, `exp`, `aud`,
+    /// `sub`, `client_id`, `iat` and `jti` (§2.2); a missing one is `claim_missing`, naming it.
+    ///
+    /// ```
+    /// use portcullis::rules::IssuerRules;
+    /// let rules = IssuerRules::new().rfc9068();
+    /// assert_eq!(rules.typ.as_deref(), Some("at+jwt"));
+    /// assert_eq!(rules.required_claims, ["iss", "exp", "aud", "sub", "client_id", "iat", "jti"]);
+    /// ```
+    #[must_use]
+    pub fn rfc9068(self) -> Self {
+        RFC9068_CLAIMS.iter().fold(self.typ("at+jwt"), |rules, claim| rules.require_claim(*claim))
+    }
 }
+
+/// The claims RFC 9068 §2.2 requires in an access token.
+pub const RFC9068_CLAIMS: [&str; 7] = ["iss", "exp", "aud", "sub", "client_id", "iat", "jti"];
 
 /// The time rules of one issuer: leeway and maximum age.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -138,6 +166,8 @@ pub(crate) struct ClaimRules {
     /// Issuers with time rules of their own.
     pub issuer_timing: Vec<(String, Timing)>,
     pub required: Vec<String>,
+    /// Issuers with required claims of their own (added to `required`).
+    pub issuer_required: Vec<(String, Vec<String>)>,
     pub clients: Vec<String>,
 }
 
@@ -162,7 +192,7 @@ impl ClaimRules {
             Check::Expiry => self.expiry(claims, now),
             Check::NotBefore => self.not_before(claims, now),
             Check::IssuedAt => self.issued_at(claims, now),
-            Check::RequiredClaims => self.required_claims(payload),
+            Check::RequiredClaims => self.required_claims(claims, payload),
             Check::Client => self.client(claims),
             _ => Ok(()),
         }
@@ -189,7 +219,9 @@ impl ClaimRules {
                 Some(iat) => format!("issued {} ago", human_duration((now - iat).max(0.0))),
                 None => "no iat".into(),
             },
-            Check::RequiredClaims if self.required.is_empty() => "none configured".into(),
+            Check::RequiredClaims if self.required.is_empty() && self.issuer_required(claims).is_empty() => {
+                "none configured".into()
+            }
             Check::RequiredClaims => "all present".into(),
             Check::Client if self.clients.is_empty() => "any client".into(),
             Check::Client => format!("client {} is allowed", shown(&claims.azp.clone().or(claims.client_id.clone()))),
@@ -317,15 +349,35 @@ impl ClaimRules {
         }
     }
 
-    fn required_claims(&self, payload: &[u8]) -> Result<(), Error> {
-        if self.required.is_empty() {
+    /// The required claims of `claims`' issuer beyond the verifier's own.
+    fn issuer_required(&self, claims: &RegisteredClaims) -> &[String] {
+        let own = claims.iss.as_deref().and_then(|iss| self.issuer_required.iter().find(|(known, _)| known == iss));
+        own.map_or(&[], |(_, required)| required.as_slice())
+    }
+
+    fn required_claims(&self, claims: &RegisteredClaims, payload: &[u8]) -> Result<(), Error> {
+        let own = self.issuer_required(claims);
+        if self.required.is_empty() && own.is_empty() {
             return Ok(());
         }
-        // The payload passed the verifier's nesting limit already; the ceiling only bounds the parser.
-        let raw = crate::json::parse_object_nested(payload, crate::json::MAX_DEPTH_CEILING)
-            .map_err(|e| Error::new(Reason::TokenMalformed, e))?;
-        for name in &self.required {
-            if lookup(&raw, name).is_none_or(Value::is_null) {
+        // Registered claims are read already; the payload is parsed only for others.
+        let mut raw = None;
+        for name in self.required.iter().chain(own) {
+            let present = match registered_presence(claims, name) {
+                Some(present) => present,
+                None => {
+                    if raw.is_none() {
+                        // The payload passed the verifier's nesting limit already; the ceiling only bounds the
+                        // parser.
+                        raw = Some(
+                            crate::json::parse_object_nested(payload, crate::json::MAX_DEPTH_CEILING)
+                                .map_err(|e| Error::new(Reason::TokenMalformed, e))?,
+                        );
+                    }
+                    raw.as_ref().and_then(|raw| lookup(raw, name)).is_some_and(|value| !value.is_null())
+                }
+            };
+            if !present {
                 return Err(missing(name, format!("required claim {} is missing", quoted(name))));
             }
         }
@@ -346,6 +398,22 @@ impl ClaimRules {
                 .with_detail(Detail::ClientNotAllowed { client: client.clone() }))
         }
     }
+}
+
+/// Whether a registered claim is present, from the typed claims; `None` for other claims.
+fn registered_presence(claims: &RegisteredClaims, name: &str) -> Option<bool> {
+    Some(match name {
+        "iss" => claims.iss.is_some(),
+        "sub" => claims.sub.is_some(),
+        "aud" => !claims.aud.is_empty(),
+        "exp" => claims.exp.is_some(),
+        "nbf" => claims.nbf.is_some(),
+        "iat" => claims.iat.is_some(),
+        "jti" => claims.jti.is_some(),
+        "azp" => claims.azp.is_some(),
+        "client_id" => claims.client_id.is_some(),
+        _ => return None,
+    })
 }
 
 /// A required claim that is absent.

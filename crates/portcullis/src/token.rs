@@ -75,6 +75,12 @@ impl VerifiedToken {
         &self.inner.registered.scopes
     }
 
+    /// The `cnf.jkt` claim (RFC 9449 §6.1): the thumbprint of the key a DPoP-bound token is bound to. A `cnf`
+    /// that is not an object, or a `jkt` that is not a string, fails verification (`claim_invalid`).
+    pub fn jkt(&self) -> Option<&str> {
+        self.inner.registered.cnf_jkt.as_deref()
+    }
+
     /// Auth0 `permissions`.
     pub fn permissions(&self) -> &[String] {
         &self.inner.registered.permissions

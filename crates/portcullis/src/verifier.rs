@@ -62,6 +62,9 @@ pub enum ConfigError {
     /// Rules were given for an issuer that is not configured, or twice for one issuer.
     #[error("rules are given for {0}, which is not a configured issuer or has rules already")]
     RulesForUnknownIssuer(String),
+    /// A DPoP setting is out of range (see [`DpopVerifierBuilder`](crate::dpop::DpopVerifierBuilder)).
+    #[error("{0}")]
+    Dpop(&'static str),
     /// An issuer's required `typ` can never be met: it names no JWT, or differs from the verifier's own.
     #[error("issuer {issuer} requires typ {typ:?}, which {why}")]
     IssuerTyp {
@@ -416,6 +419,12 @@ impl VerifierBuilder {
             max_json_depth,
         };
         let leeway = self.leeway.unwrap_or(DEFAULT_LEEWAY);
+        let issuer_required: Vec<(String, Vec<String>)> = self
+            .issuer_rules
+            .iter()
+            .filter(|(_, rules)| !rules.required_claims.is_empty())
+            .map(|(issuer, rules)| (issuer.clone(), rules.required_claims.clone()))
+            .collect();
         let (issuer_jws, issuer_timing) =
             issuer_policies(&self.issuers, self.issuer_rules, &jws, leeway, self.max_age)?;
         let clock = self.clock.unwrap_or_else(|| Arc::new(SystemClock));
@@ -434,6 +443,7 @@ impl VerifierBuilder {
                 max_age: self.max_age,
                 issuer_timing,
                 required: self.required,
+                issuer_required,
                 clients: self.clients,
             },
             issuer_jws: issuer_jws.into(),

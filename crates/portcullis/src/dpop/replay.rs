@@ -1,0 +1,80 @@
+//! The `jti` replay cache (RFC 9449 §11.1): bounded in memory and in time.
+//!
+//! An entry is the SHA-256 of the proof's target URI and `jti`, so the same `jti` at another URI is another entry
+//! (RFC 9449 §4.3 asks for uniqueness per URI), and neither an attacker-chosen `jti` nor a URI is stored. Entries
+//! live as long as a proof stays acceptable: the `iat` window into the past plus the leeway into the future. When
+//! the cache is full, the least recently inserted entries go first (LRU, no admission filter: a new entry is always
+//! stored).
+
+use crate::dpop::Htu;
+use aws_lc_rs::digest;
+use moka::policy::EvictionPolicy;
+use moka::sync::Cache;
+use std::time::Duration;
+
+/// Remembers the proofs already seen.
+#[derive(Clone)]
+pub(crate) struct ReplayCache {
+    seen: Cache<[u8; 32], ()>,
+}
+
+impl std::fmt::Debug for ReplayCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReplayCache").field("entries", &self.seen.entry_count()).finish()
+    }
+}
+
+impl ReplayCache {
+    pub(crate) fn new(capacity: u64, ttl: Duration) -> Self {
+        let seen = Cache::builder()
+            .max_capacity(capacity)
+            .time_to_live(ttl.max(Duration::from_secs(1)))
+            .eviction_policy(EvictionPolicy::lru())
+            .build();
+        Self { seen }
+    }
+
+    /// Whether the proof was recorded before, without recording it.
+    pub(crate) fn contains(&self, htu: &Htu, jti: &str) -> bool {
+        self.seen.contains_key(&key(htu, jti))
+    }
+
+    /// Records the proof; `false` when it was recorded before (a replay). Atomic: of two concurrent requests with
+    /// one proof, exactly one gets `true`.
+    pub(crate) fn first_use(&self, htu: &Htu, jti: &str) -> bool {
+        self.seen.entry(key(htu, jti)).or_insert(()).is_fresh()
+    }
+
+    /// Entries held (approximate: expired entries leave lazily).
+    pub(crate) fn len(&self) -> u64 {
+        self.seen.entry_count()
+    }
+}
+
+/// SHA-256 over the URI and the `jti`.
+fn key(htu: &Htu, jti: &str) -> [u8; 32] {
+    let mut ctx = digest::Context::new(&digest::SHA256);
+    ctx.update(htu.as_str().as_bytes());
+    // A normalized URI never holds a NUL byte, so the pair is encoded without ambiguity.
+    ctx.update(b"\0");
+    ctx.update(jti.as_bytes());
+    let mut key = [0u8; 32];
+    key.copy_from_slice(ctx.finish().as_ref());
+    key
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn per_uri_and_once() {
+        let cache = ReplayCache::new(100, Duration::from_secs(60));
+        let a = Htu::parse("https://a.example/x").unwrap();
+        let b = Htu::parse("https://a.example/y").unwrap();
+        assert!(cache.first_use(&a, "j1"));
+        assert!(!cache.first_use(&a, "j1"));
+        assert!(cache.first_use(&b, "j1"));
+        assert!(cache.first_use(&a, "j2"));
+    }
+}
