@@ -104,6 +104,9 @@ impl Sender {
             .zip(public_url.as_ref())
             .map(|(metadata, public)| format!("{}{}", public.origin(), metadata.well_known_path()));
         let extended = !crate::dpop_config::enabled_at(config).is_empty() || metadata_url.is_some();
+        // With DPoP off (no public_url) the running verifier is kept for a later reload that turns it on again:
+        // its replay cache still knows the proofs used before.
+        let keep = built.clone().or_else(|| running.cloned());
         let sender = Self {
             public_url,
             global,
@@ -114,7 +117,7 @@ impl Sender {
             metadata_url,
             extended,
         };
-        Ok((sender, built))
+        Ok((sender, keep))
     }
 
     /// The mode for a token of `issuer` on `route`.
@@ -243,6 +246,10 @@ fn verifier(settings: &DpopConfig, running: Option<&Built>, clock: &Arc<dyn Cloc
     }
     if let Some(secret) = &secret {
         builder = builder.nonce_secret(secret);
+    }
+    // New settings, same proofs: those the running verifier accepted stay replays.
+    if let Some(running) = running {
+        builder = builder.replay_cache_of(&running.verifier);
     }
     let verifier = builder.build().map_err(|e| ConfigError::at("dpop", e.to_string()))?;
     Ok(Built { settings: settings.clone(), secret, verifier })

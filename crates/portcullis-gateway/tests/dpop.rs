@@ -916,3 +916,55 @@ async fn a_reload_applies_new_dpop_settings_to_the_next_request() {
     let answer = edges.proxy(reqwest::Method::GET, "/api/x", &[("authorization", bound_bearer.as_str())]).await;
     assert_eq!((answer.status, answer.reason()), (401, "token_binding_invalid"), "{answer:?}");
 }
+
+#[tokio::test]
+async fn a_reload_that_changes_the_dpop_settings_still_refuses_proofs_used_before_it() {
+    let issuer = Issuer::new();
+    let upstream = upstream().await;
+    let edges = Edges::start(&config(&issuer, &upstream, "mode = \"allowed\"", "")).await;
+    let client = Client::new(Algorithm::ES256);
+    let token = issuer.token("read", Some(&client.jkt));
+    let auth = dpop_auth(&token);
+    let proof = client.proof("GET", "/api/x", &token);
+    let headers = [("authorization", auth.as_str()), ("dpop", proof.as_str())];
+    assert_eq!(edges.proxy(reqwest::Method::GET, "/api/x", &headers).await.status, 200);
+
+    // Each reload changes [dpop], so a new verifier is built; the proofs already used must stay used.
+    for dpop in [
+        "mode = \"required\"",
+        "mode = \"required\"\nleeway_secs = 10",
+        "mode = \"required\"\nleeway_secs = 10\nmax_age_secs = 600",
+        "mode = \"allowed\"\nreplay_capacity = 5000",
+        "mode = \"allowed\"\nalgorithms = [\"ES256\", \"EdDSA\"]",
+    ] {
+        edges.gateway.reload(Config::from_toml(&config(&issuer, &upstream, dpop, "")).unwrap()).unwrap();
+        edges.proxy(reqwest::Method::GET, "/api/x", &headers).await.refused(
+            401,
+            "dpop_proof_invalid",
+            "DPoP",
+            "invalid_dpop_proof",
+            &format!("replay after a reload to {dpop:?}"),
+        );
+        // A fresh proof still passes.
+        let fresh = client.proof("GET", "/api/x", &token);
+        let answer = edges
+            .proxy(reqwest::Method::GET, "/api/x", &[("authorization", auth.as_str()), ("dpop", fresh.as_str())])
+            .await;
+        assert_eq!(answer.status, 200, "{dpop:?}: {answer:?}");
+    }
+
+    // A reload that turns DPoP off (no public_url), then one that turns it on again: still a replay.
+    let plain = config(&issuer, &upstream, "", "")
+        .replace(&format!("public_url = \"{PUBLIC}\"\n"), "")
+        .replace("dpop = \"required\"\n", "")
+        .replace("dpop = \"allowed\"\n", "");
+    edges.gateway.reload(Config::from_toml(&plain).unwrap()).unwrap();
+    edges.gateway.reload(Config::from_toml(&config(&issuer, &upstream, "mode = \"allowed\"", "")).unwrap()).unwrap();
+    edges.proxy(reqwest::Method::GET, "/api/x", &headers).await.refused(
+        401,
+        "dpop_proof_invalid",
+        "DPoP",
+        "invalid_dpop_proof",
+        "replay after DPoP was turned off and on again",
+    );
+}

@@ -523,6 +523,33 @@ fn a_proof_is_accepted_once_per_uri() {
 }
 
 #[test]
+fn a_verifier_built_to_replace_another_takes_over_its_used_proofs() {
+    let fx = Fixture::new();
+    let token = fx.token(true);
+    let jkt = fx.jkt();
+    let expected = fx.expectations(Some(&token), Some(&jkt));
+    let used = fx.proof(Some(&token), |_, _| {});
+    assert!(fx.dpop.check_proof(&used, &expected).is_ok());
+    // Settings that keep the cache (same capacity, shorter window) and settings that need a new one.
+    for (capacity, max_age) in [(100_000, 60), (100_000, 900), (10, 300)] {
+        let next = DpopVerifier::builder()
+            .clock(fx.clock.clone())
+            .replay_capacity(capacity)
+            .max_age(std::time::Duration::from_secs(max_age))
+            .replay_cache_of(&fx.dpop)
+            .build()
+            .unwrap();
+        let err = next.check_proof(&used, &expected).unwrap_err();
+        assert_eq!(err.description(), "DPoP proof replayed: its jti was already used for this URI", "{capacity}");
+        let fresh = fx.proof(Some(&token), |_, _| {});
+        assert!(next.check_proof(&fresh, &expected).is_ok(), "{capacity} {max_age}");
+    }
+    // Without it, a new verifier knows nothing of the proofs used before.
+    let unrelated = DpopVerifier::builder().clock(fx.clock.clone()).build().unwrap();
+    assert!(unrelated.check_proof(&used, &expected).is_ok());
+}
+
+#[test]
 fn a_refused_proof_does_not_use_up_its_jti() {
     let fx = Fixture::new();
     let token = fx.token(true);

@@ -371,6 +371,7 @@ pub struct DpopVerifierBuilder {
     nonce_secret: Option<Vec<u8>>,
     nonce_lifetime: Duration,
     clock: Option<Arc<dyn Clock>>,
+    carried: Option<ReplayCache>,
 }
 
 impl fmt::Debug for DpopVerifierBuilder {
@@ -395,6 +396,7 @@ impl Default for DpopVerifierBuilder {
             nonce_secret: None,
             nonce_lifetime: DEFAULT_NONCE_LIFETIME,
             clock: None,
+            carried: None,
         }
     }
 }
@@ -437,6 +439,15 @@ impl DpopVerifierBuilder {
         self
     }
 
+    /// Takes over the replay cache of `running`, the verifier this one replaces (a configuration reload): every
+    /// proof `running` accepted stays a replay, whatever settings change. The cache is shared when its capacity
+    /// is the same and it keeps entries at least as long as the new `iat` window needs, else its entries are copied
+    /// into the new one.
+    pub fn replay_cache_of(mut self, running: &DpopVerifier) -> Self {
+        self.carried = Some(running.inner.replay.clone());
+        self
+    }
+
     /// Injects the clock (default: the system clock).
     pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
         self.clock = Some(clock);
@@ -472,7 +483,12 @@ impl DpopVerifierBuilder {
                 algorithms: self.algorithms,
                 max_age: self.max_age,
                 leeway: self.leeway,
-                replay: ReplayCache::new(self.replay_capacity, self.max_age + self.leeway),
+                replay: match &self.carried {
+                    Some(running) => {
+                        ReplayCache::carried_over(running, self.replay_capacity, self.max_age + self.leeway)
+                    }
+                    None => ReplayCache::new(self.replay_capacity, self.max_age + self.leeway),
+                },
                 nonces,
                 clock: self.clock.unwrap_or_else(|| Arc::new(SystemClock)),
             }),

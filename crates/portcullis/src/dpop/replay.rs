@@ -16,6 +16,8 @@ use std::time::Duration;
 #[derive(Clone)]
 pub(crate) struct ReplayCache {
     seen: Cache<[u8; 32], ()>,
+    capacity: u64,
+    ttl: Duration,
 }
 
 impl std::fmt::Debug for ReplayCache {
@@ -26,12 +28,25 @@ impl std::fmt::Debug for ReplayCache {
 
 impl ReplayCache {
     pub(crate) fn new(capacity: u64, ttl: Duration) -> Self {
-        let seen = Cache::builder()
-            .max_capacity(capacity)
-            .time_to_live(ttl.max(Duration::from_secs(1)))
-            .eviction_policy(EvictionPolicy::lru())
-            .build();
-        Self { seen }
+        let ttl = ttl.max(Duration::from_secs(1));
+        let seen =
+            Cache::builder().max_capacity(capacity).time_to_live(ttl).eviction_policy(EvictionPolicy::lru()).build();
+        Self { seen, capacity, ttl }
+    }
+
+    /// A cache of `capacity` entries living `ttl` that knows every proof `running` holds: `running` itself (shared,
+    /// so a proof recorded by either is a replay to both) when it is as large and keeps entries as long, else a
+    /// new cache holding a copy of its entries (each then lives a whole new `ttl`, which only errs on the safe side).
+    pub(crate) fn carried_over(running: &ReplayCache, capacity: u64, ttl: Duration) -> Self {
+        let ttl = ttl.max(Duration::from_secs(1));
+        if running.capacity == capacity && running.ttl >= ttl {
+            return running.clone();
+        }
+        let next = Self::new(capacity, ttl);
+        for (key, ()) in running.seen.iter() {
+            next.seen.insert(*key, ());
+        }
+        next
     }
 
     /// Whether the proof was recorded before, without recording it.
@@ -76,5 +91,22 @@ mod tests {
         assert!(!cache.first_use(&a, "j1"));
         assert!(cache.first_use(&b, "j1"));
         assert!(cache.first_use(&a, "j2"));
+    }
+
+    #[test]
+    fn carried_over_keeps_every_entry() {
+        let a = Htu::parse("https://a.example/x").unwrap();
+        let running = ReplayCache::new(100, Duration::from_secs(60));
+        assert!(running.first_use(&a, "j1"));
+        let shared = ReplayCache::carried_over(&running, 100, Duration::from_secs(30));
+        assert!(!shared.first_use(&a, "j1"));
+        assert!(shared.first_use(&a, "j2"));
+        assert!(!running.first_use(&a, "j2"), "the same cache: recorded by the new one, a replay to the old one");
+        for (capacity, ttl) in [(200, 60), (100, 120), (50, 10)] {
+            let copied = ReplayCache::carried_over(&running, capacity, Duration::from_secs(ttl));
+            assert!(!copied.first_use(&a, "j1"), "{capacity} {ttl}");
+            assert!(!copied.first_use(&a, "j2"), "{capacity} {ttl}");
+            assert!(copied.first_use(&a, "j3"), "{capacity} {ttl}");
+        }
     }
 }
