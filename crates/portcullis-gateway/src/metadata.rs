@@ -55,9 +55,20 @@ impl Published {
         Self { json, paths }
     }
 
-    /// Whether `request` asks for the document (its canonical path is one of the well-known paths, exactly).
+    /// Whether `request` asks for the document: its canonical path is one of the well-known paths as routes match
+    /// (case-insensitively, one trailing slash ignored). Any spelling a route would take for one of them is
+    /// answered here, so none reaches an upstream that routes as leniently (Express) and serves a document of its own.
     fn is_for(&self, request: &CanonicalRequest) -> bool {
-        self.paths.iter().any(|path| request.path.as_str() == path)
+        let asked = without_trailing_slash(request.path.as_str());
+        self.paths.iter().any(|path| without_trailing_slash(path).eq_ignore_ascii_case(asked))
+    }
+}
+
+/// `path` without one trailing slash (the root stays `/`).
+fn without_trailing_slash(path: &str) -> &str {
+    match path.strip_suffix('/') {
+        Some(rest) if !rest.is_empty() => rest,
+        _ => path,
     }
 }
 

@@ -132,6 +132,48 @@ async fn the_metadata_is_served_at_both_well_known_paths_without_a_token_and_nev
     assert_eq!(other.status(), 401);
 }
 
+#[tokio::test]
+async fn every_spelling_of_the_well_known_paths_that_routes_would_match_gets_the_document_not_the_upstream() {
+    // Routes match case-insensitively and ignore one trailing slash, as Express does: so must the metadata, or a
+    // public catch-all hands these spellings to the upstream, which may serve a document of its own.
+    let keys = Keys::new();
+    let upstream = upstream().await;
+    let routes = "[[routes]]\npath = \"/mcp\"\n[[routes]]\npath = \"/*\"\npublic = true\n";
+    let base = serve(format!("upstream = \"{upstream}\"\n{}{routes}", head(&keys))).await;
+    let http = reqwest::Client::new();
+    for path in [
+        "/.well-known/oauth-protected-resource/",
+        "/.well-known/oauth-protected-resource/mcp/",
+        "/.WELL-KNOWN/OAUTH-PROTECTED-RESOURCE",
+        "/.well-known/Oauth-Protected-Resource/mcp",
+        "/.well-known/oauth-protected-resource/MCP",
+        "/.well-known/oauth-protected-resource/MCP/?q=1",
+        "/.well-known/%4fauth-protected-resource/mcp",
+    ] {
+        for method in [reqwest::Method::GET, reqwest::Method::HEAD] {
+            let response = http.request(method.clone(), format!("{base}{path}")).send().await.unwrap();
+            assert_eq!(response.status(), 200, "{method} {path}");
+            assert_eq!(response.headers()["content-type"], "application/json", "{method} {path}");
+            assert_eq!(response.headers()["cache-control"], "max-age=3600", "{method} {path}");
+            if method == reqwest::Method::GET {
+                let document: Value = response.json().await.unwrap();
+                assert!(document.get("method").is_none(), "{path} reached the upstream: {document}");
+                assert_eq!(document["resource"], RESOURCE, "{path}");
+            }
+        }
+    }
+    // Other paths below the well-known root are ordinary requests (here: the public catch-all).
+    let other: Value = http
+        .get(format!("{base}/.well-known/oauth-protected-resource/other"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(other["method"], "GET", "{other}");
+}
+
 /// The document without `dpop_bound_access_tokens_required` when it is false (it may be left out then).
 fn without_false_required(mut document: Value) -> Value {
     if document.get("dpop_bound_access_tokens_required") == Some(&json!(false)) {
