@@ -170,7 +170,8 @@ impl JwtLayer {
 
     /// Accepts DPoP-bound tokens (RFC 9449) per `mode`, with proofs checked by `verifier`. The `htu` of a request
     /// is `public_url` (the external base URL, e.g. `https://api.example.com`; its path, if any, is a prefix)
-    /// joined with the request's path — never taken from the `Host` header. A token bound by `cnf.jkt` is refused
+    /// joined with the path the client requested (inside `Router::nest`, the path with the nesting prefix) — never
+    /// taken from the `Host` header. A token bound by `cnf.jkt` is refused
     /// when sent as `Bearer`, with or without this setting. Refusals carry a `DPoP` challenge with `algs` (and a
     /// `Bearer` one unless DPoP is required), and `DPoP-Nonce` when the verifier has nonces on.
     ///

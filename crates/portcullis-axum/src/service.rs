@@ -55,7 +55,7 @@ impl Binding {
             None => Vec::new(),
         };
         let htu = match (dpop, scheme) {
-            (Some(dpop), Scheme::Dpop) => Some(Htu::join(&dpop.base, request.uri().path())?),
+            (Some(dpop), Scheme::Dpop) => Some(Htu::join(&dpop.base, requested_path(request))?),
             _ => None,
         };
         Ok(Self { scheme, proofs, method: request.method().clone(), htu })
@@ -78,6 +78,15 @@ impl Binding {
         let htu = self.htu.as_ref().unwrap_or(&dpop.base);
         let target = RequestTarget { method: self.method.as_str(), htu };
         dpop.verifier.check_request(dpop.mode, self.scheme, &proofs, token, &target)
+    }
+}
+
+/// The path the client requested: inside `Router::nest` the request's URI has lost the nesting prefix, which axum
+/// keeps in [`OriginalUri`](axum::extract::OriginalUri); a proof's `htu` names the whole path.
+fn requested_path<B>(request: &Request<B>) -> &str {
+    match request.extensions().get::<axum::extract::OriginalUri>() {
+        Some(original) => original.0.path(),
+        None => request.uri().path(),
     }
 }
 

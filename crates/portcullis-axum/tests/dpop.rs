@@ -374,3 +374,41 @@ fn an_unusable_public_url_is_a_configuration_error() {
     }
     assert!(JwtLayer::new(verifier).try_dpop(dpop, DpopMode::Allowed, "https://api.example.com/v1/").is_ok());
 }
+
+#[tokio::test]
+async fn inside_a_nested_router_the_htu_is_the_path_the_client_requested() {
+    // `Router::nest` hands the inner router the path without its prefix; the proof names the whole path.
+    let clock = Arc::new(ManualClock::at_unix(NOW));
+    let issuer = key("issuer-key");
+    let verifier = Verifier::builder()
+        .issuer(ISSUER)
+        .audience(AUDIENCE)
+        .keys(key_set(&[&issuer]))
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    let dpop = DpopVerifier::builder().clock(clock).build().unwrap();
+    let inner = Router::new()
+        .route("/orders", get(|Token(token): Token| async move { token.subject().unwrap_or_default().to_owned() }))
+        .layer(JwtLayer::new(verifier.clone()).dpop(dpop, DpopMode::Allowed, PUBLIC));
+    let app = Router::new().nest("/v1", inner);
+    let (listener, address) = listen().await;
+    let task = tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let server = Server {
+        base: format!("http://{address}"),
+        issuer,
+        client: SigningKey::generate(Algorithm::ES256, None).unwrap(),
+        verifier,
+        http: reqwest::Client::new(),
+        task,
+    };
+    let token = server.token(true);
+    let auth = format!("DPoP {token}");
+    let whole = server.proof_for(&format!("{PUBLIC}/v1/orders"), &token, json!({}));
+    let answer = server.get("/v1/orders", &[("authorization", &auth), ("dpop", &whole)]).await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    // A proof for the path without the prefix names another resource of the origin.
+    let stripped = server.proof_for(&format!("{PUBLIC}/orders"), &token, json!({}));
+    let answer = server.get("/v1/orders", &[("authorization", &auth), ("dpop", &stripped)]).await;
+    assert_eq!((answer.status, answer.reason().as_str()), (401, "dpop_proof_invalid"), "{}", answer.body);
+}
