@@ -127,6 +127,11 @@ fn check_redirect_uri(uri: &str) -> Result<(), Refusal> {
     if uri.len() > MAX_TEXT {
         return refuse("at most 2048 bytes long");
     }
+    // A URL parser drops tabs and line breaks and percent-encodes spaces and other bytes: the login would
+    // redirect to another text than the one registered and matched.
+    if !uri.bytes().all(|b| b.is_ascii_graphic()) {
+        return refuse("visible ASCII only (percent-encode anything else)");
+    }
     let Ok(url) = url::Url::parse(uri) else { return refuse("an absolute URL") };
     if uri.contains('#') || !url.username().is_empty() || url.password().is_some() {
         return refuse("without a fragment or user information");

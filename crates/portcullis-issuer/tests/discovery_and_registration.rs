@@ -407,3 +407,31 @@ async fn a_registered_client_logs_in_with_pkce_and_resource_through_the_form() {
         .await;
     assert_eq!((status, answer["error"].as_str()), (403, Some("unauthorized_client")));
 }
+
+#[tokio::test]
+async fn a_redirect_uri_is_registered_only_as_the_exact_text_the_login_redirects_to() {
+    // A URL parser drops tabs and line breaks and encodes the rest: the issuer would redirect elsewhere than the
+    // URI it registered. Only visible ASCII is taken.
+    let r = start().await;
+    for bad in [
+        "http://127.0.0.1/cb\r\nX-Injected: y",
+        "http://127.0.0.1/c\tb",
+        "http://127.0.0.1/c\nb",
+        "http://127.0.0.1/cb\u{0}",
+        "http://127.0.0.1/cb\u{7f}",
+        "http://127.0.0.1/c b",
+        "http://127.0.0.1/caf\u{e9}",
+        " http://127.0.0.1/cb",
+    ] {
+        let body = json!({"redirect_uris": [bad], "token_endpoint_auth_method": "none"});
+        let (status, _, answer) = r.post("oidc/register", &body).await;
+        assert_eq!((status, answer["error"].as_str()), (400, Some("invalid_redirect_uri")), "{bad:?}: {answer}");
+    }
+    let (status, _, answer) = r
+        .post(
+            "oidc/register",
+            &json!({"redirect_uris": ["http://127.0.0.1/caf%C3%A9?x=1"], "token_endpoint_auth_method": "none"}),
+        )
+        .await;
+    assert_eq!(status, 201, "{answer}");
+}
