@@ -643,6 +643,27 @@ fn settings_out_of_range_are_refused() {
 }
 
 #[test]
+fn a_request_path_never_climbs_out_of_the_base_url_path() {
+    // Behind a balancer that maps https://api.example.com/v1/* to the service, the service's `/../admin` is the
+    // external `/v1/admin` at most: dot-segments of the request path resolve below the base path, never above.
+    let base = htu("https://api.example.com/v1");
+    for (path, expected) in [
+        ("/../admin", "https://api.example.com/v1/admin"),
+        ("/a/../../../admin", "https://api.example.com/v1/admin"),
+        ("/%2e%2e/admin", "https://api.example.com/v1/admin"),
+        ("/.%2E/%2e/admin", "https://api.example.com/v1/admin"),
+        ("/..", "https://api.example.com/v1/"),
+        ("/orders/./1", "https://api.example.com/v1/orders/1"),
+    ] {
+        assert_eq!(Htu::join(&base, path).unwrap().as_str(), expected, "{path}");
+    }
+    assert_eq!(
+        Htu::join(&htu("https://api.example.com"), "/../admin").unwrap().as_str(),
+        "https://api.example.com/admin"
+    );
+}
+
+#[test]
 fn htu_normalization() {
     let fx = Fixture::new();
     let token = fx.token(true);

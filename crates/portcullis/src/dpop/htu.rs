@@ -49,7 +49,7 @@ impl Htu {
 
     /// The URI of a request received at `path` (the request target as received, `/` first; a query is dropped)
     /// by a service whose external base URL is `base`: the base's origin, the base's path as a prefix (without a
-    /// trailing `/`), then `path`, all normalized.
+    /// trailing `/`), then `path`, all normalized; the dot-segments of `path` never reach above the prefix.
     ///
     /// ```
     /// use portcullis::dpop::Htu;
@@ -62,7 +62,11 @@ impl Htu {
             return Err(invalid("the request path must start with /"));
         }
         let prefix = base.0.strip_suffix('/').unwrap_or(&base.0);
-        Self::parse(&format!("{prefix}{path}"))
+        // The path is normalized on its own first, so that its dot-segments resolve below the base's path and
+        // never climb out of it: `/../admin` under `https://api.example.com/v1` is `/v1/admin`, as the balancer
+        // in front would map it, not the origin's `/admin`.
+        let path = &path[..path.find(['?', '#']).unwrap_or(path.len())];
+        Self::parse(&format!("{prefix}{}", normalize_path(path)?))
     }
 
     /// The normalized URI.
