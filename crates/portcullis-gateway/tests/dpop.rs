@@ -968,3 +968,40 @@ async fn a_reload_that_changes_the_dpop_settings_still_refuses_proofs_used_befor
         "replay after DPoP was turned off and on again",
     );
 }
+
+/// Sends `target` exactly as written (a client library would resolve its dot-segments) with `headers`; the status.
+async fn raw_status(base: &str, target: &str, headers: &[(&str, &str)]) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let address = base.trim_start_matches("http://");
+    let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+    let mut request = format!("GET {target} HTTP/1.1\r\nhost: {address}\r\nconnection: close\r\n");
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str("\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).await.unwrap();
+    let text = String::from_utf8_lossy(&answer);
+    text.split(' ').nth(1).and_then(|code| code.parse().ok()).unwrap_or_else(|| panic!("no status: {text}"))
+}
+
+#[tokio::test]
+async fn under_a_public_url_with_a_path_the_request_path_never_climbs_out_of_it() {
+    let issuer = Issuer::new();
+    let upstream = upstream().await;
+    let config = config(&issuer, &upstream, "mode = \"allowed\"", "")
+        .replace(&format!("public_url = \"{PUBLIC}\""), &format!("public_url = \"{PUBLIC}/v1\""));
+    let edges = Edges::start(&config).await;
+    let client = Client::new(Algorithm::ES256);
+    let token = issuer.token("read", Some(&client.jkt));
+    let auth = dpop_auth(&token);
+    // The upstream serves `/../api/x` as `/api/x`, which clients reach as `/v1/api/x`: a proof for the origin's
+    // `/api/x` (another service behind the same balancer) is not a proof for it.
+    let outside = client.sign(&Client::claims("GET", &format!("{PUBLIC}/api/x"), &token));
+    let status = raw_status(&edges.base, "/../api/x", &[("authorization", &auth), ("dpop", &outside)]).await;
+    assert_eq!(status, 401);
+    let inside = client.sign(&Client::claims("GET", &format!("{PUBLIC}/v1/api/x"), &token));
+    let status = raw_status(&edges.base, "/../api/x", &[("authorization", &auth), ("dpop", &inside)]).await;
+    assert_eq!(status, 200);
+}
