@@ -4,8 +4,8 @@
 use aws_lc_rs::rand::{SecureRandom, SystemRandom};
 use axum::http::HeaderMap;
 use portcullis::clock::Clock;
-use portcullis::dpop::{DpopVerifier, Htu, ProofExpectations};
-use portcullis::{Algorithm, Reason};
+use portcullis::dpop::{DpopMode, DpopVerifier, Htu, ProofExpectations, RequestTarget, Scheme};
+use portcullis::{Algorithm, Error, Reason, VerifiedToken};
 use std::sync::Arc;
 
 /// The request header carrying the proof (RFC 9449 §4.1).
@@ -19,6 +19,8 @@ pub(crate) struct TokenEndpointDpop {
     verifier: DpopVerifier,
     /// `<issuer>oauth/token`, normalized; `None` when the issuer URL is not an http(s) URL (every proof refused).
     htu: Option<Htu>,
+    /// `<issuer>userinfo`, normalized, likewise.
+    userinfo: Option<Htu>,
 }
 
 /// Why a token request's proof is refused.
@@ -41,7 +43,8 @@ impl TokenEndpointDpop {
         }
         let verifier = builder.build().map_err(|e| format!("DPoP: {e}"))?;
         let htu = Htu::parse(&format!("{issuer_url}oauth/token")).ok();
-        Ok(Self { verifier, htu })
+        let userinfo = Htu::parse(&format!("{issuer_url}userinfo")).ok();
+        Ok(Self { verifier, htu, userinfo })
     }
 
     /// The algorithms a proof may use, for the metadata's `dpop_signing_alg_values_supported`.
@@ -76,6 +79,30 @@ impl TokenEndpointDpop {
             }
             Err(error) => Err(Refusal::Invalid(error.description().to_owned())),
         }
+    }
+}
+
+impl TokenEndpointDpop {
+    /// Checks a `GET /userinfo` request whose token verified (RFC 9449 §7): a token bound by `cnf.jkt` only with
+    /// the `DPoP` scheme and one fresh proof of its key for `GET <issuer>userinfo` with its `ath`; an unbound one
+    /// only as `Bearer`.
+    pub fn check_userinfo(&self, scheme: Scheme, headers: &HeaderMap, token: &VerifiedToken) -> Result<(), Error> {
+        let mut proofs = Vec::new();
+        for value in headers.get_all(DPOP) {
+            let value =
+                value.to_str().map_err(|_| Error::new(Reason::RequestInvalid, "a DPoP header is not visible ASCII"))?;
+            let parts: Vec<&str> = value.split(|c: char| c == ',' || c.is_ascii_whitespace()).collect();
+            // A value holding a separator holds several proofs, however many of them are empty.
+            proofs.extend(parts.iter().copied().filter(|part| !part.is_empty()));
+            if parts.len() > 1 && proofs.len() < 2 {
+                proofs.push("");
+            }
+        }
+        let Some(htu) = &self.userinfo else {
+            return Err(Error::new(Reason::DpopProofInvalid, "the issuer URL is not an http(s) URL"));
+        };
+        let target = RequestTarget { method: "GET", htu };
+        self.verifier.check_request(DpopMode::Allowed, scheme, &proofs, token, &target).map(|_| ())
     }
 }
 

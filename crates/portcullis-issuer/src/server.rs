@@ -16,6 +16,7 @@ use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use maud::{Markup, PreEscaped, html};
+use portcullis::dpop::Scheme;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use std::net::SocketAddr;
@@ -488,8 +489,18 @@ async fn authorize_submit(State(issuer): State<DevIssuer>, body: Bytes) -> Respo
 }
 
 async fn userinfo(State(issuer): State<DevIssuer>, headers: HeaderMap) -> Response {
-    let token =
-        headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
+    let credentials = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|value| {
+        let (name, token) = value.split_once(' ')?;
+        if name.eq_ignore_ascii_case("bearer") {
+            Some((Scheme::Bearer, token))
+        } else if name.eq_ignore_ascii_case("dpop") {
+            Some((Scheme::Dpop, token))
+        } else {
+            None
+        }
+    });
+    let scheme = credentials.map_or(Scheme::Bearer, |(scheme, _)| scheme);
+    let token = credentials.map(|(_, token)| token);
     let keys = portcullis::KeySet::from_jwks_json(issuer.jwks().to_string().as_bytes());
     let verified = match (token, keys) {
         (Some(token), Ok(keys)) => portcullis::Verifier::builder()
@@ -499,9 +510,15 @@ async fn userinfo(State(issuer): State<DevIssuer>, headers: HeaderMap) -> Respon
             .without_cache()
             .build()
             .map_err(|e| e.to_string())
-            .and_then(|v| v.verify(token).map_err(|e| e.to_string())),
-        _ => Err("no bearer token".into()),
+            .and_then(|v| v.verify(token).map_err(|e| e.to_string()))
+            .map_err(UserinfoRefusal::Token),
+        _ => Err(UserinfoRefusal::Token("no bearer token".into())),
     };
+    // A DPoP-bound token is the profile's only with a proof of its key (and a Bearer one never with a proof).
+    let verified = verified.and_then(|token| match issuer.dpop().check_userinfo(scheme, &headers, &token) {
+        Ok(()) => Ok(token),
+        Err(refused) => Err(UserinfoRefusal::Dpop(refused)),
+    });
     match verified {
         Ok(token) => {
             let user = issuer.tenant().users.iter().find(|u| Some(u.subject().as_str()) == token.subject());
@@ -513,11 +530,37 @@ async fn userinfo(State(issuer): State<DevIssuer>, headers: HeaderMap) -> Respon
             }
             axum::Json(info).into_response()
         }
-        Err(why) => {
+        Err(UserinfoRefusal::Token(why)) => {
             let challenge = format!("Bearer error=\"invalid_token\", error_description=\"{}\"", why.replace('"', "'"));
             (StatusCode::UNAUTHORIZED, [(header::WWW_AUTHENTICATE, challenge)], "Unauthorized").into_response()
         }
+        Err(UserinfoRefusal::Dpop(refused)) => {
+            let error = match refused.reason() {
+                portcullis::Reason::DpopProofInvalid => "invalid_dpop_proof",
+                portcullis::Reason::DpopNonceRequired => "use_dpop_nonce",
+                portcullis::Reason::RequestInvalid => "invalid_request",
+                _ => "invalid_token",
+            };
+            let dpop_error = matches!(error, "invalid_dpop_proof" | "use_dpop_nonce");
+            let name = if scheme == Scheme::Dpop || dpop_error { "DPoP" } else { "Bearer" };
+            let description = refused.description().replace('"', "'");
+            let challenge = format!("{name} error=\"{error}\", error_description=\"{description}\"");
+            let mut response =
+                (StatusCode::UNAUTHORIZED, [(header::WWW_AUTHENTICATE, challenge)], "Unauthorized").into_response();
+            if let Some(nonce) = issuer.dpop().nonce().and_then(|nonce| HeaderValue::from_str(&nonce).ok()) {
+                response.headers_mut().insert(crate::dpop::DPOP_NONCE, nonce);
+            }
+            response
+        }
     }
+}
+
+/// Why `/userinfo` refuses a request.
+enum UserinfoRefusal {
+    /// No token, or one that does not verify.
+    Token(String),
+    /// The token's binding or its proof.
+    Dpop(portcullis::Error),
 }
 
 async fn admin_rotate(State(issuer): State<DevIssuer>) -> Response {

@@ -369,3 +369,57 @@ async fn browser_scripts_may_send_proofs_and_read_nonces() {
     assert!(exposed.split(',').any(|h| h.trim() == "dpop-nonce"), "{exposed}");
     assert!(answer.headers().contains_key("dpop-nonce"));
 }
+
+#[tokio::test]
+async fn userinfo_takes_a_bound_token_only_with_a_proof_of_its_key() {
+    let r = start().await;
+    let key = ProofKey::new(Algorithm::ES256);
+    let code = r.code(&[]).await;
+    let answer = r.token(&exchange(&code), &[&key.proof(&r.token_url())]).await;
+    assert_bound(&r, &answer, &key).await;
+    let token = answer.access_token().to_owned();
+    let userinfo = format!("{}userinfo", r.base);
+    let get = |authorization: String, proof: Option<String>| {
+        let mut request = r.http.get(&userinfo).header("authorization", authorization);
+        if let Some(proof) = proof {
+            request = request.header("dpop", proof);
+        }
+        async move {
+            let response = request.send().await.unwrap();
+            let status = response.status().as_u16();
+            let challenge =
+                response.headers().get("www-authenticate").map(|v| v.to_str().unwrap().to_owned()).unwrap_or_default();
+            (status, challenge, response.text().await.unwrap())
+        }
+    };
+    // A bound token sent as Bearer is a stolen token's way in: refused.
+    let (status, challenge, _) = get(format!("Bearer {token}"), None).await;
+    assert_eq!(status, 401);
+    assert!(challenge.contains("invalid_token"), "{challenge}");
+    // With the DPoP scheme and a proof for GET <issuer>userinfo bound to the token: the profile.
+    let ath = {
+        let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token.as_bytes());
+        portcullis::__internals::base64url::encode(digest.as_ref())
+    };
+    let mut claims = ProofKey::claims("GET", &userinfo);
+    claims["ath"] = json!(ath);
+    let proof = key.sign(&claims, "dpop+jwt", &key.jwk());
+    let (status, _, body) = get(format!("DPoP {token}"), Some(proof.clone())).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(serde_json::from_str::<Value>(&body).unwrap()["sub"], "auth0|alice");
+    // The same proof again, a proof without ath, a proof by another key, and no proof: refused.
+    let (status, challenge, _) = get(format!("DPoP {token}"), Some(proof)).await;
+    assert_eq!(status, 401, "replay");
+    assert!(challenge.starts_with("DPoP "), "{challenge}");
+    let no_ath = key.sign(&ProofKey::claims("GET", &userinfo), "dpop+jwt", &key.jwk());
+    assert_eq!(get(format!("DPoP {token}"), Some(no_ath)).await.0, 401, "no ath");
+    let other = ProofKey::new(Algorithm::ES256);
+    let mut claims = ProofKey::claims("GET", &userinfo);
+    claims["ath"] = json!(ath);
+    assert_eq!(get(format!("DPoP {token}"), Some(other.sign(&claims, "dpop+jwt", &other.jwk()))).await.0, 401);
+    assert_eq!(get(format!("DPoP {token}"), None).await.0, 401, "no proof");
+    // An unbound token still works as Bearer, and not with the DPoP scheme.
+    let plain = r.token(&exchange(&r.code(&[]).await), &[]).await;
+    let plain = plain.access_token().to_owned();
+    assert_eq!(get(format!("Bearer {plain}"), None).await.0, 200);
+}
