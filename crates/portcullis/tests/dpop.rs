@@ -550,6 +550,31 @@ fn a_verifier_built_to_replace_another_takes_over_its_used_proofs() {
 }
 
 #[test]
+fn one_proof_sent_many_times_at_once_is_accepted_once() {
+    let fx = Fixture::new();
+    let token = fx.token(true);
+    let jkt = fx.jkt();
+    let expected = fx.expectations(Some(&token), Some(&jkt));
+    let threads = 16;
+    for round in 0..40 {
+        let proof = fx.proof(Some(&token), |_, _| {});
+        let barrier = std::sync::Barrier::new(threads);
+        let accepted = std::sync::atomic::AtomicUsize::new(0);
+        std::thread::scope(|scope| {
+            for _ in 0..threads {
+                scope.spawn(|| {
+                    barrier.wait();
+                    if fx.dpop.check_proof(&proof, &expected).is_ok() {
+                        accepted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    }
+                });
+            }
+        });
+        assert_eq!(accepted.into_inner(), 1, "round {round}");
+    }
+}
+
+#[test]
 fn a_refused_proof_does_not_use_up_its_jti() {
     let fx = Fixture::new();
     let token = fx.token(true);

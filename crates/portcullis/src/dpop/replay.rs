@@ -54,10 +54,11 @@ impl ReplayCache {
         self.seen.contains_key(&key(htu, jti))
     }
 
-    /// Records the proof; `false` when it was recorded before (a replay). Atomic: of two concurrent requests with
-    /// one proof, exactly one gets `true`.
+    /// Records the proof; `false` when it was recorded before (a replay). Atomic: of concurrent requests with one
+    /// proof, exactly one gets `true`. (moka's `or_insert` looks the key up and inserts in two steps, so several
+    /// callers can each find it missing; `or_insert_with` coalesces them behind one initialisation.)
     pub(crate) fn first_use(&self, htu: &Htu, jti: &str) -> bool {
-        self.seen.entry(key(htu, jti)).or_insert(()).is_fresh()
+        self.seen.entry(key(htu, jti)).or_insert_with(|| ()).is_fresh()
     }
 
     /// Entries held (approximate: expired entries leave lazily).
@@ -91,6 +92,29 @@ mod tests {
         assert!(!cache.first_use(&a, "j1"));
         assert!(cache.first_use(&b, "j1"));
         assert!(cache.first_use(&a, "j2"));
+    }
+
+    #[test]
+    fn of_concurrent_first_uses_of_one_proof_exactly_one_wins() {
+        let a = Htu::parse("https://a.example/x").unwrap();
+        let cache = ReplayCache::new(100_000, Duration::from_secs(60));
+        let threads = 16;
+        for round in 0..300 {
+            let jti = format!("j{round}");
+            let barrier = std::sync::Barrier::new(threads);
+            let fresh = std::sync::atomic::AtomicUsize::new(0);
+            std::thread::scope(|scope| {
+                for _ in 0..threads {
+                    scope.spawn(|| {
+                        barrier.wait();
+                        if cache.first_use(&a, &jti) {
+                            fresh.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        }
+                    });
+                }
+            });
+            assert_eq!(fresh.into_inner(), 1, "round {round}");
+        }
     }
 
     #[test]
