@@ -25,7 +25,6 @@ pub const WELL_KNOWN_PREFIX: &str = "/.well-known/oauth-protected-resource";
 /// assert_eq!(json["dpop_bound_access_tokens_required"], false);
 /// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-#[non_exhaustive]
 pub struct ResourceMetadata {
     /// The resource identifier: an `https` URL without fragment (RFC 8707), also the tokens' audience.
     pub resource: String,

@@ -149,3 +149,69 @@ fn rules_that_cannot_work_are_refused_at_build() {
     let conflicting = setup.builder().typ("jwt").issuer_rules(STRICT, IssuerRules::new().typ("at+jwt")).build();
     assert!(matches!(conflicting.unwrap_err(), ConfigError::IssuerTyp { .. }));
 }
+
+/// A complete RFC 9068 access token of `iss`, with `typ` and claims changed by `edit`.
+fn rfc9068_token(setup: &Setup, iss: &str, typ: &str, edit: impl FnOnce(&mut Map<String, Value>)) -> String {
+    let mut claims = json!({"iss": iss, "aud": AUDIENCE, "sub": "auth0|alice", "client_id": "app-1",
+                            "iat": NOW, "exp": NOW + 600, "jti": "t-1", "scope": "read"})
+    .as_object()
+    .unwrap()
+    .clone();
+    edit(&mut claims);
+    let header = json!({"typ": typ}).as_object().unwrap().clone();
+    setup.key.sign_token(&Value::Object(claims), Some(&header)).unwrap()
+}
+
+#[test]
+fn the_rfc9068_profile_requires_at_jwt_and_names_each_missing_claim() {
+    let setup = Setup::new();
+    let verifier = setup.verifier(IssuerRules::new().rfc9068());
+    assert_eq!(reason(&verifier, &rfc9068_token(&setup, STRICT, "at+jwt", |_| {})), None);
+    assert_eq!(reason(&verifier, &rfc9068_token(&setup, STRICT, "application/at+jwt", |_| {})), None);
+    // typ JWT is not the profile's.
+    let jwt = rfc9068_token(&setup, STRICT, "JWT", |_| {});
+    assert_eq!(reason(&verifier, &jwt), Some(Reason::HeaderInvalid));
+    // Each required claim, missing, is claim_missing naming it.
+    for claim in ["iss", "exp", "aud", "sub", "client_id", "iat", "jti"] {
+        let token = rfc9068_token(&setup, STRICT, "at+jwt", |claims| drop(claims.remove(claim)));
+        let err = verifier.verify(&token).unwrap_err();
+        // Without iss the issuer's own rules cannot apply, but the verifier's own iss rule refuses it the same way.
+        assert_eq!(err.reason(), Reason::ClaimMissing, "{claim}: {err}");
+        assert!(
+            matches!(err.detail(), portcullis::error::Detail::ClaimMissing { claim: named, .. } if named == claim),
+            "{claim}"
+        );
+        assert!(err.description().contains(claim), "{claim}: {err}");
+    }
+    // The other issuer is not held to the profile.
+    let lax = rfc9068_token(&setup, LAX, "JWT", |claims| {
+        claims.remove("client_id");
+        claims.remove("jti");
+    });
+    assert_eq!(reason(&verifier, &lax), None);
+    // The report shows the failed required-claims step.
+    let report = verifier.explain(&rfc9068_token(&setup, STRICT, "at+jwt", |claims| drop(claims.remove("jti"))));
+    let failed: Vec<_> = report.steps.iter().filter(|step| step.outcome.is_err()).map(|step| step.check).collect();
+    assert_eq!(failed, [portcullis::rules::Check::RequiredClaims]);
+}
+
+#[test]
+fn an_issuers_required_claims_add_to_the_verifiers() {
+    let setup = Setup::new();
+    let verifier = setup
+        .builder()
+        .require_claim("org.id")
+        .issuer_rules(STRICT, IssuerRules::new().require_claim("tenant"))
+        .build()
+        .unwrap();
+    let token = |iss: &str, extra: Value| {
+        let mut claims = json!({"iss": iss, "aud": AUDIENCE, "exp": NOW + 60, "org": {"id": "o1"}});
+        claims.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        setup.key.sign_token(&claims, None).unwrap()
+    };
+    assert_eq!(reason(&verifier, &token(STRICT, json!({"tenant": "t"}))), None);
+    let err = verifier.verify(&token(STRICT, json!({}))).unwrap_err();
+    assert_eq!((err.reason(), err.description()), (Reason::ClaimMissing, "required claim 'tenant' is missing"));
+    assert_eq!(reason(&verifier, &token(LAX, json!({}))), None);
+    assert_eq!(reason(&verifier, &token(LAX, json!({"org": null}))), Some(Reason::ClaimMissing));
+}
