@@ -2,6 +2,7 @@
 
 use crate::{Error, Exit};
 use clap::Args;
+use portcullis_issuer::config::Api;
 use portcullis_issuer::{DevIssuer, Tenant};
 use std::net::SocketAddr;
 
@@ -19,6 +20,13 @@ pub(crate) struct IssuerArgs {
     /// Allow listening on a non-loopback address. The issuer mints tokens for anyone who asks: development only.
     #[arg(long)]
     allow_remote: bool,
+    /// Add an API (its audience, also accepted as an RFC 8707 resource) to the tenant; repeatable. An audience
+    /// the tenant already has is left as it is.
+    #[arg(long = "api", value_name = "AUDIENCE")]
+    apis: Vec<String>,
+    /// Require DPoP server nonces at the token endpoint (RFC 9449 §8).
+    #[arg(long)]
+    dpop_nonce: bool,
 }
 
 pub(crate) const BANNER: &str = "DEVELOPMENT ONLY: this issuer signs tokens for anyone who asks; never expose it";
@@ -37,13 +45,22 @@ fn issue(args: IssuerArgs) -> Result<(), Error> {
             args.listen
         )));
     }
-    let tenant = match &args.config {
+    let mut tenant = match &args.config {
         Some(path) => {
             let text = std::fs::read_to_string(path).map_err(|e| Error::file(path, e))?;
             Tenant::from_toml(&text).map_err(|e| Error::file(path, e))?
         }
         None => Tenant::demo("http://127.0.0.1:3000/callback"),
     };
+    for audience in &args.apis {
+        if audience.is_empty() || audience.chars().any(char::is_control) {
+            return Err(Error::Usage(format!("--api {audience:?}: an audience must be non-empty text")));
+        }
+        if tenant.api(audience).is_none() {
+            tenant.apis.push(Api::new(audience.clone(), Vec::<String>::new()));
+        }
+    }
+    tenant.dpop_nonce |= args.dpop_nonce;
     crate::runtime()?.block_on(async {
         let listener =
             tokio::net::TcpListener::bind(args.listen).await.map_err(|e| Error::listen(args.listen, "", e))?;
@@ -52,6 +69,9 @@ fn issue(args: IssuerArgs) -> Result<(), Error> {
         let issuer = DevIssuer::new(tenant, &url).map_err(|e| Error::start("cannot create the signing keys", e))?;
         println!("{BANNER}");
         println!("portcullis dev issuer at {url} (discovery: {url}.well-known/openid-configuration)");
+        if issuer.tenant().dpop_nonce {
+            println!("  DPoP nonces required at {url}oauth/token");
+        }
         print_tenant(issuer.tenant());
         portcullis_issuer::serve(listener, issuer).await.map_err(|e| Error::stopped("the issuer stopped", e))
     })

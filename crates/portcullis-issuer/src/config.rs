@@ -20,6 +20,18 @@ pub struct Api {
     pub rbac: bool,
 }
 
+impl Api {
+    /// An API with this audience and these permissions, RBAC on (as the tenant file's default).
+    ///
+    /// ```
+    /// let api = portcullis_issuer::config::Api::new("https://mcp.example/", ["tools:call"]);
+    /// assert_eq!((api.audience.as_str(), api.permissions.len(), api.rbac), ("https://mcp.example/", 1, true));
+    /// ```
+    pub fn new(audience: impl Into<String>, permissions: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        Self { audience: audience.into(), permissions: permissions.into_iter().map(Into::into).collect(), rbac: true }
+    }
+}
+
 /// An application that asks for tokens. Its `Debug` output never shows the secret.
 ///
 /// ```
@@ -117,6 +129,10 @@ pub struct Tenant {
     /// Issue RFC 9068 access tokens (`typ: at+jwt`, `client_id`, `jti`).
     #[serde(default)]
     pub rfc9068: bool,
+    /// Require DPoP server nonces at the token endpoint (RFC 9449 §8): a proof without the current nonce is
+    /// answered `400 use_dpop_nonce` with the nonce in `DPoP-Nonce`.
+    #[serde(default)]
+    pub dpop_nonce: bool,
     /// Absolute refresh-token lifetime in seconds, counted from the login that started the token family: no
     /// refresh succeeds after it, however often the tokens were rotated (Auth0's default is 2592000, 30 days).
     #[serde(default = "default_refresh_lifetime")]
@@ -212,6 +228,7 @@ impl Tenant {
         Self {
             token_lifetime: default_lifetime(),
             rfc9068: false,
+            dpop_nonce: false,
             refresh_token_lifetime: default_refresh_lifetime(),
             refresh_token_idle_lifetime: default_refresh_idle_lifetime(),
             apis: vec![api, other],

@@ -1,10 +1,12 @@
 //! [`DevIssuer`]: the tenant, its keys, its clock, and token minting.
 
-use crate::config::{Client, Tenant, User};
+use crate::config::{Api, Client, Tenant, User};
+use crate::dpop::TokenEndpointDpop;
 use crate::error::SignError;
 use crate::journal::{Fault, Faults, Journal, JournalEntry};
 use crate::keys::{KeyChoice, KeyRing};
-use crate::refresh::{Lifetimes, RefreshTokens, Refused};
+use crate::refresh::{Lifetimes, Presented, RefreshTokens, Refused, Rotated};
+use crate::register::Registry;
 use aws_lc_rs::rand::{SecureRandom, SystemRandom};
 use portcullis::clock::{Clock, SystemClock, UnixTime};
 use portcullis::signing::SigningError;
@@ -34,6 +36,11 @@ pub(crate) struct Inner {
     pub faults: Mutex<Faults>,
     pub codes: Mutex<HashMap<String, AuthorizationCode>>,
     pub refresh_tokens: Mutex<RefreshTokens>,
+    /// APIs added at run time, after the tenant's own.
+    pub added_apis: RwLock<Vec<Api>>,
+    /// Clients registered at run time (RFC 7591).
+    pub registered: Mutex<Registry>,
+    pub dpop: TokenEndpointDpop,
 }
 
 /// What an access token is issued for.
@@ -75,6 +82,8 @@ pub(crate) struct AuthorizationCode {
     pub grant: Grant,
     pub redirect_uri: String,
     pub code_challenge: Option<String>,
+    /// The thumbprint from `dpop_jkt` (RFC 9449 §10): the exchange must prove this key.
+    pub dpop_jkt: Option<String>,
     pub expires_at: i64,
 }
 
@@ -171,6 +180,8 @@ impl DevIssuer {
     /// assert_eq!(issuer.claims_for(&grant)["iat"], 999_400);
     /// ```
     pub fn with_clock(tenant: Tenant, issuer_url: &str, base: Arc<dyn Clock>) -> Result<Self, SigningError> {
+        // Proofs carry the client's own time: they are checked on the base clock, which shifting leaves alone.
+        let dpop = TokenEndpointDpop::new(issuer_url, tenant.dpop_nonce, base.clone()).map_err(SigningError::new)?;
         Ok(Self {
             inner: Arc::new(Inner {
                 issuer: issuer_url.to_owned(),
@@ -181,6 +192,9 @@ impl DevIssuer {
                 faults: Mutex::default(),
                 codes: Mutex::default(),
                 refresh_tokens: Mutex::default(),
+                added_apis: RwLock::default(),
+                registered: Mutex::default(),
+                dpop,
             }),
         })
     }
@@ -193,6 +207,55 @@ impl DevIssuer {
     /// The tenant.
     pub fn tenant(&self) -> &Tenant {
         &self.inner.tenant
+    }
+
+    /// The API with this audience: the tenant's, or one added with [`add_api`](Self::add_api).
+    pub fn api(&self, audience: &str) -> Option<Api> {
+        if let Some(api) = self.inner.tenant.api(audience) {
+            return Some(api.clone());
+        }
+        let added = self.inner.added_apis.read().unwrap_or_else(PoisonError::into_inner);
+        added.iter().find(|api| api.audience == audience).cloned()
+    }
+
+    /// Every API: the tenant's, then the ones added at run time.
+    pub fn apis(&self) -> Vec<Api> {
+        let added = self.inner.added_apis.read().unwrap_or_else(PoisonError::into_inner);
+        self.inner.tenant.apis.iter().chain(added.iter()).cloned().collect()
+    }
+
+    /// Adds an API tokens can then be issued for (as `audience` or RFC 8707 `resource`); `false`, and nothing
+    /// changes, when an API with that audience exists.
+    ///
+    /// ```
+    /// use portcullis_issuer::{DevIssuer, Tenant, config::Api};
+    /// let issuer = DevIssuer::new(Tenant::demo("http://127.0.0.1:3000/callback"), "http://127.0.0.1:4000/").unwrap();
+    /// assert!(issuer.add_api(Api::new("http://127.0.0.1:8080/mcp", ["tools:call"])));
+    /// assert!(!issuer.add_api(Api::new("https://api.example.com", Vec::<String>::new())), "the demo API exists");
+    /// assert_eq!(issuer.api("http://127.0.0.1:8080/mcp").unwrap().permissions, ["tools:call"]);
+    /// ```
+    pub fn add_api(&self, api: Api) -> bool {
+        let mut added = self.inner.added_apis.write().unwrap_or_else(PoisonError::into_inner);
+        let exists = self.inner.tenant.api(&api.audience).is_some() || added.iter().any(|a| a.audience == api.audience);
+        if !exists {
+            added.push(api);
+        }
+        !exists
+    }
+
+    /// Clients registered through `/oidc/register` and still held (at most 1000; the oldest are forgotten).
+    pub fn registered_clients(&self) -> usize {
+        lock(&self.inner.registered).len()
+    }
+
+    /// Keeps a registered client.
+    pub(crate) fn register(&self, client: Client) {
+        lock(&self.inner.registered).insert(client);
+    }
+
+    /// The token endpoint's DPoP checks.
+    pub(crate) fn dpop(&self) -> &TokenEndpointDpop {
+        &self.inner.dpop
     }
 
     /// Now, in seconds since the epoch, on the issuer's (shiftable) clock: every time the issuer reads comes from
@@ -292,16 +355,17 @@ impl DevIssuer {
         }
     }
 
-    /// Starts a refresh-token family for `grant` and returns its first token.
-    pub(crate) fn start_refresh_family(&self, grant: Grant) -> String {
+    /// Starts a refresh-token family for `grant`, bound to the DPoP key `jkt` when given, and returns its first
+    /// token.
+    pub(crate) fn start_refresh_family(&self, grant: Grant, jkt: Option<String>) -> String {
         let (now, lifetimes) = (self.now(), self.refresh_lifetimes());
-        lock(&self.inner.refresh_tokens).start(grant, now, lifetimes)
+        lock(&self.inner.refresh_tokens).start(grant, jkt, now, lifetimes)
     }
 
     /// Exchanges a refresh token for its grant and the family's next token (rotation).
-    pub(crate) fn rotate_refresh_token(&self, presented: &str, client_id: &str) -> Result<(Grant, String), Refused> {
+    pub(crate) fn rotate_refresh_token(&self, presented: Presented<'_>) -> Result<Rotated, Refused> {
         let (now, lifetimes) = (self.now(), self.refresh_lifetimes());
-        lock(&self.inner.refresh_tokens).rotate(presented, client_id, now, lifetimes)
+        lock(&self.inner.refresh_tokens).rotate(presented, now, lifetimes)
     }
 
     /// The claims of an access token for `grant`, as GUIDE §7 (Auth0) shapes them.
@@ -330,7 +394,7 @@ impl DevIssuer {
         if user.is_none() {
             claims.insert("gty".into(), json!("client-credentials"));
         }
-        if tenant.api(&grant.audience).is_some_and(|api| api.rbac) {
+        if self.api(&grant.audience).is_some_and(|api| api.rbac) {
             let permissions: Vec<String> = match user {
                 Some(user) => user.permissions.get(&grant.audience).cloned().unwrap_or_default(),
                 None => grant.scopes.clone(),
@@ -382,6 +446,22 @@ impl DevIssuer {
         self.sign(&self.claims_for(grant), &KeyChoice::Current, None)
     }
 
+    /// An access token for `grant` bound to the DPoP key whose RFC 7638 thumbprint is `jkt` (RFC 9449 §6:
+    /// `cnf: {"jkt": …}`), signed by the current key.
+    ///
+    /// ```
+    /// use portcullis_issuer::{DevIssuer, Grant, Tenant};
+    /// let issuer = DevIssuer::new(Tenant::demo("http://127.0.0.1:3000/callback"), "http://127.0.0.1:4000/").unwrap();
+    /// let grant = Grant::new("demo-client", "https://api.example.com");
+    /// let token = issuer.dpop_bound_token(&grant, "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I").unwrap();
+    /// assert_eq!(token.split('.').count(), 3);
+    /// ```
+    pub fn dpop_bound_token(&self, grant: &Grant, jkt: &str) -> Result<String, SignError> {
+        let mut claims = self.claims_for(grant);
+        claims.insert("cnf".into(), json!({ "jkt": jkt }));
+        self.sign(&claims, &KeyChoice::Current, None)
+    }
+
     /// A machine token for the demo client (client credentials), as `POST /oauth/token` would issue it.
     pub fn client_credentials_token(&self, client_id: &str, audience: &str) -> Result<String, SignError> {
         let client = self.inner.tenant.client(client_id).ok_or(SignError::UnknownClient)?;
@@ -421,8 +501,12 @@ impl DevIssuer {
             .collect()
     }
 
-    pub(crate) fn client(&self, client_id: &str) -> Option<&Client> {
-        self.inner.tenant.client(client_id)
+    /// The client with this ID: the tenant's, or a registered one.
+    pub(crate) fn client(&self, client_id: &str) -> Option<Client> {
+        match self.inner.tenant.client(client_id) {
+            Some(client) => Some(client.clone()),
+            None => lock(&self.inner.registered).get(client_id).cloned(),
+        }
     }
 
     pub(crate) fn user(&self, id: &str) -> Option<&User> {

@@ -7,8 +7,14 @@
 //! It serves discovery, a JWKS with the next, current and previous keys, `POST /oauth/token` (client credentials,
 //! authorization code with PKCE, refresh token; JSON or form bodies; secrets in the body or HTTP Basic),
 //! `GET /authorize` with a login page, `GET /userinfo`, and admin endpoints under [`ADMIN_PREFIX`] to rotate and
-//! revoke keys, mint arbitrary or deliberately broken tokens, inject JWKS faults, shift the clock and read the
-//! request journal. Responses and errors have Auth0's shapes.
+//! revoke keys, mint arbitrary or deliberately broken tokens, inject JWKS faults, shift the clock, add APIs and read
+//! the request journal. Responses and errors have Auth0's shapes.
+//!
+//! For OAuth clients that discover and register themselves (MCP clients among them) it also serves RFC 8414
+//! metadata at `/.well-known/oauth-authorization-server`, dynamic registration of public clients at
+//! `POST /oidc/register` (RFC 7591), RFC 8707 `resource` as the audience, and DPoP-bound tokens (RFC 9449): a token
+//! request with a valid `DPoP` proof gets an access token with `cnf.jkt` and `token_type: DPoP`, and refresh tokens
+//! bound to the proof's key; [`Tenant::dpop_nonce`] turns on server nonces.
 //!
 //! Refresh tokens rotate as Auth0's do: each refresh answers a new refresh token and invalidates the presented one,
 //! and presenting a used token again revokes every token descended from the same login. They expire after
@@ -38,13 +44,19 @@
 
 mod base64url;
 pub mod config;
+mod discovery;
+mod dpop;
 mod error;
 mod issuer;
 mod journal;
 mod keys;
+mod params;
 pub mod pkce;
 mod refresh;
+mod register;
 mod server;
+mod target;
+mod token;
 
 pub use config::{DEMO_AUDIENCE, OTHER_AUDIENCE, Tenant};
 pub use error::{ParseError, SignError, TenantError};

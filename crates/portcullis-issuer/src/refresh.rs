@@ -6,6 +6,10 @@
 //! it is not used within the inactivity lifetime, and every token of a family expires at the family's absolute
 //! lifetime, counted from the exchange that started it. Used tokens are kept (to recognise reuse) only while
 //! their family is alive; dead families are swept whenever a token is issued.
+//!
+//! A family started by a DPoP token request is bound to that proof's key (RFC 9449 §5): each refresh must prove the
+//! same key, and a request that does not is refused without using the token (a thief without the key can neither
+//! redeem it nor, by presenting it, revoke the family).
 
 use crate::issuer::{Grant, random_string};
 use std::collections::{HashMap, HashSet};
@@ -29,6 +33,30 @@ struct RefreshToken {
     family_ends_at: i64,
     /// Already exchanged; presenting it again is reuse.
     used: bool,
+    /// The thumbprint of the DPoP key the family is bound to.
+    jkt: Option<String>,
+}
+
+/// A refresh request: the token presented and what the request proves and names.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Presented<'a> {
+    /// The refresh token.
+    pub token: &'a str,
+    /// The authenticated client.
+    pub client_id: &'a str,
+    /// The thumbprint of the request's DPoP proof key.
+    pub jkt: Option<&'a str>,
+    /// The API the request names, if it names one.
+    pub resource: Option<&'a str>,
+}
+
+/// A successful refresh.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Rotated {
+    /// What the new access token is for.
+    pub grant: Grant,
+    /// The family's next refresh token.
+    pub next: String,
 }
 
 /// Why a refresh token was refused.
@@ -38,10 +66,21 @@ pub(crate) enum Refused {
     Unknown,
     /// Issued to another client.
     OtherClient,
+    /// Bound to a DPoP key the request did not prove.
+    KeyMismatch,
+    /// The request names (RFC 8707 `resource`) another API than the family's.
+    OtherTarget,
     /// Past its inactivity or absolute lifetime.
     Expired,
     /// Used before: its family is now revoked.
     Reused,
+}
+
+/// What the tokens of one family share.
+struct Family {
+    id: String,
+    ends_at: i64,
+    jkt: Option<String>,
 }
 
 /// Every refresh token handed out and not yet swept.
@@ -52,37 +91,31 @@ pub(crate) struct RefreshTokens {
 
 impl RefreshTokens {
     /// Starts a family for `grant` and returns its first token.
-    pub fn start(&mut self, grant: Grant, now: i64, lifetimes: Lifetimes) -> String {
-        let family_ends_at = now.saturating_add(lifetimes.absolute);
-        let token = self.insert(grant, random_string(16), family_ends_at, now, lifetimes);
+    pub fn start(&mut self, grant: Grant, jkt: Option<String>, now: i64, lifetimes: Lifetimes) -> String {
+        let family = Family { id: random_string(16), ends_at: now.saturating_add(lifetimes.absolute), jkt };
+        let token = self.insert(grant, family, now, lifetimes);
         self.sweep(now);
         token
     }
 
-    /// Exchanges `presented` (for `client_id`) for the family's next token, or refuses it. A reused token revokes
-    /// its family.
-    pub fn rotate(
-        &mut self,
-        presented: &str,
-        client_id: &str,
-        now: i64,
-        lifetimes: Lifetimes,
-    ) -> Result<(Grant, String), Refused> {
-        let result = self.exchange(presented, client_id, now, lifetimes);
+    /// Exchanges `presented` (for `client_id`, with a proof of the key `jkt` if any) for the family's next token,
+    /// or refuses it. A reused token revokes its family.
+    pub fn rotate(&mut self, presented: Presented<'_>, now: i64, lifetimes: Lifetimes) -> Result<Rotated, Refused> {
+        let result = self.exchange(presented, now, lifetimes);
         self.sweep(now);
         result
     }
 
-    fn exchange(
-        &mut self,
-        presented: &str,
-        client_id: &str,
-        now: i64,
-        lifetimes: Lifetimes,
-    ) -> Result<(Grant, String), Refused> {
-        let Some(token) = self.tokens.get_mut(presented) else { return Err(Refused::Unknown) };
-        if token.grant.client_id != client_id {
+    fn exchange(&mut self, presented: Presented<'_>, now: i64, lifetimes: Lifetimes) -> Result<Rotated, Refused> {
+        let Some(token) = self.tokens.get_mut(presented.token) else { return Err(Refused::Unknown) };
+        if token.grant.client_id != presented.client_id {
             return Err(Refused::OtherClient);
+        }
+        if token.jkt.as_deref().is_some_and(|bound| Some(bound) != presented.jkt) {
+            return Err(Refused::KeyMismatch);
+        }
+        if presented.resource.is_some_and(|resource| resource != token.grant.audience) {
+            return Err(Refused::OtherTarget);
         }
         if token.used {
             let family = token.family.clone();
@@ -93,15 +126,24 @@ impl RefreshTokens {
             return Err(Refused::Expired);
         }
         token.used = true;
-        let (grant, family, family_ends_at) = (token.grant.clone(), token.family.clone(), token.family_ends_at);
-        let next = self.insert(grant.clone(), family, family_ends_at, now, lifetimes);
-        Ok((grant, next))
+        let family = Family { id: token.family.clone(), ends_at: token.family_ends_at, jkt: token.jkt.clone() };
+        let grant = token.grant.clone();
+        let next = self.insert(grant.clone(), family, now, lifetimes);
+        Ok(Rotated { grant, next })
     }
 
-    fn insert(&mut self, grant: Grant, family: String, family_ends_at: i64, now: i64, lifetimes: Lifetimes) -> String {
+    fn insert(&mut self, grant: Grant, family: Family, now: i64, lifetimes: Lifetimes) -> String {
         let token = random_string(32);
-        let expires_at = now.saturating_add(lifetimes.idle).min(family_ends_at);
-        self.tokens.insert(token.clone(), RefreshToken { grant, family, expires_at, family_ends_at, used: false });
+        let expires_at = now.saturating_add(lifetimes.idle).min(family.ends_at);
+        let entry = RefreshToken {
+            grant,
+            family: family.id,
+            expires_at,
+            family_ends_at: family.ends_at,
+            used: false,
+            jkt: family.jkt,
+        };
+        self.tokens.insert(token.clone(), entry);
         token
     }
 
@@ -124,6 +166,10 @@ mod tests {
 
     const LIFETIMES: Lifetimes = Lifetimes { absolute: 100, idle: 40 };
 
+    fn ask<'a>(token: &'a str, client_id: &'a str, jkt: Option<&'a str>) -> Presented<'a> {
+        Presented { token, client_id, jkt, resource: None }
+    }
+
     fn grant(client_id: &str) -> Grant {
         Grant { client_id: client_id.into(), user: Some("alice".into()), audience: "aud".into(), scopes: Vec::new() }
     }
@@ -131,27 +177,55 @@ mod tests {
     #[test]
     fn rotation_reuse_and_lifetimes() {
         let mut store = RefreshTokens::default();
-        let first = store.start(grant("spa"), 0, LIFETIMES);
-        let other = store.start(grant("spa"), 0, LIFETIMES);
-        assert_eq!(store.rotate(&first, "another-client", 1, LIFETIMES), Err(Refused::OtherClient));
-        let (_, second) = store.rotate(&first, "spa", 10, LIFETIMES).unwrap();
+        let first = store.start(grant("spa"), None, 0, LIFETIMES);
+        let other = store.start(grant("spa"), None, 0, LIFETIMES);
+        assert_eq!(store.rotate(ask(&first, "another-client", None), 1, LIFETIMES), Err(Refused::OtherClient));
+        let second = store.rotate(ask(&first, "spa", None), 10, LIFETIMES).unwrap().next;
         assert_ne!(first, second);
         assert_eq!(store.len(), 3, "the used token is kept while its family lives");
-        assert_eq!(store.rotate(&first, "spa", 11, LIFETIMES), Err(Refused::Reused));
-        assert_eq!(store.rotate(&second, "spa", 12, LIFETIMES), Err(Refused::Unknown), "the family is revoked");
+        assert_eq!(store.rotate(ask(&first, "spa", None), 11, LIFETIMES), Err(Refused::Reused));
+        assert_eq!(
+            store.rotate(ask(&second, "spa", None), 12, LIFETIMES),
+            Err(Refused::Unknown),
+            "the family is revoked"
+        );
         assert_eq!(store.len(), 1, "only the other family remains");
 
         // Inactivity: 40 s after its issue a token is dead.
-        assert_eq!(store.rotate(&other, "spa", 40, LIFETIMES), Err(Refused::Expired));
+        assert_eq!(store.rotate(ask(&other, "spa", None), 40, LIFETIMES), Err(Refused::Expired));
         assert_eq!(store.len(), 0);
 
         // Absolute: used every 30 s, the family still ends 100 s after it started.
-        let mut token = store.start(grant("spa"), 1000, LIFETIMES);
+        let mut token = store.start(grant("spa"), None, 1000, LIFETIMES);
         for now in [1030, 1060, 1090] {
-            token = store.rotate(&token, "spa", now, LIFETIMES).unwrap().1;
+            token = store.rotate(ask(&token, "spa", None), now, LIFETIMES).unwrap().next;
         }
         assert_eq!(store.len(), 4);
-        assert_eq!(store.rotate(&token, "spa", 1100, LIFETIMES), Err(Refused::Expired));
+        assert_eq!(store.rotate(ask(&token, "spa", None), 1100, LIFETIMES), Err(Refused::Expired));
         assert_eq!(store.len(), 0, "a dead family's used tokens are swept");
+    }
+
+    #[test]
+    fn a_bound_family_needs_its_key_and_a_refusal_has_no_effect() {
+        let mut store = RefreshTokens::default();
+        let first = store.start(grant("spa"), Some("key-a".into()), 0, LIFETIMES);
+        for jkt in [None, Some("key-b")] {
+            assert_eq!(store.rotate(ask(&first, "spa", jkt), 1, LIFETIMES), Err(Refused::KeyMismatch), "{jkt:?}");
+        }
+        let second = store.rotate(ask(&first, "spa", Some("key-a")), 2, LIFETIMES).unwrap().next;
+        assert_eq!(
+            store.rotate(ask(&second, "spa", None), 3, LIFETIMES),
+            Err(Refused::KeyMismatch),
+            "the binding stays"
+        );
+        // Without the key, presenting a used token is refused and does not revoke the family.
+        assert_eq!(store.rotate(ask(&first, "spa", Some("key-b")), 4, LIFETIMES), Err(Refused::KeyMismatch));
+        assert!(store.rotate(ask(&second, "spa", Some("key-a")), 5, LIFETIMES).is_ok());
+        // An unbound family takes any request, with or without a proof.
+        let free = store.start(grant("spa"), None, 0, LIFETIMES);
+        let elsewhere = Presented { resource: Some("https://other.example"), ..ask(&free, "spa", None) };
+        assert_eq!(store.rotate(elsewhere, 1, LIFETIMES), Err(Refused::OtherTarget));
+        let same = Presented { resource: Some("aud"), ..ask(&free, "spa", Some("key-c")) };
+        assert!(store.rotate(same, 1, LIFETIMES).is_ok());
     }
 }

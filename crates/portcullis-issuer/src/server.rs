@@ -1,21 +1,22 @@
 //! The HTTP surface: discovery, JWKS, `/oauth/token`, `/authorize`, `/userinfo`, and the admin endpoints.
 
-use crate::issuer::{AuthorizationCode, Broken, CODE_LIFETIME, DevIssuer, Grant, lock};
+use crate::config::Api;
+use crate::issuer::{AuthorizationCode, Broken, CODE_LIFETIME, DevIssuer, Grant, lock, random_string};
 use crate::journal::{Fault, HUGE_BODY_BYTES};
 use crate::keys::KeyChoice;
-use crate::refresh::Refused;
+use crate::params::Params;
+use crate::token::oauth_error;
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::connect_info::MockConnectInfo;
-use axum::extract::{ConnectInfo, Query, Request, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::extract::{ConnectInfo, RawQuery, Request, State};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use maud::{Markup, PreEscaped, html};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -34,13 +35,16 @@ pub fn router(issuer: DevIssuer) -> Router {
         .route("/faults", post(admin_fault).delete(admin_clear_faults))
         .route("/clock", post(admin_clock))
         .route("/journal", get(admin_journal))
+        .route("/apis", post(admin_add_api))
         .layer(middleware::from_fn_with_state(OwnOrigin::of(issuer.issuer()), same_origin_only))
         .layer(middleware::from_fn(loopback_only));
     Router::new()
         .route("/", get(home))
         .route("/.well-known/openid-configuration", get(discovery))
+        .route("/.well-known/oauth-authorization-server", get(authorization_server_metadata))
         .route("/.well-known/jwks.json", get(jwks))
-        .route("/oauth/token", post(token).layer(token_cors(&issuer)))
+        .route("/oauth/token", post(crate::token::token).layer(token_cors(&issuer)))
+        .route("/oidc/register", post(register))
         .route("/authorize", get(authorize_page).post(authorize_submit))
         .route("/userinfo", get(userinfo))
         .nest(ADMIN_PREFIX, admin)
@@ -51,7 +55,8 @@ pub fn router(issuer: DevIssuer) -> Router {
 }
 
 /// Browser scripts may call the token endpoint from the origins a client lists in `web_origins` (Auth0's
-/// "Allowed Web Origins"); other origins get no CORS headers, so their scripts cannot read the answer.
+/// "Allowed Web Origins"); other origins get no CORS headers, so their scripts cannot read the answer. Scripts
+/// may send a `DPoP` proof and read the `DPoP-Nonce` answer header.
 fn token_cors(issuer: &DevIssuer) -> tower_http::cors::CorsLayer {
     use tower_http::cors::{AllowOrigin, CorsLayer};
     let issuer = issuer.clone();
@@ -60,7 +65,8 @@ fn token_cors(issuer: &DevIssuer) -> tower_http::cors::CorsLayer {
             origin.to_str().is_ok_and(|origin| issuer.tenant().allows_web_origin(origin))
         }))
         .allow_methods([http::Method::POST])
-        .allow_headers([header::CONTENT_TYPE, header::AUTHORIZATION])
+        .allow_headers([header::CONTENT_TYPE, header::AUTHORIZATION, HeaderName::from_static(crate::dpop::DPOP)])
+        .expose_headers([HeaderName::from_static(crate::dpop::DPOP_NONCE)])
         .max_age(Duration::from_secs(600))
 }
 
@@ -216,21 +222,31 @@ async fn home(State(issuer): State<DevIssuer>) -> Html<String> {
 }
 
 async fn discovery(State(issuer): State<DevIssuer>) -> impl IntoResponse {
-    let base = issuer.issuer();
-    axum::Json(json!({
-        "issuer": base,
-        "authorization_endpoint": format!("{base}authorize"),
-        "token_endpoint": format!("{base}oauth/token"),
-        "userinfo_endpoint": format!("{base}userinfo"),
-        "jwks_uri": format!("{base}.well-known/jwks.json"),
-        "response_types_supported": ["code"],
-        "grant_types_supported": ["authorization_code", "client_credentials", "refresh_token"],
-        "code_challenge_methods_supported": ["S256"],
-        "subject_types_supported": ["public"],
-        "id_token_signing_alg_values_supported": ["RS256"],
-        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
-        "scopes_supported": ["openid", "profile", "email", "offline_access"],
-    }))
+    axum::Json(crate::discovery::openid_configuration(&issuer))
+}
+
+async fn authorization_server_metadata(State(issuer): State<DevIssuer>) -> impl IntoResponse {
+    axum::Json(crate::discovery::authorization_server(&issuer))
+}
+
+/// `POST /oidc/register` (RFC 7591): a JSON body of client metadata; 201 with the client, or 400 saying why not.
+async fn register(State(issuer): State<DevIssuer>, headers: HeaderMap, body: Bytes) -> Response {
+    if !is_json(&headers) {
+        return oauth_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_client_metadata",
+            "the body must be JSON (application/json)",
+        );
+    }
+    let accepted = match crate::register::accept(&body) {
+        Ok(accepted) => accepted,
+        Err(refused) => return oauth_error(StatusCode::BAD_REQUEST, refused.code(), refused.description()),
+    };
+    let client_id = format!("dyn-{}", random_string(16));
+    issuer.register(accepted.client(client_id.clone()));
+    let mut response = (StatusCode::CREATED, axum::Json(accepted.answer(&client_id, issuer.now()))).into_response();
+    response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
 }
 
 async fn jwks(State(issuer): State<DevIssuer>) -> Response {
@@ -298,175 +314,6 @@ fn tokio_stream_once(
     Once(Some(item))
 }
 
-/// An OAuth error answer, Auth0-shaped.
-fn oauth_error(status: StatusCode, error: &str, description: &str) -> Response {
-    let mut response =
-        (status, axum::Json(json!({ "error": error, "error_description": description }))).into_response();
-    response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    response
-}
-
-/// Parameters from a JSON or form body.
-fn parameters(headers: &HeaderMap, body: &[u8]) -> Result<HashMap<String, String>, &'static str> {
-    let json = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/json"));
-    if json {
-        let map: Map<String, Value> = serde_json::from_slice(body).map_err(|_| "the body is not a JSON object")?;
-        Ok(map.into_iter().filter_map(|(k, v)| v.as_str().map(|s| (k, s.to_owned()))).collect())
-    } else {
-        Ok(url::form_urlencoded::parse(body).into_owned().collect())
-    }
-}
-
-/// `client_id`/`client_secret` from HTTP Basic or the body.
-fn client_credentials(headers: &HeaderMap, params: &HashMap<String, String>) -> (Option<String>, Option<String>) {
-    let basic = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Basic ").or_else(|| v.strip_prefix("basic ")))
-        .and_then(|b64| standard_base64_decode(b64.trim()))
-        .and_then(|raw| String::from_utf8(raw).ok())
-        .and_then(|pair| pair.split_once(':').map(|(id, secret)| (id.to_owned(), secret.to_owned())));
-    match basic {
-        Some((id, secret)) => (Some(id), Some(secret)),
-        None => (params.get("client_id").cloned(), params.get("client_secret").cloned()),
-    }
-}
-
-fn standard_base64_decode(text: &str) -> Option<Vec<u8>> {
-    let url_safe = text.trim_end_matches('=').replace('+', "-").replace('/', "_");
-    crate::base64url::decode(&url_safe)
-}
-
-/// Compares secrets without leaking where they differ.
-fn same_secret(a: &str, b: &str) -> bool {
-    aws_lc_rs::constant_time::verify_slices_are_equal(a.as_bytes(), b.as_bytes()).is_ok()
-}
-
-fn token_response(issuer: &DevIssuer, grant: &Grant, refresh_token: Option<String>) -> Response {
-    match issuer.access_token(grant) {
-        Ok(access_token) => {
-            let mut body = json!({
-                "access_token": access_token,
-                "token_type": "Bearer",
-                "expires_in": issuer.tenant().token_lifetime,
-                "scope": grant.scopes.join(" "),
-            });
-            if let Some(refresh_token) = refresh_token {
-                body["refresh_token"] = json!(refresh_token);
-            }
-            let mut response = axum::Json(body).into_response();
-            response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-            response
-        }
-        Err(why) => oauth_error(StatusCode::INTERNAL_SERVER_ERROR, "server_error", &why.to_string()),
-    }
-}
-
-async fn token(State(issuer): State<DevIssuer>, headers: HeaderMap, body: Bytes) -> Response {
-    let params = match parameters(&headers, &body) {
-        Ok(params) => params,
-        Err(why) => return oauth_error(StatusCode::BAD_REQUEST, "invalid_request", why),
-    };
-    let (client_id, secret) = client_credentials(&headers, &params);
-    let Some(client) = client_id.as_deref().and_then(|id| issuer.client(id)) else {
-        return oauth_error(StatusCode::UNAUTHORIZED, "access_denied", "Unauthorized");
-    };
-    match (&client.client_secret, &secret) {
-        (Some(expected), Some(given)) if same_secret(expected, given) => {}
-        (None, None) => {}
-        _ => return oauth_error(StatusCode::UNAUTHORIZED, "access_denied", "Unauthorized"),
-    }
-    let grant_type = params.get("grant_type").map(String::as_str).unwrap_or_default();
-    if !matches!(grant_type, "client_credentials" | "authorization_code" | "refresh_token") {
-        return oauth_error(StatusCode::BAD_REQUEST, "unsupported_grant_type", "Unsupported grant type");
-    }
-    if !client.allows(grant_type) {
-        return oauth_error(
-            StatusCode::FORBIDDEN,
-            "unauthorized_client",
-            &format!("Grant type '{grant_type}' not allowed for the client."),
-        );
-    }
-    match grant_type {
-        "client_credentials" => {
-            let Some(audience) = params.get("audience") else {
-                return oauth_error(StatusCode::BAD_REQUEST, "invalid_request", "audience is required");
-            };
-            let Some(granted) = client.audiences.get(audience) else {
-                return oauth_error(
-                    StatusCode::FORBIDDEN,
-                    "access_denied",
-                    &format!(
-                        "Client is not authorized to access \"{audience}\". You need to create a \"client-grant\" associated to this API."
-                    ),
-                );
-            };
-            let scopes = match params.get("scope") {
-                None => granted.clone(),
-                Some(asked) => {
-                    let asked: Vec<String> = asked.split(' ').filter(|s| !s.is_empty()).map(str::to_owned).collect();
-                    if let Some(missing) = asked.iter().find(|s| !granted.contains(s)) {
-                        return oauth_error(
-                            StatusCode::FORBIDDEN,
-                            "access_denied",
-                            &format!("Client has not been granted scopes: {missing}"),
-                        );
-                    }
-                    asked
-                }
-            };
-            let grant = Grant { client_id: client.client_id.clone(), user: None, audience: audience.clone(), scopes };
-            token_response(&issuer, &grant, None)
-        }
-        "authorization_code" => {
-            let code = params.get("code").and_then(|code| issuer.take_code(code));
-            let Some(code) = code.filter(|c| c.grant.client_id == client.client_id) else {
-                return oauth_error(StatusCode::FORBIDDEN, "invalid_grant", "Invalid authorization code");
-            };
-            if params.get("redirect_uri") != Some(&code.redirect_uri) {
-                return oauth_error(
-                    StatusCode::FORBIDDEN,
-                    "invalid_grant",
-                    "redirect_uri does not match the authorization request",
-                );
-            }
-            if let Some(challenge) = &code.code_challenge {
-                let verified = params.get("code_verifier").is_some_and(|v| crate::pkce::verify_s256(v, challenge));
-                if !verified {
-                    return oauth_error(StatusCode::FORBIDDEN, "invalid_grant", "Failed to verify code verifier");
-                }
-            }
-            let refresh = (code.grant.scopes.iter().any(|s| s == "offline_access") && client.allows("refresh_token"))
-                .then(|| issuer.start_refresh_family(code.grant.clone()));
-            token_response(&issuer, &code.grant, refresh)
-        }
-        _ => {
-            let Some(presented) = params.get("refresh_token").filter(|t| !t.is_empty()) else {
-                return oauth_error(
-                    StatusCode::BAD_REQUEST,
-                    "invalid_request",
-                    "Missing required parameter: refresh_token",
-                );
-            };
-            match issuer.rotate_refresh_token(presented, &client.client_id) {
-                Ok((grant, next)) => token_response(&issuer, &grant, Some(next)),
-                Err(refused) => {
-                    if refused == Refused::Reused {
-                        tracing::warn!(
-                            client_id = %client.client_id,
-                            "a used refresh token was presented again; its whole family is revoked"
-                        );
-                    }
-                    oauth_error(StatusCode::FORBIDDEN, "invalid_grant", "Unknown or invalid refresh token.")
-                }
-            }
-        }
-    }
-}
-
 /// A validated authorization request.
 struct AuthorizationRequest {
     client_id: String,
@@ -475,6 +322,7 @@ struct AuthorizationRequest {
     scopes: Vec<String>,
     audience: String,
     code_challenge: Option<String>,
+    dpop_jkt: Option<String>,
 }
 
 /// The page a browser lands on when an authorization request cannot go back to the app.
@@ -502,7 +350,7 @@ fn browser_page(title: &str, main: Markup) -> Markup {
     }
 }
 
-fn validate(issuer: &DevIssuer, params: &HashMap<String, String>) -> Result<AuthorizationRequest, String> {
+fn validate(issuer: &DevIssuer, params: &Params) -> Result<AuthorizationRequest, String> {
     let get = |name: &str| params.get(name).filter(|v| !v.is_empty()).cloned();
     let client_id = get("client_id").ok_or_else(|| "client_id is required".to_owned())?;
     let client = issuer.client(&client_id).ok_or_else(|| "unknown client_id".to_owned())?;
@@ -531,9 +379,16 @@ fn validate(issuer: &DevIssuer, params: &HashMap<String, String>) -> Result<Auth
         }
         (None, _) => {}
     }
-    let audience = get("audience").unwrap_or_else(|| crate::config::DEMO_AUDIENCE.into());
-    if issuer.tenant().api(&audience).is_none() {
+    let audience = match crate::target::requested_audience(issuer, params) {
+        Ok(audience) => audience.unwrap_or_else(|| crate::config::DEMO_AUDIENCE.into()),
+        Err(refused) => return Err(format!("{}: {}", refused.code(), refused.description())),
+    };
+    if issuer.api(&audience).is_none() {
         return Err("unknown audience".to_owned());
+    }
+    let dpop_jkt = get("dpop_jkt");
+    if dpop_jkt.as_deref().is_some_and(|jkt| !crate::dpop::is_thumbprint(jkt)) {
+        return Err("dpop_jkt must be an RFC 7638 SHA-256 thumbprint (43 base64url characters)".to_owned());
     }
     let scopes = get("scope")
         .unwrap_or_else(|| "openid".into())
@@ -541,7 +396,15 @@ fn validate(issuer: &DevIssuer, params: &HashMap<String, String>) -> Result<Auth
         .filter(|s| !s.is_empty())
         .map(str::to_owned)
         .collect();
-    Ok(AuthorizationRequest { client_id, redirect_uri, state: get("state"), scopes, audience, code_challenge })
+    Ok(AuthorizationRequest {
+        client_id,
+        redirect_uri,
+        state: get("state"),
+        scopes,
+        audience,
+        code_challenge,
+        dpop_jkt,
+    })
 }
 
 const BUTTON_STYLE: &str = "min-height: 44px; padding: 0.5rem 1rem; font: inherit; font-weight: 600";
@@ -557,6 +420,7 @@ fn log_in(issuer: &DevIssuer, request: AuthorizationRequest, user: &str) -> Resp
         grant,
         redirect_uri: request.redirect_uri.clone(),
         code_challenge: request.code_challenge,
+        dpop_jkt: request.dpop_jkt,
         expires_at: issuer.now() + CODE_LIFETIME,
     });
     let mut location = reqwest_free_url(&request.redirect_uri, &[("code", code.as_str())]);
@@ -576,7 +440,8 @@ fn reqwest_free_url(base: &str, pairs: &[(&str, &str)]) -> String {
     }
 }
 
-async fn authorize_page(State(issuer): State<DevIssuer>, Query(params): Query<HashMap<String, String>>) -> Response {
+async fn authorize_page(State(issuer): State<DevIssuer>, RawQuery(query): RawQuery) -> Response {
+    let params = Params::from_form(query.unwrap_or_default().as_bytes());
     let request = match validate(&issuer, &params) {
         Ok(request) => request,
         Err(why) => return error_page(StatusCode::BAD_REQUEST, &why),
@@ -592,7 +457,7 @@ async fn authorize_page(State(issuer): State<DevIssuer>, Query(params): Query<Ha
             " on " code { (request.audience) } "."
         }
         form method="post" action="/authorize" {
-            @for (name, value) in params.iter().filter(|(name, _)| name.as_str() != "user") {
+            @for (name, value) in params.iter().filter(|(name, _)| *name != "user") {
                 input type="hidden" name=(name) value=(value);
             }
             ul style="list-style: none; padding: 0; display: flex; flex-wrap: wrap; gap: 0.5rem" {
@@ -610,7 +475,7 @@ async fn authorize_page(State(issuer): State<DevIssuer>, Query(params): Query<Ha
 }
 
 async fn authorize_submit(State(issuer): State<DevIssuer>, body: Bytes) -> Response {
-    let params: HashMap<String, String> = url::form_urlencoded::parse(&body).into_owned().collect();
+    let params = Params::from_form(&body);
     let request = match validate(&issuer, &params) {
         Ok(request) => request,
         Err(why) => return error_page(StatusCode::BAD_REQUEST, &why),
@@ -760,6 +625,33 @@ async fn admin_clock(State(issuer): State<DevIssuer>, axum::Json(shift): axum::J
 
 async fn admin_journal(State(issuer): State<DevIssuer>) -> impl IntoResponse {
     axum::Json(issuer.journal())
+}
+
+/// An API to add at run time.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewApi {
+    audience: String,
+    #[serde(default)]
+    permissions: Vec<String>,
+}
+
+/// The longest audience an added API may have.
+const MAX_AUDIENCE_BYTES: usize = 2048;
+
+async fn admin_add_api(State(issuer): State<DevIssuer>, axum::Json(new): axum::Json<NewApi>) -> Response {
+    if new.audience.is_empty() || new.audience.len() > MAX_AUDIENCE_BYTES || new.audience.chars().any(char::is_control)
+    {
+        return (StatusCode::BAD_REQUEST, "audience must be 1 to 2048 bytes without control characters")
+            .into_response();
+    }
+    let api = Api::new(new.audience, new.permissions);
+    let answer = json!({ "audience": api.audience, "permissions": api.permissions });
+    if issuer.add_api(api) {
+        (StatusCode::CREATED, axum::Json(answer)).into_response()
+    } else {
+        (StatusCode::CONFLICT, "an API with this audience exists").into_response()
+    }
 }
 
 #[cfg(test)]

@@ -1,0 +1,228 @@
+//! `POST /oauth/token`: client credentials, authorization code with PKCE, refresh token; DPoP-bound tokens
+//! (RFC 9449 §5) and RFC 8707 `resource`; Auth0's answer and error shapes.
+
+use crate::dpop::{DPOP_NONCE, Refusal};
+use crate::issuer::{DevIssuer, Grant};
+use crate::params::Params;
+use crate::refresh::{Presented, Refused};
+use crate::target::requested_audience;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+/// An OAuth error answer, Auth0-shaped.
+pub(crate) fn oauth_error(status: StatusCode, error: &str, description: &str) -> Response {
+    let mut response =
+        (status, axum::Json(json!({ "error": error, "error_description": description }))).into_response();
+    response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+/// Parameters from a JSON or form body.
+fn parameters(headers: &HeaderMap, body: &[u8]) -> Result<Params, &'static str> {
+    let json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if json { Params::from_json(body) } else { Ok(Params::from_form(body)) }
+}
+
+/// `client_id`/`client_secret` from HTTP Basic or the body.
+fn client_credentials(headers: &HeaderMap, params: &Params) -> (Option<String>, Option<String>) {
+    let basic = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Basic ").or_else(|| v.strip_prefix("basic ")))
+        .and_then(|b64| standard_base64_decode(b64.trim()))
+        .and_then(|raw| String::from_utf8(raw).ok())
+        .and_then(|pair| pair.split_once(':').map(|(id, secret)| (id.to_owned(), secret.to_owned())));
+    match basic {
+        Some((id, secret)) => (Some(id), Some(secret)),
+        None => (params.get("client_id").cloned(), params.get("client_secret").cloned()),
+    }
+}
+
+fn standard_base64_decode(text: &str) -> Option<Vec<u8>> {
+    let url_safe = text.trim_end_matches('=').replace('+', "-").replace('/', "_");
+    crate::base64url::decode(&url_safe)
+}
+
+/// Compares secrets without leaking where they differ.
+fn same_secret(a: &str, b: &str) -> bool {
+    aws_lc_rs::constant_time::verify_slices_are_equal(a.as_bytes(), b.as_bytes()).is_ok()
+}
+
+/// The token answer: a Bearer token, or with `jkt` a DPoP-bound one (`token_type: DPoP`).
+fn token_response(issuer: &DevIssuer, grant: &Grant, refresh_token: Option<String>, jkt: Option<&str>) -> Response {
+    let minted = match jkt {
+        Some(jkt) => issuer.dpop_bound_token(grant, jkt),
+        None => issuer.access_token(grant),
+    };
+    match minted {
+        Ok(access_token) => {
+            let mut body = json!({
+                "access_token": access_token,
+                "token_type": if jkt.is_some() { "DPoP" } else { "Bearer" },
+                "expires_in": issuer.tenant().token_lifetime,
+                "scope": grant.scopes.join(" "),
+            });
+            if let Some(refresh_token) = refresh_token {
+                body["refresh_token"] = json!(refresh_token);
+            }
+            let mut response = axum::Json(body).into_response();
+            response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            response
+        }
+        Err(why) => oauth_error(StatusCode::INTERNAL_SERVER_ERROR, "server_error", &why.to_string()),
+    }
+}
+
+/// The token endpoint. When DPoP nonces are on, every answer carries the current one in `DPoP-Nonce`.
+pub(crate) async fn token(State(issuer): State<DevIssuer>, headers: HeaderMap, body: Bytes) -> Response {
+    let mut response = answer(&issuer, &headers, &body);
+    if let Some(nonce) = issuer.dpop().nonce().and_then(|nonce| HeaderValue::from_str(&nonce).ok()) {
+        response.headers_mut().insert(DPOP_NONCE, nonce);
+    }
+    response
+}
+
+fn answer(issuer: &DevIssuer, headers: &HeaderMap, body: &[u8]) -> Response {
+    let params = match parameters(headers, body) {
+        Ok(params) => params,
+        Err(why) => return oauth_error(StatusCode::BAD_REQUEST, "invalid_request", why),
+    };
+    let (client_id, secret) = client_credentials(headers, &params);
+    let Some(client) = client_id.as_deref().and_then(|id| issuer.client(id)) else {
+        return oauth_error(StatusCode::UNAUTHORIZED, "access_denied", "Unauthorized");
+    };
+    match (&client.client_secret, &secret) {
+        (Some(expected), Some(given)) if same_secret(expected, given) => {}
+        (None, None) => {}
+        _ => return oauth_error(StatusCode::UNAUTHORIZED, "access_denied", "Unauthorized"),
+    }
+    let grant_type = params.get("grant_type").map(String::as_str).unwrap_or_default();
+    if !matches!(grant_type, "client_credentials" | "authorization_code" | "refresh_token") {
+        return oauth_error(StatusCode::BAD_REQUEST, "unsupported_grant_type", "Unsupported grant type");
+    }
+    if !client.allows(grant_type) {
+        return oauth_error(
+            StatusCode::FORBIDDEN,
+            "unauthorized_client",
+            &format!("Grant type '{grant_type}' not allowed for the client."),
+        );
+    }
+    // The proof and the target are checked before a code or refresh token is used, so that a client told to
+    // retry (a nonce, a typo in `resource`) can.
+    let jkt = match issuer.dpop().check(headers) {
+        Ok(jkt) => jkt,
+        Err(Refusal::Invalid(why)) => return oauth_error(StatusCode::BAD_REQUEST, "invalid_dpop_proof", &why),
+        Err(Refusal::NonceRequired(why)) => return oauth_error(StatusCode::BAD_REQUEST, "use_dpop_nonce", &why),
+    };
+    let target = match requested_audience(issuer, &params) {
+        Ok(target) => target,
+        Err(refused) => return oauth_error(StatusCode::BAD_REQUEST, refused.code(), refused.description()),
+    };
+    let resource = params.get("resource").is_some().then_some(target.as_deref()).flatten();
+    match grant_type {
+        "client_credentials" => {
+            let Some(audience) = target else {
+                return oauth_error(StatusCode::BAD_REQUEST, "invalid_request", "audience is required");
+            };
+            let Some(granted) = client.audiences.get(&audience) else {
+                return oauth_error(
+                    StatusCode::FORBIDDEN,
+                    "access_denied",
+                    &format!(
+                        "Client is not authorized to access \"{audience}\". You need to create a \"client-grant\" associated to this API."
+                    ),
+                );
+            };
+            let scopes = match params.get("scope") {
+                None => granted.clone(),
+                Some(asked) => {
+                    let asked: Vec<String> = asked.split(' ').filter(|s| !s.is_empty()).map(str::to_owned).collect();
+                    if let Some(missing) = asked.iter().find(|s| !granted.contains(s)) {
+                        return oauth_error(
+                            StatusCode::FORBIDDEN,
+                            "access_denied",
+                            &format!("Client has not been granted scopes: {missing}"),
+                        );
+                    }
+                    asked
+                }
+            };
+            let grant = Grant { client_id: client.client_id.clone(), user: None, audience, scopes };
+            token_response(issuer, &grant, None, jkt.as_deref())
+        }
+        "authorization_code" => {
+            let code = params.get("code").and_then(|code| issuer.take_code(code));
+            let Some(code) = code.filter(|c| c.grant.client_id == client.client_id) else {
+                return oauth_error(StatusCode::FORBIDDEN, "invalid_grant", "Invalid authorization code");
+            };
+            if params.get("redirect_uri") != Some(&code.redirect_uri) {
+                return oauth_error(
+                    StatusCode::FORBIDDEN,
+                    "invalid_grant",
+                    "redirect_uri does not match the authorization request",
+                );
+            }
+            if let Some(challenge) = &code.code_challenge {
+                let verified = params.get("code_verifier").is_some_and(|v| crate::pkce::verify_s256(v, challenge));
+                if !verified {
+                    return oauth_error(StatusCode::FORBIDDEN, "invalid_grant", "Failed to verify code verifier");
+                }
+            }
+            if code.dpop_jkt.as_deref().is_some_and(|bound| Some(bound) != jkt.as_deref()) {
+                return oauth_error(
+                    StatusCode::FORBIDDEN,
+                    "invalid_grant",
+                    "the authorization request named a DPoP key (dpop_jkt) that this request does not prove",
+                );
+            }
+            if resource.is_some_and(|resource| resource != code.grant.audience) {
+                return oauth_error(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_target",
+                    "resource is not the one the authorization request named",
+                );
+            }
+            let refresh = (code.grant.scopes.iter().any(|s| s == "offline_access") && client.allows("refresh_token"))
+                .then(|| issuer.start_refresh_family(code.grant.clone(), jkt.clone()));
+            token_response(issuer, &code.grant, refresh, jkt.as_deref())
+        }
+        _ => {
+            let Some(presented) = params.get("refresh_token").filter(|t| !t.is_empty()) else {
+                return oauth_error(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_request",
+                    "Missing required parameter: refresh_token",
+                );
+            };
+            let presented = Presented { token: presented, client_id: &client.client_id, jkt: jkt.as_deref(), resource };
+            match issuer.rotate_refresh_token(presented) {
+                Ok(rotated) => token_response(issuer, &rotated.grant, Some(rotated.next), jkt.as_deref()),
+                Err(Refused::KeyMismatch) => oauth_error(
+                    StatusCode::FORBIDDEN,
+                    "invalid_grant",
+                    "the refresh token is bound to a DPoP key: the request must carry a proof of that key",
+                ),
+                Err(Refused::OtherTarget) => oauth_error(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_target",
+                    "resource is not the API the refresh token was issued for",
+                ),
+                Err(refused) => {
+                    if refused == Refused::Reused {
+                        tracing::warn!(
+                            client_id = %client.client_id,
+                            "a used refresh token was presented again; its whole family is revoked"
+                        );
+                    }
+                    oauth_error(StatusCode::FORBIDDEN, "invalid_grant", "Unknown or invalid refresh token.")
+                }
+            }
+        }
+    }
+}
