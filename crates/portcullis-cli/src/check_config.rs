@@ -56,6 +56,13 @@ fn check(mut args: CheckConfigArgs) -> Result<(), Error> {
     if let Some(grpc) = config.ext_authz_grpc {
         mode.push_str(&format!(", ext_authz gRPC on {grpc}"));
     }
+    if config.dpop.mode != portcullis_gateway::DpopSetting::Off {
+        let nonces = if config.dpop.nonce_secret_file.is_some() { " with nonces" } else { "" };
+        mode.push_str(&format!(", DPoP {}{nonces}", config.dpop.mode.name()));
+    }
+    if let Some(metadata) = &config.resource_metadata {
+        mode.push_str(&format!(", resource metadata for {}", metadata.resource));
+    }
     println!(
         "{source}: valid ({mode}, {} issuer(s), {} route(s), requests no route matches: {unmatched})",
         config.issuers.len(),

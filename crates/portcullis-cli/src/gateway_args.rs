@@ -4,7 +4,9 @@
 
 use crate::Error;
 use clap::Args;
-use portcullis_gateway::{Config, ConfigError, ConfigErrors, FrontProxy, IssuerConfig, LogFormat, Unmatched};
+use portcullis_gateway::{
+    Config, ConfigError, ConfigErrors, DpopSetting, FrontProxy, IssuerConfig, LogFormat, Unmatched,
+};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
@@ -78,6 +80,26 @@ pub(crate) struct GatewayArgs {
     /// CA certificates (PEM) that an https:// upstream is verified against, instead of the system's roots.
     #[arg(long, env = "PORTCULLIS_UPSTREAM_CA", value_name = "FILE")]
     upstream_ca: Option<PathBuf>,
+    /// The external base URL clients use (https://api.example.com): the origin of DPoP proofs' htu and of the
+    /// resource_metadata URL. Required for DPoP.
+    #[arg(long, env = "PORTCULLIS_PUBLIC_URL", value_name = "URL")]
+    public_url: Option<String>,
+    /// DPoP (RFC 9449) for routes and issuers that set none: off, allowed or required ([dpop].mode).
+    #[arg(long = "dpop-mode", env = "PORTCULLIS_DPOP_MODE", value_name = "MODE", value_parser = parse_dpop_mode)]
+    dpop_mode: Option<DpopSetting>,
+    /// A file holding at least 32 secret bytes that DPoP server nonces are derived from; turns nonces on
+    /// ([dpop].nonce_secret_file).
+    #[arg(long, env = "PORTCULLIS_DPOP_NONCE_SECRET_FILE", value_name = "FILE")]
+    dpop_nonce_secret_file: Option<PathBuf>,
+}
+
+fn parse_dpop_mode(text: &str) -> Result<DpopSetting, String> {
+    match text {
+        "off" => Ok(DpopSetting::Off),
+        "allowed" => Ok(DpopSetting::Allowed),
+        "required" => Ok(DpopSetting::Required),
+        other => Err(format!("{other:?} is not a DPoP mode (off, allowed or required)")),
+    }
 }
 
 /// `nginx`, `caddy`, `traefik` or `envoy`; clap lists the choices when the value is missing or unknown.
@@ -154,6 +176,15 @@ fn complete(args: &GatewayArgs, config: &mut Config) {
     }
     if args.upstream_ca.is_some() {
         config.upstream_ca.clone_from(&args.upstream_ca);
+    }
+    if args.public_url.is_some() {
+        config.public_url.clone_from(&args.public_url);
+    }
+    if let Some(mode) = args.dpop_mode {
+        config.dpop.mode = mode;
+    }
+    if args.dpop_nonce_secret_file.is_some() {
+        config.dpop.nonce_secret_file.clone_from(&args.dpop_nonce_secret_file);
     }
     if let Some(issuer) = &args.issuer {
         config.issuers.retain(|known| &known.issuer != issuer);

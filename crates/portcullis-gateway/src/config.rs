@@ -186,6 +186,14 @@ pub struct IssuerConfig {
     /// empty, a token's `alg` must be the one its key declares.
     #[serde(default)]
     pub algorithms: Vec<String>,
+    /// DPoP for this issuer's tokens (`off`, `allowed`, `required`), instead of `[dpop].mode`; a route's own
+    /// `dpop` beats it.
+    #[serde(default)]
+    pub dpop: Option<DpopSetting>,
+    /// A token profile this issuer's tokens must follow: `rfc9068` (JWT access tokens: `typ` `at+jwt` and the
+    /// claims `iss exp aud sub client_id iat jti`).
+    #[serde(default)]
+    pub profile: Option<Profile>,
 }
 
 impl IssuerConfig {
@@ -199,6 +207,8 @@ impl IssuerConfig {
             max_token_age_secs: None,
             typ: None,
             algorithms: Vec::new(),
+            dpop: None,
+            profile: None,
         }
     }
 
@@ -267,6 +277,95 @@ pub struct RouteConfig {
     /// The CORS policy the gateway answers preflights with (`preflight = "answer"`).
     #[serde(default)]
     pub cors: Option<CorsConfig>,
+    /// DPoP on this route (`off`, `allowed`, `required`), instead of the token issuer's or `[dpop].mode`.
+    #[serde(default)]
+    pub dpop: Option<DpopSetting>,
+}
+
+/// Whether DPoP-bound tokens (RFC 9449) are accepted: the value of `[dpop].mode`, and of `dpop` per issuer and
+/// per route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum DpopSetting {
+    /// Bearer tokens only; `Authorization: DPoP` is refused.
+    #[default]
+    Off,
+    /// Bearer or DPoP; a DPoP-bound token (`cnf.jkt`) always needs its proof.
+    Allowed,
+    /// DPoP only: every token must be bound and come with its proof.
+    Required,
+}
+
+impl DpopSetting {
+    /// The name as written in the file: `off`, `allowed`, `required`.
+    pub fn name(self) -> &'static str {
+        match self {
+            DpopSetting::Off => "off",
+            DpopSetting::Allowed => "allowed",
+            DpopSetting::Required => "required",
+        }
+    }
+}
+
+/// A token profile an issuer's tokens must follow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum Profile {
+    /// RFC 9068 JWT access tokens: `typ` `at+jwt` and the claims `iss exp aud sub client_id iat jti`.
+    #[serde(rename = "rfc9068")]
+    Rfc9068,
+}
+
+/// The `[dpop]` table: how DPoP proofs (RFC 9449) are checked.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+#[non_exhaustive]
+pub struct DpopConfig {
+    /// The mode of routes and issuers that set none: `off` (default), `allowed` or `required`.
+    pub mode: DpopSetting,
+    /// Proof algorithms accepted (asymmetric only); every asymmetric algorithm portcullis verifies when empty.
+    pub algorithms: Vec<String>,
+    /// How old a proof may be (its `iat`), in seconds.
+    pub max_age_secs: u64,
+    /// How far in the future a proof's `iat` may be, in seconds (clock skew).
+    pub leeway_secs: u64,
+    /// Proof ids (`jti`) remembered against replay; the oldest are dropped beyond this.
+    pub replay_capacity: u64,
+    /// A file holding the secret (at least 32 bytes) server nonces are derived from; nonces are required when
+    /// set. Replicas with the same secret accept each other's nonces.
+    pub nonce_secret_file: Option<PathBuf>,
+}
+
+impl Default for DpopConfig {
+    fn default() -> Self {
+        Self {
+            mode: DpopSetting::Off,
+            algorithms: Vec::new(),
+            max_age_secs: 300,
+            leeway_secs: 5,
+            replay_capacity: 100_000,
+            nonce_secret_file: None,
+        }
+    }
+}
+
+/// The `[resource_metadata]` table: the OAuth protected-resource metadata (RFC 9728) the gateway publishes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct ResourceMetadataConfig {
+    /// The resource identifier: an https (or http) URL under `public_url`'s origin, the audience tokens carry.
+    pub resource: String,
+    /// The authorization servers (issuer URLs) that issue tokens for it.
+    #[serde(default)]
+    pub authorization_servers: Vec<String>,
+    /// The scopes it understands.
+    #[serde(default)]
+    pub scopes_supported: Vec<String>,
+    /// A human-readable name.
+    #[serde(default)]
+    pub resource_name: Option<String>,
 }
 
 /// Whether a route needs a token.
@@ -412,6 +511,16 @@ pub struct Config {
     /// Realm of the challenges.
     #[serde(default = "default_realm")]
     pub realm: String,
+    /// The external base URL clients use (`https://api.example.com`): the origin of every DPoP `htu` and of the
+    /// `resource_metadata` URL in challenges, never taken from `Host`. Required for DPoP and resource metadata.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public_url: Option<String>,
+    /// DPoP proof checks (RFC 9449).
+    #[serde(default)]
+    pub dpop: DpopConfig,
+    /// Protected-resource metadata (RFC 9728), served at `/.well-known/oauth-protected-resource`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resource_metadata: Option<ResourceMetadataConfig>,
     /// Request log format.
     #[serde(default)]
     pub log_format: LogFormat,
@@ -640,6 +749,9 @@ impl Config {
             tls_cert: None,
             tls_key: None,
             realm: default_realm(),
+            public_url: None,
+            dpop: DpopConfig::default(),
+            resource_metadata: None,
             log_format: LogFormat::default(),
             workers: 0,
             issuers: Vec::new(),

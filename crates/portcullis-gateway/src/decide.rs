@@ -8,6 +8,7 @@ use crate::policy::{Access, Resolution, RouteKind};
 use crate::request::CanonicalRequest;
 use crate::token_source::TokenSource;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
+use portcullis::dpop::Scheme;
 use portcullis::{Error, Reason, VerifiedToken};
 use serde_json::Value;
 
@@ -180,21 +181,35 @@ impl Policy {
         };
         let options = index.map(|i| &self.route_options[i]);
         let token_source = options.and_then(|options| options.token_from.clone());
-        let verified = match crate::token_source::token(headers, token_source.as_ref()) {
-            Ok(Some(token)) => self.verifier.verify_async(token).await,
+        let (scheme, verified) = match crate::token_source::token(headers, token_source.as_ref()) {
+            // The scheme is checked against the route's DPoP mode before any work on the token, when the mode
+            // does not depend on the token's issuer.
+            Ok(Some((scheme, token))) => match self.sender.known_mode(route).map_or(Ok(()), |m| m.admits(scheme)) {
+                Ok(()) => (scheme, self.verifier.verify_async(token).await),
+                Err(error) => (scheme, Err(error)),
+            },
             // Optional authentication: no token at all passes, without claim headers.
             Ok(None) if options.is_some_and(|options| options.optional) => {
                 let allowed = Allowed { claim_headers: Vec::new(), forward_authorization, token_source };
                 return Decided { decision: Decision::Allow(allowed), route, subject: None };
             }
-            Ok(None) => Err(Error::new(Reason::TokenMissing, "the request has no bearer token")),
-            Err(error) => Err(error),
+            Ok(None) => (Scheme::Bearer, Err(Error::new(Reason::TokenMissing, "the request has no bearer token"))),
+            Err(error) => (Scheme::Bearer, Err(error)),
         };
         let verified = match verified {
             Ok(verified) => verified,
             Err(error) => return Decided { decision: Decision::Deny(Denial::Token(error)), route, subject: None },
         };
         let subject = verified.subject().map(str::to_owned);
+        // The proof is checked on every request, whether or not the token came from the token cache.
+        let mode = self.sender.mode(route, verified.issuer());
+        let proven = portcullis_axum::dpop_proofs(headers).and_then(|proofs| {
+            let method = request.method.as_str();
+            self.sender.check(mode, scheme, &proofs, &verified, method, &request.received_path)
+        });
+        if let Err(error) = proven {
+            return Decided { decision: Decision::Deny(Denial::Token(error)), route, subject };
+        }
         let name = route.map_or("unmatched requests", |i| self.routes.get(i).name.as_str());
         let own_checks = || match options {
             Some(options) => {

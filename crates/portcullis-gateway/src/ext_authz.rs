@@ -82,7 +82,7 @@ async fn check(policy: &Policy, request: CheckRequest) -> CheckResponse {
         let mut headers = HeaderMap::new();
         let request_id = crate::request_id::ensure(&mut headers);
         policy.report_refusal("-", &denial, &headers);
-        return refused(policy, &denial, Vec::new(), request_id).await;
+        return refused(policy, &denial, None, &headers, Vec::new(), request_id).await;
     };
     let (mut headers, unreadable) = match read_headers(&http) {
         Ok(headers) => (headers, None),
@@ -103,7 +103,7 @@ async fn check(policy: &Policy, request: CheckRequest) -> CheckResponse {
         Err(denial) => {
             let method = if http.method.is_empty() { "-" } else { http.method.as_str() };
             policy.report_refusal(method, &denial, &headers);
-            return refused(policy, &denial, Vec::new(), request_id).await;
+            return refused(policy, &denial, None, &headers, Vec::new(), request_id).await;
         }
     };
     match policy.decide_and_report(&request, &headers, true).await {
@@ -121,7 +121,7 @@ async fn check(policy: &Policy, request: CheckRequest) -> CheckResponse {
         }
         Decision::Deny(denial) => {
             let cors = policy.cors_headers(&request, &headers);
-            refused(policy, &denial, cors, request_id).await
+            refused(policy, &denial, Some(&request), &headers, cors, request_id).await
         }
         Decision::Preflight(answer) => {
             let response = crate::render::preflight(answer);
@@ -283,14 +283,18 @@ fn overwrite(name: &HeaderName, value: &HeaderValue) -> HeaderValueOption {
     }
 }
 
-/// The refusal of `denial`, as the reverse proxy renders it (with the route's CORS headers for the origin).
+/// The refusal of `denial` about `request` (when it could be read), as the reverse proxy renders it (with the
+/// route's challenges, and its CORS headers for the origin).
 async fn refused(
     policy: &Policy,
     denial: &Denial,
+    request: Option<&CanonicalRequest>,
+    headers: &HeaderMap,
     cors: Vec<(HeaderName, HeaderValue)>,
     request_id: HeaderValue,
 ) -> CheckResponse {
-    let response = crate::proxy::with_cors(crate::render::refusal(policy, denial, None), cors);
+    let offer = policy.offer(request, headers);
+    let response = crate::proxy::with_cors(crate::render::refusal(policy, denial, None, offer), cors);
     let (status, headers, body) = crate::render::into_parts(response).await;
     denied(status, &headers, body, request_id)
 }

@@ -34,6 +34,15 @@ fn description_headers(front: FrontProxy) -> Option<(&'static str, &'static str)
     }
 }
 
+/// Whether `headers` carry any of `front`'s description of an original request (Envoy's check requests carry
+/// theirs in the request line, so every request to an Envoy-facing listener is a check).
+fn describes_a_request(front: FrontProxy, headers: &HeaderMap) -> bool {
+    match description_headers(front) {
+        Some((method, target)) => headers.contains_key(method) || headers.contains_key(target),
+        None => true,
+    }
+}
+
 /// The one value of `name`, or why there is not exactly one.
 fn single<'h>(headers: &'h HeaderMap, name: &'static str) -> Result<&'h [u8], Denial> {
     let mut values = headers.get_all(name).iter();
@@ -122,6 +131,18 @@ pub(crate) async fn handler(State(gateway): State<Gateway>, mut request: Request
             let described = envoy_request(request.method(), target.as_bytes(), prefix);
             envoy_answer(&policy, request.method(), described, request.headers()).await
         }
+        // A request that is not a check (the front proxy describes none) may fetch the protected-resource
+        // metadata, which the front proxy routes here; a check is never answered with it.
+        Some(front) if !describes_a_request(front, request.headers()) => {
+            let uri = request.uri();
+            let path = uri.path().as_bytes();
+            let canonical =
+                CanonicalRequest::from_parts(request.method().clone(), path, uri.query().map(str::as_bytes));
+            match canonical.ok().and_then(|canonical| crate::metadata::answer(&policy, &canonical)) {
+                Some(document) => document,
+                None => answer(&policy, front, request.headers()).await,
+            }
+        }
         Some(front) => answer(&policy, front, request.headers()).await,
         None => StatusCode::NOT_FOUND.into_response(),
     };
@@ -147,7 +168,7 @@ pub(crate) async fn answer(policy: &Policy, front: FrontProxy, headers: &HeaderM
                 .and_then(|v| v.to_str().ok())
                 .unwrap_or("-");
             policy.report_refusal(method, &denial, headers);
-            return crate::render::refusal(policy, &denial, Some(front));
+            return crate::render::refusal(policy, &denial, Some(front), policy.offer(None, headers));
         }
     };
     // A 2xx answer only lets the request through to the upstream: preflights are passed (`preflight = "pass"`)
@@ -163,7 +184,9 @@ pub(crate) async fn answer(policy: &Policy, front: FrontProxy, headers: &HeaderM
             }
             response
         }
-        Decision::Deny(denial) => crate::render::refusal(policy, &denial, Some(front)),
+        Decision::Deny(denial) => {
+            crate::render::refusal(policy, &denial, Some(front), policy.offer(Some(&request), headers))
+        }
         Decision::Preflight(answer) => crate::render::preflight(answer),
     }
 }
@@ -189,7 +212,7 @@ pub(crate) async fn envoy_answer(
         Ok(request) => request,
         Err(denial) => {
             policy.report_refusal(method.as_str(), &denial, headers);
-            return crate::render::refusal(policy, &denial, Some(front));
+            return crate::render::refusal(policy, &denial, Some(front), policy.offer(None, headers));
         }
     };
     // Envoy lets a request through on 200 only: an answered preflight's 204 goes to the client, as refusals do.
@@ -207,7 +230,9 @@ pub(crate) async fn envoy_answer(
             }
             response
         }
-        Decision::Deny(denial) => crate::render::refusal(policy, &denial, Some(front)),
+        Decision::Deny(denial) => {
+            crate::render::refusal(policy, &denial, Some(front), policy.offer(Some(&request), headers))
+        }
         Decision::Preflight(answer) => crate::render::preflight(answer),
     }
 }

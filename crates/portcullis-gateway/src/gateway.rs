@@ -37,6 +37,8 @@ struct Shared {
     clock: Arc<dyn Clock>,
     /// The listener's certificate and key, when it speaks HTTPS; each reload reads them anew.
     tls: Option<Arc<ListenerTls>>,
+    /// The DPoP verifier (replay cache, nonce key), kept across reloads that leave its settings alone.
+    dpop: Mutex<Option<crate::sender::Built>>,
 }
 
 /// One configuration, compiled: verifier, routes, header mappings, answers and the observer.
@@ -65,6 +67,10 @@ pub(crate) struct Policy {
     /// The client forwarding allowed requests (proxy mode): built with the policy, so that a reload reads
     /// `upstream_ca` (or the system's roots) anew.
     pub(crate) upstream: Option<UpstreamClient>,
+    /// DPoP: modes, the proof verifier, what challenges offer.
+    pub(crate) sender: crate::sender::Sender,
+    /// The protected-resource metadata document, when configured.
+    pub(crate) metadata: Option<crate::metadata::Published>,
     observer: Observer,
 }
 
@@ -91,7 +97,7 @@ impl Gateway {
     pub fn with_clock(config: Config, clock: Arc<dyn Clock>) -> Result<Self, ConfigErrors> {
         let tally = Arc::new(Tally::default());
         let tls = crate::tls::listener_config(&config)?.map(|tls| Arc::new(ListenerTls::new(tls)));
-        let (policy, key_sets, _) = Policy::build(config, &[], Arc::clone(&tally), &clock)?;
+        let (policy, key_sets, _, dpop) = Policy::build(config, &[], None, Arc::clone(&tally), &clock)?;
         Ok(Self {
             shared: Arc::new(Shared {
                 policy: ArcSwap::from_pointee(policy),
@@ -100,6 +106,7 @@ impl Gateway {
                 refreshing: AtomicBool::new(false),
                 clock,
                 tls,
+                dpop: Mutex::new(dpop),
             }),
         })
     }
@@ -131,8 +138,9 @@ impl Gateway {
         }
         let tls = crate::tls::listener_config(&config)?;
         let mut key_sets = self.shared.key_sets.lock().unwrap_or_else(PoisonError::into_inner);
-        let (policy, kept, created) =
-            Policy::build(config, &key_sets, Arc::clone(&self.shared.tally), &self.shared.clock)?;
+        let mut dpop = self.shared.dpop.lock().unwrap_or_else(PoisonError::into_inner);
+        let (policy, kept, created, built) =
+            Policy::build(config, &key_sets, dpop.as_ref(), Arc::clone(&self.shared.tally), &self.shared.clock)?;
         if self.shared.refreshing.load(Ordering::Acquire) {
             for keys in &created {
                 keys.spawn_refresher();
@@ -145,6 +153,7 @@ impl Gateway {
         };
         self.shared.policy.store(Arc::new(policy));
         *key_sets = kept;
+        *dpop = built;
         if let (Some(running), Some(tls)) = (&self.shared.tls, tls) {
             running.replace(tls);
         }
@@ -227,16 +236,22 @@ impl Gateway {
 }
 
 impl Policy {
-    /// Builds a policy from a checked `config`, reusing the key sets in `existing` whose location is unchanged.
-    /// Returns the policy, the key sets it uses, and those among them that are new.
+    /// Builds a policy from a checked `config`, reusing the key sets in `existing` whose location is unchanged,
+    /// and the DPoP verifier `dpop` when its settings are. Returns the policy, the key sets it uses, those among
+    /// them that are new, and the DPoP verifier it uses.
     #[allow(clippy::type_complexity)]
     fn build(
         config: Config,
         existing: &[(KeyLocation, RemoteKeySet)],
+        dpop: Option<&crate::sender::Built>,
         tally: Arc<Tally>,
         clock: &Arc<dyn Clock>,
-    ) -> Result<(Self, Vec<(KeyLocation, RemoteKeySet)>, Vec<RemoteKeySet>), ConfigErrors> {
+    ) -> Result<(Self, Vec<(KeyLocation, RemoteKeySet)>, Vec<RemoteKeySet>, Option<crate::sender::Built>), ConfigErrors>
+    {
         config.check()?;
+        let (sender, built) = crate::sender::Sender::build(&config, dpop, clock)?;
+        let metadata = crate::metadata::document(&config, built.as_ref().map(crate::sender::Built::verifier))
+            .map(|document| crate::metadata::Published::new(&document));
         let upstream = match config.mode() {
             Mode::Proxy => Some(crate::proxy::upstream_client(crate::tls::upstream_config(&config)?)),
             Mode::ForwardAuth(_) => None,
@@ -331,9 +346,11 @@ impl Policy {
             any_preflight,
             local_keys,
             upstream,
+            sender,
+            metadata,
             observer,
         };
-        Ok((policy, used, created))
+        Ok((policy, used, created, built))
     }
 
     /// Decides about `request` and reports the decision. `answers_preflights`: whether this edge can answer a
@@ -384,6 +401,16 @@ impl Policy {
             },
             _ => Vec::new(),
         }
+    }
+
+    /// What the challenges of a refusal of `request` (when it could be read) offer: the schemes its route
+    /// accepts, and the scheme it used.
+    pub(crate) fn offer(&self, request: Option<&CanonicalRequest>, headers: &HeaderMap) -> crate::sender::Offer {
+        let route = request.and_then(|request| match self.routes.resolve(&request.method, &request.path) {
+            crate::policy::Resolution::Route(index) => Some(index),
+            _ => None,
+        });
+        self.sender.offer(route, headers)
     }
 
     /// The front proxy whose forward-auth endpoint `request` is for (proxy mode), if it is for one.

@@ -12,6 +12,7 @@ mod canonical;
 pub mod config;
 mod cors;
 mod decide;
+mod dpop_config;
 mod ext_authz;
 mod forward_auth;
 mod gateway;
@@ -20,6 +21,7 @@ mod inspect;
 mod listener;
 mod load;
 mod local_keys;
+mod metadata;
 mod observe;
 mod options;
 mod policy;
@@ -27,14 +29,15 @@ mod proxy;
 mod render;
 mod request;
 mod request_id;
+mod sender;
 mod tls;
 mod token_source;
 mod validate;
 
 pub use canonical::{CanonicalPath, PathError};
 pub use config::{
-    AuthMode, Config, ConfigError, ConfigErrors, CorsConfig, FrontProxy, IssuerConfig, Limits, LogFormat, Mode,
-    Preflight, RouteConfig, TokenFrom, Unmatched,
+    AuthMode, Config, ConfigError, ConfigErrors, CorsConfig, DpopConfig, DpopSetting, FrontProxy, IssuerConfig, Limits,
+    LogFormat, Mode, Preflight, Profile, ResourceMetadataConfig, RouteConfig, TokenFrom, Unmatched,
 };
 pub use decide::{Allowed, Decision, Denial, PreflightAnswer};
 pub use gateway::{Gateway, Reloaded};
@@ -61,7 +64,9 @@ pub fn router(gateway: Gateway) -> Router {
     let config = gateway.config();
     match config.mode() {
         Mode::ForwardAuth(_) => Router::new().fallback(any(forward_auth::handler)).with_state(gateway),
-        Mode::Proxy if config.upstream.is_none() => Router::new().fallback(any(|| async { render::no_upstream() })),
+        Mode::Proxy if config.upstream.is_none() => {
+            Router::new().fallback(any(proxy::no_upstream)).with_state(proxy::ProxyState { gateway })
+        }
         Mode::Proxy => {
             let state = proxy::ProxyState { gateway };
             Router::new().fallback(any(proxy::proxy)).with_state(state)

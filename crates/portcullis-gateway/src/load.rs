@@ -3,7 +3,9 @@
 //! top-level key into a table), and each part deserialized on its own, so that one run reports every error of the
 //! file, each with its line, column and key path.
 
-use crate::config::{Config, ConfigError, IssuerConfig, Limits, RouteConfig, line_column};
+use crate::config::{
+    Config, ConfigError, DpopConfig, IssuerConfig, Limits, ResourceMetadataConfig, RouteConfig, line_column,
+};
 use serde::Deserialize;
 use serde::de::{DeserializeOwned, Deserializer, Visitor};
 use std::ops::Range;
@@ -45,6 +47,20 @@ pub(crate) fn parse(text: &str) -> (Option<Config>, Vec<ConfigError>, Vec<String
             "limits" => {
                 let value = reader.strip_unknown_in(value, "limits", fields::<Limits>(), "[limits]", &mut errors);
                 kept.insert(key, value);
+            }
+            "dpop" => {
+                let value = reader.strip_unknown_in(value, "dpop", fields::<DpopConfig>(), "[dpop]", &mut errors);
+                if reader.reads_as::<DpopConfig>(&value, "dpop", &mut errors) {
+                    kept.insert(key, value);
+                }
+            }
+            "resource_metadata" => {
+                let known = fields::<ResourceMetadataConfig>();
+                let value =
+                    reader.strip_unknown_in(value, "resource_metadata", known, "[resource_metadata]", &mut errors);
+                if reader.reads_as::<ResourceMetadataConfig>(&value, "resource_metadata", &mut errors) {
+                    kept.insert(key, value);
+                }
             }
             _ => {
                 kept.insert(key, value);
@@ -147,6 +163,22 @@ impl<'t> Reader<'t> {
             }
         }
         kept
+    }
+
+    /// Whether the table `value` at `path` reads as `T`; when it does not, each wrong value is reported with its
+    /// key path (the table is then left out, so it is not reported again without one). A value that is not a
+    /// table is left to the enclosing table's reading.
+    fn reads_as<T: DeserializeOwned>(
+        &self,
+        value: &Spanned<DeValue<'t>>,
+        path: &str,
+        errors: &mut Vec<ConfigError>,
+    ) -> bool {
+        let DeValue::Table(entries) = value.get_ref() else { return true };
+        let before = errors.len();
+        let mut partial = Vec::new();
+        let read = self.table::<T>(entries.clone(), value.span(), path, Vec::new(), errors, &mut partial);
+        read.is_some() && errors.len() == before
     }
 
     /// Deserializes one table as `T`. On an error in one of its keys, that key is reported and left out, and the

@@ -109,6 +109,7 @@ fn check_route(config: &Config, managed: &[String], i: usize, route: &RouteConfi
         ("token_from", route.token_from.is_some()),
         ("max_token_age_secs", route.max_token_age_secs.is_some()),
         ("typ", route.typ.is_some()),
+        ("dpop", route.dpop.is_some()),
     ];
     for (key, set) in token_options {
         if set && route.public {
@@ -232,6 +233,10 @@ pub(crate) fn issuer_rules(issuer: &IssuerConfig) -> Option<IssuerRules> {
     }
     if !issuer.algorithms.is_empty() {
         rules = rules.algorithms(issuer.algorithms.iter().filter_map(|name| Algorithm::from_name(name)));
+        any = true;
+    }
+    if issuer.profile == Some(crate::config::Profile::Rfc9068) {
+        rules = rules.rfc9068();
         any = true;
     }
     any.then_some(rules)

@@ -441,6 +441,7 @@ mod tests {
             typ: None,
             preflight: None,
             cors: None,
+            dpop: None,
         }
     }
 

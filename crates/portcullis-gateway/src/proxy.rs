@@ -165,9 +165,14 @@ pub(crate) async fn proxy(
         (Ok(canonical), Ok(host)) => (canonical, host),
         (Err(denial), _) | (_, Err(denial)) => {
             policy.report_refusal(parts.method.as_str(), &denial, &parts.headers);
-            return with_request_id(crate::render::refusal(&policy, &denial, None), request_id);
+            let offer = policy.offer(None, &parts.headers);
+            return with_request_id(crate::render::refusal(&policy, &denial, None, offer), request_id);
         }
     };
+    // The protected-resource metadata is the gateway's own document: answered before any route, never forwarded.
+    if let Some(answer) = crate::metadata::answer(&policy, &canonical) {
+        return with_request_id(answer, request_id);
+    }
     if let Some(front) = policy.forward_auth_endpoint(&canonical) {
         return with_request_id(crate::forward_auth::answer(&policy, front, &parts.headers).await, request_id);
     }
@@ -176,7 +181,8 @@ pub(crate) async fn proxy(
     let allowed = match decision {
         Decision::Allow(allowed) => allowed,
         Decision::Deny(denial) => {
-            let refusal = with_cors(crate::render::refusal(&policy, &denial, None), cors);
+            let offer = policy.offer(Some(&canonical), &parts.headers);
+            let refusal = with_cors(crate::render::refusal(&policy, &denial, None, offer), cors);
             return with_request_id(refusal, request_id);
         }
         Decision::Preflight(answer) => return with_request_id(crate::render::preflight(answer), request_id),
@@ -290,6 +296,19 @@ fn switch_protocols(
     parts.headers.insert(CONNECTION, HeaderValue::from_static("upgrade"));
     parts.headers.insert(UPGRADE, protocol);
     Response::from_parts(parts, Body::empty())
+}
+
+/// The HTTP listener of a gateway without an upstream (decisions over gRPC ext_authz only): the protected-resource
+/// metadata when configured, 404 for everything else.
+pub(crate) async fn no_upstream(State(state): State<ProxyState>, request: Request) -> Response {
+    let policy = state.gateway.policy();
+    let uri = request.uri();
+    let canonical =
+        CanonicalRequest::from_parts(request.method().clone(), uri.path().as_bytes(), uri.query().map(str::as_bytes));
+    match canonical.ok().and_then(|canonical| crate::metadata::answer(&policy, &canonical)) {
+        Some(answer) => answer,
+        None => crate::render::no_upstream(),
+    }
 }
 
 pub(crate) fn with_request_id(mut response: Response, id: HeaderValue) -> Response {

@@ -12,18 +12,21 @@
 use crate::config::FrontProxy;
 use crate::decide::Denial;
 use crate::gateway::Policy;
+use crate::sender::Offer;
 use axum::response::{IntoResponse, Response};
-use http::header::{ALLOW, CACHE_CONTROL, CONTENT_TYPE};
+use http::header::{ALLOW, CACHE_CONTROL, CONTENT_TYPE, WWW_AUTHENTICATE};
 use http::{HeaderValue, StatusCode};
+use portcullis::error::Challenges;
 use portcullis::{Error, Reason};
 
-/// The answer to a refused request, for the reverse proxy or the named front proxy.
-pub(crate) fn refusal(policy: &Policy, denial: &Denial, front: Option<FrontProxy>) -> Response {
+/// The answer to a refused request, for the reverse proxy or the named front proxy; a credential refusal
+/// challenges with what `offer` says the route accepts.
+pub(crate) fn refusal(policy: &Policy, denial: &Denial, front: Option<FrontProxy>, offer: Offer) -> Response {
     if front == Some(FrontProxy::Nginx) {
-        return nginx_refusal(policy, denial);
+        return nginx_refusal(policy, denial, offer);
     }
     match denial {
-        Denial::Token(error) => token_refusal(policy, error),
+        Denial::Token(error) => token_refusal(policy, error, offer),
         Denial::MethodNotAllowed(allow) => {
             let mut response = plain(denial.status(), denial);
             let listed = allow.iter().map(http::Method::as_str).collect::<Vec<_>>().join(", ");
@@ -36,21 +39,21 @@ pub(crate) fn refusal(policy: &Policy, denial: &Denial, front: Option<FrontProxy
     }
 }
 
-fn nginx_refusal(policy: &Policy, denial: &Denial) -> Response {
+fn nginx_refusal(policy: &Policy, denial: &Denial, offer: Offer) -> Response {
     let Denial::Token(error) = denial else {
         return plain(StatusCode::FORBIDDEN, denial);
     };
     match error.http_status() {
-        401 | 403 => token_refusal(policy, error),
+        401 | 403 => token_refusal(policy, error, offer),
         503 => {
             let said = Error::new(Reason::TokenMalformed, "keys unavailable: tokens cannot be verified right now");
-            let mut response = token_refusal(policy, &said);
+            let mut response = token_refusal(policy, &said, offer);
             *response.status_mut() = StatusCode::UNAUTHORIZED;
             response
         }
         // Malformed credentials (400 invalid_request) become a 401 that keeps the invalid_request challenge.
         _ => {
-            let mut response = token_refusal(policy, error);
+            let mut response = token_refusal(policy, error, offer);
             *response.status_mut() = StatusCode::UNAUTHORIZED;
             response
         }
@@ -76,10 +79,41 @@ pub(crate) async fn into_parts(response: Response) -> (StatusCode, http::HeaderM
     (parts.status, parts.headers, String::from_utf8_lossy(&body).into_owned())
 }
 
-/// The RFC 6750 answer to a token refusal, in the realm of `policy` (not logged again).
-fn token_refusal(policy: &Policy, error: &Error) -> Response {
-    portcullis_axum::default_response(error, policy.answer.realm())
+/// The RFC 6750 answer to a token refusal, in the realm of `policy` (not logged again). Where DPoP or resource
+/// metadata is configured, each scheme the route accepts gets its own `WWW-Authenticate` line (RFC 9449 §7.1),
+/// carrying `resource_metadata` (RFC 9728 §5.1), and a 401 carries a fresh `DPoP-Nonce` when nonces are on.
+fn token_refusal(policy: &Policy, error: &Error, offer: Offer) -> Response {
+    let realm = policy.answer.realm();
+    let mut response = portcullis_axum::default_response(error, realm);
+    let sender = &policy.sender;
+    if !sender.extended() {
+        return response;
+    }
+    let params = Challenges {
+        realm,
+        bearer: offer.bearer,
+        dpop_algs: if offer.dpop { sender.algorithms() } else { None },
+        resource_metadata: sender.metadata_url.as_deref(),
+        scheme_used: offer.scheme_used,
+    };
+    let headers = response.headers_mut();
+    headers.remove(WWW_AUTHENTICATE);
+    for challenge in error.challenges(&params) {
+        if let Ok(value) = HeaderValue::from_str(&challenge) {
+            headers.append(WWW_AUTHENTICATE, value);
+        }
+    }
+    if error.http_status() == 401
+        && offer.dpop
+        && let Some(nonce) = sender.nonce().and_then(|nonce| HeaderValue::from_str(&nonce).ok())
+    {
+        headers.insert(DPOP_NONCE, nonce);
+    }
+    response
 }
+
+/// The header carrying the server's DPoP nonce (RFC 9449 §8).
+const DPOP_NONCE: &str = "dpop-nonce";
 
 /// A refusal that is not about credentials: the status, and the JSON body with the reason code.
 fn plain(status: StatusCode, denial: &Denial) -> Response {

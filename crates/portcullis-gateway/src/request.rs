@@ -15,6 +15,9 @@ pub struct CanonicalRequest {
     pub path: CanonicalPath,
     /// The query, as sent (without the `?`).
     pub query: Option<String>,
+    /// The path as received, before it was made canonical: the path a DPoP proof's `htu` names (after
+    /// `public_url`), normalized by the proof check itself.
+    pub received_path: String,
     /// Whether the target was already in canonical form.
     pub was_canonical: bool,
     /// Whether the target differs from the canonical path at most in the spelling of characters that never
@@ -50,6 +53,7 @@ impl CanonicalRequest {
         };
         Ok(Self {
             method,
+            received_path: String::from_utf8_lossy(path).into_owned(),
             path: canonical.path,
             query,
             was_canonical: canonical.was_canonical,

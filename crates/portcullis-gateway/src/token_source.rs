@@ -5,6 +5,7 @@
 
 use http::header::COOKIE;
 use http::{HeaderMap, HeaderName, HeaderValue};
+use portcullis::dpop::Scheme;
 use portcullis::{Error, Reason};
 
 /// The other place a route takes its token from.
@@ -20,10 +21,13 @@ fn invalid(description: &'static str) -> Error {
     Error::new(Reason::RequestInvalid, description)
 }
 
-/// The request's token, `None` when it carries none; read from `Authorization` and from `source` when the route
-/// names one.
-pub(crate) fn token<'h>(headers: &'h HeaderMap, source: Option<&TokenSource>) -> Result<Option<&'h str>, Error> {
-    let from_authorization = portcullis_axum::authorization_bearer(headers)?;
+/// The request's token and the scheme it came with, `None` when it carries none; read from `Authorization`
+/// (`Bearer` or `DPoP`) and from `source` when the route names one (a bare token there is a Bearer token).
+pub(crate) fn token<'h>(
+    headers: &'h HeaderMap,
+    source: Option<&TokenSource>,
+) -> Result<Option<(Scheme, &'h str)>, Error> {
+    let from_authorization = portcullis_axum::authorization(headers)?;
     let from_source = match source {
         None => None,
         Some(TokenSource::Cookie(name)) => cookie(headers, name)?,
@@ -31,7 +35,8 @@ pub(crate) fn token<'h>(headers: &'h HeaderMap, source: Option<&TokenSource>) ->
     };
     match (from_authorization, from_source) {
         (Some(_), Some(_)) => Err(invalid("credentials were sent in more than one place")),
-        (found, None) | (None, found) => Ok(found),
+        (found, None) => Ok(found),
+        (None, Some(token)) => Ok(Some((Scheme::Bearer, token))),
     }
 }
 
@@ -183,18 +188,22 @@ mod tests {
         map
     }
 
-    fn reason(result: Result<Option<&str>, Error>) -> Reason {
+    fn reason(result: Result<Option<(Scheme, &str)>, Error>) -> Reason {
         result.unwrap_err().reason()
+    }
+
+    fn bare_token(result: Result<Option<(Scheme, &str)>, Error>) -> Option<&str> {
+        result.unwrap().map(|(_, token)| token)
     }
 
     #[test]
     fn a_cookie_carries_the_token_only_once_and_only_alone() {
         let source = TokenSource::Cookie("access_token".into());
         let h = headers(&[("cookie", "theme=dark; access_token=a.b.c")]);
-        assert_eq!(token(&h, Some(&source)).unwrap(), Some("a.b.c"));
-        assert_eq!(token(&h, None).unwrap(), None, "the cookie is read only where configured");
+        assert_eq!(bare_token(token(&h, Some(&source))), Some("a.b.c"));
+        assert_eq!(bare_token(token(&h, None)), None, "the cookie is read only where configured");
         let h = headers(&[("cookie", "access_token=\"a.b.c\"")]);
-        assert_eq!(token(&h, Some(&source)).unwrap(), Some("a.b.c"));
+        assert_eq!(bare_token(token(&h, Some(&source))), Some("a.b.c"));
         for twice in [
             headers(&[("cookie", "access_token=a.b.c; access_token=d.e.f")]),
             headers(&[("cookie", "access_token=a.b.c"), ("cookie", "access_token=a.b.c")]),
@@ -208,8 +217,8 @@ mod tests {
     #[test]
     fn a_header_carries_the_token_once() {
         let source = TokenSource::Header(HeaderName::from_static("x-access-token"));
-        assert_eq!(token(&headers(&[("x-access-token", "a.b.c")]), Some(&source)).unwrap(), Some("a.b.c"));
-        assert_eq!(token(&headers(&[("authorization", "Bearer a.b.c")]), Some(&source)).unwrap(), Some("a.b.c"));
+        assert_eq!(bare_token(token(&headers(&[("x-access-token", "a.b.c")]), Some(&source))), Some("a.b.c"));
+        assert_eq!(bare_token(token(&headers(&[("authorization", "Bearer a.b.c")]), Some(&source))), Some("a.b.c"));
         for bad in [
             headers(&[("x-access-token", "a.b.c"), ("x-access-token", "a.b.c")]),
             headers(&[("x-access-token", "a.b.c"), ("authorization", "Bearer a.b.c")]),
@@ -225,7 +234,7 @@ mod tests {
         let source = TokenSource::Cookie("access_token".into());
         for spelling in ["Access_Token", "ACCESS_TOKEN", "access.token", "access%5Ftoken", "access%5ftoken"] {
             let h = headers(&[("cookie", &format!("theme=dark; {spelling}=a.b.c"))]);
-            assert_eq!(token(&h, Some(&source)).unwrap(), Some("a.b.c"), "{spelling}");
+            assert_eq!(bare_token(token(&h, Some(&source))), Some("a.b.c"), "{spelling}");
             let twice = headers(&[("cookie", &format!("access_token=a.b.c; {spelling}=d.e.f"))]);
             assert_eq!(reason(token(&twice, Some(&source))), Reason::RequestInvalid, "{spelling}");
             let mut h = headers(&[("cookie", &format!("theme=dark; {spelling}=a.b.c"))]);
@@ -234,7 +243,7 @@ mod tests {
         }
         for other in ["access-token", "access_token2", "xaccess_token", "access%"] {
             let h = headers(&[("cookie", &format!("{other}=a.b.c"))]);
-            assert_eq!(token(&h, Some(&source)).unwrap(), None, "{other}");
+            assert_eq!(bare_token(token(&h, Some(&source))), None, "{other}");
         }
     }
 

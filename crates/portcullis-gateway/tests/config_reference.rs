@@ -7,7 +7,7 @@ use serde_json::Value;
 use std::collections::BTreeSet;
 
 /// The `[table]` sections of settings whose keys are documented one by one.
-const TABLES: [&str; 1] = ["limits"];
+const TABLES: [&str; 3] = ["limits", "dpop", "resource_metadata"];
 
 fn reference() -> String {
     std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/configuration.md")).unwrap()
@@ -19,6 +19,9 @@ fn config_keys() -> BTreeSet<String> {
     config.admin_listen = Some("127.0.0.1:9090".parse().unwrap());
     config.forward_auth = Some(portcullis_gateway::FrontProxy::Nginx);
     config.routes[0].claim_headers = Some([("sub".to_owned(), "X-User".to_owned())].into());
+    config.public_url = Some("https://api.example.com".to_owned());
+    config.resource_metadata =
+        Some(serde_json::from_value(serde_json::json!({"resource": "https://api.example.com/"})).unwrap());
     let value = serde_json::to_value(&config).unwrap();
     let mut keys = BTreeSet::new();
     for (key, value) in value.as_object().unwrap() {
@@ -91,4 +94,7 @@ fn the_template_is_the_defaults() {
     assert_eq!(template.unmatched, defaults.unmatched);
     assert_eq!(template.workers, defaults.workers);
     assert_eq!(template.limits, defaults.limits);
+    assert_eq!(template.dpop, defaults.dpop);
+    assert_eq!(template.public_url, defaults.public_url);
+    assert_eq!(template.resource_metadata, defaults.resource_metadata);
 }
