@@ -2,17 +2,18 @@
 //! with a DPoP proof, the method and the URL it came with, every proof check too (nothing is recorded: a proof
 //! checked here can still be used once).
 
-use crate::html::{Current, PAGE_POLICY, codes, page};
+use crate::html::{Current, PAGE_POLICY, codes, page, secured};
 use crate::{Access, Inspect, RouteRule};
 use axum::Form;
 use axum::extract::State;
-use axum::response::Response;
+use axum::http::{HeaderMap, header};
+use axum::response::{IntoResponse, Response};
 use maud::{Markup, html};
 use portcullis::clock::UnixTime;
 use portcullis::dpop::{Htu, ProofExpectations};
 use portcullis::{Error, Reason, Report, VerifiedToken};
 use serde::Deserialize;
-use serde_json::{Map, Value};
+use serde_json::{Map, Value, json};
 use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 
@@ -49,17 +50,36 @@ pub(crate) async fn form(State(inspect): State<Arc<dyn Inspect>>) -> Response {
     render(inspect.as_ref(), &inspect.routes(), "", None, &ProofInput::default(), html! {})
 }
 
-/// `POST /debugger`: the form again, with the checks of the submitted token.
-pub(crate) async fn check(State(inspect): State<Arc<dyn Inspect>>, Form(submitted): Form<Submitted>) -> Response {
+/// `POST /debugger`: the form again, with the checks of the submitted token; with `Accept: application/json`,
+/// the same checks as JSON (for scripts): `{"verdict", "reason", "status", "message", "dpop_bound_to",
+/// "checks": [{"check", "passed", "detail"}]}`.
+pub(crate) async fn check(
+    State(inspect): State<Arc<dyn Inspect>>,
+    headers: HeaderMap,
+    Form(submitted): Form<Submitted>,
+) -> Response {
     let token = normalize(&submitted.token);
     let routes = inspect.routes();
     let route = submitted.route.parse::<usize>().ok().filter(|&i| i < routes.len());
     let input =
         ProofInput { proof: submitted.proof.trim(), method: submitted.method.trim(), url: submitted.url.trim() };
+    let wants_json = headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .any(|value| value.split(',').any(|kind| kind.trim().starts_with("application/json")));
+    if wants_json {
+        let body = if token.is_empty() {
+            json!({"verdict": "no_token", "message": "paste a token first"})
+        } else {
+            results_json(&evaluate(inspect.as_ref(), &routes, token, route, &input))
+        };
+        return secured(axum::Json(body).into_response(), PAGE_POLICY);
+    }
     let results = if token.is_empty() {
         html! { p class="verdict fail" role="alert" { "Paste a token first." } }
     } else {
-        results(inspect.as_ref(), &routes, token, route, &input)
+        results(inspect.as_ref(), &evaluate(inspect.as_ref(), &routes, token, route, &input))
     };
     render(inspect.as_ref(), &routes, &submitted.token, route, &input, results)
 }
@@ -162,13 +182,25 @@ struct Row {
     hint: Option<String>,
 }
 
-fn results(
+/// What the checks came to.
+struct Evaluation {
+    report: Report,
+    rows: Vec<Row>,
+    /// The answer this server gives, if it refuses.
+    refusal: Option<Error>,
+    /// Whether a route was chosen (the verdict is then about a request, not the token alone).
+    routed: bool,
+    /// The token's `cnf.jkt`.
+    jkt: Option<String>,
+}
+
+fn evaluate(
     inspect: &dyn Inspect,
     routes: &[RouteRule],
     token: &str,
     route: Option<usize>,
     input: &ProofInput<'_>,
-) -> Markup {
+) -> Evaluation {
     let report = inspect.explain(token);
     let mut rows: Vec<Row> = report
         .steps
@@ -211,7 +243,8 @@ fn results(
                 Err(err) => {
                     let hint = route_hint(&err, verified);
                     rows.push(Row { label, passed: false, detail: err.description().to_owned(), hint });
-                    refusal = Some(err);
+                    // A refused proof is answered before the route's rule is looked at.
+                    refusal.get_or_insert(err);
                 }
             },
             (_, Err(_)) => {
@@ -219,9 +252,36 @@ fn results(
             }
         }
     }
+    Evaluation { report, rows, refusal, routed: chosen.is_some(), jkt }
+}
+
+/// The checks as JSON: the verdict, each check, and the key the token is bound to.
+fn results_json(evaluation: &Evaluation) -> Value {
+    let checks: Vec<Value> = evaluation
+        .rows
+        .iter()
+        .map(|row| json!({"check": row.label, "passed": row.passed, "detail": row.detail, "hint": row.hint}))
+        .collect();
+    let verdict = match (&evaluation.refusal, evaluation.routed) {
+        (None, true) => "allowed",
+        (None, false) => "valid",
+        (Some(_), _) => "refused",
+    };
+    json!({
+        "verdict": verdict,
+        "reason": evaluation.refusal.as_ref().map(|err| err.reason().code()),
+        "status": evaluation.refusal.as_ref().map(Error::http_status),
+        "message": evaluation.refusal.as_ref().map(Error::description),
+        "dpop_bound_to": evaluation.jkt,
+        "checks": checks,
+    })
+}
+
+fn results(inspect: &dyn Inspect, evaluation: &Evaluation) -> Markup {
+    let Evaluation { report, rows, refusal, routed, jkt } = evaluation;
     let verdict = html! {
-        @match &refusal {
-            None if chosen.is_some() => p class="verdict pass" role="status" id="verdict" {
+        @match refusal {
+            None if *routed => p class="verdict pass" role="status" id="verdict" {
                 "Allowed: this server lets the request through."
             },
             None => p class="verdict pass" role="status" id="verdict" { "Valid: every check passed." },
@@ -235,9 +295,9 @@ fn results(
         section aria-labelledby="result" {
             h2 id="result" { "Result" }
             (verdict)
-            (checks_table(&rows))
+            (checks_table(rows))
             (binding(jkt.as_deref(), report.verdict.is_ok()))
-            (times(&report, inspect.now()))
+            (times(report, inspect.now()))
             (decoded("Header", report.header.as_ref(), true))
             (decoded(title, report.claims.as_ref(), report.verdict.is_ok()))
         }

@@ -395,3 +395,52 @@ async fn a_server_without_dpop_offers_no_proof_field_and_says_so() {
     assert!(rows(&html).contains(&("DPoP".to_owned(), "fail".to_owned())), "{html}");
     assert!(html.contains("this server does not accept DPoP-bound tokens"), "{html}");
 }
+
+#[tokio::test]
+async fn the_debugger_answers_json_when_asked() {
+    let (api, signer) = setup();
+    let client = Client::new();
+    let token = bound_token(&signer, &client.thumbprint());
+    let ask = |fields: Vec<(&str, String)>| {
+        let mut form = url::form_urlencoded::Serializer::new(String::new());
+        for (name, value) in &fields {
+            form.append_pair(name, value);
+        }
+        Request::post("/debugger")
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .header(header::ACCEPT, "text/html;q=0.5, application/json")
+            .body(Body::from(form.finish()))
+            .unwrap()
+    };
+    let proof = client.proof("GET", URL, &token, "json-1");
+    let fields = vec![("token", token.clone()), ("proof", proof), ("method", "GET".into()), ("url", URL.into())];
+    let (status, headers, body) = send(&api, ask(fields)).await;
+    assert_eq!((status, headers[header::CONTENT_TYPE].to_str().unwrap()), (StatusCode::OK, "application/json"));
+    assert_eq!(headers[header::CACHE_CONTROL], "no-store");
+    let json: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(json["verdict"], "valid", "{json}");
+    assert_eq!(json["dpop_bound_to"], client.thumbprint());
+    let checks = json["checks"].as_array().unwrap();
+    assert!(checks.iter().any(|c| c["check"] == "cnf.jkt binding" && c["passed"] == true), "{json}");
+    assert!(checks.iter().all(|c| c["passed"] == true), "{json}");
+
+    // A proof for another URL, with the route: refused, with the reason, status and message.
+    let proof = client.proof("GET", "https://api.example/other", &token, "json-2");
+    let fields = vec![
+        ("token", token.clone()),
+        ("route", "1".into()),
+        ("proof", proof),
+        ("method", "GET".into()),
+        ("url", URL.into()),
+    ];
+    let json: Value = serde_json::from_str(&send(&api, ask(fields)).await.2).unwrap();
+    assert_eq!(
+        (&json["verdict"], &json["reason"], &json["status"]),
+        (&json!("refused"), &json!("dpop_proof_invalid"), &json!(401)),
+        "{json}"
+    );
+    assert!(json["checks"].as_array().unwrap().iter().any(|c| c["check"] == "htu" && c["passed"] == false));
+    // No token: said so, as JSON.
+    let json: Value = serde_json::from_str(&send(&api, ask(vec![("token", " ".into())])).await.2).unwrap();
+    assert_eq!(json["verdict"], "no_token");
+}
