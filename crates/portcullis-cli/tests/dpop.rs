@@ -126,11 +126,30 @@ async fn oauth4webapi_gets_a_dpop_token_and_calls_the_demo_api_and_the_gateway()
     let listening = url_after(&mut gateway_out, "portcullis gateway listening on").await;
     assert_eq!(listening, gateway);
     drain(gateway_out);
+    // The same file with server nonces on (docs/dpop.md, "Server nonces").
+    let nonced = format!("http://127.0.0.1:{}", net::free_port());
+    let nonced_file = dir.path().join("nonced.toml");
+    std::fs::write(&nonced_file, documented_gateway(&issuer, &upstream, &nonced)).unwrap();
+    let secret = dir.path().join("dpop-nonce.key");
+    std::fs::write(&secret, "a nonce secret of this test, at least 32 bytes long").unwrap();
+    let (_nonced, mut nonced_out) = portcullis(&[
+        "serve",
+        "--config",
+        nonced_file.to_str().unwrap(),
+        "--dpop-nonce-secret-file",
+        secret.to_str().unwrap(),
+        "--workers",
+        "1",
+    ]);
+    assert_eq!(url_after(&mut nonced_out, "portcullis gateway listening on").await, nonced);
+    drain(nonced_out);
 
-    let targets = [format!("{api}/api/protected"), format!("{gateway}/api/protected")];
+    let targets =
+        [format!("{api}/api/protected"), format!("{gateway}/api/protected"), format!("{nonced}/api/protected")];
     let output = tokio::process::Command::new("node")
         .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/dpop/client.mjs"))
-        .args([issuer.as_str(), DEMO_AUDIENCE, OTHER_AUDIENCE, &targets[0], &targets[1]])
+        .args([issuer.as_str(), DEMO_AUDIENCE, OTHER_AUDIENCE])
+        .args(&targets)
         .env("PORTCULLIS_INTEROP_DIR", interop_dir())
         .output()
         .await
@@ -149,6 +168,10 @@ async fn oauth4webapi_gets_a_dpop_token_and_calls_the_demo_api_and_the_gateway()
         let calls = &report["targets"][target];
         assert_eq!(calls["fresh"]["status"], 200, "{target}: {}", calls["fresh"]);
         assert!(calls["fresh"]["challenges"].is_null(), "{target}: {}", calls["fresh"]);
+        // With nonces on, the first request got 401 use_dpop_nonce and a DPoP-Nonce; oauth4webapi sent it again
+        // with that nonce in a fresh proof, as RFC 9449 §9 has it. Without nonces, no retry.
+        let retries = if *target == targets[2] { 1 } else { 0 };
+        assert_eq!(calls["fresh"]["nonce_retries"], retries, "{target}: {}", calls["fresh"]);
         // The demo API's handler saw the bound token's claims; the gateway let the request through to its upstream.
         let served = &calls["fresh"]["body"];
         if *target == targets[0] {

@@ -59,10 +59,15 @@ function claimsOf(token) {
   return JSON.parse(Buffer.from(token.split('.')[1], 'base64url').toString('utf8'));
 }
 
-/** What one call came to: the status, the challenges as oauth4webapi parsed them, and the JSON body if any. */
+/** How many times a resource asked for a fresh DPoP nonce (`use_dpop_nonce`) and the request was sent again. */
+let nonceRetries = 0;
+
+/** What one call came to: the status, the challenges as oauth4webapi parsed them, the JSON body if any, and the
+ * nonce retries it took. */
 async function outcome(call) {
   let response;
   let challenges = null;
+  const retriesBefore = nonceRetries;
   try {
     response = await call();
   } catch (error) {
@@ -83,6 +88,7 @@ async function outcome(call) {
     status: response.status,
     www_authenticate: response.headers.get('www-authenticate'),
     dpop_nonce: response.headers.get('dpop-nonce') !== null,
+    nonce_retries: nonceRetries - retriesBefore,
     challenges,
     body,
   };
@@ -94,6 +100,7 @@ async function resource(token, method, url, options) {
     return await oauth.protectedResourceRequest(token, method, url, undefined, undefined, { ...insecure, ...options });
   } catch (error) {
     if (!oauth.isDPoPNonceError(error)) throw error;
+    nonceRetries += 1;
     return oauth.protectedResourceRequest(token, method, url, undefined, undefined, { ...insecure, ...options });
   }
 }
