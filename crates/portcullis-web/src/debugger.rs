@@ -125,6 +125,7 @@ fn render(
                     option value=(index) selected[route == Some(index)] { (rule.label) }
                 }
             }
+            "\n" button type="submit" { "Check token" }
             @if inspect.dpop().is_some() {
                 "\n"
                 fieldset {
@@ -146,10 +147,10 @@ fn render(
                     "\n"
                     input id="url" name="url" type="url" autocomplete="off" spellcheck="false"
                         placeholder="https://api.example.com/api/protected" value=(input.url);
+                    "\n" button type="submit" { "Check token and proof" }
                     "\n"
                 }
             }
-            "\n" button type="submit" { "Check token" }
             "\n"
         }
         "\n" (results) "\n" (expectations(inspect))
