@@ -125,6 +125,8 @@ impl fmt::Debug for JwtLayer {
             .field("optional", &c.optional)
             .field("allow_preflight", &c.allow_preflight)
             .field("revocation", &c.revocation.is_some())
+            .field("dpop", &c.dpop.as_ref().map(|dpop| (dpop.mode, dpop.base.as_str())))
+            .field("resource_metadata", &c.metadata.as_ref().map(|metadata| metadata.url.as_str()))
             .finish_non_exhaustive()
     }
 }
@@ -173,6 +175,35 @@ impl JwtLayer {
     /// joined with the request's path — never taken from the `Host` header. A token bound by `cnf.jkt` is refused
     /// when sent as `Bearer`, with or without this setting. Refusals carry a `DPoP` challenge with `algs` (and a
     /// `Bearer` one unless DPoP is required), and `DPoP-Nonce` when the verifier has nonces on.
+    ///
+    /// ```
+    /// use axum::{Router, routing::get};
+    /// use portcullis::dpop::{DpopMode, DpopVerifier};
+    /// use portcullis::metadata::ResourceMetadata;
+    /// use portcullis::{Algorithm, KeySet, Verifier};
+    /// use portcullis_axum::JwtLayer;
+    ///
+    /// let keys = KeySet::from_jwks_json(br#"{"keys":[{"kty":"OKP","crv":"Ed25519","alg":"EdDSA",
+    ///     "x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}]}"#).unwrap();
+    /// let verifier = Verifier::builder()
+    ///     .issuer("https://tenant.example.com/")
+    ///     .audience("https://api.example.com")
+    ///     .keys(keys)
+    ///     .build()
+    ///     .unwrap();
+    /// let dpop = DpopVerifier::builder().algorithms([Algorithm::ES256, Algorithm::EdDSA]).build().unwrap();
+    /// let metadata = ResourceMetadata {
+    ///     authorization_servers: vec!["https://tenant.example.com/".into()],
+    ///     ..ResourceMetadata::new("https://api.example.com")
+    /// };
+    /// let app: Router = Router::new()
+    ///     .route("/api/orders", get(|| async { "orders" }))
+    ///     .layer(
+    ///         JwtLayer::new(verifier)
+    ///             .dpop(dpop, DpopMode::Allowed, "https://api.example.com")
+    ///             .resource_metadata(metadata),
+    ///     );
+    /// ```
     ///
     /// # Panics
     ///

@@ -11,6 +11,13 @@
 //! | any token defect | 401 `invalid_token` with `error_description` |
 //! | authorization rule not met | 403 `insufficient_scope` with `scope="…"` |
 //! | keys cannot be obtained | 503 with `Retry-After` |
+//! | with [`JwtLayer::dpop`]: a bad DPoP proof, a replay, no proof | 401 `invalid_dpop_proof` on the `DPoP` challenge |
+//! | with nonces on: no nonce or a stale one | 401 `use_dpop_nonce` and `DPoP-Nonce` |
+//! | a DPoP-bound token (`cnf.jkt`) sent as `Bearer`, or bound to another key | 401 `invalid_token` |
+//!
+//! With DPoP on, refusals carry one `WWW-Authenticate` line per accepted scheme (`Bearer`, then `DPoP algs="…"`),
+//! and with [`JwtLayer::resource_metadata`] each names the RFC 9728 document (`resource_metadata="…"`), which the
+//! layer serves itself.
 //!
 //! Every refusal also carries a JSON body `{"error","reason","message"}` with the stable
 //! [`Reason`](portcullis::Reason) code.

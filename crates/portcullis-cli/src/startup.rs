@@ -1,7 +1,7 @@
 //! What `portcullis serve` says at startup about the policy it enforces: each route with what it requires, and
 //! what requests no route matches get — also when flags alone configure it and there are no routes.
 
-use portcullis_gateway::{Config, IssuerConfig, RouteConfig, Unmatched};
+use portcullis_gateway::{Config, DpopSetting, IssuerConfig, RouteConfig, Unmatched};
 
 /// One line per route, then one about unmatched requests.
 pub(crate) fn policy_lines(config: &Config) -> Vec<String> {
@@ -36,9 +36,29 @@ fn route_line(config: &Config, route: &RouteConfig) -> String {
         if let Some(rule) = &route.require {
             access.push_str(&format!(" meeting {rule}"));
         }
+        if let Some(dpop) = dpop_mode(config, route, &issuers) {
+            access.push_str(&format!(", DPoP {dpop}"));
+        }
         access
     };
     format!("route {} ({methods}): {access}", route.path)
+}
+
+/// The DPoP mode of `route` when DPoP is on anywhere: its own, else its issuers' (`per issuer` when they differ).
+fn dpop_mode(config: &Config, route: &RouteConfig, issuers: &[IssuerConfig]) -> Option<&'static str> {
+    let on = |setting: Option<DpopSetting>| setting.is_some_and(|s| s != DpopSetting::Off);
+    let anywhere = config.dpop.mode != DpopSetting::Off
+        || config.issuers.iter().any(|issuer| on(issuer.dpop))
+        || config.routes.iter().any(|route| on(route.dpop));
+    if !anywhere {
+        return None;
+    }
+    if let Some(own) = route.dpop {
+        return Some(own.name());
+    }
+    let mut modes = issuers.iter().map(|issuer| issuer.dpop.unwrap_or(config.dpop.mode).name());
+    let first = modes.next().unwrap_or(config.dpop.mode.name());
+    Some(if modes.all(|mode| mode == first) { first } else { "per issuer" })
 }
 
 /// `a valid token from ISSUER (audience AUD) or …`; `audiences`, when not empty, narrows each issuer's.
@@ -108,5 +128,18 @@ mod tests {
                 "requests no route matches are answered 404",
             ]
         );
+
+        let with_dpop = file
+            .replace("upstream =", "public_url = \"https://api.example.com\"\nupstream =")
+            .replace("audiences = [\"https://api\"]\n", "audiences = [\"https://api\"]\ndpop = \"required\"\n")
+            .replace(
+                "public = true",
+                "public = true\n[[routes]]\npath = \"/b/*\"\ndpop = \"off\"\n[[routes]]\npath = \"/all/*\"",
+            );
+        let config = Config::parse_toml(&with_dpop).unwrap();
+        let lines = policy_lines(&config);
+        assert!(lines[1].ends_with(", DPoP off"), "{lines:?}");
+        assert!(lines[2].ends_with(", DPoP per issuer"), "{lines:?}");
+        assert!(lines[3].ends_with("meeting scope 'read:messages', DPoP off"), "{lines:?}");
     }
 }

@@ -825,3 +825,94 @@ fn check_config_names_each_dpop_and_metadata_mistake_at_its_key() {
     );
     assert_eq!(errors(&base("public_url = \"https://api.example.com/base/\"", &tables)), Vec::<String>::new());
 }
+
+#[tokio::test]
+async fn envoy_http_mode_and_traefik_check_the_proof_against_the_original_path() {
+    let issuer = Issuer::new();
+    let client = Client::new(Algorithm::ES256);
+    let token = issuer.token("read", Some(&client.jkt));
+    let auth = dpop_auth(&token);
+    let http = reqwest::Client::new();
+    let routes = "[[routes]]\npath = \"/api/*\"\n";
+
+    // Envoy's HTTP ext_authz service: the check request's own method and target, after envoy_path_prefix.
+    let envoy = format!(
+        "public_url = \"{PUBLIC}\"\nforward_auth = \"envoy\"\nenvoy_path_prefix = \"/ext-authz\"\n[dpop]\nmode = \"allowed\"\n{}{routes}",
+        issuer.table("")
+    );
+    let base = support::gateway(&envoy).await;
+    let proof = client.proof("PUT", "/api/x", &token);
+    let response = http
+        .put(format!("{base}/ext-authz/api/x?v=1"))
+        .header("authorization", &auth)
+        .header("dpop", &proof)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let removed = response.headers()["x-envoy-auth-headers-to-remove"].to_str().unwrap().to_owned();
+    assert!(removed.split(',').any(|name| name == "authorization"), "{removed}");
+    assert!(!removed.split(',').any(|name| name == "dpop"), "the proof goes on to the upstream: {removed}");
+    let with_prefix = client.proof("PUT", "/ext-authz/api/x", &token);
+    let response = http
+        .put(format!("{base}/ext-authz/api/x"))
+        .header("authorization", &auth)
+        .header("dpop", &with_prefix)
+        .send()
+        .await
+        .unwrap();
+    let answer = Answer::from(response).await;
+    answer.refused(401, "dpop_proof_invalid", "DPoP", "invalid_dpop_proof", "envoy: a proof for the check's target");
+
+    // Traefik ForwardAuth: X-Forwarded-Method and X-Forwarded-Uri.
+    let traefik = format!(
+        "public_url = \"{PUBLIC}\"\nforward_auth = \"traefik\"\n[dpop]\nmode = \"allowed\"\n{}{routes}",
+        issuer.table("")
+    );
+    let base = support::gateway(&traefik).await;
+    let ask = |proof: String| {
+        http.get(format!("{base}/"))
+            .header("x-forwarded-method", "PATCH")
+            .header("x-forwarded-uri", "/api/x/9?y=1")
+            .header("x-forwarded-host", "api.example.test")
+            .header("authorization", &auth)
+            .header("dpop", proof)
+            .send()
+    };
+    assert_eq!(ask(client.proof("PATCH", "/api/x/9", &token)).await.unwrap().status(), 200);
+    let answer = Answer::from(ask(client.proof("PATCH", "/", &token)).await.unwrap()).await;
+    answer.refused(401, "dpop_proof_invalid", "DPoP", "invalid_dpop_proof", "traefik: a proof for the check's path");
+}
+
+#[tokio::test]
+async fn a_reload_applies_new_dpop_settings_to_the_next_request() {
+    let issuer = Issuer::new();
+    let upstream = upstream().await;
+    let edges = Edges::start(&config(&issuer, &upstream, "mode = \"allowed\"", "")).await;
+    let bearer = format!("Bearer {}", issuer.token("read", None));
+    assert_eq!(edges.proxy(reqwest::Method::GET, "/api/x", &[("authorization", bearer.as_str())]).await.status, 200);
+    edges.gateway.reload(Config::from_toml(&config(&issuer, &upstream, "mode = \"required\"", "")).unwrap()).unwrap();
+    let answer = edges.proxy(reqwest::Method::GET, "/api/x", &[("authorization", bearer.as_str())]).await;
+    assert_eq!((answer.status, answer.reason()), (401, "token_binding_invalid"), "{answer:?}");
+    assert!(answer.challenge("Bearer").is_none(), "{answer:?}");
+    // A reload that turns DPoP off everywhere and drops public_url: Bearer only again, and DPoP refused.
+    let plain = config(&issuer, &upstream, "", "")
+        .replace(&format!("public_url = \"{PUBLIC}\"\n"), "")
+        .replace("dpop = \"required\"\n", "")
+        .replace("dpop = \"allowed\"\n", "");
+    edges.gateway.reload(Config::from_toml(&plain).unwrap()).unwrap();
+    assert_eq!(edges.proxy(reqwest::Method::GET, "/api/x", &[("authorization", bearer.as_str())]).await.status, 200);
+    let answer = edges.proxy(reqwest::Method::GET, "/api/x", &[]).await;
+    assert_eq!(answer.challenges, ["Bearer realm=\"api\""], "{answer:?}");
+    let client = Client::new(Algorithm::ES256);
+    let token = issuer.token("read", Some(&client.jkt));
+    let auth = dpop_auth(&token);
+    let proof = client.proof("GET", "/api/x", &token);
+    let answer = edges
+        .proxy(reqwest::Method::GET, "/api/x", &[("authorization", auth.as_str()), ("dpop", proof.as_str())])
+        .await;
+    assert_eq!((answer.status, answer.reason()), (400, "request_invalid"), "{answer:?}");
+    let bound_bearer = format!("Bearer {token}");
+    let answer = edges.proxy(reqwest::Method::GET, "/api/x", &[("authorization", bound_bearer.as_str())]).await;
+    assert_eq!((answer.status, answer.reason()), (401, "token_binding_invalid"), "{answer:?}");
+}
