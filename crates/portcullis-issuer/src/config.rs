@@ -326,6 +326,8 @@ mod tests {
         assert_eq!(tenant.user("carol").unwrap().subject(), "auth0|carol");
         assert!(Tenant::from_toml("[[clients]]\nclient_id = \"x\"\ngrants = [\"password\"]").is_err());
         assert!(Tenant::from_toml("bogus = 1").is_err());
+        assert!(Tenant::from_toml("dpop_nonce = true").unwrap().dpop_nonce);
+        assert!(!tenant.dpop_nonce, "nonces are off unless asked for");
         let refresh = Tenant::from_toml("refresh_token_lifetime = 900\nrefresh_token_idle_lifetime = 300").unwrap();
         assert_eq!((refresh.refresh_token_lifetime, refresh.refresh_token_idle_lifetime), (900, 300));
         for bad in [

@@ -25,6 +25,18 @@ pub enum SignError {
     Signing(#[from] SigningError),
 }
 
+/// Why an API cannot be added at run time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum AddApiError {
+    /// The tenant has an API with this audience, or one was added.
+    #[error("an API with this audience exists")]
+    Exists,
+    /// [`MAX_ADDED_APIS`](crate::issuer::MAX_ADDED_APIS) APIs were added already.
+    #[error("at most {} APIs can be added at run time", crate::issuer::MAX_ADDED_APIS)]
+    TooMany,
+}
+
 /// Why a tenant file is refused.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]

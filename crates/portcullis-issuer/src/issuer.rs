@@ -2,7 +2,7 @@
 
 use crate::config::{Api, Client, Tenant, User};
 use crate::dpop::TokenEndpointDpop;
-use crate::error::SignError;
+use crate::error::{AddApiError, SignError};
 use crate::journal::{Fault, Faults, Journal, JournalEntry};
 use crate::keys::{KeyChoice, KeyRing};
 use crate::refresh::{Lifetimes, Presented, RefreshTokens, Refused, Rotated};
@@ -129,6 +129,9 @@ impl Clock for ShiftedClock {
     }
 }
 
+/// How many APIs can be added at run time ([`DevIssuer::add_api`]).
+pub const MAX_ADDED_APIS: usize = 1000;
+
 /// How long an authorization code may be exchanged, in seconds.
 pub(crate) const CODE_LIFETIME: i64 = 300;
 
@@ -224,23 +227,27 @@ impl DevIssuer {
         self.inner.tenant.apis.iter().chain(added.iter()).cloned().collect()
     }
 
-    /// Adds an API tokens can then be issued for (as `audience` or RFC 8707 `resource`); `false`, and nothing
-    /// changes, when an API with that audience exists.
+    /// Adds an API tokens can then be issued for (as `audience` or RFC 8707 `resource`). Nothing changes when an
+    /// API with that audience exists, or [`MAX_ADDED_APIS`] were added.
     ///
     /// ```
-    /// use portcullis_issuer::{DevIssuer, Tenant, config::Api};
+    /// use portcullis_issuer::{AddApiError, DevIssuer, Tenant, config::Api};
     /// let issuer = DevIssuer::new(Tenant::demo("http://127.0.0.1:3000/callback"), "http://127.0.0.1:4000/").unwrap();
-    /// assert!(issuer.add_api(Api::new("http://127.0.0.1:8080/mcp", ["tools:call"])));
-    /// assert!(!issuer.add_api(Api::new("https://api.example.com", Vec::<String>::new())), "the demo API exists");
+    /// assert_eq!(issuer.add_api(Api::new("http://127.0.0.1:8080/mcp", ["tools:call"])), Ok(()));
+    /// let demo = Api::new("https://api.example.com", Vec::<String>::new());
+    /// assert_eq!(issuer.add_api(demo), Err(AddApiError::Exists), "the demo API exists");
     /// assert_eq!(issuer.api("http://127.0.0.1:8080/mcp").unwrap().permissions, ["tools:call"]);
     /// ```
-    pub fn add_api(&self, api: Api) -> bool {
+    pub fn add_api(&self, api: Api) -> Result<(), AddApiError> {
         let mut added = self.inner.added_apis.write().unwrap_or_else(PoisonError::into_inner);
-        let exists = self.inner.tenant.api(&api.audience).is_some() || added.iter().any(|a| a.audience == api.audience);
-        if !exists {
-            added.push(api);
+        if self.inner.tenant.api(&api.audience).is_some() || added.iter().any(|a| a.audience == api.audience) {
+            return Err(AddApiError::Exists);
         }
-        !exists
+        if added.len() >= MAX_ADDED_APIS {
+            return Err(AddApiError::TooMany);
+        }
+        added.push(api);
+        Ok(())
     }
 
     /// Clients registered through `/oidc/register` and still held (at most 1000; the oldest are forgotten).

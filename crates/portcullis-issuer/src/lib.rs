@@ -59,8 +59,8 @@ mod target;
 mod token;
 
 pub use config::{DEMO_AUDIENCE, OTHER_AUDIENCE, Tenant};
-pub use error::{ParseError, SignError, TenantError};
-pub use issuer::{Broken, DevIssuer, Grant, ShiftedClock};
+pub use error::{AddApiError, ParseError, SignError, TenantError};
+pub use issuer::{Broken, DevIssuer, Grant, MAX_ADDED_APIS, ShiftedClock};
 pub use journal::{Fault, Faults, HUGE_BODY_BYTES, JournalEntry};
 pub use keys::KeyChoice;
 pub use server::{ADMIN_PREFIX, MAX_BODY_BYTES, router, serve};

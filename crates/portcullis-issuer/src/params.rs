@@ -13,14 +13,14 @@ impl Params {
         Self(url::form_urlencoded::parse(text).into_owned().collect())
     }
 
-    /// A JSON object: string members, and each string of an array member (other members are ignored).
+    /// A JSON object: its string members, and each string of a `resource` array (other members are ignored).
     pub fn from_json(body: &[u8]) -> Result<Self, &'static str> {
         let map: Map<String, Value> = serde_json::from_slice(body).map_err(|_| "the body is not a JSON object")?;
         let mut pairs = Vec::new();
         for (name, value) in map {
             match value {
                 Value::String(text) => pairs.push((name, text)),
-                Value::Array(items) => {
+                Value::Array(items) if name == "resource" => {
                     pairs.extend(items.into_iter().filter_map(|item| item.as_str().map(|s| (name.clone(), s.into()))));
                 }
                 _ => {}
@@ -55,8 +55,11 @@ mod tests {
         assert_eq!(form.get("resource").map(String::as_str), Some("b"));
         assert_eq!(form.all("resource").collect::<Vec<_>>(), ["a", "b"]);
         assert_eq!(form.iter().count(), 3);
-        let json = Params::from_json(br#"{"resource": ["a", 1, "b"], "n": 1, "grant_type": "x"}"#).unwrap();
+        let json =
+            Params::from_json(br#"{"resource": ["a", 1, "b"], "n": 1, "grant_type": "x", "client_id": ["c", "d"]}"#)
+                .unwrap();
         assert_eq!(json.all("resource").collect::<Vec<_>>(), ["a", "b"]);
+        assert!(json.get("client_id").is_none(), "only resource may repeat");
         assert_eq!(json.get("grant_type").map(String::as_str), Some("x"));
         assert!(json.get("n").is_none());
         assert!(Params::from_json(b"[1]").is_err() && Params::from_json(b"{").is_err());

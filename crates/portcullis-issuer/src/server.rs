@@ -1,6 +1,7 @@
 //! The HTTP surface: discovery, JWKS, `/oauth/token`, `/authorize`, `/userinfo`, and the admin endpoints.
 
 use crate::config::Api;
+use crate::error::AddApiError;
 use crate::issuer::{AuthorizationCode, Broken, CODE_LIFETIME, DevIssuer, Grant, lock, random_string};
 use crate::journal::{Fault, HUGE_BODY_BYTES};
 use crate::keys::KeyChoice;
@@ -647,10 +648,10 @@ async fn admin_add_api(State(issuer): State<DevIssuer>, axum::Json(new): axum::J
     }
     let api = Api::new(new.audience, new.permissions);
     let answer = json!({ "audience": api.audience, "permissions": api.permissions });
-    if issuer.add_api(api) {
-        (StatusCode::CREATED, axum::Json(answer)).into_response()
-    } else {
-        (StatusCode::CONFLICT, "an API with this audience exists").into_response()
+    match issuer.add_api(api) {
+        Ok(()) => (StatusCode::CREATED, axum::Json(answer)).into_response(),
+        Err(refused @ AddApiError::Exists) => (StatusCode::CONFLICT, refused.to_string()).into_response(),
+        Err(refused) => (StatusCode::INSUFFICIENT_STORAGE, refused.to_string()).into_response(),
     }
 }
 

@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used)]
 
 use portcullis::{KeySet, Verifier};
+use portcullis_issuer::config::Api;
 use portcullis_issuer::{DEMO_AUDIENCE, DevIssuer, OTHER_AUDIENCE, Tenant, pkce};
 use portcullis_testkit::claims::part as decode;
 use portcullis_testkit::issuers;
@@ -217,6 +218,16 @@ async fn apis_added_at_run_time_are_resources() {
     let token = answer["access_token"].as_str().unwrap();
     assert!(r.verifier(&audience).await.verify(token).is_ok());
     assert_eq!(decode(token, 1)["permissions"], json!([]), "RBAC on: bob holds no permission on it");
+
+    // Added APIs are bounded.
+    let mut added = 1;
+    while r.issuer.add_api(Api::new(format!("https://api-{added}.example"), Vec::<String>::new())).is_ok() {
+        added += 1;
+    }
+    assert_eq!(added, portcullis_issuer::MAX_ADDED_APIS);
+    let (status, _, answer) = r.post("__admin/apis", &json!({"audience": "https://one-more.example"})).await;
+    assert_eq!((status, answer.as_str()), (507, Some("at most 1000 APIs can be added at run time")));
+    assert!(r.issuer.api("https://one-more.example").is_none());
 }
 
 #[tokio::test]

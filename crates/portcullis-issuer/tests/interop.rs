@@ -1,7 +1,9 @@
 //! Interoperability both ways with independent implementations:
 //! - tokens from the dev issuer verified by PyJWT (Python, with `cryptography`);
 //! - tokens signed by `jose` (Node.js) for RS256, PS256, ES256 and EdDSA, verified by portcullis against the JWKS
-//!   that `jose` exported.
+//!   that `jose` exported;
+//! - DPoP proofs made by `jose` (keys, `EmbeddedJWK`-style header, its own RFC 7638 thumbprint) taken by the dev
+//!   issuer's token endpoint, whose `cnf.jkt` must be `jose`'s thumbprint.
 //!
 //! `.ci/run` installs both (`pip install pyjwt[crypto]`, `npm install jose@5` into `PORTCULLIS_INTEROP_DIR`,
 //! default `~/.cache/portcullis-interop`). Without them the tests print why they skip; with `CI=true` they fail.
@@ -126,5 +128,63 @@ fn jose_signed_tokens_verify_in_portcullis() {
         let other = output["tokens"][if alg == "RS256" { "PS256" } else { "RS256" }].as_str().unwrap();
         let spliced = format!("{input}.{}", other.rsplit('.').next().unwrap());
         assert_eq!(verifier.verify(&spliced).unwrap_err().reason(), Reason::SignatureInvalid, "{alg}");
+    }
+}
+
+const JOSE_DPOP: &str = r#"
+const jose = require('jose');
+const crypto = require('crypto');
+(async () => {
+  const htu = process.argv[1];
+  const proofs = {};
+  for (const alg of ['ES256', 'RS256', 'EdDSA']) {
+    const { publicKey, privateKey } = await jose.generateKeyPair(alg, alg === 'EdDSA' ? { crv: 'Ed25519' } : {});
+    const jwk = await jose.exportJWK(publicKey);
+    const proof = await new jose.SignJWT({ htm: 'POST', htu, jti: crypto.randomUUID() })
+      .setProtectedHeader({ alg, typ: 'dpop+jwt', jwk })
+      .setIssuedAt()
+      .sign(privateKey);
+    proofs[alg] = { proof, thumbprint: await jose.calculateJwkThumbprint(jwk, 'sha256') };
+  }
+  process.stdout.write(JSON.stringify(proofs));
+})().catch((e) => { console.error(e); process.exit(1); });
+"#;
+
+#[tokio::test]
+async fn jose_dpop_proofs_bind_tokens_to_jose_thumbprints() {
+    let dir = std::env::var("PORTCULLIS_INTEROP_DIR")
+        .unwrap_or_else(|_| format!("{}/.cache/portcullis-interop", std::env::var("HOME").unwrap_or_default()));
+    let env = [("NODE_PATH", format!("{dir}/node_modules"))];
+    if !available("Node.js package jose@5", "node", &["-e", "require('jose')"], &env) {
+        return;
+    }
+    let issuer = portcullis_testkit::issuers::demo().await;
+    let htu = format!("{}oauth/token", issuer.issuer());
+    let proofs: Value = serde_json::from_str(&run_with_stdin("node", &["-e", JOSE_DPOP, &htu], &env, "")).unwrap();
+    let http = reqwest::Client::new();
+    for alg in ["ES256", "RS256", "EdDSA"] {
+        let proof = proofs[alg]["proof"].as_str().unwrap();
+        let answer: Value = http
+            .post(&htu)
+            .header("dpop", proof)
+            .json(&json!({"grant_type": "client_credentials", "client_id": "demo-client", "client_secret": "demo-secret", "audience": DEMO_AUDIENCE}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(answer["token_type"], "DPoP", "{alg}: {answer}");
+        let claims = portcullis_testkit::claims::part(answer["access_token"].as_str().unwrap(), 1);
+        assert_eq!(claims["cnf"]["jkt"], proofs[alg]["thumbprint"], "{alg}");
+        // The same proof again is a replay.
+        let replayed = http
+            .post(&htu)
+            .header("dpop", proof)
+            .json(&json!({"grant_type": "client_credentials", "client_id": "demo-client", "client_secret": "demo-secret", "audience": DEMO_AUDIENCE}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(replayed.status(), 400, "{alg}");
     }
 }
