@@ -266,6 +266,12 @@ async fn mcp_sdk_client_discovers_registers_logs_in_and_calls_a_tool_through_the
         assert_eq!(call["status"], 200, "{call}");
         assert!(call["content_type"].as_str().unwrap().starts_with("text/event-stream"), "{call}");
     }
+    // The server's own event stream (a GET the server holds open for the whole session) came through as well: the
+    // gateway passed its head on without waiting for an end.
+    let stream = exchanges.iter().find(|e| e["method"] == "GET" && e["url"] == setup.resource.as_str());
+    let stream = stream.unwrap_or_else(|| panic!("no event stream: {exchanges:#?}"));
+    assert_eq!(stream["status"], 200, "{stream}");
+    assert!(stream["content_type"].as_str().unwrap().starts_with("text/event-stream"), "{stream}");
     // Only the first request went without a token, and only it was refused.
     let refused: Vec<&Value> = exchanges
         .iter()
