@@ -32,10 +32,13 @@ fn interop_dir() -> String {
 
 /// Whether Node.js finds oauth4webapi in the interop directory; skips (or, in CI, fails) otherwise.
 fn client_available() -> bool {
-    let resolve =
-        "require('module').createRequire(process.env.PORTCULLIS_INTEROP_DIR + '/package.json').resolve('oauth4webapi')";
-    let found =
-        probe::succeeds(Command::new("node").args(["-e", resolve]).env("PORTCULLIS_INTEROP_DIR", interop_dir()));
+    // The pinned version, exactly: docs/dpop.md names it as the one tested.
+    let check = "const load = require('module').createRequire(process.env.PORTCULLIS_INTEROP_DIR + '/package.json');\
+                 if (load('oauth4webapi/package.json').version !== process.env.PINNED) process.exit(1);";
+    let pinned = OAUTH4WEBAPI.trim_start_matches("oauth4webapi@");
+    let found = probe::succeeds(
+        Command::new("node").args(["-e", check]).env("PORTCULLIS_INTEROP_DIR", interop_dir()).env("PINNED", pinned),
+    );
     probe::require(
         &format!("Node.js package {OAUTH4WEBAPI}"),
         found.map_err(|why| format!("{why}; run .ci/run, or npm install {OAUTH4WEBAPI} into {}", interop_dir())),
