@@ -125,6 +125,8 @@ impl fmt::Debug for JwtLayer {
             .field("optional", &c.optional)
             .field("allow_preflight", &c.allow_preflight)
             .field("revocation", &c.revocation.is_some())
+            .field("dpop", &c.dpop.as_ref().map(|dpop| (dpop.mode, dpop.base.as_str())))
+            .field("resource_metadata", &c.metadata.as_ref().map(|metadata| metadata.url.as_str()))
             .finish_non_exhaustive()
     }
 }

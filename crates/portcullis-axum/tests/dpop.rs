@@ -412,3 +412,104 @@ async fn inside_a_nested_router_the_htu_is_the_path_the_client_requested() {
     let answer = server.get("/v1/orders", &[("authorization", &auth), ("dpop", &stripped)]).await;
     assert_eq!((answer.status, answer.reason().as_str()), (401, "dpop_proof_invalid"), "{}", answer.body);
 }
+
+#[tokio::test]
+async fn a_403_goes_on_the_dpop_challenge_with_the_scope() {
+    use portcullis::Requirement;
+    use portcullis_axum::require;
+    let server =
+        start_layer(|verifier, dpop| JwtLayer::new(verifier).dpop(dpop, DpopMode::Allowed, PUBLIC), |b| b).await;
+    // A second app on the same keys, with a scope rule on the route.
+    let app = Router::new()
+        .route("/api/orders", get(|| async { "orders" }).route_layer(require(Requirement::scope("write:orders"))))
+        .layer(JwtLayer::new(server.verifier.clone()).dpop(
+            DpopVerifier::builder().clock(Arc::new(ManualClock::at_unix(NOW))).build().unwrap(),
+            DpopMode::Allowed,
+            PUBLIC,
+        ));
+    let (listener, address) = listen().await;
+    let task = tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let mut scoped = server;
+    scoped.base = format!("http://{address}");
+    let token = scoped.token(true);
+    let answer = scoped.dpop(&token, &scoped.proof(&token)).await;
+    task.abort();
+    assert_eq!((answer.status, answer.reason().as_str()), (403, "insufficient_scope"));
+    assert!(!answer.challenges[0].contains("error="), "{:?}", answer.challenges);
+    assert!(
+        answer.challenges[1].starts_with(r#"DPoP realm="api", error="insufficient_scope""#)
+            && answer.challenges[1].contains(r#"scope="write:orders""#),
+        "{:?}",
+        answer.challenges
+    );
+}
+
+#[tokio::test]
+async fn metadata_for_a_resource_with_a_path_is_served_at_the_path_inserted_form() {
+    let server = start_layer(
+        |verifier, dpop| {
+            JwtLayer::new(verifier)
+                .dpop(dpop, DpopMode::Allowed, PUBLIC)
+                .resource_metadata(ResourceMetadata::new("https://api.example.com/api/orders"))
+        },
+        |b| b,
+    )
+    .await;
+    let document = server.get("/.well-known/oauth-protected-resource/api/orders", &[]).await;
+    assert_eq!(document.status, 200);
+    let json: Value = serde_json::from_str(&document.body).unwrap();
+    assert_eq!(json["resource"], "https://api.example.com/api/orders");
+    assert_eq!(json["dpop_bound_access_tokens_required"], false);
+    let refused = server.get("/api/orders", &[]).await;
+    assert!(
+        refused.challenges[0]
+            .contains(r#"resource_metadata="https://api.example.com/.well-known/oauth-protected-resource/api/orders""#),
+        "{:?}",
+        refused.challenges
+    );
+}
+
+#[tokio::test]
+async fn the_proof_is_checked_when_keys_had_to_be_fetched_first() {
+    use portcullis::remote::{KeyLocation, RemoteOptions};
+    use portcullis_testkit::idp::Idp;
+    use portcullis_testkit::keys::remote_verifier;
+    let idp = Idp::start().await;
+    let issuer = key("remote-key");
+    idp.publish(&[&issuer]);
+    let clock = Arc::new(ManualClock::at_unix(NOW));
+    let location = KeyLocation::Jwks(idp.jwks_url());
+    let (_keys, verifier) = remote_verifier(&idp, AUDIENCE, location, RemoteOptions::default(), clock.clone(), |b| b);
+    let dpop = DpopVerifier::builder().clock(clock).build().unwrap();
+    let app = Router::new().route("/api/orders", get(|| async { "orders" })).layer(JwtLayer::new(verifier).dpop(
+        dpop,
+        DpopMode::Allowed,
+        PUBLIC,
+    ));
+    let (listener, address) = listen().await;
+    let task = tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let client = SigningKey::generate(Algorithm::ES256, None).unwrap();
+    let jkt = thumbprint(&public_jwk(&client)).unwrap();
+    let claims = json!({"iss": idp.issuer(), "aud": AUDIENCE, "sub": "bob", "exp": NOW + 600, "cnf": {"jkt": jkt}});
+    let token = issuer.sign_token(&claims, None).unwrap();
+    let header = json!({"typ": "dpop+jwt", "alg": "ES256", "jwk": public_jwk(&client)}).to_string();
+    let proof = |ath: &str| {
+        let claims = json!({"jti": jti(), "htm": "GET", "htu": format!("{PUBLIC}/api/orders"), "iat": NOW, "ath": ath});
+        client.sign_parts(header.as_bytes(), claims.to_string().as_bytes()).unwrap()
+    };
+    let http = reqwest::Client::new();
+    let send = |proof: String| {
+        http.get(format!("http://{address}/api/orders"))
+            .header("authorization", format!("DPoP {token}"))
+            .header("dpop", proof)
+            .send()
+    };
+    // The first request waits for the key set: a proof for another token is still refused.
+    let wrong = send(proof(&access_token_hash("another token"))).await.unwrap();
+    assert_eq!(wrong.status(), 401);
+    assert_eq!(idp.jwks_requests(), 1, "the key set was fetched for it");
+    let good = proof(&access_token_hash(&token));
+    assert_eq!(send(good.clone()).await.unwrap().status(), 200);
+    assert_eq!(send(good).await.unwrap().status(), 401, "replayed");
+    task.abort();
+}

@@ -421,13 +421,29 @@ async fn the_demo_debugger_explains_a_wrong_audience_and_the_status_page_lists_t
     let browser = browser().await;
     let client = &browser.client;
     debugger_and_status(client, &demo.api, &demo.issuer, "GET /api/private-scoped", "demo").await;
-    // The demo's tour was counted: its refusals by reason.
-    for reason in ["token_missing", "audience_mismatch", "insufficient_scope"] {
+    // The demo's tour was counted: its refusals by reason, the DPoP ones (a replayed proof, a bound token sent as
+    // Bearer) included.
+    for reason in
+        ["token_missing", "audience_mismatch", "insufficient_scope", "dpop_proof_invalid", "token_binding_invalid"]
+    {
         wait_for(client, &format!("tr[data-outcome=denied][data-reason={reason}]")).await;
     }
     let status: Value = reqwest::get(format!("{}/status.json", demo.api)).await.unwrap().json().await.unwrap();
     assert_eq!(status["issuers"][0]["issuer"], format!("{}/", demo.issuer));
     assert!(status["requests"][0]["count"].as_u64().unwrap() >= 3, "{status}");
+    // The demo API accepts DPoP: its debugger takes a proof, with the request's method and URL, after the token's
+    // own button.
+    client.goto(&format!("{}/debugger", demo.api)).await.unwrap();
+    for id in ["proof", "method", "url"] {
+        let field = client.find(Locator::Id(id)).await.unwrap();
+        assert_eq!(field.attr("name").await.unwrap().as_deref(), Some(id));
+    }
+    let buttons = client.find_all(Locator::Css("form button[type=submit]")).await.unwrap();
+    let mut labels = Vec::new();
+    for button in buttons {
+        labels.push(button.text().await.unwrap());
+    }
+    assert_eq!(labels, ["Check token", "Check token and proof"]);
     browser.quit().await;
 }
 

@@ -11,7 +11,7 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 const BIN: &str = env!("CARGO_BIN_EXE_portcullis");
 
 /// Every variable the gateway flags read; the tests set them explicitly or not at all.
-const VARIABLES: [&str; 12] = [
+const VARIABLES: [&str; 15] = [
     "PORTCULLIS_CONFIG",
     "PORTCULLIS_LISTEN",
     "PORTCULLIS_UPSTREAM",
@@ -24,6 +24,9 @@ const VARIABLES: [&str; 12] = [
     "PORTCULLIS_ADMIN_LISTEN",
     "PORTCULLIS_LOG_FORMAT",
     "PORTCULLIS_WORKERS",
+    "PORTCULLIS_PUBLIC_URL",
+    "PORTCULLIS_DPOP_MODE",
+    "PORTCULLIS_DPOP_NONCE_SECRET_FILE",
 ];
 
 /// How a command ended: its exit code (0 for a `serve` that started listening), and its stderr.
@@ -266,6 +269,44 @@ fn cases() -> Vec<Case> {
             env: &[],
             code: 0,
             said: &[],
+        },
+        Case {
+            name: "DPoP turned on by a flag without a public URL",
+            file: file(format!("{UPSTREAM}{ISSUER}{ROUTE}")),
+            args: &["--dpop-mode", "allowed"],
+            env: &[],
+            code: 3,
+            said: &[": dpop.mode: DPoP needs public_url"],
+        },
+        Case {
+            name: "a DPoP nonce secret file that cannot be read, from the environment",
+            file: file(format!("{UPSTREAM}{ISSUER}{ROUTE}")),
+            args: &[],
+            env: &[
+                ("PORTCULLIS_PUBLIC_URL", "https://api.example.com"),
+                ("PORTCULLIS_DPOP_NONCE_SECRET_FILE", "/nonexistent/portcullis/dpop.secret"),
+            ],
+            code: 3,
+            said: &[": dpop.nonce_secret_file: /nonexistent/portcullis/dpop.secret cannot be read"],
+        },
+        Case {
+            name: "DPoP required from the environment, with the file's public URL and metadata",
+            file: file(format!(
+                "public_url = \"https://api.example.com\"\n{UPSTREAM}{ISSUER}[resource_metadata]\n\
+                 resource = \"https://api.example.com/\"\n{ROUTE}"
+            )),
+            args: &[],
+            env: &[("PORTCULLIS_DPOP_MODE", "required")],
+            code: 0,
+            said: &[],
+        },
+        Case {
+            name: "a public URL with a query, from a flag",
+            file: file(format!("{UPSTREAM}{ISSUER}{ROUTE}")),
+            args: &["--public-url", "https://api.example.com/?x=1"],
+            env: &[],
+            code: 3,
+            said: &[": public_url: \"https://api.example.com/?x=1\" has a query"],
         },
         Case {
             name: "an envoy_path_prefix without Envoy's HTTP mode",

@@ -55,7 +55,7 @@ struct Setup {
     metadata_url: String,
     gateway: Running,
     _issuer: Running,
-    _mcp: Running,
+    mcp: Running,
 }
 
 /// The preset file the documentation shows and the gateway ships.
@@ -138,14 +138,15 @@ async fn start() -> Setup {
     gateway.drain_stdout();
 
     let metadata_url = format!("{public_url}/.well-known/oauth-protected-resource/mcp");
-    Setup { issuer, resource, metadata_url, gateway, _issuer: issuer_process, _mcp: mcp }
+    Setup { issuer, resource, metadata_url, gateway, _issuer: issuer_process, mcp }
 }
 
 /// Another resource the dev issuer knows: tokens for it must not open the MCP server.
 const OTHER_RESOURCE: &str = "https://other-mcp.example.com/mcp";
 
 /// Runs the SDK client against `url` as `user` in `mode`; its report.
-async fn run_client(url: &str, user: &str, mode: &str) -> Value {
+async fn run_client(setup: &Setup, user: &str, mode: &str) -> Value {
+    let url = setup.resource.as_str();
     let mut command = Command::new("python3");
     command.arg(script("client.py")).args([url, user, mode]).env("PYTHONDONTWRITEBYTECODE", "1").kill_on_drop(true);
     let output = tokio::time::timeout(CLIENT_TIMEOUT, command.output())
@@ -153,7 +154,14 @@ async fn run_client(url: &str, user: &str, mode: &str) -> Value {
         .unwrap_or_else(|_| panic!("the MCP client did not finish within {CLIENT_TIMEOUT:?}"))
         .unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "the MCP client (mcp {}) failed ({}):\n{stderr}", sdk_version(), output.status);
+    assert!(
+        output.status.success(),
+        "the MCP client (mcp {}) failed ({}):\n{stderr}\nThe gateway's log:\n{}\nThe MCP server's:\n{}",
+        sdk_version(),
+        output.status,
+        setup.gateway.stderr(),
+        setup.mcp.stderr()
+    );
     serde_json::from_slice(&output.stdout)
         .unwrap_or_else(|e| panic!("the client's report is not JSON ({e}):\n{stderr}"))
 }
@@ -193,7 +201,7 @@ async fn mcp_sdk_client_discovers_registers_logs_in_and_calls_a_tool_through_the
         return;
     }
     let setup = start().await;
-    let report = run_client(&setup.resource, "alice", "legacy").await;
+    let report = run_client(&setup, "alice", "legacy").await;
     let exchanges = report["exchanges"].as_array().unwrap();
     let issuer = &setup.issuer;
 
@@ -258,6 +266,12 @@ async fn mcp_sdk_client_discovers_registers_logs_in_and_calls_a_tool_through_the
         assert_eq!(call["status"], 200, "{call}");
         assert!(call["content_type"].as_str().unwrap().starts_with("text/event-stream"), "{call}");
     }
+    // The server's own event stream (a GET the server holds open for the whole session) came through as well: the
+    // gateway passed its head on without waiting for an end.
+    let stream = exchanges.iter().find(|e| e["method"] == "GET" && e["url"] == setup.resource.as_str());
+    let stream = stream.unwrap_or_else(|| panic!("no event stream: {exchanges:#?}"));
+    assert_eq!(stream["status"], 200, "{stream}");
+    assert!(stream["content_type"].as_str().unwrap().starts_with("text/event-stream"), "{stream}");
     // Only the first request went without a token, and only it was refused.
     let refused: Vec<&Value> = exchanges
         .iter()
@@ -310,7 +324,7 @@ async fn mcp_sdk_client_in_its_default_mode_logs_in_and_calls_tools_through_the_
     }
     let setup = start().await;
     // The SDK's default: it probes `server/discover` first, and the server answers with plain JSON.
-    let report = run_client(&setup.resource, "bob", "auto").await;
+    let report = run_client(&setup, "bob", "auto").await;
     let exchanges = report["exchanges"].as_array().unwrap();
     let (at, first) = find(exchanges, "POST", &setup.resource, 0);
     assert_eq!((at, &first["rpc"], &first["status"]), (0, &json!("server/discover"), &json!(401)));

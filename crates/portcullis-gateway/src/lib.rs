@@ -6,6 +6,10 @@
 //! `/prefix/*`, `{param}` patterns) and method; each is public or carries an authorization rule (the same
 //! [`Requirement`](portcullis::Requirement) type as the middleware). Claims reach the upstream as headers, and
 //! client-sent copies of those headers are always removed.
+//!
+//! With `public_url` and `[dpop]`, DPoP-bound tokens (RFC 9449) are checked on every edge alike, each proof
+//! against the method and the path that edge checked; with `[resource_metadata]`, the gateway publishes the
+//! protected-resource metadata (RFC 9728) and names it in every challenge.
 #![forbid(unsafe_code)]
 
 mod canonical;

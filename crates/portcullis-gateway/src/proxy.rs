@@ -141,6 +141,33 @@ fn requested_host(parts: &http::request::Parts) -> Result<Option<HeaderValue>, D
     }
 }
 
+/// The most of a refused request's body that is read (and dropped) before the refusal is sent.
+const REFUSED_BODY_LIMIT: usize = 64 * 1024;
+/// How long reading it may take.
+const REFUSED_BODY_TIME: Duration = Duration::from_secs(2);
+
+/// `refusal`, sent once the refused request's body is read and dropped, so that the connection can stay open:
+/// hyper closes a connection whose request body was left unread, and a client that already took the idle
+/// connection for its next request (an MCP client fetches the metadata named in a 401 at once) loses that request.
+/// A body over [`REFUSED_BODY_LIMIT`] or slower than [`REFUSED_BODY_TIME`] gets `Connection: close` instead, so the
+/// client knows not to reuse the connection (RFC 9112 §9.6), and so does a client waiting for `100 Continue`: it is
+/// not asked for a body that would be dropped.
+async fn after_body(body: Body, headers: &HeaderMap, mut refusal: Response) -> Response {
+    if axum::body::HttpBody::is_end_stream(&body) {
+        return refusal;
+    }
+    let waiting = headers.get(http::header::EXPECT).is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+    let read = if waiting {
+        None
+    } else {
+        tokio::time::timeout(REFUSED_BODY_TIME, axum::body::to_bytes(body, REFUSED_BODY_LIMIT)).await.ok()
+    };
+    if !matches!(read, Some(Ok(_))) {
+        refusal.headers_mut().insert(CONNECTION, HeaderValue::from_static("close"));
+    }
+    refusal
+}
+
 pub(crate) async fn proxy(
     State(state): State<ProxyState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -166,7 +193,9 @@ pub(crate) async fn proxy(
         (Err(denial), _) | (_, Err(denial)) => {
             policy.report_refusal(parts.method.as_str(), &denial, &parts.headers);
             let offer = policy.offer(None, &parts.headers);
-            return with_request_id(crate::render::refusal(&policy, &denial, None, offer), request_id);
+            let refusal = crate::render::refusal(&policy, &denial, None, offer);
+            drop(policy);
+            return with_request_id(after_body(body, &parts.headers, refusal).await, request_id);
         }
     };
     // The protected-resource metadata is the gateway's own document: answered before any route, never forwarded.
@@ -183,7 +212,8 @@ pub(crate) async fn proxy(
         Decision::Deny(denial) => {
             let offer = policy.offer(Some(&canonical), &parts.headers);
             let refusal = with_cors(crate::render::refusal(&policy, &denial, None, offer), cors);
-            return with_request_id(refusal, request_id);
+            drop(policy);
+            return with_request_id(after_body(body, &parts.headers, refusal).await, request_id);
         }
         Decision::Preflight(answer) => return with_request_id(crate::render::preflight(answer), request_id),
     };

@@ -79,16 +79,13 @@ pub(crate) async fn into_parts(response: Response) -> (StatusCode, http::HeaderM
     (parts.status, parts.headers, String::from_utf8_lossy(&body).into_owned())
 }
 
-/// The RFC 6750 answer to a token refusal, in the realm of `policy` (not logged again). Where DPoP or resource
-/// metadata is configured, each scheme the route accepts gets its own `WWW-Authenticate` line (RFC 9449 §7.1),
-/// carrying `resource_metadata` (RFC 9728 §5.1), and a 401 carries a fresh `DPoP-Nonce` when nonces are on.
+/// The RFC 6750 answer to a token refusal, in the realm of `policy` (not logged again): each scheme the route
+/// accepts gets its own `WWW-Authenticate` line (RFC 9449 §7.1), carrying `resource_metadata` when configured
+/// (RFC 9728 §5.1), and a 401 carries a fresh `DPoP-Nonce` when nonces are on.
 fn token_refusal(policy: &Policy, error: &Error, offer: Offer) -> Response {
     let realm = policy.answer.realm();
     let mut response = portcullis_axum::default_response(error, realm);
     let sender = &policy.sender;
-    if !sender.extended() {
-        return response;
-    }
     let params = Challenges {
         realm,
         bearer: offer.bearer,

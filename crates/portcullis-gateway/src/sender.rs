@@ -41,8 +41,6 @@ pub(crate) struct Sender {
     verifier: Option<DpopVerifier>,
     /// The absolute URL of the protected-resource metadata, named in challenges.
     pub(crate) metadata_url: Option<String>,
-    /// Whether challenges differ from the plain Bearer challenge (DPoP anywhere, or resource metadata).
-    extended: bool,
 }
 
 /// What a refusal's challenges offer on a route.
@@ -103,7 +101,6 @@ impl Sender {
         let metadata_url = crate::metadata::document(config, built.as_ref().map(|b| &b.verifier))
             .zip(public_url.as_ref())
             .map(|(metadata, public)| format!("{}{}", public.origin(), metadata.well_known_path()));
-        let extended = !crate::dpop_config::enabled_at(config).is_empty() || metadata_url.is_some();
         // With DPoP off (no public_url) the running verifier is kept for a later reload that turns it on again:
         // its replay cache still knows the proofs used before.
         let keep = built.clone().or_else(|| running.cloned());
@@ -115,7 +112,6 @@ impl Sender {
             any_issuer,
             verifier: built.as_ref().map(|b| b.verifier.clone()),
             metadata_url,
-            extended,
         };
         Ok((sender, keep))
     }
@@ -213,11 +209,6 @@ impl Sender {
     /// The current `DPoP-Nonce`, when nonces are on.
     pub(crate) fn nonce(&self) -> Option<String> {
         self.verifier.as_ref().and_then(DpopVerifier::nonce)
-    }
-
-    /// Whether refusals need more than the plain Bearer challenge.
-    pub(crate) fn extended(&self) -> bool {
-        self.extended
     }
 }
 

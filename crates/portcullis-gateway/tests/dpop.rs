@@ -1005,3 +1005,45 @@ async fn under_a_public_url_with_a_path_the_request_path_never_climbs_out_of_it(
     let status = raw_status(&edges.base, "/../api/x", &[("authorization", &auth), ("dpop", &inside)]).await;
     assert_eq!(status, 200);
 }
+
+/// The value of the requests counter of `route` refused for `reason` in the Prometheus text `metrics`.
+fn denied_count(metrics: &str, route: &str, reason: &str) -> Option<f64> {
+    metrics
+        .lines()
+        .filter(|line| line.starts_with("portcullis_gateway_requests_total{"))
+        .filter(|line| {
+            line.contains(&format!("route=\"{route}\""))
+                && line.contains("outcome=\"denied\"")
+                && line.contains(&format!("reason=\"{reason}\""))
+        })
+        .find_map(|line| line.rsplit(' ').next()?.parse().ok())
+}
+
+#[tokio::test]
+async fn dpop_refusals_are_counted_under_their_own_reasons() {
+    let issuer = Issuer::new();
+    let upstream = upstream().await;
+    // A route of its own, so that no other test's requests count on it.
+    let config = config(&issuer, &upstream, "mode = \"allowed\"", "").replace(
+        "[[routes]]\npath = \"/api/*\"\n",
+        "[[routes]]\npath = \"/metered/*\"\n[[routes]]\npath = \"/api/*\"\n",
+    );
+    let edges = Edges::start(&config).await;
+    let admin = portcullis_testkit::net::serve(portcullis_gateway::admin_router(edges.gateway.clone())).await;
+    let client = Client::new(Algorithm::ES256);
+    let token = issuer.token("read", Some(&client.jkt));
+    let (auth, bearer) = (dpop_auth(&token), format!("Bearer {token}"));
+    let stale = client.sign(&json!({
+        "jti": fresh_id(), "htm": "GET", "htu": format!("{PUBLIC}/metered/x"), "iat": 1, "ath": sha256(token.as_bytes()),
+    }));
+    let answer = edges
+        .proxy(reqwest::Method::GET, "/metered/x", &[("authorization", auth.as_str()), ("dpop", stale.as_str())])
+        .await;
+    assert_eq!(answer.reason(), "dpop_proof_invalid");
+    let answer = edges.proxy(reqwest::Method::GET, "/metered/x", &[("authorization", bearer.as_str())]).await;
+    assert_eq!(answer.reason(), "token_binding_invalid");
+    let metrics = reqwest::get(format!("{admin}/metrics")).await.unwrap().text().await.unwrap();
+    assert_eq!(denied_count(&metrics, "/metered/*", "dpop_proof_invalid"), Some(1.0), "{metrics}");
+    assert_eq!(denied_count(&metrics, "/metered/*", "token_binding_invalid"), Some(1.0), "{metrics}");
+    assert_eq!(denied_count(&metrics, "/metered/*", "dpop_nonce_required"), Some(0.0), "{metrics}");
+}

@@ -1,19 +1,23 @@
-//! `/debugger`: a pasted token checked against this server's own configuration, every check with its outcome.
+//! `/debugger`: a pasted token checked against this server's own configuration, every check with its outcome;
+//! with a DPoP proof, the method and the URL it came with, every proof check too (nothing is recorded: a proof
+//! checked here can still be used once).
 
-use crate::html::{Current, PAGE_POLICY, codes, page};
+use crate::html::{Current, PAGE_POLICY, codes, page, secured};
 use crate::{Access, Inspect, RouteRule};
 use axum::Form;
 use axum::extract::State;
-use axum::response::Response;
+use axum::http::{HeaderMap, header};
+use axum::response::{IntoResponse, Response};
 use maud::{Markup, html};
 use portcullis::clock::UnixTime;
+use portcullis::dpop::{Htu, ProofExpectations};
 use portcullis::{Error, Reason, Report, VerifiedToken};
 use serde::Deserialize;
-use serde_json::{Map, Value};
+use serde_json::{Map, Value, json};
 use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 
-/// Largest form the debugger reads: a token of the largest size any sane issuer makes, and then some.
+/// Largest form the debugger reads: a token and a proof of the largest sizes any sane client makes, and then some.
 pub(crate) const MAX_FORM_BYTES: usize = 64 * 1024;
 
 /// The submitted form.
@@ -22,33 +26,81 @@ pub(crate) struct Submitted {
     token: String,
     #[serde(default)]
     route: String,
+    /// A DPoP proof (the `DPoP` header's value), empty when none.
+    #[serde(default)]
+    proof: String,
+    /// The method of the request the proof came with.
+    #[serde(default)]
+    method: String,
+    /// The URL of that request, as the client called it.
+    #[serde(default)]
+    url: String,
+}
+
+/// The DPoP part of the form, as submitted.
+#[derive(Default)]
+struct ProofInput<'a> {
+    proof: &'a str,
+    method: &'a str,
+    url: &'a str,
 }
 
 /// `GET /debugger`: the empty form.
 pub(crate) async fn form(State(inspect): State<Arc<dyn Inspect>>) -> Response {
-    render(inspect.as_ref(), &inspect.routes(), "", None, html! {})
+    render(inspect.as_ref(), &inspect.routes(), "", None, &ProofInput::default(), html! {})
 }
 
-/// `POST /debugger`: the form again, with the checks of the submitted token.
-pub(crate) async fn check(State(inspect): State<Arc<dyn Inspect>>, Form(submitted): Form<Submitted>) -> Response {
+/// `POST /debugger`: the form again, with the checks of the submitted token; with `Accept: application/json`,
+/// the same checks as JSON (for scripts): `{"verdict", "reason", "status", "message", "dpop_bound_to",
+/// "checks": [{"check", "passed", "detail"}]}`.
+pub(crate) async fn check(
+    State(inspect): State<Arc<dyn Inspect>>,
+    headers: HeaderMap,
+    Form(submitted): Form<Submitted>,
+) -> Response {
     let token = normalize(&submitted.token);
     let routes = inspect.routes();
     let route = submitted.route.parse::<usize>().ok().filter(|&i| i < routes.len());
+    let input =
+        ProofInput { proof: submitted.proof.trim(), method: submitted.method.trim(), url: submitted.url.trim() };
+    let wants_json = headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .any(|value| value.split(',').any(|kind| kind.trim().starts_with("application/json")));
+    if wants_json {
+        let body = if token.is_empty() {
+            json!({"verdict": "no_token", "message": "paste a token first"})
+        } else {
+            results_json(&evaluate(inspect.as_ref(), &routes, token, route, &input))
+        };
+        return secured(axum::Json(body).into_response(), PAGE_POLICY);
+    }
     let results = if token.is_empty() {
         html! { p class="verdict fail" role="alert" { "Paste a token first." } }
     } else {
-        results(inspect.as_ref(), &routes, token, route)
+        results(inspect.as_ref(), &evaluate(inspect.as_ref(), &routes, token, route, &input))
     };
-    render(inspect.as_ref(), &routes, &submitted.token, route, results)
+    render(inspect.as_ref(), &routes, &submitted.token, route, &input, results)
 }
 
-/// The token without surrounding whitespace or a leading `Bearer ` (as copied from a request).
+/// The token without surrounding whitespace or a leading `Bearer ` or `DPoP ` (as copied from a request).
 fn normalize(input: &str) -> &str {
     let trimmed = input.trim();
-    trimmed.strip_prefix("Bearer ").or_else(|| trimmed.strip_prefix("bearer ")).map_or(trimmed, str::trim)
+    ["Bearer ", "bearer ", "DPoP ", "dpop "]
+        .iter()
+        .find_map(|scheme| trimmed.strip_prefix(scheme))
+        .map_or(trimmed, str::trim)
 }
 
-fn render(inspect: &dyn Inspect, routes: &[RouteRule], token: &str, route: Option<usize>, results: Markup) -> Response {
+fn render(
+    inspect: &dyn Inspect,
+    routes: &[RouteRule],
+    token: &str,
+    route: Option<usize>,
+    input: &ProofInput<'_>,
+    results: Markup,
+) -> Response {
     let body = html! {
         h1 { "Token debugger" } "\n"
         p {
@@ -62,7 +114,8 @@ fn render(inspect: &dyn Inspect, routes: &[RouteRule], token: &str, route: Optio
                 autocapitalize="off" aria-describedby="token-help" { (token) }
             "\n"
             p id="token-help" class="help" {
-                "The compact JWT (three dot-separated parts); a leading " code { "Bearer " } " is ignored."
+                "The compact JWT (three dot-separated parts); a leading " code { "Bearer " } " or " code { "DPoP " }
+                " is ignored."
             }
             "\n" label for="route" { "Route" }
             "\n"
@@ -73,6 +126,31 @@ fn render(inspect: &dyn Inspect, routes: &[RouteRule], token: &str, route: Optio
                 }
             }
             "\n" button type="submit" { "Check token" }
+            @if inspect.dpop().is_some() {
+                "\n"
+                fieldset {
+                    legend { "DPoP proof (optional)" }
+                    "\n" label for="proof" { "Proof" }
+                    "\n"
+                    textarea id="proof" name="proof" rows="4" spellcheck="false" autocomplete="off"
+                        autocapitalize="off" aria-describedby="proof-help" { (input.proof) }
+                    "\n"
+                    p id="proof-help" class="help" {
+                        "The value of the request's " code { "DPoP" } " header. It is checked, not recorded: it can \
+                         still be used once."
+                    }
+                    "\n" label for="method" { "Method" }
+                    "\n"
+                    input id="method" name="method" type="text" autocomplete="off" spellcheck="false"
+                        value=(if input.method.is_empty() { "GET" } else { input.method });
+                    "\n" label for="url" { "URL" }
+                    "\n"
+                    input id="url" name="url" type="url" autocomplete="off" spellcheck="false"
+                        placeholder="https://api.example.com/api/protected" value=(input.url);
+                    "\n" button type="submit" { "Check token and proof" }
+                    "\n"
+                }
+            }
             "\n"
         }
         "\n" (results) "\n" (expectations(inspect))
@@ -105,7 +183,25 @@ struct Row {
     hint: Option<String>,
 }
 
-fn results(inspect: &dyn Inspect, routes: &[RouteRule], token: &str, route: Option<usize>) -> Markup {
+/// What the checks came to.
+struct Evaluation {
+    report: Report,
+    rows: Vec<Row>,
+    /// The answer this server gives, if it refuses.
+    refusal: Option<Error>,
+    /// Whether a route was chosen (the verdict is then about a request, not the token alone).
+    routed: bool,
+    /// The token's `cnf.jkt`.
+    jkt: Option<String>,
+}
+
+fn evaluate(
+    inspect: &dyn Inspect,
+    routes: &[RouteRule],
+    token: &str,
+    route: Option<usize>,
+    input: &ProofInput<'_>,
+) -> Evaluation {
     let report = inspect.explain(token);
     let mut rows: Vec<Row> = report
         .steps
@@ -123,8 +219,16 @@ fn results(inspect: &dyn Inspect, routes: &[RouteRule], token: &str, route: Opti
         })
         .collect();
     let chosen = route.and_then(|index| routes.get(index).map(|rule| (index, rule)));
-    // The answer this server gives: a token failure first, then the route's rule.
+    // The answer this server gives: a token failure first, then the proof, then the route's rule.
     let mut refusal: Option<Error> = report.verdict.as_ref().err().cloned();
+    let jkt = bound_to(&report);
+    if !input.proof.is_empty() {
+        let proof_rows = proof_rows(inspect, token, jkt.as_deref(), input);
+        if refusal.is_none() {
+            refusal = proof_rows.iter().find_map(|(_, err)| err.clone());
+        }
+        rows.extend(proof_rows.into_iter().map(|(row, _)| row));
+    }
     if let Some((index, rule)) = chosen {
         let label = format!("route {}", rule.label);
         match (&rule.access, &report.verdict) {
@@ -140,7 +244,8 @@ fn results(inspect: &dyn Inspect, routes: &[RouteRule], token: &str, route: Opti
                 Err(err) => {
                     let hint = route_hint(&err, verified);
                     rows.push(Row { label, passed: false, detail: err.description().to_owned(), hint });
-                    refusal = Some(err);
+                    // A refused proof is answered before the route's rule is looked at.
+                    refusal.get_or_insert(err);
                 }
             },
             (_, Err(_)) => {
@@ -148,9 +253,36 @@ fn results(inspect: &dyn Inspect, routes: &[RouteRule], token: &str, route: Opti
             }
         }
     }
+    Evaluation { report, rows, refusal, routed: chosen.is_some(), jkt }
+}
+
+/// The checks as JSON: the verdict, each check, and the key the token is bound to.
+fn results_json(evaluation: &Evaluation) -> Value {
+    let checks: Vec<Value> = evaluation
+        .rows
+        .iter()
+        .map(|row| json!({"check": row.label, "passed": row.passed, "detail": row.detail, "hint": row.hint}))
+        .collect();
+    let verdict = match (&evaluation.refusal, evaluation.routed) {
+        (None, true) => "allowed",
+        (None, false) => "valid",
+        (Some(_), _) => "refused",
+    };
+    json!({
+        "verdict": verdict,
+        "reason": evaluation.refusal.as_ref().map(|err| err.reason().code()),
+        "status": evaluation.refusal.as_ref().map(Error::http_status),
+        "message": evaluation.refusal.as_ref().map(Error::description),
+        "dpop_bound_to": evaluation.jkt,
+        "checks": checks,
+    })
+}
+
+fn results(inspect: &dyn Inspect, evaluation: &Evaluation) -> Markup {
+    let Evaluation { report, rows, refusal, routed, jkt } = evaluation;
     let verdict = html! {
-        @match &refusal {
-            None if chosen.is_some() => p class="verdict pass" role="status" id="verdict" {
+        @match refusal {
+            None if *routed => p class="verdict pass" role="status" id="verdict" {
                 "Allowed: this server lets the request through."
             },
             None => p class="verdict pass" role="status" id="verdict" { "Valid: every check passed." },
@@ -164,10 +296,82 @@ fn results(inspect: &dyn Inspect, routes: &[RouteRule], token: &str, route: Opti
         section aria-labelledby="result" {
             h2 id="result" { "Result" }
             (verdict)
-            (checks_table(&rows))
-            (times(&report, inspect.now()))
+            (checks_table(rows))
+            (binding(jkt.as_deref(), report.verdict.is_ok()))
+            (times(report, inspect.now()))
             (decoded("Header", report.header.as_ref(), true))
             (decoded(title, report.claims.as_ref(), report.verdict.is_ok()))
+        }
+    }
+}
+
+/// The `cnf.jkt` of the token: from the verified token, or, for an invalid one, from its decoded claims.
+fn bound_to(report: &Report) -> Option<String> {
+    match &report.verdict {
+        Ok(token) => token.jkt().map(str::to_owned),
+        Err(_) => report.claims.as_ref()?.get("cnf")?.get("jkt")?.as_str().map(str::to_owned),
+    }
+}
+
+/// The rows of the proof checks, each with the refusal it leads to (the core's own checks: what a request with
+/// this token and proof would meet, short of recording the `jti`).
+fn proof_rows(
+    inspect: &dyn Inspect,
+    token: &str,
+    jkt: Option<&str>,
+    input: &ProofInput<'_>,
+) -> Vec<(Row, Option<Error>)> {
+    let fail = |label: &str, err: Error| {
+        let row = Row { label: label.to_owned(), passed: false, detail: err.description().to_owned(), hint: None };
+        (row, Some(err))
+    };
+    let Some(verifier) = inspect.dpop() else {
+        let err = Error::new(Reason::RequestInvalid, "this server does not accept DPoP-bound tokens");
+        return vec![fail("DPoP", err)];
+    };
+    let htu = match Htu::parse(input.url) {
+        Ok(htu) => htu,
+        Err(err) => return vec![fail("request URL", err)],
+    };
+    let method = if input.method.is_empty() { "GET" } else { input.method };
+    let expected = ProofExpectations { method, htu: &htu, access_token: Some(token), jkt };
+    let report = verifier.explain_proof(input.proof, &expected);
+    let mut rows: Vec<(Row, Option<Error>)> = report
+        .steps
+        .into_iter()
+        .map(|step| match step.outcome {
+            Ok(()) => {
+                let detail = match step.check {
+                    portcullis::dpop::DpopCheck::Uri => format!("matches {}", htu.as_str()),
+                    portcullis::dpop::DpopCheck::Method => format!("matches {method}"),
+                    _ => "passed".to_owned(),
+                };
+                (Row { label: step.check.label().to_owned(), passed: true, detail, hint: None }, None)
+            }
+            Err(err) => fail(step.check.label(), err),
+        })
+        .collect();
+    if jkt.is_none() && report.verdict.is_ok() {
+        let err = Error::new(
+            Reason::TokenBindingInvalid,
+            "the token is not DPoP-bound (no cnf.jkt): send it with the Bearer scheme",
+        );
+        rows.push(fail("cnf.jkt binding", err));
+    }
+    rows
+}
+
+/// Whether the token is bound to a key (`cnf.jkt`, RFC 9449 §6.1), and what that asks of each request.
+fn binding(jkt: Option<&str>, trusted: bool) -> Markup {
+    let Some(jkt) = jkt else { return html! {} };
+    html! {
+        h3 { "DPoP binding" }
+        p id="dpop-binding" {
+            "This token is DPoP-bound"
+            @if !trusted { " (claimed by a token that is not valid)" }
+            ": its " code { "cnf.jkt" } " is the key thumbprint " code { (jkt) } ". Send it as "
+            code { "Authorization: DPoP …" } " with a fresh proof by that key on every request; sent as "
+            code { "Bearer" } " it is refused."
         }
     }
 }
@@ -278,7 +482,7 @@ fn route_hint(err: &Error, token: &VerifiedToken) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
-    use super::{Row, checks_table, decoded, normalize, times};
+    use super::{Row, binding, checks_table, decoded, normalize, times};
     use crate::html::codes;
     use portcullis::Report;
     use portcullis::clock::UnixTime;
@@ -292,6 +496,7 @@ mod tests {
         assert_eq!(normalize("  Bearer a.b.c \n"), "a.b.c");
         assert_eq!(normalize("a.b.c"), "a.b.c");
         assert_eq!(normalize("bearer  a.b.c"), "a.b.c");
+        assert_eq!(normalize("DPoP a.b.c"), "a.b.c");
     }
 
     #[test]
@@ -317,7 +522,10 @@ mod tests {
             "<td>&quot;&lt;script&gt;alert(1)&lt;/script&gt;\\&quot;'&amp;&quot;</td><td colspan=\"2\">not a usable NumericDate"
         ), "{times}");
 
-        for html in [&table, &shown, &times] {
+        let bound = binding(Some(HOSTILE), false).into_string();
+        assert!(bound.contains(&format!("<code>{ESCAPED}</code>")), "{bound}");
+
+        for html in [&table, &shown, &times, &bound] {
             assert!(!html.contains("<script>") && !html.contains("\"'&"), "{html}");
         }
         assert_eq!(

@@ -4,7 +4,8 @@
 //!
 //! - a **token debugger** (`/debugger`): paste a token, see its decoded header and claims and every check this
 //!   server would run on it — issuer, audience, key, signature, times with their differences in seconds, and a
-//!   chosen route's rule — each with pass or fail and a hint for the common mistakes;
+//!   chosen route's rule — each with pass or fail and a hint for the common mistakes; for a DPoP-bound token, the
+//!   key thumbprint it is bound to and, given a proof with its method and URL, every proof check;
 //! - a **status page** (`/status`, and `/status.json` for scripts): the trusted issuers, their key sets (kid,
 //!   algorithm, when fetched, next refresh, stale or not) and the requests decided so far by outcome and reason;
 //! - the **demo single-page app** ([`spa`]): log in at an OpenID Connect issuer with the authorization code flow
@@ -75,6 +76,11 @@ pub trait Inspect: Send + Sync + 'static {
     fn now(&self) -> UnixTime;
     /// The path of a browser app this server also serves, linked from every page's navigation.
     fn app_path(&self) -> Option<&str> {
+        None
+    }
+    /// The DPoP proof checker of this server, when it accepts DPoP-bound tokens: the debugger then checks a
+    /// pasted proof with it, against the method and URL given with it (recording nothing).
+    fn dpop(&self) -> Option<&portcullis::dpop::DpopVerifier> {
         None
     }
 }

@@ -4,6 +4,7 @@
 
 use axum::body::Body;
 use http::{Request, StatusCode, header};
+use portcullis::dpop::{DpopVerifier, Htu, ProofExpectations};
 use portcullis::signing::SigningKey;
 use portcullis::{Algorithm, Error, KeySet, Report, Requirement, VerifiedToken, Verifier, VerifyingKey};
 use portcullis_testkit::claims::{access, now, with};
@@ -21,6 +22,7 @@ struct Api {
     keys: Arc<KeySet>,
     rule: Requirement,
     tally: Tally,
+    dpop: Option<DpopVerifier>,
 }
 
 impl Inspect for Api {
@@ -47,13 +49,23 @@ impl Inspect for Api {
     fn now(&self) -> portcullis::clock::UnixTime {
         self.verifier.now()
     }
+
+    fn dpop(&self) -> Option<&DpopVerifier> {
+        self.dpop.as_ref()
+    }
 }
 
 fn setup() -> (Arc<Api>, SigningKey) {
     let signer = keys::key("key-2026");
     let keys = Arc::new(keys::key_set(&[&signer]));
     let verifier = Verifier::builder().issuer(ISSUER).audience(AUDIENCE).keys((*keys).clone()).build().unwrap();
-    let api = Api { verifier, keys, rule: Requirement::scope("read:messages"), tally: Tally::default() };
+    let api = Api {
+        verifier,
+        keys,
+        rule: Requirement::scope("read:messages"),
+        tally: Tally::default(),
+        dpop: Some(DpopVerifier::builder().build().unwrap()),
+    };
     (Arc::new(api), signer)
 }
 
@@ -70,10 +82,17 @@ async fn send(api: &Arc<Api>, request: Request<Body>) -> (StatusCode, http::Head
 }
 
 async fn check(api: &Arc<Api>, token: &str, route: &str) -> String {
-    let form = url::form_urlencoded::Serializer::new(String::new())
-        .append_pair("token", token)
-        .append_pair("route", route)
-        .finish();
+    check_with_proof(api, token, route, &[]).await
+}
+
+/// Submits the form with the token, the route and `extra` fields (the DPoP proof, method and URL).
+async fn check_with_proof(api: &Arc<Api>, token: &str, route: &str, extra: &[(&str, &str)]) -> String {
+    let mut form = url::form_urlencoded::Serializer::new(String::new());
+    form.append_pair("token", token).append_pair("route", route);
+    for (name, value) in extra {
+        form.append_pair(name, value);
+    }
+    let form = form.finish();
     let request = Request::post("/debugger")
         .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
         .body(Body::from(form))
@@ -224,11 +243,204 @@ async fn the_debugger_measures_times_on_the_verifiers_clock() {
         .clock(Arc::new(portcullis::clock::ManualClock::at_unix(THEN)))
         .build()
         .unwrap();
-    let api = Arc::new(Api { verifier, keys, rule: Requirement::scope("read:messages"), tally: Tally::default() });
+    let api = Arc::new(Api {
+        verifier,
+        keys,
+        rule: Requirement::scope("read:messages"),
+        tally: Tally::default(),
+        dpop: None,
+    });
     let claims = json!({"iss": ISSUER, "sub": "auth0|alice", "aud": AUDIENCE, "iat": THEN - 5, "exp": THEN + 120});
     let html = check(&api, &signer.sign_token(&claims, None).unwrap(), "").await;
     assert!(html.contains("Valid: every check passed."), "{html}");
     assert!(html.contains("expires in 120 s (difference +120 s)"), "{html}");
     assert!(html.contains("issued 5 s ago"), "{html}");
     assert!(html.contains("This server's clock: 2001-09-09T01:46:40Z."), "{html}");
+}
+
+/// A DPoP client's key: its public JWK (key members only) and the proofs it signs.
+struct Client {
+    key: SigningKey,
+    jwk: serde_json::Map<String, Value>,
+}
+
+impl Client {
+    fn new() -> Self {
+        let key = SigningKey::generate(Algorithm::ES256, None).unwrap();
+        let mut jwk = key.public_jwk().as_object().cloned().unwrap();
+        jwk.retain(|name, _| ["kty", "crv", "x", "y"].contains(&name.as_str()));
+        Self { key, jwk }
+    }
+
+    fn thumbprint(&self) -> String {
+        portcullis::dpop::thumbprint(&self.jwk).unwrap()
+    }
+
+    fn proof(&self, method: &str, url: &str, token: &str, jti: &str) -> String {
+        let claims = json!({"jti": jti, "htm": method, "htu": url, "iat": now(),
+                            "ath": portcullis::dpop::access_token_hash(token)});
+        let header = serde_json::Map::from_iter([
+            ("typ".to_owned(), json!("dpop+jwt")),
+            ("jwk".to_owned(), Value::Object(self.jwk.clone())),
+        ]);
+        self.key.sign_token(&claims, Some(&header)).unwrap()
+    }
+}
+
+fn bound_token(signer: &SigningKey, jkt: &str) -> String {
+    let claims = with(access(ISSUER, AUDIENCE, now(), now() + 600), "cnf", json!({ "jkt": jkt }));
+    signer.sign_token(&claims, None).unwrap()
+}
+
+const URL: &str = "https://api.example/messages";
+
+#[tokio::test]
+async fn a_dpop_bound_token_shows_its_key_and_every_proof_check() {
+    let (api, signer) = setup();
+    let client = Client::new();
+    let token = bound_token(&signer, &client.thumbprint());
+    let proof = client.proof("GET", URL, &token, "jti-1");
+    let form = [("proof", proof.as_str()), ("method", "GET"), ("url", URL)];
+
+    // The token alone: valid, and shown as bound to the client's key.
+    let html = check(&api, &token, "").await;
+    assert!(html.contains("Valid: every check passed."), "{html}");
+    assert!(html.contains(&format!("is the key thumbprint <code>{}</code>", client.thumbprint())), "{html}");
+
+    // With its proof (the header value pasted as `DPoP <token>`): every proof check passes, twice — the debugger
+    // records nothing, so the proof can still be used once.
+    for _ in 0..2 {
+        let html = check_with_proof(&api, &format!("DPoP {token}"), "", &form).await;
+        assert!(html.contains("Valid: every check passed."), "{html}");
+        let rows = rows(&html);
+        for label in
+            ["proof structure", "proof signature", "htm", "htu", "proof iat", "ath", "cnf.jkt binding", "jti replay"]
+        {
+            assert!(rows.contains(&(label.to_owned(), "pass".to_owned())), "{label}: {rows:?}");
+        }
+        assert!(html.contains("matches https://api.example/messages"), "{html}");
+    }
+    // Used once for real, the same proof is shown as a replay.
+    let verifier = api.dpop.as_ref().unwrap();
+    let htu = Htu::parse(URL).unwrap();
+    let jkt = client.thumbprint();
+    let expected = ProofExpectations { method: "GET", htu: &htu, access_token: Some(&token), jkt: Some(&jkt) };
+    verifier.check_proof(&proof, &expected).unwrap();
+    let html = check_with_proof(&api, &token, "", &form).await;
+    assert!(rows(&html).contains(&("jti replay".to_owned(), "fail".to_owned())), "{html}");
+    assert!(html.contains("Refused: <strong>dpop_proof_invalid</strong> (HTTP 401)"), "{html}");
+}
+
+#[tokio::test]
+async fn each_proof_defect_is_named() {
+    let (api, signer) = setup();
+    let client = Client::new();
+    let token = bound_token(&signer, &client.thumbprint());
+    let refused = |html: &str, label: &str, reason: &str| {
+        assert!(rows(html).contains(&(label.to_owned(), "fail".to_owned())), "{label}: {html}");
+        assert!(html.contains(&format!("Refused: <strong>{reason}</strong> (HTTP 401)")), "{reason}: {html}");
+    };
+    // Another URL, another method, another token's hash.
+    let proof = client.proof("GET", "https://api.example/other", &token, "a");
+    let html = check_with_proof(&api, &token, "", &[("proof", &proof), ("method", "GET"), ("url", URL)]).await;
+    refused(&html, "htu", "dpop_proof_invalid");
+    let proof = client.proof("POST", URL, &token, "b");
+    let html = check_with_proof(&api, &token, "", &[("proof", &proof), ("method", "GET"), ("url", URL)]).await;
+    refused(&html, "htm", "dpop_proof_invalid");
+    let other = bound_token(&signer, &client.thumbprint());
+    let proof = client.proof("GET", URL, &other, "c");
+    let html = check_with_proof(&api, &token, "", &[("proof", &proof), ("method", "GET"), ("url", URL)]).await;
+    refused(&html, "ath", "dpop_proof_invalid");
+    // A proof by another key, and a proof with a token that is not bound at all.
+    let stranger = Client::new();
+    let proof = stranger.proof("GET", URL, &token, "d");
+    let html = check_with_proof(&api, &token, "", &[("proof", &proof), ("method", "GET"), ("url", URL)]).await;
+    refused(&html, "cnf.jkt binding", "token_binding_invalid");
+    let unbound = token_for(&signer);
+    let proof = client.proof("GET", URL, &unbound, "e");
+    let html = check_with_proof(&api, &unbound, "", &[("proof", &proof), ("method", "GET"), ("url", URL)]).await;
+    refused(&html, "cnf.jkt binding", "token_binding_invalid");
+    assert!(!html.contains("id=\"dpop-binding\""), "an unbound token is not shown as bound: {html}");
+    // Not a proof at all, and a URL that is not one.
+    let html = check_with_proof(&api, &token, "", &[("proof", "not-a-proof"), ("url", URL)]).await;
+    refused(&html, "proof structure", "dpop_proof_invalid");
+    let proof = client.proof("GET", URL, &token, "f");
+    let html = check_with_proof(&api, &token, "", &[("proof", &proof), ("url", "ftp://x/<b>")]).await;
+    assert!(rows(&html).contains(&("request URL".to_owned(), "fail".to_owned())), "{html}");
+    assert!(!html.contains("<b>"), "{html}");
+}
+
+fn token_for(signer: &SigningKey) -> String {
+    token(signer, AUDIENCE, "openid")
+}
+
+#[tokio::test]
+async fn a_server_without_dpop_offers_no_proof_field_and_says_so() {
+    let signer = keys::key("key-2026");
+    let keys = Arc::new(keys::key_set(&[&signer]));
+    let verifier = Verifier::builder().issuer(ISSUER).audience(AUDIENCE).keys((*keys).clone()).build().unwrap();
+    let api = Arc::new(Api {
+        verifier,
+        keys,
+        rule: Requirement::scope("read:messages"),
+        tally: Tally::default(),
+        dpop: None,
+    });
+    let (_, _, html) = send(&api, Request::get("/debugger").body(Body::empty()).unwrap()).await;
+    assert!(!html.contains("name=\"proof\""), "{html}");
+    let client = Client::new();
+    let token = bound_token(&signer, &client.thumbprint());
+    let proof = client.proof("GET", URL, &token, "g");
+    let html = check_with_proof(&api, &token, "", &[("proof", &proof), ("url", URL)]).await;
+    assert!(rows(&html).contains(&("DPoP".to_owned(), "fail".to_owned())), "{html}");
+    assert!(html.contains("this server does not accept DPoP-bound tokens"), "{html}");
+}
+
+#[tokio::test]
+async fn the_debugger_answers_json_when_asked() {
+    let (api, signer) = setup();
+    let client = Client::new();
+    let token = bound_token(&signer, &client.thumbprint());
+    let ask = |fields: Vec<(&str, String)>| {
+        let mut form = url::form_urlencoded::Serializer::new(String::new());
+        for (name, value) in &fields {
+            form.append_pair(name, value);
+        }
+        Request::post("/debugger")
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .header(header::ACCEPT, "text/html;q=0.5, application/json")
+            .body(Body::from(form.finish()))
+            .unwrap()
+    };
+    let proof = client.proof("GET", URL, &token, "json-1");
+    let fields = vec![("token", token.clone()), ("proof", proof), ("method", "GET".into()), ("url", URL.into())];
+    let (status, headers, body) = send(&api, ask(fields)).await;
+    assert_eq!((status, headers[header::CONTENT_TYPE].to_str().unwrap()), (StatusCode::OK, "application/json"));
+    assert_eq!(headers[header::CACHE_CONTROL], "no-store");
+    let json: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(json["verdict"], "valid", "{json}");
+    assert_eq!(json["dpop_bound_to"], client.thumbprint());
+    let checks = json["checks"].as_array().unwrap();
+    assert!(checks.iter().any(|c| c["check"] == "cnf.jkt binding" && c["passed"] == true), "{json}");
+    assert!(checks.iter().all(|c| c["passed"] == true), "{json}");
+
+    // A proof for another URL, with the route: refused, with the reason, status and message.
+    let proof = client.proof("GET", "https://api.example/other", &token, "json-2");
+    let fields = vec![
+        ("token", token.clone()),
+        ("route", "1".into()),
+        ("proof", proof),
+        ("method", "GET".into()),
+        ("url", URL.into()),
+    ];
+    let json: Value = serde_json::from_str(&send(&api, ask(fields)).await.2).unwrap();
+    assert_eq!(
+        (&json["verdict"], &json["reason"], &json["status"]),
+        (&json!("refused"), &json!("dpop_proof_invalid"), &json!(401)),
+        "{json}"
+    );
+    assert!(json["checks"].as_array().unwrap().iter().any(|c| c["check"] == "htu" && c["passed"] == false));
+    // No token: said so, as JSON.
+    let json: Value = serde_json::from_str(&send(&api, ask(vec![("token", " ".into())])).await.2).unwrap();
+    assert_eq!(json["verdict"], "no_token");
 }

@@ -660,6 +660,19 @@ mod tests {
     }
 
     #[test]
+    fn challenge_parameters_cannot_break_out_of_their_quotes() {
+        let params = Challenges {
+            realm: "a\"b",
+            bearer: true,
+            dpop_algs: None,
+            resource_metadata: Some("https://x.example/\", error=\"none"),
+            scheme_used: None,
+        };
+        let challenges = Error::new(Reason::TokenMissing, "none").challenges(&params);
+        assert_eq!(challenges, [r#"Bearer realm="ab", resource_metadata="https://x.example/, error=none""#]);
+    }
+
+    #[test]
     fn quoted_truncates_and_sanitises() {
         let long = "a".repeat(200);
         let q = quoted(&long);

@@ -783,6 +783,9 @@ fn request_rules() {
     assert_eq!("required".parse::<DpopMode>(), Ok(DpopMode::Required));
     assert_eq!(DpopMode::default(), DpopMode::Off);
     assert!("on".parse::<DpopMode>().is_err());
+    assert_eq!(serde_json::from_value::<DpopMode>(json!("allowed")).unwrap(), DpopMode::Allowed);
+    assert!(serde_json::from_value::<DpopMode>(json!("Allowed")).is_err());
+    assert_eq!(serde_json::to_value(DpopMode::Required).unwrap(), json!("required"));
 }
 
 #[test]

@@ -108,3 +108,23 @@ fn keys() -> &'static Arc<KeySet> {
     static KEYS: OnceLock<Arc<KeySet>> = OnceLock::new();
     KEYS.get_or_init(|| Arc::new(keys::key_set(&[key()])))
 }
+
+proptest! {
+    /// Any text either is refused or normalizes to an `htu` that normalizes to itself: normalization never panics,
+    /// and two spellings that normalize alike compare alike on both sides of a DPoP check.
+    #[test]
+    fn htu_normalization_is_total_and_idempotent(
+        scheme in prop::sample::select(vec!["http", "HTTPS", "https", "ftp", ""]),
+        host in "[A-Za-z0-9.\\-\\[\\]:@%]{0,20}",
+        path in "[A-Za-z0-9/.%~!$&'()*+,;=:@ \\-_?#\u{e9}]{0,40}",
+    ) {
+        let uri = format!("{scheme}://{host}{path}");
+        if let Ok(htu) = portcullis::dpop::Htu::parse(&uri) {
+            let again = portcullis::dpop::Htu::parse(htu.as_str()).unwrap();
+            prop_assert_eq!(again.as_str(), htu.as_str());
+            prop_assert!(!htu.as_str().contains(['?', '#', ' ']));
+            prop_assert!(htu.path().starts_with('/'));
+            prop_assert!(!htu.path().split('/').any(|segment| segment == "." || segment == ".."));
+        }
+    }
+}

@@ -21,9 +21,17 @@
 //! - `AUDIENCE` (required): your API's identifier, as in the tokens' `aud`.
 //! - `JWKS_URI` (optional): where the issuer publishes its keys.
 //! - `PORT` (optional, default 3000): the port on 127.0.0.1 (0 picks a free one).
+//! - `DPOP` (optional, default `allowed`): `off` (Bearer tokens only), `allowed` (DPoP-bound tokens too, RFC 9449)
+//!   or `required` (DPoP-bound tokens only).
+//! - `PUBLIC_URL` (optional, default `http://127.0.0.1:PORT`): the URL clients use to reach the API, e.g. the
+//!   `https://` address of the balancer in front. Proofs' `htu` and the metadata's `resource` are built from it.
+//!
+//! The API publishes its RFC 9728 protected-resource metadata at `/.well-known/oauth-protected-resource` (the
+//! issuer as its authorization server) and names that document in every `WWW-Authenticate` challenge.
 //!
 //! The routes themselves are [`quickstart::app`] (`src/lib.rs`): a dozen lines worth reading.
 
+use portcullis::dpop::{DpopMode, DpopVerifier};
 use portcullis::remote::{KeyLocation, RemoteKeySet, RemoteOptions};
 use portcullis::{SystemClock, Verifier};
 use std::process::ExitCode;
@@ -39,6 +47,8 @@ struct Config {
     audience: String,
     jwks_uri: Option<String>,
     port: u16,
+    dpop: DpopMode,
+    public_url: Option<String>,
 }
 
 fn config() -> Result<Config, String> {
@@ -56,7 +66,17 @@ fn config() -> Result<Config, String> {
         Ok(port) => port.trim().parse().map_err(|_| format!("PORT must be a port number, got {port:?}"))?,
         Err(_) => 3000,
     };
-    Ok(Config { issuer, audience, jwks_uri, port })
+    let dpop = match std::env::var("DPOP") {
+        Ok(mode) if !mode.trim().is_empty() => {
+            mode.trim().parse().map_err(|_| format!("DPOP must be off, allowed or required, got {mode:?}"))?
+        }
+        _ => DpopMode::Allowed,
+    };
+    let public_url = std::env::var("PUBLIC_URL").ok().map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
+    if let Some(url) = &public_url {
+        portcullis::dpop::Htu::parse(url).map_err(|e| format!("PUBLIC_URL is not usable: {}", e.description()))?;
+    }
+    Ok(Config { issuer, audience, jwks_uri, port, dpop, public_url })
 }
 
 async fn run(config: Config) -> Result<(), String> {
@@ -83,8 +103,17 @@ async fn run(config: Config) -> Result<(), String> {
         .await
         .map_err(|e| format!("cannot listen on 127.0.0.1:{}: {e}", config.port))?;
     let address = listener.local_addr().map_err(|e| e.to_string())?;
-    println!("quickstart API listening on http://{address} (issuer {}, audience {})", config.issuer, config.audience);
-    axum::serve(listener, quickstart::app(verifier)).await.map_err(|e| e.to_string())
+    let sender = quickstart::Sender {
+        verifier: DpopVerifier::builder().build().map_err(|e| e.to_string())?,
+        mode: config.dpop,
+        public_url: config.public_url.clone().unwrap_or_else(|| format!("http://{address}")),
+        authorization_servers: vec![config.issuer.clone()],
+    };
+    println!(
+        "quickstart API listening on http://{address} (issuer {}, audience {}, DPoP {}, public URL {})",
+        config.issuer, config.audience, config.dpop, sender.public_url
+    );
+    axum::serve(listener, quickstart::app_with(verifier, &sender)).await.map_err(|e| e.to_string())
 }
 
 fn main() -> ExitCode {

@@ -103,11 +103,16 @@ async fn unreachable_issuer_starts_and_answers_503() {
 
 #[tokio::test]
 async fn missing_or_invalid_configuration_fails_clearly() {
-    let cases: [(&[(&str, &str)], &str); 4] = [
+    let cases: [(&[(&str, &str)], &str); 6] = [
         (&[("AUDIENCE", AUDIENCE)], "ISSUER_BASE_URL is not set"),
         (&[("ISSUER_BASE_URL", "https://t.example/")], "AUDIENCE is not set"),
         (&[("ISSUER_BASE_URL", "t.example"), ("AUDIENCE", AUDIENCE)], "must be an http(s) URL"),
         (&[("ISSUER_BASE_URL", "https://t.example/"), ("AUDIENCE", AUDIENCE), ("PORT", "eighty")], "PORT must be"),
+        (&[("ISSUER_BASE_URL", "https://t.example/"), ("AUDIENCE", AUDIENCE), ("DPOP", "sometimes")], "DPOP must be"),
+        (
+            &[("ISSUER_BASE_URL", "https://t.example/"), ("AUDIENCE", AUDIENCE), ("PUBLIC_URL", "ftp://api.example")],
+            "PUBLIC_URL is not usable",
+        ),
     ];
     for (env, expected) in cases {
         let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_quickstart"));
@@ -120,4 +125,37 @@ async fn missing_or_invalid_configuration_fails_clearly() {
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert!(stderr.contains(expected), "{env:?}: {stderr}");
     }
+}
+
+#[tokio::test]
+async fn publishes_its_metadata_at_its_public_url_and_names_it_in_challenges() {
+    let idp = Idp::start().await;
+    idp.publish(&[&key("k1")]);
+    let issuer = idp.issuer();
+    // Behind a balancer: the public URL is not the address it listens on.
+    let app = start(&[
+        ("ISSUER_BASE_URL", &issuer),
+        ("AUDIENCE", AUDIENCE),
+        ("PUBLIC_URL", "https://api.example.com"),
+        ("DPOP", "required"),
+    ])
+    .await;
+    let (status, document) = get(&app.base, "/.well-known/oauth-protected-resource", None).await;
+    assert_eq!(status, 200, "{document}");
+    assert_eq!(document["resource"], "https://api.example.com");
+    assert_eq!(document["authorization_servers"], json!([issuer]));
+    assert_eq!(document["dpop_bound_access_tokens_required"], true);
+    assert_eq!(document["scopes_supported"], json!(["read:messages"]));
+
+    let response = reqwest::get(format!("{}/api/private", app.base)).await.unwrap();
+    assert_eq!(response.status(), 401);
+    let challenges: Vec<&str> =
+        response.headers().get_all("www-authenticate").iter().map(|v| v.to_str().unwrap()).collect();
+    // DPoP required: no Bearer challenge, and the DPoP one names the document at the public URL.
+    assert_eq!(challenges.len(), 1, "{challenges:?}");
+    assert!(challenges[0].starts_with("DPoP "), "{challenges:?}");
+    assert!(
+        challenges[0].contains("resource_metadata=\"https://api.example.com/.well-known/oauth-protected-resource\""),
+        "{challenges:?}"
+    );
 }

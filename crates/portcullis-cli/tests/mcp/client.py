@@ -165,8 +165,8 @@ class Browser:
             query = parse_qs(urlsplit(location).query)
             if "error" in query:
                 raise SystemExit(f"the authorization server answered an error: {query}")
-            first = lambda name: query.get(name, [None])[0]  # noqa: E731
-            self.result = AuthorizationCodeResult(code=first("code"), state=first("state"), iss=first("iss"))
+            code, state, iss = (query.get(name, [None])[0] for name in ("code", "state", "iss"))
+            self.result = AuthorizationCodeResult(code=code, state=state, iss=iss)
 
     async def callback(self) -> AuthorizationCodeResult:
         if self.result is None:

@@ -58,8 +58,10 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Whether a resource takes DPoP-bound tokens.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+/// Whether a resource takes DPoP-bound tokens. In configuration files (serde) and on command lines (`FromStr`)
+/// it is spelled `off`, `allowed` or `required`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum DpopMode {
     /// Only `Bearer`; the `DPoP` scheme is a malformed request, and a DPoP-bound token sent as `Bearer` is refused.
     #[default]
