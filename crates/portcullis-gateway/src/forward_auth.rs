@@ -146,6 +146,9 @@ pub(crate) async fn handler(State(gateway): State<Gateway>, mut request: Request
         Some(front) => answer(&policy, front, request.headers()).await,
         None => StatusCode::NOT_FOUND.into_response(),
     };
+    drop(policy);
+    let (parts, body) = request.into_parts();
+    let response = crate::proxy::after_body(body, &parts.headers, response).await;
     crate::proxy::with_request_id(response, request_id)
 }
 

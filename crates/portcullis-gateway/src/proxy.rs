@@ -151,12 +151,17 @@ const REFUSED_BODY_TIME: Duration = Duration::from_secs(2);
 /// connection for its next request (an MCP client fetches the metadata named in a 401 at once) loses that request.
 /// A body over [`REFUSED_BODY_LIMIT`] or slower than [`REFUSED_BODY_TIME`] gets `Connection: close` instead, so the
 /// client knows not to reuse the connection (RFC 9112 §9.6), and so does a client waiting for `100 Continue`: it is
-/// not asked for a body that would be dropped.
-async fn after_body(body: Body, headers: &HeaderMap, mut refusal: Response) -> Response {
+/// not asked for a body that would be dropped. Every answer the gateway gives itself, without the upstream (the
+/// metadata document, preflights, forward-auth answers), goes through here too.
+pub(crate) async fn after_body(body: Body, headers: &HeaderMap, mut refusal: Response) -> Response {
     if axum::body::HttpBody::is_end_stream(&body) {
         return refusal;
     }
-    let waiting = headers.get(http::header::EXPECT).is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+    // hyper sends `100 Continue` when the last `Expect` asks for it; any of them asking is enough to stay silent.
+    let waiting = headers
+        .get_all(http::header::EXPECT)
+        .iter()
+        .any(|value| value.as_bytes().trim_ascii().eq_ignore_ascii_case(b"100-continue"));
     let read = if waiting {
         None
     } else {
@@ -200,10 +205,13 @@ pub(crate) async fn proxy(
     };
     // The protected-resource metadata is the gateway's own document: answered before any route, never forwarded.
     if let Some(answer) = crate::metadata::answer(&policy, &canonical) {
-        return with_request_id(answer, request_id);
+        drop(policy);
+        return with_request_id(after_body(body, &parts.headers, answer).await, request_id);
     }
     if let Some(front) = policy.forward_auth_endpoint(&canonical) {
-        return with_request_id(crate::forward_auth::answer(&policy, front, &parts.headers).await, request_id);
+        let answer = crate::forward_auth::answer(&policy, front, &parts.headers).await;
+        drop(policy);
+        return with_request_id(after_body(body, &parts.headers, answer).await, request_id);
     }
     let decision = policy.decide_and_report(&canonical, &parts.headers, true).await;
     let cors = policy.cors_headers(&canonical, &parts.headers);
@@ -215,7 +223,11 @@ pub(crate) async fn proxy(
             drop(policy);
             return with_request_id(after_body(body, &parts.headers, refusal).await, request_id);
         }
-        Decision::Preflight(answer) => return with_request_id(crate::render::preflight(answer), request_id),
+        Decision::Preflight(answer) => {
+            drop(policy);
+            let answer = crate::render::preflight(answer);
+            return with_request_id(after_body(body, &parts.headers, answer).await, request_id);
+        }
     };
     let websocket = wants_websocket(&parts.headers);
     let client_upgrade = parts.extensions.remove::<hyper::upgrade::OnUpgrade>();
@@ -249,7 +261,11 @@ pub(crate) async fn proxy(
     let upstream = policy.config.upstream.as_deref().unwrap_or_default().trim_end_matches('/');
     parts.uri = match format!("{upstream}{}", canonical.target()).parse::<Uri>() {
         Ok(uri) => uri,
-        Err(_) => return with_request_id(crate::render::unforwardable_target(), request_id),
+        Err(_) => {
+            drop(policy);
+            let answer = crate::render::unforwardable_target();
+            return with_request_id(after_body(body, &parts.headers, answer).await, request_id);
+        }
     };
     // The upstream is spoken to over HTTP/1.1 whatever the client used (HTTP/2 included).
     parts.version = http::Version::HTTP_11;
@@ -332,13 +348,16 @@ fn switch_protocols(
 /// metadata when configured, 404 for everything else.
 pub(crate) async fn no_upstream(State(state): State<ProxyState>, request: Request) -> Response {
     let policy = state.gateway.policy();
-    let uri = request.uri();
+    let (parts, body) = request.into_parts();
+    let uri = &parts.uri;
     let canonical =
-        CanonicalRequest::from_parts(request.method().clone(), uri.path().as_bytes(), uri.query().map(str::as_bytes));
-    match canonical.ok().and_then(|canonical| crate::metadata::answer(&policy, &canonical)) {
+        CanonicalRequest::from_parts(parts.method.clone(), uri.path().as_bytes(), uri.query().map(str::as_bytes));
+    let answer = match canonical.ok().and_then(|canonical| crate::metadata::answer(&policy, &canonical)) {
         Some(answer) => answer,
         None => crate::render::no_upstream(),
-    }
+    };
+    drop(policy);
+    after_body(body, &parts.headers, answer).await
 }
 
 pub(crate) fn with_request_id(mut response: Response, id: HeaderValue) -> Response {

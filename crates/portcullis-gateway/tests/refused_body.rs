@@ -14,13 +14,18 @@ use tokio::net::TcpStream;
 const TIMEOUT: Duration = Duration::from_secs(10);
 
 async fn gateway() -> String {
+    gateway_with("").await
+}
+
+/// A gateway with `extra` top-level settings (before any table), a route `/mcp` and an echoing upstream.
+async fn gateway_with(extra: &str) -> String {
     let key = portcullis_testkit::keys::key("k1");
     let dir = tempfile::tempdir().unwrap();
     let jwks = dir.path().join("jwks.json");
     std::fs::write(&jwks, portcullis_testkit::keys::jwks(&[&key])).unwrap();
     let upstream = support::upstream().await;
     let config = format!(
-        "upstream = \"{upstream}\"\n[[issuers]]\nissuer = \"https://issuer.test/\"\naudiences = [\"https://api.test\"]\n\
+        "upstream = \"{upstream}\"\n{extra}\n[[issuers]]\nissuer = \"https://issuer.test/\"\naudiences = [\"https://api.test\"]\n\
          jwks_uri = \"file://{}\"\n[[routes]]\npath = \"/mcp\"\n",
         jwks.display()
     );
@@ -126,4 +131,58 @@ async fn a_refused_body_too_large_to_read_or_not_sent_yet_gets_connection_close(
     stream.write_all(post_head(&address, 10, "Expect: 100-continue\r\n").as_bytes()).await.unwrap();
     let (head, _) = response(&mut stream).await.expect("the refusal");
     assert!(head.starts_with("http/1.1 401") && head.contains("connection: close"), "{head}");
+}
+
+/// A gateway that publishes protected-resource metadata.
+async fn gateway_with_metadata() -> String {
+    gateway_with(
+        "public_url = \"https://api.example.com\"\n[resource_metadata]\nresource = \"https://api.example.com\"\n\
+         authorization_servers = [\"https://issuer.test/\"]",
+    )
+    .await
+}
+
+/// Every answer the gateway gives before routing (the metadata document, its `OPTIONS` and `405` answers) reads a
+/// request body as a refusal does: an answer sent while the body is still unread would have hyper close the
+/// connection under a client that was not told so, and that client's next request on it would be lost.
+#[tokio::test]
+async fn answers_before_any_route_read_the_body_or_say_connection_close() {
+    let address = gateway_with_metadata().await;
+    let well_known = "/.well-known/oauth-protected-resource";
+    for method in ["OPTIONS", "POST", "GET"] {
+        // The body follows the head at once: it is read, and the connection serves the next request.
+        let mut stream = TcpStream::connect(&address).await.unwrap();
+        stream.set_nodelay(true).unwrap();
+        let head = format!("{method} {well_known} HTTP/1.1\r\nHost: {address}\r\nContent-Length: 5\r\n\r\n");
+        stream.write_all(head.as_bytes()).await.unwrap();
+        stream.flush().await.unwrap();
+        stream.write_all(b"hello").await.unwrap();
+        let (head, _) = response(&mut stream).await.expect("the answer");
+        assert!(!head.contains("connection: close"), "{method}: {head}");
+        let again = format!("GET {well_known} HTTP/1.1\r\nHost: {address}\r\n\r\n");
+        stream.write_all(again.as_bytes()).await.unwrap();
+        let (head, document) = response(&mut stream).await.expect("an answer on the kept connection");
+        assert!(head.starts_with("http/1.1 200"), "{method}: {head}");
+        assert!(String::from_utf8_lossy(&document).contains("authorization_servers"));
+
+        // A body that does not come: the answer says the connection closes.
+        let mut stream = TcpStream::connect(&address).await.unwrap();
+        let head = format!("{method} {well_known} HTTP/1.1\r\nHost: {address}\r\nContent-Length: 5\r\n\r\n");
+        stream.write_all(head.as_bytes()).await.unwrap();
+        let (head, _) = response(&mut stream).await.expect("the answer");
+        assert!(head.contains("connection: close"), "{method}: {head}");
+    }
+}
+
+/// hyper answers `100 Continue` when any `Expect` header asks for it (the last one counts), so the gateway does
+/// not read a refused body when any of them does: the client is never asked for a body that would be dropped.
+#[tokio::test]
+async fn a_refused_request_with_100_continue_in_any_expect_header_is_not_asked_for_its_body() {
+    let address = gateway().await;
+    for expect in ["Expect: foo\r\nExpect: 100-continue\r\n", "Expect: 100-CONTINUE\r\n"] {
+        let mut stream = TcpStream::connect(&address).await.unwrap();
+        stream.write_all(post_head(&address, 10, expect).as_bytes()).await.unwrap();
+        let (head, _) = response(&mut stream).await.expect("the refusal");
+        assert!(head.starts_with("http/1.1 401") && head.contains("connection: close"), "{expect}: {head}");
+    }
 }
