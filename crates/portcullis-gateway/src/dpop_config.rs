@@ -162,10 +162,33 @@ fn check_dpop_table(config: &Config, errors: &mut Vec<ConfigError>) {
     }
 }
 
+/// The largest nonce secret file read: a secret is a few dozen bytes; a larger file is a mistake.
+const MAX_NONCE_SECRET_FILE: u64 = 64 * 1024;
+
 /// The nonce secret in the file at `path`: at least [`MIN_NONCE_SECRET`] bytes (surrounding whitespace, as a
-/// trailing newline, is not part of it).
+/// trailing newline, is not part of it). The file must be a regular file (a symbolic link to one is fine) of at
+/// most [`MAX_NONCE_SECRET_FILE`] bytes: a FIFO would block the check until someone writes to it, and a device
+/// such as `/dev/zero` never ends.
 pub(crate) fn nonce_secret(path: &std::path::Path) -> Result<Vec<u8>, String> {
-    let bytes = std::fs::read(path).map_err(|e| format!("{} cannot be read: {e}", path.display()))?;
+    use std::io::Read;
+    let unreadable = |e: std::io::Error| format!("{} cannot be read: {e}", path.display());
+    let metadata = std::fs::metadata(path).map_err(unreadable)?;
+    if metadata.is_dir() {
+        return Err(format!("{} cannot be read: it is a directory", path.display()));
+    }
+    if !metadata.is_file() {
+        return Err(format!("{} is not a regular file", path.display()));
+    }
+    let file = std::fs::File::open(path).map_err(unreadable)?;
+    // The file may have changed since: what is read is bounded whatever it is now.
+    let mut bytes = Vec::new();
+    file.take(MAX_NONCE_SECRET_FILE + 1).read_to_end(&mut bytes).map_err(unreadable)?;
+    if metadata.len() > MAX_NONCE_SECRET_FILE || bytes.len() as u64 > MAX_NONCE_SECRET_FILE {
+        return Err(format!(
+            "{} is larger than {MAX_NONCE_SECRET_FILE} bytes; a nonce secret file holds a few dozen",
+            path.display()
+        ));
+    }
     let secret = bytes.trim_ascii().to_vec();
     if secret.len() < MIN_NONCE_SECRET {
         return Err(format!(

@@ -1047,3 +1047,48 @@ async fn dpop_refusals_are_counted_under_their_own_reasons() {
     assert_eq!(denied_count(&metrics, "/metered/*", "token_binding_invalid"), Some(1.0), "{metrics}");
     assert_eq!(denied_count(&metrics, "/metered/*", "dpop_nonce_required"), Some(0.0), "{metrics}");
 }
+
+/// A nonce secret file that is no regular file (a FIFO nobody writes to, a device without end, a directory, a
+/// symbolic link loop) or is far larger than any secret is refused at once, naming the key, instead of blocking the
+/// check (and `serve`) forever or reading it all into memory.
+#[test]
+fn a_nonce_secret_file_that_is_no_regular_file_or_too_large_is_refused_at_once() {
+    let issuer = Issuer::new();
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("fifo");
+    let made = std::process::Command::new("mkfifo").arg(&fifo).status().unwrap();
+    assert!(made.success());
+    let huge = dir.path().join("huge");
+    // Sparse: no disk is used, but reading it all would take 256 MiB of memory.
+    std::fs::File::create(&huge).unwrap().set_len(256 * 1024 * 1024).unwrap();
+    let (one, two) = (dir.path().join("loop1"), dir.path().join("loop2"));
+    std::os::unix::fs::symlink(&two, &one).unwrap();
+    std::os::unix::fs::symlink(&one, &two).unwrap();
+    let cases = [
+        (fifo, "not a regular file"),
+        (std::path::PathBuf::from("/dev/zero"), "not a regular file"),
+        (huge, "larger than"),
+        (dir.path().to_owned(), "cannot be read"),
+        (one, "cannot be read"),
+    ];
+    for (path, words) in cases {
+        let text = format!(
+            "upstream = \"http://127.0.0.1:3000\"\npublic_url = \"https://api.example.com\"\n[dpop]\n\
+             nonce_secret_file = \"{}\"\n{}[[routes]]\npath = \"/api/*\"\n",
+            path.display(),
+            issuer.table("")
+        );
+        let (done, answer) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = done.send(errors(&text));
+        });
+        let found = answer
+            .recv_timeout(std::time::Duration::from_secs(10))
+            .unwrap_or_else(|_| panic!("{}: the check did not end", path.display()));
+        assert!(
+            found.iter().any(|e| e.starts_with("dpop.nonce_secret_file: ") && e.contains(words)),
+            "{} / {words}: {found:?}",
+            path.display()
+        );
+    }
+}
