@@ -41,6 +41,28 @@ pub(crate) fn origin(url: &str) -> Result<Origin, String> {
     Ok(Origin { scheme, host, port: authority.port_u16().unwrap_or(default_port) })
 }
 
+/// Why `url` (already an http(s) base URL by [`origin`]) cannot be the base the gateway serves under, if it
+/// cannot: the proof verifier refuses it as an `htu` base, or its path is one the gateway refuses in a request
+/// target or spells otherwise once canonical. Then the metadata URL named in challenges would answer 400 or 404, and
+/// no request's `htu` would have that prefix.
+fn base_problem(url: &str) -> Option<String> {
+    if let Err(error) = portcullis::dpop::Htu::parse(url) {
+        return Some(error.description().to_owned());
+    }
+    let uri: http::Uri = url.parse().ok()?;
+    let path = match uri.path() {
+        "" => "/",
+        path => path,
+    };
+    match crate::canonical::canonicalize(path.as_bytes()) {
+        Err(why) => Some(format!("has a path the gateway refuses in requests: {why}")),
+        Ok(canonical) if !canonical.was_canonical => {
+            Some(format!("has a path the gateway spells otherwise in requests: write {}", canonical.path))
+        }
+        Ok(_) => None,
+    }
+}
+
 /// Whether DPoP is on anywhere in `config`: the keys that turn it on.
 pub(crate) fn enabled_at(config: &Config) -> Vec<String> {
     let on = |setting: Option<DpopSetting>| setting.is_some_and(|s| s != DpopSetting::Off);
@@ -66,7 +88,12 @@ pub(crate) fn check(config: &Config) -> Vec<ConfigError> {
     let mut errors = Vec::new();
     let public = match &config.public_url {
         Some(url) => match origin(url) {
-            Ok(origin) => Some(origin),
+            Ok(origin) => {
+                if let Some(why) = base_problem(url) {
+                    errors.push(ConfigError::at("public_url", format!("{url:?} {why}")));
+                }
+                Some(origin)
+            }
             Err(why) => {
                 errors.push(ConfigError::at("public_url", format!("{url:?} {why}")));
                 None
@@ -112,7 +139,12 @@ pub(crate) fn check(config: &Config) -> Vec<ConfigError> {
                         metadata.resource
                     ),
                 )),
-                Ok(_) => {}
+                Ok(_) => {
+                    if let Some(why) = base_problem(&metadata.resource) {
+                        let message = format!("{:?} {why}", metadata.resource);
+                        errors.push(ConfigError::at("resource_metadata.resource", message));
+                    }
+                }
             },
             (Some(_), None) => {}
         }

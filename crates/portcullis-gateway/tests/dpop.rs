@@ -1092,3 +1092,50 @@ fn a_nonce_secret_file_that_is_no_regular_file_or_too_large_is_refused_at_once()
         );
     }
 }
+
+/// `check-config` gives `serve`'s verdict on `public_url` and `resource_metadata.resource`: a URL the proof
+/// verifier cannot take (a raw `%` in an IPv6 zone, a port out of range) is refused by both, and so is a path the
+/// gateway would refuse or respell in a request (an encoded slash, NUL, `;`, dot-segments, an encoded unreserved
+/// character): the metadata URL named in every challenge would answer 400 or 404, and no request would have the
+/// `htu` prefix.
+#[test]
+fn a_public_url_or_resource_the_gateway_could_not_serve_is_refused_by_the_check() {
+    let issuer = Issuer::new();
+    let text = |public: &str, resource: &str| {
+        format!(
+            "upstream = \"http://127.0.0.1:3000\"\npublic_url = \"{public}\"\n[dpop]\nmode = \"allowed\"\n\
+             [resource_metadata]\nresource = \"{resource}\"\n{}[[routes]]\npath = \"/api/*\"\n",
+            issuer.table("")
+        )
+    };
+    let refused = [
+        ("https://[fe80::1%eth0]", "IPv6"),
+        ("https://api.example.com:99999", "port"),
+        ("https://api.example.com/a%2Fb", "encoded slash"),
+        ("https://api.example.com/%00", "control character"),
+        ("https://api.example.com/a;b", "semicolon"),
+        ("https://api.example.com/./x/../y", "/y"),
+        ("https://api.example.com/%7Ebase", "/~base"),
+    ];
+    for (url, words) in refused {
+        let found = errors(&text(url, url));
+        for key in ["public_url", "resource_metadata.resource"] {
+            assert!(
+                found.iter().any(|e| e.starts_with(&format!("{key}: ")) && e.contains(words)),
+                "{url} / {key} / {words}: {found:?}"
+            );
+        }
+        // Neither key is an error where the gateway has the other right.
+        let found = errors(&text("https://api.example.com", &url.replace("api.example.com:99999", "api.example.com")));
+        assert!(!found.iter().any(|e| e.starts_with("public_url: ")), "{url}: {found:?}");
+    }
+    for url in [
+        "https://api.example.com/base/",
+        "https://[::1]:8443/a",
+        "https://xn--bcher-kva.example",
+        "http://127.0.0.1:8080",
+    ] {
+        assert_eq!(errors(&text(url, url)), Vec::<String>::new(), "{url}");
+        Gateway::new(Config::from_toml(&text(url, url)).unwrap()).unwrap();
+    }
+}
