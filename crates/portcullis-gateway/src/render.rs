@@ -39,10 +39,24 @@ pub(crate) fn refusal(policy: &Policy, denial: &Denial, front: Option<FrontProxy
     }
 }
 
+/// The refusal as nginx's `auth_request` can pass it on: only 401 and 403, and every challenge on one
+/// `WWW-Authenticate` line (RFC 9110 §11.6.1 allows a list), since nginx before 1.23 passes the first line alone.
 fn nginx_refusal(policy: &Policy, denial: &Denial, offer: Offer) -> Response {
     let Denial::Token(error) = denial else {
         return plain(StatusCode::FORBIDDEN, denial);
     };
+    let mut response = nginx_token_refusal(policy, error, offer);
+    let headers = response.headers_mut();
+    let lines: Vec<&str> = headers.get_all(WWW_AUTHENTICATE).iter().filter_map(|v| v.to_str().ok()).collect();
+    if lines.len() > 1
+        && let Ok(joined) = HeaderValue::from_str(&lines.join(", "))
+    {
+        headers.insert(WWW_AUTHENTICATE, joined);
+    }
+    response
+}
+
+fn nginx_token_refusal(policy: &Policy, error: &Error, offer: Offer) -> Response {
     match error.http_status() {
         401 | 403 => token_refusal(policy, error, offer),
         503 => {

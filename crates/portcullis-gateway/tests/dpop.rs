@@ -262,8 +262,17 @@ struct Answer {
 impl Answer {
     async fn from(response: reqwest::Response) -> Self {
         let status = response.status().as_u16();
-        let challenges =
-            response.headers().get_all("www-authenticate").iter().map(|v| v.to_str().unwrap().to_owned()).collect();
+        // One line may carry several challenges (the nginx edge joins them, as RFC 9110 §11.6.1 allows): each
+        // begins with its scheme and realm.
+        let challenges = response
+            .headers()
+            .get_all("www-authenticate")
+            .iter()
+            .flat_map(|v| {
+                let line = v.to_str().unwrap().replace(", DPoP realm=", "\nDPoP realm=");
+                line.replace(", Bearer realm=", "\nBearer realm=").lines().map(str::to_owned).collect::<Vec<_>>()
+            })
+            .collect();
         let nonce = response.headers().get("dpop-nonce").map(|v| v.to_str().unwrap().to_owned());
         let body = response.json().await.unwrap_or(Value::Null);
         Self { status, challenges, nonce, body }

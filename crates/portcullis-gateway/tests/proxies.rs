@@ -28,6 +28,11 @@ struct Stack {
 }
 
 async fn stack(front: &str) -> Stack {
+    stack_with(front, "").await
+}
+
+/// The stack with `top` (top-level settings and tables) ahead of the issuer and routes.
+async fn stack_with(front: &str, top: &str) -> Stack {
     let issuer = issuers::demo().await;
     let issuer_url = issuer.issuer().to_owned();
 
@@ -50,6 +55,7 @@ async fn stack(front: &str) -> Stack {
     let config = Config::from_toml(&format!(
         r#"
         forward_auth = "{front}"
+        {top}
         [[issuers]]
         issuer = "{issuer_url}"
         audiences = ["{DEMO_AUDIENCE}"]
@@ -257,6 +263,78 @@ async fn nginx_auth_request() {
     let base = format!("http://127.0.0.1:{port}");
     until_listening(&base).await;
     exercise(&stack, &base).await;
+}
+
+/// nginx as the docs show it (`nginx` true), or Caddy, in front of `stack`; the proxy's base URL.
+async fn front(stack: &Stack, nginx: bool, dir: &std::path::Path) -> (Running, String) {
+    let path = dir.to_str().unwrap().to_owned();
+    let port = free_port();
+    let child = if nginx {
+        let listen = format!("127.0.0.1:{port}");
+        let config = documented_nginx_config([&path, &listen, &stack.gateway, &stack.upstream]);
+        std::fs::write(dir.join("nginx.conf"), config).unwrap();
+        Command::new("nginx")
+            .args(["-c", &format!("{path}/nginx.conf"), "-p", &path, "-e", &format!("{path}/error.log")])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
+    } else {
+        let file = dir.join("Caddyfile");
+        std::fs::write(&file, caddyfile(port, &stack.gateway, &stack.upstream, &GUIDE_CLAIM_HEADERS)).unwrap();
+        Command::new("caddy")
+            .args(["run", "--config", file.to_str().unwrap(), "--adapter", "caddyfile"])
+            .env("HOME", dir)
+            .env("XDG_DATA_HOME", dir)
+            .env("XDG_CONFIG_HOME", dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let base = format!("http://127.0.0.1:{port}");
+    let running = Running(child);
+    until_listening(&base).await;
+    (running, base)
+}
+
+/// With DPoP and server nonces on, a client behind the documented front gets what the gateway says in a 401:
+/// both challenges (the DPoP one with its algorithms and error) and the `DPoP-Nonce` to put in its next proof.
+/// nginx 1.22 passes only the first `WWW-Authenticate` line of an `auth_request` answer and no other header.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dpop_challenges_and_the_server_nonce_reach_the_client_through_nginx_and_caddy() {
+    for (program, nginx) in [("nginx", true), ("caddy", false)] {
+        if !available(program) {
+            continue;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let secret = dir.path().join("nonce.secret");
+        std::fs::write(&secret, "a nonce secret of more than thirty-two bytes, for the test\n").unwrap();
+        let top = format!(
+            "public_url = \"https://api.example.com\"\n[dpop]\nmode = \"allowed\"\nnonce_secret_file = \"{}\"",
+            secret.display()
+        );
+        let stack = stack_with(program, &top).await;
+        let (_front, base) = front(&stack, nginx, dir.path()).await;
+        let http = reqwest::Client::new();
+        for authorization in [None, Some("DPoP not-a-token")] {
+            let mut request = http.get(format!("{base}/api/messages"));
+            if let Some(value) = authorization {
+                request = request.header("authorization", value).header("dpop", "not-a-proof");
+            }
+            let response = request.send().await.unwrap();
+            let case = format!("{program}, {authorization:?}");
+            assert_eq!(response.status(), 401, "{case}");
+            let nonce = response.headers().get("dpop-nonce").map(|v| v.to_str().unwrap().to_owned());
+            assert!(nonce.is_some_and(|n| n.len() >= 32), "{case}: no DPoP-Nonce: {:?}", response.headers());
+            let said = challenges(&response).join(" | ");
+            assert!(said.contains("Bearer realm="), "{case}: {said}");
+            assert!(said.contains("DPoP realm=") && said.contains("algs=\""), "{case}: {said}");
+            if authorization.is_some() {
+                assert!(said.contains("error=\"invalid_token\""), "{case}: {said}");
+            }
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

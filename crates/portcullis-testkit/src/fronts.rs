@@ -44,6 +44,9 @@ pub fn nginx_config(dir: &str, port: u16, gateway: &str, upstream: &str, managed
         location / {{
             auth_request /_portcullis;
             auth_request_set $auth_challenge $upstream_http_www_authenticate;
+            # nginx passes only WWW-Authenticate of a 401 on; the DPoP server nonce is passed by hand (when set).
+            auth_request_set $dpop_nonce $upstream_http_dpop_nonce;
+            add_header DPoP-Nonce $dpop_nonce always;
 {copy}            proxy_set_header Authorization "";
             # The hop to the upstream is nginx's to describe: client copies are replaced or cleared.
             proxy_set_header Forwarded "";
