@@ -77,4 +77,14 @@ write("token_request", b"\x04Basic ZGVtby1jbGllbnQ6bm9wZQ==\ngrant_type=refresh_
 for target in ("/api/./x/../%61dmin?q=1", "/API//Private-Scoped/", "/public/%2e%2E/admin", "/a%2Fb;c\\d%00",
                "/caf%C3%A9/%C3", "/x./y%20/z", "/%3A%40%21?#f", "admin"):
     write("canonical", target)
+for htu in ("https://API.Example.com:443/v1/./a/../%7e%41?q#f", "http://[::1]:80/", "https://u@x/", "/%2e%2e/admin",
+            "/a/%2E./../b", "//evil.example/x", "/v1/orders"):
+    write("dpop_proof", b"\x00" + htu.encode())
+write("dpop_proof", b"\x01eyJ0eXAiOiJkcG9wK2p3dCIsImFsZyI6Im5vbmUifQ.e30.")
+proof_claims = {"jti": "a1", "htm": "POST", "htu": "https://api.example.com/v1/orders", "iat": 1700000000,
+                "ath": base64.urlsafe_b64encode(hashlib.sha256(b"eyJhbGciOiJSUzI1NiJ9.e30.c2ln").digest()).decode().rstrip("="),
+                "nonce": "x"}
+write("dpop_proof", b"\x02" + json.dumps(proof_claims).encode())
+write("dpop_proof", b"\x02" + json.dumps({**proof_claims, "iat": "1700000000", "jti": ""}).encode())
+write("dpop_proof", b"\x02" + json.dumps({**proof_claims, "htu": "HTTPS://api.example.com:443/v1/x/../orders"}).encode())
 print("seeds written to", os.path.join(HERE, "seeds"))
