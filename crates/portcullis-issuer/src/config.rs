@@ -1,12 +1,12 @@
 //! The tenant: APIs, clients and users, from a TOML file or the built-in demo tenant.
 
 use crate::error::{ParseError, TenantError};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 
 /// An API (resource server) tokens can be issued for.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 #[non_exhaustive]
 pub struct Api {
@@ -39,16 +39,20 @@ impl Api {
 /// let client = tenant.client("demo-client").unwrap();
 /// assert!(!format!("{client:?}").contains("demo-secret"));
 /// ```
-#[derive(Clone, Deserialize, PartialEq)]
+#[derive(Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 #[non_exhaustive]
 pub struct Client {
     /// The client ID.
     pub client_id: String,
+    /// What kind of application this is (Auth0's "Application Type"); shown by `--print-tenant` and on the
+    /// login page. Grants, not the type, decide what the client may do.
+    #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
+    pub app_type: Option<AppType>,
     /// The secret of a confidential client; absent for public clients (SPAs), which must use PKCE.
     #[serde(default)]
     pub client_secret: Option<String>,
-    /// Allowed grants: `client_credentials`, `authorization_code`, `refresh_token`.
+    /// Allowed grants: `client_credentials`, `authorization_code`, `implicit`, `refresh_token`.
     pub grants: Vec<String>,
     /// For `client_credentials`: the scopes granted per audience (Auth0's client grants).
     #[serde(default)]
@@ -60,6 +64,25 @@ pub struct Client {
     /// `http://127.0.0.1:3000`; matched exactly against the `Origin` header.
     #[serde(default)]
     pub web_origins: Vec<String>,
+    /// URLs a logout may return to (`returnTo` of `/v2/logout`, `post_logout_redirect_uri` of `/oidc/logout`;
+    /// Auth0's "Allowed Logout URLs"), matched exactly.
+    #[serde(default)]
+    pub logout_urls: Vec<String>,
+}
+
+/// The kind of an application, as Auth0 names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum AppType {
+    /// A single-page application: public, code flow with PKCE from the browser.
+    Spa,
+    /// A regular web application: a server with a client secret.
+    RegularWeb,
+    /// A native or mobile application: public, code flow with PKCE.
+    Native,
+    /// A machine-to-machine application: client credentials only.
+    NonInteractive,
 }
 
 impl std::fmt::Debug for Client {
@@ -71,6 +94,7 @@ impl std::fmt::Debug for Client {
             .field("audiences", &self.audiences)
             .field("callbacks", &self.callbacks)
             .field("web_origins", &self.web_origins)
+            .field("logout_urls", &self.logout_urls)
             .finish()
     }
 }
@@ -88,7 +112,7 @@ impl Client {
 }
 
 /// A user who can log in.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 #[non_exhaustive]
 pub struct User {
@@ -103,6 +127,24 @@ pub struct User {
     /// Email.
     #[serde(default)]
     pub email: Option<String>,
+    /// Whether the email is verified (`email_verified`; true unless set).
+    #[serde(default = "yes")]
+    pub email_verified: bool,
+    /// `nickname`; the email's local part (or the ID) unless set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nickname: Option<String>,
+    /// `picture`, a URL; none unless set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub picture: Option<String>,
+    /// `given_name`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub given_name: Option<String>,
+    /// `family_name`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub family_name: Option<String>,
+    /// `updated_at`, an RFC 3339 time such as `2026-01-01T00:00:00.000Z`; the issuer's start unless set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub updated_at: Option<String>,
     /// Permissions per audience.
     #[serde(default)]
     pub permissions: BTreeMap<String, Vec<String>>,
@@ -119,13 +161,24 @@ impl User {
 }
 
 /// A whole tenant.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 #[non_exhaustive]
 pub struct Tenant {
     /// Access token lifetime in seconds (Auth0's default is 86400).
     #[serde(default = "default_lifetime")]
     pub token_lifetime: u64,
+    /// ID token lifetime in seconds (Auth0's default is 36000).
+    #[serde(default = "default_id_token_lifetime")]
+    pub id_token_lifetime: u64,
+    /// How long the issuer remembers a login (its session cookie) without use, in seconds, for `prompt=none`
+    /// (Auth0's default inactivity timeout is 259200, three days).
+    #[serde(default = "default_session_lifetime")]
+    pub session_lifetime: u64,
+    /// The API a login without `audience` or `resource` gets its access token for (Auth0's tenant setting
+    /// "Default Audience"). Without it, such a login's access token is for `/userinfo` alone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default_audience: Option<String>,
     /// Issue RFC 9068 access tokens (`typ: at+jwt`, `client_id`, `jti`).
     #[serde(default)]
     pub rfc9068: bool,
@@ -158,6 +211,14 @@ fn yes() -> bool {
 
 fn default_lifetime() -> u64 {
     86_400
+}
+
+fn default_id_token_lifetime() -> u64 {
+    36_000
+}
+
+fn default_session_lifetime() -> u64 {
+    259_200
 }
 
 fn default_refresh_lifetime() -> u64 {
@@ -206,6 +267,8 @@ impl Tenant {
             ]),
             callbacks: Vec::new(),
             web_origins: Vec::new(),
+            logout_urls: Vec::new(),
+            app_type: Some(AppType::NonInteractive),
         };
         let spa = Client {
             client_id: "demo-spa".into(),
@@ -216,17 +279,30 @@ impl Tenant {
             web_origins: url::Url::parse(spa_callback)
                 .map(|url| vec![url.origin().ascii_serialization()])
                 .unwrap_or_default(),
+            logout_urls: url::Url::parse(spa_callback)
+                .map(|url| vec![format!("{}/", url.origin().ascii_serialization())])
+                .unwrap_or_default(),
+            app_type: Some(AppType::Spa),
         };
         let user = |id: &str, name: &str, permissions: Vec<String>, roles: &[&str]| User {
             id: id.into(),
             sub: None,
             name: Some(name.into()),
             email: Some(format!("{id}@example.com")),
+            email_verified: true,
+            nickname: Some(id.into()),
+            picture: None,
+            given_name: Some(name.into()),
+            family_name: None,
+            updated_at: None,
             permissions: BTreeMap::from([(DEMO_AUDIENCE.into(), permissions)]),
             claims: Map::from_iter([("https://example.com/roles".to_owned(), Value::from(roles.to_vec()))]),
         };
         Self {
             token_lifetime: default_lifetime(),
+            id_token_lifetime: default_id_token_lifetime(),
+            session_lifetime: default_session_lifetime(),
+            default_audience: Some(DEMO_AUDIENCE.into()),
             rfc9068: false,
             dpop_nonce: false,
             refresh_token_lifetime: default_refresh_lifetime(),
@@ -242,6 +318,9 @@ impl Tenant {
 
     fn check(&self) -> Result<(), TenantError> {
         for (key, value) in [
+            ("token_lifetime", self.token_lifetime),
+            ("id_token_lifetime", self.id_token_lifetime),
+            ("session_lifetime", self.session_lifetime),
             ("refresh_token_lifetime", self.refresh_token_lifetime),
             ("refresh_token_idle_lifetime", self.refresh_token_idle_lifetime),
         ] {
@@ -255,9 +334,13 @@ impl Tenant {
                 absolute: self.refresh_token_lifetime,
             });
         }
+        if let Some(audience) = self.default_audience.as_ref().filter(|a| self.api(a).is_none()) {
+            return Err(TenantError::UnknownDefaultAudience { audience: audience.clone() });
+        }
         for client in &self.clients {
             for grant in &client.grants {
-                if !["client_credentials", "authorization_code", "refresh_token"].contains(&grant.as_str()) {
+                if !["client_credentials", "authorization_code", "implicit", "refresh_token"].contains(&grant.as_str())
+                {
                     let (client, grant) = (client.client_id.clone(), grant.clone());
                     return Err(TenantError::UnknownGrant { client, grant });
                 }

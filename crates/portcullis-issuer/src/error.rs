@@ -44,11 +44,11 @@ pub enum TenantError {
     /// Not TOML, or not a tenant's shape (unknown key, wrong type); shows the parser's message and location.
     #[error(transparent)]
     Parse(#[from] ParseError),
-    /// A refresh-token lifetime outside 1 to [`MAX_LIFETIME`] seconds.
+    /// A lifetime (tokens, ID tokens, sessions, refresh tokens) outside 1 to [`MAX_LIFETIME`] seconds.
     #[error("{key} must be between 1 and {MAX_LIFETIME} seconds, not {value}")]
     #[non_exhaustive]
     LifetimeOutOfRange {
-        /// The key: `refresh_token_lifetime` or `refresh_token_idle_lifetime`.
+        /// The key, such as `token_lifetime` or `refresh_token_idle_lifetime`.
         key: &'static str,
         /// The value given.
         value: u64,
@@ -77,6 +77,13 @@ pub enum TenantError {
     PublicClientCredentials {
         /// The client ID.
         client: String,
+    },
+    /// `default_audience` names no API of the tenant.
+    #[error("default_audience {audience} is not an API of the tenant")]
+    #[non_exhaustive]
+    UnknownDefaultAudience {
+        /// The audience.
+        audience: String,
     },
     /// A client is granted scopes on an audience no API of the tenant has.
     #[error("client {client}: unknown audience {audience}")]

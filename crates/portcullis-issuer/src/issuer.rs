@@ -41,6 +41,8 @@ pub(crate) struct Inner {
     /// Clients registered at run time (RFC 7591).
     pub registered: Mutex<Registry>,
     pub dpop: TokenEndpointDpop,
+    /// When the issuer started, on its clock: the `updated_at` of users whose tenant entry sets none.
+    pub started_at: i64,
 }
 
 /// What an access token is issued for.
@@ -84,6 +86,8 @@ pub(crate) struct AuthorizationCode {
     pub code_challenge: Option<String>,
     /// The thumbprint from `dpop_jkt` (RFC 9449 §10): the exchange must prove this key.
     pub dpop_jkt: Option<String>,
+    /// The login, for the ID token the exchange answers when `openid` was granted.
+    pub login: crate::id_token::Login,
     pub expires_at: i64,
 }
 
@@ -185,6 +189,7 @@ impl DevIssuer {
     pub fn with_clock(tenant: Tenant, issuer_url: &str, base: Arc<dyn Clock>) -> Result<Self, SigningError> {
         // Proofs carry the client's own time: they are checked on the base clock, which shifting leaves alone.
         let dpop = TokenEndpointDpop::new(issuer_url, tenant.dpop_nonce, base.clone()).map_err(SigningError::new)?;
+        let started_at = i64::try_from(base.now().as_secs()).unwrap_or(i64::MAX);
         Ok(Self {
             inner: Arc::new(Inner {
                 issuer: issuer_url.to_owned(),
@@ -198,8 +203,14 @@ impl DevIssuer {
                 added_apis: RwLock::default(),
                 registered: Mutex::default(),
                 dpop,
+                started_at,
             }),
         })
+    }
+
+    /// When the issuer started, in seconds since the epoch on its base clock.
+    pub(crate) fn started_at(&self) -> i64 {
+        self.inner.started_at
     }
 
     /// The issuer URL, `iss` of every token.

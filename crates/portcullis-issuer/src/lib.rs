@@ -47,6 +47,7 @@ pub mod config;
 mod discovery;
 mod dpop;
 mod error;
+mod id_token;
 mod issuer;
 mod journal;
 mod keys;

@@ -2,7 +2,7 @@
 //! and gets a `client_id` it can use at `/authorize` (PKCE S256 required) and `/oauth/token` at once. Clients are
 //! held in memory, at most [`MAX_REGISTERED`]; registering one more forgets the oldest.
 
-use crate::config::Client;
+use crate::config::{AppType, Client};
 use serde_json::{Map, Value, json};
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
@@ -159,6 +159,8 @@ impl Accepted {
             audiences: BTreeMap::new(),
             callbacks: self.redirect_uris.clone(),
             web_origins: Vec::new(),
+            logout_urls: Vec::new(),
+            app_type: Some(AppType::Native),
         }
     }
 

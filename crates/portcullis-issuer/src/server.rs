@@ -325,6 +325,7 @@ struct AuthorizationRequest {
     audience: String,
     code_challenge: Option<String>,
     dpop_jkt: Option<String>,
+    nonce: Option<String>,
 }
 
 /// The page a browser lands on when an authorization request cannot go back to the app.
@@ -406,6 +407,7 @@ fn validate(issuer: &DevIssuer, params: &Params) -> Result<AuthorizationRequest,
         audience,
         code_challenge,
         dpop_jkt,
+        nonce: get("nonce"),
     })
 }
 
@@ -423,6 +425,8 @@ fn log_in(issuer: &DevIssuer, request: AuthorizationRequest, user: &str) -> Resp
         redirect_uri: request.redirect_uri.clone(),
         code_challenge: request.code_challenge,
         dpop_jkt: request.dpop_jkt,
+        // Until the issuer keeps sessions, every login is a new one.
+        login: crate::id_token::Login { auth_time: issuer.now(), sid: random_string(16), nonce: request.nonce },
         expires_at: issuer.now() + CODE_LIFETIME,
     });
     let mut location = reqwest_free_url(&request.redirect_uri, &[("code", code.as_str())]);

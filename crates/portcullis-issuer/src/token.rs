@@ -2,6 +2,7 @@
 //! (RFC 9449 §5) and RFC 8707 `resource`; Auth0's answer and error shapes.
 
 use crate::dpop::{DPOP_NONCE, Refusal};
+use crate::id_token::{Bound, Login};
 use crate::issuer::{DevIssuer, Grant};
 use crate::params::Params;
 use crate::refresh::{Presented, Refused};
@@ -54,8 +55,15 @@ fn same_secret(a: &str, b: &str) -> bool {
     aws_lc_rs::constant_time::verify_slices_are_equal(a.as_bytes(), b.as_bytes()).is_ok()
 }
 
-/// The token answer: a Bearer token, or with `jkt` a DPoP-bound one (`token_type: DPoP`).
-fn token_response(issuer: &DevIssuer, grant: &Grant, refresh_token: Option<String>, jkt: Option<&str>) -> Response {
+/// The token answer: a Bearer token, or with `jkt` a DPoP-bound one (`token_type: DPoP`), and an ID token for a
+/// user's `openid` grant from `login`.
+fn token_response(
+    issuer: &DevIssuer,
+    grant: &Grant,
+    refresh_token: Option<String>,
+    jkt: Option<&str>,
+    login: Option<&Login>,
+) -> Response {
     let minted = match jkt {
         Some(jkt) => issuer.dpop_bound_token(grant, jkt),
         None => issuer.access_token(grant),
@@ -70,6 +78,16 @@ fn token_response(issuer: &DevIssuer, grant: &Grant, refresh_token: Option<Strin
             });
             if let Some(refresh_token) = refresh_token {
                 body["refresh_token"] = json!(refresh_token);
+            }
+            if let Some(login) = login {
+                let bound = Bound { access_token: Some(&access_token), code: None };
+                match issuer.id_token(grant, login, bound) {
+                    Ok(Some(id_token)) => body["id_token"] = json!(id_token),
+                    Ok(None) => {}
+                    Err(why) => {
+                        return oauth_error(StatusCode::INTERNAL_SERVER_ERROR, "server_error", &why.to_string());
+                    }
+                }
             }
             let mut response = axum::Json(body).into_response();
             response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
@@ -154,7 +172,7 @@ fn answer(issuer: &DevIssuer, headers: &HeaderMap, body: &[u8]) -> Response {
                 }
             };
             let grant = Grant { client_id: client.client_id.clone(), user: None, audience, scopes };
-            token_response(issuer, &grant, None, jkt.as_deref())
+            token_response(issuer, &grant, None, jkt.as_deref(), None)
         }
         "authorization_code" => {
             let code = params.get("code").and_then(|code| issuer.take_code(code));
@@ -190,7 +208,7 @@ fn answer(issuer: &DevIssuer, headers: &HeaderMap, body: &[u8]) -> Response {
             }
             let refresh = (code.grant.scopes.iter().any(|s| s == "offline_access") && client.allows("refresh_token"))
                 .then(|| issuer.start_refresh_family(code.grant.clone(), jkt.clone()));
-            token_response(issuer, &code.grant, refresh, jkt.as_deref())
+            token_response(issuer, &code.grant, refresh, jkt.as_deref(), Some(&code.login))
         }
         _ => {
             let Some(presented) = params.get("refresh_token").filter(|t| !t.is_empty()) else {
@@ -202,7 +220,7 @@ fn answer(issuer: &DevIssuer, headers: &HeaderMap, body: &[u8]) -> Response {
             };
             let presented = Presented { token: presented, client_id: &client.client_id, jkt: jkt.as_deref(), resource };
             match issuer.rotate_refresh_token(presented) {
-                Ok(rotated) => token_response(issuer, &rotated.grant, Some(rotated.next), jkt.as_deref()),
+                Ok(rotated) => token_response(issuer, &rotated.grant, Some(rotated.next), jkt.as_deref(), None),
                 Err(Refused::KeyMismatch) => oauth_error(
                     StatusCode::FORBIDDEN,
                     "invalid_grant",
