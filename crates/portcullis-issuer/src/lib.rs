@@ -44,6 +44,7 @@
 
 mod base64url;
 pub mod config;
+mod cors;
 mod discovery;
 mod dpop;
 mod error;
@@ -55,9 +56,11 @@ mod params;
 pub mod pkce;
 mod refresh;
 mod register;
+mod revoke;
 mod server;
 mod target;
 mod token;
+mod userinfo;
 
 pub use config::{DEMO_AUDIENCE, OTHER_AUDIENCE, Tenant};
 pub use error::{AddApiError, ParseError, SignError, TenantError};
