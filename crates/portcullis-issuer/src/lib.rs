@@ -42,6 +42,7 @@
 //! ```
 #![forbid(unsafe_code)]
 
+mod authorize;
 mod base64url;
 pub mod config;
 mod discovery;
@@ -51,11 +52,13 @@ mod id_token;
 mod issuer;
 mod journal;
 mod keys;
+mod logout;
 mod params;
 pub mod pkce;
 mod refresh;
 mod register;
 mod server;
+mod session;
 mod target;
 mod token;
 
