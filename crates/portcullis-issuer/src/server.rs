@@ -1,9 +1,9 @@
 //! The HTTP surface: the routes, and the handlers of discovery, JWKS, `/userinfo` and the admin endpoints
 //! (`/authorize` is in [`crate::authorize`], logout in [`crate::logout`], `/oauth/token` in [`crate::token`]).
 
+use crate::authorize::page::{DEV_ONLY, DOCTYPE};
 use crate::config::Api;
 use crate::error::AddApiError;
-use crate::authorize::page::{DEV_ONLY, DOCTYPE};
 use crate::issuer::{Broken, DevIssuer, Grant, lock, random_string};
 use crate::journal::{Fault, HUGE_BODY_BYTES};
 use crate::keys::KeyChoice;

@@ -59,9 +59,8 @@ pub(crate) fn login_page(
     params: &Params,
     remembered: Option<&str>,
 ) -> Response {
-    let display = |id: &str| -> String {
-        issuer.user(id).and_then(|user| user.name.clone()).unwrap_or_else(|| id.to_owned())
-    };
+    let display =
+        |id: &str| -> String { issuer.user(id).and_then(|user| user.name.clone()).unwrap_or_else(|| id.to_owned()) };
     let remembered = remembered.filter(|id| issuer.user(id).is_some());
     let main = html! {
         p { strong { (DEV_ONLY) "." } }

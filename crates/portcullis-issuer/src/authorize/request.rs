@@ -217,8 +217,12 @@ pub(crate) fn validate(issuer: &DevIssuer, params: &Params) -> Result<Authorizat
             _ => return refuse("invalid_request", "max_age must be a number of seconds"),
         },
     };
-    let scopes: Vec<String> =
-        get("scope").unwrap_or_else(|| "openid".into()).split(' ').filter(|s| !s.is_empty()).map(str::to_owned).collect();
+    let scopes: Vec<String> = get("scope")
+        .unwrap_or_else(|| "openid".into())
+        .split(' ')
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect();
     let nonce = get("nonce");
     if response_type.has_id_token() {
         if !scopes.iter().any(|s| s == "openid") {
