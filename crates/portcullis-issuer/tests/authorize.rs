@@ -155,7 +155,7 @@ impl Run {
 }
 
 /// The SPA's code request.
-fn code_request<'a>(challenge: &'a str) -> Vec<(&'a str, &'a str)> {
+fn code_request(challenge: &str) -> Vec<(&str, &str)> {
     vec![
         ("response_type", "code"),
         ("client_id", "spa"),
@@ -226,7 +226,7 @@ async fn every_response_type_answers_by_its_default_mode() {
         let claims = r.id_token(&pairs["id_token"], "web").await;
         assert_eq!(claims["at_hash"].as_str(), Some(half_hash(access).as_str()));
         assert_eq!(claims["nonce"], "n-2");
-        assert!(pairs.get("code").is_none());
+        assert!(!pairs.contains_key("code"));
     }
 
     // code id_token (hybrid): the code and its c_hash in the fragment; the code is exchanged with the secret.
@@ -236,7 +236,7 @@ async fn every_response_type_answers_by_its_default_mode() {
     let claims = r.id_token(&pairs["id_token"], "web").await;
     assert_eq!(claims["c_hash"].as_str(), Some(half_hash(code).as_str()));
     assert_eq!(claims["sub"], "auth0|bob");
-    assert!(pairs.get("access_token").is_none());
+    assert!(!pairs.contains_key("access_token"));
     let exchanged = r
         .http
         .post(format!("{}oauth/token", r.base))
@@ -399,11 +399,13 @@ async fn errors_after_the_redirect_uri_is_checked_go_back_by_the_response_mode()
     let error_of = |reply: &Reply, query: bool| {
         let pairs = reply.pairs(query);
         assert_eq!(pairs["state"], "st", "{pairs:?}");
-        assert!(pairs.get("code").is_none() && pairs.get("id_token").is_none(), "{pairs:?}");
+        assert!(!pairs.contains_key("code") && !pairs.contains_key("id_token"), "{pairs:?}");
         (pairs["error"].clone(), pairs["error_description"].clone())
     };
     let base = [("client_id", "web"), ("redirect_uri", CALLBACK), ("state", "st"), ("login_hint", "alice")];
-    let cases: &[(&[(&str, &str)], bool, &str, &str)] = &[
+    // Extra parameters, whether the error comes in the query, the error, and what its description says.
+    type Case<'a> = (&'a [(&'a str, &'a str)], bool, &'a str, &'a str);
+    let cases: &[Case] = &[
         (&[("response_type", "token")], true, "unsupported_response_type", "response_type must be"),
         (&[("response_type", "code code")], true, "unsupported_response_type", "response_type must be"),
         (&[("response_type", "code"), ("response_mode", "jsonp")], true, "invalid_request", "response_mode must be"),
@@ -519,7 +521,7 @@ async fn prompt_none_answers_from_the_session_and_never_logs_in() {
     let login_required = |reply: &Reply| {
         let pairs = reply.pairs(false);
         assert_eq!((pairs["error"].as_str(), pairs["state"].as_str()), ("login_required", "st"), "{pairs:?}");
-        assert!(reply.cookie().is_none() && pairs.get("id_token").is_none());
+        assert!(reply.cookie().is_none() && !pairs.contains_key("id_token"));
     };
     // No session: login_required, and login_hint does not log anybody in.
     login_required(&r.get(&silent("n"), None).await);
