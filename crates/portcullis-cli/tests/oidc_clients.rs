@@ -47,16 +47,14 @@ fn packages_available(test: &str) -> bool {
                    const at = pinned.lastIndexOf('@');\
                    if (load(pinned.slice(0, at) + '/package.json').version !== pinned.slice(at + 1)) process.exit(1);\
                  }";
-    let found = probe::succeeds(
-        Command::new("node")
-            .args(["-e", check])
-            .env("PORTCULLIS_INTEROP_DIR", interop_dir())
-            .env("PINNED", PACKAGES.join(" ")),
-    );
+    let found = probe::runs("node", &["--version"]).and_then(|()| {
+        let mut command = Command::new("node");
+        command.args(["-e", check]).env("PORTCULLIS_INTEROP_DIR", interop_dir()).env("PINNED", PACKAGES.join(" "));
+        probe::succeeds(&mut command).map_err(|_| format!("not all installed at these versions in {}", interop_dir()))
+    });
     probe::require(
         &format!("{test}: Node.js packages {}", PACKAGES.join(", ")),
-        found
-            .map_err(|why| format!("{why}; run .ci/run, or npm install {} into {}", PACKAGES.join(" "), interop_dir())),
+        found.map_err(|why| format!("{why}; run .ci/run, or npm install {} into it", PACKAGES.join(" "))),
     )
 }
 
