@@ -1,0 +1,286 @@
+//! Auth0's SPA SDK, `@auth0/auth0-spa-js` unchanged (its UMD bundle), logs in against `portcullis issuer` in real
+//! headless Chromium: `loginWithRedirect` to the issuer's login page, "Log in as Alice", `handleRedirectCallback`,
+//! `getUser`, `getTokenSilently` through the hidden iframe (`prompt=none`, `response_mode=web_message`, the issuer's
+//! session cookie) and with refresh tokens (rotated at every use), a call to the demo API with the token, and
+//! `logout` with `returnTo`, after which silent login answers `login_required`.
+//!
+//! The test page (`tests/spa/`) and the demo API share one origin; the issuer runs on another port of the same
+//! host, `127.0.0.1`, so the two are the same site, as silent login through the iframe needs.
+//!
+//! `.ci/run` installs the SDK into `PORTCULLIS_INTEROP_DIR` (default `~/.cache/portcullis-interop`). Without
+//! Chromium or the package the test prints why it skips; with `CI=true` it fails.
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use axum::Router;
+use axum::http::header;
+use axum::response::Html;
+use axum::routing::get;
+use fantoccini::{Client, Locator};
+use portcullis::remote::{KeyLocation, RemoteKeySet, RemoteOptions};
+use portcullis::{SystemClock, Verifier};
+use portcullis_issuer::DEMO_AUDIENCE;
+use portcullis_testkit::{net, probe};
+use serde_json::{Value, json};
+use std::path::PathBuf;
+use std::sync::Arc;
+use support::browser::{ONE_BROWSER, browser, browser_available, screenshot, text_of, wait_for};
+use support::{drain, portcullis, url_after};
+
+/// The version `.ci/run` installs; docs/issuer.md names it.
+const SPA_JS: &str = "@auth0/auth0-spa-js@2.28.3";
+
+/// The tenant's single-page application.
+const CLIENT_ID: &str = "spa-test";
+
+/// The scopes the page asks for: the SDK's defaults and the demo API's permission.
+const SCOPE: &str = "openid profile email read:messages";
+
+fn interop_dir() -> PathBuf {
+    std::env::var_os("PORTCULLIS_INTEROP_DIR").map(PathBuf::from).unwrap_or_else(|| {
+        PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/portcullis-interop")
+    })
+}
+
+/// The SDK's browser bundle, when the pinned version is installed; otherwise skips (or, in CI, fails).
+fn sdk_bundle() -> Option<String> {
+    let package = interop_dir().join("node_modules/@auth0/auth0-spa-js");
+    let pinned = SPA_JS.rsplit('@').next().unwrap();
+    let check = std::fs::read_to_string(package.join("package.json"))
+        .map_err(|e| format!("{}: {e}", package.display()))
+        .and_then(|text| serde_json::from_str::<Value>(&text).map_err(|e| e.to_string()))
+        .and_then(|manifest| match manifest["version"].as_str() {
+            Some(version) if version == pinned => Ok(()),
+            other => Err(format!("version {other:?} installed, {pinned} wanted")),
+        })
+        .map_err(|why| format!("{why}; run .ci/run, or npm install {SPA_JS} into {}", interop_dir().display()));
+    if !probe::require(&format!("Node.js package {SPA_JS}"), check) {
+        return None;
+    }
+    Some(std::fs::read_to_string(package.join("dist/auth0-spa-js.production.js")).unwrap())
+}
+
+/// The tenant: the demo API, an SPA client whose callback, web origin and logout URL are the page's origin, and
+/// the users alice (allowed `read:messages`) and bob.
+fn tenant(origin: &str) -> String {
+    format!(
+        r#"default_audience = "{DEMO_AUDIENCE}"
+
+[[apis]]
+audience = "{DEMO_AUDIENCE}"
+permissions = ["read:messages", "write:messages"]
+
+[[clients]]
+client_id = "{CLIENT_ID}"
+type = "spa"
+grants = ["authorization_code", "refresh_token"]
+callbacks = ["{origin}/"]
+web_origins = ["{origin}"]
+logout_urls = ["{origin}/"]
+
+[[users]]
+id = "alice"
+name = "Alice"
+email = "alice@example.com"
+permissions = {{ "{DEMO_AUDIENCE}" = ["read:messages"] }}
+
+[[users]]
+id = "bob"
+name = "Bob"
+email = "bob@example.com"
+"#
+    )
+}
+
+/// The page, its script, the SDK's bundle, the page's settings, and the demo API trusting `issuer`.
+async fn app(issuer: &str, bundle: String) -> Router {
+    let keys = RemoteKeySet::new(
+        KeyLocation::Discovery { issuer: issuer.to_owned() },
+        RemoteOptions::default(),
+        Arc::new(SystemClock),
+    )
+    .unwrap();
+    keys.refresh().await.unwrap();
+    let verifier =
+        Verifier::builder().issuer(issuer).audience(DEMO_AUDIENCE).key_source(Arc::new(keys)).build().unwrap();
+    // `domain` as the full URL, without the trailing slash: the SDK appends `/authorize` and expects `iss` to be
+    // this URL with a slash.
+    let config = json!({
+        "domain": issuer.trim_end_matches('/'),
+        "clientId": CLIENT_ID,
+        "audience": DEMO_AUDIENCE,
+        "scope": SCOPE,
+    });
+    const JAVASCRIPT: &str = "text/javascript; charset=utf-8";
+    Router::new()
+        .route("/", get(|| async { Html(include_str!("spa/index.html")) }))
+        .route("/app.js", get(|| async { ([(header::CONTENT_TYPE, JAVASCRIPT)], include_str!("spa/app.js")) }))
+        .route("/auth0-spa-js.production.js", get(|| async move { ([(header::CONTENT_TYPE, JAVASCRIPT)], bundle) }))
+        .route("/config.json", get(|| async move { axum::Json(config) }))
+        .merge(quickstart::app(verifier))
+}
+
+/// The issuer's journal after entry `since`: (method, path, status) of each request.
+async fn journal(issuer: &str, since: u64) -> (u64, Vec<(String, String, u16)>) {
+    let entries: Value = reqwest::get(format!("{issuer}__admin/journal")).await.unwrap().json().await.unwrap();
+    let mut last = since;
+    let mut requests = Vec::new();
+    for entry in entries.as_array().unwrap() {
+        let seq = entry["seq"].as_u64().unwrap();
+        if seq > since {
+            last = last.max(seq);
+            let method = entry["method"].as_str().unwrap().to_owned();
+            requests.push((
+                method,
+                entry["path"].as_str().unwrap().to_owned(),
+                entry["status"].as_u64().unwrap() as u16,
+            ));
+        }
+    }
+    (last, requests)
+}
+
+/// Whether `requests` holds `method path` answered `status`.
+fn has(requests: &[(String, String, u16)], method: &str, path: &str, status: u16) -> bool {
+    requests.iter().any(|(m, p, s)| m == method && p == path && *s == status)
+}
+
+/// Clicks the page's button `action` and waits for its run to end; returns the outcome (`ok` or `error`) and the
+/// JSON the page shows.
+async fn run(client: &Client, action: &str) -> (String, Value) {
+    let section = format!("#result-{action}");
+    let before: u64 =
+        client.find(Locator::Css(&section)).await.unwrap().attr("data-run").await.unwrap().unwrap().parse().unwrap();
+    client.find(Locator::Id(action)).await.unwrap().click().await.unwrap();
+    let done = wait_for(client, &format!("{section}[data-run='{}']", before + 1)).await;
+    let outcome = done.attr("data-outcome").await.unwrap().unwrap();
+    let shown = text_of(client, &format!("{section} pre")).await;
+    (outcome, serde_json::from_str(&shown).unwrap_or_else(|e| panic!("{action}: {e}: {shown}")))
+}
+
+/// Waits until the page has started and shows the session state `state`.
+async fn wait_for_session(client: &Client, state: &str) {
+    wait_for(client, "body[data-ready='true']").await;
+    let shown = wait_for(client, "#session").await;
+    let now = shown.attr("data-state").await.unwrap().unwrap();
+    assert_eq!(now, state, "{}", shown.text().await.unwrap());
+}
+
+/// What both silent renewals must answer: alice's tokens, the ID token from the same login session.
+fn assert_alice(step: &str, answer: &Value, login: &Value) {
+    let id_token = &answer["id_token"];
+    assert_eq!(id_token["sub"], "auth0|alice", "{step}: {answer}");
+    assert_eq!(id_token["aud"], CLIENT_ID, "{step}: {answer}");
+    assert_eq!((&id_token["sid"], &id_token["auth_time"]), (&login["sid"], &login["auth_time"]), "{step}: {answer}");
+    let access = &answer["access_token"];
+    assert_eq!(access["sub"], "auth0|alice", "{step}: {answer}");
+    let audiences = access["aud"].as_array().map(|a| a.to_vec()).unwrap_or_else(|| vec![access["aud"].clone()]);
+    assert!(audiences.contains(&json!(DEMO_AUDIENCE)), "{step}: {answer}");
+    assert_eq!(access["permissions"], json!(["read:messages"]), "{step}: {answer}");
+}
+
+#[tokio::test]
+async fn auth0_spa_js_logs_in_renews_silently_calls_the_api_and_logs_out() {
+    if !browser_available("auth0_spa_js_logs_in_renews_silently_calls_the_api_and_logs_out") {
+        return;
+    }
+    let Some(bundle) = sdk_bundle() else { return };
+    let _one = ONE_BROWSER.lock().await;
+
+    // The page's origin first: the tenant lists it.
+    let (listener, address) = net::listen().await;
+    let origin = format!("http://{address}");
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), tenant(&origin)).unwrap();
+    let (_issuer, mut out) =
+        portcullis(&["issuer", "--config", file.path().to_str().unwrap(), "--listen", "127.0.0.1:0"]);
+    let issuer = url_after(&mut out, "portcullis dev issuer at").await;
+    drain(out);
+    let app = app(&issuer, bundle).await;
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+
+    let browser = browser().await;
+    let client = &browser.client;
+    client.goto(&format!("{origin}/")).await.unwrap();
+    wait_for_session(client, "logged-out").await;
+    let (seen, _) = journal(&issuer, 0).await;
+
+    // loginWithRedirect: the issuer's login page; alice is picked; back with a code that the SDK exchanges.
+    client.find(Locator::Id("login")).await.unwrap().click().await.unwrap();
+    let alice = wait_for(client, "button[name=user][value=alice]").await;
+    assert!(client.current_url().await.unwrap().as_str().starts_with(&format!("{issuer}authorize?")));
+    assert_eq!(alice.text().await.unwrap(), "Log in as Alice");
+    screenshot(client, "spa-issuer-login").await;
+    alice.click().await.unwrap();
+    let callback = wait_for(client, "#result-callback[data-run='1']").await;
+    let shown = text_of(client, "#result-callback pre").await;
+    assert_eq!(callback.attr("data-outcome").await.unwrap().as_deref(), Some("ok"), "{shown}");
+    let login: Value = serde_json::from_str(&shown).unwrap();
+    let login = login["id_token"].clone();
+    assert_eq!(login["iss"], issuer.as_str(), "{login}");
+    assert_eq!(login["has_nonce"], true, "the SDK's nonce came back: {login}");
+    assert!(login["sid"].is_string() && login["auth_time"].is_u64(), "{login}");
+
+    // getUser: the profile from the ID token.
+    wait_for_session(client, "logged-in").await;
+    assert_eq!(text_of(client, "#user-name").await, "Alice");
+    assert_eq!(text_of(client, "#user-email").await, "alice@example.com");
+    assert_eq!(text_of(client, "#user-sub").await, "auth0|alice");
+    let url = client.current_url().await.unwrap();
+    assert_eq!((url.path(), url.query()), ("/", None), "the code and state leave the address bar");
+    let (seen, requests) = journal(&issuer, seen).await;
+    assert!(has(&requests, "GET", "/authorize", 200), "the login page: {requests:?}");
+    assert!(
+        requests.iter().any(|(m, p, s)| m == "POST" && p == "/authorize" && (300..400).contains(s)),
+        "{requests:?}"
+    );
+    assert!(has(&requests, "POST", "/oauth/token", 200), "the code was exchanged: {requests:?}");
+    screenshot(client, "spa-logged-in").await;
+
+    // getTokenSilently through the iframe: /authorize with prompt=none answers from the session, by web_message.
+    let (outcome, answer) = run(client, "silent-iframe").await;
+    assert_eq!(outcome, "ok", "{answer}");
+    assert_alice("iframe", &answer, &login);
+    let (seen, requests) = journal(&issuer, seen).await;
+    assert!(has(&requests, "GET", "/authorize", 200), "{requests:?}");
+    assert!(has(&requests, "POST", "/oauth/token", 200), "{requests:?}");
+
+    // getTokenSilently with the refresh token, twice: the second use takes the rotated token (reusing the first
+    // would end the family).
+    for round in 1..=2 {
+        let (outcome, answer) = run(client, "silent-refresh").await;
+        assert_eq!(outcome, "ok", "refresh {round}: {answer}");
+        assert_alice(&format!("refresh {round}"), &answer, &login);
+    }
+    let (seen, requests) = journal(&issuer, seen).await;
+    let exchanges = requests.iter().filter(|(m, p, _)| m == "POST" && p == "/oauth/token").count();
+    assert_eq!(exchanges, 2, "{requests:?}");
+    assert!(!requests.iter().any(|(_, p, _)| p == "/authorize"), "no iframe this time: {requests:?}");
+    assert!(requests.iter().all(|(_, _, status)| *status < 400), "{requests:?}");
+
+    // The demo API, on the page's origin, takes the token.
+    let (outcome, call) = run(client, "call-api").await;
+    assert_eq!(outcome, "ok", "{call}");
+    assert_eq!(call["status"], 200, "{call}");
+    assert!(call["body"]["message"].as_str().unwrap().starts_with("Hello from a private endpoint"), "{call}");
+    screenshot(client, "spa-tokens").await;
+
+    // logout with returnTo: the issuer ends its session and sends the browser back to the page, logged out.
+    client.find(Locator::Id("logout")).await.unwrap().click().await.unwrap();
+    wait_for(client, "#session[data-state='logged-out']").await;
+    wait_for_session(client, "logged-out").await;
+    assert_eq!(client.current_url().await.unwrap().as_str(), format!("{origin}/"));
+    let (seen, requests) = journal(&issuer, seen).await;
+    assert!(has(&requests, "GET", "/v2/logout", 302), "{requests:?}");
+
+    // Silent login now fails as Auth0's does: login_required, from the issuer (not a timeout).
+    let (outcome, answer) = run(client, "silent-iframe").await;
+    assert_eq!(outcome, "error", "{answer}");
+    assert_eq!(answer["error"], "login_required", "{answer}");
+    let (_, requests) = journal(&issuer, seen).await;
+    assert!(has(&requests, "GET", "/authorize", 200), "{requests:?}");
+    assert!(!has(&requests, "POST", "/oauth/token", 200), "no token without a session: {requests:?}");
+    screenshot(client, "spa-logged-out").await;
+    browser.quit().await;
+}
