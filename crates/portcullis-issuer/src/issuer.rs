@@ -35,6 +35,8 @@ pub(crate) struct Inner {
     pub journal: Mutex<Journal>,
     pub faults: Mutex<Faults>,
     pub codes: Mutex<HashMap<String, AuthorizationCode>>,
+    /// Login sessions, by the value of their cookie.
+    pub sessions: Mutex<crate::session::Sessions>,
     pub refresh_tokens: Mutex<RefreshTokens>,
     /// APIs added at run time, after the tenant's own.
     pub added_apis: RwLock<Vec<Api>>,
@@ -199,6 +201,7 @@ impl DevIssuer {
                 journal: Mutex::default(),
                 faults: Mutex::default(),
                 codes: Mutex::default(),
+                sessions: Mutex::default(),
                 refresh_tokens: Mutex::default(),
                 added_apis: RwLock::default(),
                 registered: Mutex::default(),

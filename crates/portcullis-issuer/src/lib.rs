@@ -10,6 +10,11 @@
 //! revoke keys, mint arbitrary or deliberately broken tokens, inject JWKS faults, shift the clock, add APIs and read
 //! the request journal. Responses and errors have Auth0's shapes.
 //!
+//! `/authorize` answers codes, ID tokens or both (`code`, `id_token`, `id_token token`, `code id_token`) by
+//! `query`, `fragment`, `form_post` or `web_message`. A login sets a session cookie naming a server-side session,
+//! from which `prompt=none` answers without a page (or with `login_required`); `/v2/logout` and `/oidc/logout` end
+//! it and return only to a client's listed logout URLs.
+//!
 //! For OAuth clients that discover and register themselves (MCP clients among them) it also serves RFC 8414
 //! metadata at `/.well-known/oauth-authorization-server`, dynamic registration of public clients at
 //! `POST /oidc/register` (RFC 7591), RFC 8707 `resource` as the audience, and DPoP-bound tokens (RFC 9449): a token
@@ -42,6 +47,7 @@
 //! ```
 #![forbid(unsafe_code)]
 
+mod authorize;
 mod base64url;
 pub mod config;
 mod discovery;
@@ -51,11 +57,13 @@ mod id_token;
 mod issuer;
 mod journal;
 mod keys;
+mod logout;
 mod params;
 pub mod pkce;
 mod refresh;
 mod register;
 mod server;
+mod session;
 mod target;
 mod token;
 

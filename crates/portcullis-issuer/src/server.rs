@@ -1,21 +1,22 @@
-//! The HTTP surface: discovery, JWKS, `/oauth/token`, `/authorize`, `/userinfo`, and the admin endpoints.
+//! The HTTP surface: the routes, and the handlers of discovery, JWKS, `/userinfo` and the admin endpoints
+//! (`/authorize` is in [`crate::authorize`], logout in [`crate::logout`], `/oauth/token` in [`crate::token`]).
 
+use crate::authorize::page::{DEV_ONLY, DOCTYPE};
 use crate::config::Api;
 use crate::error::AddApiError;
-use crate::issuer::{AuthorizationCode, Broken, CODE_LIFETIME, DevIssuer, Grant, lock, random_string};
+use crate::issuer::{Broken, DevIssuer, Grant, lock, random_string};
 use crate::journal::{Fault, HUGE_BODY_BYTES};
 use crate::keys::KeyChoice;
-use crate::params::Params;
 use crate::token::oauth_error;
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::connect_info::MockConnectInfo;
-use axum::extract::{ConnectInfo, RawQuery, Request, State};
+use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
-use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
-use maud::{Markup, PreEscaped, html};
+use maud::html;
 use portcullis::dpop::Scheme;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
@@ -25,8 +26,6 @@ use std::time::Duration;
 /// The prefix of the admin endpoints: loopback clients only, addressed to the issuer's own host and port, never
 /// from another site's page, JSON bodies only (see the crate documentation).
 pub const ADMIN_PREFIX: &str = "/__admin";
-
-const DEV_ONLY: &str = "portcullis development issuer: for development and tests only, never for production";
 
 /// The issuer's routes. Serve with connection info (see [`serve`]) so admin endpoints can check the client.
 pub fn router(issuer: DevIssuer) -> Router {
@@ -47,7 +46,9 @@ pub fn router(issuer: DevIssuer) -> Router {
         .route("/.well-known/jwks.json", get(jwks))
         .route("/oauth/token", post(crate::token::token).layer(token_cors(&issuer)))
         .route("/oidc/register", post(register))
-        .route("/authorize", get(authorize_page).post(authorize_submit))
+        .route("/authorize", get(crate::authorize::show).post(crate::authorize::submit))
+        .route("/v2/logout", get(crate::logout::v2))
+        .route("/oidc/logout", get(crate::logout::oidc_get).post(crate::logout::oidc_post))
         .route("/userinfo", get(userinfo))
         .nest(ADMIN_PREFIX, admin)
         // Token, login and admin requests are a few hundred bytes; anything near this is not one of them.
@@ -206,9 +207,6 @@ async fn same_origin_only(State(own): State<OwnOrigin>, request: Request, next: 
     }
 }
 
-/// The document type, as the pages have always spelled it.
-const DOCTYPE: PreEscaped<&str> = PreEscaped("<!doctype html>");
-
 async fn home(State(issuer): State<DevIssuer>) -> Html<String> {
     let markup = html! {
         (DOCTYPE)
@@ -314,182 +312,6 @@ fn tokio_stream_once(
         }
     }
     Once(Some(item))
-}
-
-/// A validated authorization request.
-struct AuthorizationRequest {
-    client_id: String,
-    redirect_uri: String,
-    state: Option<String>,
-    scopes: Vec<String>,
-    audience: String,
-    code_challenge: Option<String>,
-    dpop_jkt: Option<String>,
-    nonce: Option<String>,
-}
-
-/// The page a browser lands on when an authorization request cannot go back to the app.
-fn error_page(status: StatusCode, message: &str) -> Response {
-    let main = html! {
-        h1 { "Authorization error" }
-        p id="error" role="alert" { (message) }
-        p { em { (DEV_ONLY) "." } }
-    };
-    (status, Html(browser_page("Authorization error", main).into_string())).into_response()
-}
-
-const BODY_STYLE: &str = "font: 16px/1.5 system-ui, sans-serif; max-width: 40rem; margin: 1rem auto; padding: 0 1rem";
-
-/// A page of the browser login flow: `main` in the issuer's plain layout.
-fn browser_page(title: &str, main: Markup) -> Markup {
-    html! {
-        (DOCTYPE)
-        html lang="en" {
-            meta charset="utf-8";
-            meta name="viewport" content="width=device-width, initial-scale=1";
-            title { (title) " — portcullis dev issuer" }
-            body style=(BODY_STYLE) { main { (main) } }
-        }
-    }
-}
-
-fn validate(issuer: &DevIssuer, params: &Params) -> Result<AuthorizationRequest, String> {
-    let get = |name: &str| params.get(name).filter(|v| !v.is_empty()).cloned();
-    let client_id = get("client_id").ok_or_else(|| "client_id is required".to_owned())?;
-    let client = issuer.client(&client_id).ok_or_else(|| "unknown client_id".to_owned())?;
-    let redirect_uri = get("redirect_uri").ok_or_else(|| "redirect_uri is required".to_owned())?;
-    if !client.callbacks.contains(&redirect_uri) {
-        // Never redirect to an unregistered URL (open redirect): answer here instead, saying what to fix.
-        let allowed = if client.callbacks.is_empty() { "none".to_owned() } else { client.callbacks.join(", ") };
-        return Err(format!(
-            "Callback URL mismatch: {redirect_uri} is not an allowed callback URL of client {client_id} (allowed: \
-             {allowed}). Add it to the client's callbacks (Auth0: Application Settings → Allowed Callback URLs). \
-             It must match exactly — scheme, host, port and path: localhost and 127.0.0.1 are different hosts."
-        ));
-    }
-    if get("response_type").as_deref() != Some("code") {
-        return Err("response_type must be code".to_owned());
-    }
-    if !client.allows("authorization_code") {
-        return Err("this client may not use the authorization code grant".to_owned());
-    }
-    let code_challenge = get("code_challenge");
-    match (&code_challenge, get("code_challenge_method").as_deref()) {
-        (Some(_), Some("S256")) => {}
-        (Some(_), _) => return Err("code_challenge_method must be S256".to_owned()),
-        (None, _) if client.is_public() => {
-            return Err("PKCE (code_challenge with S256) is required for public clients".to_owned());
-        }
-        (None, _) => {}
-    }
-    let audience = match crate::target::requested_audience(issuer, params) {
-        Ok(audience) => audience.unwrap_or_else(|| crate::config::DEMO_AUDIENCE.into()),
-        Err(refused) => return Err(format!("{}: {}", refused.code(), refused.description())),
-    };
-    if issuer.api(&audience).is_none() {
-        return Err("unknown audience".to_owned());
-    }
-    let dpop_jkt = get("dpop_jkt");
-    if dpop_jkt.as_deref().is_some_and(|jkt| !crate::dpop::is_thumbprint(jkt)) {
-        return Err("dpop_jkt must be an RFC 7638 SHA-256 thumbprint (43 base64url characters)".to_owned());
-    }
-    let scopes = get("scope")
-        .unwrap_or_else(|| "openid".into())
-        .split(' ')
-        .filter(|s| !s.is_empty())
-        .map(str::to_owned)
-        .collect();
-    Ok(AuthorizationRequest {
-        client_id,
-        redirect_uri,
-        state: get("state"),
-        scopes,
-        audience,
-        code_challenge,
-        dpop_jkt,
-        nonce: get("nonce"),
-    })
-}
-
-const BUTTON_STYLE: &str = "min-height: 44px; padding: 0.5rem 1rem; font: inherit; font-weight: 600";
-
-/// Issues a code for `user` and redirects to the callback.
-fn log_in(issuer: &DevIssuer, request: AuthorizationRequest, user: &str) -> Response {
-    let Some(account) = issuer.user(user) else {
-        return error_page(StatusCode::BAD_REQUEST, "unknown user");
-    };
-    let scopes = issuer.user_scopes(account, &request.audience, &request.scopes);
-    let grant = Grant { client_id: request.client_id, user: Some(user.to_owned()), audience: request.audience, scopes };
-    let code = issuer.store_code(AuthorizationCode {
-        grant,
-        redirect_uri: request.redirect_uri.clone(),
-        code_challenge: request.code_challenge,
-        dpop_jkt: request.dpop_jkt,
-        // Until the issuer keeps sessions, every login is a new one.
-        login: crate::id_token::Login { auth_time: issuer.now(), sid: random_string(16), nonce: request.nonce },
-        expires_at: issuer.now() + CODE_LIFETIME,
-    });
-    let mut location = reqwest_free_url(&request.redirect_uri, &[("code", code.as_str())]);
-    if let Some(state) = &request.state {
-        location = reqwest_free_url(&location, &[("state", state)]);
-    }
-    Redirect::to(&location).into_response()
-}
-
-fn reqwest_free_url(base: &str, pairs: &[(&str, &str)]) -> String {
-    match url::Url::parse(base) {
-        Ok(mut url) => {
-            url.query_pairs_mut().extend_pairs(pairs);
-            url.to_string()
-        }
-        Err(_) => base.to_owned(),
-    }
-}
-
-async fn authorize_page(State(issuer): State<DevIssuer>, RawQuery(query): RawQuery) -> Response {
-    let params = Params::from_form(query.unwrap_or_default().as_bytes());
-    let request = match validate(&issuer, &params) {
-        Ok(request) => request,
-        Err(why) => return error_page(StatusCode::BAD_REQUEST, &why),
-    };
-    if let Some(user) = params.get("login_hint").filter(|u| !u.is_empty()) {
-        return log_in(&issuer, request, user);
-    }
-    let main = html! {
-        p { strong { (DEV_ONLY) "." } }
-        h1 { "Log in to " (request.client_id) }
-        p {
-            "Pick a user; there are no passwords. The app asked for scopes " code { (request.scopes.join(" ")) }
-            " on " code { (request.audience) } "."
-        }
-        form method="post" action="/authorize" {
-            @for (name, value) in params.iter().filter(|(name, _)| *name != "user") {
-                input type="hidden" name=(name) value=(value);
-            }
-            ul style="list-style: none; padding: 0; display: flex; flex-wrap: wrap; gap: 0.5rem" {
-                @for user in &issuer.tenant().users {
-                    li {
-                        button type="submit" name="user" value=(user.id) style=(BUTTON_STYLE) {
-                            "Log in as " (user.name.as_deref().unwrap_or(&user.id))
-                        }
-                    }
-                }
-            }
-        }
-    };
-    Html(browser_page("Log in", main).into_string()).into_response()
-}
-
-async fn authorize_submit(State(issuer): State<DevIssuer>, body: Bytes) -> Response {
-    let params = Params::from_form(&body);
-    let request = match validate(&issuer, &params) {
-        Ok(request) => request,
-        Err(why) => return error_page(StatusCode::BAD_REQUEST, &why),
-    };
-    match params.get("user") {
-        Some(user) => log_in(&issuer, request, user),
-        None => error_page(StatusCode::BAD_REQUEST, "pick a user"),
-    }
 }
 
 async fn userinfo(State(issuer): State<DevIssuer>, headers: HeaderMap) -> Response {

@@ -1,0 +1,155 @@
+//! `GET /authorize` and `POST /authorize`: the login page, silent authentication from the session, and the answer
+//! by response type and response mode.
+//!
+//! - [`request`] parses and checks the request and decides where a refusal is shown;
+//! - [`page`] renders the login and error pages;
+//! - [`response`] renders the answer: query, fragment, `form_post` or `web_message`.
+
+pub(crate) mod page;
+pub(crate) mod request;
+pub(crate) mod response;
+
+use crate::id_token::{Bound, Login};
+use crate::issuer::{AuthorizationCode, CODE_LIFETIME, DevIssuer, Grant};
+use crate::params::Params;
+use crate::session::{Session, cookie_value};
+use axum::body::Bytes;
+use axum::extract::{RawQuery, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::Response;
+use page::error_page;
+use request::{AuthorizationRequest, Refusal, validate};
+use serde_json::json;
+
+/// `GET /authorize`: with `prompt=none` the answer at once from the session (or `login_required`); with
+/// `login_hint` a login without the page; otherwise the login page.
+pub(crate) async fn show(State(issuer): State<DevIssuer>, headers: HeaderMap, RawQuery(query): RawQuery) -> Response {
+    let params = Params::from_form(query.unwrap_or_default().as_bytes());
+    let request = match validate(&issuer, &params) {
+        Ok(request) => request,
+        Err(refusal) => return refused(refusal),
+    };
+    let cookie = cookie_value(&headers);
+    if request.silent {
+        // Never a page and never `login_hint`: the session answers, or the client hears login_required.
+        let session = cookie.as_deref().and_then(|id| issuer.resume_session(id));
+        return match session.filter(|session| recent_enough(&issuer, session, request.max_age)) {
+            Some(session) => {
+                let login = Login { auth_time: session.auth_time, sid: session.sid, nonce: request.nonce.clone() };
+                answer(&issuer, &request, &session.user, login)
+            }
+            None => response::error(&request.destination, "login_required", "the user is not logged in"),
+        };
+    }
+    if let Some(user) = request.login_hint.clone() {
+        return log_in(&issuer, cookie.as_deref(), &request, &user);
+    }
+    let remembered = cookie.as_deref().and_then(|id| issuer.resume_session(id)).map(|session| session.user);
+    page::login_page(&issuer, &request, &params, remembered.as_deref())
+}
+
+/// `POST /authorize`: the login page's form, `user` picked. Only the issuer's own page may post it.
+pub(crate) async fn submit(State(issuer): State<DevIssuer>, headers: HeaderMap, body: Bytes) -> Response {
+    let fetch_site = headers.get_all("sec-fetch-site").iter().collect::<Vec<_>>();
+    if fetch_site.iter().any(|site| !site.as_bytes().eq_ignore_ascii_case(b"same-origin")) {
+        // A page of another site (or a sibling one) posting a login for the user: refused.
+        return error_page(StatusCode::FORBIDDEN, "the login form is posted from the issuer's own login page only");
+    }
+    let params = Params::from_form(&body);
+    let request = match validate(&issuer, &params) {
+        Ok(request) => request,
+        Err(refusal) => return refused(refusal),
+    };
+    if request.silent {
+        return error_page(StatusCode::BAD_REQUEST, "prompt=none never logs anybody in");
+    }
+    match params.get("user") {
+        Some(user) => log_in(&issuer, cookie_value(&headers).as_deref(), &request, user),
+        None => error_page(StatusCode::BAD_REQUEST, "pick a user"),
+    }
+}
+
+/// A refusal where [`Refusal`] says it goes.
+fn refused(refusal: Refusal) -> Response {
+    match refusal {
+        Refusal::Page(why) => error_page(StatusCode::BAD_REQUEST, &why),
+        Refusal::Client { destination, error, description } => response::error(&destination, error, &description),
+    }
+}
+
+/// Whether `session` may answer a request with `max_age`: a login at most that many seconds old (`max_age=0`
+/// always asks for a new login).
+fn recent_enough(issuer: &DevIssuer, session: &Session, max_age: Option<i64>) -> bool {
+    match max_age {
+        None => true,
+        Some(0) => false,
+        Some(max_age) => issuer.now().saturating_sub(session.auth_time) <= max_age,
+    }
+}
+
+/// An interactive login of `user`: a new session replaces the one `cookie` names, and the answer sets its cookie.
+fn log_in(issuer: &DevIssuer, cookie: Option<&str>, request: &AuthorizationRequest, user: &str) -> Response {
+    if issuer.user(user).is_none() {
+        return error_page(StatusCode::BAD_REQUEST, "unknown user");
+    }
+    let (id, session) = issuer.start_session(cookie, user);
+    let login = Login { auth_time: session.auth_time, sid: session.sid, nonce: request.nonce.clone() };
+    let mut response = answer(issuer, request, user, login);
+    response.headers_mut().append(header::SET_COOKIE, issuer.session_cookie(&id));
+    response
+}
+
+/// The answer for `user` from `login`: a code, an access token and an ID token as the response type asks.
+fn answer(issuer: &DevIssuer, request: &AuthorizationRequest, user: &str, login: Login) -> Response {
+    let Some(account) = issuer.user(user) else {
+        return response::error(&request.destination, "access_denied", "the session's user is gone");
+    };
+    let scopes = issuer.user_scopes(account, &request.audience, &request.scopes);
+    let grant = Grant {
+        client_id: request.client.client_id.clone(),
+        user: Some(user.to_owned()),
+        audience: request.audience.clone(),
+        scopes,
+    };
+    let mut answer: response::Answer = Vec::new();
+    let code = request.response_type.has_code().then(|| {
+        issuer.store_code(AuthorizationCode {
+            grant: grant.clone(),
+            redirect_uri: request.destination.redirect_uri.clone(),
+            code_challenge: request.code_challenge.clone(),
+            dpop_jkt: request.dpop_jkt.clone(),
+            login: login.clone(),
+            expires_at: issuer.now() + CODE_LIFETIME,
+        })
+    });
+    if let Some(code) = &code {
+        answer.push(("code", code.clone()));
+    }
+    let access_token = if request.response_type.has_access_token() {
+        match issuer.access_token(&grant) {
+            Ok(token) => Some(token),
+            Err(_) => return server_error(request),
+        }
+    } else {
+        None
+    };
+    if let Some(token) = &access_token {
+        answer.push(("access_token", token.clone()));
+        answer.push(("token_type", "Bearer".into()));
+        answer.push(("expires_in", json!(issuer.tenant().token_lifetime).to_string()));
+        answer.push(("scope", grant.scopes.join(" ")));
+    }
+    if request.response_type.has_id_token() {
+        let bound = Bound { access_token: access_token.as_deref(), code: code.as_deref() };
+        match issuer.id_token(&grant, &login, bound) {
+            Ok(Some(token)) => answer.push(("id_token", token)),
+            // The request was checked to ask for openid; a user always has a profile.
+            Ok(None) | Err(_) => return server_error(request),
+        }
+    }
+    response::render(&request.destination, answer)
+}
+
+fn server_error(request: &AuthorizationRequest) -> Response {
+    response::error(&request.destination, "server_error", "the issuer could not sign the answer")
+}
