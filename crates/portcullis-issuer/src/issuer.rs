@@ -3,9 +3,10 @@
 use crate::config::{Api, Client, Tenant, User};
 use crate::dpop::TokenEndpointDpop;
 use crate::error::{AddApiError, SignError};
+use crate::id_token::Login;
 use crate::journal::{Fault, Faults, Journal, JournalEntry};
 use crate::keys::{KeyChoice, KeyRing};
-use crate::refresh::{Lifetimes, Presented, RefreshTokens, Refused, Rotated};
+use crate::refresh::{Lifetimes, Presented, RefreshTokens, Refused, Revoked, Rotated};
 use crate::register::Registry;
 use aws_lc_rs::rand::{SecureRandom, SystemRandom};
 use portcullis::clock::{Clock, SystemClock, UnixTime};
@@ -376,11 +377,17 @@ impl DevIssuer {
         }
     }
 
-    /// Starts a refresh-token family for `grant`, bound to the DPoP key `jkt` when given, and returns its first
-    /// token.
-    pub(crate) fn start_refresh_family(&self, grant: Grant, jkt: Option<String>) -> String {
+    /// Starts a refresh-token family for `grant` after `login`, bound to the DPoP key `jkt` when given, and
+    /// returns its first token.
+    pub(crate) fn start_refresh_family(&self, grant: Grant, login: Login, jkt: Option<String>) -> String {
         let (now, lifetimes) = (self.now(), self.refresh_lifetimes());
-        lock(&self.inner.refresh_tokens).start(grant, jkt, now, lifetimes)
+        lock(&self.inner.refresh_tokens).start(grant, login, jkt, now, lifetimes)
+    }
+
+    /// Revokes the family of the refresh token `token` if `client_id` holds it (RFC 7009).
+    pub(crate) fn revoke_refresh_token(&self, token: &str, client_id: &str) -> Revoked {
+        let now = self.now();
+        lock(&self.inner.refresh_tokens).revoke(token, client_id, now)
     }
 
     /// Exchanges a refresh token for its grant and the family's next token (rotation).
@@ -389,7 +396,23 @@ impl DevIssuer {
         lock(&self.inner.refresh_tokens).rotate(presented, now, lifetimes)
     }
 
-    /// The claims of an access token for `grant`, as GUIDE §7 (Auth0) shapes them.
+    /// The audience of an access token for `/userinfo` alone: `<issuer>userinfo`.
+    pub fn userinfo_audience(&self) -> String {
+        format!("{}userinfo", self.inner.issuer)
+    }
+
+    /// The claims of an access token for `grant`, as Auth0 shapes them: `aud` is the API, or the API and
+    /// `<issuer>userinfo` for a user's `openid` grant; a grant for [`userinfo_audience`](Self::userinfo_audience)
+    /// alone (a login without an API) gets `aud` as that one string and no `permissions`.
+    ///
+    /// ```
+    /// use portcullis_issuer::{DevIssuer, Grant, Tenant};
+    /// let issuer = DevIssuer::new(Tenant::demo("http://127.0.0.1:3000/callback"), "http://127.0.0.1:4000/").unwrap();
+    /// let grant = Grant::new("demo-spa", issuer.userinfo_audience()).with_user("alice").with_scopes(["openid"]);
+    /// let claims = issuer.claims_for(&grant);
+    /// assert_eq!(claims["aud"], "http://127.0.0.1:4000/userinfo");
+    /// assert!(!claims.contains_key("permissions"));
+    /// ```
     pub fn claims_for(&self, grant: &Grant) -> Map<String, Value> {
         let tenant = &self.inner.tenant;
         let now = self.now();
@@ -401,9 +424,10 @@ impl DevIssuer {
             None => format!("{}@clients", grant.client_id),
         };
         claims.insert("sub".into(), json!(sub));
+        let userinfo = self.userinfo_audience();
         let wants_userinfo = user.is_some() && grant.scopes.iter().any(|s| s == "openid");
-        let aud = if wants_userinfo {
-            json!([grant.audience, format!("{}userinfo", self.inner.issuer)])
+        let aud = if wants_userinfo && grant.audience != userinfo {
+            json!([grant.audience, userinfo])
         } else {
             json!(grant.audience)
         };
@@ -415,7 +439,7 @@ impl DevIssuer {
         if user.is_none() {
             claims.insert("gty".into(), json!("client-credentials"));
         }
-        if self.api(&grant.audience).is_some_and(|api| api.rbac) {
+        if grant.audience != userinfo && self.api(&grant.audience).is_some_and(|api| api.rbac) {
             let permissions: Vec<String> = match user {
                 Some(user) => user.permissions.get(&grant.audience).cloned().unwrap_or_default(),
                 None => grant.scopes.clone(),

@@ -50,6 +50,7 @@
 mod authorize;
 mod base64url;
 pub mod config;
+mod cors;
 mod discovery;
 mod dpop;
 mod error;
@@ -62,10 +63,12 @@ mod params;
 pub mod pkce;
 mod refresh;
 mod register;
+mod revoke;
 mod server;
 mod session;
 mod target;
 mod token;
+mod userinfo;
 
 pub use config::{DEMO_AUDIENCE, OTHER_AUDIENCE, Tenant};
 pub use error::{AddApiError, ParseError, SignError, TenantError};

@@ -10,7 +10,11 @@
 //! A family started by a DPoP token request is bound to that proof's key (RFC 9449 §5): each refresh must prove the
 //! same key, and a request that does not is refused without using the token (a thief without the key can neither
 //! redeem it nor, by presenting it, revoke the family).
+//!
+//! A family keeps the login it started from (`auth_time`, `sid`, never the nonce), so that each refresh of an
+//! `openid` family answers an ID token about that same login, and can be revoked whole (RFC 7009).
 
+use crate::id_token::Login;
 use crate::issuer::{Grant, random_string};
 use std::collections::{HashMap, HashSet};
 
@@ -35,6 +39,8 @@ struct RefreshToken {
     used: bool,
     /// The thumbprint of the DPoP key the family is bound to.
     jkt: Option<String>,
+    /// The login the family started from, without its nonce.
+    login: Login,
 }
 
 /// A refresh request: the token presented and what the request proves and names.
@@ -57,6 +63,8 @@ pub(crate) struct Rotated {
     pub grant: Grant,
     /// The family's next refresh token.
     pub next: String,
+    /// The login the family started from (no nonce: a refreshed ID token echoes none).
+    pub login: Login,
 }
 
 /// Why a refresh token was refused.
@@ -81,6 +89,18 @@ struct Family {
     id: String,
     ends_at: i64,
     jkt: Option<String>,
+    login: Login,
+}
+
+/// What a revocation request (RFC 7009) did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Revoked {
+    /// The token's family is gone.
+    Family,
+    /// No such token (never issued, already revoked, or swept): nothing to do, and nothing said about it.
+    Unknown,
+    /// The token was issued to another client; nothing was revoked.
+    OtherClient,
 }
 
 /// Every refresh token handed out and not yet swept.
@@ -90,9 +110,10 @@ pub(crate) struct RefreshTokens {
 }
 
 impl RefreshTokens {
-    /// Starts a family for `grant` and returns its first token.
-    pub fn start(&mut self, grant: Grant, jkt: Option<String>, now: i64, lifetimes: Lifetimes) -> String {
-        let family = Family { id: random_string(16), ends_at: now.saturating_add(lifetimes.absolute), jkt };
+    /// Starts a family for `grant` after `login` and returns its first token. The login's nonce is dropped.
+    pub fn start(&mut self, grant: Grant, login: Login, jkt: Option<String>, now: i64, lifetimes: Lifetimes) -> String {
+        let login = Login { nonce: None, ..login };
+        let family = Family { id: random_string(16), ends_at: now.saturating_add(lifetimes.absolute), jkt, login };
         let token = self.insert(grant, family, now, lifetimes);
         self.sweep(now);
         token
@@ -126,10 +147,31 @@ impl RefreshTokens {
             return Err(Refused::Expired);
         }
         token.used = true;
-        let family = Family { id: token.family.clone(), ends_at: token.family_ends_at, jkt: token.jkt.clone() };
-        let grant = token.grant.clone();
+        let family = Family {
+            id: token.family.clone(),
+            ends_at: token.family_ends_at,
+            jkt: token.jkt.clone(),
+            login: token.login.clone(),
+        };
+        let (grant, login) = (token.grant.clone(), token.login.clone());
         let next = self.insert(grant.clone(), family, now, lifetimes);
-        Ok(Rotated { grant, next })
+        Ok(Rotated { grant, next, login })
+    }
+
+    /// Revokes the family of `token` when it was issued to `client_id` (RFC 7009 §2.1: a client revokes only its
+    /// own tokens). A used token names its family as well as the newest one does.
+    pub fn revoke(&mut self, token: &str, client_id: &str, now: i64) -> Revoked {
+        let outcome = match self.tokens.get(token) {
+            None => Revoked::Unknown,
+            Some(found) if found.grant.client_id != client_id => Revoked::OtherClient,
+            Some(found) => {
+                let family = found.family.clone();
+                self.tokens.retain(|_, t| t.family != family);
+                Revoked::Family
+            }
+        };
+        self.sweep(now);
+        outcome
     }
 
     fn insert(&mut self, grant: Grant, family: Family, now: i64, lifetimes: Lifetimes) -> String {
@@ -142,6 +184,7 @@ impl RefreshTokens {
             family_ends_at: family.ends_at,
             used: false,
             jkt: family.jkt,
+            login: family.login,
         };
         self.tokens.insert(token.clone(), entry);
         token
@@ -170,6 +213,10 @@ mod tests {
         Presented { token, client_id, jkt, resource: None }
     }
 
+    fn login() -> Login {
+        Login { auth_time: 7, sid: "sid-1".into(), nonce: Some("n".into()) }
+    }
+
     fn grant(client_id: &str) -> Grant {
         Grant { client_id: client_id.into(), user: Some("alice".into()), audience: "aud".into(), scopes: Vec::new() }
     }
@@ -177,8 +224,8 @@ mod tests {
     #[test]
     fn rotation_reuse_and_lifetimes() {
         let mut store = RefreshTokens::default();
-        let first = store.start(grant("spa"), None, 0, LIFETIMES);
-        let other = store.start(grant("spa"), None, 0, LIFETIMES);
+        let first = store.start(grant("spa"), login(), None, 0, LIFETIMES);
+        let other = store.start(grant("spa"), login(), None, 0, LIFETIMES);
         assert_eq!(store.rotate(ask(&first, "another-client", None), 1, LIFETIMES), Err(Refused::OtherClient));
         let second = store.rotate(ask(&first, "spa", None), 10, LIFETIMES).unwrap().next;
         assert_ne!(first, second);
@@ -196,7 +243,7 @@ mod tests {
         assert_eq!(store.len(), 0);
 
         // Absolute: used every 30 s, the family still ends 100 s after it started.
-        let mut token = store.start(grant("spa"), None, 1000, LIFETIMES);
+        let mut token = store.start(grant("spa"), login(), None, 1000, LIFETIMES);
         for now in [1030, 1060, 1090] {
             token = store.rotate(ask(&token, "spa", None), now, LIFETIMES).unwrap().next;
         }
@@ -208,7 +255,7 @@ mod tests {
     #[test]
     fn a_bound_family_needs_its_key_and_a_refusal_has_no_effect() {
         let mut store = RefreshTokens::default();
-        let first = store.start(grant("spa"), Some("key-a".into()), 0, LIFETIMES);
+        let first = store.start(grant("spa"), login(), Some("key-a".into()), 0, LIFETIMES);
         for jkt in [None, Some("key-b")] {
             assert_eq!(store.rotate(ask(&first, "spa", jkt), 1, LIFETIMES), Err(Refused::KeyMismatch), "{jkt:?}");
         }
@@ -222,10 +269,52 @@ mod tests {
         assert_eq!(store.rotate(ask(&first, "spa", Some("key-b")), 4, LIFETIMES), Err(Refused::KeyMismatch));
         assert!(store.rotate(ask(&second, "spa", Some("key-a")), 5, LIFETIMES).is_ok());
         // An unbound family takes any request, with or without a proof.
-        let free = store.start(grant("spa"), None, 0, LIFETIMES);
+        let free = store.start(grant("spa"), login(), None, 0, LIFETIMES);
         let elsewhere = Presented { resource: Some("https://other.example"), ..ask(&free, "spa", None) };
         assert_eq!(store.rotate(elsewhere, 1, LIFETIMES), Err(Refused::OtherTarget));
         let same = Presented { resource: Some("aud"), ..ask(&free, "spa", Some("key-c")) };
         assert!(store.rotate(same, 1, LIFETIMES).is_ok());
+    }
+}
+
+#[cfg(test)]
+mod login_and_revocation {
+    use super::*;
+
+    const LIFETIMES: Lifetimes = Lifetimes { absolute: 100, idle: 40 };
+
+    fn presented(token: &str) -> Presented<'_> {
+        Presented { token, client_id: "spa", jkt: None, resource: None }
+    }
+
+    #[test]
+    fn a_family_keeps_its_login_without_the_nonce() {
+        let mut store = RefreshTokens::default();
+        let login = Login { auth_time: 5, sid: "sid-9".into(), nonce: Some("once".into()) };
+        let grant = Grant::new("spa", "aud").with_user("alice");
+        let first = store.start(grant, login, None, 10, LIFETIMES);
+        let rotated = store.rotate(presented(&first), 11, LIFETIMES).unwrap();
+        assert_eq!(rotated.login, Login { auth_time: 5, sid: "sid-9".into(), nonce: None });
+        let again = store.rotate(presented(&rotated.next), 12, LIFETIMES).unwrap();
+        assert_eq!(again.login, rotated.login, "every rotation speaks of the same login");
+    }
+
+    #[test]
+    fn revocation_removes_the_whole_family_of_the_client_only() {
+        let mut store = RefreshTokens::default();
+        let login = Login { auth_time: 0, sid: "s".into(), nonce: None };
+        let start =
+            |store: &mut RefreshTokens| store.start(Grant::new("spa", "aud"), login.clone(), None, 0, LIFETIMES);
+        let first = start(&mut store);
+        let kept = start(&mut store);
+        let second = store.rotate(presented(&first), 1, LIFETIMES).unwrap().next;
+        assert_eq!(store.revoke(&second, "another", 2), Revoked::OtherClient);
+        assert_eq!(store.len(), 3, "another client's request revokes nothing");
+        // The used token names the family as well as the newest one.
+        assert_eq!(store.revoke(&first, "spa", 2), Revoked::Family);
+        assert_eq!(store.len(), 1);
+        assert_eq!(store.rotate(presented(&second), 3, LIFETIMES), Err(Refused::Unknown));
+        assert_eq!(store.revoke(&second, "spa", 3), Revoked::Unknown);
+        assert!(store.rotate(presented(&kept), 3, LIFETIMES).is_ok(), "another family is untouched");
     }
 }

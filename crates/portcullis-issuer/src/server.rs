@@ -1,8 +1,10 @@
-//! The HTTP surface: the routes, and the handlers of discovery, JWKS, `/userinfo` and the admin endpoints
-//! (`/authorize` is in [`crate::authorize`], logout in [`crate::logout`], `/oauth/token` in [`crate::token`]).
+//! The HTTP surface: the routes, and the handlers of discovery, JWKS and the admin endpoints (`/authorize`
+//! is in [`crate::authorize`], logout in [`crate::logout`], `/oauth/token` in [`crate::token`], `/oauth/revoke`
+//! in [`crate::revoke`], `/userinfo` in [`crate::userinfo`]).
 
 use crate::authorize::page::{DEV_ONLY, DOCTYPE};
 use crate::config::Api;
+use crate::cors;
 use crate::error::AddApiError;
 use crate::issuer::{Broken, DevIssuer, Grant, lock, random_string};
 use crate::journal::{Fault, HUGE_BODY_BYTES};
@@ -12,12 +14,11 @@ use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::connect_info::MockConnectInfo;
 use axum::extract::{ConnectInfo, Request, State};
-use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use maud::html;
-use portcullis::dpop::Scheme;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use std::net::SocketAddr;
@@ -41,36 +42,21 @@ pub fn router(issuer: DevIssuer) -> Router {
         .layer(middleware::from_fn(loopback_only));
     Router::new()
         .route("/", get(home))
-        .route("/.well-known/openid-configuration", get(discovery))
-        .route("/.well-known/oauth-authorization-server", get(authorization_server_metadata))
-        .route("/.well-known/jwks.json", get(jwks))
-        .route("/oauth/token", post(crate::token::token).layer(token_cors(&issuer)))
+        .route("/.well-known/openid-configuration", get(discovery).layer(cors::public()))
+        .route("/.well-known/oauth-authorization-server", get(authorization_server_metadata).layer(cors::public()))
+        .route("/.well-known/jwks.json", get(jwks).layer(cors::public()))
+        .route("/oauth/token", cors::for_web_origins(post(crate::token::token), &issuer, Method::POST))
+        .route("/oauth/revoke", cors::for_web_origins(post(crate::revoke::revoke), &issuer, Method::POST))
         .route("/oidc/register", post(register))
         .route("/authorize", get(crate::authorize::show).post(crate::authorize::submit))
         .route("/v2/logout", get(crate::logout::v2))
         .route("/oidc/logout", get(crate::logout::oidc_get).post(crate::logout::oidc_post))
-        .route("/userinfo", get(userinfo))
+        .route("/userinfo", cors::for_web_origins(get(crate::userinfo::userinfo), &issuer, Method::GET))
         .nest(ADMIN_PREFIX, admin)
         // Token, login and admin requests are a few hundred bytes; anything near this is not one of them.
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(middleware::from_fn_with_state(issuer.clone(), journal))
         .with_state(issuer)
-}
-
-/// Browser scripts may call the token endpoint from the origins a client lists in `web_origins` (Auth0's
-/// "Allowed Web Origins"); other origins get no CORS headers, so their scripts cannot read the answer. Scripts
-/// may send a `DPoP` proof and read the `DPoP-Nonce` answer header.
-fn token_cors(issuer: &DevIssuer) -> tower_http::cors::CorsLayer {
-    use tower_http::cors::{AllowOrigin, CorsLayer};
-    let issuer = issuer.clone();
-    CorsLayer::new()
-        .allow_origin(AllowOrigin::predicate(move |origin, _| {
-            origin.to_str().is_ok_and(|origin| issuer.tenant().allows_web_origin(origin))
-        }))
-        .allow_methods([http::Method::POST])
-        .allow_headers([header::CONTENT_TYPE, header::AUTHORIZATION, HeaderName::from_static(crate::dpop::DPOP)])
-        .expose_headers([HeaderName::from_static(crate::dpop::DPOP_NONCE)])
-        .max_age(Duration::from_secs(600))
 }
 
 /// The largest request body the issuer reads (token, login and admin requests); larger ones are answered 413.
@@ -312,81 +298,6 @@ fn tokio_stream_once(
         }
     }
     Once(Some(item))
-}
-
-async fn userinfo(State(issuer): State<DevIssuer>, headers: HeaderMap) -> Response {
-    let credentials = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|value| {
-        let (name, token) = value.split_once(' ')?;
-        if name.eq_ignore_ascii_case("bearer") {
-            Some((Scheme::Bearer, token))
-        } else if name.eq_ignore_ascii_case("dpop") {
-            Some((Scheme::Dpop, token))
-        } else {
-            None
-        }
-    });
-    let scheme = credentials.map_or(Scheme::Bearer, |(scheme, _)| scheme);
-    let token = credentials.map(|(_, token)| token);
-    let keys = portcullis::KeySet::from_jwks_json(issuer.jwks().to_string().as_bytes());
-    let verified = match (token, keys) {
-        (Some(token), Ok(keys)) => portcullis::Verifier::builder()
-            .issuer(issuer.issuer())
-            .audience(format!("{}userinfo", issuer.issuer()))
-            .keys(keys)
-            .without_cache()
-            .build()
-            .map_err(|e| e.to_string())
-            .and_then(|v| v.verify(token).map_err(|e| e.to_string()))
-            .map_err(UserinfoRefusal::Token),
-        _ => Err(UserinfoRefusal::Token("no bearer token".into())),
-    };
-    // A DPoP-bound token is the profile's only with a proof of its key (and a Bearer one never with a proof).
-    let verified = verified.and_then(|token| match issuer.dpop().check_userinfo(scheme, &headers, &token) {
-        Ok(()) => Ok(token),
-        Err(refused) => Err(UserinfoRefusal::Dpop(refused)),
-    });
-    match verified {
-        Ok(token) => {
-            let user = issuer.tenant().users.iter().find(|u| Some(u.subject().as_str()) == token.subject());
-            let mut info = json!({ "sub": token.subject() });
-            if let Some(user) = user {
-                info["name"] = json!(user.name);
-                info["email"] = json!(user.email);
-                info["email_verified"] = json!(true);
-            }
-            axum::Json(info).into_response()
-        }
-        Err(UserinfoRefusal::Token(why)) => {
-            let challenge = format!("Bearer error=\"invalid_token\", error_description=\"{}\"", why.replace('"', "'"));
-            (StatusCode::UNAUTHORIZED, [(header::WWW_AUTHENTICATE, challenge)], "Unauthorized").into_response()
-        }
-        Err(UserinfoRefusal::Dpop(refused)) => {
-            let error = match refused.reason() {
-                portcullis::Reason::DpopProofInvalid => "invalid_dpop_proof",
-                portcullis::Reason::DpopNonceRequired => "use_dpop_nonce",
-                portcullis::Reason::RequestInvalid => "invalid_request",
-                _ => "invalid_token",
-            };
-            let dpop_error = matches!(error, "invalid_dpop_proof" | "use_dpop_nonce");
-            let name = if scheme == Scheme::Dpop || dpop_error { "DPoP" } else { "Bearer" };
-            let description = refused.description().replace('"', "'");
-            let challenge = format!("{name} error=\"{error}\", error_description=\"{description}\"");
-            let mut response =
-                (StatusCode::UNAUTHORIZED, [(header::WWW_AUTHENTICATE, challenge)], "Unauthorized").into_response();
-            if let Some(nonce) = issuer.dpop().nonce().and_then(|nonce| HeaderValue::from_str(&nonce).ok()) {
-                response.headers_mut().insert(crate::dpop::DPOP_NONCE, nonce);
-            }
-            response
-        }
-    }
-}
-
-/// Why `/userinfo` refuses a request.
-enum UserinfoRefusal {
-    /// No token, or one that does not verify.
-    Token(String),
-    /// The token's binding or its proof.
-    Dpop(portcullis::Error),
 }
 
 async fn admin_rotate(State(issuer): State<DevIssuer>) -> Response {

@@ -1,6 +1,8 @@
 //! `POST /oauth/token`: client credentials, authorization code with PKCE, refresh token; DPoP-bound tokens
-//! (RFC 9449 §5) and RFC 8707 `resource`; Auth0's answer and error shapes.
+//! (RFC 9449 §5) and RFC 8707 `resource`; ID tokens for a user's `openid` grant, at the code exchange and at every
+//! refresh; Auth0's answer and error shapes.
 
+use crate::config::Client;
 use crate::dpop::{DPOP_NONCE, Refusal};
 use crate::id_token::{Bound, Login};
 use crate::issuer::{DevIssuer, Grant};
@@ -22,7 +24,7 @@ pub(crate) fn oauth_error(status: StatusCode, error: &str, description: &str) ->
 }
 
 /// Parameters from a JSON or form body.
-fn parameters(headers: &HeaderMap, body: &[u8]) -> Result<Params, &'static str> {
+pub(crate) fn parameters(headers: &HeaderMap, body: &[u8]) -> Result<Params, &'static str> {
     let json = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -43,6 +45,23 @@ fn client_credentials(headers: &HeaderMap, params: &Params) -> (Option<String>, 
         Some((id, secret)) => (Some(id), Some(secret)),
         None => (params.get("client_id").cloned(), params.get("client_secret").cloned()),
     }
+}
+
+/// The client a token or revocation request authenticates as: a known client ID, with its secret (in the body or
+/// HTTP Basic) for a confidential client and none for a public one. `None` is answered with [`unauthorized`].
+pub(crate) fn authenticate(issuer: &DevIssuer, headers: &HeaderMap, params: &Params) -> Option<Client> {
+    let (client_id, secret) = client_credentials(headers, params);
+    let client = issuer.client(client_id.as_deref()?)?;
+    match (&client.client_secret, &secret) {
+        (Some(expected), Some(given)) if same_secret(expected, given) => Some(client),
+        (None, None) => Some(client),
+        _ => None,
+    }
+}
+
+/// Auth0's answer to a request whose client does not authenticate: `401 access_denied`.
+pub(crate) fn unauthorized() -> Response {
+    oauth_error(StatusCode::UNAUTHORIZED, "access_denied", "Unauthorized")
 }
 
 fn standard_base64_decode(text: &str) -> Option<Vec<u8>> {
@@ -111,15 +130,7 @@ fn answer(issuer: &DevIssuer, headers: &HeaderMap, body: &[u8]) -> Response {
         Ok(params) => params,
         Err(why) => return oauth_error(StatusCode::BAD_REQUEST, "invalid_request", why),
     };
-    let (client_id, secret) = client_credentials(headers, &params);
-    let Some(client) = client_id.as_deref().and_then(|id| issuer.client(id)) else {
-        return oauth_error(StatusCode::UNAUTHORIZED, "access_denied", "Unauthorized");
-    };
-    match (&client.client_secret, &secret) {
-        (Some(expected), Some(given)) if same_secret(expected, given) => {}
-        (None, None) => {}
-        _ => return oauth_error(StatusCode::UNAUTHORIZED, "access_denied", "Unauthorized"),
-    }
+    let Some(client) = authenticate(issuer, headers, &params) else { return unauthorized() };
     let grant_type = params.get("grant_type").map(String::as_str).unwrap_or_default();
     if !matches!(grant_type, "client_credentials" | "authorization_code" | "refresh_token") {
         return oauth_error(StatusCode::BAD_REQUEST, "unsupported_grant_type", "Unsupported grant type");
@@ -207,7 +218,7 @@ fn answer(issuer: &DevIssuer, headers: &HeaderMap, body: &[u8]) -> Response {
                 );
             }
             let refresh = (code.grant.scopes.iter().any(|s| s == "offline_access") && client.allows("refresh_token"))
-                .then(|| issuer.start_refresh_family(code.grant.clone(), jkt.clone()));
+                .then(|| issuer.start_refresh_family(code.grant.clone(), code.login.clone(), jkt.clone()));
             token_response(issuer, &code.grant, refresh, jkt.as_deref(), Some(&code.login))
         }
         _ => {
@@ -220,7 +231,11 @@ fn answer(issuer: &DevIssuer, headers: &HeaderMap, body: &[u8]) -> Response {
             };
             let presented = Presented { token: presented, client_id: &client.client_id, jkt: jkt.as_deref(), resource };
             match issuer.rotate_refresh_token(presented) {
-                Ok(rotated) => token_response(issuer, &rotated.grant, Some(rotated.next), jkt.as_deref(), None),
+                // An `openid` family answers a new ID token about the same login at every refresh.
+                Ok(rotated) => {
+                    let login = Some(&rotated.login);
+                    token_response(issuer, &rotated.grant, Some(rotated.next), jkt.as_deref(), login)
+                }
                 Err(Refused::KeyMismatch) => oauth_error(
                     StatusCode::FORBIDDEN,
                     "invalid_grant",

@@ -74,7 +74,7 @@ async fn rfc8414_metadata_lists_what_the_issuer_does() {
         assert_eq!(metadata[member], url.as_str(), "{member}");
     }
     assert_eq!(metadata["code_challenge_methods_supported"], json!(["S256"]));
-    assert_eq!(metadata["response_types_supported"], json!(["code"]));
+    assert_eq!(metadata["response_types_supported"], json!(["code", "id_token", "id_token token", "code id_token"]));
     let listed = |member: &str| -> Vec<String> {
         metadata[member].as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_owned()).collect()
     };

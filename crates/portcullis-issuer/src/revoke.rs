@@ -1,0 +1,36 @@
+//! `POST /oauth/revoke` (RFC 7009, as Auth0 answers it): a client revokes one of its refresh tokens, and with it
+//! the token's whole family (every token rotated from the same login).
+
+use crate::issuer::DevIssuer;
+use crate::refresh::Revoked;
+use crate::token::{authenticate, oauth_error, parameters, unauthorized};
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+
+/// The revocation endpoint. The client authenticates as at the token endpoint; `token` is a refresh token. An
+/// unknown token is answered 200 as a revoked one is (RFC 7009 §2.2), so the answer tells nothing about which
+/// tokens exist; a token of another client is refused and stays valid.
+pub(crate) async fn revoke(State(issuer): State<DevIssuer>, headers: HeaderMap, body: Bytes) -> Response {
+    let params = match parameters(&headers, &body) {
+        Ok(params) => params,
+        Err(why) => return oauth_error(StatusCode::BAD_REQUEST, "invalid_request", why),
+    };
+    let Some(client) = authenticate(&issuer, &headers, &params) else { return unauthorized() };
+    let Some(token) = params.get("token").filter(|token| !token.is_empty()) else {
+        return oauth_error(StatusCode::BAD_REQUEST, "invalid_request", "Missing required parameter: token");
+    };
+    match issuer.revoke_refresh_token(token, &client.client_id) {
+        Revoked::Family | Revoked::Unknown => {
+            let mut response = StatusCode::OK.into_response();
+            response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            response
+        }
+        Revoked::OtherClient => oauth_error(
+            StatusCode::FORBIDDEN,
+            "invalid_grant",
+            "the refresh token was issued to another client; a client revokes only its own tokens",
+        ),
+    }
+}
