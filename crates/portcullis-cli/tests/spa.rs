@@ -93,8 +93,9 @@ email = "bob@example.com"
     )
 }
 
-/// The page, its script, the SDK's bundle, the page's settings, and the demo API trusting `issuer`.
-async fn app(issuer: &str, bundle: String) -> Router {
+/// The page, its script, the SDK's bundle, the page's settings (the refresh client's `cacheLocation` when given),
+/// and the demo API trusting `issuer`.
+async fn app(issuer: &str, bundle: String, cache_location: Option<&str>) -> Router {
     let keys = RemoteKeySet::new(
         KeyLocation::Discovery { issuer: issuer.to_owned() },
         RemoteOptions::default(),
@@ -106,12 +107,15 @@ async fn app(issuer: &str, bundle: String) -> Router {
         Verifier::builder().issuer(issuer).audience(DEMO_AUDIENCE).key_source(Arc::new(keys)).build().unwrap();
     // `domain` as the full URL, without the trailing slash: the SDK appends `/authorize` and expects `iss` to be
     // this URL with a slash.
-    let config = json!({
+    let mut config = json!({
         "domain": issuer.trim_end_matches('/'),
         "clientId": CLIENT_ID,
         "audience": DEMO_AUDIENCE,
         "scope": SCOPE,
     });
+    if let Some(location) = cache_location {
+        config["cacheLocation"] = json!(location);
+    }
     const JAVASCRIPT: &str = "text/javascript; charset=utf-8";
     Router::new()
         .route("/", get(|| async { Html(include_str!("spa/index.html")) }))
@@ -180,45 +184,50 @@ fn assert_alice(step: &str, answer: &Value, login: &Value) {
     assert_eq!(access["permissions"], json!(["read:messages"]), "{step}: {answer}");
 }
 
-#[tokio::test]
-async fn auth0_spa_js_logs_in_renews_silently_calls_the_api_and_logs_out() {
-    if !browser_available("auth0_spa_js_logs_in_renews_silently_calls_the_api_and_logs_out") {
-        return;
-    }
-    let Some(bundle) = sdk_bundle() else { return };
-    let _one = ONE_BROWSER.lock().await;
+/// The issuer with the test's tenant, the page and the demo API on another port of 127.0.0.1, and a browser.
+struct Setup {
+    issuer: String,
+    origin: String,
+    browser: support::browser::Browser,
+    _issuer: tokio::process::Child,
+    _tenant: tempfile::NamedTempFile,
+}
 
+async fn start(bundle: String, cache_location: Option<&str>) -> Setup {
     // The page's origin first: the tenant lists it.
     let (listener, address) = net::listen().await;
     let origin = format!("http://{address}");
-    let file = tempfile::NamedTempFile::new().unwrap();
-    std::fs::write(file.path(), tenant(&origin)).unwrap();
-    let (_issuer, mut out) =
-        portcullis(&["issuer", "--config", file.path().to_str().unwrap(), "--listen", "127.0.0.1:0"]);
+    let tenant_file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(tenant_file.path(), tenant(&origin)).unwrap();
+    let (child, mut out) =
+        portcullis(&["issuer", "--config", tenant_file.path().to_str().unwrap(), "--listen", "127.0.0.1:0"]);
     let issuer = url_after(&mut out, "portcullis dev issuer at").await;
     drain(out);
-    let app = app(&issuer, bundle).await;
+    let app = app(&issuer, bundle, cache_location).await;
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    Setup { issuer, origin, browser: browser().await, _issuer: child, _tenant: tenant_file }
+}
 
-    let browser = browser().await;
-    let client = &browser.client;
-    client.goto(&format!("{origin}/")).await.unwrap();
+/// loginWithRedirect: the issuer's login page, alice picked, back with a code the SDK exchanges; the page then
+/// shows alice as `getUser` has her. Returns the ID token's summary the page showed.
+async fn log_in_as_alice(setup: &Setup, screenshots: bool) -> Value {
+    let (client, issuer) = (&setup.browser.client, setup.issuer.as_str());
+    client.goto(&format!("{}/", setup.origin)).await.unwrap();
     wait_for_session(client, "logged-out").await;
-    let (seen, _) = journal(&issuer, 0).await;
-
-    // loginWithRedirect: the issuer's login page; alice is picked; back with a code that the SDK exchanges.
     client.find(Locator::Id("login")).await.unwrap().click().await.unwrap();
     let alice = wait_for(client, "button[name=user][value=alice]").await;
     assert!(client.current_url().await.unwrap().as_str().starts_with(&format!("{issuer}authorize?")));
     assert_eq!(alice.text().await.unwrap(), "Log in as Alice");
-    screenshot(client, "spa-issuer-login").await;
+    if screenshots {
+        screenshot(client, "spa-issuer-login").await;
+    }
     alice.click().await.unwrap();
     let callback = wait_for(client, "#result-callback[data-run='1']").await;
     let shown = text_of(client, "#result-callback pre").await;
     assert_eq!(callback.attr("data-outcome").await.unwrap().as_deref(), Some("ok"), "{shown}");
     let login: Value = serde_json::from_str(&shown).unwrap();
     let login = login["id_token"].clone();
-    assert_eq!(login["iss"], issuer.as_str(), "{login}");
+    assert_eq!(login["iss"], issuer, "{login}");
     assert_eq!(login["has_nonce"], true, "the SDK's nonce came back: {login}");
     assert!(login["sid"].is_string() && login["auth_time"].is_u64(), "{login}");
 
@@ -229,7 +238,22 @@ async fn auth0_spa_js_logs_in_renews_silently_calls_the_api_and_logs_out() {
     assert_eq!(text_of(client, "#user-sub").await, "auth0|alice");
     let url = client.current_url().await.unwrap();
     assert_eq!((url.path(), url.query()), ("/", None), "the code and state leave the address bar");
-    let (seen, requests) = journal(&issuer, seen).await;
+    login
+}
+
+#[tokio::test]
+async fn auth0_spa_js_logs_in_renews_silently_calls_the_api_and_logs_out() {
+    if !browser_available("auth0_spa_js_logs_in_renews_silently_calls_the_api_and_logs_out") {
+        return;
+    }
+    let Some(bundle) = sdk_bundle() else { return };
+    let _one = ONE_BROWSER.lock().await;
+    let setup = start(bundle, None).await;
+    let (client, issuer, origin) = (&setup.browser.client, setup.issuer.as_str(), setup.origin.as_str());
+
+    let (seen, _) = journal(issuer, 0).await;
+    let login = log_in_as_alice(&setup, true).await;
+    let (seen, requests) = journal(issuer, seen).await;
     assert!(has(&requests, "GET", "/authorize", 200), "the login page: {requests:?}");
     assert!(
         requests.iter().any(|(m, p, s)| m == "POST" && p == "/authorize" && (300..400).contains(s)),
@@ -242,18 +266,18 @@ async fn auth0_spa_js_logs_in_renews_silently_calls_the_api_and_logs_out() {
     let (outcome, answer) = run(client, "silent-iframe").await;
     assert_eq!(outcome, "ok", "{answer}");
     assert_alice("iframe", &answer, &login);
-    let (seen, requests) = journal(&issuer, seen).await;
+    let (seen, requests) = journal(issuer, seen).await;
     assert!(has(&requests, "GET", "/authorize", 200), "{requests:?}");
     assert!(has(&requests, "POST", "/oauth/token", 200), "{requests:?}");
 
-    // getTokenSilently with the refresh token, twice: the second use takes the rotated token (reusing the first
-    // would end the family).
+    // getTokenSilently with the refresh token (from the SDK's web worker), twice: the second use takes the token
+    // the first one rotated in (presenting a used one again would end the family).
     for round in 1..=2 {
         let (outcome, answer) = run(client, "silent-refresh").await;
         assert_eq!(outcome, "ok", "refresh {round}: {answer}");
         assert_alice(&format!("refresh {round}"), &answer, &login);
     }
-    let (seen, requests) = journal(&issuer, seen).await;
+    let (seen, requests) = journal(issuer, seen).await;
     let exchanges = requests.iter().filter(|(m, p, _)| m == "POST" && p == "/oauth/token").count();
     assert_eq!(exchanges, 2, "{requests:?}");
     assert!(!requests.iter().any(|(_, p, _)| p == "/authorize"), "no iframe this time: {requests:?}");
@@ -271,16 +295,67 @@ async fn auth0_spa_js_logs_in_renews_silently_calls_the_api_and_logs_out() {
     wait_for(client, "#session[data-state='logged-out']").await;
     wait_for_session(client, "logged-out").await;
     assert_eq!(client.current_url().await.unwrap().as_str(), format!("{origin}/"));
-    let (seen, requests) = journal(&issuer, seen).await;
+    let (seen, requests) = journal(issuer, seen).await;
     assert!(has(&requests, "GET", "/v2/logout", 302), "{requests:?}");
 
     // Silent login now fails as Auth0's does: login_required, from the issuer (not a timeout).
     let (outcome, answer) = run(client, "silent-iframe").await;
     assert_eq!(outcome, "error", "{answer}");
     assert_eq!(answer["error"], "login_required", "{answer}");
-    let (_, requests) = journal(&issuer, seen).await;
+    let (_, requests) = journal(issuer, seen).await;
     assert!(has(&requests, "GET", "/authorize", 200), "{requests:?}");
     assert!(!has(&requests, "POST", "/oauth/token", 200), "no token without a session: {requests:?}");
     screenshot(client, "spa-logged-out").await;
-    browser.quit().await;
+    setup.browser.quit().await;
+}
+
+/// The refresh token the SDK keeps in `localStorage` for the demo API.
+async fn stored_refresh_token(client: &Client) -> String {
+    let found = client
+        .execute(
+            "const key = Object.keys(localStorage).find((k) => k.startsWith(arguments[0]));\
+             return key ? JSON.parse(localStorage.getItem(key)).body.refresh_token : null;",
+            vec![json!(format!("@@auth0spajs@@::{CLIENT_ID}::{DEMO_AUDIENCE}::"))],
+        )
+        .await
+        .unwrap();
+    found.as_str().unwrap_or_else(|| panic!("no refresh token in localStorage: {found}")).to_owned()
+}
+
+#[tokio::test]
+async fn auth0_spa_js_follows_refresh_token_rotation_and_a_replayed_token_ends_the_family() {
+    if !browser_available("auth0_spa_js_follows_refresh_token_rotation_and_a_replayed_token_ends_the_family") {
+        return;
+    }
+    let Some(bundle) = sdk_bundle() else { return };
+    let _one = ONE_BROWSER.lock().await;
+    // `cacheLocation: 'localstorage'`: the SDK keeps its tokens where the test can see them.
+    let setup = start(bundle, Some("localstorage")).await;
+    let (client, issuer) = (&setup.browser.client, setup.issuer.as_str());
+    let login = log_in_as_alice(&setup, false).await;
+
+    let first = stored_refresh_token(client).await;
+    let (outcome, answer) = run(client, "silent-refresh").await;
+    assert_eq!(outcome, "ok", "{answer}");
+    assert_alice("refresh", &answer, &login);
+    let second = stored_refresh_token(client).await;
+    assert_ne!(first, second, "the refresh rotated the token and the SDK kept the new one");
+
+    // The first token, presented again, is refused as reused, and its whole family ends with it.
+    let replayed = reqwest::Client::new()
+        .post(format!("{issuer}oauth/token"))
+        .form(&[("grant_type", "refresh_token"), ("client_id", CLIENT_ID), ("refresh_token", first.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert!(replayed.status().is_client_error(), "{}", replayed.status());
+    let refused: Value = replayed.json().await.unwrap();
+    assert_eq!(refused["error"], "invalid_grant", "{refused}");
+
+    // So the SDK's current token is refused too: the error Auth0 answers, which the SDK passes on.
+    let (outcome, answer) = run(client, "silent-refresh").await;
+    assert_eq!(outcome, "error", "{answer}");
+    assert_eq!(answer["error"], "invalid_grant", "{answer}");
+    assert_eq!(answer["error_description"], "Unknown or invalid refresh token.", "{answer}");
+    setup.browser.quit().await;
 }

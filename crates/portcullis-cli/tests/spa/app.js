@@ -80,7 +80,9 @@ async function main() {
   };
   // The app's client renews with refresh tokens (rotated at each use); a second one renews through the hidden
   // iframe (`prompt=none`, `response_mode=web_message`) on the issuer's session cookie.
-  const auth0 = await window.auth0.createAuth0Client({ ...options, useRefreshTokens: true });
+  // `cacheLocation` as the settings give it (the SDK's default, memory, keeps the refresh token in a web worker).
+  const cache = config.cacheLocation ? { cacheLocation: config.cacheLocation } : {};
+  const auth0 = await window.auth0.createAuth0Client({ ...options, ...cache, useRefreshTokens: true });
   const iframe = await window.auth0.createAuth0Client({ ...options, useRefreshTokens: false });
 
   const query = new URLSearchParams(window.location.search);
