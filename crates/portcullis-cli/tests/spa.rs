@@ -4,8 +4,10 @@
 //! session cookie) and with refresh tokens (rotated at every use), a call to the demo API with the token, and
 //! `logout` with `returnTo`, after which silent login answers `login_required`.
 //!
-//! The test page (`tests/spa/`) and the demo API share one origin; the issuer runs on another port of the same
-//! host, `127.0.0.1`, so the two are the same site, as silent login through the iframe needs.
+//! The issuer runs with the tenant file of docs/issuer.md ("Use it with your Auth0 app") and its single-page app,
+//! whose settings the page uses. The test page (`tests/spa/`) and the demo API share one origin; the issuer runs on
+//! another port of the same host, `127.0.0.1`, so the two are the same site, as silent login through the iframe
+//! needs.
 //!
 //! `.ci/run` installs the SDK into `PORTCULLIS_INTEROP_DIR` (default `~/.cache/portcullis-interop`). Without
 //! Chromium or the package the test prints why it skips; with `CI=true` it fails.
@@ -21,7 +23,7 @@ use fantoccini::{Client, Locator};
 use portcullis::remote::{KeyLocation, RemoteKeySet, RemoteOptions};
 use portcullis::{SystemClock, Verifier};
 use portcullis_issuer::DEMO_AUDIENCE;
-use portcullis_testkit::{net, probe};
+use portcullis_testkit::{markdown, net, probe};
 use serde_json::{Value, json};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -31,8 +33,8 @@ use support::{drain, portcullis, url_after};
 /// The version `.ci/run` installs; docs/issuer.md names it.
 const SPA_JS: &str = "@auth0/auth0-spa-js@2.28.3";
 
-/// The tenant's single-page application.
-const CLIENT_ID: &str = "spa-test";
+/// The documented single-page application.
+const CLIENT_ID: &str = "my-spa";
 
 /// The scopes the page asks for: the SDK's defaults and the demo API's permission.
 const SCOPE: &str = "openid profile email read:messages";
@@ -61,36 +63,49 @@ fn sdk_bundle() -> Option<String> {
     Some(std::fs::read_to_string(package.join("dist/auth0-spa-js.production.js")).unwrap())
 }
 
-/// The tenant: the demo API, an SPA client whose callback, web origin and logout URL are the page's origin, and
-/// the users alice (allowed `read:messages`) and bob.
+/// docs/issuer.md.
+fn issuer_page() -> String {
+    std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/issuer.md")).unwrap()
+}
+
+/// The block of docs/issuer.md in `language` marked `<!-- MARKER -->`.
+fn documented(language: &str, marker: &str) -> String {
+    markdown::fenced_blocks(&issuer_page(), &[language])
+        .into_iter()
+        .find(|block| block.marker.as_deref() == Some(marker))
+        .unwrap_or_else(|| panic!("docs/issuer.md has a {language} block marked <!-- {marker} -->"))
+        .text
+}
+
+/// Where the documented app runs.
+const DOCUMENTED_APP: &str = "http://127.0.0.1:3000";
+
+/// The documented tenant file with the documented single-page app added, for a page at `origin` instead of the
+/// docs' [`DOCUMENTED_APP`].
 fn tenant(origin: &str) -> String {
-    format!(
-        r#"default_audience = "{DEMO_AUDIENCE}"
+    let spa = documented("toml", "file: tenant.toml, single-page app");
+    assert!(spa.contains(&format!("client_id = \"{CLIENT_ID}\"")), "{spa}");
+    assert!(spa.contains(&format!("web_origins = [\"{DOCUMENTED_APP}\"]")), "{spa}");
+    format!("{}\n{spa}", documented("toml", "file: tenant.toml")).replace(DOCUMENTED_APP, origin)
+}
 
-[[apis]]
-audience = "{DEMO_AUDIENCE}"
-permissions = ["read:messages", "write:messages"]
-
-[[clients]]
-client_id = "{CLIENT_ID}"
-type = "spa"
-grants = ["authorization_code", "refresh_token"]
-callbacks = ["{origin}/"]
-web_origins = ["{origin}"]
-logout_urls = ["{origin}/"]
-
-[[users]]
-id = "alice"
-name = "Alice"
-email = "alice@example.com"
-permissions = {{ "{DEMO_AUDIENCE}" = ["read:messages"] }}
-
-[[users]]
-id = "bob"
-name = "Bob"
-email = "bob@example.com"
-"#
-    )
+#[test]
+fn the_documented_settings_are_the_pages() {
+    let settings = documented("js", "auth0-spa-js");
+    for setting in [
+        "domain: 'http://127.0.0.1:4000',".to_owned(),
+        format!("clientId: '{CLIENT_ID}',"),
+        format!("redirect_uri: '{DOCUMENTED_APP}/',"),
+        format!("audience: '{DEMO_AUDIENCE}',"),
+        format!("scope: '{SCOPE}',"),
+        "useRefreshTokens: true,".to_owned(),
+    ] {
+        assert!(settings.contains(&setting), "docs/issuer.md's createAuth0Client has no {setting}\n{settings}");
+    }
+    let page = include_str!("spa/app.js");
+    for option in ["domain:", "clientId:", "redirect_uri:", "audience:", "scope:", "useRefreshTokens: true"] {
+        assert!(page.contains(option), "the page sets {option}");
+    }
 }
 
 /// The page, its script, the SDK's bundle, the page's settings (the refresh client's `cacheLocation` when given),
@@ -217,7 +232,7 @@ async fn log_in_as_alice(setup: &Setup, screenshots: bool) -> Value {
     client.find(Locator::Id("login")).await.unwrap().click().await.unwrap();
     let alice = wait_for(client, "button[name=user][value=alice]").await;
     assert!(client.current_url().await.unwrap().as_str().starts_with(&format!("{issuer}authorize?")));
-    assert_eq!(alice.text().await.unwrap(), "Log in as Alice");
+    assert_eq!(alice.text().await.unwrap(), "Log in as Alice Example");
     if screenshots {
         screenshot(client, "spa-issuer-login").await;
     }
@@ -233,7 +248,7 @@ async fn log_in_as_alice(setup: &Setup, screenshots: bool) -> Value {
 
     // getUser: the profile from the ID token.
     wait_for_session(client, "logged-in").await;
-    assert_eq!(text_of(client, "#user-name").await, "Alice");
+    assert_eq!(text_of(client, "#user-name").await, "Alice Example");
     assert_eq!(text_of(client, "#user-email").await, "alice@example.com");
     assert_eq!(text_of(client, "#user-sub").await, "auth0|alice");
     let url = client.current_url().await.unwrap();
