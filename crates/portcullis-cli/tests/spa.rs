@@ -208,24 +208,44 @@ struct Setup {
     _tenant: tempfile::NamedTempFile,
 }
 
-async fn start(bundle: String, cache_location: Option<&str>) -> Setup {
+/// How a test runs the page.
+#[derive(Clone, Copy)]
+struct Page {
+    /// The host the browser opens the page as: `127.0.0.1`, the issuer's host, or `localhost`, another site.
+    host: &'static str,
+    /// Where the refresh client keeps its tokens (`None`: the SDK's default, memory and its web worker).
+    cache_location: Option<&'static str>,
+    /// Whether the tenant lists the page's origin in the client's `web_origins`, as documented.
+    web_origin_listed: bool,
+}
+
+/// The documented set-up: the page on the issuer's site, the SDK's default cache, its origin a web origin.
+const DOCUMENTED: Page = Page { host: "127.0.0.1", cache_location: None, web_origin_listed: true };
+
+/// Starts the issuer, the page as `page` says, and a browser.
+async fn start(bundle: String, page: Page) -> Setup {
     // The page's origin first: the tenant lists it.
     let (listener, address) = net::listen().await;
-    let origin = format!("http://{address}");
+    let port = address.rsplit(':').next().unwrap();
+    let origin = format!("http://{}:{port}", page.host);
+    let mut tenant = tenant(&origin);
+    if !page.web_origin_listed {
+        tenant = tenant.replace(&format!("web_origins = [\"{origin}\"]"), "web_origins = []");
+    }
     let tenant_file = tempfile::NamedTempFile::new().unwrap();
-    std::fs::write(tenant_file.path(), tenant(&origin)).unwrap();
+    std::fs::write(tenant_file.path(), tenant).unwrap();
     let (child, mut out) =
         portcullis(&["issuer", "--config", tenant_file.path().to_str().unwrap(), "--listen", "127.0.0.1:0"]);
     let issuer = url_after(&mut out, "portcullis dev issuer at").await;
     drain(out);
-    let app = app(&issuer, bundle, cache_location).await;
+    let app = app(&issuer, bundle, page.cache_location).await;
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
     Setup { issuer, origin, browser: browser().await, _issuer: child, _tenant: tenant_file }
 }
 
-/// loginWithRedirect: the issuer's login page, alice picked, back with a code the SDK exchanges; the page then
-/// shows alice as `getUser` has her. Returns the ID token's summary the page showed.
-async fn log_in_as_alice(setup: &Setup, screenshots: bool) -> Value {
+/// loginWithRedirect: the issuer's login page, alice picked, back to the page, which runs
+/// `handleRedirectCallback`; its outcome (`ok` or `error`) and what the page shows of it.
+async fn callback_after_login(setup: &Setup, screenshots: bool) -> (String, Value) {
     let (client, issuer) = (&setup.browser.client, setup.issuer.as_str());
     client.goto(&format!("{}/", setup.origin)).await.unwrap();
     wait_for_session(client, "logged-out").await;
@@ -239,9 +259,16 @@ async fn log_in_as_alice(setup: &Setup, screenshots: bool) -> Value {
     alice.click().await.unwrap();
     let callback = wait_for(client, "#result-callback[data-run='1']").await;
     let shown = text_of(client, "#result-callback pre").await;
-    assert_eq!(callback.attr("data-outcome").await.unwrap().as_deref(), Some("ok"), "{shown}");
-    let login: Value = serde_json::from_str(&shown).unwrap();
-    let login = login["id_token"].clone();
+    (callback.attr("data-outcome").await.unwrap().unwrap(), serde_json::from_str(&shown).unwrap())
+}
+
+/// [`callback_after_login`], which must succeed; the page then shows alice as `getUser` has her. Returns the ID
+/// token's summary the page showed.
+async fn log_in_as_alice(setup: &Setup, screenshots: bool) -> Value {
+    let (client, issuer) = (&setup.browser.client, setup.issuer.as_str());
+    let (outcome, shown) = callback_after_login(setup, screenshots).await;
+    assert_eq!(outcome, "ok", "{shown}");
+    let login = shown["id_token"].clone();
     assert_eq!(login["iss"], issuer, "{login}");
     assert_eq!(login["has_nonce"], true, "the SDK's nonce came back: {login}");
     assert!(login["sid"].is_string() && login["auth_time"].is_u64(), "{login}");
@@ -263,7 +290,7 @@ async fn auth0_spa_js_logs_in_renews_silently_calls_the_api_and_logs_out() {
     }
     let Some(bundle) = sdk_bundle() else { return };
     let _one = ONE_BROWSER.lock().await;
-    let setup = start(bundle, None).await;
+    let setup = start(bundle, DOCUMENTED).await;
     let (client, issuer, origin) = (&setup.browser.client, setup.issuer.as_str(), setup.origin.as_str());
 
     let (seen, _) = journal(issuer, 0).await;
@@ -345,7 +372,7 @@ async fn auth0_spa_js_follows_refresh_token_rotation_and_a_replayed_token_ends_t
     let Some(bundle) = sdk_bundle() else { return };
     let _one = ONE_BROWSER.lock().await;
     // `cacheLocation: 'localstorage'`: the SDK keeps its tokens where the test can see them.
-    let setup = start(bundle, Some("localstorage")).await;
+    let setup = start(bundle, Page { cache_location: Some("localstorage"), ..DOCUMENTED }).await;
     let (client, issuer) = (&setup.browser.client, setup.issuer.as_str());
     let login = log_in_as_alice(&setup, false).await;
 
@@ -372,5 +399,55 @@ async fn auth0_spa_js_follows_refresh_token_rotation_and_a_replayed_token_ends_t
     assert_eq!(outcome, "error", "{answer}");
     assert_eq!(answer["error"], "invalid_grant", "{answer}");
     assert_eq!(answer["error_description"], "Unknown or invalid refresh token.", "{answer}");
+    setup.browser.quit().await;
+}
+
+#[tokio::test]
+async fn silent_login_through_the_iframe_needs_the_same_site_and_refresh_tokens_do_not() {
+    if !browser_available("silent_login_through_the_iframe_needs_the_same_site_and_refresh_tokens_do_not") {
+        return;
+    }
+    let Some(bundle) = sdk_bundle() else { return };
+    let _one = ONE_BROWSER.lock().await;
+    // The page as `localhost`, the issuer on 127.0.0.1: two sites, though both are this machine. The tenant lists
+    // the localhost origin, so the login and the code exchange work.
+    let setup = start(bundle, Page { host: "localhost", ..DOCUMENTED }).await;
+    let (client, issuer) = (&setup.browser.client, setup.issuer.as_str());
+    let login = log_in_as_alice(&setup, false).await;
+
+    // The iframe reaches the issuer, but the browser keeps the SameSite=Lax session cookie from a cross-site frame:
+    // no session, so login_required.
+    let (seen, _) = journal(issuer, 0).await;
+    let (outcome, answer) = run(client, "silent-iframe").await;
+    assert_eq!(outcome, "error", "{answer}");
+    assert_eq!(answer["error"], "login_required", "{answer}");
+    let (_, requests) = journal(issuer, seen).await;
+    assert!(has(&requests, "GET", "/authorize", 200), "the iframe was answered: {requests:?}");
+
+    // The refresh token needs no cookie.
+    let (outcome, answer) = run(client, "silent-refresh").await;
+    assert_eq!(outcome, "ok", "{answer}");
+    assert_alice("refresh from another site", &answer, &login);
+    setup.browser.quit().await;
+}
+
+#[tokio::test]
+async fn an_origin_missing_from_web_origins_fails_the_code_exchange_in_the_browser() {
+    if !browser_available("an_origin_missing_from_web_origins_fails_the_code_exchange_in_the_browser") {
+        return;
+    }
+    let Some(bundle) = sdk_bundle() else { return };
+    let _one = ONE_BROWSER.lock().await;
+    let setup = start(bundle, Page { web_origin_listed: false, ..DOCUMENTED }).await;
+    let (seen, _) = journal(&setup.issuer, 0).await;
+    // The preflight gets no CORS headers, so the browser never sends the exchange: the SDK only sees the network
+    // error, which it reports as it is.
+    let (outcome, shown) = callback_after_login(&setup, false).await;
+    assert_eq!(outcome, "error", "{shown}");
+    assert_eq!(shown["error_description"], "Failed to fetch", "{shown}");
+    let (_, requests) = journal(&setup.issuer, seen).await;
+    assert!(has(&requests, "OPTIONS", "/oauth/token", 200), "the preflight: {requests:?}");
+    assert!(!requests.iter().any(|(m, p, _)| m == "POST" && p == "/oauth/token"), "{requests:?}");
+    wait_for_session(&setup.browser.client, "logged-out").await;
     setup.browser.quit().await;
 }
