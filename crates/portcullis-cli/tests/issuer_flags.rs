@@ -97,3 +97,100 @@ fn an_empty_api_audience_is_a_usage_error() {
     assert_eq!(output.status.code(), Some(2), "{}", String::from_utf8_lossy(&output.stderr));
     assert!(String::from_utf8_lossy(&output.stderr).contains("--api"));
 }
+
+/// The example tenant file of docs/issuer.md's section "The tenant file".
+fn documented_tenant() -> String {
+    let page = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/issuer.md")).unwrap();
+    let (_, section) = page.split_once("\n## The tenant file\n").expect("docs/issuer.md has \"The tenant file\"");
+    let section = section.split("\n## ").next().unwrap();
+    let blocks = portcullis_testkit::markdown::fenced_blocks(section, &["toml"]);
+    blocks.into_iter().next().expect("the section has an example tenant file").text
+}
+
+/// Runs `portcullis issuer --print-tenant` with `args` on a port this test holds (so a listening issuer would fail
+/// to start), and returns its exit status and stdout; the command must end within the deadline.
+async fn print_tenant(args: &[&str]) -> (Option<i32>, String) {
+    let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let listen = held.local_addr().unwrap().to_string();
+    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_portcullis"))
+        .args(["issuer", "--print-tenant", "--listen", &listen])
+        .args(args)
+        .env_remove("PORTCULLIS_CONFIG")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let output = tokio::time::timeout(std::time::Duration::from_secs(60), child.wait_with_output())
+        .await
+        .expect("--print-tenant exits without serving")
+        .unwrap();
+    drop(held);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.is_empty(), "{stderr}");
+    (output.status.code(), String::from_utf8(output.stdout).unwrap())
+}
+
+#[tokio::test]
+async fn print_tenant_shows_the_effective_tenant_and_config_reads_it_back_unchanged() {
+    use portcullis_issuer::Tenant;
+    // The demo tenant, with an added API and one the tenant has (left as it is), and nonces.
+    let mcp = "http://127.0.0.1:1/mcp";
+    let (status, printed) = print_tenant(&["--api", mcp, "--api", "https://api.example.com", "--dpop-nonce"]).await;
+    assert_eq!(status, Some(0));
+    let tenant = Tenant::from_toml(&printed).unwrap_or_else(|e| panic!("{e}:\n{printed}"));
+    let mut expected = Tenant::demo("http://127.0.0.1:3000/callback");
+    expected.apis.push(portcullis_issuer::config::Api::new(mcp, Vec::<String>::new()));
+    expected.dpop_nonce = true;
+    assert_eq!(tenant, expected);
+    assert!(printed.contains("type = \"spa\"") && printed.contains("client_secret = \"demo-secret\""), "{printed}");
+    assert!(!printed.contains("BANNER") && !printed.contains("dev issuer at"), "only the tenant: {printed}");
+
+    // Round trip: the printed file, given back with --config, prints the same text.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("tenant.toml");
+    std::fs::write(&file, &printed).unwrap();
+    let (status, again) = print_tenant(&["--config", file.to_str().unwrap()]).await;
+    assert_eq!((status, again.as_str()), (Some(0), printed.as_str()));
+
+    // The documented tenant file, every key set: printed as the same tenant, and stable from then on.
+    let documented = documented_tenant();
+    let file = dir.path().join("documented.toml");
+    std::fs::write(&file, &documented).unwrap();
+    let (status, printed) = print_tenant(&["--config", file.to_str().unwrap(), "--api", mcp]).await;
+    assert_eq!(status, Some(0));
+    let mut expected = Tenant::from_toml(&documented).unwrap();
+    expected.apis.push(portcullis_issuer::config::Api::new(mcp, Vec::<String>::new()));
+    assert_eq!(Tenant::from_toml(&printed).unwrap(), expected);
+    std::fs::write(&file, &printed).unwrap();
+    assert_eq!(print_tenant(&["--config", file.to_str().unwrap()]).await.1, printed);
+
+    // A tenant file with a mistake is refused, as when serving.
+    std::fs::write(&file, "[[clients]]\nclient_id = \"x\"\ngrants = [\"password\"]\n").unwrap();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_portcullis"))
+        .args(["issuer", "--print-tenant", "--config", file.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_ne!(output.status.code(), Some(0));
+    assert!(output.stdout.is_empty());
+}
+
+#[tokio::test]
+async fn the_start_up_listing_shows_each_clients_type_and_urls() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("tenant.toml");
+    std::fs::write(&file, documented_tenant()).unwrap();
+    let (_child, mut out) = portcullis(&["issuer", "--listen", "127.0.0.1:0", "--config", file.to_str().unwrap()]);
+    url_after(&mut out, "portcullis dev issuer at").await;
+    line_with(&mut out, "client  shop-spa (public, PKCE) grants: authorization_code, refresh_token").await;
+    line_with(&mut out, "type: spa").await;
+    line_with(&mut out, "callbacks: http://127.0.0.1:5173/").await;
+    line_with(&mut out, "logout URLs: http://127.0.0.1:5173/").await;
+    line_with(&mut out, "web origins: http://127.0.0.1:5173").await;
+    line_with(&mut out, "client  shop-web (secret shop-web-secret)").await;
+    line_with(&mut out, "type: regular_web").await;
+    line_with(&mut out, "callbacks: http://127.0.0.1:3000/callback").await;
+    line_with(&mut out, "client  nightly-job").await;
+    line_with(&mut out, "type: non_interactive").await;
+    drain(out);
+}

@@ -21,6 +21,8 @@ pub(crate) struct TokenEndpointDpop {
     htu: Option<Htu>,
     /// `<issuer>userinfo`, normalized, likewise.
     userinfo: Option<Htu>,
+    /// `<issuer>oauth/revoke`, normalized, likewise.
+    revoke: Option<Htu>,
 }
 
 /// Why a token request's proof is refused.
@@ -44,7 +46,8 @@ impl TokenEndpointDpop {
         let verifier = builder.build().map_err(|e| format!("DPoP: {e}"))?;
         let htu = Htu::parse(&format!("{issuer_url}oauth/token")).ok();
         let userinfo = Htu::parse(&format!("{issuer_url}userinfo")).ok();
-        Ok(Self { verifier, htu, userinfo })
+        let revoke = Htu::parse(&format!("{issuer_url}oauth/revoke")).ok();
+        Ok(Self { verifier, htu, userinfo, revoke })
     }
 
     /// The algorithms a proof may use, for the metadata's `dpop_signing_alg_values_supported`.
@@ -59,6 +62,17 @@ impl TokenEndpointDpop {
 
     /// The thumbprint of the proof key of a token request, `None` when it has no `DPoP` header.
     pub fn check(&self, headers: &HeaderMap) -> Result<Option<String>, Refusal> {
+        self.check_post(headers, self.htu.as_ref())
+    }
+
+    /// The thumbprint of the proof key of a revocation request (a proof for `POST <issuer>oauth/revoke`), `None`
+    /// when it has no `DPoP` header: a DPoP-bound refresh token is revoked only with a proof of its key.
+    pub fn check_revocation(&self, headers: &HeaderMap) -> Result<Option<String>, Refusal> {
+        self.check_post(headers, self.revoke.as_ref())
+    }
+
+    /// The thumbprint of the key of the one proof for `POST htu` in `headers`, `None` without a `DPoP` header.
+    fn check_post(&self, headers: &HeaderMap, htu: Option<&Htu>) -> Result<Option<String>, Refusal> {
         let values: Vec<_> = headers.get_all(DPOP).iter().collect();
         let proof = match values[..] {
             [] => return Ok(None),
@@ -68,7 +82,7 @@ impl TokenEndpointDpop {
         if proof.contains(|c: char| c == ',' || c.is_ascii_whitespace()) {
             return Err(Refusal::Invalid("exactly one DPoP proof is allowed".into()));
         }
-        let Some(htu) = &self.htu else {
+        let Some(htu) = htu else {
             return Err(Refusal::Invalid("the issuer URL is not an http(s) URL; no proof can match it".into()));
         };
         let expected = ProofExpectations { method: "POST", htu, access_token: None, jkt: None };

@@ -384,10 +384,11 @@ impl DevIssuer {
         lock(&self.inner.refresh_tokens).start(grant, login, jkt, now, lifetimes)
     }
 
-    /// Revokes the family of the refresh token `token` if `client_id` holds it (RFC 7009).
-    pub(crate) fn revoke_refresh_token(&self, token: &str, client_id: &str) -> Revoked {
+    /// Revokes the family of the refresh token `token` if `client_id` holds it and, for a DPoP-bound family, the
+    /// request proves its key `jkt` (RFC 7009).
+    pub(crate) fn revoke_refresh_token(&self, token: &str, client_id: &str, jkt: Option<&str>) -> Revoked {
         let now = self.now();
-        lock(&self.inner.refresh_tokens).revoke(token, client_id, now)
+        lock(&self.inner.refresh_tokens).revoke(token, client_id, jkt, now)
     }
 
     /// Exchanges a refresh token for its grant and the family's next token (rotation).

@@ -101,6 +101,8 @@ pub(crate) enum Revoked {
     Unknown,
     /// The token was issued to another client; nothing was revoked.
     OtherClient,
+    /// The family is bound to a DPoP key the request did not prove; nothing was revoked.
+    KeyMismatch,
 }
 
 /// Every refresh token handed out and not yet swept.
@@ -159,11 +161,13 @@ impl RefreshTokens {
     }
 
     /// Revokes the family of `token` when it was issued to `client_id` (RFC 7009 §2.1: a client revokes only its
-    /// own tokens). A used token names its family as well as the newest one does.
-    pub fn revoke(&mut self, token: &str, client_id: &str, now: i64) -> Revoked {
+    /// own tokens) and, for a bound family, the request proves its key `jkt`. A used token names its family as
+    /// well as the newest one does.
+    pub fn revoke(&mut self, token: &str, client_id: &str, jkt: Option<&str>, now: i64) -> Revoked {
         let outcome = match self.tokens.get(token) {
             None => Revoked::Unknown,
             Some(found) if found.grant.client_id != client_id => Revoked::OtherClient,
+            Some(found) if found.jkt.as_deref().is_some_and(|bound| Some(bound) != jkt) => Revoked::KeyMismatch,
             Some(found) => {
                 let family = found.family.clone();
                 self.tokens.retain(|_, t| t.family != family);
@@ -308,13 +312,19 @@ mod login_and_revocation {
         let first = start(&mut store);
         let kept = start(&mut store);
         let second = store.rotate(presented(&first), 1, LIFETIMES).unwrap().next;
-        assert_eq!(store.revoke(&second, "another", 2), Revoked::OtherClient);
+        assert_eq!(store.revoke(&second, "another", None, 2), Revoked::OtherClient);
         assert_eq!(store.len(), 3, "another client's request revokes nothing");
         // The used token names the family as well as the newest one.
-        assert_eq!(store.revoke(&first, "spa", 2), Revoked::Family);
+        assert_eq!(store.revoke(&first, "spa", Some("any-key"), 2), Revoked::Family, "an unbound family");
         assert_eq!(store.len(), 1);
         assert_eq!(store.rotate(presented(&second), 3, LIFETIMES), Err(Refused::Unknown));
-        assert_eq!(store.revoke(&second, "spa", 3), Revoked::Unknown);
+        assert_eq!(store.revoke(&second, "spa", None, 3), Revoked::Unknown);
         assert!(store.rotate(presented(&kept), 3, LIFETIMES).is_ok(), "another family is untouched");
+        // A bound family: only a proof of its key revokes it.
+        let bound = store.start(Grant::new("spa", "aud"), login, Some("key-a".into()), 3, LIFETIMES);
+        for jkt in [None, Some("key-b")] {
+            assert_eq!(store.revoke(&bound, "spa", jkt, 4), Revoked::KeyMismatch, "{jkt:?}");
+        }
+        assert_eq!(store.revoke(&bound, "spa", Some("key-a"), 4), Revoked::Family);
     }
 }

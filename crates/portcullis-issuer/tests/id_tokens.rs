@@ -170,6 +170,7 @@ async fn every_refresh_of_an_openid_family_answers_an_id_token_about_the_same_lo
     let mut used = Vec::new();
     for step in 1..=2 {
         r.issuer.shift_clock(600);
+        let before = r.issuer.now();
         let (status, answer) = r.refresh(&refresh_token).await;
         assert_eq!(status, 200, "{answer}");
         let id_token = answer["id_token"].as_str().expect("a refresh of an openid family answers an ID token");
@@ -177,7 +178,9 @@ async fn every_refresh_of_an_openid_family_answers_an_id_token_about_the_same_lo
         assert_eq!((&claims["sid"], &claims["auth_time"]), (&login["sid"], &login["auth_time"]), "step {step}");
         assert!(claims.get("nonce").is_none(), "a refreshed ID token echoes no nonce: {claims}");
         assert_eq!(claims["aud"], "demo-spa");
-        assert_eq!(claims["iat"].as_i64().unwrap(), r.issuer.now(), "a new token, issued now");
+        let iat = claims["iat"].as_i64().unwrap();
+        assert!((before..=r.issuer.now()).contains(&iat), "a new token, issued now: {iat}");
+        assert!(iat >= login["iat"].as_i64().unwrap() + 600 * step, "{iat}");
         assert_eq!(claims["at_hash"], at_hash(answer["access_token"].as_str().unwrap()));
         assert_eq!(claims["name"], "Alice", "the family's scopes still bring the profile");
         let fresh = r.id_token_verifier().await.verify(id_token).expect("verifies against the JWKS");
@@ -435,4 +438,74 @@ async fn discovery_lists_what_openid_clients_read() {
         .post(document["revocation_endpoint"].as_str().unwrap())
         .form(&[("client_id", "demo-spa"), ("token", "x")]);
     assert_eq!(revoke.send().await.unwrap().status(), 200);
+}
+
+/// A fresh DPoP proof for `POST htu` by `key`.
+fn proof(key: &portcullis::signing::SigningKey, htu: &str) -> String {
+    static JTI: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let jti = format!("revoke-{}", JTI.fetch_add(1, std::sync::atomic::Ordering::SeqCst));
+    let claims = json!({"jti": jti, "htm": "POST", "htu": htu, "iat": portcullis_testkit::claims::now()});
+    key.sign_token(&claims, json!({"typ": "dpop+jwt", "jwk": key.public_jwk()}).as_object()).unwrap()
+}
+
+#[tokio::test]
+async fn a_dpop_bound_family_is_revoked_only_with_a_proof_of_its_key() {
+    use portcullis::Algorithm;
+    use portcullis::signing::SigningKey;
+    let r = start().await;
+    let (key, stranger) =
+        (SigningKey::generate(Algorithm::ES256, None).unwrap(), SigningKey::generate(Algorithm::ES256, None).unwrap());
+    let (token_url, revoke_url) = (format!("{}oauth/token", r.base), format!("{}oauth/revoke", r.base));
+    let code = r.code("alice", "openid offline_access", None).await;
+    let form = [
+        ("grant_type", "authorization_code"),
+        ("client_id", "demo-spa"),
+        ("code", code.as_str()),
+        ("code_verifier", VERIFIER),
+        ("redirect_uri", CALLBACK),
+    ];
+    let answer: Value = r
+        .http
+        .post(&token_url)
+        .header("dpop", proof(&key, &token_url))
+        .form(&form)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(answer["token_type"], "DPoP", "{answer}");
+    let refresh_token = answer["refresh_token"].as_str().unwrap().to_owned();
+    let revoke = |dpop: Option<String>| {
+        let mut request =
+            r.http.post(&revoke_url).form(&[("client_id", "demo-spa"), ("token", refresh_token.as_str())]);
+        if let Some(dpop) = dpop {
+            request = request.header("dpop", dpop);
+        }
+        async move {
+            let response = request.send().await.unwrap();
+            let status = response.status().as_u16();
+            (status, response.text().await.unwrap())
+        }
+    };
+    // Without a proof, with another key's, or with a proof for the token endpoint: nothing is revoked.
+    let (status, body) = revoke(None).await;
+    assert_eq!(status, 403, "{body}");
+    assert_eq!(revoke(Some(proof(&stranger, &revoke_url))).await.0, 403);
+    let (status, body) = revoke(Some(proof(&key, &token_url))).await;
+    assert_eq!(status, 400, "a proof for another URL: {body}");
+    assert!(body.contains("invalid_dpop_proof"), "{body}");
+    // With a proof of its key for the revocation endpoint: revoked; the family cannot be refreshed any more.
+    let (status, body) = revoke(Some(proof(&key, &revoke_url))).await;
+    assert_eq!((status, body.as_str()), (200, ""));
+    let refreshed = r
+        .http
+        .post(&token_url)
+        .header("dpop", proof(&key, &token_url))
+        .form(&[("grant_type", "refresh_token"), ("client_id", "demo-spa"), ("refresh_token", refresh_token.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refreshed.status(), 403);
 }
