@@ -1,8 +1,8 @@
 //! Auth0's SPA SDK, `@auth0/auth0-spa-js` unchanged (its UMD bundle), logs in against `portcullis issuer` in real
 //! headless Chromium: `loginWithRedirect` to the issuer's login page, "Log in as Alice", `handleRedirectCallback`,
 //! `getUser`, `getTokenSilently` through the hidden iframe (`prompt=none`, `response_mode=web_message`, the issuer's
-//! session cookie) and with refresh tokens (rotated at every use), a call to the demo API with the token, and
-//! `logout` with `returnTo`, after which silent login answers `login_required`.
+//! session cookie) and with refresh tokens (rotated at every use), a call to the demo API with the token,
+//! `revokeRefreshToken`, and `logout` with `returnTo`, after which silent login answers `login_required`.
 //!
 //! The issuer runs with the tenant file of docs/issuer.md ("Use it with your Auth0 app") and its single-page app,
 //! whose settings the page uses. The test page (`tests/spa/`) and the demo API share one origin; the issuer runs on
@@ -332,6 +332,19 @@ async fn auth0_spa_js_logs_in_renews_silently_calls_the_api_and_logs_out() {
     assert!(call["body"]["message"].as_str().unwrap().starts_with("Hello from a private endpoint"), "{call}");
     screenshot(client, "spa-tokens").await;
 
+    // revokeRefreshToken: the SDK's worker posts the token to /oauth/revoke (CORS, with its Auth0-Client header)
+    // and forgets it, so the next refresh has none.
+    let (outcome, answer) = run(client, "revoke").await;
+    assert_eq!(outcome, "ok", "{answer}");
+    let (outcome, answer) = run(client, "silent-refresh").await;
+    assert_eq!(outcome, "error", "{answer}");
+    assert_eq!(answer["error"], "missing_refresh_token", "{answer}");
+    let (seen, requests) = journal(issuer, seen).await;
+    assert!(
+        has(&requests, "OPTIONS", "/oauth/revoke", 200) && has(&requests, "POST", "/oauth/revoke", 200),
+        "{requests:?}"
+    );
+
     // logout with returnTo: the issuer ends its session and sends the browser back to the page, logged out.
     client.find(Locator::Id("logout")).await.unwrap().click().await.unwrap();
     wait_for(client, "#session[data-state='logged-out']").await;
@@ -365,8 +378,10 @@ async fn stored_refresh_token(client: &Client) -> String {
 }
 
 #[tokio::test]
-async fn auth0_spa_js_follows_refresh_token_rotation_and_a_replayed_token_ends_the_family() {
-    if !browser_available("auth0_spa_js_follows_refresh_token_rotation_and_a_replayed_token_ends_the_family") {
+async fn auth0_spa_js_follows_refresh_token_rotation_a_replayed_token_ends_the_family_and_revocation_works() {
+    if !browser_available(
+        "auth0_spa_js_follows_refresh_token_rotation_a_replayed_token_ends_the_family_and_revocation_works",
+    ) {
         return;
     }
     let Some(bundle) = sdk_bundle() else { return };
@@ -384,14 +399,7 @@ async fn auth0_spa_js_follows_refresh_token_rotation_and_a_replayed_token_ends_t
     assert_ne!(first, second, "the refresh rotated the token and the SDK kept the new one");
 
     // The first token, presented again, is refused as reused, and its whole family ends with it.
-    let replayed = reqwest::Client::new()
-        .post(format!("{issuer}oauth/token"))
-        .form(&[("grant_type", "refresh_token"), ("client_id", CLIENT_ID), ("refresh_token", first.as_str())])
-        .send()
-        .await
-        .unwrap();
-    assert!(replayed.status().is_client_error(), "{}", replayed.status());
-    let refused: Value = replayed.json().await.unwrap();
+    let refused = refresh_directly(issuer, &first).await;
     assert_eq!(refused["error"], "invalid_grant", "{refused}");
 
     // So the SDK's current token is refused too: the error Auth0 answers, which the SDK passes on.
@@ -399,7 +407,34 @@ async fn auth0_spa_js_follows_refresh_token_rotation_and_a_replayed_token_ends_t
     assert_eq!(outcome, "error", "{answer}");
     assert_eq!(answer["error"], "invalid_grant", "{answer}");
     assert_eq!(answer["error_description"], "Unknown or invalid refresh token.", "{answer}");
+
+    // A new login starts a new family ("Continue as …" on the login page); revokeRefreshToken sends its token to
+    // /oauth/revoke, and the issuer refuses it from then on.
+    client.find(Locator::Id("login")).await.unwrap().click().await.unwrap();
+    let again = wait_for(client, "button[name=user][value=alice]").await;
+    assert_eq!(again.text().await.unwrap(), "Continue as Alice Example");
+    again.click().await.unwrap();
+    let callback = wait_for(client, "#result-callback[data-run='1']").await;
+    assert_eq!(callback.attr("data-outcome").await.unwrap().as_deref(), Some("ok"));
+    let third = stored_refresh_token(client).await;
+    let (outcome, answer) = run(client, "revoke").await;
+    assert_eq!(outcome, "ok", "{answer}");
+    let refused = refresh_directly(issuer, &third).await;
+    assert_eq!(refused["error"], "invalid_grant", "the revoked token: {refused}");
     setup.browser.quit().await;
+}
+
+/// The token endpoint's answer to a refresh with `refresh_token`, sent from outside the browser; it must be a
+/// refusal.
+async fn refresh_directly(issuer: &str, refresh_token: &str) -> Value {
+    let answer = reqwest::Client::new()
+        .post(format!("{issuer}oauth/token"))
+        .form(&[("grant_type", "refresh_token"), ("client_id", CLIENT_ID), ("refresh_token", refresh_token)])
+        .send()
+        .await
+        .unwrap();
+    assert!(answer.status().is_client_error(), "{}", answer.status());
+    answer.json().await.unwrap()
 }
 
 #[tokio::test]

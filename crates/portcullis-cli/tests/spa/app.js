@@ -1,6 +1,6 @@
 // The test page's script: Auth0's SPA SDK, unchanged (its UMD bundle defines `window.auth0`), configured from
 // /config.json as an app would be, logs in at the issuer, gets tokens silently (through the iframe and with a
-// refresh token), calls the API on this origin and logs out. Results are shown as text only (`textContent`), as
+// refresh token), calls the API on this origin, revokes the refresh token and logs out. Results are shown as text only (`textContent`), as
 // JSON in each result section, whose `data-run` counts the runs finished and `data-outcome` says how the last ended.
 'use strict';
 
@@ -118,6 +118,10 @@ async function main() {
       // Not JSON: shown as the text it is.
     }
     return { status: response.status, body };
+  });
+  onClick('revoke', async () => {
+    await auth0.revokeRefreshToken();
+    return { revoked: true };
   });
   document.body.dataset.ready = 'true';
 }
