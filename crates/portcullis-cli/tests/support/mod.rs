@@ -2,6 +2,7 @@
 //! those lines; the URL in a line and a machine token from the dev issuer come from `portcullis_testkit`.
 #![allow(dead_code)]
 
+pub mod browser;
 pub mod ca;
 
 #[allow(unused_imports)]
