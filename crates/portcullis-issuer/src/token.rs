@@ -32,8 +32,17 @@ pub(crate) fn parameters(headers: &HeaderMap, body: &[u8]) -> Result<Params, &'s
     if json { Params::from_json(body) } else { Ok(Params::from_form(body)) }
 }
 
-/// `client_id`/`client_secret` from HTTP Basic or the body.
-fn client_credentials(headers: &HeaderMap, params: &Params) -> (Option<String>, Option<String>) {
+/// Credentials a request presents: the ID and secret of HTTP Basic, or `client_id` / `client_secret` of the body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Credentials {
+    client_id: Option<String>,
+    secret: Option<String>,
+}
+
+/// The credentials of the request, in the readings to try. RFC 6749 §2.3.1 has HTTP Basic carry the ID and the
+/// secret form-urlencoded (oauth4webapi and so openid-client and express-openid-connect encode even `-` as `%2D`),
+/// so the decoded reading comes first; tools that send them as they are (`curl -u`) are read as sent.
+fn client_credentials(headers: &HeaderMap, params: &Params) -> Vec<Credentials> {
     let basic = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -41,22 +50,44 @@ fn client_credentials(headers: &HeaderMap, params: &Params) -> (Option<String>, 
         .and_then(|b64| standard_base64_decode(b64.trim()))
         .and_then(|raw| String::from_utf8(raw).ok())
         .and_then(|pair| pair.split_once(':').map(|(id, secret)| (id.to_owned(), secret.to_owned())));
-    match basic {
-        Some((id, secret)) => (Some(id), Some(secret)),
-        None => (params.get("client_id").cloned(), params.get("client_secret").cloned()),
+    let Some((id, secret)) = basic else {
+        return vec![Credentials {
+            client_id: params.get("client_id").cloned(),
+            secret: params.get("client_secret").cloned(),
+        }];
+    };
+    let mut readings = Vec::new();
+    if let (Some(id), Some(secret)) = (form_decoded(&id), form_decoded(&secret)) {
+        readings.push(Credentials { client_id: Some(id), secret: Some(secret) });
     }
+    let as_sent = Credentials { client_id: Some(id), secret: Some(secret) };
+    if !readings.contains(&as_sent) {
+        readings.push(as_sent);
+    }
+    readings
+}
+
+/// `value` form-urlencoded decoded (`%XX` and `+`), or `None` when it cannot be an encoded value (it holds `&` or
+/// `=`, which encoding never leaves).
+fn form_decoded(value: &str) -> Option<String> {
+    if value.contains(['&', '=']) {
+        return None;
+    }
+    let decoded = url::form_urlencoded::parse(value.as_bytes()).next().map(|(name, _)| name.into_owned());
+    Some(decoded.unwrap_or_default())
 }
 
 /// The client a token or revocation request authenticates as: a known client ID, with its secret (in the body or
 /// HTTP Basic) for a confidential client and none for a public one. `None` is answered with [`unauthorized`].
 pub(crate) fn authenticate(issuer: &DevIssuer, headers: &HeaderMap, params: &Params) -> Option<Client> {
-    let (client_id, secret) = client_credentials(headers, params);
-    let client = issuer.client(client_id.as_deref()?)?;
-    match (&client.client_secret, &secret) {
-        (Some(expected), Some(given)) if same_secret(expected, given) => Some(client),
-        (None, None) => Some(client),
-        _ => None,
-    }
+    client_credentials(headers, params).into_iter().find_map(|presented| {
+        let client = issuer.client(presented.client_id.as_deref()?)?;
+        match (&client.client_secret, &presented.secret) {
+            (Some(expected), Some(given)) if same_secret(expected, given) => Some(client),
+            (None, None) => Some(client),
+            _ => None,
+        }
+    })
 }
 
 /// Auth0's answer to a request whose client does not authenticate: `401 access_denied`.
@@ -257,5 +288,40 @@ fn answer(issuer: &DevIssuer, headers: &HeaderMap, body: &[u8]) -> Response {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn basic(pair: &str) -> HeaderMap {
+        let encoded = crate::base64url::encode(pair).replace('-', "+").replace('_', "/");
+        let mut headers = HeaderMap::new();
+        headers.insert(header::AUTHORIZATION, HeaderValue::from_str(&format!("Basic {encoded}")).unwrap());
+        headers
+    }
+
+    fn reading(id: &str, secret: &str) -> Credentials {
+        Credentials { client_id: Some(id.into()), secret: Some(secret.into()) }
+    }
+
+    #[test]
+    fn basic_credentials_are_read_form_decoded_first_then_as_sent() {
+        let none = Params::default();
+        // As oauth4webapi sends them: every `-` encoded.
+        let encoded = client_credentials(&basic("my%2Dapp:s%2De%2Bc%25r%20et"), &none);
+        assert_eq!(encoded, [reading("my-app", "s-e+c%r et"), reading("my%2Dapp", "s%2De%2Bc%25r%20et")]);
+        // As curl -u sends them: nothing encoded; a `+` in the secret is tried as a space, then as sent.
+        assert_eq!(
+            client_credentials(&basic("my-app:a+b"), &none),
+            [reading("my-app", "a b"), reading("my-app", "a+b")]
+        );
+        assert_eq!(client_credentials(&basic("my-app:plain"), &none), [reading("my-app", "plain")]);
+        // A secret holding `=` or `&` was not encoded: read as sent only.
+        assert_eq!(client_credentials(&basic("id:x=y&z"), &none), [reading("id", "x=y&z")]);
+        // No Basic: the body's.
+        let body = Params::from_form(b"client_id=c&client_secret=s%2D");
+        assert_eq!(client_credentials(&HeaderMap::new(), &body), [reading("c", "s-")]);
     }
 }

@@ -544,3 +544,36 @@ async fn a_dpop_bound_family_is_revoked_only_with_a_proof_of_its_key() {
         .unwrap();
     assert_eq!(refreshed.status(), 403);
 }
+
+#[tokio::test]
+async fn http_basic_credentials_are_read_form_urlencoded_as_rfc_6749_sends_them() {
+    let r = start().await;
+    let basic = |pair: &str| {
+        let encoded = portcullis::__internals::base64url::encode(pair.as_bytes()).replace('-', "+").replace('_', "/");
+        format!("Basic {encoded}")
+    };
+    let token = |authorization: String| {
+        r.http
+            .post(format!("{}oauth/token", r.base))
+            .header("authorization", authorization)
+            .form(&[("grant_type", "client_credentials"), ("audience", DEMO_AUDIENCE)])
+            .send()
+    };
+    // oauth4webapi (openid-client, express-openid-connect) encodes even `-`; curl -u sends the text as it is.
+    for pair in ["demo%2Dclient:demo%2Dsecret", "demo-client:demo-secret", "demo-client:demo%2dsecret"] {
+        assert_eq!(token(basic(pair)).await.unwrap().status(), 200, "{pair}");
+    }
+    for pair in ["demo%2Dclient:demo%2Dsecreu", "demo-client:demo-secret%20", "demo-client:demo+secret"] {
+        assert_eq!(token(basic(pair)).await.unwrap().status(), 401, "{pair}");
+    }
+    // The revocation endpoint authenticates the same way.
+    let revoke = r
+        .http
+        .post(format!("{}oauth/revoke", r.base))
+        .header("authorization", basic("demo%2Dclient:demo%2Dsecret"))
+        .form(&[("token", "never-issued")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(revoke.status(), 200);
+}
