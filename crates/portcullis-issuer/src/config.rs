@@ -60,8 +60,8 @@ pub struct Client {
     /// Allowed callback URLs for `/authorize`, matched exactly.
     #[serde(default)]
     pub callbacks: Vec<String>,
-    /// Origins whose browser scripts may call `/oauth/token` (Auth0's "Allowed Web Origins"), e.g.
-    /// `http://127.0.0.1:3000`; matched exactly against the `Origin` header.
+    /// Origins whose browser scripts may call `/oauth/token`, `/oauth/revoke` and `/userinfo` (Auth0's "Allowed
+    /// Web Origins"), e.g. `http://127.0.0.1:3000`; matched exactly against the `Origin` header.
     #[serde(default)]
     pub web_origins: Vec<String>,
     /// URLs a logout may return to (`returnTo` of `/v2/logout`, `post_logout_redirect_uri` of `/oidc/logout`;
@@ -368,7 +368,8 @@ impl Tenant {
         self.clients.iter().find(|client| client.client_id == client_id)
     }
 
-    /// Whether a browser page from `origin` may call the token endpoint (some client lists it).
+    /// Whether a browser page from `origin` may call the token, revocation and userinfo endpoints (some client
+    /// lists it).
     pub fn allows_web_origin(&self, origin: &str) -> bool {
         self.clients.iter().any(|client| client.web_origins.iter().any(|allowed| allowed == origin))
     }
