@@ -680,3 +680,22 @@ async fn without_an_audience_the_token_is_for_the_default_api_or_userinfo_alone(
     let token = token_of(r.get(&named, None).await);
     assert!(aud_of(&token).contains(&"https://api.example.com".to_owned()));
 }
+
+#[tokio::test]
+async fn the_cookie_is_secure_when_the_issuer_url_is_https() {
+    // Served over plain HTTP here, but named by an https URL (as behind a TLS proxy): the cookie says Secure.
+    let (listener, address) = portcullis_testkit::net::listen().await;
+    let issuer = DevIssuer::new(Tenant::from_toml(TENANT).unwrap(), "https://issuer.example/").unwrap();
+    tokio::spawn(portcullis_issuer::serve(listener, issuer));
+    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let query = with(implicit("id_token", "n"), &[("login_hint", "alice")]);
+    let reply = Run::read(http.get(format!("http://{address}/authorize")).query(&query).send().await.unwrap()).await;
+    assert_eq!(reply.status, 303, "{}", reply.body);
+    let cookie = reply.cookie().unwrap();
+    assert_eq!(
+        reply.headers["set-cookie"],
+        format!("portcullis_session={cookie}; Path=/; HttpOnly; SameSite=Lax; Secure").as_str()
+    );
+    let logout = Run::read(http.get(format!("http://{address}/v2/logout")).send().await.unwrap()).await;
+    assert_eq!(logout.headers["set-cookie"], "portcullis_session=; Path=/; Max-Age=0; HttpOnly; SameSite=Lax; Secure");
+}
