@@ -349,6 +349,29 @@ async fn web_message_goes_only_to_a_listed_web_origin() {
 }
 
 #[tokio::test]
+async fn form_post_posts_to_web_callbacks_only() {
+    // A tenant may list an app's own scheme as a callback; a page never posts a form there.
+    let r = start(&TENANT.replace(
+        "callbacks = [\"http://127.0.0.1:3000/callback\"]\nweb_origins",
+        "callbacks = [\"http://127.0.0.1:3000/callback\", \"javascript:alert(1)//\", \"com.example.app:/cb\"]\nweb_origins",
+    ))
+    .await;
+    for callback in ["javascript:alert(1)//", "com.example.app:/cb"] {
+        let mut request = with(implicit("id_token", "n"), &[("response_mode", "form_post"), ("login_hint", "alice")]);
+        request[2].1 = callback;
+        let reply = r.get(&request, None).await;
+        reply.assert_page(400, "response_mode=form_post needs an http or https callback");
+        assert!(!reply.body.contains("<form"), "{}", reply.body);
+    }
+    // The app's scheme is fine for a redirect.
+    let mut request = with(implicit("id_token", "n"), &[("login_hint", "alice")]);
+    request[2].1 = "com.example.app:/cb";
+    let reply = r.get(&request, None).await;
+    assert_eq!(reply.status, 303);
+    assert!(reply.headers["location"].to_str().unwrap().starts_with("com.example.app:/cb#"), "{:?}", reply.headers);
+}
+
+#[tokio::test]
 async fn redirect_uris_that_nearly_match_are_never_redirected_to() {
     let r = start(TENANT).await;
     let challenge = pkce::challenge_of(VERIFIER);
