@@ -606,6 +606,9 @@ async fn prompt_none_answers_from_the_session_and_never_logs_in() {
         .unwrap();
     let body: Value = exchanged.json().await.unwrap();
     assert_eq!(part(body["access_token"].as_str().unwrap(), 1)["sub"], "auth0|alice");
+    // The code carried the session's login into the exchange's ID token.
+    let claims = r.id_token(body["id_token"].as_str().unwrap(), "spa").await;
+    assert_eq!((&claims["sid"], &claims["auth_time"]), (&first["sid"], &first["auth_time"]));
 
     // Unused for the tenant's session lifetime (three days): gone.
     r.issuer.shift_clock(259_199);
