@@ -316,6 +316,30 @@ async fn form_post_and_web_message_pages_keep_hostile_values_inert() {
         (Some("login_required"), Some(HOSTILE))
     );
 
+    // An error description that repeats a hostile value (an unknown resource) through both pages.
+    let resource = "https://x.example/'\"</script><script>alert(1)</script>&<!--";
+    let silent = [
+        ("response_type", "code"),
+        ("client_id", "spa"),
+        ("redirect_uri", CALLBACK),
+        ("code_challenge", challenge.as_str()),
+        ("code_challenge_method", "S256"),
+        ("prompt", "none"),
+        ("resource", resource),
+    ];
+    let reply = r.get(&with(silent.to_vec(), &[("response_mode", "web_message")]), None).await;
+    let script = reply.body.split("<script>").nth(1).unwrap().split("</script>").next().unwrap();
+    assert_eq!(reply.body.matches("<script").count(), 1, "{}", reply.body);
+    assert!(!script.contains('<') && !script.contains('>') && !script.contains('&'), "{script}");
+    let message = script.split_once("postMessage(").unwrap().1.rsplit_once(", ").unwrap().0;
+    let message: Value = serde_json::from_str(message).unwrap();
+    assert_eq!(message["response"]["error"], "invalid_target");
+    let description = message["response"]["error_description"].as_str().unwrap();
+    assert!(description.contains("</script><script>alert(1)</script>&<!--"), "{description}");
+    let reply = r.get(&with(silent.to_vec(), &[("response_mode", "form_post")]), None).await;
+    assert_eq!(reply.body.matches("<script").count(), 1, "{}", reply.body);
+    assert!(reply.body.contains("&lt;/script&gt;&lt;script&gt;alert(1)&lt;/script&gt;&amp;&lt;!--"), "{}", reply.body);
+
     // The nonce is hostile too: the ID token carries it as it was sent.
     let reply = r
         .get(
