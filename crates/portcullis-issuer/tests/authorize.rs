@@ -749,3 +749,55 @@ async fn the_cookie_is_secure_when_the_issuer_url_is_https() {
     let logout = Run::read(http.get(format!("http://{address}/v2/logout")).send().await.unwrap()).await;
     assert_eq!(logout.headers["set-cookie"], "portcullis_session=; Path=/; Max-Age=0; HttpOnly; SameSite=Lax; Secure");
 }
+
+#[tokio::test]
+async fn an_auth0_spa_js_silent_request_is_answered_by_web_message() {
+    let r = start(TENANT).await;
+    let challenge = pkce::challenge_of(VERIFIER);
+    // Parameters Auth0's SDKs send that this issuer ignores, as a tenant without those features does.
+    let sdk = [
+        ("auth0Client", "eyJuYW1lIjoiYXV0aDAtc3BhLWpzIiwidmVyc2lvbiI6IjIuMjguMyJ9"),
+        ("connection", "Username-Password-Authentication"),
+        ("screen_hint", "signup"),
+        ("ui_locales", "de"),
+        ("organization", "org_123"),
+        ("nonce", "n-sdk"),
+    ];
+    let login = r.get(&[&code_request(&challenge)[..], &sdk[..], &[("login_hint", "alice")]].concat(), None).await;
+    assert!(login.pairs(true).contains_key("code"));
+    let cookie = login.cookie().unwrap();
+    // getTokenSilently: prompt=none in a hidden iframe, answered by postMessage to the app's origin.
+    let silent =
+        [&code_request(&challenge)[..], &sdk[..], &[("prompt", "none"), ("response_mode", "web_message")]].concat();
+    let reply = r.get(&silent, Some(&cookie)).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert!(reply.cookie().is_none());
+    let script = reply.body.split("<script>").nth(1).unwrap().split("</script>").next().unwrap();
+    let (message, origin) = script.split_once("postMessage(").unwrap().1.rsplit_once(", ").unwrap();
+    assert_eq!(origin, "\"http://127.0.0.1:3000\");");
+    let message: Value = serde_json::from_str(message).unwrap();
+    assert_eq!(
+        (message["type"].as_str(), message["response"]["state"].as_str()),
+        (Some("authorization_response"), Some("st"))
+    );
+    let code = message["response"]["code"].as_str().unwrap();
+    let exchanged = r
+        .http
+        .post(format!("{}oauth/token", r.base))
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("client_id", "spa"),
+            ("code", code),
+            ("code_verifier", VERIFIER),
+            ("redirect_uri", CALLBACK),
+        ])
+        .send()
+        .await
+        .unwrap();
+    let body: Value = exchanged.json().await.unwrap();
+    let claims = r.id_token(body["id_token"].as_str().unwrap(), "spa").await;
+    assert_eq!((claims["sub"].as_str(), claims["nonce"].as_str()), (Some("auth0|alice"), Some("n-sdk")));
+    // Without the session, the same request hears login_required through the same channel.
+    let reply = r.get(&silent, None).await;
+    assert!(reply.body.contains("\"error\":\"login_required\""), "{}", reply.body);
+}
