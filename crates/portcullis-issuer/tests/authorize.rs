@@ -316,6 +316,30 @@ async fn form_post_and_web_message_pages_keep_hostile_values_inert() {
         (Some("login_required"), Some(HOSTILE))
     );
 
+    // An error description that repeats a hostile value (an unknown resource) through both pages.
+    let resource = "https://x.example/'\"</script><script>alert(1)</script>&<!--";
+    let silent = [
+        ("response_type", "code"),
+        ("client_id", "spa"),
+        ("redirect_uri", CALLBACK),
+        ("code_challenge", challenge.as_str()),
+        ("code_challenge_method", "S256"),
+        ("prompt", "none"),
+        ("resource", resource),
+    ];
+    let reply = r.get(&with(silent.to_vec(), &[("response_mode", "web_message")]), None).await;
+    let script = reply.body.split("<script>").nth(1).unwrap().split("</script>").next().unwrap();
+    assert_eq!(reply.body.matches("<script").count(), 1, "{}", reply.body);
+    assert!(!script.contains('<') && !script.contains('>') && !script.contains('&'), "{script}");
+    let message = script.split_once("postMessage(").unwrap().1.rsplit_once(", ").unwrap().0;
+    let message: Value = serde_json::from_str(message).unwrap();
+    assert_eq!(message["response"]["error"], "invalid_target");
+    let description = message["response"]["error_description"].as_str().unwrap();
+    assert!(description.contains("</script><script>alert(1)</script>&<!--"), "{description}");
+    let reply = r.get(&with(silent.to_vec(), &[("response_mode", "form_post")]), None).await;
+    assert_eq!(reply.body.matches("<script").count(), 1, "{}", reply.body);
+    assert!(reply.body.contains("&lt;/script&gt;&lt;script&gt;alert(1)&lt;/script&gt;&amp;&lt;!--"), "{}", reply.body);
+
     // The nonce is hostile too: the ID token carries it as it was sent.
     let reply = r
         .get(
@@ -346,6 +370,29 @@ async fn web_message_goes_only_to_a_listed_web_origin() {
         reply.assert_page(400, "is not an allowed web origin of client spa");
         assert!(!reply.body.contains("postMessage") && !reply.body.contains("<script"), "{}", reply.body);
     }
+}
+
+#[tokio::test]
+async fn form_post_posts_to_web_callbacks_only() {
+    // A tenant may list an app's own scheme as a callback; a page never posts a form there.
+    let r = start(&TENANT.replace(
+        "callbacks = [\"http://127.0.0.1:3000/callback\"]\nweb_origins",
+        "callbacks = [\"http://127.0.0.1:3000/callback\", \"javascript:alert(1)//\", \"com.example.app:/cb\"]\nweb_origins",
+    ))
+    .await;
+    for callback in ["javascript:alert(1)//", "com.example.app:/cb"] {
+        let mut request = with(implicit("id_token", "n"), &[("response_mode", "form_post"), ("login_hint", "alice")]);
+        request[2].1 = callback;
+        let reply = r.get(&request, None).await;
+        reply.assert_page(400, "response_mode=form_post needs an http or https callback");
+        assert!(!reply.body.contains("<form"), "{}", reply.body);
+    }
+    // The app's scheme is fine for a redirect.
+    let mut request = with(implicit("id_token", "n"), &[("login_hint", "alice")]);
+    request[2].1 = "com.example.app:/cb";
+    let reply = r.get(&request, None).await;
+    assert_eq!(reply.status, 303);
+    assert!(reply.headers["location"].to_str().unwrap().starts_with("com.example.app:/cb#"), "{:?}", reply.headers);
 }
 
 #[tokio::test]
@@ -583,6 +630,9 @@ async fn prompt_none_answers_from_the_session_and_never_logs_in() {
         .unwrap();
     let body: Value = exchanged.json().await.unwrap();
     assert_eq!(part(body["access_token"].as_str().unwrap(), 1)["sub"], "auth0|alice");
+    // The code carried the session's login into the exchange's ID token.
+    let claims = r.id_token(body["id_token"].as_str().unwrap(), "spa").await;
+    assert_eq!((&claims["sid"], &claims["auth_time"]), (&first["sid"], &first["auth_time"]));
 
     // Unused for the tenant's session lifetime (three days): gone.
     r.issuer.shift_clock(259_199);
@@ -679,4 +729,75 @@ async fn without_an_audience_the_token_is_for_the_default_api_or_userinfo_alone(
         with(implicit("id_token token", "n"), &[("login_hint", "alice"), ("audience", "https://api.example.com")]);
     let token = token_of(r.get(&named, None).await);
     assert!(aud_of(&token).contains(&"https://api.example.com".to_owned()));
+}
+
+#[tokio::test]
+async fn the_cookie_is_secure_when_the_issuer_url_is_https() {
+    // Served over plain HTTP here, but named by an https URL (as behind a TLS proxy): the cookie says Secure.
+    let (listener, address) = portcullis_testkit::net::listen().await;
+    let issuer = DevIssuer::new(Tenant::from_toml(TENANT).unwrap(), "https://issuer.example/").unwrap();
+    tokio::spawn(portcullis_issuer::serve(listener, issuer));
+    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let query = with(implicit("id_token", "n"), &[("login_hint", "alice")]);
+    let reply = Run::read(http.get(format!("http://{address}/authorize")).query(&query).send().await.unwrap()).await;
+    assert_eq!(reply.status, 303, "{}", reply.body);
+    let cookie = reply.cookie().unwrap();
+    assert_eq!(
+        reply.headers["set-cookie"],
+        format!("portcullis_session={cookie}; Path=/; HttpOnly; SameSite=Lax; Secure").as_str()
+    );
+    let logout = Run::read(http.get(format!("http://{address}/v2/logout")).send().await.unwrap()).await;
+    assert_eq!(logout.headers["set-cookie"], "portcullis_session=; Path=/; Max-Age=0; HttpOnly; SameSite=Lax; Secure");
+}
+
+#[tokio::test]
+async fn an_auth0_spa_js_silent_request_is_answered_by_web_message() {
+    let r = start(TENANT).await;
+    let challenge = pkce::challenge_of(VERIFIER);
+    // Parameters Auth0's SDKs send that this issuer ignores, as a tenant without those features does.
+    let sdk = [
+        ("auth0Client", "eyJuYW1lIjoiYXV0aDAtc3BhLWpzIiwidmVyc2lvbiI6IjIuMjguMyJ9"),
+        ("connection", "Username-Password-Authentication"),
+        ("screen_hint", "signup"),
+        ("ui_locales", "de"),
+        ("organization", "org_123"),
+        ("nonce", "n-sdk"),
+    ];
+    let login = r.get(&[&code_request(&challenge)[..], &sdk[..], &[("login_hint", "alice")]].concat(), None).await;
+    assert!(login.pairs(true).contains_key("code"));
+    let cookie = login.cookie().unwrap();
+    // getTokenSilently: prompt=none in a hidden iframe, answered by postMessage to the app's origin.
+    let silent =
+        [&code_request(&challenge)[..], &sdk[..], &[("prompt", "none"), ("response_mode", "web_message")]].concat();
+    let reply = r.get(&silent, Some(&cookie)).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert!(reply.cookie().is_none());
+    let script = reply.body.split("<script>").nth(1).unwrap().split("</script>").next().unwrap();
+    let (message, origin) = script.split_once("postMessage(").unwrap().1.rsplit_once(", ").unwrap();
+    assert_eq!(origin, "\"http://127.0.0.1:3000\");");
+    let message: Value = serde_json::from_str(message).unwrap();
+    assert_eq!(
+        (message["type"].as_str(), message["response"]["state"].as_str()),
+        (Some("authorization_response"), Some("st"))
+    );
+    let code = message["response"]["code"].as_str().unwrap();
+    let exchanged = r
+        .http
+        .post(format!("{}oauth/token", r.base))
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("client_id", "spa"),
+            ("code", code),
+            ("code_verifier", VERIFIER),
+            ("redirect_uri", CALLBACK),
+        ])
+        .send()
+        .await
+        .unwrap();
+    let body: Value = exchanged.json().await.unwrap();
+    let claims = r.id_token(body["id_token"].as_str().unwrap(), "spa").await;
+    assert_eq!((claims["sub"].as_str(), claims["nonce"].as_str()), (Some("auth0|alice"), Some("n-sdk")));
+    // Without the session, the same request hears login_required through the same channel.
+    let reply = r.get(&silent, None).await;
+    assert!(reply.body.contains("\"error\":\"login_required\""), "{}", reply.body);
 }
