@@ -465,6 +465,8 @@ async fn express_login_and_logout(mode: &str, logout: &str) {
     };
     assert!(callback_url.starts_with(&format!("{app_url}/callback")), "{context}: {callback_url}");
     let landed = callback.page();
+    let (status, body) = (landed.status, &landed.body);
+    assert!(status.is_redirection(), "{context}: the app refused the login at its callback: {status} {body}");
     // The SDK logged alice in and sends the browser back where it started.
     assert_eq!(landed.redirect(&app_url), format!("{app_url}/profile"), "{context}: {}", landed.body);
 
