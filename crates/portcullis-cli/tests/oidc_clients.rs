@@ -47,16 +47,14 @@ fn packages_available(test: &str) -> bool {
                    const at = pinned.lastIndexOf('@');\
                    if (load(pinned.slice(0, at) + '/package.json').version !== pinned.slice(at + 1)) process.exit(1);\
                  }";
-    let found = probe::succeeds(
-        Command::new("node")
-            .args(["-e", check])
-            .env("PORTCULLIS_INTEROP_DIR", interop_dir())
-            .env("PINNED", PACKAGES.join(" ")),
-    );
+    let found = probe::runs("node", &["--version"]).and_then(|()| {
+        let mut command = Command::new("node");
+        command.args(["-e", check]).env("PORTCULLIS_INTEROP_DIR", interop_dir()).env("PINNED", PACKAGES.join(" "));
+        probe::succeeds(&mut command).map_err(|_| format!("not all installed at these versions in {}", interop_dir()))
+    });
     probe::require(
         &format!("{test}: Node.js packages {}", PACKAGES.join(", ")),
-        found
-            .map_err(|why| format!("{why}; run .ci/run, or npm install {} into {}", PACKAGES.join(" "), interop_dir())),
+        found.map_err(|why| format!("{why}; run .ci/run, or npm install {} into it", PACKAGES.join(" "))),
     )
 }
 
@@ -434,7 +432,7 @@ async fn express_login_and_logout(mode: &str, logout: &str) {
     assert!(authorize.starts_with(&format!("{issuer_url}authorize?")), "{context}: {authorize}");
     assert_eq!(query_param(&authorize, "client_id").as_deref(), Some(CLIENT_ID), "{context}");
     assert_eq!(query_param(&authorize, "redirect_uri"), Some(format!("{app_url}/callback")), "{context}");
-    let nonce = query_param(&authorize, "nonce").unwrap_or_else(|| panic!("{context}: no nonce: {authorize}"));
+    assert!(query_param(&authorize, "nonce").is_some(), "{context}: no nonce: {authorize}");
     match mode {
         "default" => {
             assert_eq!(query_param(&authorize, "response_type").as_deref(), Some("id_token"), "{context}");
@@ -446,20 +444,18 @@ async fn express_login_and_logout(mode: &str, logout: &str) {
         }
     }
 
-    // The issuer's login page; alice is picked.
-    let login = browser.get(&authorize).await;
-    assert_eq!(login.status, 200, "{context}: {}", login.body);
-    let form = forms(&login.body, &issuer_url).into_iter().next().unwrap_or_else(|| panic!("{context}: no form"));
-    let alice = form
-        .buttons
-        .iter()
-        .find(|(name, value)| name == "user" && value == "alice")
-        .unwrap_or_else(|| panic!("{context}: no button for alice: {}", login.body))
-        .clone();
-    let mut fields = form.fields.clone();
-    fields.push(alice);
-    let answer = browser.post(&form.action, &fields).await;
+    // A first login whose answer is forged on its way to the app: the SDK refuses it and nobody is logged in.
+    let answer = pick_alice(&mut browser, &authorize, &issuer_url, &context).await;
     assert!(browser.has_cookie("portcullis_session"), "{context}: the login set the issuer's session cookie");
+    let forged = deliver_forged(&mut browser, answer, &issuer_url, &context).await;
+    assert!(forged.status.is_client_error(), "{context}: a forged answer: {} {}", forged.status, forged.body);
+    assert_eq!(browser.get(&format!("{app_url}/")).await.json()["authenticated"], false, "{context}");
+
+    // The login again, from the start (the issuer's page now offers "Continue as" alice first).
+    let profile = browser.get(&format!("{app_url}/profile")).await;
+    let authorize = profile.redirect(&app_url);
+    let nonce = query_param(&authorize, "nonce").unwrap_or_else(|| panic!("{context}: no nonce: {authorize}"));
+    let answer = pick_alice(&mut browser, &authorize, &issuer_url, &context).await;
 
     // The answer reaches the app's callback: by a page that posts a form (form_post) or by a redirect (query).
     let callback = deliver(&mut browser, answer, &issuer_url, &app_url, &context).await;
@@ -537,6 +533,58 @@ async fn express_login_and_logout(mode: &str, logout: &str) {
     assert!(replayed.status.is_client_error(), "{context}: a replayed callback: {} {}", replayed.status, replayed.body);
     let home = browser.get(&format!("{app_url}/")).await.json();
     assert_eq!(home["authenticated"], false, "{context}: {home}");
+}
+
+/// The issuer's login page at `authorize`, and its form posted as a browser does when alice is picked; the
+/// issuer's answer.
+async fn pick_alice(browser: &mut Browser, authorize: &str, issuer_url: &str, context: &str) -> Page {
+    let login = browser.get(authorize).await;
+    assert_eq!(login.status, 200, "{context}: {}", login.body);
+    let form = forms(&login.body, issuer_url).into_iter().next().unwrap_or_else(|| panic!("{context}: no form"));
+    let alice = form
+        .buttons
+        .iter()
+        .find(|(name, value)| name == "user" && value == "alice")
+        .unwrap_or_else(|| panic!("{context}: no button for alice: {}", login.body))
+        .clone();
+    let mut fields = form.fields.clone();
+    fields.push(alice);
+    browser.post(&form.action, &fields).await
+}
+
+/// `id_token` with its payload's `sub` changed to bob's, its signature kept (so no longer valid).
+fn forged_id_token(id_token: &str) -> String {
+    let parts: Vec<&str> = id_token.split('.').collect();
+    assert_eq!(parts.len(), 3, "a compact JWS");
+    let payload = base64_simd::URL_SAFE_NO_PAD.decode_to_vec(parts[1]).unwrap();
+    let payload = String::from_utf8(payload).unwrap();
+    assert!(payload.contains("\"auth0|alice\""), "alice's ID token");
+    let forged = base64_simd::URL_SAFE_NO_PAD.encode_to_string(payload.replace("auth0|alice", "auth0|bob"));
+    format!("{}.{forged}.{}", parts[0], parts[2])
+}
+
+/// Delivers the issuer's authorization answer to the app forged: a form_post answer with bob put into the ID
+/// token, a redirect with another `state`. The app's answer.
+async fn deliver_forged(browser: &mut Browser, answer: Page, issuer: &str, context: &str) -> Page {
+    if answer.status.is_redirection() {
+        let mut url = url::Url::parse(&answer.redirect(issuer)).unwrap();
+        let pairs: Vec<(String, String)> = url
+            .query_pairs()
+            .map(|(k, v)| {
+                let v = if k == "state" { "forged".to_owned() } else { v.into_owned() };
+                (k.into_owned(), v)
+            })
+            .collect();
+        assert!(pairs.iter().any(|(k, v)| k == "state" && v == "forged"), "{context}: {pairs:?}");
+        url.query_pairs_mut().clear().extend_pairs(&pairs);
+        return browser.get(url.as_str()).await;
+    }
+    assert_eq!(answer.status, 200, "{context}: {}", answer.body);
+    let form = forms(&answer.body, issuer).into_iter().next().unwrap_or_else(|| panic!("{context}: {}", answer.body));
+    let fields: Vec<(String, String)> =
+        form.fields.into_iter().map(|(k, v)| if k == "id_token" { (k, forged_id_token(&v)) } else { (k, v) }).collect();
+    assert!(fields.iter().any(|(k, _)| k == "id_token"), "{context}: {fields:?}");
+    browser.post(&form.action, &fields).await
 }
 
 /// How an authorization answer reached the app's callback, and the app's answer to it.

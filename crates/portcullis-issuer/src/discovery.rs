@@ -9,9 +9,11 @@ use serde_json::{Value, json};
 pub(crate) const SCOPES: [&str; 4] = ["openid", "profile", "email", "offline_access"];
 
 /// The claims ID tokens and `/userinfo` may carry.
-const CLAIMS: [&str; 17] = [
+const CLAIMS: [&str; 18] = [
+    "at_hash",
     "aud",
     "auth_time",
+    "c_hash",
     "email",
     "email_verified",
     "exp",
@@ -26,7 +28,6 @@ const CLAIMS: [&str; 17] = [
     "sid",
     "sub",
     "updated_at",
-    "at_hash",
 ];
 
 /// RFC 8414 §2 metadata, served at `/.well-known/oauth-authorization-server`.

@@ -1,6 +1,6 @@
-//! The HTTP surface: the routes, and the handlers of discovery, JWKS and the admin endpoints (`/authorize`
-//! is in [`crate::authorize`], logout in [`crate::logout`], `/oauth/token` in [`crate::token`], `/oauth/revoke`
-//! in [`crate::revoke`], `/userinfo` in [`crate::userinfo`]).
+//! The HTTP surface: the routes, and the handlers of discovery, JWKS and the admin endpoints (`/authorize` is in
+//! [`crate::authorize`], logout in [`crate::logout`], `/oauth/token` in [`crate::token`], `/oauth/revoke` in
+//! [`crate::revoke`], `/userinfo` in [`crate::userinfo`], CORS in [`crate::cors`]).
 
 use crate::authorize::page::{DEV_ONLY, DOCTYPE};
 use crate::config::Api;

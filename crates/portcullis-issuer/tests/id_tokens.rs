@@ -23,22 +23,31 @@ struct Running {
 }
 
 async fn start() -> Running {
-    let issuer = issuers::serve(Tenant::demo(CALLBACK)).await;
+    start_with(Tenant::demo(CALLBACK)).await
+}
+
+async fn start_with(tenant: Tenant) -> Running {
+    let issuer = issuers::serve(tenant).await;
     let base = issuer.issuer().to_owned();
     let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
     Running { issuer, base, http }
 }
 
 impl Running {
-    /// Logs `user` in through `GET /authorize?…&login_hint=` and returns the code from the redirect.
+    /// Logs `user` in through `GET /authorize?…&login_hint=` for the demo API and returns the code from the
+    /// redirect.
     async fn code(&self, user: &str, scope: &str, nonce: Option<&str>) -> String {
+        self.code_for(user, scope, nonce, Some(DEMO_AUDIENCE)).await
+    }
+
+    /// Logs `user` in for `audience` (none: the tenant's default) and returns the code from the redirect.
+    async fn code_for(&self, user: &str, scope: &str, nonce: Option<&str>, audience: Option<&str>) -> String {
         let challenge = pkce::challenge_of(VERIFIER);
         let mut query = vec![
             ("response_type", "code"),
             ("client_id", "demo-spa"),
             ("redirect_uri", CALLBACK),
             ("scope", scope),
-            ("audience", DEMO_AUDIENCE),
             ("state", "st"),
             ("code_challenge", &challenge),
             ("code_challenge_method", "S256"),
@@ -46,6 +55,9 @@ impl Running {
         ];
         if let Some(nonce) = nonce {
             query.push(("nonce", nonce));
+        }
+        if let Some(audience) = audience {
+            query.push(("audience", audience));
         }
         let response = self.http.get(format!("{}authorize", self.base)).query(&query).send().await.unwrap();
         assert!(response.status().is_redirection(), "{}", response.status());
@@ -63,6 +75,11 @@ impl Running {
     /// Logs `user` in with `scope` (and `nonce`) and exchanges the code: the token answer.
     async fn login(&self, user: &str, scope: &str, nonce: Option<&str>) -> Value {
         let code = self.code(user, scope, nonce).await;
+        self.exchange(&code).await
+    }
+
+    /// Exchanges `code` for tokens: the token answer.
+    async fn exchange(&self, code: &str) -> Value {
         let (status, body) = self
             .token(json!({
                 "grant_type": "authorization_code", "client_id": "demo-spa", "code": code,
@@ -271,6 +288,24 @@ async fn a_userinfo_only_access_token_has_that_one_audience_and_no_permissions()
         .build()
         .unwrap();
     assert!(api.verify(token).is_err());
+
+    // And through a login that names no API, in a tenant without a default audience.
+    let mut tenant = Tenant::demo(CALLBACK);
+    tenant.default_audience = None;
+    let r = start_with(tenant).await;
+    let userinfo = r.issuer.userinfo_audience();
+    let code = r.code_for("alice", "openid profile offline_access", Some("n1"), None).await;
+    let answer = r.exchange(&code).await;
+    let claims = decode(answer["access_token"].as_str().unwrap(), 1);
+    assert_eq!(claims["aud"], json!(userinfo), "{claims}");
+    assert!(claims.get("permissions").is_none(), "{claims}");
+    let (status, info) = r.userinfo(answer["access_token"].as_str().unwrap()).await;
+    assert_eq!((status, info["name"].as_str()), (200, Some("Alice")));
+    assert_eq!(decode(answer["id_token"].as_str().unwrap(), 1)["nonce"], "n1");
+    let (status, refreshed) = r.refresh(answer["refresh_token"].as_str().unwrap()).await;
+    assert_eq!(status, 200, "{refreshed}");
+    assert_eq!(decode(refreshed["access_token"].as_str().unwrap(), 1)["aud"], json!(userinfo));
+    assert!(refreshed["id_token"].is_string());
 }
 
 #[tokio::test]

@@ -100,9 +100,15 @@ function app(baseURL) {
       next(error);
     }
   });
-  // Errors as JSON, without the stack: what the SDK refused and why.
+  // Errors as JSON, without the stack: what the SDK refused and why, with the issuer's OAuth error if it sent one.
   app.use((error, req, res, next) => {
-    res.status(error.status ?? 500).json({ error: error.name, code: error.code ?? null, message: error.message });
+    res.status(error.status ?? 500).json({
+      error: error.name,
+      code: error.code ?? null,
+      message: error.message,
+      oauth_error: error.error ?? null,
+      error_description: error.error_description ?? null,
+    });
   });
   return app;
 }
