@@ -349,6 +349,29 @@ async fn web_message_goes_only_to_a_listed_web_origin() {
 }
 
 #[tokio::test]
+async fn form_post_posts_to_web_callbacks_only() {
+    // A tenant may list an app's own scheme as a callback; a page never posts a form there.
+    let r = start(&TENANT.replace(
+        "callbacks = [\"http://127.0.0.1:3000/callback\"]\nweb_origins",
+        "callbacks = [\"http://127.0.0.1:3000/callback\", \"javascript:alert(1)//\", \"com.example.app:/cb\"]\nweb_origins",
+    ))
+    .await;
+    for callback in ["javascript:alert(1)//", "com.example.app:/cb"] {
+        let mut request = with(implicit("id_token", "n"), &[("response_mode", "form_post"), ("login_hint", "alice")]);
+        request[2].1 = callback;
+        let reply = r.get(&request, None).await;
+        reply.assert_page(400, "response_mode=form_post needs an http or https callback");
+        assert!(!reply.body.contains("<form"), "{}", reply.body);
+    }
+    // The app's scheme is fine for a redirect.
+    let mut request = with(implicit("id_token", "n"), &[("login_hint", "alice")]);
+    request[2].1 = "com.example.app:/cb";
+    let reply = r.get(&request, None).await;
+    assert_eq!(reply.status, 303);
+    assert!(reply.headers["location"].to_str().unwrap().starts_with("com.example.app:/cb#"), "{:?}", reply.headers);
+}
+
+#[tokio::test]
 async fn redirect_uris_that_nearly_match_are_never_redirected_to() {
     let r = start(TENANT).await;
     let challenge = pkce::challenge_of(VERIFIER);
@@ -583,6 +606,9 @@ async fn prompt_none_answers_from_the_session_and_never_logs_in() {
         .unwrap();
     let body: Value = exchanged.json().await.unwrap();
     assert_eq!(part(body["access_token"].as_str().unwrap(), 1)["sub"], "auth0|alice");
+    // The code carried the session's login into the exchange's ID token.
+    let claims = r.id_token(body["id_token"].as_str().unwrap(), "spa").await;
+    assert_eq!((&claims["sid"], &claims["auth_time"]), (&first["sid"], &first["auth_time"]));
 
     // Unused for the tenant's session lifetime (three days): gone.
     r.issuer.shift_clock(259_199);
@@ -679,4 +705,23 @@ async fn without_an_audience_the_token_is_for_the_default_api_or_userinfo_alone(
         with(implicit("id_token token", "n"), &[("login_hint", "alice"), ("audience", "https://api.example.com")]);
     let token = token_of(r.get(&named, None).await);
     assert!(aud_of(&token).contains(&"https://api.example.com".to_owned()));
+}
+
+#[tokio::test]
+async fn the_cookie_is_secure_when_the_issuer_url_is_https() {
+    // Served over plain HTTP here, but named by an https URL (as behind a TLS proxy): the cookie says Secure.
+    let (listener, address) = portcullis_testkit::net::listen().await;
+    let issuer = DevIssuer::new(Tenant::from_toml(TENANT).unwrap(), "https://issuer.example/").unwrap();
+    tokio::spawn(portcullis_issuer::serve(listener, issuer));
+    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let query = with(implicit("id_token", "n"), &[("login_hint", "alice")]);
+    let reply = Run::read(http.get(format!("http://{address}/authorize")).query(&query).send().await.unwrap()).await;
+    assert_eq!(reply.status, 303, "{}", reply.body);
+    let cookie = reply.cookie().unwrap();
+    assert_eq!(
+        reply.headers["set-cookie"],
+        format!("portcullis_session={cookie}; Path=/; HttpOnly; SameSite=Lax; Secure").as_str()
+    );
+    let logout = Run::read(http.get(format!("http://{address}/v2/logout")).send().await.unwrap()).await;
+    assert_eq!(logout.headers["set-cookie"], "portcullis_session=; Path=/; Max-Age=0; HttpOnly; SameSite=Lax; Secure");
 }

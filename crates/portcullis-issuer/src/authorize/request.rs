@@ -176,6 +176,11 @@ pub(crate) fn validate(issuer: &DevIssuer, params: &Params) -> Result<Authorizat
     } else {
         None
     };
+    let web_scheme = redirect_uri.starts_with("http://") || redirect_uri.starts_with("https://");
+    if mode == ResponseMode::FormPost && !web_scheme {
+        // The page posts a form to the callback: only to a web URL, never to `javascript:` or an app's scheme.
+        return page(format!("response_mode=form_post needs an http or https callback, not {redirect_uri}"));
+    }
     let destination = Destination { redirect_uri, mode, state, origin };
     let refuse = |error: &'static str, description: &str| {
         Err(Refusal::Client { destination: destination.clone(), error, description: description.to_owned() })
