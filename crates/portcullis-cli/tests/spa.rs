@@ -57,7 +57,7 @@ fn sdk_bundle() -> Option<String> {
             other => Err(format!("version {other:?} installed, {pinned} wanted")),
         })
         .map_err(|why| format!("{why}; run .ci/run, or npm install {SPA_JS} into {}", interop_dir().display()));
-    if !probe::require(&format!("Node.js package {SPA_JS}"), check) {
+    if !probe::require(&format!("npm package {SPA_JS}"), check) {
         return None;
     }
     Some(std::fs::read_to_string(package.join("dist/auth0-spa-js.production.js")).unwrap())
