@@ -156,6 +156,13 @@ async fn openid_client_discovers_logs_in_with_pkce_refreshes_and_calls_the_demo_
     assert_eq!(machine["claims"]["aud"], DEMO_AUDIENCE, "{machine}");
     assert_eq!(machine["claims"]["sub"], format!("{CLIENT_ID}@clients"), "{machine}");
 
+    // HTTP Basic, as openid-client encodes it: the same client; a wrong secret is Auth0's 401 access_denied.
+    let basic = &report["client_secret_basic"];
+    assert_eq!(basic["claims"]["sub"], format!("{CLIENT_ID}@clients"), "{basic}");
+    assert_eq!(basic["claims"]["aud"], DEMO_AUDIENCE, "{basic}");
+    assert_eq!(basic["wrong_secret"]["refused"]["status"], 401, "{basic}");
+    assert_eq!(basic["wrong_secret"]["refused"]["error"], "access_denied", "{basic}");
+
     // The code flow: openid-client validated the ID token (it throws otherwise); its claims are Auth0's.
     assert!((300..400).contains(&report["login"]["authorize_status"].as_u64().unwrap()), "{}", report["login"]);
     let tokens = &report["tokens"];

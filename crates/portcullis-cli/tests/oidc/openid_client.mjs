@@ -118,6 +118,17 @@ report.client_credentials = {
   claims: claimsOf(machine.access_token),
 };
 
+// The same grant with the secret sent by HTTP Basic, form-encoded as RFC 6749 §2.3.1 says (openid-client escapes
+// even the `-` of the client ID); and with a wrong secret, refused.
+const basicAuth = async (secret) =>
+  client.discovery(new URL(issuerUrl), clientId, undefined, client.ClientSecretBasic(secret), {
+    execute: [client.allowInsecureRequests],
+  });
+const basic = await client.clientCredentialsGrant(await basicAuth(clientSecret), { audience });
+report.client_secret_basic = { claims: claimsOf(basic.access_token) };
+const wrongSecret = await basicAuth(`${clientSecret}-not`);
+report.client_secret_basic.wrong_secret = await mustFail(() => client.clientCredentialsGrant(wrongSecret, { audience }));
+
 // The authorization code flow: openid-client checks state, exchanges the code with the PKCE verifier, and
 // validates the ID token (signature by the issuer's keys, iss, aud, exp, iat, nonce, at_hash when present).
 const first = await freshLogin();
