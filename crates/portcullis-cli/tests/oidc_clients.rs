@@ -321,9 +321,10 @@ impl Browser {
     }
 }
 
-/// A form of an HTML page as a browser submits it: the absolute action, the hidden fields, and the submit buttons'
-/// name and value.
+/// A form of an HTML page as a browser submits it: the method, the absolute action, the hidden fields, and the
+/// submit buttons' name and value.
 struct Form {
+    method: String,
     action: String,
     fields: Vec<(String, String)>,
     buttons: Vec<(String, String)>,
@@ -346,7 +347,7 @@ fn attribute(tag: &str, name: &str) -> Option<String> {
     Some(decoded)
 }
 
-/// The `post` forms of `page` (fetched from `base`).
+/// The forms of `page` (fetched from `base`).
 fn forms(page: &str, base: &str) -> Vec<Form> {
     page.split("<form")
         .skip(1)
@@ -366,7 +367,8 @@ fn forms(page: &str, base: &str) -> Vec<Form> {
                     })
                     .collect()
             };
-            Form { action, fields: tags("input"), buttons: tags("button") }
+            let method = attribute(open, "method").unwrap_or_else(|| "get".to_owned()).to_ascii_lowercase();
+            Form { method, action, fields: tags("input"), buttons: tags("button") }
         })
         .collect()
 }
@@ -550,6 +552,7 @@ async fn pick_alice(browser: &mut Browser, authorize: &str, issuer_url: &str, co
     let login = browser.get(authorize).await;
     assert_eq!(login.status, 200, "{context}: {}", login.body);
     let form = forms(&login.body, issuer_url).into_iter().next().unwrap_or_else(|| panic!("{context}: no form"));
+    assert_eq!(form.method, "post", "{context}: {}", login.body);
     let alice = form
         .buttons
         .iter()
@@ -623,6 +626,7 @@ async fn deliver(browser: &mut Browser, answer: Page, issuer: &str, app: &str, c
     }
     assert_eq!(answer.status, 200, "{context}: {}", answer.body);
     let form = forms(&answer.body, issuer).into_iter().next().unwrap_or_else(|| panic!("{context}: {}", answer.body));
+    assert_eq!(form.method, "post", "{context}: {}", answer.body);
     let page = browser.post(&form.action, &form.fields).await;
     Delivered::Posted { action: form.action, fields: form.fields, page }
 }
