@@ -7,7 +7,12 @@
 //! - Auth0's `express-openid-connect` in an Express app (`tests/oidc/app.mjs`) with the settings of docs/issuer.md,
 //!   driven by form posts as a browser without scripts would: its default login (implicit `id_token`,
 //!   `response_mode=form_post`, a nonce) and `response_type: 'code'` with the client secret, each logging out with
-//!   `auth0Logout: true` (`/v2/logout`) and with `idpLogout: true` (`/oidc/logout`).
+//!   `auth0Logout: true` (`/v2/logout`) and with `idpLogout: true` (`/oidc/logout`); a forged answer (another user
+//!   in the ID token, another `state`) and a replayed one are refused, and after logout `prompt=none` answers
+//!   `login_required`.
+//!
+//! Without Node.js, one more test checks that the settings docs/issuer.md gives are the ones the app and the script
+//! use, and that the page and `.ci/run` name the versions tested.
 //!
 //! `.ci/run` installs the pinned packages into `PORTCULLIS_INTEROP_DIR` (default `~/.cache/portcullis-interop`).
 //! Without Node.js or the packages the tests print why they skip; with `CI=true` they fail.
