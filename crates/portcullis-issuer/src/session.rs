@@ -125,21 +125,24 @@ impl DevIssuer {
         lock(&self.inner.sessions).end(id)
     }
 
-    /// The `Set-Cookie` value that gives the browser the session cookie `id`: `Secure` when the issuer URL is
-    /// https, never readable by scripts, sent on top-level navigations and same-site requests only.
+    /// The `Set-Cookie` value that gives the browser the session cookie `id`, never readable by scripts. Over http
+    /// it is `SameSite=Lax` (sent on top-level navigations and same-site requests only); when the issuer URL is
+    /// https it is `SameSite=None; Secure`, as Auth0's is, so that an app on another site can renew silently in an
+    /// iframe.
     pub(crate) fn session_cookie(&self, id: &str) -> HeaderValue {
-        let value = format!("{COOKIE}={id}; Path=/; HttpOnly; SameSite=Lax{}", self.secure_attribute());
+        let value = format!("{COOKIE}={id}; Path=/; HttpOnly; {}", self.same_site_attributes());
         HeaderValue::from_str(&value).unwrap_or_else(|_| HeaderValue::from_static("portcullis_session=; Max-Age=0"))
     }
 
     /// The `Set-Cookie` value that removes the session cookie.
     pub(crate) fn expired_session_cookie(&self) -> HeaderValue {
-        let value = format!("{COOKIE}=; Path=/; Max-Age=0; HttpOnly; SameSite=Lax{}", self.secure_attribute());
+        let value = format!("{COOKIE}=; Path=/; Max-Age=0; HttpOnly; {}", self.same_site_attributes());
         HeaderValue::from_str(&value).unwrap_or_else(|_| HeaderValue::from_static("portcullis_session=; Max-Age=0"))
     }
 
-    fn secure_attribute(&self) -> &'static str {
-        if self.issuer().starts_with("https:") { "; Secure" } else { "" }
+    /// A browser keeps a `SameSite=None` cookie only when it is `Secure`, which only an https issuer can send.
+    fn same_site_attributes(&self) -> &'static str {
+        if self.issuer().starts_with("https:") { "SameSite=None; Secure" } else { "SameSite=Lax" }
     }
 }
 

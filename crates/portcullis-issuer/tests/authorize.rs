@@ -733,7 +733,8 @@ async fn without_an_audience_the_token_is_for_the_default_api_or_userinfo_alone(
 
 #[tokio::test]
 async fn the_cookie_is_secure_when_the_issuer_url_is_https() {
-    // Served over plain HTTP here, but named by an https URL (as behind a TLS proxy): the cookie says Secure.
+    // Served over plain HTTP here, but named by an https URL (as behind a TLS proxy): the cookie is Secure, and
+    // SameSite=None so that an app on another site can renew silently in an iframe, as with Auth0.
     let (listener, address) = portcullis_testkit::net::listen().await;
     let issuer = DevIssuer::new(Tenant::from_toml(TENANT).unwrap(), "https://issuer.example/").unwrap();
     tokio::spawn(portcullis_issuer::serve(listener, issuer));
@@ -744,10 +745,10 @@ async fn the_cookie_is_secure_when_the_issuer_url_is_https() {
     let cookie = reply.cookie().unwrap();
     assert_eq!(
         reply.headers["set-cookie"],
-        format!("portcullis_session={cookie}; Path=/; HttpOnly; SameSite=Lax; Secure").as_str()
+        format!("portcullis_session={cookie}; Path=/; HttpOnly; SameSite=None; Secure").as_str()
     );
     let logout = Run::read(http.get(format!("http://{address}/v2/logout")).send().await.unwrap()).await;
-    assert_eq!(logout.headers["set-cookie"], "portcullis_session=; Path=/; Max-Age=0; HttpOnly; SameSite=Lax; Secure");
+    assert_eq!(logout.headers["set-cookie"], "portcullis_session=; Path=/; Max-Age=0; HttpOnly; SameSite=None; Secure");
 }
 
 #[tokio::test]
