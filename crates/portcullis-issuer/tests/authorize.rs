@@ -802,3 +802,37 @@ async fn an_auth0_spa_js_silent_request_is_answered_by_web_message() {
     let reply = r.get(&silent, None).await;
     assert!(reply.body.contains("\"error\":\"login_required\""), "{}", reply.body);
 }
+
+#[tokio::test]
+async fn a_login_hint_from_another_site_shows_the_page_instead_of_logging_in() {
+    let r = start(TENANT).await;
+    let hinted = with(implicit("id_token", "n"), &[("login_hint", "bob")]);
+    let send = |site: Option<&'static str>, cookie: Option<String>| {
+        let mut request = r.http.get(format!("{}authorize", r.base)).query(&hinted);
+        if let Some(site) = site {
+            request = request.header("sec-fetch-site", site);
+        }
+        if let Some(cookie) = cookie {
+            request = request.header("cookie", format!("portcullis_session={cookie}"));
+        }
+        async move { Run::read(request.send().await.unwrap()).await }
+    };
+    let alice = r.get(&with(implicit("id_token", "n"), &[("login_hint", "alice")]), None).await.cookie().unwrap();
+    // A link or a frame on another site (or a sibling one): the login page, bob offered first, nothing replaced.
+    for site in ["cross-site", "same-site", "CROSS-SITE"] {
+        let reply = send(Some(site), Some(alice.clone())).await;
+        assert_eq!(reply.status, 200, "{site}: {}", reply.body);
+        assert!(reply.cookie().is_none() && reply.headers.get("location").is_none(), "{site}");
+        let (first, list) = (reply.body.find("Continue as Bob").unwrap(), reply.body.find("Log in as Alice").unwrap());
+        assert!(first < list, "{site}");
+    }
+    let silent = r.get(&with(implicit("id_token", "n"), &[("prompt", "none")]), Some(&alice)).await;
+    assert_eq!(r.id_token(&silent.pairs(false)["id_token"], "web").await["sub"], "auth0|alice", "still alice");
+    // Typed in the address bar, from the issuer's own pages, or by a program (no header): logged in at once.
+    for site in [Some("none"), Some("same-origin"), None] {
+        let reply = send(site, None).await;
+        let claims = r.id_token(&reply.pairs(false)["id_token"], "web").await;
+        assert_eq!(claims["sub"], "auth0|bob", "{site:?}");
+        assert!(reply.cookie().is_some(), "{site:?}");
+    }
+}

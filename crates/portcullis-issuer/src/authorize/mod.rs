@@ -22,7 +22,8 @@ use request::{AuthorizationRequest, Refusal, validate};
 use serde_json::json;
 
 /// `GET /authorize`: with `prompt=none` the answer at once from the session (or `login_required`); with
-/// `login_hint` a login without the page; otherwise the login page.
+/// `login_hint` a login without the page, unless a page of another site sent the browser here; otherwise the login
+/// page.
 pub(crate) async fn show(State(issuer): State<DevIssuer>, headers: HeaderMap, RawQuery(query): RawQuery) -> Response {
     let params = Params::from_form(query.unwrap_or_default().as_bytes());
     let request = match validate(&issuer, &params) {
@@ -42,7 +43,12 @@ pub(crate) async fn show(State(issuer): State<DevIssuer>, headers: HeaderMap, Ra
         };
     }
     if let Some(user) = request.login_hint.clone() {
-        return log_in(&issuer, cookie.as_deref(), &request, &user);
+        if !from_another_site(&headers) {
+            return log_in(&issuer, cookie.as_deref(), &request, &user);
+        }
+        // A link or frame on another site would log the browser in as whoever it names: the page instead, with
+        // the hinted user offered first, and the session left as it is.
+        return page::login_page(&issuer, &request, &params, Some(&user));
     }
     let remembered = cookie.as_deref().and_then(|id| issuer.resume_session(id)).map(|session| session.user);
     page::login_page(&issuer, &request, &params, remembered.as_deref())
@@ -67,6 +73,14 @@ pub(crate) async fn submit(State(issuer): State<DevIssuer>, headers: HeaderMap, 
         Some(user) => log_in(&issuer, cookie_value(&headers).as_deref(), &request, user),
         None => error_page(StatusCode::BAD_REQUEST, "pick a user"),
     }
+}
+
+/// Whether a browser says the request comes from a page of another site (or a sibling one): a `Sec-Fetch-Site`
+/// other than `none` (typed or bookmarked) and `same-origin`. Programs send none and are not browsers' pages.
+fn from_another_site(headers: &HeaderMap) -> bool {
+    headers.get_all("sec-fetch-site").iter().any(|site| {
+        !site.as_bytes().eq_ignore_ascii_case(b"same-origin") && !site.as_bytes().eq_ignore_ascii_case(b"none")
+    })
 }
 
 /// A refusal where [`Refusal`] says it goes.

@@ -51,17 +51,18 @@ pub(crate) fn error_page(status: StatusCode, message: &str) -> Response {
     html_response(status, browser_page("Authorization error", main))
 }
 
-/// The login page: one form that posts every request parameter back with the picked user. The user the session
-/// remembers, if any, comes first as "Continue as …".
+/// The login page: one form that posts every request parameter back with the picked user. `first` (the user the
+/// session remembers, or a cross-site request's `login_hint`), when it is a user of the tenant, comes first as
+/// "Continue as …".
 pub(crate) fn login_page(
     issuer: &DevIssuer,
     request: &AuthorizationRequest,
     params: &Params,
-    remembered: Option<&str>,
+    first: Option<&str>,
 ) -> Response {
     let display =
         |id: &str| -> String { issuer.user(id).and_then(|user| user.name.clone()).unwrap_or_else(|| id.to_owned()) };
-    let remembered = remembered.filter(|id| issuer.user(id).is_some());
+    let first = first.filter(|id| issuer.user(id).is_some());
     let main = html! {
         p { strong { (DEV_ONLY) "." } }
         h1 { "Log in to " (request.client.client_id) }
@@ -73,7 +74,7 @@ pub(crate) fn login_page(
             @for (name, value) in params.iter().filter(|(name, _)| *name != "user") {
                 input type="hidden" name=(name) value=(value);
             }
-            @if let Some(id) = remembered {
+            @if let Some(id) = first {
                 p {
                     button type="submit" name="user" value=(id) style=(BUTTON_STYLE) {
                         "Continue as " (display(id))
