@@ -598,9 +598,13 @@ async fn prompt_none_answers_from_the_session_and_never_logs_in() {
     );
     assert_eq!(again["nonce"], "n-silent");
     assert_eq!(again["iat"].as_i64().unwrap() - first["auth_time"].as_i64().unwrap(), 100);
-    // login_hint naming someone else changes nothing: the session answers.
-    let hinted = r.get(&with(silent("n"), &[("login_hint", "bob")]), Some(&cookie)).await;
+    // login_hint naming the session's user: the session answers; naming anyone else (known or not): the app asked
+    // for another user than the one logged in, so login_required, never the session user's tokens.
+    let hinted = r.get(&with(silent("n"), &[("login_hint", "alice")]), Some(&cookie)).await;
     assert_eq!(r.id_token(&hinted.pairs(false)["id_token"], "web").await["sub"], "auth0|alice");
+    for other in ["bob", "mallory", "Alice"] {
+        login_required(&r.get(&with(silent("n"), &[("login_hint", other)]), Some(&cookie)).await);
+    }
 
     // max_age: a login older than it is no session; max_age=0 always asks for a new login.
     for max_age in ["0", "50", "99"] {

@@ -21,7 +21,8 @@ use page::error_page;
 use request::{AuthorizationRequest, Refusal, validate};
 use serde_json::json;
 
-/// `GET /authorize`: with `prompt=none` the answer at once from the session (or `login_required`); with
+/// `GET /authorize`: with `prompt=none` the answer at once from the session (or `login_required`, also when
+/// `login_hint` names another user); with
 /// `login_hint` a login without the page, unless a page of another site sent the browser here; otherwise the login
 /// page.
 pub(crate) async fn show(State(issuer): State<DevIssuer>, headers: HeaderMap, RawQuery(query): RawQuery) -> Response {
@@ -32,9 +33,11 @@ pub(crate) async fn show(State(issuer): State<DevIssuer>, headers: HeaderMap, Ra
     };
     let cookie = cookie_value(&headers);
     if request.silent {
-        // Never a page and never `login_hint`: the session answers, or the client hears login_required.
+        // Never a page and never a login: the session answers, or the client hears login_required. A
+        // `login_hint` naming another user than the session's asks for someone else: login_required too.
         let session = cookie.as_deref().and_then(|id| issuer.resume_session(id));
-        return match session.filter(|session| recent_enough(&issuer, session, request.max_age)) {
+        let hinted = |session: &Session| request.login_hint.as_ref().is_none_or(|hint| *hint == session.user);
+        return match session.filter(|session| recent_enough(&issuer, session, request.max_age) && hinted(session)) {
             Some(session) => {
                 let login = Login { auth_time: session.auth_time, sid: session.sid, nonce: request.nonce.clone() };
                 answer(&issuer, &request, &session.user, login)

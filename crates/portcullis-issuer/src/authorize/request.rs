@@ -84,7 +84,7 @@ pub(crate) struct AuthorizationRequest {
     pub silent: bool,
     /// `max_age`: the oldest login, in seconds, a `prompt=none` answer may come from.
     pub max_age: Option<i64>,
-    /// `login_hint`: the user to log in without the page (ignored with `prompt=none`).
+    /// `login_hint`: the user to log in without the page; with `prompt=none`, the user the session must have.
     pub login_hint: Option<String>,
 }
 
