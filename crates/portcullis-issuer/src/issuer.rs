@@ -1,5 +1,6 @@
 //! [`DevIssuer`]: the tenant, its keys, its clock, and token minting.
 
+use crate::codes::Taken;
 use crate::config::{Api, Client, Tenant, User};
 use crate::dpop::TokenEndpointDpop;
 use crate::error::{AddApiError, SignError};
@@ -12,7 +13,6 @@ use aws_lc_rs::rand::{SecureRandom, SystemRandom};
 use portcullis::clock::{Clock, SystemClock, UnixTime};
 use portcullis::signing::SigningError;
 use serde_json::{Map, Value, json};
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 
@@ -35,7 +35,8 @@ pub(crate) struct Inner {
     pub clock: ShiftedClock,
     pub journal: Mutex<Journal>,
     pub faults: Mutex<Faults>,
-    pub codes: Mutex<HashMap<String, AuthorizationCode>>,
+    /// Pending authorization codes, and tombstones of redeemed ones.
+    pub codes: Mutex<crate::codes::Codes>,
     /// Login sessions, by the value of their cookie.
     pub sessions: Mutex<crate::session::Sessions>,
     pub refresh_tokens: Mutex<RefreshTokens>,
@@ -337,10 +338,10 @@ impl DevIssuer {
         lock(&self.inner.journal).entries().iter().filter(|e| e.path == path).count()
     }
 
-    /// Authorization codes held, redeemed or not yet swept: expired codes are removed whenever a code is issued or
-    /// exchanged, so this stays bounded by the codes issued within one code lifetime (five minutes).
+    /// Authorization codes waiting for their exchange: expired codes are removed whenever a code is issued or
+    /// presented, so this stays bounded by the codes issued within one code lifetime (five minutes).
     pub fn stored_codes(&self) -> usize {
-        lock(&self.inner.codes).len()
+        lock(&self.inner.codes).pending()
     }
 
     /// Refresh tokens held, used ones included (they are kept while their family lives, to recognise reuse).
@@ -353,19 +354,35 @@ impl DevIssuer {
     pub(crate) fn store_code(&self, code: AuthorizationCode) -> String {
         let now = self.now();
         let id = random_string(24);
-        let mut codes = lock(&self.inner.codes);
-        codes.retain(|_, c| c.expires_at > now);
-        codes.insert(id.clone(), code);
+        lock(&self.inner.codes).insert(id.clone(), code, now);
         id
     }
 
-    /// Removes and returns the code `id` if it is still valid (expired codes are swept on the way).
+    /// Redeems the code `id` if it is still valid. A code redeemed before (RFC 6749 §4.1.2) revokes the
+    /// refresh-token family its first exchange started, and is refused as an unknown one is.
     pub(crate) fn take_code(&self, id: &str) -> Option<AuthorizationCode> {
         let now = self.now();
-        let mut codes = lock(&self.inner.codes);
-        let code = codes.remove(id);
-        codes.retain(|_, c| c.expires_at > now);
-        code.filter(|c| c.expires_at > now)
+        let taken = lock(&self.inner.codes).take(id, now);
+        match taken {
+            Taken::Fresh(code) => Some(*code),
+            Taken::Reused(family) => {
+                tracing::warn!("an authorization code was presented again; what its exchange issued is revoked");
+                if let Some(first) = family {
+                    lock(&self.inner.refresh_tokens).revoke_family_of(&first, now);
+                }
+                None
+            }
+            Taken::Unknown => None,
+        }
+    }
+
+    /// Notes that the exchange of the code `id` started the refresh family whose first token is `first`.
+    /// When the code was presented again meanwhile, the family is revoked at once.
+    pub(crate) fn code_started_family(&self, id: &str, first: &str) {
+        let reused = lock(&self.inner.codes).started(id, first.to_owned());
+        if reused {
+            lock(&self.inner.refresh_tokens).revoke_family_of(first, self.now());
+        }
     }
 
     fn refresh_lifetimes(&self) -> Lifetimes {

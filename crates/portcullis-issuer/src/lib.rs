@@ -49,6 +49,7 @@
 
 mod authorize;
 mod base64url;
+mod codes;
 pub mod config;
 mod cors;
 mod discovery;

@@ -178,6 +178,14 @@ impl RefreshTokens {
         outcome
     }
 
+    /// Revokes the family of `token` whoever holds it: the code that started it was presented again.
+    pub fn revoke_family_of(&mut self, token: &str, now: i64) {
+        if let Some(family) = self.tokens.get(token).map(|found| found.family.clone()) {
+            self.tokens.retain(|_, t| t.family != family);
+        }
+        self.sweep(now);
+    }
+
     fn insert(&mut self, grant: Grant, family: Family, now: i64, lifetimes: Lifetimes) -> String {
         let token = random_string(32);
         let expires_at = now.saturating_add(lifetimes.idle).min(family.ends_at);

@@ -217,7 +217,8 @@ fn answer(issuer: &DevIssuer, headers: &HeaderMap, body: &[u8]) -> Response {
             token_response(issuer, &grant, None, jkt.as_deref(), None)
         }
         "authorization_code" => {
-            let code = params.get("code").and_then(|code| issuer.take_code(code));
+            let code_id = params.get("code").map(String::as_str).unwrap_or_default();
+            let code = issuer.take_code(code_id);
             let Some(code) = code.filter(|c| c.grant.client_id == client.client_id) else {
                 return oauth_error(StatusCode::FORBIDDEN, "invalid_grant", "Invalid authorization code");
             };
@@ -250,6 +251,9 @@ fn answer(issuer: &DevIssuer, headers: &HeaderMap, body: &[u8]) -> Response {
             }
             let refresh = (code.grant.scopes.iter().any(|s| s == "offline_access") && client.allows("refresh_token"))
                 .then(|| issuer.start_refresh_family(code.grant.clone(), code.login.clone(), jkt.clone()));
+            if let Some(first) = &refresh {
+                issuer.code_started_family(code_id, first);
+            }
             token_response(issuer, &code.grant, refresh, jkt.as_deref(), Some(&code.login))
         }
         _ => {

@@ -840,3 +840,65 @@ async fn a_login_hint_from_another_site_shows_the_page_instead_of_logging_in() {
         assert!(reply.cookie().is_some(), "{site:?}");
     }
 }
+
+impl Run {
+    /// A token-endpoint request from a server (no `Origin`) or, with `origin`, from a page of that origin.
+    async fn token(&self, form: &[(&str, &str)], origin: Option<&str>) -> (u16, Value) {
+        let mut request = self.http.post(format!("{}oauth/token", self.base)).form(form);
+        if let Some(origin) = origin {
+            request = request.header("origin", origin);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    /// A code for alice by the SPA's request with `scope`.
+    async fn spa_code(&self, scope: &str) -> String {
+        let challenge = pkce::challenge_of(VERIFIER);
+        let mut request = code_request(&challenge);
+        request[3].1 = scope;
+        self.get(&with(request, &[("login_hint", "alice")]), None).await.pairs(true)["code"].clone()
+    }
+}
+
+fn spa_exchange(code: &str) -> Vec<(&str, &str)> {
+    vec![
+        ("grant_type", "authorization_code"),
+        ("client_id", "spa"),
+        ("code", code),
+        ("code_verifier", VERIFIER),
+        ("redirect_uri", CALLBACK),
+    ]
+}
+
+fn spa_refresh(token: &str) -> Vec<(&str, &str)> {
+    vec![("grant_type", "refresh_token"), ("client_id", "spa"), ("refresh_token", token)]
+}
+
+#[tokio::test]
+async fn a_reused_code_revokes_the_refresh_tokens_its_first_exchange_issued() {
+    let r = start(TENANT).await;
+    let code = r.spa_code("openid offline_access").await;
+    let kept_code = r.spa_code("openid offline_access").await;
+    let (status, first) = r.token(&spa_exchange(&code), None).await;
+    assert_eq!(status, 200, "{first}");
+    let refresh = first["refresh_token"].as_str().unwrap().to_owned();
+    let (_, other) = r.token(&spa_exchange(&kept_code), None).await;
+    let kept = other["refresh_token"].as_str().unwrap().to_owned();
+    // The family works until the code comes back.
+    let (status, rotated) = r.token(&spa_refresh(&refresh), None).await;
+    assert_eq!(status, 200, "{rotated}");
+    let newest = rotated["refresh_token"].as_str().unwrap().to_owned();
+    // Presented again: invalid_grant as before, and the family the first exchange started is gone.
+    let (status, again) = r.token(&spa_exchange(&code), None).await;
+    assert_eq!((status, again["error"].as_str()), (403, Some("invalid_grant")), "{again}");
+    let (status, refused) = r.token(&spa_refresh(&newest), None).await;
+    assert_eq!((status, refused["error"].as_str()), (403, Some("invalid_grant")), "{refused}");
+    // Another code's family is untouched; a third presentation changes nothing more.
+    assert_eq!(r.token(&spa_refresh(&kept), None).await.0, 200);
+    assert_eq!(r.token(&spa_exchange(&code), None).await.1["error"], "invalid_grant");
+    // Past the code's lifetime the tombstone is forgotten: the code is unknown, as any other.
+    r.issuer.shift_clock(301);
+    assert_eq!(r.token(&spa_exchange(&code), None).await.1["error"], "invalid_grant");
+}
