@@ -39,9 +39,10 @@ pub(crate) struct Codes {
 }
 
 impl Codes {
-    /// Keeps `code` as `id`, sweeping expired codes first.
+    /// Keeps `code` as `id`, sweeping expired codes first and, when still full, forgetting the oldest.
     pub fn insert(&mut self, id: String, code: AuthorizationCode, now: i64) {
         self.sweep(now);
+        make_room(&mut self.pending, |code| code.expires_at);
         self.pending.insert(id, code);
     }
 
@@ -152,5 +153,20 @@ mod tests {
         assert_eq!(codes.redeemed(), MAX_CODES);
         assert!(matches!(codes.take("c0", 1), Taken::Unknown), "the oldest tombstone is forgotten");
         assert!(matches!(codes.take("c1", 1), Taken::Reused(None)));
+    }
+
+    #[test]
+    fn pending_codes_are_bounded_and_the_oldest_is_forgotten() {
+        let mut codes = Codes::default();
+        let last = i64::try_from(MAX_CODES).unwrap();
+        for n in 0..last {
+            codes.insert(format!("c{n}"), code(1_000 + n), 0);
+        }
+        assert_eq!(codes.pending(), MAX_CODES);
+        codes.insert("newest".into(), code(1_000 + last), 0);
+        assert_eq!(codes.pending(), MAX_CODES);
+        assert!(matches!(codes.take("c0", 1), Taken::Unknown), "the oldest is forgotten");
+        assert!(matches!(codes.take("c1", 1), Taken::Fresh(_)));
+        assert!(matches!(codes.take("newest", 1), Taken::Fresh(_)));
     }
 }

@@ -339,7 +339,7 @@ impl DevIssuer {
     }
 
     /// Authorization codes waiting for their exchange: expired codes are removed whenever a code is issued or
-    /// presented, so this stays bounded by the codes issued within one code lifetime (five minutes).
+    /// presented, and at most 10000 are kept (the oldest is forgotten first).
     pub fn stored_codes(&self) -> usize {
         lock(&self.inner.codes).pending()
     }
