@@ -2,7 +2,8 @@
 //!
 //! The endpoints a browser app calls with the user's tokens (`/oauth/token`, `/oauth/revoke`, `/userinfo`) answer
 //! scripts from the origins a client lists in `web_origins` (Auth0's "Allowed Web Origins") and no other: a page
-//! from elsewhere gets no CORS headers, so its script cannot read the answer. They allow the request headers
+//! from elsewhere gets no CORS headers, so its script cannot read the answer. The token and revocation endpoints
+//! further refuse a page that is not of the authenticated client's own origins ([`crate::token::foreign_origin`]). They allow the request headers
 //! Auth0's SDKs send (`Auth0-Client`, `Content-Type`, `Authorization`) and `DPoP`, and expose `DPoP-Nonce`.
 //! Discovery and the JWKS are public documents that any page may read.
 

@@ -6,13 +6,14 @@
 use crate::dpop::{DPOP_NONCE, Refusal};
 use crate::issuer::DevIssuer;
 use crate::refresh::Revoked;
-use crate::token::{authenticate, oauth_error, parameters, unauthorized};
+use crate::token::{authenticate, foreign_origin, oauth_error, parameters, unauthorized};
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
-/// The revocation endpoint. The client authenticates as at the token endpoint; `token` is a refresh token. An
+/// The revocation endpoint. The client authenticates as at the token endpoint (a browser page only from one of its
+/// web origins); `token` is a refresh token. An
 /// unknown token is answered 200 as a revoked one is (RFC 7009 §2.2), so the answer tells nothing about which
 /// tokens exist; a token of another client is refused and stays valid.
 pub(crate) async fn revoke(State(issuer): State<DevIssuer>, headers: HeaderMap, body: Bytes) -> Response {
@@ -21,6 +22,9 @@ pub(crate) async fn revoke(State(issuer): State<DevIssuer>, headers: HeaderMap, 
         Err(why) => return oauth_error(StatusCode::BAD_REQUEST, "invalid_request", why),
     };
     let Some(client) = authenticate(&issuer, &headers, &params) else { return unauthorized() };
+    if let Some(refused) = foreign_origin(&headers, &client) {
+        return refused;
+    }
     let Some(token) = params.get("token").filter(|token| !token.is_empty()) else {
         return oauth_error(StatusCode::BAD_REQUEST, "invalid_request", "Missing required parameter: token");
     };

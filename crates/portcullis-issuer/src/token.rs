@@ -90,6 +90,23 @@ pub(crate) fn authenticate(issuer: &DevIssuer, headers: &HeaderMap, params: &Par
     })
 }
 
+/// The refusal of a browser request whose page is not from one of `client`'s web origins: a page of another client
+/// (or any other site) must not redeem this client's codes or use its tokens, even though CORS lets pages of every
+/// client's origins read the endpoint. Requests without `Origin` (servers, native apps) pass.
+pub(crate) fn foreign_origin(headers: &HeaderMap, client: &Client) -> Option<Response> {
+    let foreign = headers
+        .get_all(header::ORIGIN)
+        .iter()
+        .find(|origin| !client.web_origins.iter().any(|allowed| allowed.as_bytes() == origin.as_bytes()))?;
+    let origin = String::from_utf8_lossy(foreign.as_bytes());
+    let description = format!(
+        "the request comes from a page of {origin}, which is not one of the web origins of client {}: add it to \
+         the client's web_origins (Auth0: Allowed Web Origins)",
+        client.client_id
+    );
+    Some(oauth_error(StatusCode::FORBIDDEN, "access_denied", &description))
+}
+
 /// Auth0's answer to a request whose client does not authenticate: `401 access_denied`.
 pub(crate) fn unauthorized() -> Response {
     oauth_error(StatusCode::UNAUTHORIZED, "access_denied", "Unauthorized")
@@ -162,6 +179,9 @@ fn answer(issuer: &DevIssuer, headers: &HeaderMap, body: &[u8]) -> Response {
         Err(why) => return oauth_error(StatusCode::BAD_REQUEST, "invalid_request", why),
     };
     let Some(client) = authenticate(issuer, headers, &params) else { return unauthorized() };
+    if let Some(refused) = foreign_origin(headers, &client) {
+        return refused;
+    }
     let grant_type = params.get("grant_type").map(String::as_str).unwrap_or_default();
     if !matches!(grant_type, "client_credentials" | "authorization_code" | "refresh_token") {
         return oauth_error(StatusCode::BAD_REQUEST, "unsupported_grant_type", "Unsupported grant type");

@@ -902,3 +902,45 @@ async fn a_reused_code_revokes_the_refresh_tokens_its_first_exchange_issued() {
     r.issuer.shift_clock(301);
     assert_eq!(r.token(&spa_exchange(&code), None).await.1["error"], "invalid_grant");
 }
+
+#[tokio::test]
+async fn only_the_clients_own_web_origins_may_redeem_its_codes_and_revoke_its_tokens() {
+    // A second SPA on another origin: a page of that origin may not use the first SPA's code or tokens.
+    let tenant = format!(
+        "{TENANT}\n[[clients]]\nclient_id = \"other\"\ntype = \"spa\"\ngrants = [\"authorization_code\"]\n\
+         callbacks = [\"http://127.0.0.1:5000/callback\"]\nweb_origins = [\"http://127.0.0.1:5000\"]\n"
+    );
+    let r = start(&tenant).await;
+    let code = r.spa_code("openid offline_access").await;
+    for foreign in ["http://127.0.0.1:5000", "http://evil.example", "null"] {
+        let (status, body) = r.token(&spa_exchange(&code), Some(foreign)).await;
+        assert_eq!((status, body["error"].as_str()), (403, Some("access_denied")), "{foreign}: {body}");
+        let description = body["error_description"].as_str().unwrap();
+        for says in [foreign, "spa", "Allowed Web Origins"] {
+            assert!(description.contains(says), "{says:?} in {description}");
+        }
+    }
+    // The refusals used nothing up: the SPA's own page redeems the code.
+    let (status, body) = r.token(&spa_exchange(&code), Some("http://127.0.0.1:3000")).await;
+    assert_eq!(status, 200, "{body}");
+    let refresh = body["refresh_token"].as_str().unwrap().to_owned();
+    // Revocation: refused from another client's origin (the family stays), accepted from its own.
+    let revoke = [("client_id", "spa"), ("token", refresh.as_str())];
+    let send = |origin: Option<&'static str>| {
+        let mut request = r.http.post(format!("{}oauth/revoke", r.base)).form(&revoke);
+        if let Some(origin) = origin {
+            request = request.header("origin", origin);
+        }
+        async move { Run::read(request.send().await.unwrap()).await }
+    };
+    let refused = send(Some("http://127.0.0.1:5000")).await;
+    assert_eq!(refused.status, 403, "{}", refused.body);
+    assert!(refused.body.contains("access_denied") && refused.body.contains("http://127.0.0.1:5000"));
+    let (status, rotated) = r.token(&spa_refresh(&refresh), None).await;
+    assert_eq!(status, 200, "a server (no Origin) refreshes: {rotated}");
+    let newest = rotated["refresh_token"].as_str().unwrap().to_owned();
+    let revoke = [("client_id", "spa"), ("token", newest.as_str())];
+    let own = r.http.post(format!("{}oauth/revoke", r.base)).form(&revoke).header("origin", "http://127.0.0.1:3000");
+    assert_eq!(own.send().await.unwrap().status(), 200);
+    assert_eq!(r.token(&spa_refresh(&newest), None).await.1["error"], "invalid_grant");
+}

@@ -360,7 +360,8 @@ async fn browser_scripts_may_send_proofs_and_read_nonces() {
         .post(r.token_url())
         .header("origin", "http://127.0.0.1:3000")
         .header("dpop", key.proof(&r.token_url()))
-        .json(&machine())
+        // The SPA's own client, as a page of its origin calls it (the nonce is asked for before the token is read).
+        .json(&refresh("not-yet-read"))
         .send()
         .await
         .unwrap();

@@ -466,14 +466,19 @@ async fn browser_scripts_reach_the_token_endpoint_only_from_allowed_web_origins(
         let refused = preflight(origin).await.unwrap();
         assert!(refused.headers().get("access-control-allow-origin").is_none(), "{origin}");
     }
-    let exchange = |origin: &'static str| {
-        r.http.post(format!("{}oauth/token", r.base)).header("origin", origin).json(&machine_request()).send()
+    // The SPA's page refreshes its own tokens and reads the answer.
+    let token = refresh_token_for(&r).await;
+    let exchange = |origin: &'static str, body: Value| {
+        r.http.post(format!("{}oauth/token", r.base)).header("origin", origin).json(&body).send()
     };
-    let answered = exchange("http://127.0.0.1:3000").await.unwrap();
+    let answered = exchange("http://127.0.0.1:3000", refresh(&token)).await.unwrap();
     assert_eq!(answered.status(), 200);
     assert_eq!(answered.headers()["access-control-allow-origin"], "http://127.0.0.1:3000");
-    let other = exchange("https://evil.example").await.unwrap();
+    let other = exchange("https://evil.example", machine_request()).await.unwrap();
     assert!(other.headers().get("access-control-allow-origin").is_none());
+    // A page of the SPA's origin may not use another client (the machine client lists no web origin).
+    let machine = exchange("http://127.0.0.1:3000", machine_request()).await.unwrap();
+    assert_eq!(machine.status(), 403);
     // The JWKS is a public document any page may read; the admin endpoints carry no CORS headers at all.
     let jwks = r.http.get(format!("{}.well-known/jwks.json", r.base)).header("origin", "https://evil.example").send();
     assert_eq!(jwks.await.unwrap().headers()["access-control-allow-origin"], "*");
@@ -663,18 +668,14 @@ async fn admin_endpoints_refuse_cross_site_requests_and_non_json_bodies() {
     assert_eq!(admin(&r, reqwest::Method::GET, "journal", &[("origin", own_origin.as_str())], None).await, 200);
     assert_eq!(admin(&r, reqwest::Method::DELETE, "faults", &[], None).await, 204);
 
-    // The token endpoint and the login page are not admin endpoints: other sites still reach them.
+    // The token endpoint and the login page are not admin endpoints: other sites (the SPA's) still reach them.
+    let token = refresh_token_for(&r).await;
     let response = r
         .http
         .post(format!("{}oauth/token", r.base))
         .header("origin", "http://127.0.0.1:3000")
         .header("sec-fetch-site", "same-site")
-        .form(&[
-            ("grant_type", "client_credentials"),
-            ("client_id", "demo-client"),
-            ("client_secret", "demo-secret"),
-            ("audience", DEMO_AUDIENCE),
-        ])
+        .form(&[("grant_type", "refresh_token"), ("client_id", "demo-spa"), ("refresh_token", token.as_str())])
         .send()
         .await
         .unwrap();
