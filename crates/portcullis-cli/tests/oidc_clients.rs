@@ -460,7 +460,8 @@ async fn express_login_and_logout(mode: &str, logout: &str) {
 
     // A first login whose answer is forged on its way to the app: the SDK refuses it and nobody is logged in.
     let answer = pick_alice(&mut browser, &authorize, &issuer_url, &context).await;
-    assert!(browser.has_cookie("portcullis_session"), "{context}: the login set the issuer's session cookie");
+    let session_cookie = format!("portcullis_session_{issuer_port}");
+    assert!(browser.has_cookie(&session_cookie), "{context}: the login set the issuer's session cookie");
     let forged = deliver_forged(&mut browser, answer, &issuer_url, &context).await;
     assert!(forged.status.is_client_error(), "{context}: a forged answer: {} {}", forged.status, forged.body);
     assert_eq!(browser.get(&format!("{app_url}/")).await.json()["authenticated"], false, "{context}");
@@ -528,7 +529,7 @@ async fn express_login_and_logout(mode: &str, logout: &str) {
     let back = back.redirect(&issuer_url);
     let back_without_query = back.split('?').next().unwrap().trim_end_matches('/').to_owned();
     assert_eq!(back_without_query, app_url, "{context}: the issuer returned to the app: {back}");
-    assert!(!browser.has_cookie("portcullis_session"), "{context}: the issuer's session cookie is expired");
+    assert!(!browser.has_cookie(&session_cookie), "{context}: the issuer's session cookie is expired");
     let home = browser.get(&format!("{app_url}/")).await.json();
     assert_eq!(home["authenticated"], false, "{context}: {home}");
     assert_eq!(home["user"], Value::Null, "{context}: {home}");

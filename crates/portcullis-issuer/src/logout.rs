@@ -9,7 +9,6 @@ use crate::authorize::request::repeated;
 use crate::config::Client;
 use crate::issuer::DevIssuer;
 use crate::params::Params;
-use crate::session::cookie_value;
 use axum::body::Bytes;
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -142,7 +141,7 @@ fn hint_client(issuer: &DevIssuer, hint: &str) -> Result<String, String> {
 
 /// Ends the browser's session and answers: a redirect to the checked URL, the logged-out page, or the error page.
 fn finish(issuer: &DevIssuer, headers: &HeaderMap, answer: Result<Option<String>, String>) -> Response {
-    if let Some(id) = cookie_value(headers) {
+    if let Some(id) = issuer.session_cookie_in(headers) {
         issuer.end_session(&id);
     }
     let mut response = match answer {

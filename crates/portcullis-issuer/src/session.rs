@@ -1,15 +1,23 @@
-//! The issuer's login sessions: what its `portcullis_session` cookie names, so that `prompt=none` can answer
-//! without showing a page.
+//! The issuer's login sessions: what its `portcullis_session_<port>` cookie names, so that `prompt=none` can
+//! answer without showing a page.
 //!
-//! The cookie holds 256 random bits and nothing else; the session itself (user, `auth_time`, `sid`) stays on the
+//! Browsers keep cookies per host, not per port: the name carries the issuer URL's port, so that issuers on two
+//! ports of one host do not overwrite each other's session. The cookie holds 256 random bits and nothing else; the session itself (user, `auth_time`, `sid`) stays on the
 //! server, in a bounded store, and expires after the tenant's `session_lifetime` unused, on the issuer's clock.
 
 use crate::issuer::{DevIssuer, lock, random_string};
 use axum::http::{HeaderMap, HeaderValue, header};
 use std::collections::HashMap;
 
-/// The name of the session cookie.
-pub(crate) const COOKIE: &str = "portcullis_session";
+/// The session cookie's name before the port.
+const COOKIE_PREFIX: &str = "portcullis_session_";
+
+/// The session cookie's name for the issuer at `issuer_url`: `portcullis_session_<port>`, the URL's port or its
+/// scheme's default (80 for http, 443 for https).
+pub(crate) fn cookie_name(issuer_url: &str) -> String {
+    let port = url::Url::parse(issuer_url).ok().and_then(|url| url.port_or_known_default()).unwrap_or(80);
+    format!("{COOKIE_PREFIX}{port}")
+}
 
 /// How many sessions the issuer keeps; beyond that the least recently used one is forgotten.
 pub(crate) const MAX_SESSIONS: usize = 10_000;
@@ -81,17 +89,17 @@ fn is_live(session: &Session, now: i64, idle: i64) -> bool {
     now.saturating_sub(session.last_used) < idle
 }
 
-/// The session cookie's value in the request: the one `portcullis_session` cookie of the `Cookie` headers, if it
-/// has the shape the issuer gives (43 base64url characters). Several such cookies (one planted by a sibling
-/// site, say) name no session.
-pub(crate) fn cookie_value(headers: &HeaderMap) -> Option<String> {
+/// The session cookie's value in the request: the one cookie called `name` in the `Cookie` headers, if it has the
+/// shape the issuer gives (43 base64url characters). Several such cookies (one planted by a sibling site, say)
+/// name no session.
+pub(crate) fn cookie_value(headers: &HeaderMap, name: &str) -> Option<String> {
     let mut values = headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|value| value.to_str().ok())
         .flat_map(|value| value.split(';'))
         .filter_map(|pair| pair.trim().split_once('='))
-        .filter(|(name, _)| *name == COOKIE)
+        .filter(|(found, _)| *found == name)
         .map(|(_, value)| value);
     let (Some(value), None) = (values.next(), values.next()) else { return None };
     let well_formed = crate::base64url::decode(value).is_some_and(|bytes| bytes.len() == COOKIE_BYTES);
@@ -99,6 +107,16 @@ pub(crate) fn cookie_value(headers: &HeaderMap) -> Option<String> {
 }
 
 impl DevIssuer {
+    /// The name of this issuer's session cookie (see [`cookie_name`]).
+    pub(crate) fn session_cookie_name(&self) -> String {
+        cookie_name(self.issuer())
+    }
+
+    /// The value of this issuer's session cookie in the request, if it carries one (see [`cookie_value`]).
+    pub(crate) fn session_cookie_in(&self, headers: &HeaderMap) -> Option<String> {
+        cookie_value(headers, &self.session_cookie_name())
+    }
+
     fn session_idle(&self) -> i64 {
         i64::try_from(self.tenant().session_lifetime).unwrap_or(i64::MAX)
     }
@@ -130,14 +148,16 @@ impl DevIssuer {
     /// https it is `SameSite=None; Secure`, as Auth0's is, so that an app on another site can renew silently in an
     /// iframe.
     pub(crate) fn session_cookie(&self, id: &str) -> HeaderValue {
-        let value = format!("{COOKIE}={id}; Path=/; HttpOnly; {}", self.same_site_attributes());
-        HeaderValue::from_str(&value).unwrap_or_else(|_| HeaderValue::from_static("portcullis_session=; Max-Age=0"))
+        let name = self.session_cookie_name();
+        let value = format!("{name}={id}; Path=/; HttpOnly; {}", self.same_site_attributes());
+        HeaderValue::from_str(&value).unwrap_or_else(|_| HeaderValue::from_static("portcullis_session_0=; Max-Age=0"))
     }
 
     /// The `Set-Cookie` value that removes the session cookie.
     pub(crate) fn expired_session_cookie(&self) -> HeaderValue {
-        let value = format!("{COOKIE}=; Path=/; Max-Age=0; HttpOnly; {}", self.same_site_attributes());
-        HeaderValue::from_str(&value).unwrap_or_else(|_| HeaderValue::from_static("portcullis_session=; Max-Age=0"))
+        let name = self.session_cookie_name();
+        let value = format!("{name}=; Path=/; Max-Age=0; HttpOnly; {}", self.same_site_attributes());
+        HeaderValue::from_str(&value).unwrap_or_else(|_| HeaderValue::from_static("portcullis_session_0=; Max-Age=0"))
     }
 
     /// A browser keeps a `SameSite=None` cookie only when it is `Secure`, which only an https issuer can send.
@@ -189,14 +209,23 @@ mod tests {
     }
 
     #[test]
+    fn the_cookie_is_named_by_the_issuers_port() {
+        assert_eq!(cookie_name("http://127.0.0.1:4000/"), "portcullis_session_4000");
+        assert_eq!(cookie_name("http://issuer.example/"), "portcullis_session_80");
+        assert_eq!(cookie_name("https://issuer.example/"), "portcullis_session_443");
+        assert_eq!(cookie_name("https://issuer.example:8443/tenant/"), "portcullis_session_8443");
+    }
+
+    #[test]
     fn the_cookie_is_read_only_when_it_is_one_and_well_formed() {
+        const COOKIE: &str = "portcullis_session_4000";
         let value = crate::base64url::encode([7u8; 32]);
         let with = |cookies: &[String]| {
             let mut headers = HeaderMap::new();
             for cookie in cookies {
                 headers.append(header::COOKIE, HeaderValue::from_str(cookie).unwrap());
             }
-            cookie_value(&headers)
+            cookie_value(&headers, COOKIE)
         };
         assert_eq!(with(&[format!("a=b; {COOKIE}={value}; c=d")]), Some(value.clone()));
         assert_eq!(with(&["a=b".into(), format!("{COOKIE}={value}")]), Some(value.clone()));
@@ -207,6 +236,8 @@ mod tests {
             vec![format!("{COOKIE}=short")],
             vec![format!("{COOKIE}={value}A")],
             vec![format!("x{COOKIE}={value}")],
+            vec![format!("portcullis_session_4001={value}")],
+            vec![format!("portcullis_session={value}")],
         ] {
             assert_eq!(with(&refused), None, "{refused:?}");
         }

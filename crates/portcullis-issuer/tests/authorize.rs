@@ -56,6 +56,8 @@ struct Reply {
     status: u16,
     headers: HeaderMap,
     body: String,
+    /// The session cookie's name for the issuer that answered: `portcullis_session_<its port>`.
+    cookie_name: String,
 }
 
 impl Reply {
@@ -85,7 +87,7 @@ impl Reply {
             .headers
             .get_all("set-cookie")
             .iter()
-            .find_map(|v| v.to_str().unwrap().strip_prefix("portcullis_session=").map(str::to_owned))?;
+            .find_map(|v| v.to_str().unwrap().strip_prefix(&format!("{}=", self.cookie_name)).map(str::to_owned))?;
         Some(set.split(';').next().unwrap().to_owned())
     }
 
@@ -113,13 +115,19 @@ async fn start(tenant: &str) -> Run {
 impl Run {
     async fn read(response: reqwest::Response) -> Reply {
         let (status, headers) = (response.status().as_u16(), response.headers().clone());
-        Reply { status, headers, body: response.text().await.unwrap() }
+        let cookie_name = format!("portcullis_session_{}", response.url().port_or_known_default().unwrap());
+        Reply { status, headers, body: response.text().await.unwrap(), cookie_name }
+    }
+
+    /// The `Cookie` header that sends `value` as this issuer's session cookie.
+    fn cookie(&self, value: &str) -> String {
+        format!("portcullis_session_{}={value}", url::Url::parse(&self.base).unwrap().port().unwrap())
     }
 
     async fn get(&self, params: &[(&str, &str)], cookie: Option<&str>) -> Reply {
         let mut request = self.http.get(format!("{}authorize", self.base)).query(params);
         if let Some(cookie) = cookie {
-            request = request.header("cookie", format!("portcullis_session={cookie}"));
+            request = request.header("cookie", self.cookie(cookie));
         }
         Self::read(request.send().await.unwrap()).await
     }
@@ -583,7 +591,7 @@ async fn prompt_none_answers_from_the_session_and_never_logs_in() {
     let login = r.get(&with(implicit("id_token", "n-login"), &[("login_hint", "alice")]), None).await;
     let set = login.headers["set-cookie"].to_str().unwrap().to_owned();
     let cookie = login.cookie().unwrap();
-    assert_eq!(set, format!("portcullis_session={cookie}; Path=/; HttpOnly; SameSite=Lax"), "no Secure on http");
+    assert_eq!(set, format!("{}; Path=/; HttpOnly; SameSite=Lax", r.cookie(&cookie)), "no Secure on http");
     assert_eq!(base64_simd::URL_SAFE_NO_PAD.decode_to_vec(&cookie).unwrap().len(), 32);
     let first = r.id_token(&login.pairs(false)["id_token"], "web").await;
 
@@ -667,8 +675,7 @@ async fn a_login_as_another_user_replaces_the_session() {
 
     // bob logs in from the same browser: a new cookie; alice's no longer names a session.
     let form = with(implicit("id_token", "n"), &[("user", "bob")]);
-    let reply =
-        r.post(&form, &[("cookie", &format!("portcullis_session={alice}")), ("sec-fetch-site", "same-origin")]).await;
+    let reply = r.post(&form, &[("cookie", &r.cookie(&alice)), ("sec-fetch-site", "same-origin")]).await;
     let bob = reply.cookie().unwrap();
     assert_ne!(bob, alice);
     let bob_login = r.id_token(&reply.pairs(false)["id_token"], "web").await;
@@ -746,13 +753,15 @@ async fn the_cookie_is_secure_when_the_issuer_url_is_https() {
     let query = with(implicit("id_token", "n"), &[("login_hint", "alice")]);
     let reply = Run::read(http.get(format!("http://{address}/authorize")).query(&query).send().await.unwrap()).await;
     assert_eq!(reply.status, 303, "{}", reply.body);
-    let cookie = reply.cookie().unwrap();
-    assert_eq!(
-        reply.headers["set-cookie"],
-        format!("portcullis_session={cookie}; Path=/; HttpOnly; SameSite=None; Secure").as_str()
-    );
+    // Named by the issuer URL's port (443 for https), not the port it is served on behind the proxy.
+    let set = reply.headers["set-cookie"].to_str().unwrap();
+    let cookie = set.strip_prefix("portcullis_session_443=").unwrap().split(';').next().unwrap();
+    assert_eq!(set, format!("portcullis_session_443={cookie}; Path=/; HttpOnly; SameSite=None; Secure"));
     let logout = Run::read(http.get(format!("http://{address}/v2/logout")).send().await.unwrap()).await;
-    assert_eq!(logout.headers["set-cookie"], "portcullis_session=; Path=/; Max-Age=0; HttpOnly; SameSite=None; Secure");
+    assert_eq!(
+        logout.headers["set-cookie"],
+        "portcullis_session_443=; Path=/; Max-Age=0; HttpOnly; SameSite=None; Secure"
+    );
 }
 
 #[tokio::test]
@@ -817,7 +826,7 @@ async fn a_login_hint_from_another_site_shows_the_page_instead_of_logging_in() {
             request = request.header("sec-fetch-site", site);
         }
         if let Some(cookie) = cookie {
-            request = request.header("cookie", format!("portcullis_session={cookie}"));
+            request = request.header("cookie", r.cookie(&cookie));
         }
         async move { Run::read(request.send().await.unwrap()).await }
     };
@@ -943,4 +952,33 @@ async fn only_the_clients_own_web_origins_may_redeem_its_codes_and_revoke_its_to
     let own = r.http.post(format!("{}oauth/revoke", r.base)).form(&revoke).header("origin", "http://127.0.0.1:3000");
     assert_eq!(own.send().await.unwrap().status(), 200);
     assert_eq!(r.token(&spa_refresh(&newest), None).await.1["error"], "invalid_grant");
+}
+
+#[tokio::test]
+async fn issuers_on_two_ports_of_one_host_keep_their_own_sessions() {
+    let (a, b) = (start(TENANT).await, start(TENANT).await);
+    let port = |r: &Run| url::Url::parse(&r.base).unwrap().port().unwrap();
+    let alice = a.get(&with(implicit("id_token", "n"), &[("login_hint", "alice")]), None).await;
+    let bob = b.get(&with(implicit("id_token", "n"), &[("login_hint", "bob")]), None).await;
+    // Each cookie is named by its issuer's port, since browsers send a host's cookies to every port of it.
+    let named = |reply: &Reply, port: u16| {
+        let set = reply.headers["set-cookie"].to_str().unwrap();
+        let prefix = format!("portcullis_session_{port}=");
+        set.strip_prefix(&prefix).unwrap_or_else(|| panic!("{prefix} in {set}")).split(';').next().unwrap().to_owned()
+    };
+    let (alice, bob) = (named(&alice, port(&a)), named(&bob, port(&b)));
+    // The browser sends both to each issuer: each answers from its own session.
+    let both = format!("portcullis_session_{}={alice}; portcullis_session_{}={bob}", port(&a), port(&b));
+    for (r, user) in [(&a, "auth0|alice"), (&b, "auth0|bob")] {
+        let reply = r
+            .http
+            .get(format!("{}authorize", r.base))
+            .query(&with(implicit("id_token", "n"), &[("prompt", "none")]))
+            .header("cookie", &both)
+            .send()
+            .await
+            .unwrap();
+        let reply = Run::read(reply).await;
+        assert_eq!(r.id_token(&reply.pairs(false)["id_token"], "web").await["sub"], user);
+    }
 }

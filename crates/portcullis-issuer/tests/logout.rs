@@ -48,6 +48,8 @@ struct Reply {
     status: u16,
     headers: HeaderMap,
     body: String,
+    /// The session cookie's name for the issuer that answered: `portcullis_session_<its port>`.
+    cookie_name: String,
 }
 
 impl Reply {
@@ -68,7 +70,8 @@ impl Reply {
     }
 
     fn assert_cookie_expired(&self) {
-        assert_eq!(self.headers["set-cookie"], "portcullis_session=; Path=/; Max-Age=0; HttpOnly; SameSite=Lax");
+        let expired = format!("{}=; Path=/; Max-Age=0; HttpOnly; SameSite=Lax", self.cookie_name);
+        assert_eq!(self.headers["set-cookie"], expired.as_str());
     }
 }
 
@@ -83,9 +86,15 @@ async fn start() -> Run {
 }
 
 impl Run {
+    /// The `Cookie` header that sends `value` as this issuer's session cookie.
+    fn cookie(&self, value: &str) -> String {
+        format!("portcullis_session_{}={value}", url::Url::parse(&self.base).unwrap().port().unwrap())
+    }
+
     async fn read(response: reqwest::Response) -> Reply {
         let (status, headers) = (response.status().as_u16(), response.headers().clone());
-        Reply { status, headers, body: response.text().await.unwrap() }
+        let cookie_name = format!("portcullis_session_{}", response.url().port_or_known_default().unwrap());
+        Reply { status, headers, body: response.text().await.unwrap(), cookie_name }
     }
 
     /// Logs alice in for `client` (implicit ID token): the session cookie and the ID token. The session is the
@@ -102,7 +111,8 @@ impl Run {
             Self::read(self.http.get(format!("{}authorize", self.base)).query(&query).send().await.unwrap()).await;
         assert_eq!(reply.status, 303, "{}", reply.body);
         let set = reply.headers["set-cookie"].to_str().unwrap();
-        let cookie = set.strip_prefix("portcullis_session=").unwrap().split(';').next().unwrap().to_owned();
+        let cookie =
+            set.strip_prefix(&format!("{}=", reply.cookie_name)).unwrap().split(';').next().unwrap().to_owned();
         let location = url::Url::parse(reply.headers["location"].to_str().unwrap()).unwrap();
         let pairs: HashMap<String, String> =
             url::form_urlencoded::parse(location.fragment().unwrap().as_bytes()).into_owned().collect();
@@ -119,8 +129,7 @@ impl Run {
             ("prompt", "none"),
         ];
         let request = self.http.get(format!("{}authorize", self.base)).query(&query);
-        let reply =
-            Self::read(request.header("cookie", format!("portcullis_session={cookie}")).send().await.unwrap()).await;
+        let reply = Self::read(request.header("cookie", self.cookie(cookie)).send().await.unwrap()).await;
         let location = reply.headers["location"].to_str().unwrap();
         !location.contains("error=login_required")
     }
@@ -128,7 +137,7 @@ impl Run {
     async fn get(&self, path: &str, params: &[(&str, &str)], cookie: Option<&str>) -> Reply {
         let mut request = self.http.get(format!("{}{path}", self.base)).query(params);
         if let Some(cookie) = cookie {
-            request = request.header("cookie", format!("portcullis_session={cookie}"));
+            request = request.header("cookie", self.cookie(cookie));
         }
         Self::read(request.send().await.unwrap()).await
     }
@@ -136,7 +145,7 @@ impl Run {
     async fn post(&self, path: &str, params: &[(&str, &str)], cookie: Option<&str>) -> Reply {
         let mut request = self.http.post(format!("{}{path}", self.base)).form(params);
         if let Some(cookie) = cookie {
-            request = request.header("cookie", format!("portcullis_session={cookie}"));
+            request = request.header("cookie", self.cookie(cookie));
         }
         Self::read(request.send().await.unwrap()).await
     }

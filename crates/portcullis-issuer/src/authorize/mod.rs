@@ -12,7 +12,7 @@ pub(crate) mod response;
 use crate::id_token::{Bound, Login};
 use crate::issuer::{AuthorizationCode, CODE_LIFETIME, DevIssuer, Grant};
 use crate::params::Params;
-use crate::session::{Session, cookie_value};
+use crate::session::Session;
 use axum::body::Bytes;
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
@@ -31,7 +31,7 @@ pub(crate) async fn show(State(issuer): State<DevIssuer>, headers: HeaderMap, Ra
         Ok(request) => request,
         Err(refusal) => return refused(refusal),
     };
-    let cookie = cookie_value(&headers);
+    let cookie = issuer.session_cookie_in(&headers);
     if request.silent {
         // Never a page and never a login: the session answers, or the client hears login_required. A
         // `login_hint` naming another user than the session's asks for someone else: login_required too.
@@ -73,7 +73,7 @@ pub(crate) async fn submit(State(issuer): State<DevIssuer>, headers: HeaderMap, 
         return error_page(StatusCode::BAD_REQUEST, "prompt=none never logs anybody in");
     }
     match params.get("user") {
-        Some(user) => log_in(&issuer, cookie_value(&headers).as_deref(), &request, user),
+        Some(user) => log_in(&issuer, issuer.session_cookie_in(&headers).as_deref(), &request, user),
         None => error_page(StatusCode::BAD_REQUEST, "pick a user"),
     }
 }
