@@ -194,3 +194,22 @@ async fn the_start_up_listing_shows_each_clients_type_and_urls() {
     line_with(&mut out, "type: non_interactive").await;
     drain(out);
 }
+
+#[test]
+fn claims_without_a_json_form_are_refused_when_the_tenant_loads() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("tenant.toml");
+    for value in ["1979-05-27T07:32:00Z", "nan", "[1, inf]"] {
+        let tenant = format!("[[users]]\nid = \"carol\"\nclaims = {{ \"https://example.com/since\" = {value} }}\n");
+        std::fs::write(&file, tenant).unwrap();
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_portcullis"))
+            .args(["issuer", "--print-tenant", "--config", file.to_str().unwrap()])
+            .env_remove("PORTCULLIS_CONFIG")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_ne!(output.status.code(), Some(0), "{value}: {stderr}");
+        assert!(output.stdout.is_empty(), "{value}");
+        assert!(stderr.contains("user carol: claim https://example.com/since"), "{value}: {stderr}");
+    }
+}

@@ -238,6 +238,18 @@ pub const DEMO_AUDIENCE: &str = "https://api.example.com";
 /// A second demo API, so the demo can show a token issued for another audience being refused.
 pub const OTHER_AUDIENCE: &str = "https://billing.example.com";
 
+/// What in a claim's value (read from TOML) has no JSON form, if anything: a TOML datetime (which arrives as the
+/// parser's private table) or a float `nan` or `inf` (which arrives as null, TOML having no null of its own).
+fn without_json(value: &Value) -> Option<&'static str> {
+    match value {
+        Value::Null => Some("nan or inf"),
+        Value::Object(map) if map.contains_key("$__toml_private_datetime") => Some("a datetime"),
+        Value::Object(map) => map.values().find_map(without_json),
+        Value::Array(items) => items.iter().find_map(without_json),
+        Value::Bool(_) | Value::Number(_) | Value::String(_) => None,
+    }
+}
+
 impl Tenant {
     /// Parses a TOML tenant file.
     pub fn from_toml(text: &str) -> Result<Self, TenantError> {
@@ -337,6 +349,14 @@ impl Tenant {
         if let Some(audience) = self.default_audience.as_ref().filter(|a| self.api(a).is_none()) {
             return Err(TenantError::UnknownDefaultAudience { audience: audience.clone() });
         }
+        for user in &self.users {
+            for (claim, value) in &user.claims {
+                if let Some(kind) = without_json(value) {
+                    let (user, claim) = (user.id.clone(), claim.clone());
+                    return Err(TenantError::ClaimNotJson { user, claim, kind });
+                }
+            }
+        }
         for client in &self.clients {
             for grant in &client.grants {
                 if !["client_credentials", "authorization_code", "implicit", "refresh_token"].contains(&grant.as_str())
@@ -421,5 +441,26 @@ mod tests {
         ] {
             assert!(Tenant::from_toml(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn claims_without_a_json_value_are_refused_naming_the_user_and_claim() {
+        for (value, kind) in [
+            ("1979-05-27T07:32:00Z", "a datetime"),
+            ("1979-05-27", "a datetime"),
+            ("nan", "nan or inf"),
+            ("-inf", "nan or inf"),
+            ("[1, inf]", "nan or inf"),
+            ("{ when = 07:32:00 }", "a datetime"),
+        ] {
+            let text = format!("[[users]]\nid = \"carol\"\nclaims = {{ \"https://example.com/x\" = {value} }}");
+            let refused = Tenant::from_toml(&text).unwrap_err().to_string();
+            for says in ["carol", "https://example.com/x", kind] {
+                assert!(refused.contains(says), "{value}: {says:?} in {refused}");
+            }
+        }
+        let fine = "[[users]]\nid = \"carol\"\nclaims = { a = 1.5, b = [\"x\", { c = true }], d = \"nan\" }";
+        let tenant = Tenant::from_toml(fine).unwrap();
+        assert_eq!(tenant.user("carol").unwrap().claims["b"], serde_json::json!(["x", { "c": true }]));
     }
 }

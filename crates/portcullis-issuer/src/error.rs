@@ -85,6 +85,20 @@ pub enum TenantError {
         /// The audience.
         audience: String,
     },
+    /// A user's claim holds a value with no JSON form: a TOML datetime, `nan` or `inf`.
+    #[error(
+        "user {user}: claim {claim} holds {kind}, which has no JSON form for a token; write it as a string or a \
+         finite number"
+    )]
+    #[non_exhaustive]
+    ClaimNotJson {
+        /// The user's ID.
+        user: String,
+        /// The claim's name.
+        claim: String,
+        /// What it holds: `a datetime`, or `nan or inf`.
+        kind: &'static str,
+    },
     /// A client is granted scopes on an audience no API of the tenant has.
     #[error("client {client}: unknown audience {audience}")]
     #[non_exhaustive]
