@@ -310,7 +310,10 @@ async fn form_post_and_web_message_pages_keep_hostile_values_inert() {
     let hash = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, script.as_bytes());
     assert_eq!(
         reply.headers["content-security-policy"].to_str().unwrap(),
-        format!("default-src 'none'; script-src 'sha256-{}'", base64_simd::STANDARD.encode_to_string(hash))
+        format!(
+            "default-src 'none'; script-src 'sha256-{}'; frame-ancestors http://127.0.0.1:3000",
+            base64_simd::STANDARD.encode_to_string(hash)
+        )
     );
 
     // An error through web_message (prompt=none, no session) is just as inert.
@@ -980,5 +983,23 @@ async fn issuers_on_two_ports_of_one_host_keep_their_own_sessions() {
             .unwrap();
         let reply = Run::read(reply).await;
         assert_eq!(r.id_token(&reply.pairs(false)["id_token"], "web").await["sub"], user);
+    }
+}
+
+#[tokio::test]
+async fn the_web_message_page_may_be_framed_by_the_apps_origin_only() {
+    let r = start(TENANT).await;
+    let challenge = pkce::challenge_of(VERIFIER);
+    let cookie = r.get(&with(code_request(&challenge), &[("login_hint", "alice")]), None).await.cookie().unwrap();
+    let silent = with(code_request(&challenge), &[("prompt", "none"), ("response_mode", "web_message")]);
+    for cookie in [Some(cookie.as_str()), None] {
+        // The answer and the login_required error alike.
+        let reply = r.get(&silent, cookie).await;
+        assert_eq!(reply.status, 200, "{}", reply.body);
+        let policy = reply.headers["content-security-policy"].to_str().unwrap();
+        let directives: Vec<&str> = policy.split(';').map(str::trim).collect();
+        assert!(directives.contains(&"frame-ancestors http://127.0.0.1:3000"), "{policy}");
+        assert!(directives.contains(&"default-src 'none'"), "{policy}");
+        assert_eq!(directives.iter().filter(|d| d.starts_with("frame-ancestors")).count(), 1, "{policy}");
     }
 }

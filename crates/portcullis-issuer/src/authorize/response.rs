@@ -91,10 +91,15 @@ fn redirect(destination: &Destination, answer: &Answer) -> Response {
 const SUBMIT: &str = "document.forms[0].submit();";
 
 /// A `Content-Security-Policy` that runs exactly the inline `script` and loads nothing.
-fn script_policy(script: &str) -> HeaderValue {
+fn script_policy(script: &str) -> String {
     let hash = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, script.as_bytes());
-    let policy = format!("default-src 'none'; script-src 'sha256-{}'", base64_simd::STANDARD.encode_to_string(hash));
-    HeaderValue::from_str(&policy).unwrap_or_else(|_| HeaderValue::from_static("default-src 'none'"))
+    format!("default-src 'none'; script-src 'sha256-{}'", base64_simd::STANDARD.encode_to_string(hash))
+}
+
+/// `policy` as a header value, or a policy that runs and frames nothing when it cannot be one.
+fn policy_header(policy: &str) -> HeaderValue {
+    HeaderValue::from_str(policy)
+        .unwrap_or_else(|_| HeaderValue::from_static("default-src 'none'; frame-ancestors 'none'"))
 }
 
 /// A page that posts the answer to `redirect_uri` as a form: at once with scripts, by its button without.
@@ -115,7 +120,7 @@ fn form_post(redirect_uri: &str, answer: &Answer) -> Response {
             }
         }
     };
-    let policy = script_policy(SUBMIT);
+    let policy = policy_header(&script_policy(SUBMIT));
     (StatusCode::OK, [(header::CONTENT_SECURITY_POLICY, policy)], Html(markup.into_string())).into_response()
 }
 
@@ -137,7 +142,7 @@ pub(crate) fn script_json(value: &Value) -> String {
 }
 
 /// A page whose script posts `{type: "authorization_response", response: {…}}` to the opener or parent window,
-/// for `origin` only (never `"*"`).
+/// for `origin` only (never `"*"`), and which only a page of `origin` may frame (`frame-ancestors`).
 fn web_message(origin: &str, answer: &Answer) -> Response {
     let response: Map<String, Value> =
         answer.iter().map(|(name, value)| ((*name).to_owned(), Value::String(value.clone()))).collect();
@@ -155,7 +160,9 @@ fn web_message(origin: &str, answer: &Answer) -> Response {
             body { script { (PreEscaped(&script)) } }
         }
     };
-    let policy = script_policy(&script);
+    // Only the app's own page may frame it (its silent-authentication iframe); no other site can load it unseen.
+    let ancestor = if origin == "null" { "'none'" } else { origin };
+    let policy = policy_header(&format!("{}; frame-ancestors {ancestor}", script_policy(&script)));
     (StatusCode::OK, [(header::CONTENT_SECURITY_POLICY, policy)], Html(markup.into_string())).into_response()
 }
 
