@@ -1003,3 +1003,81 @@ async fn the_web_message_page_may_be_framed_by_the_apps_origin_only() {
         assert_eq!(directives.iter().filter(|d| d.starts_with("frame-ancestors")).count(), 1, "{policy}");
     }
 }
+
+/// An issuer named by a plain-http URL of a non-loopback host (`http://issuer.test:PORT/`, as in docker-compose or
+/// on a LAN), served on loopback: browsers send it no `Sec-Fetch-Site`. The base URL to reach it, and the issuer.
+async fn start_plain_http_host() -> (String, DevIssuer) {
+    let (listener, address) = portcullis_testkit::net::listen().await;
+    let issuer = DevIssuer::new(
+        Tenant::from_toml(TENANT).unwrap(),
+        &format!("http://issuer.test:{}/", address.rsplit_once(':').unwrap().1),
+    )
+    .unwrap();
+    tokio::spawn(portcullis_issuer::serve(listener, issuer.clone()));
+    (format!("http://{address}/"), issuer)
+}
+
+#[tokio::test]
+async fn without_sec_fetch_site_a_login_form_from_another_origin_is_refused() {
+    let (base, issuer) = start_plain_http_host().await;
+    let own = issuer.issuer().trim_end_matches('/').to_owned();
+    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let form = with(implicit("id_token", "n"), &[("user", "alice")]);
+    let post = |origin: Option<&str>| {
+        let mut request = http.post(format!("{base}authorize")).form(&form);
+        if let Some(origin) = origin {
+            request = request.header("origin", origin);
+        }
+        async move { Run::read(request.send().await.unwrap()).await }
+    };
+    for foreign in ["http://evil.example", "null", "http://issuer.test:1", "https://issuer.test"] {
+        post(Some(foreign)).await.assert_page(403, "posted from the issuer's own login page only");
+    }
+    // The issuer's own page, and a program (no Origin), log in.
+    for origin in [Some(own.as_str()), None] {
+        let reply = post(origin).await;
+        assert_eq!(reply.status, 303, "{origin:?}: {}", reply.body);
+        assert!(reply.headers.get("set-cookie").is_some(), "{origin:?}");
+    }
+}
+
+#[tokio::test]
+async fn without_sec_fetch_site_a_browser_navigation_with_login_hint_shows_the_page() {
+    let (base, issuer) = start_plain_http_host().await;
+    let own = issuer.issuer().to_owned();
+    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let hinted = with(implicit("id_token", "n"), &[("login_hint", "bob")]);
+    let send = |headers: &[(&'static str, String)]| {
+        let mut request = http.get(format!("{base}authorize")).query(&hinted);
+        for (name, value) in headers {
+            request = request.header(*name, value);
+        }
+        async move { Run::read(request.send().await.unwrap()).await }
+    };
+    let navigations: [&[(&str, String)]; 6] = [
+        &[("upgrade-insecure-requests", "1".into())],
+        &[("accept", "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8".into())],
+        &[("accept", "TEXT/HTML".into())],
+        &[("referer", "http://evil.example/page".into())],
+        &[("origin", "http://evil.example".into())],
+        &[("origin", "null".into())],
+    ];
+    for headers in navigations {
+        let reply = send(headers).await;
+        assert_eq!(reply.status, 200, "{headers:?}: {}", reply.body);
+        assert!(reply.headers.get("set-cookie").is_none() && reply.headers.get("location").is_none(), "{headers:?}");
+        assert!(reply.body.contains("Continue as Bob"), "{headers:?}: {}", reply.body);
+    }
+    // Programs (reqwest, Node's fetch, curl) and requests from the issuer's own pages log in at once.
+    let programs: [&[(&str, String)]; 4] = [
+        &[],
+        &[("accept", "*/*".into())],
+        &[("accept", "*/*".into()), ("sec-fetch-mode", "cors".into()), ("user-agent", "node".into())],
+        &[("referer", format!("{own}authorize?x=1"))],
+    ];
+    for headers in programs {
+        let reply = send(headers).await;
+        assert_eq!(reply.status, 303, "{headers:?}: {}", reply.body);
+        assert!(reply.headers.get("set-cookie").is_some(), "{headers:?}");
+    }
+}

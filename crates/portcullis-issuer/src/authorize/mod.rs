@@ -46,7 +46,7 @@ pub(crate) async fn show(State(issuer): State<DevIssuer>, headers: HeaderMap, Ra
         };
     }
     if let Some(user) = request.login_hint.clone() {
-        if !from_another_site(&headers) {
+        if !from_another_site(&issuer, &headers) {
             return log_in(&issuer, cookie.as_deref(), &request, &user);
         }
         // A link or frame on another site would log the browser in as whoever it names: the page instead, with
@@ -60,7 +60,11 @@ pub(crate) async fn show(State(issuer): State<DevIssuer>, headers: HeaderMap, Ra
 /// `POST /authorize`: the login page's form, `user` picked. Only the issuer's own page may post it.
 pub(crate) async fn submit(State(issuer): State<DevIssuer>, headers: HeaderMap, body: Bytes) -> Response {
     let fetch_site = headers.get_all("sec-fetch-site").iter().collect::<Vec<_>>();
-    if fetch_site.iter().any(|site| !site.as_bytes().eq_ignore_ascii_case(b"same-origin")) {
+    let own = own_origin(&issuer);
+    // Browsers send `Sec-Fetch-Site` only to https and loopback URLs, but `Origin` on every cross-origin form
+    // post (`null` from sandboxed or opaque pages): either one naming another page refuses the post.
+    let foreign_origin = headers.get_all(header::ORIGIN).iter().any(|origin| own.as_deref() != origin.to_str().ok());
+    if foreign_origin || fetch_site.iter().any(|site| !site.as_bytes().eq_ignore_ascii_case(b"same-origin")) {
         // A page of another site (or a sibling one) posting a login for the user: refused.
         return error_page(StatusCode::FORBIDDEN, "the login form is posted from the issuer's own login page only");
     }
@@ -78,12 +82,38 @@ pub(crate) async fn submit(State(issuer): State<DevIssuer>, headers: HeaderMap, 
     }
 }
 
-/// Whether a browser says the request comes from a page of another site (or a sibling one): a `Sec-Fetch-Site`
-/// other than `none` (typed or bookmarked) and `same-origin`. Programs send none and are not browsers' pages.
-fn from_another_site(headers: &HeaderMap) -> bool {
-    headers.get_all("sec-fetch-site").iter().any(|site| {
-        !site.as_bytes().eq_ignore_ascii_case(b"same-origin") && !site.as_bytes().eq_ignore_ascii_case(b"none")
-    })
+/// Whether the request may come from a page of another site (or a sibling one). With `Sec-Fetch-Site`: a value
+/// other than `none` (typed or bookmarked) and `same-origin`. Without it (browsers send it only to https and
+/// loopback URLs, so not to `http://issuer.test:4000/`): anything that looks like a browser's navigation — an
+/// `Upgrade-Insecure-Requests` header, an `Accept` naming `text/html`, or an `Origin` or `Referer` of another
+/// origin. Programs (reqwest, Node's fetch, curl) send none of these and log in at once.
+fn from_another_site(issuer: &DevIssuer, headers: &HeaderMap) -> bool {
+    let mut fetch_site = headers.get_all("sec-fetch-site").iter().peekable();
+    if fetch_site.peek().is_some() {
+        return fetch_site.any(|site| {
+            !site.as_bytes().eq_ignore_ascii_case(b"same-origin") && !site.as_bytes().eq_ignore_ascii_case(b"none")
+        });
+    }
+    let own = own_origin(issuer);
+    let foreign_origin = |origin: &header::HeaderValue| origin.to_str().ok() != own.as_deref();
+    let foreign_referer = |referer: &header::HeaderValue| {
+        let origin = referer.to_str().ok().and_then(|referer| url::Url::parse(referer).ok()).map(|url| url.origin());
+        origin.filter(url::Origin::is_tuple).map(|origin| origin.ascii_serialization()) != own
+    };
+    let accepts_html = headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .any(|accept| accept.to_str().map_or(true, |accept| accept.to_ascii_lowercase().contains("text/html")));
+    headers.contains_key("upgrade-insecure-requests")
+        || accepts_html
+        || headers.get_all(header::ORIGIN).iter().any(foreign_origin)
+        || headers.get_all(header::REFERER).iter().any(foreign_referer)
+}
+
+/// The issuer URL's origin (`scheme://host[:port]`), as browsers send it in `Origin`.
+fn own_origin(issuer: &DevIssuer) -> Option<String> {
+    let origin = url::Url::parse(issuer.issuer()).ok()?.origin();
+    origin.is_tuple().then(|| origin.ascii_serialization())
 }
 
 /// A refusal where [`Refusal`] says it goes.
