@@ -220,6 +220,8 @@ async fn openid_client_discovers_logs_in_with_pkce_refreshes_and_calls_the_demo_
     // A state other than the one sent: refused before the code is exchanged.
     assert_eq!(code("wrong_state"), "OAUTH_INVALID_RESPONSE", "{refused}");
     assert!(refused["wrong_state"]["refused"]["cause"].as_str().unwrap().contains("\"state\""), "{refused}");
+    // A wrong PKCE verifier did not use the code up: the right one then redeems it.
+    assert_eq!(refused["after_wrong_verifier"], serde_json::json!({"accepted": true}), "{refused}");
     // The issuer refused a wrong PKCE verifier, a spent code and a reused one (invalid_grant).
     for case in ["wrong_verifier", "spent_code", "reused_code", "old_refresh_token"] {
         assert_eq!(code(case), "OAUTH_RESPONSE_BODY_ERROR", "{case}: {refused}");

@@ -1,8 +1,11 @@
 //! Authorization codes: the pending ones, and a tombstone of each redeemed one until its expiry.
 //!
-//! A code is exchanged once. Presented again, it was leaked or replayed (RFC 6749 §4.1.2): the refresh-token
-//! family its first exchange started is revoked, so the tokens issued from it stop working. Both stores are
-//! bounded; beyond [`MAX_CODES`] the code that expires first (the oldest, all living equally long) is forgotten.
+//! A code is exchanged once. Only a valid presentation counts: the client, `redirect_uri`, PKCE verifier, DPoP key
+//! and resource all as the authorization request bound them (see [`Binding`]); anything else leaves the code and
+//! its family as they were, so whoever merely reads a code can neither burn it nor revoke the login. Presented
+//! validly again, it was leaked or replayed (RFC 6749 §4.1.2): the refresh-token family its first exchange started
+//! is revoked, so the tokens issued from it stop working. Both stores are bounded; beyond [`MAX_CODES`] the code
+//! that expires first (the oldest, all living equally long) is forgotten.
 
 use crate::issuer::AuthorizationCode;
 use std::collections::HashMap;
@@ -21,10 +24,34 @@ pub(crate) enum Taken {
     Unknown,
 }
 
+/// What a presentation of a code must match: what the authorization request bound the code to.
+#[derive(Debug, Clone)]
+pub(crate) struct Binding {
+    pub client_id: String,
+    pub redirect_uri: String,
+    pub code_challenge: Option<String>,
+    pub dpop_jkt: Option<String>,
+    pub audience: String,
+}
+
+impl Binding {
+    fn of(code: &AuthorizationCode) -> Self {
+        Self {
+            client_id: code.grant.client_id.clone(),
+            redirect_uri: code.redirect_uri.clone(),
+            code_challenge: code.code_challenge.clone(),
+            dpop_jkt: code.dpop_jkt.clone(),
+            audience: code.grant.audience.clone(),
+        }
+    }
+}
+
 /// A redeemed code until its expiry.
 #[derive(Debug)]
 struct Tombstone {
     expires_at: i64,
+    /// What the code was bound to, to tell a valid presentation of it from anyone else's.
+    binding: Binding,
     /// The first refresh token of the family the exchange started.
     family: Option<String>,
     /// Presented again since it was redeemed.
@@ -46,17 +73,24 @@ impl Codes {
         self.pending.insert(id, code);
     }
 
-    /// Redeems `id`: a live pending code becomes a tombstone, a tombstone reports reuse.
-    pub fn take(&mut self, id: &str, now: i64) -> Taken {
+    /// Redeems `id` when `check` accepts the presentation against the code's [`Binding`]: a live pending code
+    /// becomes a tombstone, a tombstone reports reuse. When `check` refuses, its error is returned and nothing
+    /// changes.
+    pub fn take<E>(&mut self, id: &str, now: i64, check: impl FnOnce(&Binding) -> Result<(), E>) -> Result<Taken, E> {
         self.sweep(now);
         if let Some(tombstone) = self.redeemed.get_mut(id) {
+            check(&tombstone.binding)?;
             tombstone.reused = true;
-            return Taken::Reused(tombstone.family.clone());
+            return Ok(Taken::Reused(tombstone.family.clone()));
         }
-        let Some(code) = self.pending.remove(id) else { return Taken::Unknown };
+        let Some(code) = self.pending.get(id) else { return Ok(Taken::Unknown) };
+        let binding = Binding::of(code);
+        check(&binding)?;
+        let Some(code) = self.pending.remove(id) else { return Ok(Taken::Unknown) };
         make_room(&mut self.redeemed, |tombstone| tombstone.expires_at);
-        self.redeemed.insert(id.to_owned(), Tombstone { expires_at: code.expires_at, family: None, reused: false });
-        Taken::Fresh(Box::new(code))
+        let tombstone = Tombstone { expires_at: code.expires_at, binding, family: None, reused: false };
+        self.redeemed.insert(id.to_owned(), tombstone);
+        Ok(Taken::Fresh(Box::new(code)))
     }
 
     /// Records the family the exchange of the redeemed code `id` started, named by its first refresh token.
@@ -105,6 +139,10 @@ mod tests {
     use crate::id_token::Login;
     use crate::issuer::Grant;
 
+    fn ok(_: &Binding) -> Result<(), ()> {
+        Ok(())
+    }
+
     fn code(expires_at: i64) -> AuthorizationCode {
         AuthorizationCode {
             grant: Grant::new("spa", "aud"),
@@ -121,21 +159,21 @@ mod tests {
         let mut codes = Codes::default();
         codes.insert("a".into(), code(300), 0);
         codes.insert("b".into(), code(300), 0);
-        assert!(matches!(codes.take("a", 1), Taken::Fresh(_)));
+        assert!(matches!(codes.take("a", 1, ok).unwrap(), Taken::Fresh(_)));
         assert!(!codes.started("b", "rt-0".into()), "not redeemed: nothing recorded");
         assert!(!codes.started("a", "rt-1".into()));
-        assert!(matches!(codes.take("a", 2), Taken::Reused(Some(family)) if family == "rt-1"));
+        assert!(matches!(codes.take("a", 2, ok).unwrap(), Taken::Reused(Some(family)) if family == "rt-1"));
         // Presented again while its exchange was still running: the exchange hears it.
         codes.insert("c".into(), code(300), 2);
-        assert!(matches!(codes.take("c", 2), Taken::Fresh(_)));
-        assert!(matches!(codes.take("c", 2), Taken::Reused(None)));
+        assert!(matches!(codes.take("c", 2, ok).unwrap(), Taken::Fresh(_)));
+        assert!(matches!(codes.take("c", 2, ok).unwrap(), Taken::Reused(None)));
         assert!(codes.started("c", "rt-2".into()));
-        assert!(matches!(codes.take("a", 3), Taken::Reused(Some(family)) if family == "rt-1"));
-        assert!(matches!(codes.take("nope", 3), Taken::Unknown));
+        assert!(matches!(codes.take("a", 3, ok).unwrap(), Taken::Reused(Some(family)) if family == "rt-1"));
+        assert!(matches!(codes.take("nope", 3, ok).unwrap(), Taken::Unknown));
         assert_eq!((codes.pending(), codes.redeemed()), (1, 2));
         // Expired: the pending code and the tombstone are both gone.
-        assert!(matches!(codes.take("a", 300), Taken::Unknown));
-        assert!(matches!(codes.take("b", 300), Taken::Unknown));
+        assert!(matches!(codes.take("a", 300, ok).unwrap(), Taken::Unknown));
+        assert!(matches!(codes.take("b", 300, ok).unwrap(), Taken::Unknown));
         assert_eq!((codes.pending(), codes.redeemed()), (0, 0));
     }
 
@@ -145,14 +183,14 @@ mod tests {
         let last = i64::try_from(MAX_CODES).unwrap();
         for n in 0..last {
             codes.insert(format!("c{n}"), code(1_000 + n), 0);
-            assert!(matches!(codes.take(&format!("c{n}"), 0), Taken::Fresh(_)));
+            assert!(matches!(codes.take(&format!("c{n}"), 0, ok).unwrap(), Taken::Fresh(_)));
         }
         assert_eq!((codes.pending(), codes.redeemed()), (0, MAX_CODES));
         codes.insert("one-more".into(), code(5_000_000), 1);
-        assert!(matches!(codes.take("one-more", 1), Taken::Fresh(_)));
+        assert!(matches!(codes.take("one-more", 1, ok).unwrap(), Taken::Fresh(_)));
         assert_eq!(codes.redeemed(), MAX_CODES);
-        assert!(matches!(codes.take("c0", 1), Taken::Unknown), "the oldest tombstone is forgotten");
-        assert!(matches!(codes.take("c1", 1), Taken::Reused(None)));
+        assert!(matches!(codes.take("c0", 1, ok).unwrap(), Taken::Unknown), "the oldest tombstone is forgotten");
+        assert!(matches!(codes.take("c1", 1, ok).unwrap(), Taken::Reused(None)));
     }
 
     #[test]
@@ -165,8 +203,8 @@ mod tests {
         assert_eq!(codes.pending(), MAX_CODES);
         codes.insert("newest".into(), code(1_000 + last), 0);
         assert_eq!(codes.pending(), MAX_CODES);
-        assert!(matches!(codes.take("c0", 1), Taken::Unknown), "the oldest is forgotten");
-        assert!(matches!(codes.take("c1", 1), Taken::Fresh(_)));
-        assert!(matches!(codes.take("newest", 1), Taken::Fresh(_)));
+        assert!(matches!(codes.take("c0", 1, ok).unwrap(), Taken::Unknown), "the oldest is forgotten");
+        assert!(matches!(codes.take("c1", 1, ok).unwrap(), Taken::Fresh(_)));
+        assert!(matches!(codes.take("newest", 1, ok).unwrap(), Taken::Fresh(_)));
     }
 }

@@ -358,12 +358,18 @@ impl DevIssuer {
         id
     }
 
-    /// Redeems the code `id` if it is still valid. A code redeemed before (RFC 6749 §4.1.2) revokes the
-    /// refresh-token family its first exchange started, and is refused as an unknown one is.
-    pub(crate) fn take_code(&self, id: &str) -> Option<AuthorizationCode> {
+    /// Redeems the code `id` when `check` accepts the presentation (client, `redirect_uri`, verifier, …) against
+    /// what the code is bound to; a refused presentation changes nothing and returns `check`'s error. A code
+    /// redeemed before and presented validly again (RFC 6749 §4.1.2) revokes the refresh-token family its first
+    /// exchange started, and is refused as an unknown one is (`Ok(None)`).
+    pub(crate) fn take_code<E>(
+        &self,
+        id: &str,
+        check: impl FnOnce(&crate::codes::Binding) -> Result<(), E>,
+    ) -> Result<Option<AuthorizationCode>, E> {
         let now = self.now();
-        let taken = lock(&self.inner.codes).take(id, now);
-        match taken {
+        let taken = lock(&self.inner.codes).take(id, now, check)?;
+        Ok(match taken {
             Taken::Fresh(code) => Some(*code),
             Taken::Reused(family) => {
                 tracing::warn!("an authorization code was presented again; what its exchange issued is revoked");
@@ -373,7 +379,7 @@ impl DevIssuer {
                 None
             }
             Taken::Unknown => None,
-        }
+        })
     }
 
     /// Notes that the exchange of the code `id` started the refresh family whose first token is `first`.

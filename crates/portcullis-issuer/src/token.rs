@@ -238,37 +238,45 @@ fn answer(issuer: &DevIssuer, headers: &HeaderMap, body: &[u8]) -> Response {
         }
         "authorization_code" => {
             let code_id = params.get("code").map(String::as_str).unwrap_or_default();
-            let code = issuer.take_code(code_id);
-            let Some(code) = code.filter(|c| c.grant.client_id == client.client_id) else {
-                return oauth_error(StatusCode::FORBIDDEN, "invalid_grant", "Invalid authorization code");
-            };
-            if params.get("redirect_uri") != Some(&code.redirect_uri) {
-                return oauth_error(
-                    StatusCode::FORBIDDEN,
-                    "invalid_grant",
-                    "redirect_uri does not match the authorization request",
-                );
-            }
-            if let Some(challenge) = &code.code_challenge {
-                let verified = params.get("code_verifier").is_some_and(|v| crate::pkce::verify_s256(v, challenge));
-                if !verified {
-                    return oauth_error(StatusCode::FORBIDDEN, "invalid_grant", "Failed to verify code verifier");
+            // Every check before the code is used up: a presentation that fails one changes nothing.
+            let check = |bound: &crate::codes::Binding| {
+                if bound.client_id != client.client_id {
+                    return Err((StatusCode::FORBIDDEN, "invalid_grant", "Invalid authorization code"));
                 }
-            }
-            if code.dpop_jkt.as_deref().is_some_and(|bound| Some(bound) != jkt.as_deref()) {
-                return oauth_error(
-                    StatusCode::FORBIDDEN,
-                    "invalid_grant",
-                    "the authorization request named a DPoP key (dpop_jkt) that this request does not prove",
-                );
-            }
-            if resource.is_some_and(|resource| resource != code.grant.audience) {
-                return oauth_error(
-                    StatusCode::BAD_REQUEST,
-                    "invalid_target",
-                    "resource is not the one the authorization request named",
-                );
-            }
+                if params.get("redirect_uri") != Some(&bound.redirect_uri) {
+                    return Err((
+                        StatusCode::FORBIDDEN,
+                        "invalid_grant",
+                        "redirect_uri does not match the authorization request",
+                    ));
+                }
+                if let Some(challenge) = &bound.code_challenge {
+                    let verified = params.get("code_verifier").is_some_and(|v| crate::pkce::verify_s256(v, challenge));
+                    if !verified {
+                        return Err((StatusCode::FORBIDDEN, "invalid_grant", "Failed to verify code verifier"));
+                    }
+                }
+                if bound.dpop_jkt.as_deref().is_some_and(|bound| Some(bound) != jkt.as_deref()) {
+                    return Err((
+                        StatusCode::FORBIDDEN,
+                        "invalid_grant",
+                        "the authorization request named a DPoP key (dpop_jkt) that this request does not prove",
+                    ));
+                }
+                if resource.is_some_and(|resource| resource != bound.audience) {
+                    return Err((
+                        StatusCode::BAD_REQUEST,
+                        "invalid_target",
+                        "resource is not the one the authorization request named",
+                    ));
+                }
+                Ok(())
+            };
+            let code = match issuer.take_code(code_id, check) {
+                Ok(Some(code)) => code,
+                Ok(None) => return oauth_error(StatusCode::FORBIDDEN, "invalid_grant", "Invalid authorization code"),
+                Err((status, error, why)) => return oauth_error(status, error, why),
+            };
             let refresh = (code.grant.scopes.iter().any(|s| s == "offline_access") && client.allows("refresh_token"))
                 .then(|| issuer.start_refresh_family(code.grant.clone(), code.login.clone(), jkt.clone()));
             if let Some(first) = &refresh {

@@ -1081,3 +1081,64 @@ async fn without_sec_fetch_site_a_browser_navigation_with_login_hint_shows_the_p
         assert!(reply.headers.get("set-cookie").is_some(), "{headers:?}");
     }
 }
+
+#[tokio::test]
+async fn only_a_valid_presentation_of_a_code_uses_it_up_or_revokes_its_family() {
+    let r = start(TENANT).await;
+    let code = r.spa_code("openid offline_access").await;
+    let exchange = spa_exchange(&code);
+    let changed = |index: usize, value: &'static str| {
+        let mut form = exchange.clone();
+        form[index].1 = value;
+        form
+    };
+    let without_verifier: Vec<_> = exchange.iter().filter(|(name, _)| *name != "code_verifier").copied().collect();
+    let by_the_web_app = [
+        ("grant_type", "authorization_code"),
+        ("client_id", "web"),
+        ("client_secret", "web-secret"),
+        ("code", code.as_str()),
+        ("redirect_uri", CALLBACK),
+    ];
+    let invalid: Vec<Vec<(&str, &str)>> = vec![
+        by_the_web_app.to_vec(),
+        changed(4, "http://127.0.0.1:3001/callback"),
+        changed(3, "a-wrong-code-verifier-that-is-long-enough-0123456789"),
+        without_verifier.clone(),
+        with(exchange.clone(), &[("resource", "https://other.example.com")]),
+    ];
+    // Anyone who read the code, presenting it without what binds it: refused, and the code is still there.
+    for form in &invalid {
+        let (status, body) = r.token(form, None).await;
+        assert!([400, 403].contains(&status), "{form:?}: {body}");
+        assert!(["invalid_grant", "invalid_target"].contains(&body["error"].as_str().unwrap()), "{form:?}: {body}");
+    }
+    let (status, first) = r.token(&exchange, None).await;
+    assert_eq!(status, 200, "the real app's exchange: {first}");
+    let refresh = first["refresh_token"].as_str().unwrap().to_owned();
+    // Redeemed: invalid presentations again are refused and leave the login's refresh family alone.
+    for form in &invalid {
+        assert_ne!(r.token(form, None).await.0, 200, "{form:?}");
+    }
+    let (status, rotated) = r.token(&spa_refresh(&refresh), None).await;
+    assert_eq!(status, 200, "the family lives on: {rotated}");
+    let newest = rotated["refresh_token"].as_str().unwrap().to_owned();
+    // A presentation that would have been valid is a replay: the family is revoked.
+    assert_eq!(r.token(&exchange, None).await.1["error"], "invalid_grant");
+    assert_eq!(r.token(&spa_refresh(&newest), None).await.1["error"], "invalid_grant");
+}
+
+#[tokio::test]
+async fn of_many_parallel_valid_exchanges_of_a_code_exactly_one_wins() {
+    let r = start(TENANT).await;
+    let code = r.spa_code("openid offline_access").await;
+    let exchange = spa_exchange(&code);
+    let (a, b, c, d) = tokio::join!(
+        r.token(&exchange, None),
+        r.token(&exchange, None),
+        r.token(&exchange, None),
+        r.token(&exchange, None)
+    );
+    let answers = [a, b, c, d];
+    assert_eq!(answers.iter().filter(|(status, _)| *status == 200).count(), 1, "{answers:?}");
+}

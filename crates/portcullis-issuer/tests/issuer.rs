@@ -231,7 +231,8 @@ async fn pkce_and_redirect_rules_are_enforced() {
     let code = code_for(&r, "alice", VERIFIER, "openid").await;
     let (status, body) = r.token(exchange(&code, "a-different-verifier-that-is-long-enough-000000", CALLBACK)).await;
     assert_eq!((status, body["error"].as_str()), (403, Some("invalid_grant")));
-    // The code is gone after one attempt: reuse fails even with the right verifier.
+    // Only a valid presentation uses the code up: the wrong verifier left it, the right one redeems it once.
+    assert_eq!(r.token(exchange(&code, VERIFIER, CALLBACK)).await.0, 200);
     assert_eq!(r.token(exchange(&code, VERIFIER, CALLBACK)).await.1["error"], "invalid_grant");
     let code = code_for(&r, "alice", VERIFIER, "openid").await;
     assert_eq!(r.token(exchange(&code, VERIFIER, "http://127.0.0.1:3000/other")).await.1["error"], "invalid_grant");

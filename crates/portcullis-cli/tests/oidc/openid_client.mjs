@@ -201,15 +201,17 @@ const refused = {};
       idTokenExpected: true,
     }),
   );
-  // The same code once more with the right verifier: the issuer refused the code on first use, so it is spent.
-  refused.spent_code = await mustFail(() =>
+  // The same code with the right verifier: an invalid presentation used nothing up, so the exchange succeeds;
+  // once more, the code is spent.
+  const rightVerifier = () =>
     client.authorizationCodeGrant(config, login.callback, {
       pkceCodeVerifier: login.checks.verifier,
       expectedNonce: login.checks.nonce,
       expectedState: login.checks.state,
       idTokenExpected: true,
-    }),
-  );
+    });
+  refused.after_wrong_verifier = await mustFail(rightVerifier);
+  refused.spent_code = await mustFail(rightVerifier);
 }
 {
   // A code used twice: the second exchange is refused.
