@@ -365,6 +365,10 @@ impl Tenant {
                     return Err(TenantError::UnknownGrant { client, grant });
                 }
             }
+            if let Some(origin) = client.web_origins.iter().find(|origin| !is_bare_origin(origin)) {
+                let (client, origin) = (client.client_id.clone(), origin.clone());
+                return Err(TenantError::BadWebOrigin { client, origin });
+            }
             if client.is_public() && client.allows("client_credentials") {
                 return Err(TenantError::PublicClientCredentials { client: client.client_id.clone() });
             }
@@ -398,6 +402,14 @@ impl Tenant {
     pub fn user(&self, id: &str) -> Option<&User> {
         self.users.iter().find(|user| user.id == id)
     }
+}
+
+/// Whether `value` is exactly an origin as browsers send it in `Origin`: `scheme://host[:port]`, equal to its own
+/// ASCII serialization (so no path, trailing slash, default port, user info, upper case or opaque origin).
+fn is_bare_origin(value: &str) -> bool {
+    let Ok(url) = url::Url::parse(value) else { return false };
+    let origin = url.origin();
+    origin.is_tuple() && origin.ascii_serialization() == value
 }
 
 #[cfg(test)]
@@ -462,5 +474,39 @@ mod tests {
         let fine = "[[users]]\nid = \"carol\"\nclaims = { a = 1.5, b = [\"x\", { c = true }], d = \"nan\" }";
         let tenant = Tenant::from_toml(fine).unwrap();
         assert_eq!(tenant.user("carol").unwrap().claims["b"], serde_json::json!(["x", { "c": true }]));
+    }
+
+    #[test]
+    fn web_origins_must_be_bare_origins() {
+        let tenant = |origin: &str| {
+            let text = format!(
+                "[[clients]]\nclient_id = \"app\"\ngrants = []\nweb_origins = [\"http://a.example\", {origin:?}]"
+            );
+            Tenant::from_toml(&text)
+        };
+        for bad in [
+            "null",
+            "*",
+            "http://127.0.0.1:3000/",
+            "http://127.0.0.1:3000/app",
+            "HTTP://127.0.0.1:3000",
+            "http://Example.com",
+            "https://example.com:443",
+            "http://user@example.com",
+            "http://example.com?x",
+            "file:///tmp",
+            "127.0.0.1:3000",
+            "",
+        ] {
+            let refused = tenant(bad).unwrap_err().to_string();
+            for says in ["client app", &format!("{bad:?}"), "scheme://host[:port]"] {
+                assert!(refused.contains(says), "{bad:?}: {says:?} in {refused}");
+            }
+        }
+        for good in
+            ["http://127.0.0.1:3000", "https://app.example.com", "http://[::1]:5173", "https://xn--bcher-kva.example"]
+        {
+            assert!(tenant(good).is_ok(), "{good}");
+        }
     }
 }

@@ -99,6 +99,19 @@ pub enum TenantError {
         /// What it holds: `a datetime`, or `nan or inf`.
         kind: &'static str,
     },
+    /// A client's `web_origins` lists something that is not exactly a bare origin `scheme://host[:port]` (such as
+    /// `"null"`, `"*"` or a URL with a path or a trailing slash, which no browser's `Origin` ever equals).
+    #[error(
+        "client {client}: web origin {origin:?} is not a bare origin; write it as scheme://host[:port], without a \
+         path or trailing slash, such as http://127.0.0.1:3000"
+    )]
+    #[non_exhaustive]
+    BadWebOrigin {
+        /// The client ID.
+        client: String,
+        /// The value given.
+        origin: String,
+    },
     /// A client is granted scopes on an audience no API of the tenant has.
     #[error("client {client}: unknown audience {audience}")]
     #[non_exhaustive]
