@@ -1142,3 +1142,31 @@ async fn of_many_parallel_valid_exchanges_of_a_code_exactly_one_wins() {
     let answers = [a, b, c, d];
     assert_eq!(answers.iter().filter(|(status, _)| *status == 200).count(), 1, "{answers:?}");
 }
+
+#[tokio::test]
+async fn the_hybrid_code_id_token_needs_both_the_code_and_the_implicit_grant() {
+    // As Auth0: a hybrid flow needs the implicit grant too. An implicit-only client cannot get a code either.
+    let tenant = format!(
+        "{TENANT}\n[[clients]]\nclient_id = \"implicit-only\"\nclient_secret = \"s\"\ngrants = [\"implicit\"]\n\
+         callbacks = [\"http://127.0.0.1:3000/callback\"]\n"
+    );
+    let r = start(&tenant).await;
+    let challenge = pkce::challenge_of(VERIFIER);
+    let hybrid = |client: &'static str| {
+        let mut request = with(code_request(&challenge), &[("nonce", "n"), ("login_hint", "alice")]);
+        request[0].1 = "code id_token";
+        request[1].1 = client;
+        request
+    };
+    for (client, missing) in [("spa", "implicit"), ("implicit-only", "authorization_code")] {
+        let reply = r.get(&hybrid(client), None).await;
+        let pairs = reply.pairs(false);
+        assert_eq!(pairs["error"], "unauthorized_client", "{client}: {pairs:?}");
+        assert!(pairs["error_description"].contains(missing), "{client}: {pairs:?}");
+        assert!(!pairs.contains_key("code") && !pairs.contains_key("id_token"), "{client}: {pairs:?}");
+        assert!(reply.cookie().is_none(), "{client}: no login happened");
+    }
+    // The web app has both: the hybrid answer.
+    let pairs = r.get(&hybrid("web"), None).await.pairs(false);
+    assert!(pairs.contains_key("code") && pairs.contains_key("id_token"), "{pairs:?}");
+}

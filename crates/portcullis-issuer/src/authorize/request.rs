@@ -203,8 +203,10 @@ pub(crate) fn validate(issuer: &DevIssuer, params: &Params) -> Result<Authorizat
             description: "response_mode=query cannot carry tokens: use fragment, form_post or web_message".into(),
         });
     }
-    let grant = if response_type.has_code() { "authorization_code" } else { "implicit" };
-    if !client.allows(grant) {
+    // A code needs the authorization_code grant, a token in the front channel the implicit one: the hybrid
+    // `code id_token` both, as Auth0 requires.
+    let needed = [(response_type.has_code(), "authorization_code"), (response_type.has_id_token(), "implicit")];
+    if let Some((_, grant)) = needed.iter().find(|(needed, grant)| *needed && !client.allows(grant)) {
         return refuse("unauthorized_client", &format!("this client may not use the {grant} grant"));
     }
     let prompt = get("prompt").unwrap_or_default();
