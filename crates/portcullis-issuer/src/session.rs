@@ -149,15 +149,36 @@ impl DevIssuer {
     /// iframe.
     pub(crate) fn session_cookie(&self, id: &str) -> HeaderValue {
         let name = self.session_cookie_name();
-        let value = format!("{name}={id}; Path=/; HttpOnly; {}", self.same_site_attributes());
+        let value = format!("{name}={id}; Path={}; HttpOnly; {}", self.cookie_path(), self.same_site_attributes());
         HeaderValue::from_str(&value).unwrap_or_else(|_| HeaderValue::from_static("portcullis_session_0=; Max-Age=0"))
     }
 
     /// The `Set-Cookie` value that removes the session cookie.
     pub(crate) fn expired_session_cookie(&self) -> HeaderValue {
         let name = self.session_cookie_name();
-        let value = format!("{name}=; Path=/; Max-Age=0; HttpOnly; {}", self.same_site_attributes());
+        let (path, same_site) = (self.cookie_path(), self.same_site_attributes());
+        let value = format!("{name}=; Path={path}; Max-Age=0; HttpOnly; {same_site}");
         HeaderValue::from_str(&value).unwrap_or_else(|_| HeaderValue::from_static("portcullis_session_0=; Max-Age=0"))
+    }
+
+    /// The cookie's `Path`: the issuer URL's path, so that issuers under different paths of one host and port
+    /// (`https://dev.example/a/` and `/b/`) keep their own sessions. Characters that would end the attribute or
+    /// the header (`;`, `,`, spaces, controls) are percent-encoded: such a path then names no request, and the
+    /// session fails closed rather than reaching other paths.
+    fn cookie_path(&self) -> String {
+        let path = url::Url::parse(self.issuer()).map_or_else(|_| "/".to_owned(), |url| url.path().to_owned());
+        let mut encoded = String::with_capacity(path.len());
+        for c in path.chars() {
+            if c == ';' || c == ',' || c.is_whitespace() || c.is_control() {
+                let mut bytes = [0; 4];
+                for byte in c.encode_utf8(&mut bytes).bytes() {
+                    encoded.push_str(&format!("%{byte:02X}"));
+                }
+            } else {
+                encoded.push(c);
+            }
+        }
+        encoded
     }
 
     /// A browser keeps a `SameSite=None` cookie only when it is `Secure`, which only an https issuer can send.

@@ -1170,3 +1170,33 @@ async fn the_hybrid_code_id_token_needs_both_the_code_and_the_implicit_grant() {
     let pairs = r.get(&hybrid("web"), None).await.pairs(false);
     assert!(pairs.contains_key("code") && pairs.contains_key("id_token"), "{pairs:?}");
 }
+
+#[tokio::test]
+async fn issuers_under_two_paths_of_one_host_and_port_keep_their_own_sessions() {
+    // Behind one proxy at https://dev.example, under /a/ and /b/: each cookie is limited to its issuer's path, so
+    // the browser sends each issuer its own session only.
+    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    for (url, path) in [
+        ("https://dev.example/a/", "/a/"),
+        ("https://dev.example/b/", "/b/"),
+        ("https://dev.example/", "/"),
+        ("https://dev.example/x;Domain=evil.example/", "/x%3BDomain=evil.example/"),
+    ] {
+        let (listener, address) = portcullis_testkit::net::listen().await;
+        let issuer = DevIssuer::new(Tenant::from_toml(TENANT).unwrap(), url).unwrap();
+        tokio::spawn(portcullis_issuer::serve(listener, issuer));
+        let query = with(implicit("id_token", "n"), &[("login_hint", "alice")]);
+        let reply =
+            Run::read(http.get(format!("http://{address}/authorize")).query(&query).send().await.unwrap()).await;
+        assert_eq!(reply.status, 303, "{url}: {}", reply.body);
+        let set = reply.headers["set-cookie"].to_str().unwrap();
+        let cookie = set.strip_prefix("portcullis_session_443=").unwrap().split(';').next().unwrap();
+        assert_eq!(set, format!("portcullis_session_443={cookie}; Path={path}; HttpOnly; SameSite=None; Secure"));
+        let logout = Run::read(http.get(format!("http://{address}/v2/logout")).send().await.unwrap()).await;
+        assert_eq!(
+            logout.headers["set-cookie"],
+            format!("portcullis_session_443=; Path={path}; Max-Age=0; HttpOnly; SameSite=None; Secure").as_str(),
+            "{url}"
+        );
+    }
+}
