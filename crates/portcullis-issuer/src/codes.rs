@@ -178,6 +178,24 @@ mod tests {
     }
 
     #[test]
+    fn a_refused_presentation_changes_nothing() {
+        let mut codes = Codes::default();
+        codes.insert("a".into(), code(300), 0);
+        let other_client = |bound: &Binding| if bound.client_id == "spa" { Err("other client") } else { Ok(()) };
+        assert!(matches!(codes.take("a", 1, other_client), Err("other client")));
+        assert_eq!((codes.pending(), codes.redeemed()), (1, 0), "still pending");
+        assert!(matches!(codes.take("a", 1, ok).unwrap(), Taken::Fresh(_)));
+        assert!(!codes.started("a", "rt-1".into()));
+        // Redeemed: a refused presentation neither reports reuse nor marks the tombstone.
+        assert!(matches!(codes.take("a", 2, other_client), Err("other client")));
+        codes.insert("b".into(), code(300), 2);
+        assert!(matches!(codes.take("b", 2, ok).unwrap(), Taken::Fresh(_)));
+        assert!(matches!(codes.take("b", 2, other_client), Err("other client")));
+        assert!(!codes.started("b", "rt-2".into()), "no valid reuse before the family started");
+        assert!(matches!(codes.take("a", 3, ok).unwrap(), Taken::Reused(Some(family)) if family == "rt-1"));
+    }
+
+    #[test]
     fn the_tombstones_are_bounded_and_forget_the_oldest() {
         let mut codes = Codes::default();
         let last = i64::try_from(MAX_CODES).unwrap();
