@@ -13,36 +13,18 @@ mod support;
 use axum::Router;
 use axum::routing::any;
 use portcullis::dpop::{DpopMode, DpopVerifier};
-use portcullis::remote::{KeyLocation, RemoteKeySet, RemoteOptions};
-use portcullis::{SystemClock, Verifier};
 use portcullis_issuer::{DEMO_AUDIENCE, OTHER_AUDIENCE};
-use portcullis_testkit::{markdown, net, probe};
+use portcullis_testkit::{markdown, net};
 use serde_json::{Value, json};
-use std::process::Command;
-use std::sync::Arc;
+use support::interop::{demo_verifier, interop_dir, require_npm_packages};
 use support::{drain, portcullis, url_after};
 
 /// The version `.ci/run` installs; docs/dpop.md names it.
 const OAUTH4WEBAPI: &str = "oauth4webapi@3.8.8";
 
-fn interop_dir() -> String {
-    std::env::var("PORTCULLIS_INTEROP_DIR")
-        .unwrap_or_else(|_| format!("{}/.cache/portcullis-interop", std::env::var("HOME").unwrap_or_default()))
-}
-
-/// Whether Node.js finds oauth4webapi in the interop directory; skips (or, in CI, fails) otherwise.
+/// Whether Node.js finds the pinned oauth4webapi in the interop directory; skips (or, in CI, fails) otherwise.
 fn client_available() -> bool {
-    // The pinned version, exactly: docs/dpop.md names it as the one tested.
-    let check = "const load = require('module').createRequire(process.env.PORTCULLIS_INTEROP_DIR + '/package.json');\
-                 if (load('oauth4webapi/package.json').version !== process.env.PINNED) process.exit(1);";
-    let pinned = OAUTH4WEBAPI.trim_start_matches("oauth4webapi@");
-    let found = probe::succeeds(
-        Command::new("node").args(["-e", check]).env("PORTCULLIS_INTEROP_DIR", interop_dir()).env("PINNED", pinned),
-    );
-    probe::require(
-        &format!("Node.js package {OAUTH4WEBAPI}"),
-        found.map_err(|why| format!("{why}; run .ci/run, or npm install {OAUTH4WEBAPI} into {}", interop_dir())),
-    )
+    require_npm_packages("oauth4webapi", &[OAUTH4WEBAPI])
 }
 
 /// The gateway file of docs/dpop.md (the block marked `file: gateway.toml`), pointed at this test's issuer,
@@ -69,15 +51,7 @@ fn documented_gateway(issuer: &str, upstream: &str, public_url: &str) -> String 
 
 /// The quickstart API in process, trusting `issuer`, DPoP "allowed", its own URL as the public URL.
 async fn demo_api(issuer: &str) -> String {
-    let keys = RemoteKeySet::new(
-        KeyLocation::Discovery { issuer: issuer.to_owned() },
-        RemoteOptions::default(),
-        Arc::new(SystemClock),
-    )
-    .unwrap();
-    keys.refresh().await.unwrap();
-    let verifier =
-        Verifier::builder().issuer(issuer).audience(DEMO_AUDIENCE).key_source(Arc::new(keys)).build().unwrap();
+    let verifier = demo_verifier(issuer).await;
     let (listener, address) = net::listen().await;
     let sender = quickstart::Sender {
         verifier: DpopVerifier::builder().build().unwrap(),

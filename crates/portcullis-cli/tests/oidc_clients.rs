@@ -23,13 +23,13 @@ mod support;
 use portcullis::remote::{KeyLocation, RemoteKeySet, RemoteOptions};
 use portcullis::{SystemClock, Verifier};
 use portcullis_issuer::DEMO_AUDIENCE;
+use portcullis_testkit::net;
 use portcullis_testkit::process::Running;
-use portcullis_testkit::{markdown, net, probe};
 use reqwest::StatusCode;
 use serde_json::Value;
 use std::collections::BTreeMap;
-use std::process::Command;
 use std::sync::Arc;
+use support::interop::{DOCUMENTED_APP, demo_verifier, documented, interop_dir, issuer_page, require_npm_packages};
 use support::{drain, portcullis, url_after};
 use tokio::process::Child;
 
@@ -39,46 +39,10 @@ const PACKAGES: [&str; 3] = ["openid-client@6.9.0", "express-openid-connect@3.4.
 /// The application of the documented tenant file.
 const CLIENT_ID: &str = "my-web-app";
 
-fn interop_dir() -> String {
-    std::env::var("PORTCULLIS_INTEROP_DIR")
-        .unwrap_or_else(|_| format!("{}/.cache/portcullis-interop", std::env::var("HOME").unwrap_or_default()))
-}
-
-/// Whether Node.js finds every pinned package, at its pinned version, in the interop directory; skips (or, in CI,
-/// fails) otherwise.
+/// Whether Node.js and every pinned package are there; skips (or, in CI, fails) otherwise.
 fn packages_available(test: &str) -> bool {
-    let check = "const load = require('module').createRequire(process.env.PORTCULLIS_INTEROP_DIR + '/package.json');\
-                 for (const pinned of process.env.PINNED.split(' ')) {\
-                   const at = pinned.lastIndexOf('@');\
-                   if (load(pinned.slice(0, at) + '/package.json').version !== pinned.slice(at + 1)) process.exit(1);\
-                 }";
-    let found = probe::runs("node", &["--version"]).and_then(|()| {
-        let mut command = Command::new("node");
-        command.args(["-e", check]).env("PORTCULLIS_INTEROP_DIR", interop_dir()).env("PINNED", PACKAGES.join(" "));
-        probe::succeeds(&mut command).map_err(|_| format!("not all installed at these versions in {}", interop_dir()))
-    });
-    probe::require(
-        &format!("{test}: Node.js packages {}", PACKAGES.join(", ")),
-        found.map_err(|why| format!("{why}; run .ci/run, or npm install {} into it", PACKAGES.join(" "))),
-    )
+    require_npm_packages(test, &PACKAGES)
 }
-
-/// docs/issuer.md.
-fn issuer_page() -> String {
-    std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/issuer.md")).unwrap()
-}
-
-/// The block of docs/issuer.md in `language` marked `<!-- MARKER -->`.
-fn documented(language: &str, marker: &str) -> String {
-    markdown::fenced_blocks(&issuer_page(), &[language])
-        .into_iter()
-        .find(|block| block.marker.as_deref() == Some(marker))
-        .unwrap_or_else(|| panic!("docs/issuer.md has a {language} block marked <!-- {marker} -->"))
-        .text
-}
-
-/// Where the documented app runs.
-const DOCUMENTED_APP: &str = "http://127.0.0.1:3000";
 
 /// The documented tenant file for an app at `app` (no trailing slash) instead of the docs' [`DOCUMENTED_APP`].
 fn tenant_for(app: &str) -> String {
@@ -110,15 +74,7 @@ async fn issuer(tenant: &str, port: u16) -> Issuer {
 
 /// The quickstart API in process, trusting `issuer` for the demo audience; the URL of its `/api/protected`.
 async fn demo_api(issuer: &str) -> String {
-    let keys = RemoteKeySet::new(
-        KeyLocation::Discovery { issuer: issuer.to_owned() },
-        RemoteOptions::default(),
-        Arc::new(SystemClock),
-    )
-    .unwrap();
-    keys.refresh().await.unwrap();
-    let verifier =
-        Verifier::builder().issuer(issuer).audience(DEMO_AUDIENCE).key_source(Arc::new(keys)).build().unwrap();
+    let verifier = demo_verifier(issuer).await;
     format!("{}{}", net::serve(quickstart::app(verifier)).await, quickstart::PROTECTED)
 }
 

@@ -20,14 +20,11 @@ use axum::http::header;
 use axum::response::Html;
 use axum::routing::get;
 use fantoccini::{Client, Locator};
-use portcullis::remote::{KeyLocation, RemoteKeySet, RemoteOptions};
-use portcullis::{SystemClock, Verifier};
 use portcullis_issuer::DEMO_AUDIENCE;
-use portcullis_testkit::{markdown, net, probe};
+use portcullis_testkit::net;
 use serde_json::{Value, json};
-use std::path::PathBuf;
-use std::sync::Arc;
 use support::browser::{ONE_BROWSER, browser, browser_available, screenshot, text_of, wait_for};
+use support::interop::{DOCUMENTED_APP, demo_verifier, documented, interop_dir, require_npm_packages};
 use support::{drain, portcullis, url_after};
 
 /// The version `.ci/run` installs; docs/issuer.md names it.
@@ -39,46 +36,14 @@ const CLIENT_ID: &str = "my-spa";
 /// The scopes the page asks for: the SDK's defaults and the demo API's permission.
 const SCOPE: &str = "openid profile email read:messages";
 
-fn interop_dir() -> PathBuf {
-    std::env::var_os("PORTCULLIS_INTEROP_DIR").map(PathBuf::from).unwrap_or_else(|| {
-        PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/portcullis-interop")
-    })
-}
-
 /// The SDK's browser bundle, when the pinned version is installed; otherwise skips (or, in CI, fails).
 fn sdk_bundle() -> Option<String> {
-    let package = interop_dir().join("node_modules/@auth0/auth0-spa-js");
-    let pinned = SPA_JS.rsplit('@').next().unwrap();
-    let check = std::fs::read_to_string(package.join("package.json"))
-        .map_err(|e| format!("{}: {e}", package.display()))
-        .and_then(|text| serde_json::from_str::<Value>(&text).map_err(|e| e.to_string()))
-        .and_then(|manifest| match manifest["version"].as_str() {
-            Some(version) if version == pinned => Ok(()),
-            other => Err(format!("version {other:?} installed, {pinned} wanted")),
-        })
-        .map_err(|why| format!("{why}; run .ci/run, or npm install {SPA_JS} into {}", interop_dir().display()));
-    if !probe::require(&format!("npm package {SPA_JS}"), check) {
+    if !require_npm_packages("auth0-spa-js", &[SPA_JS]) {
         return None;
     }
-    Some(std::fs::read_to_string(package.join("dist/auth0-spa-js.production.js")).unwrap())
+    let bundle = interop_dir().join("node_modules/@auth0/auth0-spa-js/dist/auth0-spa-js.production.js");
+    Some(std::fs::read_to_string(bundle).unwrap())
 }
-
-/// docs/issuer.md.
-fn issuer_page() -> String {
-    std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/issuer.md")).unwrap()
-}
-
-/// The block of docs/issuer.md in `language` marked `<!-- MARKER -->`.
-fn documented(language: &str, marker: &str) -> String {
-    markdown::fenced_blocks(&issuer_page(), &[language])
-        .into_iter()
-        .find(|block| block.marker.as_deref() == Some(marker))
-        .unwrap_or_else(|| panic!("docs/issuer.md has a {language} block marked <!-- {marker} -->"))
-        .text
-}
-
-/// Where the documented app runs.
-const DOCUMENTED_APP: &str = "http://127.0.0.1:3000";
 
 /// The documented tenant file with the documented single-page app added, for a page at `origin` instead of the
 /// docs' [`DOCUMENTED_APP`].
@@ -111,15 +76,7 @@ fn the_documented_settings_are_the_pages() {
 /// The page, its script, the SDK's bundle, the page's settings (the refresh client's `cacheLocation` when given),
 /// and the demo API trusting `issuer`.
 async fn app(issuer: &str, bundle: String, cache_location: Option<&str>) -> Router {
-    let keys = RemoteKeySet::new(
-        KeyLocation::Discovery { issuer: issuer.to_owned() },
-        RemoteOptions::default(),
-        Arc::new(SystemClock),
-    )
-    .unwrap();
-    keys.refresh().await.unwrap();
-    let verifier =
-        Verifier::builder().issuer(issuer).audience(DEMO_AUDIENCE).key_source(Arc::new(keys)).build().unwrap();
+    let verifier = demo_verifier(issuer).await;
     // `domain` as the full URL, without the trailing slash: the SDK appends `/authorize` and expects `iss` to be
     // this URL with a slash.
     let mut config = json!({

@@ -4,6 +4,7 @@
 
 pub mod browser;
 pub mod ca;
+pub mod interop;
 
 #[allow(unused_imports)]
 pub use portcullis_testkit::issuers::machine_token;
