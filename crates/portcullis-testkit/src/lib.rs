@@ -32,4 +32,5 @@ pub mod net;
 pub mod probe;
 pub mod process;
 pub mod raw;
+pub mod redis;
 pub mod upstreams;

@@ -52,6 +52,9 @@ pub enum Reason {
     InsufficientScope,
     /// The keys needed to verify the token cannot be obtained right now.
     KeysUnavailable,
+    /// A shared store the decision needs (the DPoP replay store) cannot answer right now, and the configuration
+    /// says to refuse rather than decide without it.
+    StoreUnavailable,
     /// The DPoP proof is missing, malformed or fails a check (RFC 9449 §4.3), or was replayed.
     DpopProofInvalid,
     /// The server requires a DPoP nonce and the proof has none, or a stale one (RFC 9449 §9).
@@ -92,7 +95,7 @@ impl BearerError {
 
 impl Reason {
     /// Every reason, in documentation order.
-    pub const ALL: [Reason; 19] = [
+    pub const ALL: [Reason; 20] = [
         Reason::TokenMissing,
         Reason::RequestInvalid,
         Reason::TokenMalformed,
@@ -109,6 +112,7 @@ impl Reason {
         Reason::TokenRevoked,
         Reason::InsufficientScope,
         Reason::KeysUnavailable,
+        Reason::StoreUnavailable,
         Reason::DpopProofInvalid,
         Reason::DpopNonceRequired,
         Reason::TokenBindingInvalid,
@@ -133,6 +137,7 @@ impl Reason {
             Self::TokenRevoked => "token_revoked",
             Self::InsufficientScope => "insufficient_scope",
             Self::KeysUnavailable => "keys_unavailable",
+            Self::StoreUnavailable => "store_unavailable",
             Self::DpopProofInvalid => "dpop_proof_invalid",
             Self::DpopNonceRequired => "dpop_nonce_required",
             Self::TokenBindingInvalid => "token_binding_invalid",
@@ -152,7 +157,7 @@ impl Reason {
         match self {
             Self::RequestInvalid => 400,
             Self::InsufficientScope => 403,
-            Self::KeysUnavailable => 503,
+            Self::KeysUnavailable | Self::StoreUnavailable => 503,
             _ => 401,
         }
     }
@@ -163,7 +168,7 @@ impl Reason {
     /// sent at all (503: the fault is the server's, not the client's).
     pub const fn bearer_error(self) -> Option<BearerError> {
         match self {
-            Self::TokenMissing | Self::KeysUnavailable => None,
+            Self::TokenMissing | Self::KeysUnavailable | Self::StoreUnavailable => None,
             Self::RequestInvalid => Some(BearerError::InvalidRequest),
             Self::InsufficientScope => Some(BearerError::InsufficientScope),
             Self::DpopProofInvalid => Some(BearerError::InvalidDpopProof),
@@ -174,7 +179,7 @@ impl Reason {
 
     /// Whether the answer carries a `WWW-Authenticate: Bearer` challenge at all.
     pub const fn has_challenge(self) -> bool {
-        !matches!(self, Self::KeysUnavailable)
+        !matches!(self, Self::KeysUnavailable | Self::StoreUnavailable)
     }
 
     /// Whether the reason concerns the DPoP proof itself, so its challenge is always the `DPoP` one.

@@ -90,6 +90,7 @@ pub mod rules;
 #[cfg(feature = "sign")]
 pub mod signing;
 pub mod source;
+pub mod store;
 pub mod token;
 pub mod verifier;
 

@@ -163,6 +163,7 @@ pub struct VerifierBuilder {
     clock: Option<Arc<dyn Clock>>,
     cache: Option<Option<CacheOptions>>,
     issuer_rules: Vec<(String, IssuerRules)>,
+    revocations: Option<crate::store::RevocationList>,
 }
 
 impl VerifierBuilder {
@@ -350,6 +351,13 @@ impl VerifierBuilder {
     /// there is no cache and this changes nothing.
     pub fn without_cache(mut self) -> Self {
         self.cache = Some(None);
+        self
+    }
+
+    /// Refuses every verified token that `revocations` names (`token_revoked`, 401), checked after verification
+    /// on every request, cached token or not; the verified-token cache drops the tokens a new entry names.
+    pub fn revocations(mut self, revocations: crate::store::RevocationList) -> Self {
+        self.revocations = Some(revocations);
         self
     }
 

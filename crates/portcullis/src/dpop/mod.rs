@@ -374,6 +374,7 @@ pub struct DpopVerifierBuilder {
     nonce_lifetime: Duration,
     clock: Option<Arc<dyn Clock>>,
     carried: Option<ReplayCache>,
+    shared: Option<(Arc<dyn crate::store::ReplayStore>, crate::store::ReplayFailure)>,
 }
 
 impl fmt::Debug for DpopVerifierBuilder {
@@ -399,6 +400,7 @@ impl Default for DpopVerifierBuilder {
             nonce_lifetime: DEFAULT_NONCE_LIFETIME,
             clock: None,
             carried: None,
+            shared: None,
         }
     }
 }
@@ -447,6 +449,18 @@ impl DpopVerifierBuilder {
     /// into the new one.
     pub fn replay_cache_of(mut self, running: &DpopVerifier) -> Self {
         self.carried = Some(running.inner.replay.clone());
+        self
+    }
+
+    /// Records proofs in `store` (shared by every replica, such as Redis) instead of this process's memory;
+    /// `on_failure` says what happens when the store fails. Proofs are then checked with
+    /// [`check_request_async`](DpopVerifier::check_request_async).
+    pub fn replay_store(
+        mut self,
+        store: Arc<dyn crate::store::ReplayStore>,
+        on_failure: crate::store::ReplayFailure,
+    ) -> Self {
+        self.shared = Some((store, on_failure));
         self
     }
 
@@ -571,6 +585,19 @@ impl DpopVerifier {
             steps.push(ProofStep { check, outcome: Ok(()) });
         }
         ProofReport { steps, verdict: outcome.map_err(|(_, err)| err) }
+    }
+
+    /// [`check_request`](Self::check_request), recording the proof in the configured replay store (shared
+    /// between replicas) and waiting for it.
+    pub async fn check_request_async(
+        &self,
+        mode: DpopMode,
+        scheme: Scheme,
+        proofs: &[&str],
+        token: &VerifiedToken,
+        request: &RequestTarget<'_>,
+    ) -> Result<Option<Proof>, Error> {
+        self.check_request(mode, scheme, proofs, token, request)
     }
 
     /// Checks a whole resource request (RFC 9449 §7) whose token verified: the `Authorization` scheme against

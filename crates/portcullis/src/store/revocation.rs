@@ -1,0 +1,440 @@
+//! Token revocations: deny entries by `jti`, by the token's SHA-256, and per-subject "not before" times, held by
+//! every replica in a [`RevocationList`] so that requests never wait on a shared store for them.
+
+use super::StoreFuture;
+use crate::clock::UnixTime;
+use crate::error::{Error, Reason};
+use crate::token::VerifiedToken;
+use arc_swap::ArcSwap;
+use aws_lc_rs::digest;
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::fmt;
+use std::str::FromStr;
+use std::sync::{Arc, Mutex, PoisonError};
+
+/// The longest `jti` or `sub` a revocation names, in bytes.
+pub const MAX_VALUE_LEN: usize = 1024;
+
+/// One revocation. Entries by `jti` and by token hash refuse the tokens they name until `expires_at` (set it to
+/// the token's `exp`: after that the token is refused anyway); a subject entry refuses every token of `sub` issued
+/// at or before `before` (and any of its tokens without `iat`) until `expires_at`.
+///
+/// Its JSON form is what the admin endpoint takes and what replicas exchange:
+///
+/// ```
+/// use portcullis::store::Revocation;
+/// let entry: Revocation = serde_json::from_str(r#"{"kind":"subject","sub":"auth0|42","before":1700000000,"expires_at":1700086400}"#).unwrap();
+/// assert_eq!(entry, Revocation::Subject { sub: "auth0|42".into(), before: 1_700_000_000, expires_at: 1_700_086_400 });
+/// assert_eq!(serde_json::to_string(&entry).unwrap(), r#"{"kind":"subject","sub":"auth0|42","before":1700000000,"expires_at":1700086400}"#);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+#[non_exhaustive]
+pub enum Revocation {
+    /// The token whose `jti` claim is `jti` (from any issuer).
+    Jti {
+        /// The `jti` claim.
+        jti: String,
+        /// Seconds since the epoch after which the entry is dropped.
+        expires_at: u64,
+    },
+    /// The token whose compact form hashes to `sha256` (for tokens without `jti`, such as Auth0's default access
+    /// tokens).
+    TokenHash {
+        /// SHA-256 of the token as sent (its three base64url segments and two dots).
+        sha256: TokenHash,
+        /// Seconds since the epoch after which the entry is dropped.
+        expires_at: u64,
+    },
+    /// Every token of subject `sub` issued at or before `before`.
+    Subject {
+        /// The `sub` claim.
+        sub: String,
+        /// Seconds since the epoch: tokens with an `iat` at or before it (or without one) are refused.
+        before: u64,
+        /// Seconds since the epoch after which the entry is dropped (`before` plus the longest token lifetime).
+        expires_at: u64,
+    },
+}
+
+impl Revocation {
+    /// The token with `jti`, until `expires_at`.
+    pub fn jti(jti: impl Into<String>, expires_at: UnixTime) -> Self {
+        Self::Jti { jti: jti.into(), expires_at: expires_at.as_secs() }
+    }
+
+    /// The token hashing to `sha256`, until `expires_at`.
+    pub fn token_hash(sha256: TokenHash, expires_at: UnixTime) -> Self {
+        Self::TokenHash { sha256, expires_at: expires_at.as_secs() }
+    }
+
+    /// Tokens of `sub` issued at or before `before`, until `expires_at`.
+    pub fn subject(sub: impl Into<String>, before: UnixTime, expires_at: UnixTime) -> Self {
+        Self::Subject { sub: sub.into(), before: before.as_secs(), expires_at: expires_at.as_secs() }
+    }
+
+    /// When the entry is dropped.
+    pub fn expires_at(&self) -> UnixTime {
+        match self {
+            Self::Jti { expires_at, .. } | Self::TokenHash { expires_at, .. } | Self::Subject { expires_at, .. } => {
+                UnixTime::from_secs(*expires_at)
+            }
+        }
+    }
+
+    /// A stable label for metrics and logs: `jti`, `token_hash` or `subject`.
+    pub const fn kind(&self) -> &'static str {
+        match self {
+            Self::Jti { .. } => "jti",
+            Self::TokenHash { .. } => "token_hash",
+            Self::Subject { .. } => "subject",
+        }
+    }
+
+    /// Checks what deserialization cannot: a non-empty `jti` or `sub` of at most [`MAX_VALUE_LEN`] bytes without
+    /// control characters, and `before` not after `expires_at`.
+    pub fn validate(&self) -> Result<(), &'static str> {
+        let value = match self {
+            Self::Jti { jti, .. } => Some(jti),
+            Self::Subject { sub, before, expires_at } => {
+                if before > expires_at {
+                    return Err("before is later than expires_at");
+                }
+                Some(sub)
+            }
+            Self::TokenHash { .. } => None,
+        };
+        match value {
+            Some(value) if value.is_empty() => Err("the value is empty"),
+            Some(value) if value.len() > MAX_VALUE_LEN => Err("the value is longer than 1024 bytes"),
+            Some(value) if value.chars().any(char::is_control) => Err("the value holds a control character"),
+            _ => Ok(()),
+        }
+    }
+
+    /// Whether the entry names `token` (its expiry aside).
+    pub fn matches(&self, token: &VerifiedToken) -> bool {
+        match self {
+            Self::Jti { jti, .. } => token.registered().jti.as_deref() == Some(jti.as_str()),
+            Self::TokenHash { sha256, .. } => TokenHash::of_token(token.raw()) == *sha256,
+            Self::Subject { sub, before, .. } => {
+                token.subject() == Some(sub.as_str()) && issued_at_or_before(token, *before)
+            }
+        }
+    }
+}
+
+/// Whether `token` was issued at or before `before` (a token without `iat` counts as issued before anything).
+fn issued_at_or_before(token: &VerifiedToken, before: u64) -> bool {
+    token.registered().iat.is_none_or(|iat| iat <= before as f64)
+}
+
+/// The SHA-256 of a token's compact form; written as 64 lowercase hex digits.
+///
+/// ```
+/// use portcullis::store::TokenHash;
+/// let hash = TokenHash::of_token("a.b.c");
+/// assert_eq!(hash.to_string().parse::<TokenHash>().unwrap(), hash);
+/// assert!("not hex".parse::<TokenHash>().is_err());
+/// ```
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct TokenHash([u8; 32]);
+
+impl TokenHash {
+    /// The hash of `token` as sent.
+    pub fn of_token(token: &str) -> Self {
+        let mut hash = [0u8; 32];
+        hash.copy_from_slice(digest::digest(&digest::SHA256, token.as_bytes()).as_ref());
+        Self(hash)
+    }
+
+    /// The 32 bytes.
+    pub const fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+}
+
+impl fmt::Display for TokenHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write_hex(f, &self.0)
+    }
+}
+
+impl fmt::Debug for TokenHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "TokenHash({self})")
+    }
+}
+
+impl FromStr for TokenHash {
+    type Err = &'static str;
+
+    /// 64 hex digits, either case.
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        parse_hex(text).map(Self)
+    }
+}
+
+impl Serialize for TokenHash {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for TokenHash {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+pub(super) fn write_hex(f: &mut fmt::Formatter<'_>, bytes: &[u8]) -> fmt::Result {
+    for byte in bytes {
+        write!(f, "{byte:02x}")?;
+    }
+    Ok(())
+}
+
+pub(super) fn parse_hex(text: &str) -> Result<[u8; 32], &'static str> {
+    let digits = text.as_bytes();
+    if digits.len() != 64 {
+        return Err("a SHA-256 is 64 hex digits");
+    }
+    let mut bytes = [0u8; 32];
+    for (byte, pair) in bytes.iter_mut().zip(digits.chunks_exact(2)) {
+        let high = (pair[0] as char).to_digit(16).ok_or("a SHA-256 is 64 hex digits")?;
+        let low = (pair[1] as char).to_digit(16).ok_or("a SHA-256 is 64 hex digits")?;
+        *byte = (high * 16 + low) as u8;
+    }
+    Ok(bytes)
+}
+
+/// How many entries of each kind a [`RevocationList`] holds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RevocationCounts {
+    /// Entries by `jti`.
+    pub jti: usize,
+    /// Entries by token hash.
+    pub token_hashes: usize,
+    /// Subjects with a "not before" time.
+    pub subjects: usize,
+}
+
+#[derive(Default, Clone)]
+struct Set {
+    jti: HashMap<String, u64>,
+    hashes: HashMap<[u8; 32], u64>,
+    /// `sub` → (`before`, `expires_at`).
+    subjects: HashMap<String, (u64, u64)>,
+}
+
+impl Set {
+    fn is_empty(&self) -> bool {
+        self.jti.is_empty() && self.hashes.is_empty() && self.subjects.is_empty()
+    }
+
+    /// Adds `entry`; `true` when it changed the set (new, a later expiry, or a later `before`).
+    fn add(&mut self, entry: &Revocation) -> bool {
+        fn later(slot: &mut u64, value: u64) -> bool {
+            let grew = value > *slot;
+            *slot = (*slot).max(value);
+            grew
+        }
+        match entry {
+            Revocation::Jti { jti, expires_at } => match self.jti.get_mut(jti) {
+                Some(slot) => later(slot, *expires_at),
+                None => self.jti.insert(jti.clone(), *expires_at).is_none(),
+            },
+            Revocation::TokenHash { sha256, expires_at } => match self.hashes.get_mut(sha256.as_bytes()) {
+                Some(slot) => later(slot, *expires_at),
+                None => self.hashes.insert(*sha256.as_bytes(), *expires_at).is_none(),
+            },
+            Revocation::Subject { sub, before, expires_at } => match self.subjects.get_mut(sub) {
+                Some((known_before, known_expiry)) => {
+                    let moved = later(known_before, *before);
+                    later(known_expiry, *expires_at) || moved
+                }
+                None => self.subjects.insert(sub.clone(), (*before, *expires_at)).is_none(),
+            },
+        }
+    }
+
+    fn prune(&mut self, now: u64) -> bool {
+        let before = self.len();
+        self.jti.retain(|_, expires| *expires > now);
+        self.hashes.retain(|_, expires| *expires > now);
+        self.subjects.retain(|_, (_, expires)| *expires > now);
+        self.len() != before
+    }
+
+    fn len(&self) -> usize {
+        self.jti.len() + self.hashes.len() + self.subjects.len()
+    }
+}
+
+type Listener = Box<dyn Fn(&[Revocation]) -> bool + Send + Sync>;
+
+struct Shared {
+    set: ArcSwap<Set>,
+    /// Serializes writers (readers never wait).
+    write: Mutex<()>,
+    listeners: Mutex<Vec<Listener>>,
+}
+
+/// The revocations one replica enforces: a set swapped atomically, so checking a token never takes a lock.
+/// Cloning is cheap and clones share the set.
+///
+/// Entries only ever grow or expire: applying what a replica already knows changes nothing, so a resynchronization
+/// can apply the whole shared set again.
+#[derive(Clone)]
+pub struct RevocationList {
+    shared: Arc<Shared>,
+}
+
+impl Default for RevocationList {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl fmt::Debug for RevocationList {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RevocationList").field("counts", &self.counts()).finish()
+    }
+}
+
+impl RevocationList {
+    /// An empty list.
+    pub fn new() -> Self {
+        Self {
+            shared: Arc::new(Shared {
+                set: ArcSwap::from_pointee(Set::default()),
+                write: Mutex::new(()),
+                listeners: Mutex::new(Vec::new()),
+            }),
+        }
+    }
+
+    /// Adds `entries` and drops those expired at `now`. Returns how many entries changed the list (new ones, or
+    /// ones extending an entry); listeners hear about exactly those. Entries already expired at `now` are ignored.
+    pub fn apply(&self, entries: &[Revocation], now: UnixTime) -> usize {
+        let now = now.as_secs();
+        let changed: Vec<Revocation> = {
+            let _writer = self.shared.write.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut set = Set::clone(&self.shared.set.load());
+            let pruned = set.prune(now);
+            let changed: Vec<Revocation> =
+                entries.iter().filter(|entry| entry.expires_at().as_secs() > now && set.add(entry)).cloned().collect();
+            if pruned || !changed.is_empty() {
+                self.shared.set.store(Arc::new(set));
+            }
+            changed
+        };
+        if !changed.is_empty() {
+            let mut listeners = self.shared.listeners.lock().unwrap_or_else(PoisonError::into_inner);
+            listeners.retain(|listener| listener(&changed));
+        }
+        changed.len()
+    }
+
+    /// Drops the entries expired at `now`.
+    pub fn prune(&self, now: UnixTime) {
+        self.apply(&[], now);
+    }
+
+    /// `Err(token_revoked)` when an entry in force at `now` names `token`. Call it only on a verified token.
+    pub fn check(&self, token: &VerifiedToken, now: UnixTime) -> Result<(), Error> {
+        let set = self.shared.set.load();
+        if set.is_empty() {
+            return Ok(());
+        }
+        let now = now.as_secs();
+        let in_force = |expires: u64| expires > now;
+        if let Some(jti) = token.registered().jti.as_deref()
+            && set.jti.get(jti).is_some_and(|expires| in_force(*expires))
+        {
+            return Err(Error::new(Reason::TokenRevoked, "the token has been revoked"));
+        }
+        if !set.hashes.is_empty()
+            && set.hashes.get(TokenHash::of_token(token.raw()).as_bytes()).is_some_and(|expires| in_force(*expires))
+        {
+            return Err(Error::new(Reason::TokenRevoked, "the token has been revoked"));
+        }
+        if let Some(sub) = token.subject()
+            && let Some((before, expires)) = set.subjects.get(sub)
+            && in_force(*expires)
+            && issued_at_or_before(token, *before)
+        {
+            return Err(Error::new(
+                Reason::TokenRevoked,
+                "the tokens of this subject issued until a revocation time have been revoked",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Every entry, in no particular order.
+    pub fn entries(&self) -> Vec<Revocation> {
+        let set = self.shared.set.load();
+        let jti = set.jti.iter().map(|(jti, expires_at)| Revocation::Jti { jti: jti.clone(), expires_at: *expires_at });
+        let hashes = set
+            .hashes
+            .iter()
+            .map(|(hash, expires_at)| Revocation::TokenHash { sha256: TokenHash(*hash), expires_at: *expires_at });
+        let subjects = set.subjects.iter().map(|(sub, (before, expires_at))| Revocation::Subject {
+            sub: sub.clone(),
+            before: *before,
+            expires_at: *expires_at,
+        });
+        jti.chain(hashes).chain(subjects).collect()
+    }
+
+    /// How many entries of each kind the list holds.
+    pub fn counts(&self) -> RevocationCounts {
+        let set = self.shared.set.load();
+        RevocationCounts { jti: set.jti.len(), token_hashes: set.hashes.len(), subjects: set.subjects.len() }
+    }
+
+    /// How many entries the list holds.
+    pub fn len(&self) -> usize {
+        self.shared.set.load().len()
+    }
+
+    /// Whether the list holds no entry.
+    pub fn is_empty(&self) -> bool {
+        self.shared.set.load().is_empty()
+    }
+
+    /// Calls `listener` with the entries each [`apply`](Self::apply) adds or extends, after the list holds them,
+    /// until it returns `false` (a verified-token cache drops the tokens they name, and unregisters once it is
+    /// gone itself).
+    pub fn on_change(&self, listener: impl Fn(&[Revocation]) -> bool + Send + Sync + 'static) {
+        self.shared.listeners.lock().unwrap_or_else(PoisonError::into_inner).push(Box::new(listener));
+    }
+}
+
+/// Where revocations are recorded so that every replica enforces them.
+///
+/// Implementations: [`RevocationList`] itself (one replica: the entry is in force at once), and Redis in
+/// `portcullis-redis`, which stores the entry, publishes it to every replica, and adds it to its local list.
+pub trait RevocationStore: Send + Sync + fmt::Debug {
+    /// Records `revocation` (already [validated](Revocation::validate)) at `now`. When this returns `Ok`, this
+    /// replica's list holds it and the store has it for every other replica.
+    fn revoke(&self, revocation: Revocation, now: UnixTime) -> StoreFuture<'_, ()>;
+
+    /// A short name for logs and metrics: `memory`, `redis`.
+    fn name(&self) -> &'static str;
+}
+
+impl RevocationStore for RevocationList {
+    fn revoke(&self, revocation: Revocation, now: UnixTime) -> StoreFuture<'_, ()> {
+        self.apply(std::slice::from_ref(&revocation), now);
+        Box::pin(std::future::ready(Ok(())))
+    }
+
+    fn name(&self) -> &'static str {
+        "memory"
+    }
+}
