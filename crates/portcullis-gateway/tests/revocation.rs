@@ -241,6 +241,15 @@ async fn a_revoked_token_is_refused_on_every_edge_even_from_the_token_cache() {
     assert_eq!(running.proxy(&untouched).await.0, 200);
     assert_eq!(running.nginx(&untouched).await.0, 200);
 
+    let status: Value = reqwest::get(format!("{}/status.json", running.admin)).await.unwrap().json().await.unwrap();
+    assert_eq!(status["store"]["name"], "memory", "{status}");
+    assert_eq!(
+        (status["store"]["connected"].as_bool(), status["store"]["revocations"].as_u64()),
+        (Some(true), Some(2))
+    );
+    let page = reqwest::get(format!("{}/status", running.admin)).await.unwrap().text().await.unwrap();
+    assert!(page.contains("Shared store") && page.contains("data-state=\"connected\""), "{page}");
+
     let (_, listed) = running.list(&admin).await;
     let kinds: Vec<&str> =
         listed["revocations"].as_array().unwrap().iter().map(|e| e["kind"].as_str().unwrap()).collect();
