@@ -334,6 +334,15 @@ async fn with_redis_down_and_no_dpop_the_gateway_is_ready_but_degraded() {
     let (status, said) = serve.ready().await;
     assert_eq!(status, 200);
     assert!(said.starts_with("ready (degraded: store unavailable; revocations as of"), "{said}");
+
+    // The start-up log names the store, without its password.
+    let keys = Keys::new();
+    let port = portcullis_testkit::net::free_port();
+    let store = format!("[store]\nredis_url = \"redis://user:s3cret@127.0.0.1:{port}/0\"\n");
+    let serve = Serve::start(&keys.config(&format!("upstream = \"{upstream}\""), &store)).await;
+    let logs = serve.process.stderr();
+    assert!(logs.contains(&format!("shared store: Redis at redis://127.0.0.1:{port}/0")), "{logs}");
+    assert!(!logs.contains("s3cret"), "{logs}");
 }
 
 #[tokio::test]
@@ -356,4 +365,33 @@ async fn with_redis_down_and_local_only_a_proof_is_checked_in_memory() {
         metrics.lines().any(|l| l.starts_with("portcullis_replay_fallbacks_total") && !l.ends_with(" 0")),
         "{metrics}"
     );
+}
+
+#[test]
+fn check_config_names_the_key_path_of_each_store_and_revocation_error() {
+    let keys = Keys::new();
+    let dir = tempfile::tempdir().unwrap();
+    let check = |tables: &str| {
+        let file = dir.path().join("gateway.toml");
+        std::fs::write(&file, keys.config("upstream = \"http://127.0.0.1:3000\"", tables)).unwrap();
+        std::process::Command::new(binary()).args(["check-config", file.to_str().unwrap()]).output().unwrap()
+    };
+    let good = check(&format!("[store]\nredis_url = \"redis://10.0.0.5:6379/0\"\n{REVOCATION}"));
+    assert_eq!(good.status.code(), Some(0), "{}", text(&good.stderr));
+
+    let bad = check(
+        "[store]\nredis_url = \"rediss://10.0.0.5:6380/0\"\ntimeout_ms = 0\n[revocation]\nissuer = \"https://issuer.test/\"\n\
+         audience = \"a\"\npermission = \"revoke tokens\"\n",
+    );
+    assert_eq!(bad.status.code(), Some(3));
+    let said = text(&bad.stderr);
+    for expected in [
+        "store.redis_url: TLS to Redis is not supported",
+        "store.timeout_ms: must be 1 to 5000",
+        "revocation.permission: must be one permission or scope",
+    ] {
+        assert!(said.contains(expected), "{expected}: {said}");
+    }
+    // Each error is located in the file.
+    assert!(said.contains("gateway.toml:12:14: store.timeout_ms"), "{said}");
 }
