@@ -581,7 +581,7 @@ impl DpopVerifier {
 
     /// What a proof's replay entry is kept for: the `iat` window plus the leeway.
     fn replay_ttl(&self) -> Duration {
-        self.inner.replay.ttl()
+        self.inner.max_age + self.inner.leeway
     }
 
     /// The replay check without waiting: the local cache, or a shared store that answers at once.
