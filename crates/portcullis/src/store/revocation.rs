@@ -303,11 +303,13 @@ impl Set {
 
 /// Entries gathered for matching many tokens: one lookup per token and kind, whatever the number of entries (a
 /// token cache dropping what a resynchronization brought).
+#[cfg(feature = "cache")]
 #[derive(Default)]
 pub(crate) struct Matcher {
     set: Set,
 }
 
+#[cfg(feature = "cache")]
 impl Matcher {
     /// The entries to match, their expiry aside.
     pub(crate) fn new(entries: &[Revocation]) -> Self {
