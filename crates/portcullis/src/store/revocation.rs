@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::fmt;
 use std::str::FromStr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 /// The longest `jti` or `sub` a revocation names, in bytes.
@@ -272,12 +273,65 @@ impl Set {
     fn len(&self) -> usize {
         self.jti.len() + self.hashes.len() + self.subjects.len()
     }
+
+    /// `Err(token_revoked)` when an entry expiring after `now` names `token`.
+    fn names(&self, token: &VerifiedToken, now: u64) -> Result<(), Error> {
+        let in_force = |expires: u64| expires > now;
+        if let Some(jti) = token.registered().jti.as_deref()
+            && self.jti.get(jti).is_some_and(|expires| in_force(*expires))
+        {
+            return Err(Error::new(Reason::TokenRevoked, "the token has been revoked"));
+        }
+        if !self.hashes.is_empty()
+            && self.hashes.get(TokenHash::of_token(token.raw()).as_bytes()).is_some_and(|expires| in_force(*expires))
+        {
+            return Err(Error::new(Reason::TokenRevoked, "the token has been revoked"));
+        }
+        if let Some(sub) = token.subject()
+            && let Some((before, expires)) = self.subjects.get(sub)
+            && in_force(*expires)
+            && issued_at_or_before(token, *before)
+        {
+            return Err(Error::new(
+                Reason::TokenRevoked,
+                "the tokens of this subject issued until a revocation time have been revoked",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Entries gathered for matching many tokens: one lookup per token and kind, whatever the number of entries (a
+/// token cache dropping what a resynchronization brought).
+#[cfg(feature = "cache")]
+#[derive(Default)]
+pub(crate) struct Matcher {
+    set: Set,
+}
+
+#[cfg(feature = "cache")]
+impl Matcher {
+    /// The entries to match, their expiry aside.
+    pub(crate) fn new(entries: &[Revocation]) -> Self {
+        let mut set = Set::default();
+        for entry in entries {
+            set.add(entry);
+        }
+        Self { set }
+    }
+
+    /// Whether an entry names `token`.
+    pub(crate) fn matches(&self, token: &VerifiedToken) -> bool {
+        !self.set.is_empty() && self.set.names(token, 0).is_err()
+    }
 }
 
 type Listener = Box<dyn Fn(&[Revocation]) -> bool + Send + Sync>;
 
 struct Shared {
     set: ArcSwap<Set>,
+    /// How many entries `set` holds, for the check of an empty list: one atomic load.
+    entries: AtomicUsize,
     /// Serializes writers (readers never wait).
     write: Mutex<()>,
     listeners: Mutex<Vec<Listener>>,
@@ -311,6 +365,7 @@ impl RevocationList {
         Self {
             shared: Arc::new(Shared {
                 set: ArcSwap::from_pointee(Set::default()),
+                entries: AtomicUsize::new(0),
                 write: Mutex::new(()),
                 listeners: Mutex::new(Vec::new()),
             }),
@@ -328,7 +383,9 @@ impl RevocationList {
             let changed: Vec<Revocation> =
                 entries.iter().filter(|entry| entry.expires_at().as_secs() > now && set.add(entry)).cloned().collect();
             if pruned || !changed.is_empty() {
+                let entries = set.len();
                 self.shared.set.store(Arc::new(set));
+                self.shared.entries.store(entries, Ordering::Release);
             }
             changed
         };
@@ -345,34 +402,16 @@ impl RevocationList {
     }
 
     /// `Err(token_revoked)` when an entry in force at `now` names `token`. Call it only on a verified token.
+    /// With an empty list this is one atomic load.
     pub fn check(&self, token: &VerifiedToken, now: UnixTime) -> Result<(), Error> {
+        if self.shared.entries.load(Ordering::Acquire) == 0 {
+            return Ok(());
+        }
         let set = self.shared.set.load();
         if set.is_empty() {
             return Ok(());
         }
-        let now = now.as_secs();
-        let in_force = |expires: u64| expires > now;
-        if let Some(jti) = token.registered().jti.as_deref()
-            && set.jti.get(jti).is_some_and(|expires| in_force(*expires))
-        {
-            return Err(Error::new(Reason::TokenRevoked, "the token has been revoked"));
-        }
-        if !set.hashes.is_empty()
-            && set.hashes.get(TokenHash::of_token(token.raw()).as_bytes()).is_some_and(|expires| in_force(*expires))
-        {
-            return Err(Error::new(Reason::TokenRevoked, "the token has been revoked"));
-        }
-        if let Some(sub) = token.subject()
-            && let Some((before, expires)) = set.subjects.get(sub)
-            && in_force(*expires)
-            && issued_at_or_before(token, *before)
-        {
-            return Err(Error::new(
-                Reason::TokenRevoked,
-                "the tokens of this subject issued until a revocation time have been revoked",
-            ));
-        }
-        Ok(())
+        set.names(token, now.as_secs())
     }
 
     /// Every entry, in no particular order.
