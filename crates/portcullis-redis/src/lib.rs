@@ -151,7 +151,13 @@ impl RedisStore {
     /// Starts the store: connects in the background (never fails for an unreachable Redis: it reports itself
     /// degraded and retries with backoff), subscribes to revocations and applies every change to `revocations`,
     /// resynchronizing the whole set after every (re)connect. Must be called inside a tokio runtime.
-    pub fn start(settings: RedisSettings, revocations: RevocationList) -> Result<Self, InvalidUrl> {
+    ///
+    /// Settings that would make the background tasks spin are raised: `backoff_min` to 1 ms, `backoff_max` to
+    /// `backoff_min`, `resync_interval` to 10 ms.
+    pub fn start(mut settings: RedisSettings, revocations: RevocationList) -> Result<Self, InvalidUrl> {
+        settings.backoff_min = settings.backoff_min.max(Duration::from_millis(1));
+        settings.backoff_max = settings.backoff_max.max(settings.backoff_min);
+        settings.resync_interval = settings.resync_interval.max(Duration::from_millis(10));
         let shown_url = names::redact(&settings.url);
         let client = redis::Client::open(settings.url.as_str())
             .map_err(|error| InvalidUrl(format!("{shown_url}: {}", error.detail().unwrap_or("unreadable"))))?;

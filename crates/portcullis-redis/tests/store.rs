@@ -409,3 +409,16 @@ async fn the_whole_set_is_read_again_every_resync_interval() {
     assert!(eventually(PATIENCE, || async { holds(&list, &entry) }).await, "no periodic resynchronization");
     assert!(store.health().last_sync.unwrap() > first_sync);
 }
+
+#[tokio::test]
+async fn durations_that_would_spin_the_background_tasks_are_raised() {
+    let mut zero = RedisSettings::new(format!("redis://127.0.0.1:{}", portcullis_testkit::net::free_port()));
+    zero.backoff_min = Duration::ZERO;
+    zero.backoff_max = Duration::ZERO;
+    zero.resync_interval = Duration::ZERO;
+    let store = RedisStore::start(zero, RevocationList::new()).unwrap();
+    let used = store.settings();
+    assert_eq!(used.backoff_min, Duration::from_millis(1));
+    assert_eq!(used.backoff_max, Duration::from_millis(1));
+    assert_eq!(used.resync_interval, Duration::from_millis(10));
+}
