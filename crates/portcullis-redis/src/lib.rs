@@ -38,8 +38,11 @@
 //! - Persistence is not needed for replay entries (they live for seconds; a Redis that restarts empty loses at most
 //!   the proofs of that window). For revocations AOF (`appendonly yes`) is recommended but not required: every
 //!   running replica writes its entries back into a Redis that restarted empty.
-//! - `maxmemory-policy` must never evict the `revocations` set: use `volatile-ttl` (only keys with a TTL, the replay
-//!   entries, are evicted, soonest-expiring first) or `noeviction`.
+//! - `maxmemory-policy` must never evict the `revocations` set: use `noeviction` (a full Redis refuses new replay
+//!   entries, and verifiers fail closed or fall back as configured) or `volatile-ttl` (only keys with a TTL, the
+//!   replay entries, are evicted, soonest-expiring first — a proof whose entry was evicted could then be replayed
+//!   within its window). Either way, size `maxmemory` so that it is not reached: replay entries take about 100
+//!   bytes each, for requests per second × the proof window.
 //! - One database, or one prefix per deployment when several share a Redis. Cluster mode is not supported.
 //!
 //! # Logs and metrics
