@@ -41,8 +41,8 @@
 //! - `maxmemory-policy` must never evict the `revocations` set: use `noeviction` (a full Redis refuses new replay
 //!   entries, and verifiers fail closed or fall back as configured) or `volatile-ttl` (only keys with a TTL, the
 //!   replay entries, are evicted, soonest-expiring first — a proof whose entry was evicted could then be replayed
-//!   within its window). Either way, size `maxmemory` so that it is not reached: replay entries take about 100
-//!   bytes each, for requests per second × the proof window.
+//!   within its window). Either way, size `maxmemory` so that it is not reached: replay entries take about 200
+//!   bytes each (Redis 7.0), for requests per second × the proof window.
 //! - One database, or one prefix per deployment when several share a Redis. Cluster mode is not supported.
 //!
 //! # Logs and metrics
