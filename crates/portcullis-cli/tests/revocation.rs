@@ -324,6 +324,8 @@ async fn with_redis_down_dpop_fails_closed_and_ready_says_so_while_bearer_reques
     let metrics = reqwest::get(format!("{}/metrics", serve.admin)).await.unwrap().text().await.unwrap();
     assert!(metrics.contains("portcullis_revocations{kind=\"jti\"} 0"), "{metrics}");
     assert!(metrics.contains("reason=\"store_unavailable\""), "the refusal is counted under its reason");
+    assert!(metrics.contains("# HELP portcullis_revocations "), "{metrics}");
+    assert!(metrics.contains("portcullis_store_connected 0"), "the store's own series: {metrics}");
 }
 
 #[tokio::test]
