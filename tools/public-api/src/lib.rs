@@ -703,8 +703,15 @@ fn compact(text: &str) -> String {
 }
 
 /// The library crates whose public API is listed, by package name (their sources are `crates/<name>/src`).
-pub const CRATES: [&str; 6] =
-    ["portcullis", "portcullis-axum", "portcullis-gateway", "portcullis-issuer", "portcullis-web", "portcullis-cli"];
+pub const CRATES: [&str; 7] = [
+    "portcullis",
+    "portcullis-axum",
+    "portcullis-gateway",
+    "portcullis-issuer",
+    "portcullis-web",
+    "portcullis-redis",
+    "portcullis-cli",
+];
 
 /// The workspace's root directory (this package lives in `tools/public-api`).
 pub fn workspace_root() -> PathBuf {

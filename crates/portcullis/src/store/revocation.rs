@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::fmt;
 use std::str::FromStr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 /// The longest `jti` or `sub` a revocation names, in bytes.
@@ -236,6 +236,27 @@ impl Set {
         self.jti.is_empty() && self.hashes.is_empty() && self.subjects.is_empty()
     }
 
+    /// Whether [`add`](Self::add) would change the set, without changing it.
+    fn would_grow(&self, entry: &Revocation) -> bool {
+        match entry {
+            Revocation::Jti { jti, expires_at } => self.jti.get(jti).is_none_or(|known| expires_at > known),
+            Revocation::TokenHash { sha256, expires_at } => {
+                self.hashes.get(sha256.as_bytes()).is_none_or(|known| expires_at > known)
+            }
+            Revocation::Subject { sub, before, expires_at } => self
+                .subjects
+                .get(sub)
+                .is_none_or(|(known_before, known_expiry)| before > known_before || expires_at > known_expiry),
+        }
+    }
+
+    fn earliest_expiry(&self) -> Option<u64> {
+        let jti = self.jti.values().copied();
+        let hashes = self.hashes.values().copied();
+        let subjects = self.subjects.values().map(|(_, expires)| *expires);
+        jti.chain(hashes).chain(subjects).min()
+    }
+
     /// Adds `entry`; `true` when it changed the set (new, a later expiry, or a later `before`).
     fn add(&mut self, entry: &Revocation) -> bool {
         fn later(slot: &mut u64, value: u64) -> bool {
@@ -332,6 +353,8 @@ struct Shared {
     set: ArcSwap<Set>,
     /// How many entries `set` holds, for the check of an empty list: one atomic load.
     entries: AtomicUsize,
+    /// The earliest `expires_at` in `set` (`u64::MAX` when empty): nothing is due for pruning before it.
+    earliest: AtomicU64,
     /// Serializes writers (readers never wait).
     write: Mutex<()>,
     listeners: Mutex<Vec<Listener>>,
@@ -366,6 +389,7 @@ impl RevocationList {
             shared: Arc::new(Shared {
                 set: ArcSwap::from_pointee(Set::default()),
                 entries: AtomicUsize::new(0),
+                earliest: AtomicU64::new(u64::MAX),
                 write: Mutex::new(()),
                 listeners: Mutex::new(Vec::new()),
             }),
@@ -378,13 +402,22 @@ impl RevocationList {
         let now = now.as_secs();
         let changed: Vec<Revocation> = {
             let _writer = self.shared.write.lock().unwrap_or_else(PoisonError::into_inner);
-            let mut set = Set::clone(&self.shared.set.load());
+            let current = self.shared.set.load();
+            // Applying what the list already holds (every replica hears its own revocations back, and a resync
+            // reads the whole set again) must not copy the set.
+            let grows = entries.iter().any(|entry| entry.expires_at().as_secs() > now && current.would_grow(entry));
+            if !grows && self.shared.earliest.load(Ordering::Acquire) > now {
+                return 0;
+            }
+            let mut set = Set::clone(&current);
             let pruned = set.prune(now);
             let changed: Vec<Revocation> =
                 entries.iter().filter(|entry| entry.expires_at().as_secs() > now && set.add(entry)).cloned().collect();
             if pruned || !changed.is_empty() {
                 let entries = set.len();
+                let earliest = set.earliest_expiry().unwrap_or(u64::MAX);
                 self.shared.set.store(Arc::new(set));
+                self.shared.earliest.store(earliest, Ordering::Release);
                 self.shared.entries.store(entries, Ordering::Release);
             }
             changed
@@ -487,5 +520,23 @@ impl RevocationStore for RevocationList {
 
     fn name(&self) -> &'static str {
         "memory"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn applying_known_entries_keeps_the_set_without_copying_it_until_one_expires() {
+        let list = RevocationList::new();
+        let entries = [Revocation::jti("a", UnixTime::from_secs(200)), Revocation::jti("b", UnixTime::from_secs(300))];
+        assert_eq!(list.apply(&entries, UnixTime::from_secs(100)), 2);
+        let before = list.shared.set.load_full();
+        assert_eq!(list.apply(&entries, UnixTime::from_secs(150)), 0);
+        assert!(Arc::ptr_eq(&before, &list.shared.set.load_full()), "nothing new, nothing due: the same set");
+        assert_eq!(list.apply(&entries[1..], UnixTime::from_secs(250)), 0);
+        assert!(!Arc::ptr_eq(&before, &list.shared.set.load_full()), "an entry expired: pruned");
+        assert_eq!(list.len(), 1);
     }
 }
