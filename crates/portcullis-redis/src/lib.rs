@@ -1,13 +1,67 @@
-//! Shared state for portcullis replicas on Redis: the DPoP replay store ([`RedisStore`] as a
-//! [`ReplayStore`](portcullis::store::ReplayStore): one `SET key NX PX ttl` per proof) and token revocations
-//! (a [`RevocationStore`](portcullis::store::RevocationStore): entries kept in Redis, pushed to every replica by
-//! pub/sub, and resynchronized after every reconnect into each replica's local
-//! [`RevocationList`](portcullis::store::RevocationList)).
+//! Shared state for portcullis replicas on Redis: the DPoP replay store and token revocations.
+//!
+//! [`RedisStore`] is a [`ReplayStore`] (one atomic `SET key NX PX ttl` per proof, so that of all replicas
+//! exactly one accepts a proof) and a [`RevocationStore`] (entries kept in Redis, pushed to every replica by
+//! pub/sub, and read whole again after every reconnect into each replica's local [`RevocationList`], which
+//! requests check without ever waiting on Redis).
+//!
+//! # What is stored where
+//!
+//! Every key and the channel start with [`RedisSettings::key_prefix`] (default `portcullis:`):
+//!
+//! | Name | Type | Content | Lifetime |
+//! |------|------|---------|----------|
+//! | `replay:<64 hex>` | string | `1`; the hex is the [`ReplayKey`] (SHA-256 of the proof's `htu`, NUL, `jti`) | the proof window plus leeway (`PX`) |
+//! | `revocations` | sorted set | member: one entry's JSON ([`Revocation`]), score: its `expires_at` | members past their score are removed by the next revocation |
+//! | `revocations` (channel) | pub/sub | one entry's JSON per message | none |
+//!
+//! A revocation applies to this replica's list first (it enforces it at once, whatever Redis does), then one
+//! `MULTI`/`EXEC` removes expired members, adds the entry and publishes it. A replica subscribes, and only once
+//! subscribed reads the whole set (so that nothing falls between the two); pub/sub delivers at most once, so
+//! after every reconnect it subscribes and reads the set again, and it does every
+//! [`resync_interval`](RedisSettings::resync_interval) anyway. On each of these reads, the entries the replica holds
+//! and Redis lacks (Redis restarted empty) are written back and published.
+//!
+//! # When Redis fails
+//!
+//! The store never makes a request wait longer than [`RedisSettings::timeout`]: a call past it fails with
+//! [`StoreError::Timeout`], and while the store knows it is disconnected a call fails at once with
+//! [`StoreError::Unavailable`], without a connection attempt. Connections are re-established in the background with
+//! exponential backoff (`backoff_min` up to `backoff_max`, each attempt bounded by `connect_timeout`); the
+//! connection and the subscription are checked with `PING` every second and whenever a call timed out, and a
+//! connection that stops answering is replaced. Meanwhile the local revocation list keeps being enforced as of its
+//! last synchronization, and [`RedisStore::health`] reports the store disconnected. What a DPoP verifier does with
+//! a failed replay check is its own setting ([`ReplayFailure`](portcullis::store::ReplayFailure)).
+//!
+//! # Redis settings
+//!
+//! - Persistence is not needed for replay entries (they live for seconds; a Redis that restarts empty loses at most
+//!   the proofs of that window). For revocations AOF (`appendonly yes`) is recommended but not required: every
+//!   running replica writes its entries back into a Redis that restarted empty.
+//! - `maxmemory-policy` must never evict the `revocations` set: use `volatile-ttl` (only keys with a TTL, the replay
+//!   entries, are evicted, soonest-expiring first) or `noeviction`.
+//! - One database, or one prefix per deployment when several share a Redis. Cluster mode is not supported.
+//!
+//! # Logs and metrics
+//!
+//! Logs never show a Redis URL's password, a `jti`, a subject or a token: an entry is named by its kind and the
+//! first 12 hex digits of the SHA-256 of its JSON. Metrics (see [`describe_metrics`]):
+//! `portcullis_store_seconds{op="replay"|"revoke"|"resync"}`, `portcullis_store_errors_total{op,kind}`,
+//! `portcullis_store_connected`, `portcullis_revocation_resyncs_total{result}`,
+//! `portcullis_revocation_messages_total{result="applied"|"known"|"invalid"}`.
 #![forbid(unsafe_code)]
+
+mod connector;
+mod names;
+mod state;
+mod subscriber;
 
 use portcullis::clock::UnixTime;
 use portcullis::store::{ReplayKey, ReplayStore, Revocation, RevocationList, RevocationStore, StoreError, StoreFuture};
-use std::time::{Duration, SystemTime};
+use state::Inner;
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
 
 /// How to reach Redis and how long to wait for it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -59,10 +113,33 @@ pub struct StoreHealth {
     pub last_error: Option<String>,
 }
 
-/// The Redis-backed store. Cheap to clone; clones share connections and background tasks.
-#[derive(Clone, Debug)]
+/// The Redis-backed store. Cheap to clone; clones share connections and background tasks, which stop when the
+/// last clone is dropped.
+#[derive(Clone)]
 pub struct RedisStore {
-    _private: (),
+    inner: Arc<Inner>,
+    _tasks: Arc<Tasks>,
+}
+
+/// The background tasks, aborted with the last clone of the store.
+struct Tasks(Vec<tokio::task::AbortHandle>);
+
+impl Drop for Tasks {
+    fn drop(&mut self) {
+        for task in &self.0 {
+            task.abort();
+        }
+    }
+}
+
+impl fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisStore")
+            .field("url", &self.inner.shown_url)
+            .field("key_prefix", &self.inner.settings.key_prefix)
+            .field("connected", &self.inner.status.borrow().connected())
+            .finish()
+    }
 }
 
 /// A `url` Redis cannot be reached by (not a connectivity failure: those are retried in the background).
@@ -75,27 +152,154 @@ impl RedisStore {
     /// degraded and retries with backoff), subscribes to revocations and applies every change to `revocations`,
     /// resynchronizing the whole set after every (re)connect. Must be called inside a tokio runtime.
     pub fn start(settings: RedisSettings, revocations: RevocationList) -> Result<Self, InvalidUrl> {
-        let _ = (settings, revocations);
-        unimplemented!("portcullis-redis: start")
+        let shown_url = names::redact(&settings.url);
+        let client = redis::Client::open(settings.url.as_str())
+            .map_err(|error| InvalidUrl(format!("{shown_url}: {}", error.detail().unwrap_or("unreadable"))))?;
+        let inner = Arc::new(Inner::new(settings, client, revocations, shown_url));
+        let tasks = vec![
+            tokio::spawn(connector::run(Arc::clone(&inner))).abort_handle(),
+            tokio::spawn(subscriber::run(Arc::clone(&inner))).abort_handle(),
+        ];
+        Ok(Self { inner, _tasks: Arc::new(Tasks(tasks)) })
     }
 
     /// The connection's state.
     pub fn health(&self) -> StoreHealth {
-        unimplemented!("portcullis-redis: health")
+        let status = self.inner.status.borrow();
+        StoreHealth {
+            connected: status.connected(),
+            since: status.since,
+            last_sync: status.last_sync,
+            last_error: if status.connected() { None } else { status.last_error.clone() },
+        }
     }
 
-    /// Waits until the store is connected and has synchronized the revocation set once, or `within` passed;
-    /// `true` when it is.
+    /// Waits until the store is connected and has synchronized the revocation set since it (re)connected, or
+    /// `within` passed; `true` when it is.
     pub async fn until_synchronized(&self, within: Duration) -> bool {
-        let _ = within;
-        unimplemented!("portcullis-redis: until_synchronized")
+        let mut status = self.inner.status.subscribe();
+        let synchronized = status.wait_for(|status| status.connected() && status.synced);
+        matches!(tokio::time::timeout(within, synchronized).await, Ok(Ok(_)))
     }
+
+    /// The settings the store was started with.
+    pub fn settings(&self) -> &RedisSettings {
+        &self.inner.settings
+    }
+
+    async fn record(&self, key: ReplayKey, ttl: Duration) -> Result<bool, StoreError> {
+        let key = self.inner.names.replay(key);
+        let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+        let answer = self
+            .inner
+            .call("replay", self.inner.settings.timeout, move |mut connection| async move {
+                redis::cmd("SET")
+                    .arg(&key)
+                    .arg(1)
+                    .arg("NX")
+                    .arg("PX")
+                    .arg(ttl_ms)
+                    .query_async::<redis::Value>(&mut connection)
+                    .await
+            })
+            .await?;
+        match answer {
+            redis::Value::Okay => Ok(true),
+            redis::Value::SimpleString(text) if text == "OK" => Ok(true),
+            redis::Value::Nil => Ok(false),
+            other => {
+                metrics::counter!("portcullis_store_errors_total", "op" => "replay", "kind" => "protocol").increment(1);
+                Err(StoreError::Protocol(format!("SET NX answered {}", value_kind(&other))))
+            }
+        }
+    }
+
+    async fn store(&self, revocation: Revocation, now: UnixTime) -> Result<(), StoreError> {
+        if let Err(reason) = revocation.validate() {
+            return Err(StoreError::Protocol(format!("refused an invalid revocation: {reason}")));
+        }
+        let json = serde_json::to_string(&revocation).map_err(|error| StoreError::Protocol(error.to_string()))?;
+        // This replica enforces it at once, whatever Redis does.
+        self.inner.list.apply(std::slice::from_ref(&revocation), now);
+        if revocation.expires_at() <= now {
+            return Ok(());
+        }
+        let names = &self.inner.names;
+        let mut transaction = redis::pipe();
+        transaction
+            .atomic()
+            .cmd("ZREMRANGEBYSCORE")
+            .arg(&names.revocations)
+            .arg("-inf")
+            .arg(now.as_secs())
+            .ignore()
+            .cmd("ZADD")
+            .arg(&names.revocations)
+            .arg(revocation.expires_at().as_secs())
+            .arg(&json)
+            .ignore()
+            .cmd("PUBLISH")
+            .arg(&names.channel)
+            .arg(&json)
+            .ignore();
+        let result = self
+            .inner
+            .call("revoke", self.inner.background_budget(), move |mut connection| async move {
+                transaction.query_async::<()>(&mut connection).await
+            })
+            .await;
+        let entry = names::fingerprint(&json);
+        match &result {
+            Ok(()) => tracing::info!(kind = revocation.kind(), %entry, "revocation stored and published"),
+            Err(error) => tracing::warn!(
+                kind = revocation.kind(),
+                %entry,
+                %error,
+                "revocation enforced on this replica only: storing it in Redis failed"
+            ),
+        }
+        result
+    }
+}
+
+/// A Redis reply's type, for error messages.
+fn value_kind(value: &redis::Value) -> &'static str {
+    match value {
+        redis::Value::Int(_) => "an integer",
+        redis::Value::BulkString(_) => "a bulk string",
+        redis::Value::Array(_) => "an array",
+        _ => "an unexpected value",
+    }
+}
+
+/// Describes the store's metrics to the installed recorder (call once, after installing it).
+pub fn describe_metrics() {
+    use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
+    describe_histogram!(
+        "portcullis_store_seconds",
+        Unit::Seconds,
+        "Time of one shared-store operation, by op (replay, revoke, resync)"
+    );
+    describe_counter!(
+        "portcullis_store_errors_total",
+        "Failed shared-store calls, by op and kind (timeout, unavailable, protocol)"
+    );
+    describe_gauge!("portcullis_store_connected", "1 while the shared store's connection and subscription are up");
+    describe_counter!("portcullis_revocation_resyncs_total", "Full reads of the shared revocation set, by result");
+    describe_counter!(
+        "portcullis_revocation_messages_total",
+        "Revocation messages received, by result (applied, known, invalid)"
+    );
 }
 
 impl ReplayStore for RedisStore {
     fn first_use(&self, key: ReplayKey, ttl: Duration) -> StoreFuture<'_, bool> {
-        let _ = (key, ttl);
-        Box::pin(async { Err(StoreError::Unavailable("not built yet".into())) })
+        Box::pin(async move {
+            let started = Instant::now();
+            let result = self.record(key, ttl).await;
+            metrics::histogram!("portcullis_store_seconds", "op" => "replay").record(started.elapsed().as_secs_f64());
+            result
+        })
     }
 
     fn name(&self) -> &'static str {
@@ -105,8 +309,12 @@ impl ReplayStore for RedisStore {
 
 impl RevocationStore for RedisStore {
     fn revoke(&self, revocation: Revocation, now: UnixTime) -> StoreFuture<'_, ()> {
-        let _ = (revocation, now);
-        Box::pin(async { Err(StoreError::Unavailable("not built yet".into())) })
+        Box::pin(async move {
+            let started = Instant::now();
+            let result = self.store(revocation, now).await;
+            metrics::histogram!("portcullis_store_seconds", "op" => "revoke").record(started.elapsed().as_secs_f64());
+            result
+        })
     }
 
     fn name(&self) -> &'static str {
