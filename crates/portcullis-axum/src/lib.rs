@@ -11,6 +11,7 @@
 //! | any token defect | 401 `invalid_token` with `error_description` |
 //! | authorization rule not met | 403 `insufficient_scope` with `scope="…"` |
 //! | keys cannot be obtained | 503 with `Retry-After` |
+//! | the shared DPoP replay store fails (with `fail_closed`) | 503 with `Retry-After` |
 //! | with [`JwtLayer::dpop`]: a bad DPoP proof, a replay, no proof | 401 `invalid_dpop_proof` on the `DPoP` challenge |
 //! | with nonces on: no nonce or a stale one | 401 `use_dpop_nonce` and `DPoP-Nonce` |
 //! | a DPoP-bound token (`cnf.jkt`) sent as `Bearer`, or bound to another key | 401 `invalid_token` |

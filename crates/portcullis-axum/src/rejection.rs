@@ -198,7 +198,9 @@ fn body_response(error: &Error) -> Response {
     let status = StatusCode::from_u16(error.http_status()).unwrap_or(StatusCode::UNAUTHORIZED);
     let code = match error.reason().bearer_error() {
         Some(code) => code.as_str(),
-        None if error.reason() == Reason::KeysUnavailable => "temporarily_unavailable",
+        None if matches!(error.reason(), Reason::KeysUnavailable | Reason::StoreUnavailable) => {
+            "temporarily_unavailable"
+        }
         None => "unauthorized",
     };
     let body = json!({ "error": code, "reason": error.reason().code(), "message": error.description() });

@@ -34,6 +34,8 @@ impl<S> JwtService<S> {
 enum Unfinished {
     /// Verified, with the binding checked; the revocation check remains.
     Verified(VerifiedToken, Option<Proof>),
+    /// Verified; the proof must be recorded in a shared replay store, which is awaited.
+    Bound(VerifiedToken),
     /// Keys must be fetched first.
     Token(String),
 }
@@ -78,6 +80,23 @@ impl Binding {
         let htu = self.htu.as_ref().unwrap_or(&dpop.base);
         let target = RequestTarget { method: self.method.as_str(), htu };
         dpop.verifier.check_request(dpop.mode, self.scheme, &proofs, token, &target)
+    }
+
+    /// Whether the check must await a shared replay store: a `DPoP` request to a verifier that records proofs in
+    /// one (the in-memory store of the process answers at once, on the synchronous path).
+    fn awaits_store(&self, dpop: Option<&Dpop>) -> bool {
+        self.scheme == Scheme::Dpop && dpop.is_some_and(|dpop| dpop.verifier.replay_is_shared())
+    }
+
+    /// [`check`](Self::check), awaiting the shared replay store when there is one.
+    async fn check_async(&self, dpop: Option<&Dpop>, token: &VerifiedToken) -> Result<Option<Proof>, Error> {
+        let Some(dpop) = dpop.filter(|_| self.awaits_store(dpop)) else {
+            return self.check(dpop, token);
+        };
+        let proofs: Vec<&str> = self.proofs.iter().map(String::as_str).collect();
+        let htu = self.htu.as_ref().unwrap_or(&dpop.base);
+        let target = RequestTarget { method: self.method.as_str(), htu };
+        dpop.verifier.check_request_async(dpop.mode, self.scheme, &proofs, token, &target).await
     }
 }
 
@@ -161,6 +180,7 @@ where
                 Err(error) => return ResponseFuture::rejected(answer.respond(error)),
             };
             let unfinished = match config.verifier.verify_now(token) {
+                Some(Ok(verified)) if binding.awaits_store(dpop) => Unfinished::Bound(verified),
                 Some(Ok(verified)) => match binding.check(dpop, &verified) {
                     Err(error) => return ResponseFuture::rejected(answer.respond(error)),
                     Ok(proof) if config.revocation.is_none() => {
@@ -187,8 +207,12 @@ where
             let (verified, proof) = match unfinished {
                 // The binding of a token verified synchronously was checked already.
                 Unfinished::Verified(verified, proof) => (verified, proof),
+                Unfinished::Bound(verified) => match binding.check_async(dpop, &verified).await {
+                    Ok(proof) => (verified, proof),
+                    Err(error) => return Ok(answer.respond(error)),
+                },
                 Unfinished::Token(token) => match config.verifier.verify_async(&token).await {
-                    Ok(verified) => match binding.check(dpop, &verified) {
+                    Ok(verified) => match binding.check_async(dpop, &verified).await {
                         Ok(proof) => (verified, proof),
                         Err(error) => return Ok(answer.respond(error)),
                     },

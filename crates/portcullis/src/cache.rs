@@ -132,6 +132,18 @@ impl TokenCache {
         self.entries.invalidate(token);
     }
 
+    /// Drops every entry one of `revoked` names.
+    pub(crate) fn drop_revoked(&self, revoked: &[crate::store::Revocation]) {
+        if revoked.is_empty() {
+            return;
+        }
+        for (token, verified) in self.entries.iter() {
+            if revoked.iter().any(|entry| entry.matches(&verified)) {
+                self.entries.invalidate(token.as_ref());
+            }
+        }
+    }
+
     /// Entries currently held (approximate until pending maintenance runs).
     pub(crate) fn len(&self) -> u64 {
         self.entries.run_pending_tasks();

@@ -32,6 +32,10 @@ impl TokenCache {
         match *self {}
     }
 
+    pub(crate) fn drop_revoked(&self, _: &[crate::store::Revocation]) {
+        match *self {}
+    }
+
     pub(crate) fn len(&self) -> u64 {
         match *self {}
     }

@@ -10,6 +10,7 @@ use crate::jws::{AlgorithmPolicy, HeaderCache, JwsPolicy, UnverifiedJws};
 use crate::keyset::KeySet;
 use crate::rules::{CLAIM_CHECKS, Check, ClaimRules, IssuerRules, Timing, missing};
 use crate::source::{KeySource, StaticKeys, keys_unavailable};
+use crate::store::RevocationList;
 use crate::token::VerifiedToken;
 use serde_json::{Map, Value};
 use std::fmt;
@@ -99,7 +100,8 @@ pub enum ConfigError {
 #[derive(Clone)]
 pub struct Verifier {
     sources: Sources,
-    cache: Option<TokenCache>,
+    cache: Option<Arc<TokenCache>>,
+    revocations: Option<RevocationList>,
     jws: JwsPolicy,
     headers: Arc<HeaderCache>,
     rules: ClaimRules,
@@ -163,7 +165,7 @@ pub struct VerifierBuilder {
     clock: Option<Arc<dyn Clock>>,
     cache: Option<Option<CacheOptions>>,
     issuer_rules: Vec<(String, IssuerRules)>,
-    revocations: Option<crate::store::RevocationList>,
+    revocations: Option<RevocationList>,
 }
 
 impl VerifierBuilder {
@@ -356,7 +358,7 @@ impl VerifierBuilder {
 
     /// Refuses every verified token that `revocations` names (`token_revoked`, 401), checked after verification
     /// on every request, cached token or not; the verified-token cache drops the tokens a new entry names.
-    pub fn revocations(mut self, revocations: crate::store::RevocationList) -> Self {
+    pub fn revocations(mut self, revocations: RevocationList) -> Self {
         self.revocations = Some(revocations);
         self
     }
@@ -437,10 +439,24 @@ impl VerifierBuilder {
             issuer_policies(&self.issuers, self.issuer_rules, &jws, leeway, self.max_age)?;
         let clock = self.clock.unwrap_or_else(|| Arc::new(SystemClock));
         let cache =
-            crate::cache::build(self.cache.unwrap_or_else(|| Some(CacheOptions::default())), Arc::clone(&clock));
+            crate::cache::build(self.cache.unwrap_or_else(|| Some(CacheOptions::default())), Arc::clone(&clock))
+                .map(Arc::new);
+        if let (Some(list), Some(cache)) = (&self.revocations, &cache) {
+            // The list holds only a weak reference: once every clone of this verifier is gone, the listener
+            // answers false and the list forgets it.
+            let cache = Arc::downgrade(cache);
+            list.on_change(move |entries| match cache.upgrade() {
+                Some(cache) => {
+                    cache.drop_revoked(entries);
+                    true
+                }
+                None => false,
+            });
+        }
         Ok(Verifier {
             sources,
             cache,
+            revocations: self.revocations,
             headers: Arc::default(),
             jws,
             rules: ClaimRules {
@@ -579,6 +595,7 @@ impl Verifier {
         let prepared = self.prepare(token, &mut Silent)?;
         let key = prepared.source.resolve(prepared.jws.header().kid()).await?;
         let verified = self.finish(prepared, &key, token, &mut Silent)?;
+        self.check_revoked(&verified)?;
         Ok(self.remember(verified))
     }
 
@@ -590,16 +607,40 @@ impl Verifier {
     /// nor the header cache is read or written.
     pub fn explain(&self, token: &str) -> Report {
         let mut recorder = Recorder::new(token);
-        let verdict = self.run_current(token, &mut recorder).map_err(Failure::into_error);
+        let verdict = self
+            .run_current(token, &mut recorder)
+            .map_err(Failure::into_error)
+            .and_then(|verified| self.check_revoked(&verified).map(|()| verified));
         recorder.finish(verdict)
     }
 
     /// Verification with the current keys, from the token cache when possible.
     fn verify_current(&self, token: &str) -> Result<VerifiedToken, Failure> {
         if let Some(hit) = self.cache_hit(token) {
+            if let Err(err) = self.check_revoked(&hit) {
+                if let Some(cache) = &self.cache {
+                    cache.remove(token);
+                }
+                return Err(Failure::Final(err));
+            }
             return Ok(hit);
         }
-        self.run_current(token, &mut Silent).map(|verified| self.remember(verified))
+        let verified = self.run_current(token, &mut Silent)?;
+        self.check_revoked(&verified).map_err(Failure::Final)?;
+        Ok(self.remember(verified))
+    }
+
+    /// `token_revoked` when the revocation list names `verified` (a token that passed every check).
+    fn check_revoked(&self, verified: &VerifiedToken) -> Result<(), Error> {
+        match &self.revocations {
+            Some(list) => list.check(verified, self.clock.now()),
+            None => Ok(()),
+        }
+    }
+
+    /// The revocations this verifier enforces, if any.
+    pub fn revocations(&self) -> Option<&RevocationList> {
+        self.revocations.as_ref()
     }
 
     /// The whole pipeline with the current keys, watched by `observer`.
@@ -773,7 +814,7 @@ impl Verifier {
 
     /// Entries in the verified-token cache (0 when it is off).
     pub fn cached_tokens(&self) -> u64 {
-        self.cache.as_ref().map_or(0, TokenCache::len)
+        self.cache.as_ref().map_or(0, |cache| cache.len())
     }
 
     /// The key source for this token: the shared one, or the one of the token's issuer (read before the

@@ -47,6 +47,7 @@ use crate::algorithm::{Algorithm, AlgorithmSet};
 use crate::base64url;
 use crate::clock::{Clock, SystemClock};
 use crate::error::{Error, Reason};
+use crate::store::{ReplayFailure, ReplayKey, ReplayStore, StoreError};
 use crate::token::VerifiedToken;
 use crate::verifier::{ConfigError, MAX_LEEWAY};
 use aws_lc_rs::digest;
@@ -56,6 +57,7 @@ use serde_json::{Map, Value};
 use std::fmt;
 use std::str::FromStr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 /// Whether a resource takes DPoP-bound tokens. In configuration files (serde) and on command lines (`FromStr`)
@@ -335,9 +337,19 @@ struct Inner {
     algorithms: AlgorithmSet,
     max_age: Duration,
     leeway: Duration,
+    /// This process's replay cache: the store itself without a shared one, the fallback with `LocalOnly`.
     replay: ReplayCache,
+    shared: Option<SharedReplay>,
     nonces: Option<Nonces>,
     clock: Arc<dyn Clock>,
+}
+
+/// A replay store shared between replicas, and what to do when it fails.
+struct SharedReplay {
+    store: Arc<dyn ReplayStore>,
+    on_failure: ReplayFailure,
+    /// The second of the last fallback warning (at most one line per second).
+    last_warning: AtomicU64,
 }
 
 impl fmt::Debug for DpopVerifier {
@@ -347,6 +359,7 @@ impl fmt::Debug for DpopVerifier {
             .field("max_age", &self.inner.max_age)
             .field("leeway", &self.inner.leeway)
             .field("replay", &self.inner.replay)
+            .field("shared_replay", &self.inner.shared.as_ref().map(|shared| (shared.store.name(), shared.on_failure)))
             .field("nonces", &self.inner.nonces.is_some())
             .finish_non_exhaustive()
     }
@@ -374,7 +387,8 @@ pub struct DpopVerifierBuilder {
     nonce_lifetime: Duration,
     clock: Option<Arc<dyn Clock>>,
     carried: Option<ReplayCache>,
-    shared: Option<(Arc<dyn crate::store::ReplayStore>, crate::store::ReplayFailure)>,
+    carried_shared: Option<(Arc<dyn ReplayStore>, ReplayFailure)>,
+    shared: Option<(Arc<dyn ReplayStore>, ReplayFailure)>,
 }
 
 impl fmt::Debug for DpopVerifierBuilder {
@@ -400,6 +414,7 @@ impl Default for DpopVerifierBuilder {
             nonce_lifetime: DEFAULT_NONCE_LIFETIME,
             clock: None,
             carried: None,
+            carried_shared: None,
             shared: None,
         }
     }
@@ -446,20 +461,23 @@ impl DpopVerifierBuilder {
     /// Takes over the replay cache of `running`, the verifier this one replaces (a configuration reload): every
     /// proof `running` accepted stays a replay, whatever settings change. The cache is shared when its capacity
     /// is the same and it keeps entries at least as long as the new `iat` window needs, else its entries are copied
-    /// into the new one.
+    /// into the new one. The shared replay store of `running` (see [`replay_store`](Self::replay_store)) is kept
+    /// too, unless this builder is given one of its own.
     pub fn replay_cache_of(mut self, running: &DpopVerifier) -> Self {
         self.carried = Some(running.inner.replay.clone());
+        self.carried_shared =
+            running.inner.shared.as_ref().map(|shared| (Arc::clone(&shared.store), shared.on_failure));
         self
     }
 
-    /// Records proofs in `store` (shared by every replica, such as Redis) instead of this process's memory;
-    /// `on_failure` says what happens when the store fails. Proofs are then checked with
-    /// [`check_request_async`](DpopVerifier::check_request_async).
-    pub fn replay_store(
-        mut self,
-        store: Arc<dyn crate::store::ReplayStore>,
-        on_failure: crate::store::ReplayFailure,
-    ) -> Self {
+    /// Records proofs in `store` (shared by every replica, such as Redis) instead of this process's memory, each
+    /// for the `iat` window plus the leeway; `on_failure` says what happens when the store fails.
+    ///
+    /// Proofs are then checked with [`check_request_async`](DpopVerifier::check_request_async) or
+    /// [`check_proof_async`](DpopVerifier::check_proof_async), which await the store. The synchronous checks work
+    /// only with a store that answers at once (a [`MemoryReplayStore`](crate::store::MemoryReplayStore)); with any
+    /// other they refuse every proof with `store_unavailable` (fail closed).
+    pub fn replay_store(mut self, store: Arc<dyn ReplayStore>, on_failure: ReplayFailure) -> Self {
         self.shared = Some((store, on_failure));
         self
     }
@@ -505,6 +523,11 @@ impl DpopVerifierBuilder {
                     }
                     None => ReplayCache::new(self.replay_capacity, self.max_age + self.leeway),
                 },
+                shared: self.shared.or(self.carried_shared).map(|(store, on_failure)| SharedReplay {
+                    store,
+                    on_failure,
+                    last_warning: AtomicU64::new(0),
+                }),
                 nonces,
                 clock: self.clock.unwrap_or_else(|| Arc::new(SystemClock)),
             }),
@@ -538,9 +561,109 @@ impl DpopVerifier {
         self.inner.nonces.as_ref().map(|nonces| nonces.current(self.inner.clock.now()))
     }
 
-    /// Proofs in the replay cache (approximate: expired entries leave lazily).
+    /// Proofs in this process's replay cache (approximate: expired entries leave lazily). With a shared store,
+    /// only those recorded locally (with `local_only`, as a fallback).
     pub fn replay_entries(&self) -> u64 {
         self.inner.replay.len()
+    }
+
+    /// The name of the store proofs are recorded in: `memory` (this process) or the shared store's name (`redis`).
+    pub fn replay_store_name(&self) -> &'static str {
+        self.inner.shared.as_ref().map_or("memory", |shared| shared.store.name())
+    }
+
+    /// Whether proofs are recorded in a store set with
+    /// [`replay_store`](DpopVerifierBuilder::replay_store) (shared between verifiers or replicas): callers then
+    /// use the `_async` checks.
+    pub fn replay_is_shared(&self) -> bool {
+        self.inner.shared.is_some()
+    }
+
+    /// What a proof's replay entry is kept for: the `iat` window plus the leeway.
+    fn replay_ttl(&self) -> Duration {
+        self.inner.replay.ttl()
+    }
+
+    /// The replay check without waiting: the local cache, or a shared store that answers at once.
+    fn record_now(&self, key: ReplayKey) -> Result<(), Error> {
+        let Some(shared) = &self.inner.shared else {
+            return self.record_locally(key);
+        };
+        match shared.store.first_use_now(key, self.replay_ttl()) {
+            Some(answer) => self.decide(shared, key, answer),
+            None => Err(Error::new(
+                Reason::StoreUnavailable,
+                "this verifier records proofs in a shared store; use check_request_async",
+            )
+            .with_retry_after(STORE_RETRY_AFTER)),
+        }
+    }
+
+    /// The replay check, awaiting the shared store when there is one.
+    async fn record(&self, key: ReplayKey) -> Result<(), Error> {
+        let Some(shared) = &self.inner.shared else {
+            return self.record_locally(key);
+        };
+        let answer = match shared.store.first_use_now(key, self.replay_ttl()) {
+            Some(answer) => answer,
+            None => shared.store.first_use(key, self.replay_ttl()).await,
+        };
+        self.decide(shared, key, answer)
+    }
+
+    /// The verdict from the shared store's answer.
+    fn decide(&self, shared: &SharedReplay, key: ReplayKey, answer: Result<bool, StoreError>) -> Result<(), Error> {
+        match answer {
+            // With `local_only` the proof is recorded here too: one accepted during an outage, when only this
+            // process knew it, stays a replay here once the store is back.
+            Ok(true) if shared.on_failure == ReplayFailure::LocalOnly => self.record_locally(key),
+            Ok(true) => Ok(()),
+            Ok(false) => Err(replayed()),
+            Err(err) => match shared.on_failure {
+                ReplayFailure::LocalOnly => {
+                    metrics::counter!("portcullis_replay_fallbacks_total").increment(1);
+                    let second = self.inner.clock.now().as_secs();
+                    let last = shared.last_warning.load(Ordering::Relaxed);
+                    if last != second
+                        && shared
+                            .last_warning
+                            .compare_exchange(last, second, Ordering::Relaxed, Ordering::Relaxed)
+                            .is_ok()
+                    {
+                        tracing::warn!(
+                            store = shared.store.name(),
+                            kind = err.kind(),
+                            error = %err,
+                            "DPoP replay store failed; checking proofs against this process's memory only"
+                        );
+                    }
+                    self.record_locally(key)
+                }
+                _ => Err(Error::new(Reason::StoreUnavailable, format!("the DPoP replay store is unavailable: {err}"))
+                    .with_retry_after(STORE_RETRY_AFTER)),
+            },
+        }
+    }
+
+    /// The replay check against this process's cache.
+    fn record_locally(&self, key: ReplayKey) -> Result<(), Error> {
+        if self.inner.replay.record(key) { Ok(()) } else { Err(replayed()) }
+    }
+
+    /// Whether `key` was recorded, without recording it (for reports): the shared store when it can tell at once,
+    /// and this process's cache.
+    fn seen(&self, key: ReplayKey) -> bool {
+        let shared = self.inner.shared.as_ref().and_then(|shared| shared.store.contains_now(key));
+        shared == Some(true) || self.inner.replay.contains_key(key)
+    }
+
+    /// Counts a checked proof in `portcullis_dpop_proofs_total{result}`.
+    fn count(outcome: &Result<Proof, Error>) {
+        let result = match outcome {
+            Ok(_) => "valid",
+            Err(err) => err.reason().code(),
+        };
+        metrics::counter!("portcullis_dpop_proofs_total", "result" => result).increment(1);
     }
 
     /// Checks one proof (RFC 9449 §4.3, with §7.1 `ath` when `expected.access_token` is set and the `cnf.jkt`
@@ -548,20 +671,36 @@ impl DpopVerifier {
     /// proof a second time is `dpop_proof_invalid`. A missing or stale nonce (with nonces on) is
     /// `dpop_nonce_required`, a binding to another key `token_binding_invalid`, any other defect
     /// `dpop_proof_invalid`.
+    ///
+    /// With a shared replay store that cannot answer at once, every proof is refused with `store_unavailable`:
+    /// use [`check_proof_async`](Self::check_proof_async).
     pub fn check_proof(&self, proof: &str, expected: &ProofExpectations<'_>) -> Result<Proof, Error> {
-        let outcome = proof::check(self, proof, expected, true).map_err(|(_, err)| err);
-        let result = match &outcome {
-            Ok(_) => "valid",
-            Err(err) => err.reason().code(),
+        let outcome = proof::check(self, proof, expected)
+            .map_err(|(_, err)| err)
+            .and_then(|(proof, key)| self.record_now(key).map(|()| proof));
+        Self::count(&outcome);
+        outcome
+    }
+
+    /// [`check_proof`](Self::check_proof), awaiting the shared replay store when there is one. Every other check
+    /// runs first; only a proof that passed them all is recorded. The store's answer decides: a replay is
+    /// `dpop_proof_invalid`; a failure of the store is `store_unavailable` (503) with
+    /// [`ReplayFailure::FailClosed`], or the decision of this process's memory with [`ReplayFailure::LocalOnly`]
+    /// (counted in `portcullis_replay_fallbacks_total`, and logged at most once a second).
+    pub async fn check_proof_async(&self, proof: &str, expected: &ProofExpectations<'_>) -> Result<Proof, Error> {
+        let outcome = match proof::check(self, proof, expected) {
+            Ok((proof, key)) => self.record(key).await.map(|()| proof),
+            Err((_, err)) => Err(err),
         };
-        metrics::counter!("portcullis_dpop_proofs_total", "result" => result).increment(1);
+        Self::count(&outcome);
         outcome
     }
 
     /// Runs the checks of [`check_proof`](Self::check_proof) and reports each, for people debugging a refusal.
     /// Nothing is recorded: the replay check only looks whether the `jti` was used before.
     pub fn explain_proof(&self, proof: &str, expected: &ProofExpectations<'_>) -> ProofReport {
-        let outcome = proof::check(self, proof, expected, false);
+        let outcome = proof::check(self, proof, expected)
+            .and_then(|(proof, key)| if self.seen(key) { Err((DpopCheck::Replay, replayed())) } else { Ok(proof) });
         let failed_at = outcome.as_ref().err().map(|(check, _)| *check);
         let mut steps = Vec::new();
         for check in DpopCheck::ALL {
@@ -587,8 +726,8 @@ impl DpopVerifier {
         ProofReport { steps, verdict: outcome.map_err(|(_, err)| err) }
     }
 
-    /// [`check_request`](Self::check_request), recording the proof in the configured replay store (shared
-    /// between replicas) and waiting for it.
+    /// [`check_request`](Self::check_request), awaiting the shared replay store when there is one (see
+    /// [`check_proof_async`](Self::check_proof_async)).
     pub async fn check_request_async(
         &self,
         mode: DpopMode,
@@ -597,7 +736,10 @@ impl DpopVerifier {
         token: &VerifiedToken,
         request: &RequestTarget<'_>,
     ) -> Result<Option<Proof>, Error> {
-        self.check_request(mode, scheme, proofs, token, request)
+        match request_proof(mode, scheme, proofs, token, request)? {
+            None => Ok(None),
+            Some((proof, expected)) => self.check_proof_async(proof, &expected).await.map(Some),
+        }
     }
 
     /// Checks a whole resource request (RFC 9449 §7) whose token verified: the `Authorization` scheme against
@@ -621,54 +763,77 @@ impl DpopVerifier {
         token: &VerifiedToken,
         request: &RequestTarget<'_>,
     ) -> Result<Option<Proof>, Error> {
-        match scheme {
-            Scheme::Bearer => {
-                if !proofs.is_empty() {
-                    return Err(Error::new(
-                        Reason::RequestInvalid,
-                        "a DPoP proof was sent with a Bearer token: use the DPoP scheme",
-                    ));
-                }
-                if token.jkt().is_some() {
-                    return Err(Error::new(
-                        Reason::TokenBindingInvalid,
-                        "the token is DPoP-bound (cnf.jkt): send it with the DPoP scheme and a proof, not as Bearer",
-                    ));
-                }
-                mode.admits(scheme)?;
-                Ok(None)
-            }
-            Scheme::Dpop => {
-                mode.admits(scheme)?;
-                let proof = match proofs {
-                    [one] => *one,
-                    [] => {
-                        return Err(Error::new(
-                            Reason::DpopProofInvalid,
-                            "the DPoP scheme needs exactly one DPoP proof header; the request has none",
-                        ));
-                    }
-                    many => {
-                        return Err(Error::new(
-                            Reason::DpopProofInvalid,
-                            format!("the DPoP scheme needs exactly one DPoP proof; the request has {}", many.len()),
-                        ));
-                    }
-                };
-                let Some(jkt) = token.jkt() else {
-                    return Err(Error::new(
-                        Reason::TokenBindingInvalid,
-                        "the token is not DPoP-bound (no cnf.jkt): send it with the Bearer scheme",
-                    ));
-                };
-                let expected = ProofExpectations {
-                    method: request.method,
-                    htu: request.htu,
-                    access_token: Some(token.raw()),
-                    jkt: Some(jkt),
-                };
-                self.check_proof(proof, &expected).map(Some)
-            }
+        match request_proof(mode, scheme, proofs, token, request)? {
+            None => Ok(None),
+            Some((proof, expected)) => self.check_proof(proof, &expected).map(Some),
         }
     }
+}
+
+/// What `check_request` needs of a request besides the proof's checks: `None` for an accepted `Bearer` request,
+/// else the one proof and what it must match.
+fn request_proof<'a>(
+    mode: DpopMode,
+    scheme: Scheme,
+    proofs: &[&'a str],
+    token: &'a VerifiedToken,
+    request: &RequestTarget<'a>,
+) -> Result<Option<(&'a str, ProofExpectations<'a>)>, Error> {
+    match scheme {
+        Scheme::Bearer => {
+            if !proofs.is_empty() {
+                return Err(Error::new(
+                    Reason::RequestInvalid,
+                    "a DPoP proof was sent with a Bearer token: use the DPoP scheme",
+                ));
+            }
+            if token.jkt().is_some() {
+                return Err(Error::new(
+                    Reason::TokenBindingInvalid,
+                    "the token is DPoP-bound (cnf.jkt): send it with the DPoP scheme and a proof, not as Bearer",
+                ));
+            }
+            mode.admits(scheme)?;
+            Ok(None)
+        }
+        Scheme::Dpop => {
+            mode.admits(scheme)?;
+            let proof = match proofs {
+                [one] => *one,
+                [] => {
+                    return Err(Error::new(
+                        Reason::DpopProofInvalid,
+                        "the DPoP scheme needs exactly one DPoP proof header; the request has none",
+                    ));
+                }
+                many => {
+                    return Err(Error::new(
+                        Reason::DpopProofInvalid,
+                        format!("the DPoP scheme needs exactly one DPoP proof; the request has {}", many.len()),
+                    ));
+                }
+            };
+            let Some(jkt) = token.jkt() else {
+                return Err(Error::new(
+                    Reason::TokenBindingInvalid,
+                    "the token is not DPoP-bound (no cnf.jkt): send it with the Bearer scheme",
+                ));
+            };
+            let expected = ProofExpectations {
+                method: request.method,
+                htu: request.htu,
+                access_token: Some(token.raw()),
+                jkt: Some(jkt),
+            };
+            Ok(Some((proof, expected)))
+        }
+    }
+}
+
+/// How long a client is told to wait after `store_unavailable`, in seconds.
+const STORE_RETRY_AFTER: u32 = 1;
+
+/// The error of a replayed proof.
+fn replayed() -> Error {
+    Error::new(Reason::DpopProofInvalid, "DPoP proof replayed: its jti was already used for this URI")
 }

@@ -6,6 +6,7 @@ use crate::clock::human_duration;
 use crate::error::{Error, Reason};
 use crate::jwk::VerifyingKey;
 use crate::jws::{AlgorithmPolicy, JwsPolicy, UnverifiedJws};
+use crate::store::ReplayKey;
 use aws_lc_rs::digest;
 use serde_json::{Map, Value};
 
@@ -25,13 +26,13 @@ fn proof_invalid(description: impl Into<std::borrow::Cow<'static, str>>) -> Erro
     Error::new(Reason::DpopProofInvalid, description)
 }
 
-/// Runs every check; `record` says whether the replay entry is written (verification) or only looked at (reports).
+/// Runs every check but the replay check, which the caller makes with the returned key (recording it, or only
+/// looking for it in reports).
 pub(crate) fn check(
     verifier: &DpopVerifier,
     proof: &str,
     expected: &ProofExpectations<'_>,
-    record: bool,
-) -> Result<Proof, Failed> {
+) -> Result<(Proof, ReplayKey), Failed> {
     let inner = &verifier.inner;
     let fail = |check: DpopCheck, err: Error| Err((check, err));
 
@@ -177,13 +178,9 @@ pub(crate) fn check(
         );
     }
 
-    // Replay, last: only a proof that passed every other check takes a place in the cache.
-    let fresh =
-        if record { inner.replay.first_use(&htu, parsed.jti) } else { !inner.replay.contains(&htu, parsed.jti) };
-    if !fresh {
-        return fail(DpopCheck::Replay, proof_invalid("DPoP proof replayed: its jti was already used for this URI"));
-    }
-    Ok(Proof { thumbprint: jkt, jti: parsed.jti.to_owned(), iat: parsed.iat as u64, alg })
+    // Replay, last, by the caller: only a proof that passed every other check takes a place in the store.
+    let key = ReplayKey::for_proof(htu.as_str(), parsed.jti);
+    Ok((Proof { thumbprint: jkt, jti: parsed.jti.to_owned(), iat: parsed.iat as u64, alg }, key))
 }
 
 /// The claims a proof must carry, typed.

@@ -1,37 +1,31 @@
-//! The `jti` replay cache (RFC 9449 §11.1): bounded in memory and in time.
+//! The `jti` replay cache (RFC 9449 §11.1) of one verifier: a [`MemoryReplayStore`] with the verifier's window.
 //!
-//! An entry is the SHA-256 of the proof's target URI and `jti`, so the same `jti` at another URI is another entry
-//! (RFC 9449 §4.3 asks for uniqueness per URI), and neither an attacker-chosen `jti` nor a URI is stored. Entries
-//! live as long as a proof stays acceptable: the `iat` window into the past plus the leeway into the future. When
-//! the cache is full, the least recently inserted entries go first (LRU, no admission filter: a new entry is always
-//! stored).
+//! An entry is the [`ReplayKey`] of the proof (the SHA-256 of its target URI and `jti`), so the same `jti` at
+//! another URI is another entry (RFC 9449 §4.3 asks for uniqueness per URI), and neither an attacker-chosen `jti`
+//! nor a URI is stored. Entries live as long as a proof stays acceptable: the `iat` window into the past plus the
+//! leeway into the future.
 
+#[cfg(test)]
 use crate::dpop::Htu;
-use aws_lc_rs::digest;
-use moka::policy::EvictionPolicy;
-use moka::sync::Cache;
+use crate::store::{MemoryReplayStore, ReplayKey};
 use std::time::Duration;
 
-/// Remembers the proofs already seen.
+/// Remembers the proofs already seen by this process.
 #[derive(Clone)]
 pub(crate) struct ReplayCache {
-    seen: Cache<[u8; 32], ()>,
-    capacity: u64,
+    store: MemoryReplayStore,
     ttl: Duration,
 }
 
 impl std::fmt::Debug for ReplayCache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ReplayCache").field("entries", &self.seen.entry_count()).finish()
+        f.debug_struct("ReplayCache").field("entries", &self.store.len()).finish()
     }
 }
 
 impl ReplayCache {
     pub(crate) fn new(capacity: u64, ttl: Duration) -> Self {
-        let ttl = ttl.max(Duration::from_secs(1));
-        let seen =
-            Cache::builder().max_capacity(capacity).time_to_live(ttl).eviction_policy(EvictionPolicy::lru()).build();
-        Self { seen, capacity, ttl }
+        Self { store: MemoryReplayStore::new(capacity), ttl: ttl.max(Duration::from_secs(1)) }
     }
 
     /// A cache of `capacity` entries living `ttl` that knows every proof `running` holds: `running` itself (shared,
@@ -39,44 +33,40 @@ impl ReplayCache {
     /// new cache holding a copy of its entries (each then lives a whole new `ttl`, which only errs on the safe side).
     pub(crate) fn carried_over(running: &ReplayCache, capacity: u64, ttl: Duration) -> Self {
         let ttl = ttl.max(Duration::from_secs(1));
-        if running.capacity == capacity && running.ttl >= ttl {
+        if running.store.capacity() == capacity && running.ttl >= ttl {
             return running.clone();
         }
         let next = Self::new(capacity, ttl);
-        for (key, ()) in running.seen.iter() {
-            next.seen.insert(*key, ());
-        }
+        running.store.copy_into(&next.store, ttl);
         next
     }
 
-    /// Whether the proof was recorded before, without recording it.
-    pub(crate) fn contains(&self, htu: &Htu, jti: &str) -> bool {
-        self.seen.contains_key(&key(htu, jti))
+    /// How long an entry is kept.
+    pub(crate) fn ttl(&self) -> Duration {
+        self.ttl
+    }
+
+    /// Whether `key` was recorded before, without recording it.
+    pub(crate) fn contains_key(&self, key: ReplayKey) -> bool {
+        self.store.contains(key)
     }
 
     /// Records the proof; `false` when it was recorded before (a replay). Atomic: of concurrent requests with one
-    /// proof, exactly one gets `true`. (moka's `or_insert` looks the key up and inserts in two steps, so several
-    /// callers can each find it missing; `or_insert_with` coalesces them behind one initialisation.)
+    /// proof, exactly one gets `true`.
+    #[cfg(test)]
     pub(crate) fn first_use(&self, htu: &Htu, jti: &str) -> bool {
-        self.seen.entry(key(htu, jti)).or_insert_with(|| ()).is_fresh()
+        self.record(ReplayKey::for_proof(htu.as_str(), jti))
+    }
+
+    /// Records `key`; `false` when it was recorded before.
+    pub(crate) fn record(&self, key: ReplayKey) -> bool {
+        self.store.record(key, self.ttl)
     }
 
     /// Entries held (approximate: expired entries leave lazily).
     pub(crate) fn len(&self) -> u64 {
-        self.seen.entry_count()
+        self.store.len()
     }
-}
-
-/// SHA-256 over the URI and the `jti`.
-fn key(htu: &Htu, jti: &str) -> [u8; 32] {
-    let mut ctx = digest::Context::new(&digest::SHA256);
-    ctx.update(htu.as_str().as_bytes());
-    // A normalized URI never holds a NUL byte, so the pair is encoded without ambiguity.
-    ctx.update(b"\0");
-    ctx.update(jti.as_bytes());
-    let mut key = [0u8; 32];
-    key.copy_from_slice(ctx.finish().as_ref());
-    key
 }
 
 #[cfg(test)]

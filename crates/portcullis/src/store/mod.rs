@@ -23,9 +23,13 @@
 //! assert_eq!(revoked.len(), 1);
 //! ```
 
+#[cfg(feature = "dpop")]
+mod memory;
 mod replay;
 mod revocation;
 
+#[cfg(feature = "dpop")]
+pub use memory::MemoryReplayStore;
 pub use replay::{ReplayFailure, ReplayKey, ReplayStore};
 pub use revocation::{Revocation, RevocationCounts, RevocationList, RevocationStore, TokenHash};
 

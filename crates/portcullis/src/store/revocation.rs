@@ -409,9 +409,21 @@ impl RevocationList {
 
     /// Calls `listener` with the entries each [`apply`](Self::apply) adds or extends, after the list holds them,
     /// until it returns `false` (a verified-token cache drops the tokens they name, and unregisters once it is
-    /// gone itself).
+    /// gone itself). Registering also calls every listener already registered with no entries, so that those
+    /// whose owner is gone answer `false` and are forgotten: the listeners do not pile up across rebuilt
+    /// verifiers sharing one list.
     pub fn on_change(&self, listener: impl Fn(&[Revocation]) -> bool + Send + Sync + 'static) {
-        self.shared.listeners.lock().unwrap_or_else(PoisonError::into_inner).push(Box::new(listener));
+        let mut listeners = self.shared.listeners.lock().unwrap_or_else(PoisonError::into_inner);
+        listeners.retain(|listener| listener(&[]));
+        listeners.push(Box::new(listener));
+    }
+
+    /// How many listeners are registered whose owner is still alive (for tests of the listener lifecycle).
+    #[doc(hidden)]
+    pub fn listener_count(&self) -> usize {
+        let mut listeners = self.shared.listeners.lock().unwrap_or_else(PoisonError::into_inner);
+        listeners.retain(|listener| listener(&[]));
+        listeners.len()
     }
 }
 
