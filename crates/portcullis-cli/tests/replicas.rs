@@ -590,17 +590,18 @@ struct Sample {
     answer: Answer,
 }
 
-/// Sends DPoP (fresh proofs) and Bearer requests through nginx, alternately, until `stop`; every answer is
-/// recorded in `samples`.
+/// Sends DPoP (fresh proofs) and Bearer requests through nginx, two DPoP to one Bearer (so that, with nginx
+/// alternating, both kinds reach both replicas), until `stop`; every answer is recorded in `samples`.
 fn keep_sending(fleet: &Fleet, stop: Arc<AtomicBool>, samples: Arc<Mutex<Vec<Sample>>>) -> tokio::task::JoinHandle<()> {
     let (http, balancer, htu) = (fleet.http.clone(), fleet.balancer.clone(), fleet.htu());
     let client = DpopClient::new();
     let bound = fleet.bound_token(&client, "auth0|traffic");
     let bearer = fleet.token("auth0|traffic");
     tokio::spawn(async move {
-        let mut dpop = false;
+        let mut sent_so_far = 0u64;
         while !stop.load(Ordering::SeqCst) {
-            dpop = !dpop;
+            let dpop = sent_so_far % 3 != 2;
+            sent_so_far += 1;
             let sent = Instant::now();
             let answer = if dpop {
                 let proof = client.proof("GET", &htu, Some(&bound));
@@ -621,6 +622,23 @@ async fn until_samples(samples: &Mutex<Vec<Sample>>, count: usize, within: Durat
             return;
         }
         assert!(started.elapsed() < within, "fewer than {count} such requests within {within:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Waits until the last 20 DPoP requests, all sent after `since`, were accepted (both replicas take DPoP requests
+/// in turn, so both recovered); returns when the first of them was sent. Panics after `within`.
+async fn until_recovered(samples: &Mutex<Vec<Sample>>, since: Instant, within: Duration) -> Instant {
+    let started = Instant::now();
+    loop {
+        {
+            let samples = samples.lock().unwrap();
+            let dpop: Vec<&Sample> = samples.iter().filter(|s| s.dpop && s.sent > since).collect();
+            if dpop.len() >= 20 && dpop[dpop.len() - 20..].iter().all(|s| s.answer.status == 200) {
+                return dpop[dpop.len() - 20].sent;
+            }
+        }
+        assert!(started.elapsed() < within, "DPoP requests did not recover within {within:?} of the restart");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -651,9 +669,7 @@ async fn redis_killed_mid_traffic_fail_closed_refuses_dpop_keeps_bearer_and_reco
     let restarting = Instant::now();
     fleet.redis.restart().await;
     // Recovery: DPoP requests succeed again, on both replicas, without restarting them.
-    until_samples(&samples, 20, within, |s| s.dpop && s.sent > restarting && s.answer.status == 200).await;
-    let recovered = samples.lock().unwrap().iter().filter(|s| s.dpop && s.answer.status != 200).last().unwrap().sent;
-    until_samples(&samples, 20, within, |s| s.dpop && s.sent > recovered).await;
+    let recovered = until_recovered(&samples, restarting, within).await;
     stop.store(true, Ordering::SeqCst);
     traffic.await.unwrap();
 
@@ -665,7 +681,7 @@ async fn redis_killed_mid_traffic_fail_closed_refuses_dpop_keeps_bearer_and_reco
         if !sample.dpop {
             // Bearer needs no store: accepted throughout.
             assert_eq!(answer.status, 200, "Bearer: {sample:?}");
-        } else if sample.sent + answer.took < killing || sample.sent > recovered {
+        } else if sample.sent + answer.took < killing || sample.sent >= recovered {
             assert_eq!(answer.status, 200, "DPoP with Redis up: {sample:?}");
         } else if sample.sent > killed && sample.sent < restarting {
             assert!(answer.is_store_unavailable(), "DPoP with Redis down, fail_closed: {sample:?}");
