@@ -4,6 +4,7 @@
 //! [`TEMPLATE`] is the documented default configuration: every key with its default and a comment. `portcullis
 //! check-config FILE` validates a file with [`Config::from_toml`].
 
+pub use crate::store_config::{ReplayOnFailure, RevocationConfig, StoreConfig};
 use portcullis::Requirement;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -518,6 +519,13 @@ pub struct Config {
     /// DPoP proof checks (RFC 9449).
     #[serde(default)]
     pub dpop: DpopConfig,
+    /// Where replicas share DPoP replay entries and revocations (`[store]`): Redis, or memory by default.
+    #[serde(default)]
+    pub store: StoreConfig,
+    /// The revocation endpoint on the admin listener and whose tokens may call it (`[revocation]`); none when
+    /// absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revocation: Option<RevocationConfig>,
     /// Protected-resource metadata (RFC 9728), served at `/.well-known/oauth-protected-resource`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resource_metadata: Option<ResourceMetadataConfig>,
@@ -751,6 +759,8 @@ impl Config {
             realm: default_realm(),
             public_url: None,
             dpop: DpopConfig::default(),
+            store: StoreConfig::default(),
+            revocation: None,
             resource_metadata: None,
             log_format: LogFormat::default(),
             workers: 0,

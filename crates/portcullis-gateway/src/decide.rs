@@ -203,10 +203,13 @@ impl Policy {
         let subject = verified.subject().map(str::to_owned);
         // The proof is checked on every request, whether or not the token came from the token cache.
         let mode = self.sender.mode(route, verified.issuer());
-        let proven = portcullis_axum::dpop_proofs(headers).and_then(|proofs| {
-            let method = request.method.as_str();
-            self.sender.check(mode, scheme, &proofs, &verified, method, &request.received_path)
-        });
+        let proven = match portcullis_axum::dpop_proofs(headers) {
+            Ok(proofs) => {
+                let method = request.method.as_str();
+                self.sender.check(mode, scheme, &proofs, &verified, method, &request.received_path).await
+            }
+            Err(error) => Err(error),
+        };
         if let Err(error) = proven {
             return Decided { decision: Decision::Deny(Denial::Token(error)), route, subject };
         }

@@ -10,6 +10,7 @@ use crate::options::RouteOptions;
 use crate::policy::{Access, RouteTable};
 use crate::proxy::UpstreamClient;
 use crate::request::CanonicalRequest;
+use crate::shared_state::SharedState;
 use crate::tls::ListenerTls;
 use arc_swap::ArcSwap;
 use http::{HeaderMap, HeaderName};
@@ -39,6 +40,8 @@ struct Shared {
     tls: Option<Arc<ListenerTls>>,
     /// The DPoP verifier (replay cache, nonce key), kept across reloads that leave its settings alone.
     dpop: Mutex<Option<crate::sender::Built>>,
+    /// The revocation list and the shared store, for the gateway's whole life.
+    state: SharedState,
 }
 
 /// One configuration, compiled: verifier, routes, header mappings, answers and the observer.
@@ -71,6 +74,8 @@ pub(crate) struct Policy {
     pub(crate) sender: crate::sender::Sender,
     /// The protected-resource metadata document, when configured.
     pub(crate) metadata: Option<crate::metadata::Published>,
+    /// Who may revoke tokens through the admin listener (`[revocation]`), when configured.
+    pub(crate) admin: Option<crate::revocations::Admin>,
     observer: Observer,
 }
 
@@ -93,11 +98,13 @@ impl Gateway {
     }
 
     /// Builds the gateway on `clock`, which every verifier and key set of it uses (tests inject a
-    /// [`ManualClock`](portcullis::clock::ManualClock)).
+    /// [`ManualClock`](portcullis::clock::ManualClock)). With `[store] redis_url`, call it inside a tokio runtime:
+    /// the Redis store starts connecting in the background.
     pub fn with_clock(config: Config, clock: Arc<dyn Clock>) -> Result<Self, ConfigErrors> {
         let tally = Arc::new(Tally::default());
         let tls = crate::tls::listener_config(&config)?.map(|tls| Arc::new(ListenerTls::new(tls)));
-        let (policy, key_sets, _, dpop) = Policy::build(config, &[], None, Arc::clone(&tally), &clock)?;
+        let state = SharedState::start(&config)?;
+        let (policy, key_sets, _, dpop) = Policy::build(config, &[], None, Arc::clone(&tally), &state, &clock)?;
         Ok(Self {
             shared: Arc::new(Shared {
                 policy: ArcSwap::from_pointee(policy),
@@ -107,6 +114,7 @@ impl Gateway {
                 clock,
                 tls,
                 dpop: Mutex::new(dpop),
+                state,
             }),
         })
     }
@@ -118,7 +126,8 @@ impl Gateway {
     ///
     /// Fails, keeping the running policy and certificate, when `config` is invalid (its TLS files included) or
     /// changes what only a restart can change (`listen`, `admin_listen`, `ext_authz_grpc`, `admin_pages`, `forward_auth`,
-    /// `log_format`, `workers`, `limits`, and turning the listener's TLS on or off).
+    /// `log_format`, `workers`, `limits`, `[store]`, and turning the listener's TLS on or off). The revocation list
+    /// stays: a token revoked before a reload stays refused after it.
     pub fn reload(&self, config: Config) -> Result<Reloaded, ConfigErrors> {
         let running = self.config();
         for (key, changed) in [
@@ -136,11 +145,18 @@ impl Gateway {
                 return Err(ConfigError::at(key, "changes only on restart; the running configuration is kept").into());
             }
         }
+        self.shared.state.check_reload(&config)?;
         let tls = crate::tls::listener_config(&config)?;
         let mut key_sets = self.shared.key_sets.lock().unwrap_or_else(PoisonError::into_inner);
         let mut dpop = self.shared.dpop.lock().unwrap_or_else(PoisonError::into_inner);
-        let (policy, kept, created, built) =
-            Policy::build(config, &key_sets, dpop.as_ref(), Arc::clone(&self.shared.tally), &self.shared.clock)?;
+        let (policy, kept, created, built) = Policy::build(
+            config,
+            &key_sets,
+            dpop.as_ref(),
+            Arc::clone(&self.shared.tally),
+            &self.shared.state,
+            &self.shared.clock,
+        )?;
         if self.shared.refreshing.load(Ordering::Acquire) {
             for keys in &created {
                 keys.spawn_refresher();
@@ -173,6 +189,29 @@ impl Gateway {
     /// Whether every issuer has usable keys.
     pub fn is_ready(&self) -> bool {
         self.shared.policy.load().verifier.is_ready()
+    }
+
+    /// The admin listener's `/ready` answer: 503 until every issuer has keys; with a shared store that is down,
+    /// 503 when DPoP proofs are refused without it (`replay_on_failure = "fail_closed"`), else 200 "degraded"
+    /// with the time of the revocation set enforced.
+    pub(crate) fn readiness(&self) -> (http::StatusCode, String) {
+        if !self.is_ready() {
+            return (http::StatusCode::SERVICE_UNAVAILABLE, "keys not loaded yet".to_owned());
+        }
+        let state = &self.shared.state;
+        let status = state.status();
+        if status.connected {
+            return (http::StatusCode::OK, "ready".to_owned());
+        }
+        let dpop_on = self.policy().sender.algorithms().is_some();
+        if dpop_on && state.replay_fails_closed() {
+            return (http::StatusCode::SERVICE_UNAVAILABLE, "not ready: replay store unavailable".to_owned());
+        }
+        let as_of = match status.last_sync {
+            Some(at) => humantime::format_rfc3339_seconds(at).to_string(),
+            None => "start (never synchronized)".to_owned(),
+        };
+        (http::StatusCode::OK, format!("ready (degraded: store unavailable; revocations as of {as_of})"))
     }
 
     /// The configuration in force.
@@ -211,12 +250,18 @@ impl Gateway {
         for keys in key_sets {
             keys.publish_metrics();
         }
+        self.shared.state.publish_metrics();
         let policy = self.policy();
         policy.verifier.publish_metrics();
         policy.observer.publish();
         for (_, keys) in &policy.local_keys {
             keys.report();
         }
+    }
+
+    /// The revocation list and the shared store.
+    pub(crate) fn shared_state(&self) -> &SharedState {
+        &self.shared.state
     }
 
     /// The gateway's clock.
@@ -245,11 +290,12 @@ impl Policy {
         existing: &[(KeyLocation, RemoteKeySet)],
         dpop: Option<&crate::sender::Built>,
         tally: Arc<Tally>,
+        state: &SharedState,
         clock: &Arc<dyn Clock>,
     ) -> Result<(Self, Vec<(KeyLocation, RemoteKeySet)>, Vec<RemoteKeySet>, Option<crate::sender::Built>), ConfigErrors>
     {
         config.check()?;
-        let (sender, built) = crate::sender::Sender::build(&config, dpop, clock)?;
+        let (sender, built) = crate::sender::Sender::build(&config, dpop, state.replay_store(), clock)?;
         let metadata = crate::metadata::document(&config, built.as_ref().map(crate::sender::Built::verifier))
             .map(|document| crate::metadata::Published::new(&document));
         let upstream = match config.mode() {
@@ -268,36 +314,34 @@ impl Policy {
             for audience in &issuer.audiences {
                 builder = builder.audience_for(&issuer.issuer, audience);
             }
-            let local = issuer.jwks_uri.as_deref().and_then(|uri| Some((uri, crate::local_keys::path_of(uri)?)));
-            if let Some((uri, path)) = local {
-                let at = |message| ConfigError { key: format!("issuers[{i}].jwks_uri"), location: None, message };
-                let path = path.map_err(at)?;
-                let limits = &config.limits;
-                let keys = LocalKeys::load(uri, &path, limits.max_jwks_bytes, limits.max_keys_per_set).map_err(at)?;
-                keys.report();
-                builder = builder.issuer_keys(&issuer.issuer, Arc::new(keys.clone()) as Arc<dyn KeySource>);
-                local_keys.push((issuer.issuer.clone(), keys));
-                continue;
-            }
-            let location = match &issuer.jwks_uri {
-                Some(uri) => KeyLocation::Jwks(uri.clone()),
-                None => KeyLocation::Discovery { issuer: issuer.issuer.clone() },
-            };
-            let keys = match existing.iter().find(|(known, _)| *known == location) {
-                Some((_, keys)) => keys.clone(),
-                None => {
-                    let mut options = RemoteOptions::default().with_max_keys(config.limits.max_keys_per_set);
-                    options.fetch.max_body = config.limits.max_jwks_bytes;
-                    let keys = RemoteKeySet::new(location.clone(), options, Arc::clone(clock))
-                        .map_err(|e| ConfigErrors::from(ConfigError::at(format!("issuers[{i}]"), e.to_string())))?;
-                    created.push(keys.clone());
-                    keys
-                }
-            };
-            builder = builder.issuer_keys(&issuer.issuer, Arc::new(keys.clone()) as Arc<dyn KeySource>);
-            used.push((location, keys));
+            let keys = key_source(
+                &config,
+                &issuer.issuer,
+                issuer.jwks_uri.as_deref(),
+                &format!("issuers[{i}]"),
+                existing,
+                &mut KeySets { used: &mut used, created: &mut created, local_keys: &mut local_keys, clock },
+            )?;
+            builder = builder.issuer_keys(&issuer.issuer, keys);
         }
-        let verifier = builder.build().map_err(|e| ConfigErrors::from(ConfigError::at("issuers", e.to_string())))?;
+        let verifier = builder
+            .revocations(state.revocations().clone())
+            .build()
+            .map_err(|e| ConfigErrors::from(ConfigError::at("issuers", e.to_string())))?;
+        let admin = match &config.revocation {
+            Some(revocation) => {
+                let keys = key_source(
+                    &config,
+                    &revocation.issuer,
+                    revocation.jwks_uri.as_deref(),
+                    "revocation",
+                    existing,
+                    &mut KeySets { used: &mut used, created: &mut created, local_keys: &mut local_keys, clock },
+                )?;
+                Some(crate::revocations::Admin::build(revocation, keys, &config, state, clock)?)
+            }
+            None => None,
+        };
         let compile = |mapping: &std::collections::BTreeMap<String, String>| -> Vec<(String, HeaderName)> {
             mapping
                 .iter()
@@ -348,6 +392,7 @@ impl Policy {
             upstream,
             sender,
             metadata,
+            admin,
             observer,
         };
         Ok((policy, used, created, built))
@@ -439,6 +484,63 @@ impl Policy {
             elapsed: std::time::Duration::ZERO,
         });
     }
+}
+
+/// Where [`key_source`] records the key sets a policy uses.
+struct KeySets<'a> {
+    /// Remote key sets by location.
+    used: &'a mut Vec<(KeyLocation, RemoteKeySet)>,
+    /// Those among them that are new.
+    created: &'a mut Vec<RemoteKeySet>,
+    /// Local key files by issuer.
+    local_keys: &'a mut Vec<(String, LocalKeys)>,
+    /// The gateway's clock, for new key sets.
+    clock: &'a Arc<dyn Clock>,
+}
+
+/// The keys of `issuer`: from the local file or the JWKS URL `jwks_uri`, or by discovery. A location the policy
+/// uses already, or that `existing` holds, is reused; errors are reported at `key` (`issuers[2]`, `revocation`).
+fn key_source(
+    config: &Config,
+    issuer: &str,
+    jwks_uri: Option<&str>,
+    key: &str,
+    existing: &[(KeyLocation, RemoteKeySet)],
+    sets: &mut KeySets<'_>,
+) -> Result<Arc<dyn KeySource>, ConfigErrors> {
+    let limits = &config.limits;
+    if let Some((uri, path)) = jwks_uri.and_then(|uri| Some((uri, crate::local_keys::path_of(uri)?))) {
+        let at = |message| ConfigError { key: format!("{key}.jwks_uri"), location: None, message };
+        if let Some((_, keys)) = sets.local_keys.iter().find(|(known, keys)| known == issuer && keys.uri == uri) {
+            return Ok(Arc::new(keys.clone()) as Arc<dyn KeySource>);
+        }
+        let path = path.map_err(at)?;
+        let keys = LocalKeys::load(uri, &path, limits.max_jwks_bytes, limits.max_keys_per_set).map_err(at)?;
+        keys.report();
+        sets.local_keys.push((issuer.to_owned(), keys.clone()));
+        return Ok(Arc::new(keys) as Arc<dyn KeySource>);
+    }
+    let location = match jwks_uri {
+        Some(uri) => KeyLocation::Jwks(uri.to_owned()),
+        None => KeyLocation::Discovery { issuer: issuer.to_owned() },
+    };
+    if let Some((_, keys)) = sets.used.iter().find(|(known, _)| *known == location) {
+        return Ok(Arc::new(keys.clone()) as Arc<dyn KeySource>);
+    }
+    let keys = match existing.iter().find(|(known, _)| *known == location) {
+        Some((_, keys)) => keys.clone(),
+        None => {
+            let mut options = RemoteOptions::default().with_max_keys(limits.max_keys_per_set);
+            options.fetch.max_body = limits.max_jwks_bytes;
+            let clock = Arc::clone(sets.clock);
+            let keys = RemoteKeySet::new(location.clone(), options, clock)
+                .map_err(|e| ConfigErrors::from(ConfigError::at(key, e.to_string())))?;
+            sets.created.push(keys.clone());
+            keys
+        }
+    };
+    sets.used.push((location, keys.clone()));
+    Ok(Arc::new(keys) as Arc<dyn KeySource>)
 }
 
 /// The request id the edge put in `X-Request-Id`.

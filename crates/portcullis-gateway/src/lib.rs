@@ -33,7 +33,10 @@ mod proxy;
 mod render;
 mod request;
 mod request_id;
+mod revocations;
 mod sender;
+mod shared_state;
+mod store_config;
 mod tls;
 mod token_source;
 mod validate;
@@ -41,7 +44,8 @@ mod validate;
 pub use canonical::{CanonicalPath, PathError};
 pub use config::{
     AuthMode, Config, ConfigError, ConfigErrors, CorsConfig, DpopConfig, DpopSetting, FrontProxy, IssuerConfig, Limits,
-    LogFormat, Mode, Preflight, Profile, ResourceMetadataConfig, RouteConfig, TokenFrom, Unmatched,
+    LogFormat, Mode, Preflight, Profile, ReplayOnFailure, ResourceMetadataConfig, RevocationConfig, RouteConfig,
+    StoreConfig, TokenFrom, Unmatched,
 };
 pub use decide::{Allowed, Decision, Denial, PreflightAnswer};
 pub use gateway::{Gateway, Reloaded};
@@ -131,11 +135,16 @@ fn describe_metrics() {
         "Seconds since the key set held was fetched (NaN before the first successful fetch)"
     );
     describe_counter!("portcullis_token_cache_lookups_total", "Token cache lookups, by result (hit, miss)");
+    describe_gauge!(
+        "portcullis_revocations",
+        "Revocations in force on this replica, by kind (jti, token_hash, subject)"
+    );
 }
 
-/// The admin listener's routes: `/healthz` (alive), `/ready` (every issuer has keys), `/metrics` (Prometheus
-/// text, when [`install_metrics`] succeeded) and, unless `admin_pages = false`, the token debugger (`/debugger`)
-/// and the status page (`/status`, `/status.json`).
+/// The admin listener's routes: `/healthz` (alive), `/ready` (every issuer has keys, and the shared store is up
+/// or its loss is tolerated), `/metrics` (Prometheus text, when [`install_metrics`] succeeded), `/revocations`
+/// (with `[revocation]`) and, unless `admin_pages = false`, the token debugger (`/debugger`) and the status page
+/// (`/status`, `/status.json`).
 pub fn admin_router(gateway: Gateway) -> Router {
     let handle = install_metrics();
     gateway.report_key_files();
@@ -164,14 +173,9 @@ pub fn admin_router(gateway: Gateway) -> Router {
         .route("/healthz", get(|| async { "ok" }))
         .route(
             "/ready",
-            get(|axum::extract::State(gateway): axum::extract::State<Gateway>| async move {
-                if gateway.is_ready() {
-                    (http::StatusCode::OK, "ready")
-                } else {
-                    (http::StatusCode::SERVICE_UNAVAILABLE, "keys not loaded yet")
-                }
-            }),
+            get(|axum::extract::State(gateway): axum::extract::State<Gateway>| async move { gateway.readiness() }),
         )
+        .route("/revocations", axum::routing::post(revocations::revoke).get(revocations::list))
         .with_state(gateway)
         .merge(pages)
 }

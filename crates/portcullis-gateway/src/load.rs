@@ -4,7 +4,8 @@
 //! file, each with its line, column and key path.
 
 use crate::config::{
-    Config, ConfigError, DpopConfig, IssuerConfig, Limits, ResourceMetadataConfig, RouteConfig, line_column,
+    Config, ConfigError, DpopConfig, IssuerConfig, Limits, ResourceMetadataConfig, RevocationConfig, RouteConfig,
+    StoreConfig, line_column,
 };
 use serde::Deserialize;
 use serde::de::{DeserializeOwned, Deserializer, Visitor};
@@ -51,6 +52,19 @@ pub(crate) fn parse(text: &str) -> (Option<Config>, Vec<ConfigError>, Vec<String
             "dpop" => {
                 let value = reader.strip_unknown_in(value, "dpop", fields::<DpopConfig>(), "[dpop]", &mut errors);
                 if reader.reads_as::<DpopConfig>(&value, "dpop", &mut errors) {
+                    kept.insert(key, value);
+                }
+            }
+            "store" => {
+                let value = reader.strip_unknown_in(value, "store", fields::<StoreConfig>(), "[store]", &mut errors);
+                if reader.reads_as::<StoreConfig>(&value, "store", &mut errors) {
+                    kept.insert(key, value);
+                }
+            }
+            "revocation" => {
+                let known = fields::<RevocationConfig>();
+                let value = reader.strip_unknown_in(value, "revocation", known, "[revocation]", &mut errors);
+                if reader.reads_as::<RevocationConfig>(&value, "revocation", &mut errors) {
                     kept.insert(key, value);
                 }
             }

@@ -151,7 +151,9 @@ impl Observer {
                 )
             };
         }
-        if outcome.denied == Some(Reason::KeysUnavailable.code()) {
+        if outcome.denied == Some(Reason::KeysUnavailable.code())
+            || outcome.denied == Some(Reason::StoreUnavailable.code())
+        {
             log!(warn);
         } else {
             log!(info);

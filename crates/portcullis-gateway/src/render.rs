@@ -59,6 +59,15 @@ fn nginx_refusal(policy: &Policy, denial: &Denial, offer: Offer) -> Response {
 fn nginx_token_refusal(policy: &Policy, error: &Error, offer: Offer) -> Response {
     match error.http_status() {
         401 | 403 => token_refusal(policy, error, offer),
+        503 if error.reason() == Reason::StoreUnavailable => {
+            let said = Error::new(
+                Reason::TokenMalformed,
+                "store unavailable: the DPoP proof cannot be checked against replays right now",
+            );
+            let mut response = token_refusal(policy, &said, offer);
+            *response.status_mut() = StatusCode::UNAUTHORIZED;
+            response
+        }
         503 => {
             let said = Error::new(Reason::TokenMalformed, "keys unavailable: tokens cannot be verified right now");
             let mut response = token_refusal(policy, &said, offer);

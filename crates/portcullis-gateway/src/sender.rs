@@ -9,6 +9,7 @@
 use crate::config::{Config, ConfigError, ConfigErrors, DpopConfig, DpopSetting};
 use http::HeaderMap;
 use portcullis::dpop::{DpopMode, DpopVerifier, Htu, RequestTarget, Scheme};
+use portcullis::store::{ReplayFailure, ReplayStore};
 use portcullis::{Algorithm, Clock, Error, VerifiedToken};
 use std::sync::Arc;
 use std::time::Duration;
@@ -74,6 +75,7 @@ impl Sender {
     pub(crate) fn build(
         config: &Config,
         running: Option<&Built>,
+        shared: Option<(Arc<dyn ReplayStore>, ReplayFailure)>,
         clock: &Arc<dyn Clock>,
     ) -> Result<(Self, Option<Built>), ConfigErrors> {
         let public_url = match &config.public_url {
@@ -81,7 +83,7 @@ impl Sender {
             None => None,
         };
         let built = match public_url {
-            Some(_) => Some(verifier(&config.dpop, running, clock)?),
+            Some(_) => Some(verifier(&config.dpop, running, shared, clock)?),
             None => None,
         };
         let global = mode_of(config.dpop.mode);
@@ -172,8 +174,9 @@ impl Sender {
 
     /// Checks the request's sender constraint once its token is verified: DPoP scheme and proofs against `mode`,
     /// the proof bound to the token and to this request (`method`, and `htu` from `public_url` and the path the
-    /// edge checked). A bound token (`cnf.jkt`) sent as Bearer is refused even where DPoP is off.
-    pub(crate) fn check(
+    /// edge checked). A bound token (`cnf.jkt`) sent as Bearer is refused even where DPoP is off. With a shared
+    /// replay store, the proof is recorded there last (within the store's budget).
+    pub(crate) async fn check(
         &self,
         mode: DpopMode,
         scheme: Scheme,
@@ -197,7 +200,7 @@ impl Sender {
             return Ok(());
         };
         let htu = Htu::join(base, received_path)?;
-        verifier.check_request(mode, scheme, proofs, token, &RequestTarget { method, htu: &htu })?;
+        verifier.check_request_async(mode, scheme, proofs, token, &RequestTarget { method, htu: &htu }).await?;
         Ok(())
     }
 
@@ -213,8 +216,14 @@ impl Sender {
 }
 
 /// The verifier for `settings`: `running` when it was built from the same settings and secret (its replay cache
-/// and nonce key stay), else a new one.
-fn verifier(settings: &DpopConfig, running: Option<&Built>, clock: &Arc<dyn Clock>) -> Result<Built, ConfigErrors> {
+/// and nonce key stay), else a new one, recording proofs in `shared` when the gateway has a shared store (which
+/// only a restart changes).
+fn verifier(
+    settings: &DpopConfig,
+    running: Option<&Built>,
+    shared: Option<(Arc<dyn ReplayStore>, ReplayFailure)>,
+    clock: &Arc<dyn Clock>,
+) -> Result<Built, ConfigErrors> {
     let secret = match &settings.nonce_secret_file {
         Some(path) => {
             Some(crate::dpop_config::nonce_secret(path).map_err(|why| ConfigError::at("dpop.nonce_secret_file", why))?)
@@ -241,6 +250,9 @@ fn verifier(settings: &DpopConfig, running: Option<&Built>, clock: &Arc<dyn Cloc
     // New settings, same proofs: those the running verifier accepted stay replays.
     if let Some(running) = running {
         builder = builder.replay_cache_of(&running.verifier);
+    }
+    if let Some((store, on_failure)) = shared {
+        builder = builder.replay_store(store, on_failure);
     }
     let verifier = builder.build().map_err(|e| ConfigError::at("dpop", e.to_string()))?;
     Ok(Built { settings: settings.clone(), secret, verifier })

@@ -26,6 +26,7 @@ pub(crate) fn check(config: &Config) -> Vec<ConfigError> {
         check_route(config, i, route, &mut errors);
     }
     errors.extend(crate::options::check(config));
+    errors.extend(crate::store_config::check(config));
     errors.extend(crate::dpop_config::check(config));
     errors.extend(crate::tls::check(config));
     for shadow in crate::policy::shadowed(&config.routes) {

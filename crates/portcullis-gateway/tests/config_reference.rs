@@ -7,7 +7,7 @@ use serde_json::Value;
 use std::collections::BTreeSet;
 
 /// The `[table]` sections of settings whose keys are documented one by one.
-const TABLES: [&str; 3] = ["limits", "dpop", "resource_metadata"];
+const TABLES: [&str; 5] = ["limits", "dpop", "store", "revocation", "resource_metadata"];
 
 fn reference() -> String {
     std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/configuration.md")).unwrap()
@@ -22,6 +22,10 @@ fn config_keys() -> BTreeSet<String> {
     config.public_url = Some("https://api.example.com".to_owned());
     config.resource_metadata =
         Some(serde_json::from_value(serde_json::json!({"resource": "https://api.example.com/"})).unwrap());
+    config.revocation = Some(
+        serde_json::from_value(serde_json::json!({"issuer": "https://tenant.example.com/", "audience": "admin"}))
+            .unwrap(),
+    );
     let value = serde_json::to_value(&config).unwrap();
     let mut keys = BTreeSet::new();
     for (key, value) in value.as_object().unwrap() {
@@ -97,4 +101,6 @@ fn the_template_is_the_defaults() {
     assert_eq!(template.dpop, defaults.dpop);
     assert_eq!(template.public_url, defaults.public_url);
     assert_eq!(template.resource_metadata, defaults.resource_metadata);
+    assert_eq!(template.store, defaults.store);
+    assert_eq!(template.revocation, defaults.revocation);
 }
