@@ -211,7 +211,14 @@ async fn call(http: &reqwest::Client, address: &str, auth: Auth<'_>) -> Answer {
         Ok(response) => {
             let header =
                 |name: &str| response.headers().get(name).map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
-            let (status, challenge) = (response.status().as_u16(), header("www-authenticate").unwrap_or_default());
+            // Every challenge (Bearer and DPoP each have their own header).
+            let challenge: Vec<String> = response
+                .headers()
+                .get_all("www-authenticate")
+                .iter()
+                .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+                .collect();
+            let (status, challenge) = (response.status().as_u16(), challenge.join(", "));
             let (retry_after, replica) = (header("retry-after"), header("x-replica").unwrap_or_default());
             let body = response.text().await.unwrap_or_default();
             Answer { status, challenge, retry_after, replica, body, took: started.elapsed() }
@@ -280,8 +287,10 @@ impl Fleet {
             public_url,
             http,
         };
+        // Both replicas are connected: GatewayProcess waited for `/ready`, which says whether the store is up.
         for replica in [&fleet.a, &fleet.b] {
-            fleet.until_metric(&replica.admin, "portcullis_store_connected", 1.0, Duration::from_secs(10)).await;
+            let (status, body) = fleet.ready(&replica.admin).await;
+            assert_eq!((status, body.contains("degraded")), (200, false), "{}: {body}", replica.admin);
         }
         fleet
     }
