@@ -149,11 +149,16 @@ impl Server {
     }
 
     async fn get(&self, path: &str, headers: &[(&str, &str)]) -> Answer {
+        self.get_at(&self.base, path, headers).await
+    }
+
+    /// `get` from the server at `base` (another layer on the same keys).
+    async fn get_at(&self, base: &str, path: &str, headers: &[(&str, &str)]) -> Answer {
         let mut map = HeaderMap::new();
         for (name, value) in headers {
             map.append(reqwest::header::HeaderName::from_bytes(name.as_bytes()).unwrap(), value.parse().unwrap());
         }
-        let response = self.http.get(format!("{}{path}", self.base)).headers(map).send().await.unwrap();
+        let response = self.http.get(format!("{base}{path}")).headers(map).send().await.unwrap();
         let challenges =
             response.headers().get_all("www-authenticate").iter().map(|v| v.to_str().unwrap().to_owned()).collect();
         let nonce = response.headers().get("dpop-nonce").map(|v| v.to_str().unwrap().to_owned());
@@ -161,7 +166,11 @@ impl Server {
     }
 
     async fn dpop(&self, token: &str, proof: &str) -> Answer {
-        self.get("/api/orders", &[("authorization", &format!("DPoP {token}")), ("dpop", proof)]).await
+        self.dpop_at(&self.base, token, proof).await
+    }
+
+    async fn dpop_at(&self, base: &str, token: &str, proof: &str) -> Answer {
+        self.get_at(base, "/api/orders", &[("authorization", &format!("DPoP {token}")), ("dpop", proof)]).await
     }
 }
 
@@ -512,4 +521,117 @@ async fn the_proof_is_checked_when_keys_had_to_be_fetched_first() {
     assert_eq!(send(good.clone()).await.unwrap().status(), 200);
     assert_eq!(send(good).await.unwrap().status(), 401, "replayed");
     task.abort();
+}
+
+/// A replay store across the network, as the layer sees it: it never answers at once, so the layer must await
+/// it. Backed by memory, optionally failing every call.
+#[derive(Debug)]
+struct RemoteStore {
+    memory: portcullis::store::MemoryReplayStore,
+    failing: std::sync::atomic::AtomicBool,
+    calls: AtomicU64,
+}
+
+impl RemoteStore {
+    fn new() -> Arc<Self> {
+        Arc::new(Self {
+            memory: portcullis::store::MemoryReplayStore::new(1000),
+            failing: std::sync::atomic::AtomicBool::new(false),
+            calls: AtomicU64::new(0),
+        })
+    }
+}
+
+impl portcullis::store::ReplayStore for RemoteStore {
+    fn first_use(
+        &self,
+        key: portcullis::store::ReplayKey,
+        ttl: std::time::Duration,
+    ) -> portcullis::store::StoreFuture<'_, bool> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        let failing = self.failing.load(Ordering::SeqCst);
+        Box::pin(async move {
+            tokio::task::yield_now().await;
+            if failing {
+                return Err(portcullis::store::StoreError::Timeout(std::time::Duration::from_millis(50)));
+            }
+            Ok(self.memory.record(key, ttl))
+        })
+    }
+
+    fn name(&self) -> &'static str {
+        "remote"
+    }
+}
+
+/// Serves `/api/orders` behind `layer` on 127.0.0.1:0; its base URL and task.
+async fn serve(layer: JwtLayer) -> (String, tokio::task::JoinHandle<()>) {
+    let app = Router::new()
+        .route("/api/orders", get(|Token(token): Token| async move { token.subject().unwrap_or("").to_owned() }))
+        .layer(layer);
+    let (listener, address) = listen().await;
+    (format!("http://{address}"), tokio::spawn(async move { axum::serve(listener, app).await.unwrap() }))
+}
+
+#[tokio::test]
+async fn two_layers_sharing_a_store_refuse_a_proof_replayed_from_one_to_the_other() {
+    let store = RemoteStore::new();
+    let shared = |b: portcullis::dpop::DpopVerifierBuilder| {
+        b.replay_store(store.clone(), portcullis::store::ReplayFailure::FailClosed)
+    };
+    let server = start(DpopMode::Allowed, shared).await;
+    let clock = Arc::clone(server.verifier.clock());
+    let other = shared(DpopVerifier::builder().clock(clock)).build().unwrap();
+    let (other_base, other_task) =
+        serve(JwtLayer::new(server.verifier.clone()).dpop(other, DpopMode::Allowed, PUBLIC)).await;
+    let token = server.token(true);
+
+    // Each layer awaits the store (a synchronous check would refuse with store_unavailable).
+    let proof = server.proof(&token);
+    let first = server.dpop(&token, &proof).await;
+    assert_eq!(first.status, 200, "{}", first.body);
+    assert_eq!(store.calls.load(Ordering::SeqCst), 1);
+    let replayed = server.dpop_at(&other_base, &token, &proof).await;
+    assert_eq!((replayed.status, replayed.reason().as_str()), (401, "dpop_proof_invalid"), "{}", replayed.body);
+    assert!(replayed.body.contains("replayed"), "{}", replayed.body);
+    assert_eq!(store.calls.load(Ordering::SeqCst), 2);
+    // A fresh proof is accepted by the other layer, then a replay to the first.
+    let fresh = server.proof(&token);
+    assert_eq!(server.dpop_at(&other_base, &token, &fresh).await.status, 200);
+    assert_eq!(server.dpop(&token, &fresh).await.reason(), "dpop_proof_invalid");
+    // Bearer requests never ask the store.
+    let plain = server.token(false);
+    let bearer = server.get("/api/orders", &[("authorization", &format!("Bearer {plain}"))]).await;
+    assert_eq!(bearer.status, 200, "{}", bearer.body);
+    assert_eq!(store.calls.load(Ordering::SeqCst), 4);
+    other_task.abort();
+}
+
+#[tokio::test]
+async fn a_failing_shared_store_answers_503_with_retry_after_and_no_challenge() {
+    let store = RemoteStore::new();
+    store.failing.store(true, Ordering::SeqCst);
+    let server =
+        start(DpopMode::Allowed, |b| b.replay_store(store.clone(), portcullis::store::ReplayFailure::FailClosed)).await;
+    let token = server.token(true);
+    let proof = server.proof(&token);
+    let mut map = HeaderMap::new();
+    map.insert("authorization", format!("DPoP {token}").parse().unwrap());
+    map.insert("dpop", proof.parse().unwrap());
+    let response = server.http.get(format!("{}/api/orders", server.base)).headers(map).send().await.unwrap();
+    assert_eq!(response.status(), 503);
+    assert!(response.headers().get("retry-after").is_some());
+    assert!(response.headers().get("www-authenticate").is_none());
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"], "temporarily_unavailable");
+    assert_eq!(body["reason"], "store_unavailable");
+    assert!(body["message"].as_str().unwrap().starts_with("the DPoP replay store is unavailable"), "{body}");
+    // A bad proof is refused for itself, before the store is asked.
+    let calls = store.calls.load(Ordering::SeqCst);
+    let bad = server.proof_for("https://api.example.com/elsewhere", &token, json!({}));
+    assert_eq!(server.dpop(&token, &bad).await.reason(), "dpop_proof_invalid");
+    assert_eq!(store.calls.load(Ordering::SeqCst), calls);
+    // The store back: the proof, never recorded, is accepted.
+    store.failing.store(false, Ordering::SeqCst);
+    assert_eq!(server.dpop(&token, &proof).await.status, 200);
 }

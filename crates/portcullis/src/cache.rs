@@ -137,8 +137,9 @@ impl TokenCache {
         if revoked.is_empty() {
             return;
         }
+        let matcher = crate::store::Matcher::new(revoked);
         for (token, verified) in self.entries.iter() {
-            if revoked.iter().any(|entry| entry.matches(&verified)) {
+            if matcher.matches(&verified) {
                 self.entries.invalidate(token.as_ref());
             }
         }

@@ -28,9 +28,10 @@
 //!
 //! # Deployment caveats
 //!
-//! - The replay cache lives in the process: behind several replicas without shared state a proof can be replayed
-//!   once per replica within its `iat` window. Keep the window short, or turn nonces on (a proof must then carry
-//!   a nonce of the last one or two nonce lifetimes).
+//! - The replay cache lives in the process unless a shared store is set
+//!   ([`replay_store`](DpopVerifierBuilder::replay_store), Redis in `portcullis-redis`): behind several replicas
+//!   without one, a proof can be replayed once per replica within its `iat` window. Share the store, or keep the
+//!   window short and turn nonces on (a proof must then carry a nonce of the last one or two nonce lifetimes).
 //! - The cache holds at most `replay_capacity` entries; beyond that the oldest go first, and their proofs could
 //!   be replayed within their window. Size it for the proofs of one window.
 //! - `htu` is computed from a configured external base URL, never from the `Host` header.
@@ -581,7 +582,7 @@ impl DpopVerifier {
 
     /// What a proof's replay entry is kept for: the `iat` window plus the leeway.
     fn replay_ttl(&self) -> Duration {
-        self.inner.replay.ttl()
+        self.inner.max_age + self.inner.leeway
     }
 
     /// The replay check without waiting: the local cache, or a shared store that answers at once.

@@ -41,11 +41,6 @@ impl ReplayCache {
         next
     }
 
-    /// How long an entry is kept.
-    pub(crate) fn ttl(&self) -> Duration {
-        self.ttl
-    }
-
     /// Whether `key` was recorded before, without recording it.
     pub(crate) fn contains_key(&self, key: ReplayKey) -> bool {
         self.store.contains(key)

@@ -79,8 +79,9 @@ impl MemoryReplayStore {
         self.seen.contains_key(key.as_bytes())
     }
 
-    /// Entries held (approximate: expired entries leave lazily).
+    /// Entries held (expired entries leave lazily; pending maintenance runs first).
     pub fn len(&self) -> u64 {
+        self.seen.run_pending_tasks();
         self.seen.entry_count()
     }
 

@@ -11,6 +11,34 @@
 //! The core holds the interfaces and the in-memory implementations (one replica, the default); it does no I/O.
 //! `portcullis-redis` implements both on Redis.
 //!
+//! A DPoP verifier records proofs in a [`ReplayStore`] given to
+//! [`DpopVerifierBuilder::replay_store`](crate::dpop::DpopVerifierBuilder::replay_store), and asks it last, with
+//! the `_async` checks, only for a proof that passed every other check:
+//!
+//! ```
+//! # #[cfg(feature = "dpop")] {
+//! use portcullis::dpop::{DpopVerifier, Htu, ProofExpectations};
+//! use portcullis::store::{MemoryReplayStore, ReplayFailure};
+//! use portcullis::Reason;
+//! use std::sync::Arc;
+//!
+//! // Two verifiers sharing one store are two replicas: a proof accepted by one is a replay to the other.
+//! let store = Arc::new(MemoryReplayStore::new(100_000));
+//! let replica = |store| DpopVerifier::builder().replay_store(store, ReplayFailure::FailClosed).build().unwrap();
+//! let (a, b) = (replica(store.clone()), replica(store.clone()));
+//! assert!(a.replay_is_shared() && b.replay_is_shared());
+//!
+//! let htu = Htu::parse("https://api.example.com/orders").unwrap();
+//! let expected = ProofExpectations { method: "GET", htu: &htu, access_token: None, jkt: None };
+//! let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+//! let err = runtime.block_on(a.check_proof_async("not-a-proof", &expected)).unwrap_err();
+//! assert_eq!(err.reason(), Reason::DpopProofInvalid);
+//! assert!(store.is_empty(), "a defective proof never reaches the store");
+//! # }
+//! ```
+//!
+//! Revocations are held locally by every replica:
+//!
 //! ```
 //! use portcullis::store::{Revocation, RevocationList};
 //! use portcullis::clock::UnixTime;
@@ -31,6 +59,7 @@ mod revocation;
 #[cfg(feature = "dpop")]
 pub use memory::MemoryReplayStore;
 pub use replay::{ReplayFailure, ReplayKey, ReplayStore};
+pub(crate) use revocation::Matcher;
 pub use revocation::{Revocation, RevocationCounts, RevocationList, RevocationStore, TokenHash};
 
 use std::future::Future;

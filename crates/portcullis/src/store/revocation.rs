@@ -272,6 +272,55 @@ impl Set {
     fn len(&self) -> usize {
         self.jti.len() + self.hashes.len() + self.subjects.len()
     }
+
+    /// `Err(token_revoked)` when an entry expiring after `now` names `token`.
+    fn names(&self, token: &VerifiedToken, now: u64) -> Result<(), Error> {
+        let in_force = |expires: u64| expires > now;
+        if let Some(jti) = token.registered().jti.as_deref()
+            && self.jti.get(jti).is_some_and(|expires| in_force(*expires))
+        {
+            return Err(Error::new(Reason::TokenRevoked, "the token has been revoked"));
+        }
+        if !self.hashes.is_empty()
+            && self.hashes.get(TokenHash::of_token(token.raw()).as_bytes()).is_some_and(|expires| in_force(*expires))
+        {
+            return Err(Error::new(Reason::TokenRevoked, "the token has been revoked"));
+        }
+        if let Some(sub) = token.subject()
+            && let Some((before, expires)) = self.subjects.get(sub)
+            && in_force(*expires)
+            && issued_at_or_before(token, *before)
+        {
+            return Err(Error::new(
+                Reason::TokenRevoked,
+                "the tokens of this subject issued until a revocation time have been revoked",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Entries gathered for matching many tokens: one lookup per token and kind, whatever the number of entries (a
+/// token cache dropping what a resynchronization brought).
+#[derive(Default)]
+pub(crate) struct Matcher {
+    set: Set,
+}
+
+impl Matcher {
+    /// The entries to match, their expiry aside.
+    pub(crate) fn new(entries: &[Revocation]) -> Self {
+        let mut set = Set::default();
+        for entry in entries {
+            set.add(entry);
+        }
+        Self { set }
+    }
+
+    /// Whether an entry names `token`.
+    pub(crate) fn matches(&self, token: &VerifiedToken) -> bool {
+        !self.set.is_empty() && self.set.names(token, 0).is_err()
+    }
 }
 
 type Listener = Box<dyn Fn(&[Revocation]) -> bool + Send + Sync>;
@@ -345,34 +394,13 @@ impl RevocationList {
     }
 
     /// `Err(token_revoked)` when an entry in force at `now` names `token`. Call it only on a verified token.
+    /// With an empty list this is one atomic load.
     pub fn check(&self, token: &VerifiedToken, now: UnixTime) -> Result<(), Error> {
         let set = self.shared.set.load();
         if set.is_empty() {
             return Ok(());
         }
-        let now = now.as_secs();
-        let in_force = |expires: u64| expires > now;
-        if let Some(jti) = token.registered().jti.as_deref()
-            && set.jti.get(jti).is_some_and(|expires| in_force(*expires))
-        {
-            return Err(Error::new(Reason::TokenRevoked, "the token has been revoked"));
-        }
-        if !set.hashes.is_empty()
-            && set.hashes.get(TokenHash::of_token(token.raw()).as_bytes()).is_some_and(|expires| in_force(*expires))
-        {
-            return Err(Error::new(Reason::TokenRevoked, "the token has been revoked"));
-        }
-        if let Some(sub) = token.subject()
-            && let Some((before, expires)) = set.subjects.get(sub)
-            && in_force(*expires)
-            && issued_at_or_before(token, *before)
-        {
-            return Err(Error::new(
-                Reason::TokenRevoked,
-                "the tokens of this subject issued until a revocation time have been revoked",
-            ));
-        }
-        Ok(())
+        set.names(token, now.as_secs())
     }
 
     /// Every entry, in no particular order.
