@@ -38,8 +38,11 @@
 //! - Persistence is not needed for replay entries (they live for seconds; a Redis that restarts empty loses at most
 //!   the proofs of that window). For revocations AOF (`appendonly yes`) is recommended but not required: every
 //!   running replica writes its entries back into a Redis that restarted empty.
-//! - `maxmemory-policy` must never evict the `revocations` set: use `volatile-ttl` (only keys with a TTL, the replay
-//!   entries, are evicted, soonest-expiring first) or `noeviction`.
+//! - `maxmemory-policy` must never evict the `revocations` set: use `noeviction` (a full Redis refuses new replay
+//!   entries, and verifiers fail closed or fall back as configured) or `volatile-ttl` (only keys with a TTL, the
+//!   replay entries, are evicted, soonest-expiring first — a proof whose entry was evicted could then be replayed
+//!   within its window). Either way, size `maxmemory` so that it is not reached: replay entries take about 200
+//!   bytes each (Redis 7.0), for requests per second × the proof window.
 //! - One database, or one prefix per deployment when several share a Redis. Cluster mode is not supported.
 //!
 //! # Logs and metrics
@@ -151,7 +154,13 @@ impl RedisStore {
     /// Starts the store: connects in the background (never fails for an unreachable Redis: it reports itself
     /// degraded and retries with backoff), subscribes to revocations and applies every change to `revocations`,
     /// resynchronizing the whole set after every (re)connect. Must be called inside a tokio runtime.
-    pub fn start(settings: RedisSettings, revocations: RevocationList) -> Result<Self, InvalidUrl> {
+    ///
+    /// Settings that would make the background tasks spin are raised: `backoff_min` to 1 ms, `backoff_max` to
+    /// `backoff_min`, `resync_interval` to 10 ms.
+    pub fn start(mut settings: RedisSettings, revocations: RevocationList) -> Result<Self, InvalidUrl> {
+        settings.backoff_min = settings.backoff_min.max(Duration::from_millis(1));
+        settings.backoff_max = settings.backoff_max.max(settings.backoff_min);
+        settings.resync_interval = settings.resync_interval.max(Duration::from_millis(10));
         let shown_url = names::redact(&settings.url);
         let client = redis::Client::open(settings.url.as_str())
             .map_err(|error| InvalidUrl(format!("{shown_url}: {}", error.detail().unwrap_or("unreadable"))))?;

@@ -66,7 +66,8 @@ async fn listen(inner: &Inner, mut sink: PubSubSink, mut stream: PubSubStream) -
                 Some(message) => on_message(inner, message.get_payload_bytes()),
                 None => return ("the revocation subscription was closed".to_owned(), synced),
             },
-            () = sleep_until(resync_at) => match resync(inner).await {
+            // Without the command connection there is nothing to read with; its return triggers the resync.
+            () = sleep_until(resync_at), if commands => match resync(inner).await {
                 Ok(()) => {
                     synced = true;
                     retry = inner.settings.backoff_min;

@@ -389,3 +389,36 @@ fn a_url_that_is_not_redis_is_refused_without_its_password() {
         assert!(!error.contains("hunter2"), "{error}");
     });
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_whole_set_is_read_again_every_resync_interval() {
+    if !redis_available() {
+        return;
+    }
+    let redis = RedisServer::start().await;
+    let list = RevocationList::new();
+    let mut often = settings(&redis.url());
+    often.resync_interval = Duration::from_millis(200);
+    let store = replica(often, list.clone()).await;
+    let first_sync = store.health().last_sync.unwrap();
+
+    // Added to the set without a message (as a lost message would leave it): only a resynchronization finds it.
+    let entry = jti_entry("added-without-a-message");
+    let json = serde_json::to_string(&entry).unwrap();
+    redis.command(&["ZADD", "portcullis:revocations", &entry.expires_at().as_secs().to_string(), &json]).await;
+    assert!(eventually(PATIENCE, || async { holds(&list, &entry) }).await, "no periodic resynchronization");
+    assert!(store.health().last_sync.unwrap() > first_sync);
+}
+
+#[tokio::test]
+async fn durations_that_would_spin_the_background_tasks_are_raised() {
+    let mut zero = RedisSettings::new(format!("redis://127.0.0.1:{}", portcullis_testkit::net::free_port()));
+    zero.backoff_min = Duration::ZERO;
+    zero.backoff_max = Duration::ZERO;
+    zero.resync_interval = Duration::ZERO;
+    let store = RedisStore::start(zero, RevocationList::new()).unwrap();
+    let used = store.settings();
+    assert_eq!(used.backoff_min, Duration::from_millis(1));
+    assert_eq!(used.backoff_max, Duration::from_millis(1));
+    assert_eq!(used.resync_interval, Duration::from_millis(10));
+}
