@@ -330,10 +330,14 @@ impl Policy {
             .map_err(|e| ConfigErrors::from(ConfigError::at("issuers", e.to_string())))?;
         let admin = match &config.revocation {
             Some(revocation) => {
+                // Without a jwks_uri of its own, the issuer's keys come from where [[issuers]] takes them.
+                let jwks_uri = revocation.jwks_uri.as_deref().or_else(|| {
+                    config.issuers.iter().find(|i| i.issuer == revocation.issuer).and_then(|i| i.jwks_uri.as_deref())
+                });
                 let keys = key_source(
                     &config,
                     &revocation.issuer,
-                    revocation.jwks_uri.as_deref(),
+                    jwks_uri,
                     "revocation",
                     existing,
                     &mut KeySets { used: &mut used, created: &mut created, local_keys: &mut local_keys, clock },
