@@ -437,6 +437,51 @@ fn explain_proof_looks_without_recording() {
     assert_eq!(report.steps.last().unwrap().check, portcullis::dpop::DpopCheck::Replay);
 }
 
+#[test]
+fn the_local_only_fallback_warns_at_most_once_a_second() {
+    let store = FakeStore::new(Behaviour::Fail);
+    let fx = Fixture::shared(store.clone(), ReplayFailure::LocalOnly);
+    let token = fx.token();
+    let lines = Arc::new(Mutex::new(Vec::<u8>::new()));
+    let subscriber = tracing_subscriber::fmt()
+        .with_ansi(false)
+        .with_writer({
+            let lines = Arc::clone(&lines);
+            move || Capture(Arc::clone(&lines))
+        })
+        .finish();
+    tracing::subscriber::with_default(subscriber, || {
+        let rt = runtime();
+        for _ in 0..5 {
+            assert_eq!(reason(rt.block_on(fx.request(&fx.dpop, &fx.proof(&token, |_| {}), &token))), Ok(()));
+        }
+        fx.clock.advance(Duration::from_secs(1));
+        for _ in 0..5 {
+            assert_eq!(reason(rt.block_on(fx.request(&fx.dpop, &fx.proof(&token, |_| {}), &token))), Ok(()));
+        }
+    });
+    let text = String::from_utf8(lines.lock().unwrap().clone()).unwrap();
+    let warnings: Vec<&str> = text.lines().filter(|line| line.contains("WARN")).collect();
+    assert_eq!(warnings.len(), 2, "{text}");
+    assert!(warnings[0].contains("DPoP replay store failed") && warnings[0].contains("store=\"fake\""), "{text}");
+    assert!(warnings[0].contains("kind=\"unavailable\""), "{text}");
+    assert_eq!(store.calls(), 10);
+}
+
+/// Log output collected in memory.
+struct Capture(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Capture {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 /// A Prometheus recorder for `metrics::with_local_recorder`, and its handle.
 fn prometheus() -> (metrics_exporter_prometheus::PrometheusRecorder, metrics_exporter_prometheus::PrometheusHandle) {
     let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();

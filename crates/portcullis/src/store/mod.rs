@@ -59,6 +59,7 @@ mod revocation;
 #[cfg(feature = "dpop")]
 pub use memory::MemoryReplayStore;
 pub use replay::{ReplayFailure, ReplayKey, ReplayStore};
+#[cfg(feature = "cache")]
 pub(crate) use revocation::Matcher;
 pub use revocation::{Revocation, RevocationCounts, RevocationList, RevocationStore, TokenHash};
 

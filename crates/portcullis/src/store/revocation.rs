@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::fmt;
 use std::str::FromStr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 /// The longest `jti` or `sub` a revocation names, in bytes.
@@ -302,11 +303,13 @@ impl Set {
 
 /// Entries gathered for matching many tokens: one lookup per token and kind, whatever the number of entries (a
 /// token cache dropping what a resynchronization brought).
+#[cfg(feature = "cache")]
 #[derive(Default)]
 pub(crate) struct Matcher {
     set: Set,
 }
 
+#[cfg(feature = "cache")]
 impl Matcher {
     /// The entries to match, their expiry aside.
     pub(crate) fn new(entries: &[Revocation]) -> Self {
@@ -327,6 +330,8 @@ type Listener = Box<dyn Fn(&[Revocation]) -> bool + Send + Sync>;
 
 struct Shared {
     set: ArcSwap<Set>,
+    /// How many entries `set` holds, for the check of an empty list: one atomic load.
+    entries: AtomicUsize,
     /// Serializes writers (readers never wait).
     write: Mutex<()>,
     listeners: Mutex<Vec<Listener>>,
@@ -360,6 +365,7 @@ impl RevocationList {
         Self {
             shared: Arc::new(Shared {
                 set: ArcSwap::from_pointee(Set::default()),
+                entries: AtomicUsize::new(0),
                 write: Mutex::new(()),
                 listeners: Mutex::new(Vec::new()),
             }),
@@ -377,7 +383,9 @@ impl RevocationList {
             let changed: Vec<Revocation> =
                 entries.iter().filter(|entry| entry.expires_at().as_secs() > now && set.add(entry)).cloned().collect();
             if pruned || !changed.is_empty() {
+                let entries = set.len();
                 self.shared.set.store(Arc::new(set));
+                self.shared.entries.store(entries, Ordering::Release);
             }
             changed
         };
@@ -396,6 +404,9 @@ impl RevocationList {
     /// `Err(token_revoked)` when an entry in force at `now` names `token`. Call it only on a verified token.
     /// With an empty list this is one atomic load.
     pub fn check(&self, token: &VerifiedToken, now: UnixTime) -> Result<(), Error> {
+        if self.shared.entries.load(Ordering::Acquire) == 0 {
+            return Ok(());
+        }
         let set = self.shared.set.load();
         if set.is_empty() {
             return Ok(());
