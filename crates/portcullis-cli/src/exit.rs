@@ -17,7 +17,7 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 /// | 3 | configuration: a file the command reads (gateway config, tenant, key set) is unreadable or invalid |
 /// | 4 | unreachable: a key set or an issuer cannot be fetched, or gives no usable keys |
 /// | 5 | cannot start: the address is in use or not permitted, the runtime or the signing keys cannot be created |
-/// | 6 | failed after starting: a server stopped on an error, or a `demo --check` step did not behave as described |
+/// | 6 | failed: a server stopped on an error, a `demo --check` step did not behave as described, or the gateway refused a revocation |
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Exit {
@@ -71,7 +71,9 @@ impl Exit {
             Exit::Config => "configuration: a config, tenant or key set file is unreadable or invalid",
             Exit::Unreachable => "unreachable: a key set or issuer cannot be fetched or has no usable keys",
             Exit::CannotStart => "cannot start: address in use or not permitted, no runtime, no signing keys",
-            Exit::Failed => "failed after starting: a server stopped on an error, a demo --check step failed",
+            Exit::Failed => {
+                "failed: a server stopped on an error, a demo --check step failed, a revocation was refused"
+            }
         }
     }
 
@@ -165,6 +167,9 @@ pub enum Error {
         #[source]
         source: BoxError,
     },
+    /// A server refused what the command asked (the admin endpoint refused a revocation).
+    #[error("{0}")]
+    Refused(String),
     /// A server stopped on an error after it started.
     #[error("{what}")]
     Stopped {
@@ -184,7 +189,7 @@ impl Error {
             Error::Config { .. } => Exit::Config,
             Error::Unreachable { .. } => Exit::Unreachable,
             Error::Listen { .. } | Error::Runtime(_) | Error::Start { .. } => Exit::CannotStart,
-            Error::Stopped { .. } => Exit::Failed,
+            Error::Stopped { .. } | Error::Refused(_) => Exit::Failed,
         }
     }
 

@@ -13,6 +13,7 @@ mod exit;
 mod explain;
 mod gateway_args;
 mod issuer_cmd;
+mod revoke;
 mod serve;
 mod startup;
 mod verify;
@@ -35,6 +36,8 @@ enum Command {
     Demo(demo::DemoArgs),
     /// Run the Auth0-shaped development issuer (development only).
     Issuer(issuer_cmd::IssuerArgs),
+    /// Revoke a token (by jti or SHA-256) or a subject's tokens through a gateway's admin endpoint.
+    Revoke(revoke::RevokeArgs),
     /// Run the gateway: a reverse proxy or forward-auth endpoint that verifies every request.
     Serve(serve::ServeArgs),
     /// Verify one access token against a key set, issuer and audience, and explain the outcome.
@@ -59,6 +62,7 @@ pub fn main() -> ExitCode {
         Command::CheckConfig(args) => check_config::run(args),
         Command::Demo(args) => demo::run(args),
         Command::Issuer(args) => issuer_cmd::run(args),
+        Command::Revoke(args) => revoke::run(args),
         Command::Serve(args) => serve::run(args),
         Command::Verify(args) => verify::run(args),
     };

@@ -16,7 +16,38 @@ pub(crate) fn policy_lines(config: &Config) -> Vec<String> {
         (_, true) => "no routes configured: every request is answered 404".to_owned(),
         (_, false) => "requests no route matches are answered 404".to_owned(),
     });
+    if let Some(url) = &config.store.redis_url {
+        let on_failure = match config.store.replay_on_failure {
+            portcullis_gateway::ReplayOnFailure::LocalOnly => "checked in this replica's memory",
+            _ => "refused (503)",
+        };
+        lines.push(format!(
+            "shared store: Redis at {} (budget {} ms per call; DPoP proofs {on_failure} while it is down)",
+            without_credentials(url),
+            config.store.timeout_ms
+        ));
+    }
+    if let Some(revocation) = &config.revocation {
+        lines.push(format!(
+            "revocations: POST /revocations on the admin listener takes tokens of {} for {} with {}",
+            revocation.issuer, revocation.audience, revocation.permission
+        ));
+    }
     lines
+}
+
+/// `url` without its user information (a password never reaches a log).
+fn without_credentials(url: &str) -> String {
+    match url.split_once("://") {
+        Some((scheme, rest)) => {
+            let authority_end = rest.find('/').unwrap_or(rest.len());
+            match rest[..authority_end].rsplit_once('@') {
+                Some((_, host)) => format!("{scheme}://{host}{}", &rest[authority_end..]),
+                None => url.to_owned(),
+            }
+        }
+        None => url.to_owned(),
+    }
 }
 
 fn route_line(config: &Config, route: &RouteConfig) -> String {

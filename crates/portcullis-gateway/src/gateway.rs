@@ -203,7 +203,9 @@ impl Gateway {
         if status.connected {
             return (http::StatusCode::OK, "ready".to_owned());
         }
-        let dpop_on = self.policy().sender.algorithms().is_some();
+        let policy = self.policy();
+        let dpop_on =
+            policy.sender.algorithms().is_some() && !crate::dpop_config::enabled_at(&policy.config).is_empty();
         if dpop_on && state.replay_fails_closed() {
             return (http::StatusCode::SERVICE_UNAVAILABLE, "not ready: replay store unavailable".to_owned());
         }

@@ -95,4 +95,14 @@ impl Inspect for Gateway {
     fn now(&self) -> UnixTime {
         self.clock().now()
     }
+
+    fn store(&self) -> Option<portcullis_web::StoreView> {
+        let state = self.shared_state();
+        let status = state.status();
+        let last_sync = status.last_sync.map(|at| UnixTime::from_system_time(at).as_secs_f64());
+        Some(
+            portcullis_web::StoreView::new(status.name, status.connected, state.revocations().len())
+                .with_sync(last_sync, status.last_error),
+        )
+    }
 }

@@ -139,6 +139,7 @@ fn describe_metrics() {
         "portcullis_revocations",
         "Revocations in force on this replica, by kind (jti, token_hash, subject)"
     );
+    portcullis_redis::describe_metrics();
 }
 
 /// The admin listener's routes: `/healthz` (alive), `/ready` (every issuer has keys, and the shared store is up

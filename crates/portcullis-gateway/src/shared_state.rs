@@ -112,8 +112,12 @@ impl SharedState {
         }
     }
 
-    /// Sets the gauge `portcullis_revocations{kind}` to the entries in force.
+    /// Sets the gauge `portcullis_revocations{kind}` to the entries in force, and with Redis
+    /// `portcullis_store_connected` (the store may have set it before the metrics recorder was installed).
     pub(crate) fn publish_metrics(&self) {
+        if let Some(redis) = &self.redis {
+            metrics::gauge!("portcullis_store_connected").set(if redis.health().connected { 1.0 } else { 0.0 });
+        }
         let counts = self.revocations.counts();
         for (kind, count) in [("jti", counts.jti), ("token_hash", counts.token_hashes), ("subject", counts.subjects)] {
             metrics::gauge!("portcullis_revocations", "kind" => kind).set(count as f64);

@@ -38,9 +38,15 @@ impl Keys {
 
     /// The configuration: one issuer, a proxy route, an nginx forward-auth endpoint, and `extra` tables.
     fn config(&self, upstream: &str, extra: &str) -> String {
+        self.config_with(upstream, "", extra)
+    }
+
+    /// The configuration with `top` after the top-level keys (tables such as `[dpop]`) and `extra` at the end.
+    fn config_with(&self, upstream: &str, top: &str, extra: &str) -> String {
         format!(
             r#"upstream = "{upstream}"
 admin_listen = "127.0.0.1:9"
+{top}
 [[issuers]]
 issuer = "{ISSUER}"
 audiences = ["{AUDIENCE}"]
@@ -241,6 +247,15 @@ async fn a_revoked_token_is_refused_on_every_edge_even_from_the_token_cache() {
     assert_eq!(running.proxy(&untouched).await.0, 200);
     assert_eq!(running.nginx(&untouched).await.0, 200);
 
+    let status: Value = reqwest::get(format!("{}/status.json", running.admin)).await.unwrap().json().await.unwrap();
+    assert_eq!(status["store"]["name"], "memory", "{status}");
+    assert_eq!(
+        (status["store"]["connected"].as_bool(), status["store"]["revocations"].as_u64()),
+        (Some(true), Some(2))
+    );
+    let page = reqwest::get(format!("{}/status", running.admin)).await.unwrap().text().await.unwrap();
+    assert!(page.contains("Shared store") && page.contains("data-state=\"connected\""), "{page}");
+
     let (_, listed) = running.list(&admin).await;
     let kinds: Vec<&str> =
         listed["revocations"].as_array().unwrap().iter().map(|e| e["kind"].as_str().unwrap()).collect();
@@ -372,4 +387,71 @@ fn store_and_revocation_tables_are_checked_with_their_key_paths() {
     let no_admin = format!("{}\n{REVOCATION}\n", base.replace("admin_listen = \"127.0.0.1:9\"\n", ""));
     let errors = Config::from_toml(&no_admin).unwrap_err();
     assert!(errors.errors().iter().any(|e| e.key == "revocation" && e.message.contains("admin_listen")), "{errors}");
+}
+
+/// A DPoP client key and its thumbprint.
+struct DpopClient {
+    key: SigningKey,
+    jkt: String,
+}
+
+impl DpopClient {
+    fn new() -> Self {
+        let key = SigningKey::generate(portcullis::Algorithm::ES256, None).unwrap();
+        let jkt = portcullis::dpop::thumbprint(key.public_jwk().as_object().unwrap()).unwrap();
+        Self { key, jkt }
+    }
+
+    fn proof(&self, jti: &str, htu: &str, token: &str) -> String {
+        let claims = json!({"jti": jti, "htm": "GET", "htu": htu, "iat": portcullis_testkit::claims::now(),
+            "ath": portcullis::dpop::access_token_hash(token)});
+        self.key.sign_token(&claims, json!({"typ": "dpop+jwt", "jwk": self.key.public_jwk()}).as_object()).unwrap()
+    }
+}
+
+#[tokio::test]
+async fn store_unavailable_is_a_503_on_the_proxy_and_a_401_naming_the_store_towards_nginx() {
+    let keys = Keys::new();
+    let port = portcullis_testkit::net::free_port();
+    let config = keys.config_with(
+        &upstream().await,
+        "public_url = \"https://api.example.test\"\n[dpop]\nmode = \"allowed\"",
+        &format!("[store]\nredis_url = \"redis://127.0.0.1:{port}/0\"\n"),
+    );
+    let running = Running::start(&config).await;
+    let client = DpopClient::new();
+    let now = portcullis_testkit::claims::now();
+    let mut claims = json!({"iss": ISSUER, "aud": AUDIENCE, "sub": "gina", "iat": now, "exp": now + 600});
+    claims["cnf"] = json!({ "jkt": client.jkt });
+    let bound = keys.token(claims);
+
+    let proof = client.proof("p-1", "https://api.example.test/api/orders", &bound);
+    let response = running
+        .http
+        .get(format!("{}/api/orders", running.base))
+        .header("authorization", format!("DPoP {bound}"))
+        .header("dpop", proof)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 503);
+    assert!(response.headers().contains_key("retry-after"));
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["reason"], "store_unavailable", "{body}");
+
+    let proof = client.proof("p-2", "https://api.example.test/api/orders", &bound);
+    let response = running
+        .http
+        .get(format!("{}/auth/nginx", running.base))
+        .header("x-original-method", "GET")
+        .header("x-original-uri", "/api/orders")
+        .header("authorization", format!("DPoP {bound}"))
+        .header("dpop", proof)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 401, "nginx takes only 2xx, 401 and 403");
+    let challenges: Vec<String> =
+        response.headers().get_all("www-authenticate").iter().map(|v| v.to_str().unwrap().to_owned()).collect();
+    assert!(challenges.iter().any(|c| c.contains("store unavailable")), "{challenges:?}");
 }

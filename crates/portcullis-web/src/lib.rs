@@ -83,6 +83,41 @@ pub trait Inspect: Send + Sync + 'static {
     fn dpop(&self) -> Option<&portcullis::dpop::DpopVerifier> {
         None
     }
+    /// Where this server keeps DPoP replay entries and revocations, when it says (the status page shows it).
+    fn store(&self) -> Option<StoreView> {
+        None
+    }
+}
+
+/// The shared store as the status page shows it.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct StoreView {
+    /// `memory` or `redis`.
+    pub name: String,
+    /// Whether the store is reachable now (always in memory).
+    pub connected: bool,
+    /// When the revocation set was last read whole from the store (Unix seconds), if ever.
+    pub last_sync: Option<f64>,
+    /// The last error, while not connected.
+    pub last_error: Option<String>,
+    /// Revocations in force on this server.
+    pub revocations: usize,
+}
+
+impl StoreView {
+    /// A store called `name`, connected or not, holding `revocations` entries.
+    pub fn new(name: impl Into<String>, connected: bool, revocations: usize) -> Self {
+        Self { name: name.into(), connected, last_sync: None, last_error: None, revocations }
+    }
+
+    /// With the time of the last full read and the last error.
+    #[must_use]
+    pub fn with_sync(mut self, last_sync: Option<f64>, last_error: Option<String>) -> Self {
+        self.last_sync = last_sync;
+        self.last_error = last_error;
+        self
+    }
 }
 
 /// One route as the debugger offers it.

@@ -53,6 +53,9 @@ pub(crate) async fn page(State(inspect): State<Arc<dyn Inspect>>) -> Response {
         @for (number, view) in inspect.issuers().iter().enumerate() {
             (issuer_section(view, number, now)) "\n"
         }
+        @if let Some(store) = inspect.store() {
+            (store_section(&store)) "\n"
+        }
         (counts_table(inspect))
     };
     html::page("Status", Current::Status, inspect.app_path(), body, PAGE_POLICY)
@@ -110,6 +113,29 @@ fn keys_table(view: &IssuerView, number: usize) -> Markup {
                             td { (key.bits()) " bits" }
                         }
                     }
+                }
+            }
+        }
+    }
+}
+
+fn store_section(store: &crate::StoreView) -> Markup {
+    html! {
+        section aria-labelledby="store" {
+            h2 id="store" { "Shared store" }
+            dl {
+                dt { "Store" } dd { code { (store.name) } }
+                dt { "State" }
+                dd {
+                    span class={ "badge " (if store.connected { "pass" } else { "fail" }) }
+                        data-state=(if store.connected { "connected" } else { "disconnected" }) {
+                        (if store.connected { "connected" } else { "disconnected" })
+                    }
+                }
+                dt { "Revocations in force" } dd { (store.revocations) }
+                dt { "Last synchronized" } dd { (utc(store.last_sync)) }
+                @if let Some(error) = store.last_error.as_deref() {
+                    dt { "Last error" } dd { (error) }
                 }
             }
         }
@@ -181,7 +207,16 @@ pub(crate) async fn json(State(inspect): State<Arc<dyn Inspect>>) -> Response {
             })
         })
         .collect();
-    let body = json!({ "now": now, "issuers": issuers, "requests": inspect.tally().counts() });
+    let store = inspect.store().map(|store| {
+        json!({
+            "name": store.name,
+            "connected": store.connected,
+            "last_sync": store.last_sync,
+            "last_error": store.last_error,
+            "revocations": store.revocations,
+        })
+    });
+    let body = json!({ "now": now, "issuers": issuers, "store": store, "requests": inspect.tally().counts() });
     secured(axum::Json(body).into_response(), PAGE_POLICY)
 }
 
