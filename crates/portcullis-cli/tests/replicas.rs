@@ -294,6 +294,8 @@ impl Fleet {
         for replica in [&fleet.a, &fleet.b] {
             let (status, body) = fleet.ready(&replica.admin).await;
             assert_eq!((status, body.contains("degraded")), (200, false), "{}: {body}", replica.admin);
+            let connected = fleet.metric(&replica.admin, "portcullis_store_connected").await;
+            assert_eq!(connected, Some(1.0), "{}", replica.admin);
         }
         fleet
     }
