@@ -14,6 +14,7 @@
 //!   them over HTTP;
 //! - [`keys`], signing keys, key sets, and verifiers over static or remote key sets;
 //! - [`claims`], claim sets for test tokens;
+//! - [`dpop`], a DPoP client signing fresh proofs;
 //! - [`markdown`], the fenced code blocks of the documentation pages;
 //! - [`net`], loopback listeners and servers;
 //! - [`probe`], whether an optional program is installed, skipping the test without it unless under CI.
@@ -22,6 +23,7 @@
 #![allow(clippy::unwrap_used, clippy::missing_panics_doc)]
 
 pub mod claims;
+pub mod dpop;
 pub mod envoy;
 pub mod fronts;
 pub mod idp;
