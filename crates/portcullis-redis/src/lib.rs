@@ -114,6 +114,10 @@ pub struct StoreHealth {
     pub last_sync: Option<SystemTime>,
     /// The last error, when not connected.
     pub last_error: Option<String>,
+    /// Whether the local revocation list is current: connected, and the revocation set was last read whole at
+    /// most twice the [`resync_interval`](RedisSettings::resync_interval) plus the background budget
+    /// (`max(timeout, 1 s)`) ago. False while resynchronizations keep failing even though the connection is up.
+    pub synchronized: bool,
 }
 
 /// The Redis-backed store. Cheap to clone; clones share connections and background tasks, which stop when the
@@ -175,11 +179,15 @@ impl RedisStore {
     /// The connection's state.
     pub fn health(&self) -> StoreHealth {
         let status = self.inner.status.borrow();
+        let fresh_within = self.inner.settings.resync_interval.saturating_mul(2) + self.inner.background_budget();
+        let fresh = status.last_sync.and_then(|at| SystemTime::now().duration_since(at).ok().or(Some(Duration::ZERO)));
+        let synchronized = status.connected() && status.synced && fresh.is_some_and(|age| age <= fresh_within);
         StoreHealth {
             connected: status.connected(),
             since: status.since,
             last_sync: status.last_sync,
             last_error: if status.connected() { None } else { status.last_error.clone() },
+            synchronized,
         }
     }
 
