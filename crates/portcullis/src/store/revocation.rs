@@ -40,10 +40,12 @@ pub enum Revocation {
         /// Seconds since the epoch after which the entry is dropped.
         expires_at: u64,
     },
-    /// The token whose compact form hashes to `sha256` (for tokens without `jti`, such as Auth0's default access
-    /// tokens).
+    /// The token whose signing input hashes to `sha256` (for tokens without `jti`, such as Auth0's default access
+    /// tokens). See [`TokenHash::of_token`]: the signature is left out, so a token re-signed with the other valid
+    /// form of an ECDSA signature is still named.
     TokenHash {
-        /// SHA-256 of the token as sent (its three base64url segments and two dots).
+        /// SHA-256 of the token's signing input: its header and payload segments and the dot between them (the
+        /// bytes before the second dot).
         sha256: TokenHash,
         /// Seconds since the epoch after which the entry is dropped.
         expires_at: u64,
@@ -131,11 +133,17 @@ fn issued_at_or_before(token: &VerifiedToken, before: u64) -> bool {
     token.registered().iat.is_none_or(|iat| iat <= before as f64)
 }
 
-/// The SHA-256 of a token's compact form; written as 64 lowercase hex digits.
+/// The SHA-256 of a token's signing input (`header.payload`, the bytes before the second dot of its compact form);
+/// written as 64 lowercase hex digits.
+///
+/// The signature is left out on purpose: an ECDSA signature `(r, s)` has a second valid form `(r, n − s)`, so anyone
+/// holding a token can make a different compact form that verifies just the same. Both share the signing input.
 ///
 /// ```
 /// use portcullis::store::TokenHash;
 /// let hash = TokenHash::of_token("a.b.c");
+/// assert_eq!(hash, TokenHash::of_token("a.b.other-signature"));
+/// assert_ne!(hash, TokenHash::of_token("a.x.c"));
 /// assert_eq!(hash.to_string().parse::<TokenHash>().unwrap(), hash);
 /// assert!("not hex".parse::<TokenHash>().is_err());
 /// ```
@@ -143,10 +151,15 @@ fn issued_at_or_before(token: &VerifiedToken, before: u64) -> bool {
 pub struct TokenHash([u8; 32]);
 
 impl TokenHash {
-    /// The hash of `token` as sent.
+    /// The hash of `token`'s signing input: the SHA-256 of the bytes before its second dot (of all of `token` when it
+    /// has fewer than two dots).
     pub fn of_token(token: &str) -> Self {
+        let signing_input = match token.match_indices('.').nth(1) {
+            Some((second_dot, _)) => &token[..second_dot],
+            None => token,
+        };
         let mut hash = [0u8; 32];
-        hash.copy_from_slice(digest::digest(&digest::SHA256, token.as_bytes()).as_ref());
+        hash.copy_from_slice(digest::digest(&digest::SHA256, signing_input.as_bytes()).as_ref());
         Self(hash)
     }
 
