@@ -493,3 +493,74 @@ fn an_rs256_token_revoked_by_hash_is_refused_and_others_are_not() {
     let signing_input = &token[..token.rfind('.').unwrap()];
     assert_eq!(TokenHash::of_token(&token), TokenHash::of_token(signing_input));
 }
+
+#[test]
+fn a_burst_of_revocations_applied_one_at_a_time_rebuilds_the_set_rarely() {
+    let fx = Fixture::new();
+    let first = fx.verified(&fx.token("alice", json!({"jti": "burst-0"})));
+    let last = fx.verified(&fx.token("alice", json!({"jti": "burst-19999"})));
+    let kept = fx.verified(&fx.token("alice", json!({"jti": "not-revoked"})));
+    let list = RevocationList::new();
+    let mut changed = 0;
+    for i in 0..20_000u64 {
+        changed += list.apply(&[Revocation::jti(format!("burst-{i}"), at(NOW + 3600 + i))], at(NOW));
+    }
+    assert_eq!(changed, 20_000);
+    assert_eq!(list.len(), 20_000);
+    assert_eq!(list.counts().jti, 20_000);
+    assert_eq!(list.entries().len(), 20_000);
+    // One rebuild per merge of the delta into the base: logarithmic in the number of entries, not one per entry.
+    assert!(list.rebuilds() <= 40, "{} rebuilds for 20,000 entries", list.rebuilds());
+    for token in [&first, &last] {
+        assert_eq!(list.check(token, at(NOW)).unwrap_err().reason(), Reason::TokenRevoked);
+    }
+    assert!(list.check(&kept, at(NOW)).is_ok());
+    // Re-applying the whole set (a resync) changes nothing and rebuilds nothing.
+    let rebuilds = list.rebuilds();
+    assert_eq!(list.apply(&list.entries(), at(NOW)), 0);
+    assert_eq!(list.rebuilds(), rebuilds);
+}
+
+#[test]
+fn entries_in_the_delta_combine_with_the_base() {
+    let fx = Fixture::new();
+    let old = fx.verified(&fx.token("alice", json!({"iat": NOW - 100})));
+    let newer = fx.verified(&fx.token("alice", json!({"iat": NOW - 10})));
+    let list = RevocationList::new();
+    // Enough entries for a base, then one subject in the base and an extension of it in the delta.
+    let filler: Vec<Revocation> = (0..2000).map(|i| Revocation::jti(format!("f{i}"), at(NOW + 3600))).collect();
+    list.apply(&filler, at(NOW));
+    list.apply(&[Revocation::subject("alice", at(NOW - 50), at(NOW + 100))], at(NOW));
+    list.prune(at(NOW)); // the subject is in the base now
+    let rebuilds = list.rebuilds();
+    // A later "before" with an earlier expiry: combined, it refuses the newer token until the later expiry.
+    assert_eq!(list.apply(&[Revocation::subject("alice", at(NOW - 5), at(NOW + 50))], at(NOW)), 1);
+    assert_eq!(list.rebuilds(), rebuilds, "added to the delta");
+    assert_eq!(list.check(&newer, at(NOW + 60)).unwrap_err().reason(), Reason::TokenRevoked);
+    assert_eq!(list.check(&old, at(NOW + 60)).unwrap_err().reason(), Reason::TokenRevoked);
+    assert!(list.check(&old, at(NOW + 100)).is_ok());
+    assert_eq!(list.len(), 2001);
+    assert_eq!(list.counts().subjects, 1);
+    assert!(list.entries().contains(&Revocation::subject("alice", at(NOW - 5), at(NOW + 100))));
+    // Expired entries refuse nothing before they are pruned, and are pruned at most every 30 s.
+    list.apply(&[Revocation::jti("brief", at(NOW + 110))], at(NOW + 101));
+    assert_eq!(list.counts().subjects, 0, "pruned: more than 30 s since the last rebuild");
+    let brief = fx.verified(&fx.token("bob", json!({"jti": "brief"})));
+    assert_eq!(list.check(&brief, at(NOW + 109)).unwrap_err().reason(), Reason::TokenRevoked);
+    list.apply(&[Revocation::jti("late", at(NOW + 7200))], at(NOW + 120));
+    assert!(list.check(&brief, at(NOW + 120)).is_ok(), "expired: refuses nothing");
+    assert!(list.entries().contains(&Revocation::jti("brief", at(NOW + 110))), "not pruned within 30 s");
+    list.apply(&[], at(NOW + 131));
+    assert!(!list.entries().contains(&Revocation::jti("brief", at(NOW + 110))), "pruned");
+    assert_eq!(list.len(), 2001);
+}
+
+#[test]
+fn values_with_bidirectional_or_format_controls_are_refused() {
+    for bad in ['\u{061C}', '\u{200E}', '\u{200F}', '\u{202A}', '\u{202E}', '\u{2066}', '\u{2069}', '\u{FEFF}'] {
+        let value = format!("user{bad}1");
+        assert!(Revocation::jti(value.clone(), at(NOW)).validate().is_err(), "{:?}", bad);
+        assert!(Revocation::subject(value, at(NOW), at(NOW + 1)).validate().is_err(), "{:?}", bad);
+    }
+    assert!(Revocation::jti("auth0|ümlaut-名前", at(NOW)).validate().is_ok());
+}
