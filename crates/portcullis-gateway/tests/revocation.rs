@@ -540,3 +540,50 @@ async fn store_unavailable_is_a_503_on_the_proxy_and_a_401_naming_the_store_towa
         response.headers().get_all("www-authenticate").iter().map(|v| v.to_str().unwrap().to_owned()).collect();
     assert!(challenges.iter().any(|c| c.contains("store unavailable")), "{challenges:?}");
 }
+
+#[tokio::test]
+async fn ready_and_status_say_when_a_connected_store_has_not_synchronized_the_revocations() {
+    if !portcullis_testkit::probe::require("redis-server", portcullis_testkit::redis::available()) {
+        return;
+    }
+    let redis = portcullis_testkit::redis::RedisServer::start().await;
+    // The revocation set's key holds a string: the connection is up, but reading the set fails.
+    assert_eq!(redis.command(&["SET", "t21:revocations", "not a sorted set"]).await, "OK");
+    let keys = Keys::new();
+    let store = format!("[store]\nredis_url = \"{}\"\nkey_prefix = \"t21:\"\nresync_secs = 60\n", redis.url());
+    let running = Running::start(&keys.config_with(&upstream().await, "", &store)).await;
+    let ready = async || {
+        let response = running.http.get(format!("{}/ready", running.admin)).send().await.unwrap();
+        (response.status().as_u16(), response.text().await.unwrap())
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    // Poll (bounded) until the store has connected: before that, /ready says it is unavailable.
+    let (status, body) = loop {
+        let (status, body) = ready().await;
+        if !body.contains("store unavailable") || std::time::Instant::now() > deadline {
+            break (status, body);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    assert_eq!(
+        (status, body.as_str()),
+        (200, "ready (degraded: revocations not synchronized since start (never synchronized))")
+    );
+    let page = running.http.get(format!("{}/status", running.admin)).send().await.unwrap().text().await.unwrap();
+    assert!(page.contains("data-state=\"unsynchronized\""), "{page}");
+    assert!(page.contains("revocations not synchronized"), "{page}");
+
+    // Once the set can be read, the next resync (retried with backoff) makes the replica plainly ready.
+    redis.command(&["DEL", "t21:revocations"]).await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let (status, body) = ready().await;
+        if (status, body.as_str()) == (200, "ready") {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "still {status} {body}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let page = running.http.get(format!("{}/status", running.admin)).send().await.unwrap().text().await.unwrap();
+    assert!(page.contains("data-state=\"connected\""), "{page}");
+}
