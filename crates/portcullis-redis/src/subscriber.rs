@@ -201,7 +201,7 @@ async fn read_set(inner: &Inner, now: UnixTime) -> Result<Vec<Vec<u8>>, StoreErr
         let key = inner.names.revocations.clone();
         let start = from.clone();
         let skip = seen_at_score;
-        let rows: Vec<(Vec<u8>, f64)> = inner
+        let flat: Vec<Vec<u8>> = inner
             .call("resync", budget, move |mut connection| async move {
                 redis::cmd("ZRANGEBYSCORE")
                     .arg(&key)
@@ -215,13 +215,20 @@ async fn read_set(inner: &Inner, now: UnixTime) -> Result<Vec<Vec<u8>>, StoreErr
                     .await
             })
             .await?;
-        let full = rows.len() >= page;
-        for (member, score) in rows {
-            let score = score as u64;
-            if from == format!("[{score}") {
+        if !flat.len().is_multiple_of(2) {
+            return Err(StoreError::Protocol("ZRANGEBYSCORE WITHSCORES answered an odd count".to_owned()));
+        }
+        let full = flat.len() / 2 >= page;
+        let mut rows = flat.into_iter();
+        while let (Some(member), Some(score)) = (rows.next(), rows.next()) {
+            let score =
+                std::str::from_utf8(&score).ok().and_then(|score| score.parse::<f64>().ok()).ok_or_else(|| {
+                    StoreError::Protocol("ZRANGEBYSCORE answered a score that is not a number".to_owned())
+                })? as u64;
+            if from == score.to_string() {
                 seen_at_score += 1;
             } else {
-                from = format!("[{score}");
+                from = score.to_string();
                 seen_at_score = 1;
             }
             members.push(member);
