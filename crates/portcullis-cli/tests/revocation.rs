@@ -134,6 +134,61 @@ fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
+/// Runs `portcullis revoke` with `args` and an admin token in a file (no gateway behind any URL used).
+fn revoke_without_gateway(args: &[&str]) -> std::process::Output {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("admin.jwt");
+    std::fs::write(&file, "eyJhbGciOiJFUzI1NiJ9.e30.c2ln").unwrap();
+    std::process::Command::new(binary())
+        .args(["revoke", "--token-file", file.to_str().unwrap()])
+        .args(args)
+        .env_remove("PORTCULLIS_ADMIN_URL")
+        .env_remove("PORTCULLIS_ADMIN_TOKEN")
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn revoke_refuses_plain_http_off_loopback_and_admin_urls_with_a_query_or_fragment() {
+    for admin in ["http://10.0.0.5:9090", "http://portcullis-admin.invalid:9090/"] {
+        let output = revoke_without_gateway(&["--admin", admin, "--jti", "a"]);
+        let stderr = text(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{admin}: {stderr}");
+        assert!(stderr.contains("admin token across the network in clear"), "{admin}: {stderr}");
+        assert!(stderr.contains("--allow-insecure-http"), "{admin}: {stderr}");
+    }
+    // Allowed: the request is sent, and fails only because nobody answers (exit 4, unreachable).
+    let output = revoke_without_gateway(&[
+        "--admin",
+        "http://portcullis-admin.invalid:9090/",
+        "--allow-insecure-http",
+        "--jti",
+        "a",
+    ]);
+    assert_eq!(output.status.code(), Some(4), "{}", text(&output.stderr));
+    // Loopback hosts take plain http (nothing listens on port 1: unreachable, exit 4).
+    for admin in ["http://127.0.0.1:1", "http://127.3.2.1:1/", "http://[::1]:1", "http://localhost:1"] {
+        let output = revoke_without_gateway(&["--admin", admin, "--jti", "a"]);
+        assert_eq!(output.status.code(), Some(4), "{admin}: {}", text(&output.stderr));
+    }
+    for admin in ["http://127.0.0.1:1/?x=1", "http://127.0.0.1:1/#top"] {
+        let output = revoke_without_gateway(&["--admin", admin, "--jti", "a"]);
+        let stderr = text(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{admin}: {stderr}");
+        assert!(stderr.contains("without a query or fragment"), "{admin}: {stderr}");
+    }
+}
+
+#[test]
+fn revoke_takes_before_only_with_sub() {
+    for what in [["--jti", "a"], ["--token-hash", &"ab".repeat(32)]] {
+        let output = revoke_without_gateway(&["--admin", "http://127.0.0.1:1", what[0], what[1], "--before", "now"]);
+        let stderr = text(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{what:?}: {stderr}");
+        assert!(stderr.contains("--sub"), "{what:?}: {stderr}");
+    }
+}
+
 /// Polls `condition` until it holds, within `within`.
 async fn until(within: Duration, what: &str, mut condition: impl AsyncFnMut() -> bool) {
     let started = Instant::now();

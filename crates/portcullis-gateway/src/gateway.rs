@@ -193,15 +193,23 @@ impl Gateway {
 
     /// The admin listener's `/ready` answer: 503 until every issuer has keys; with a shared store that is down,
     /// 503 when DPoP proofs are refused without it (`replay_on_failure = "fail_closed"`), else 200 "degraded"
-    /// with the time of the revocation set enforced.
+    /// with the time of the revocation set enforced; connected but with a revocation set not read whole lately,
+    /// 200 "degraded" with the time of the last full read.
     pub(crate) fn readiness(&self) -> (http::StatusCode, String) {
         if !self.is_ready() {
             return (http::StatusCode::SERVICE_UNAVAILABLE, "keys not loaded yet".to_owned());
         }
         let state = &self.shared.state;
         let status = state.status();
+        let as_of = match status.last_sync {
+            Some(at) => humantime::format_rfc3339_seconds(at).to_string(),
+            None => "start (never synchronized)".to_owned(),
+        };
         if status.connected {
-            return (http::StatusCode::OK, "ready".to_owned());
+            if status.synchronized {
+                return (http::StatusCode::OK, "ready".to_owned());
+            }
+            return (http::StatusCode::OK, format!("ready (degraded: revocations not synchronized since {as_of})"));
         }
         let policy = self.policy();
         let dpop_on =
@@ -209,10 +217,6 @@ impl Gateway {
         if dpop_on && state.replay_fails_closed() {
             return (http::StatusCode::SERVICE_UNAVAILABLE, "not ready: replay store unavailable".to_owned());
         }
-        let as_of = match status.last_sync {
-            Some(at) => humantime::format_rfc3339_seconds(at).to_string(),
-            None => "start (never synchronized)".to_owned(),
-        };
         (http::StatusCode::OK, format!("ready (degraded: store unavailable; revocations as of {as_of})"))
     }
 

@@ -102,7 +102,8 @@ impl Inspect for Gateway {
         let last_sync = status.last_sync.map(|at| UnixTime::from_system_time(at).as_secs_f64());
         Some(
             portcullis_web::StoreView::new(status.name, status.connected, state.revocations().len())
-                .with_sync(last_sync, status.last_error),
+                .with_sync(last_sync, status.last_error)
+                .with_synchronized(status.synchronized),
         )
     }
 }

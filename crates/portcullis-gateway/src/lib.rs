@@ -139,6 +139,10 @@ fn describe_metrics() {
         "portcullis_revocations",
         "Revocations in force on this replica, by kind (jti, token_hash, subject)"
     );
+    describe_counter!(
+        "portcullis_revocations_refused_total",
+        "Revocation requests refused because the list is full (reason list_full)"
+    );
     portcullis_redis::describe_metrics();
 }
 

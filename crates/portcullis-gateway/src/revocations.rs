@@ -6,6 +6,7 @@
 use crate::config::{Config, ConfigError, ConfigErrors, RevocationConfig};
 use crate::gateway::Gateway;
 use crate::shared_state::SharedState;
+use crate::store_config::MAX_RETENTION_SECS;
 use axum::body::Body;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
@@ -29,7 +30,20 @@ const MAX_BODY_BYTES: usize = 8 * 1024;
 pub(crate) struct Admin {
     verifier: Verifier,
     permission: Requirement,
+    /// How entries are computed from a request.
+    rules: EntryRules,
+    /// The most entries the list may hold.
+    max_entries: usize,
+}
+
+/// How a request becomes an entry: the life of an entry without `expires_at`, and how far past now a subject's
+/// default `before` lies.
+#[derive(Debug, Clone, Copy)]
+struct EntryRules {
     retention_secs: u64,
+    /// The largest clock leeway the gateway grants any issuer: a token minted by an issuer whose clock runs
+    /// ahead by up to this much is accepted, so a subject revocation made "now" must cover it too.
+    before_leeway_secs: u64,
 }
 
 impl Admin {
@@ -54,7 +68,15 @@ impl Admin {
             Requirement::permission(revocation.permission.clone()),
             Requirement::scope(revocation.permission.clone()),
         ]);
-        Ok(Self { verifier, permission, retention_secs: revocation.retention_secs })
+        let before_leeway_secs = config
+            .issuers
+            .iter()
+            .map(|issuer| issuer.leeway_secs.unwrap_or(portcullis::verifier::DEFAULT_LEEWAY.as_secs()))
+            .chain([portcullis::verifier::DEFAULT_LEEWAY.as_secs()])
+            .max()
+            .unwrap_or_default();
+        let rules = EntryRules { retention_secs: revocation.retention_secs, before_leeway_secs };
+        Ok(Self { verifier, permission, rules, max_entries: revocation.max_entries })
     }
 
     /// The caller's verified token, or the refusal: 401 without a valid Bearer token of the admin issuer, 403
@@ -78,6 +100,13 @@ impl Admin {
             return Err(refusal(&error));
         }
         self.permission.check(&verified).map_err(|error| refusal(&error))?;
+        if verified.subject().is_none_or(str::is_empty) {
+            let error = Error::new(
+                Reason::InsufficientScope,
+                "the caller must have a sub claim: every revocation names who made it",
+            );
+            return Err(refusal(&error));
+        }
         Ok(verified)
     }
 }
@@ -95,8 +124,9 @@ struct RevokeRequest {
 }
 
 impl RevokeRequest {
-    /// The revocation the request asks for at `now`, entries without `expires_at` living `retention_secs`.
-    fn revocation(self, now: UnixTime, retention_secs: u64) -> Result<Revocation, String> {
+    /// The revocation the request asks for at `now`, under `rules`.
+    fn revocation(self, now: UnixTime, rules: EntryRules) -> Result<Revocation, String> {
+        let EntryRules { retention_secs, before_leeway_secs } = rules;
         let now_secs = now.as_secs();
         if self.expires_at.is_some_and(|at| at <= now_secs) {
             return Err("expires_at is not in the future".to_owned());
@@ -116,7 +146,7 @@ impl RevokeRequest {
                 Revocation::token_hash(hash, UnixTime::from_secs(expires))
             }
             (None, None, Some(sub)) => {
-                let before = self.before.unwrap_or(now_secs);
+                let before = self.before.unwrap_or(now_secs.saturating_add(before_leeway_secs));
                 if before > now_secs.saturating_add(retention_secs) {
                     return Err("before is too far in the future".to_owned());
                 }
@@ -125,6 +155,21 @@ impl RevokeRequest {
             }
             _ => return Err("give exactly one of jti, token_sha256 or sub".to_owned()),
         };
+        let expires_at = entry.expires_at().as_secs();
+        if expires_at <= now_secs {
+            return Err(format!(
+                "nothing to revoke: the entry would expire at {expires_at}, already past (every token it covers has \
+                 expired); give a later before or expires_at"
+            ));
+        }
+        // A default `before` lies up to the leeway ahead, and the entry lives `retention_secs` past it.
+        let latest = now_secs.saturating_add(MAX_RETENTION_SECS).saturating_add(before_leeway_secs);
+        if expires_at > latest {
+            return Err(format!(
+                "expires_at {expires_at} is more than 366 days ahead (at most {latest}); revocations are not permanent: \
+                 disable the account at its issuer instead"
+            ));
+        }
         entry.validate().map_err(|why| format!("{}: {why}", entry_value_name(&entry)))?;
         Ok(entry)
     }
@@ -156,11 +201,31 @@ pub(crate) async fn revoke(State(gateway): State<Gateway>, headers: HeaderMap, b
         Err(error) => return invalid_request(&format!("the body is not a revocation request: {error}")),
     };
     let now = gateway.clock().now();
-    let entry = match request.revocation(now, admin.retention_secs) {
+    let entry = match request.revocation(now, admin.rules) {
         Ok(entry) => entry,
         Err(why) => return invalid_request(&why),
     };
     let state = gateway.shared_state();
+    let held = state.revocations().len();
+    if held >= admin.max_entries {
+        metrics::counter!("portcullis_revocations_refused_total", "reason" => "list_full").increment(1);
+        tracing::warn!(
+            target: "portcullis::gateway::revocation",
+            kind = entry.kind(),
+            held,
+            max_entries = admin.max_entries,
+            who = caller.subject().unwrap_or("-"),
+            "revocation refused: the list is full"
+        );
+        let description = format!(
+            "the revocation list holds {held} entries, the most [revocation] max_entries allows; nothing was recorded \
+             (entries are dropped as they expire)"
+        );
+        return json_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &json!({ "error": "revocation_list_full", "error_description": description }),
+        );
+    }
     let store = state.revocation_store();
     let who = caller.subject().unwrap_or("-");
     let what = match &entry {

@@ -26,6 +26,8 @@ pub(crate) struct StoreStatus {
     pub last_sync: Option<SystemTime>,
     /// The last error, while disconnected.
     pub last_error: Option<String>,
+    /// Whether the revocation set is current: read whole recently (always in memory).
+    pub synchronized: bool,
 }
 
 impl SharedState {
@@ -106,9 +108,12 @@ impl SharedState {
                     connected: health.connected,
                     last_sync: health.last_sync,
                     last_error: health.last_error,
+                    synchronized: health.synchronized,
                 }
             }
-            None => StoreStatus { name: "memory", connected: true, last_sync: None, last_error: None },
+            None => {
+                StoreStatus { name: "memory", connected: true, last_sync: None, last_error: None, synchronized: true }
+            }
         }
     }
 

@@ -93,6 +93,10 @@ pub struct RevocationConfig {
     /// The life of an entry given no `expires_at`, in seconds; a subject entry lives `before` plus this.
     #[serde(default = "default_retention")]
     pub retention_secs: u64,
+    /// The most entries the list may hold (default 100000); `POST /revocations` answers 503
+    /// `revocation_list_full` beyond.
+    #[serde(default = "default_max_entries")]
+    pub max_entries: usize,
 }
 
 fn default_permission() -> String {
@@ -103,8 +107,12 @@ fn default_retention() -> u64 {
     86_400
 }
 
+fn default_max_entries() -> usize {
+    100_000
+}
+
 /// The longest `retention_secs`: a year.
-const MAX_RETENTION_SECS: u64 = 366 * 86_400;
+pub(crate) const MAX_RETENTION_SECS: u64 = 366 * 86_400;
 
 /// Every error of the `[store]` and `[revocation]` tables of `config`.
 pub(crate) fn check(config: &Config) -> Vec<ConfigError> {
@@ -171,6 +179,9 @@ fn check_revocation(config: &Config, revocation: &RevocationConfig, errors: &mut
             "revocation.retention_secs",
             format!("must be 60 to {MAX_RETENTION_SECS} (a year), not {}", revocation.retention_secs),
         ));
+    }
+    if revocation.max_entries == 0 {
+        errors.push(ConfigError::at("revocation.max_entries", "must be at least 1"));
     }
 }
 

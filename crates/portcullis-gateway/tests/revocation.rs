@@ -293,6 +293,86 @@ async fn a_subject_revoked_before_a_time_refuses_older_tokens_and_accepts_newer_
 }
 
 #[tokio::test]
+async fn a_subject_revoked_now_covers_tokens_minted_by_an_issuer_clock_within_the_leeway() {
+    let keys = Keys::new();
+    // A third issuer granted 90 s of leeway: the largest, so a subject entry's default before is now + 90.
+    let extra = format!(
+        "{REVOCATION}\n[[issuers]]\nissuer = \"https://slow.test/\"\naudiences = [\"{AUDIENCE}\"]\n\
+         jwks_uri = \"{}\"\nleeway_secs = 90\n",
+        keys.jwks("other.json")
+    );
+    let running = Running::start(&keys.config(&upstream().await, &extra)).await;
+    let admin = keys.admin(&["revoke:tokens"]);
+    let now = portcullis_testkit::claims::now();
+    // Minted by an issuer whose clock runs 20 s ahead: accepted within the leeway.
+    let ahead = keys.access("frank", Some("f-1"), now + 20);
+    assert_eq!(running.proxy(&ahead).await.0, 200);
+
+    let (status, _, reply) = running.revoke(Some(&admin), r#"{"sub": "frank"}"#).await;
+    assert_eq!(status, 201, "{reply}");
+    let before = reply["revoked"]["before"].as_u64().unwrap();
+    assert!((now + 90..=now + 92).contains(&before), "before {before}, now {now}");
+    assert_eq!(reply["revoked"]["expires_at"].as_u64().unwrap(), before + 3600);
+    let (status, body) = running.proxy(&ahead).await;
+    assert_eq!((status, body["reason"].as_str()), (401, Some("token_revoked")), "{body}");
+}
+
+#[tokio::test]
+async fn entries_already_past_or_more_than_a_year_ahead_are_refused_and_not_recorded() {
+    let keys = Keys::new();
+    let running = Running::start(&keys.config(&upstream().await, REVOCATION)).await;
+    let admin = keys.admin(&["revoke:tokens"]);
+    let now = portcullis_testkit::claims::now();
+    let year_and_more = now + 367 * 86_400;
+    for (body, says) in [
+        (json!({"sub": "carol", "before": 0}), "nothing to revoke"),
+        (json!({"sub": "carol", "before": now - 7200}), "already past"),
+        (json!({"jti": "j-1", "expires_at": year_and_more}), "more than 366 days ahead"),
+        (json!({"sub": "carol", "expires_at": year_and_more}), "more than 366 days ahead"),
+    ] {
+        let (status, _, reply) = running.revoke(Some(&admin), &body.to_string()).await;
+        assert_eq!(status, 400, "{body}: {reply}");
+        assert_eq!(reply["error"], "invalid_request", "{body}");
+        assert!(reply["error_description"].as_str().unwrap().contains(says), "{body}: {reply}");
+    }
+    let (_, listed) = running.list(&admin).await;
+    assert_eq!(listed["revocations"], json!([]), "{listed}");
+}
+
+#[tokio::test]
+async fn a_full_revocation_list_refuses_new_entries_with_503() {
+    let keys = Keys::new();
+    let config = keys.config(&upstream().await, &format!("{REVOCATION}\nmax_entries = 2"));
+    let running = Running::start(&config).await;
+    let admin = keys.admin(&["revoke:tokens"]);
+    for jti in ["a", "b"] {
+        assert_eq!(running.revoke(Some(&admin), &json!({"jti": jti}).to_string()).await.0, 201);
+    }
+    let (status, _, reply) = running.revoke(Some(&admin), r#"{"jti": "c"}"#).await;
+    assert_eq!(status, 503, "{reply}");
+    assert_eq!(reply["error"], "revocation_list_full", "{reply}");
+    assert!(reply["error_description"].as_str().unwrap().contains("max_entries"), "{reply}");
+    let (_, listed) = running.list(&admin).await;
+    assert_eq!(listed["revocations"].as_array().unwrap().len(), 2, "{listed}");
+    let now = portcullis_testkit::claims::now();
+    assert_eq!(running.proxy(&keys.access("x", Some("c"), now)).await.0, 200, "c was not recorded");
+}
+
+#[tokio::test]
+async fn an_admin_token_without_a_subject_is_refused() {
+    let keys = Keys::new();
+    let running = Running::start(&keys.config(&upstream().await, REVOCATION)).await;
+    let now = portcullis_testkit::claims::now();
+    let anonymous = keys.token(json!({"iss": ISSUER, "aud": ADMIN_AUDIENCE, "iat": now, "exp": now + 600,
+        "permissions": ["revoke:tokens"]}));
+    let (status, challenge, reply) = running.revoke(Some(&anonymous), r#"{"jti": "a"}"#).await;
+    assert_eq!(status, 403, "{reply}");
+    assert!(challenge.contains("the caller must have a sub claim"), "{challenge}");
+    let (_, listed) = running.list(&keys.admin(&["revoke:tokens"])).await;
+    assert_eq!(listed["revocations"], json!([]), "{listed}");
+}
+
+#[tokio::test]
 async fn without_a_revocation_table_the_endpoint_is_not_there() {
     let keys = Keys::new();
     let running = Running::start(&keys.config(&upstream().await, "")).await;
@@ -374,6 +454,11 @@ fn store_and_revocation_tables_are_checked_with_their_key_paths() {
             "revocation.jwks_uri",
             "https://",
         ),
+        (
+            "[revocation]\nissuer = \"https://i/\"\naudience = \"a\"\nmax_entries = 0",
+            "revocation.max_entries",
+            "at least 1",
+        ),
         ("[revocation]\nissuer = \"https://i/\"", "revocation", "missing field `audience`"),
     ] {
         let text = format!("{base}\n{table}\n");
@@ -454,4 +539,51 @@ async fn store_unavailable_is_a_503_on_the_proxy_and_a_401_naming_the_store_towa
     let challenges: Vec<String> =
         response.headers().get_all("www-authenticate").iter().map(|v| v.to_str().unwrap().to_owned()).collect();
     assert!(challenges.iter().any(|c| c.contains("store unavailable")), "{challenges:?}");
+}
+
+#[tokio::test]
+async fn ready_and_status_say_when_a_connected_store_has_not_synchronized_the_revocations() {
+    if !portcullis_testkit::probe::require("redis-server", portcullis_testkit::redis::available()) {
+        return;
+    }
+    let redis = portcullis_testkit::redis::RedisServer::start().await;
+    // The revocation set's key holds a string: the connection is up, but reading the set fails.
+    assert_eq!(redis.command(&["SET", "t21:revocations", "not a sorted set"]).await, "OK");
+    let keys = Keys::new();
+    let store = format!("[store]\nredis_url = \"{}\"\nkey_prefix = \"t21:\"\nresync_secs = 60\n", redis.url());
+    let running = Running::start(&keys.config_with(&upstream().await, "", &store)).await;
+    let ready = async || {
+        let response = running.http.get(format!("{}/ready", running.admin)).send().await.unwrap();
+        (response.status().as_u16(), response.text().await.unwrap())
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    // Poll (bounded) until the store has connected: before that, /ready says it is unavailable.
+    let (status, body) = loop {
+        let (status, body) = ready().await;
+        if !body.contains("store unavailable") || std::time::Instant::now() > deadline {
+            break (status, body);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    assert_eq!(
+        (status, body.as_str()),
+        (200, "ready (degraded: revocations not synchronized since start (never synchronized))")
+    );
+    let page = running.http.get(format!("{}/status", running.admin)).send().await.unwrap().text().await.unwrap();
+    assert!(page.contains("data-state=\"unsynchronized\""), "{page}");
+    assert!(page.contains("revocations not synchronized"), "{page}");
+
+    // Once the set can be read, the next resync (retried with backoff) makes the replica plainly ready.
+    redis.command(&["DEL", "t21:revocations"]).await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let (status, body) = ready().await;
+        if (status, body.as_str()) == (200, "ready") {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "still {status} {body}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let page = running.http.get(format!("{}/status", running.admin)).send().await.unwrap().text().await.unwrap();
+    assert!(page.contains("data-state=\"connected\""), "{page}");
 }

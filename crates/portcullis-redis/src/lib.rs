@@ -19,8 +19,12 @@
 //! `MULTI`/`EXEC` removes expired members, adds the entry and publishes it. A replica subscribes, and only once
 //! subscribed reads the whole set (so that nothing falls between the two); pub/sub delivers at most once, so
 //! after every reconnect it subscribes and reads the set again, and it does every
-//! [`resync_interval`](RedisSettings::resync_interval) anyway. On each of these reads, the entries the replica holds
-//! and Redis lacks (Redis restarted empty) are written back and published.
+//! [`resync_interval`](RedisSettings::resync_interval) anyway. The set is read in pages of 1000 members, each
+//! within the background budget (`max(timeout, 1 s)`), and the batch of messages already received is applied at
+//! once. On each of these reads, the entries the replica holds and Redis lacks (Redis restarted empty) are written
+//! back, at most 1000 per `MULTI`/`EXEC`, and not published (the other replicas read them at their own
+//! resynchronization). [`StoreHealth::synchronized`] turns false when the set was not read whole for twice the
+//! resync interval plus the background budget, even with the connection up.
 //!
 //! # When Redis fails
 //!
@@ -66,6 +70,9 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
+/// The most members one resynchronization command reads or one write-back transaction adds.
+const MAX_PAGE: usize = 1000;
+
 /// How to reach Redis and how long to wait for it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -85,6 +92,10 @@ pub struct RedisSettings {
     pub backoff_max: Duration,
     /// How often the whole revocation set is read again even without a reconnect (default 60 s).
     pub resync_interval: Duration,
+    /// How many members a resynchronization reads per command, and writes back per transaction (default and
+    /// most 1000; at least 1).
+    #[doc(hidden)]
+    pub page: usize,
 }
 
 impl RedisSettings {
@@ -98,6 +109,7 @@ impl RedisSettings {
             backoff_min: Duration::from_millis(100),
             backoff_max: Duration::from_secs(5),
             resync_interval: Duration::from_secs(60),
+            page: MAX_PAGE,
         }
     }
 }
@@ -114,6 +126,10 @@ pub struct StoreHealth {
     pub last_sync: Option<SystemTime>,
     /// The last error, when not connected.
     pub last_error: Option<String>,
+    /// Whether the local revocation list is current: connected, and the revocation set was last read whole at
+    /// most twice the [`resync_interval`](RedisSettings::resync_interval) plus the background budget
+    /// (`max(timeout, 1 s)`) ago. False while resynchronizations keep failing even though the connection is up.
+    pub synchronized: bool,
 }
 
 /// The Redis-backed store. Cheap to clone; clones share connections and background tasks, which stop when the
@@ -161,6 +177,7 @@ impl RedisStore {
         settings.backoff_min = settings.backoff_min.max(Duration::from_millis(1));
         settings.backoff_max = settings.backoff_max.max(settings.backoff_min);
         settings.resync_interval = settings.resync_interval.max(Duration::from_millis(10));
+        settings.page = settings.page.clamp(1, MAX_PAGE);
         let shown_url = names::redact(&settings.url);
         let client = redis::Client::open(settings.url.as_str())
             .map_err(|error| InvalidUrl(format!("{shown_url}: {}", error.detail().unwrap_or("unreadable"))))?;
@@ -175,11 +192,15 @@ impl RedisStore {
     /// The connection's state.
     pub fn health(&self) -> StoreHealth {
         let status = self.inner.status.borrow();
+        let fresh_within = self.inner.settings.resync_interval.saturating_mul(2) + self.inner.background_budget();
+        let fresh = status.last_sync.and_then(|at| SystemTime::now().duration_since(at).ok().or(Some(Duration::ZERO)));
+        let synchronized = status.connected() && status.synced && fresh.is_some_and(|age| age <= fresh_within);
         StoreHealth {
             connected: status.connected(),
             since: status.since,
             last_sync: status.last_sync,
             last_error: if status.connected() { None } else { status.last_error.clone() },
+            synchronized,
         }
     }
 

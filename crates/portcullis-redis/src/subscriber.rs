@@ -10,7 +10,9 @@ use portcullis::clock::UnixTime;
 use portcullis::store::{Revocation, StoreError};
 use redis::aio::{PubSubSink, PubSubStream};
 use std::collections::HashSet;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::{Instant, SystemTime};
 use tokio::time::sleep_until;
 
@@ -63,7 +65,14 @@ async fn listen(inner: &Inner, mut sink: PubSubSink, mut stream: PubSubStream) -
     loop {
         tokio::select! {
             message = std::future::poll_fn(|cx| Pin::new(&mut stream).poll_next(cx)) => match message {
-                Some(message) => on_message(inner, message.get_payload_bytes()),
+                Some(message) => {
+                    // Every message already received is applied with this one, as one batch.
+                    let (batch, open) = drain(&mut stream, message).await;
+                    on_messages(inner, &batch);
+                    if !open {
+                        return ("the revocation subscription was closed".to_owned(), synced);
+                    }
+                }
                 None => return ("the revocation subscription was closed".to_owned(), synced),
             },
             // Without the command connection there is nothing to read with; its return triggers the resync.
@@ -101,21 +110,57 @@ async fn listen(inner: &Inner, mut sink: PubSubSink, mut stream: PubSubStream) -
     }
 }
 
-/// Applies one message: an entry's JSON. Anything else is counted and logged, never applied.
-fn on_message(inner: &Inner, payload: &[u8]) {
-    let now = UnixTime::from_system_time(SystemTime::now());
-    let entry = match parse(payload) {
-        Ok(entry) => entry,
-        Err(reason) => {
-            metrics::counter!("portcullis_revocation_messages_total", "result" => "invalid").increment(1);
-            tracing::warn!(bytes = payload.len(), reason, "ignored a malformed revocation message");
-            return;
+/// The most messages applied as one batch.
+const MAX_BATCH: usize = 10_000;
+
+/// `first` and every message already received after it (up to [`MAX_BATCH`]), without waiting for more; and
+/// whether the subscription is still open.
+async fn drain(stream: &mut PubSubStream, first: redis::Msg) -> (Vec<redis::Msg>, bool) {
+    let mut batch = vec![first];
+    let mut open = true;
+    while batch.len() < MAX_BATCH {
+        let next = std::future::poll_fn(|cx| Poll::Ready(Pin::new(&mut *stream).poll_next(cx))).await;
+        match next {
+            Poll::Ready(Some(message)) => batch.push(message),
+            Poll::Ready(None) => {
+                open = false;
+                break;
+            }
+            Poll::Pending => break,
         }
-    };
-    let result = if inner.list.apply(std::slice::from_ref(&entry), now) > 0 { "applied" } else { "known" };
-    metrics::counter!("portcullis_revocation_messages_total", "result" => result).increment(1);
-    if result == "applied" {
-        tracing::info!(kind = entry.kind(), entry = %fingerprint(&String::from_utf8_lossy(payload)), "revocation received");
+    }
+    (batch, open)
+}
+
+/// Applies a batch of messages, each an entry's JSON, with one `apply`. Anything else is counted and logged, never
+/// applied.
+fn on_messages(inner: &Inner, messages: &[redis::Msg]) {
+    let now = UnixTime::from_system_time(SystemTime::now());
+    let mut entries = Vec::with_capacity(messages.len());
+    for message in messages {
+        let payload = message.get_payload_bytes();
+        match parse(payload) {
+            Ok(entry) => entries.push(entry),
+            Err(reason) => {
+                metrics::counter!("portcullis_revocation_messages_total", "result" => "invalid").increment(1);
+                tracing::warn!(bytes = payload.len(), reason, "ignored a malformed revocation message");
+            }
+        }
+    }
+    if entries.is_empty() {
+        return;
+    }
+    let applied = inner.list.apply(&entries, now);
+    let known = entries.len().saturating_sub(applied);
+    metrics::counter!("portcullis_revocation_messages_total", "result" => "applied").increment(applied as u64);
+    metrics::counter!("portcullis_revocation_messages_total", "result" => "known").increment(known as u64);
+    if applied > 0 {
+        if let [entry] = entries.as_slice() {
+            let json = serde_json::to_string(entry).unwrap_or_default();
+            tracing::info!(kind = entry.kind(), entry = %fingerprint(&json), "revocation received");
+        } else {
+            tracing::info!(applied, known, "revocations received");
+        }
     }
 }
 
@@ -129,8 +174,9 @@ pub(crate) fn parse(payload: &[u8]) -> Result<Revocation, &'static str> {
     Ok(entry)
 }
 
-/// Reads the whole set, applies it, and writes back (and publishes) the local entries Redis lacks, so that
-/// revocations survive a Redis that restarted empty as long as one replica runs.
+/// Reads the whole set (page by page), applies it, and writes back the local entries Redis lacks, so that
+/// revocations survive a Redis that restarted empty as long as one replica runs. Written-back entries are not
+/// published: the other replicas pick them up at their own resynchronization.
 pub(crate) async fn resync(inner: &Inner) -> Result<(), StoreError> {
     let started = Instant::now();
     let result = resync_once(inner).await;
@@ -140,20 +186,62 @@ pub(crate) async fn resync(inner: &Inner) -> Result<(), StoreError> {
     result
 }
 
+/// Every member of the set in force after `now`, read in pages of `inner.settings.page` members, each page within
+/// the background budget. The pages follow the score (then the member): a page starts at the last score seen,
+/// past the members of that score already read, so that members removed meanwhile (expired ones) shift nothing.
+async fn read_set(inner: &Inner, now: UnixTime) -> Result<Vec<Vec<u8>>, StoreError> {
+    let page = inner.settings.page;
+    let budget = inner.background_budget();
+    let mut members = Vec::new();
+    // The score the next page starts at (exclusive of `now` for the first), and how many members of that score
+    // were read already.
+    let mut from = format!("({}", now.as_secs());
+    let mut seen_at_score = 0usize;
+    loop {
+        let key = inner.names.revocations.clone();
+        let start = from.clone();
+        let skip = seen_at_score;
+        let flat: Vec<Vec<u8>> = inner
+            .call("resync", budget, move |mut connection| async move {
+                redis::cmd("ZRANGEBYSCORE")
+                    .arg(&key)
+                    .arg(&start)
+                    .arg("+inf")
+                    .arg("WITHSCORES")
+                    .arg("LIMIT")
+                    .arg(skip)
+                    .arg(page)
+                    .query_async(&mut connection)
+                    .await
+            })
+            .await?;
+        if !flat.len().is_multiple_of(2) {
+            return Err(StoreError::Protocol("ZRANGEBYSCORE WITHSCORES answered an odd count".to_owned()));
+        }
+        let full = flat.len() / 2 >= page;
+        let mut rows = flat.into_iter();
+        while let (Some(member), Some(score)) = (rows.next(), rows.next()) {
+            let score =
+                std::str::from_utf8(&score).ok().and_then(|score| score.parse::<f64>().ok()).ok_or_else(|| {
+                    StoreError::Protocol("ZRANGEBYSCORE answered a score that is not a number".to_owned())
+                })? as u64;
+            if from == score.to_string() {
+                seen_at_score += 1;
+            } else {
+                from = score.to_string();
+                seen_at_score = 1;
+            }
+            members.push(member);
+        }
+        if !full {
+            return Ok(members);
+        }
+    }
+}
+
 async fn resync_once(inner: &Inner) -> Result<(), StoreError> {
     let now = UnixTime::from_system_time(SystemTime::now());
-    let key = inner.names.revocations.clone();
-    let budget = inner.background_budget();
-    let members: Vec<Vec<u8>> = inner
-        .call("resync", budget, move |mut connection| async move {
-            redis::cmd("ZRANGEBYSCORE")
-                .arg(&key)
-                .arg(format!("({}", now.as_secs()))
-                .arg("+inf")
-                .query_async(&mut connection)
-                .await
-        })
-        .await?;
+    let members = read_set(inner, now).await?;
     let mut held = HashSet::with_capacity(members.len());
     let mut invalid = 0usize;
     for member in &members {
@@ -185,17 +273,24 @@ async fn resync_once(inner: &Inner) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// Adds `missing` to the set in transactions of at most `inner.settings.page` members, each within the background
+/// budget; the first also drops the expired members. Nothing is published.
 async fn write_back(inner: &Inner, missing: &[Revocation], now: UnixTime) -> Result<(), StoreError> {
-    let mut transaction = redis::pipe();
-    transaction.atomic().cmd("ZREMRANGEBYSCORE").arg(&inner.names.revocations).arg("-inf").arg(now.as_secs()).ignore();
-    for entry in missing {
-        let json = serde_json::to_string(entry).map_err(|error| StoreError::Protocol(error.to_string()))?;
-        transaction.cmd("ZADD").arg(&inner.names.revocations).arg(entry.expires_at().as_secs()).arg(&json).ignore();
-        transaction.cmd("PUBLISH").arg(&inner.names.channel).arg(&json).ignore();
+    for (index, chunk) in missing.chunks(inner.settings.page).enumerate() {
+        let mut transaction = redis::pipe();
+        transaction.atomic();
+        if index == 0 {
+            transaction.cmd("ZREMRANGEBYSCORE").arg(&inner.names.revocations).arg("-inf").arg(now.as_secs()).ignore();
+        }
+        for entry in chunk {
+            let json = serde_json::to_string(entry).map_err(|error| StoreError::Protocol(error.to_string()))?;
+            transaction.cmd("ZADD").arg(&inner.names.revocations).arg(entry.expires_at().as_secs()).arg(&json).ignore();
+        }
+        inner
+            .call("resync", inner.background_budget(), move |mut connection| async move {
+                transaction.query_async::<()>(&mut connection).await
+            })
+            .await?;
     }
-    inner
-        .call("resync", inner.background_budget(), move |mut connection| async move {
-            transaction.query_async::<()>(&mut connection).await
-        })
-        .await
+    Ok(())
 }

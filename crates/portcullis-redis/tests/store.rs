@@ -422,3 +422,127 @@ async fn durations_that_would_spin_the_background_tasks_are_raised() {
     assert_eq!(used.backoff_max, Duration::from_millis(1));
     assert_eq!(used.resync_interval, Duration::from_millis(10));
 }
+
+/// Sends `commands` to `redis` in one pipeline (one write, so that the server answers them back to back).
+async fn pipeline(redis: &RedisServer, commands: redis::Pipeline) {
+    let client = redis::Client::open(redis.url()).unwrap();
+    let mut connection = client.get_multiplexed_async_connection().await.unwrap();
+    commands.query_async::<()>(&mut connection).await.unwrap();
+}
+
+/// How many times `redis` ran `command` since its statistics were last reset (`INFO commandstats`).
+async fn calls(redis: &RedisServer, command: &str) -> u64 {
+    let stats = redis.command(&["INFO", "commandstats"]).await;
+    let prefix = format!("cmdstat_{command}:calls=");
+    stats
+        .lines()
+        .find_map(|line| line.strip_prefix(&prefix))
+        .map_or(0, |rest| rest.split(',').next().unwrap().parse().unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_set_is_read_in_pages_and_written_back_in_chunks_without_publishing() {
+    if !redis_available() {
+        return;
+    }
+    let redis = RedisServer::start().await;
+    let base = now().as_secs() + 3600;
+    // Groups of seven members share a score, so that pages end in the middle of a score.
+    let entries: Vec<Revocation> =
+        (0..3000u64).map(|i| Revocation::jti(format!("large-{i}"), UnixTime::from_secs(base + i / 7))).collect();
+    let mut add = redis::pipe();
+    for entry in &entries {
+        add.cmd("ZADD")
+            .arg("portcullis:revocations")
+            .arg(entry.expires_at().as_secs())
+            .arg(serde_json::to_string(entry).unwrap())
+            .ignore();
+    }
+    pipeline(&redis, add).await;
+    redis.command(&["CONFIG", "RESETSTAT"]).await;
+
+    let list = RevocationList::new();
+    let mut paged = settings(&redis.url());
+    paged.page = 100;
+    paged.resync_interval = Duration::from_millis(200);
+    let store = replica(paged, list.clone()).await;
+    assert_eq!(list.len(), 3000, "every member read");
+    let mut held = list.entries();
+    held.sort_by_key(|entry| serde_json::to_string(entry).unwrap());
+    let mut expected = entries.clone();
+    expected.sort_by_key(|entry| serde_json::to_string(entry).unwrap());
+    assert_eq!(held, expected);
+    assert!(calls(&redis, "zrangebyscore").await >= 30, "read in pages of 100");
+
+    // Redis loses the set (as a Redis restarted empty would): the replica writes it back in transactions of at
+    // most 100 members, and publishes none of them.
+    redis.command(&["DEL", "portcullis:revocations"]).await;
+    redis.command(&["CONFIG", "RESETSTAT"]).await;
+    assert!(
+        eventually(PATIENCE, || async { redis.command(&["ZCARD", "portcullis:revocations"]).await == "3000" }).await,
+        "not written back: {:?}",
+        store.health()
+    );
+    assert!(calls(&redis, "exec").await >= 30, "written back in chunks of 100");
+    assert_eq!(calls(&redis, "publish").await, 0, "written-back entries are not published");
+    let mut stored = members(&redis).await;
+    stored.sort_by_key(|entry| serde_json::to_string(entry).unwrap());
+    assert_eq!(stored, expected);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_received_together_are_applied_as_one_batch() {
+    if !redis_available() {
+        return;
+    }
+    let redis = RedisServer::start().await;
+    let list = RevocationList::new();
+    let batches = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let heard = batches.clone();
+    list.on_change(move |entries| {
+        if !entries.is_empty() {
+            heard.lock().unwrap().push(entries.len());
+        }
+        true
+    });
+    let _store = replica(settings(&redis.url()), list.clone()).await;
+    let mut publish = redis::pipe();
+    for i in 0..2000 {
+        publish
+            .cmd("PUBLISH")
+            .arg("portcullis:revocations")
+            .arg(serde_json::to_string(&jti_entry(&format!("b{i}"))).unwrap())
+            .ignore();
+    }
+    pipeline(&redis, publish).await;
+    assert!(eventually(PATIENCE, || async { list.len() == 2000 }).await, "{} of 2000", list.len());
+    let batches = batches.lock().unwrap().clone();
+    assert_eq!(batches.iter().sum::<usize>(), 2000);
+    assert!(batches.iter().any(|size| *size > 1), "one apply per message: {} batches", batches.len());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_whose_resyncs_fail_while_connected_is_not_synchronized() {
+    if !redis_available() {
+        return;
+    }
+    let redis = RedisServer::start().await;
+    let mut often = settings(&redis.url());
+    often.resync_interval = Duration::from_millis(100);
+    let store = replica(often, RevocationList::new()).await;
+    assert!(store.health().synchronized);
+
+    // The set's key holds a string: every read of the set fails, the connection stays up.
+    redis.command(&["SET", "portcullis:revocations", "not a sorted set"]).await;
+    assert!(
+        eventually(PATIENCE, || async { !store.health().synchronized }).await,
+        "still synchronized: {:?}",
+        store.health()
+    );
+    let health = store.health();
+    assert!(health.connected, "{health:?}");
+    assert!(!health.synchronized);
+
+    redis.command(&["DEL", "portcullis:revocations"]).await;
+    assert!(eventually(PATIENCE, || async { store.health().synchronized }).await, "{:?}", store.health());
+}

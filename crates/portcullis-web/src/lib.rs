@@ -103,12 +103,21 @@ pub struct StoreView {
     pub last_error: Option<String>,
     /// Revocations in force on this server.
     pub revocations: usize,
+    /// Whether the revocation set was read whole recently (always in memory); false while connected but stale.
+    pub synchronized: bool,
 }
 
 impl StoreView {
     /// A store called `name`, connected or not, holding `revocations` entries.
     pub fn new(name: impl Into<String>, connected: bool, revocations: usize) -> Self {
-        Self { name: name.into(), connected, last_sync: None, last_error: None, revocations }
+        Self { name: name.into(), connected, last_sync: None, last_error: None, revocations, synchronized: connected }
+    }
+
+    /// Whether the revocation set is current (a connected store may still fail to read it).
+    #[must_use]
+    pub fn with_synchronized(mut self, synchronized: bool) -> Self {
+        self.synchronized = synchronized;
+        self
     }
 
     /// With the time of the last full read and the last error.

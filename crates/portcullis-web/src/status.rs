@@ -127,10 +127,12 @@ fn store_section(store: &crate::StoreView) -> Markup {
                 dt { "Store" } dd { code { (store.name) } }
                 dt { "State" }
                 dd {
-                    span class={ "badge " (if store.connected { "pass" } else { "fail" }) }
-                        data-state=(if store.connected { "connected" } else { "disconnected" }) {
-                        (if store.connected { "connected" } else { "disconnected" })
-                    }
+                    @let (class, state, text) = match (store.connected, store.synchronized) {
+                        (true, true) => ("pass", "connected", "connected"),
+                        (true, false) => ("fail", "unsynchronized", "connected; revocations not synchronized"),
+                        (false, _) => ("fail", "disconnected", "disconnected"),
+                    };
+                    span class={ "badge " (class) } data-state=(state) { (text) }
                 }
                 dt { "Revocations in force" } dd { (store.revocations) }
                 dt { "Last synchronized" } dd { (utc(store.last_sync)) }

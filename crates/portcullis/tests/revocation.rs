@@ -393,3 +393,174 @@ fn the_json_form_round_trips_and_refuses_unknown_members() {
     let parsed: Revocation = serde_json::from_str(&upper).unwrap();
     assert_eq!(parsed, Revocation::token_hash(hash, at(1)));
 }
+
+/// The order of the P-256 group, big-endian.
+const P256_ORDER: [u8; 32] = [
+    0xff, 0xff, 0xff, 0xff, 0x00, 0x00, 0x00, 0x00, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xbc, 0xe6, 0xfa,
+    0xad, 0xa7, 0x17, 0x9e, 0x84, 0xf3, 0xb9, 0xca, 0xc2, 0xfc, 0x63, 0x25, 0x51,
+];
+
+const B64URL: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
+fn b64url_decode(text: &str) -> Vec<u8> {
+    let mut bits = 0u32;
+    let mut count = 0;
+    let mut out = Vec::new();
+    for byte in text.bytes() {
+        let value = B64URL.iter().position(|c| *c == byte).unwrap() as u32;
+        bits = (bits << 6) | value;
+        count += 6;
+        if count >= 8 {
+            count -= 8;
+            out.push((bits >> count) as u8);
+            bits &= (1 << count) - 1;
+        }
+    }
+    out
+}
+
+fn b64url_encode(bytes: &[u8]) -> String {
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let mut block = [0u8; 3];
+        block[..chunk.len()].copy_from_slice(chunk);
+        let n = (u32::from(block[0]) << 16) | (u32::from(block[1]) << 8) | u32::from(block[2]);
+        for i in 0..=chunk.len() {
+            out.push(B64URL[((n >> (18 - 6 * i)) & 63) as usize] as char);
+        }
+    }
+    out
+}
+
+/// The same ES256 token with its signature `(r, s)` replaced by `(r, n − s)`: the other valid signature.
+fn other_ecdsa_form(token: &str) -> String {
+    let (signing_input, signature) = token.rsplit_once('.').unwrap();
+    let mut signature = b64url_decode(signature);
+    assert_eq!(signature.len(), 64);
+    let s = &mut signature[32..];
+    let mut borrow = 0i16;
+    for i in (0..32).rev() {
+        let mut digit = i16::from(P256_ORDER[i]) - i16::from(s[i]) - borrow;
+        borrow = i16::from(digit < 0);
+        if digit < 0 {
+            digit += 256;
+        }
+        s[i] = digit as u8;
+    }
+    assert_eq!(borrow, 0, "s < n");
+    format!("{signing_input}.{}", b64url_encode(&signature))
+}
+
+#[test]
+fn an_ecdsa_token_revoked_by_hash_stays_refused_in_its_other_signature_form() {
+    let fx = Fixture::new();
+    let token = fx.token("alice", json!({}));
+    let twin = other_ecdsa_form(&token);
+    assert_ne!(twin, token);
+    // Both forms verify.
+    assert_eq!(fx.outcomes(&token), OK);
+    assert_eq!(fx.outcomes(&twin), OK);
+    assert_eq!(TokenHash::of_token(&token), TokenHash::of_token(&twin));
+    fx.list.apply(&[Revocation::token_hash(TokenHash::of_token(&token), at(NOW + 3600))], fx.clock.now());
+    assert_eq!(fx.outcomes(&token), REVOKED);
+    assert_eq!(fx.outcomes(&twin), REVOKED);
+
+    // Revoking the twin names the original just the same.
+    let fx = Fixture::new();
+    let token = fx.token("bob", json!({}));
+    let twin = other_ecdsa_form(&token);
+    fx.list.apply(&[Revocation::token_hash(TokenHash::of_token(&twin), at(NOW + 3600))], fx.clock.now());
+    assert_eq!(fx.outcomes(&token), REVOKED);
+    assert_eq!(fx.outcomes(&twin), REVOKED);
+}
+
+#[test]
+fn an_rs256_token_revoked_by_hash_is_refused_and_others_are_not() {
+    let clock = Arc::new(ManualClock::at_unix(NOW));
+    let issuer = SigningKey::generate(Algorithm::RS256, Some("r1".into())).unwrap();
+    let jwks = json!({ "keys": [issuer.public_jwk()] }).to_string();
+    let list = RevocationList::new();
+    let verifier = build(&jwks, &clock, &list);
+    let claims = json!({"iss": ISSUER, "aud": AUDIENCE, "sub": "carol", "exp": NOW + 3600, "iat": NOW - 10});
+    let token = issuer.sign_token(&claims, None).unwrap();
+    let mut later = claims.clone();
+    later["iat"] = json!(NOW - 5);
+    let other = issuer.sign_token(&later, None).unwrap();
+    list.apply(&[Revocation::token_hash(TokenHash::of_token(&token), at(NOW + 3600))], clock.now());
+    assert_eq!(verifier.verify(&token).unwrap_err().reason(), Reason::TokenRevoked);
+    assert!(verifier.verify(&other).is_ok());
+    // The hash is that of the signing input, the bytes before the second dot.
+    let signing_input = &token[..token.rfind('.').unwrap()];
+    assert_eq!(TokenHash::of_token(&token), TokenHash::of_token(signing_input));
+}
+
+#[test]
+fn a_burst_of_revocations_applied_one_at_a_time_rebuilds_the_set_rarely() {
+    let fx = Fixture::new();
+    let first = fx.verified(&fx.token("alice", json!({"jti": "burst-0"})));
+    let last = fx.verified(&fx.token("alice", json!({"jti": "burst-19999"})));
+    let kept = fx.verified(&fx.token("alice", json!({"jti": "not-revoked"})));
+    let list = RevocationList::new();
+    let mut changed = 0;
+    for i in 0..20_000u64 {
+        changed += list.apply(&[Revocation::jti(format!("burst-{i}"), at(NOW + 3600 + i))], at(NOW));
+    }
+    assert_eq!(changed, 20_000);
+    assert_eq!(list.len(), 20_000);
+    assert_eq!(list.counts().jti, 20_000);
+    assert_eq!(list.entries().len(), 20_000);
+    // One rebuild per merge of the delta into the base: logarithmic in the number of entries, not one per entry.
+    assert!(list.rebuilds() <= 40, "{} rebuilds for 20,000 entries", list.rebuilds());
+    for token in [&first, &last] {
+        assert_eq!(list.check(token, at(NOW)).unwrap_err().reason(), Reason::TokenRevoked);
+    }
+    assert!(list.check(&kept, at(NOW)).is_ok());
+    // Re-applying the whole set (a resync) changes nothing and rebuilds nothing.
+    let rebuilds = list.rebuilds();
+    assert_eq!(list.apply(&list.entries(), at(NOW)), 0);
+    assert_eq!(list.rebuilds(), rebuilds);
+}
+
+#[test]
+fn entries_in_the_delta_combine_with_the_base() {
+    let fx = Fixture::new();
+    let old = fx.verified(&fx.token("alice", json!({"iat": NOW - 100})));
+    let newer = fx.verified(&fx.token("alice", json!({"iat": NOW - 10})));
+    let list = RevocationList::new();
+    // Enough entries for a base, then one subject in the base and an extension of it in the delta.
+    let filler: Vec<Revocation> = (0..2000).map(|i| Revocation::jti(format!("f{i}"), at(NOW + 3600))).collect();
+    list.apply(&filler, at(NOW));
+    list.apply(&[Revocation::subject("alice", at(NOW - 50), at(NOW + 100))], at(NOW));
+    list.prune(at(NOW)); // the subject is in the base now
+    let rebuilds = list.rebuilds();
+    // A later "before" with an earlier expiry: combined, it refuses the newer token until the later expiry.
+    assert_eq!(list.apply(&[Revocation::subject("alice", at(NOW - 5), at(NOW + 50))], at(NOW)), 1);
+    assert_eq!(list.rebuilds(), rebuilds, "added to the delta");
+    assert_eq!(list.check(&newer, at(NOW + 60)).unwrap_err().reason(), Reason::TokenRevoked);
+    assert_eq!(list.check(&old, at(NOW + 60)).unwrap_err().reason(), Reason::TokenRevoked);
+    assert!(list.check(&old, at(NOW + 100)).is_ok());
+    assert_eq!(list.len(), 2001);
+    assert_eq!(list.counts().subjects, 1);
+    assert!(list.entries().contains(&Revocation::subject("alice", at(NOW - 5), at(NOW + 100))));
+    // Expired entries refuse nothing before they are pruned, and are pruned at most every 30 s.
+    list.apply(&[Revocation::jti("brief", at(NOW + 110))], at(NOW + 101));
+    assert_eq!(list.counts().subjects, 0, "pruned: more than 30 s since the last rebuild");
+    let brief = fx.verified(&fx.token("bob", json!({"jti": "brief"})));
+    assert_eq!(list.check(&brief, at(NOW + 109)).unwrap_err().reason(), Reason::TokenRevoked);
+    list.apply(&[Revocation::jti("late", at(NOW + 7200))], at(NOW + 120));
+    assert!(list.check(&brief, at(NOW + 120)).is_ok(), "expired: refuses nothing");
+    assert!(list.entries().contains(&Revocation::jti("brief", at(NOW + 110))), "not pruned within 30 s");
+    list.apply(&[], at(NOW + 131));
+    assert!(!list.entries().contains(&Revocation::jti("brief", at(NOW + 110))), "pruned");
+    assert_eq!(list.len(), 2001);
+}
+
+#[test]
+fn values_with_bidirectional_or_format_controls_are_refused() {
+    for bad in ['\u{061C}', '\u{200E}', '\u{200F}', '\u{202A}', '\u{202E}', '\u{2066}', '\u{2069}', '\u{FEFF}'] {
+        let value = format!("user{bad}1");
+        assert!(Revocation::jti(value.clone(), at(NOW)).validate().is_err(), "{:?}", bad);
+        assert!(Revocation::subject(value, at(NOW), at(NOW + 1)).validate().is_err(), "{:?}", bad);
+    }
+    assert!(Revocation::jti("auth0|ümlaut-名前", at(NOW)).validate().is_ok());
+}

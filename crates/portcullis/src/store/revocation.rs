@@ -40,10 +40,12 @@ pub enum Revocation {
         /// Seconds since the epoch after which the entry is dropped.
         expires_at: u64,
     },
-    /// The token whose compact form hashes to `sha256` (for tokens without `jti`, such as Auth0's default access
-    /// tokens).
+    /// The token whose signing input hashes to `sha256` (for tokens without `jti`, such as Auth0's default access
+    /// tokens). See [`TokenHash::of_token`]: the signature is left out, so a token re-signed with the other valid
+    /// form of an ECDSA signature is still named.
     TokenHash {
-        /// SHA-256 of the token as sent (its three base64url segments and two dots).
+        /// SHA-256 of the token's signing input: its header and payload segments and the dot between them (the
+        /// bytes before the second dot).
         sha256: TokenHash,
         /// Seconds since the epoch after which the entry is dropped.
         expires_at: u64,
@@ -94,7 +96,8 @@ impl Revocation {
     }
 
     /// Checks what deserialization cannot: a non-empty `jti` or `sub` of at most [`MAX_VALUE_LEN`] bytes without
-    /// control characters, and `before` not after `expires_at`.
+    /// control characters or Unicode bidirectional/format controls (U+061C, U+200E, U+200F, U+202A–U+202E,
+    /// U+2066–U+2069, U+FEFF), and `before` not after `expires_at`.
     pub fn validate(&self) -> Result<(), &'static str> {
         let value = match self {
             Self::Jti { jti, .. } => Some(jti),
@@ -110,6 +113,9 @@ impl Revocation {
             Some(value) if value.is_empty() => Err("the value is empty"),
             Some(value) if value.len() > MAX_VALUE_LEN => Err("the value is longer than 1024 bytes"),
             Some(value) if value.chars().any(char::is_control) => Err("the value holds a control character"),
+            Some(value) if value.chars().any(is_bidi_or_format_control) => {
+                Err("the value holds a Unicode bidirectional or format control")
+            }
             _ => Ok(()),
         }
     }
@@ -126,16 +132,28 @@ impl Revocation {
     }
 }
 
+/// The Unicode bidirectional and format controls a revoked value may not hold (they make a value display unlike
+/// what it is): ALM, LRM, RLM, the embeddings and overrides, the isolates, and the byte-order mark.
+fn is_bidi_or_format_control(c: char) -> bool {
+    matches!(c, '\u{061C}' | '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{FEFF}')
+}
+
 /// Whether `token` was issued at or before `before` (a token without `iat` counts as issued before anything).
 fn issued_at_or_before(token: &VerifiedToken, before: u64) -> bool {
     token.registered().iat.is_none_or(|iat| iat <= before as f64)
 }
 
-/// The SHA-256 of a token's compact form; written as 64 lowercase hex digits.
+/// The SHA-256 of a token's signing input (`header.payload`, the bytes before the second dot of its compact form);
+/// written as 64 lowercase hex digits.
+///
+/// The signature is left out on purpose: an ECDSA signature `(r, s)` has a second valid form `(r, n − s)`, so anyone
+/// holding a token can make a different compact form that verifies just the same. Both share the signing input.
 ///
 /// ```
 /// use portcullis::store::TokenHash;
 /// let hash = TokenHash::of_token("a.b.c");
+/// assert_eq!(hash, TokenHash::of_token("a.b.other-signature"));
+/// assert_ne!(hash, TokenHash::of_token("a.x.c"));
 /// assert_eq!(hash.to_string().parse::<TokenHash>().unwrap(), hash);
 /// assert!("not hex".parse::<TokenHash>().is_err());
 /// ```
@@ -143,10 +161,15 @@ fn issued_at_or_before(token: &VerifiedToken, before: u64) -> bool {
 pub struct TokenHash([u8; 32]);
 
 impl TokenHash {
-    /// The hash of `token` as sent.
+    /// The hash of `token`'s signing input: the SHA-256 of the bytes before its second dot (of all of `token` when it
+    /// has fewer than two dots).
     pub fn of_token(token: &str) -> Self {
+        let signing_input = match token.match_indices('.').nth(1) {
+            Some((second_dot, _)) => &token[..second_dot],
+            None => token,
+        };
         let mut hash = [0u8; 32];
-        hash.copy_from_slice(digest::digest(&digest::SHA256, token.as_bytes()).as_ref());
+        hash.copy_from_slice(digest::digest(&digest::SHA256, signing_input.as_bytes()).as_ref());
         Self(hash)
     }
 
@@ -236,17 +259,20 @@ impl Set {
         self.jti.is_empty() && self.hashes.is_empty() && self.subjects.is_empty()
     }
 
-    /// Whether [`add`](Self::add) would change the set, without changing it.
-    fn would_grow(&self, entry: &Revocation) -> bool {
-        match entry {
-            Revocation::Jti { jti, expires_at } => self.jti.get(jti).is_none_or(|known| expires_at > known),
-            Revocation::TokenHash { sha256, expires_at } => {
-                self.hashes.get(sha256.as_bytes()).is_none_or(|known| expires_at > known)
-            }
-            Revocation::Subject { sub, before, expires_at } => self
-                .subjects
-                .get(sub)
-                .is_none_or(|(known_before, known_expiry)| before > known_before || expires_at > known_expiry),
+    /// Merges `other` into the set (later values win), as [`add`](Self::add) would.
+    fn merge(&mut self, other: &Set) {
+        for (jti, expires) in &other.jti {
+            let slot = self.jti.entry(jti.clone()).or_insert(0);
+            *slot = (*slot).max(*expires);
+        }
+        for (hash, expires) in &other.hashes {
+            let slot = self.hashes.entry(*hash).or_insert(0);
+            *slot = (*slot).max(*expires);
+        }
+        for (sub, (before, expires)) in &other.subjects {
+            let slot = self.subjects.entry(sub.clone()).or_insert((0, 0));
+            slot.0 = slot.0.max(*before);
+            slot.1 = slot.1.max(*expires);
         }
     }
 
@@ -322,6 +348,150 @@ impl Set {
     }
 }
 
+/// The set readers see: a shared base and a small delta of what was added since. Adding an entry copies only the
+/// delta; the delta merges into a new base once it outgrows `max(1024, base / 8)`, so a burst of N entries costs
+/// O(N log N) copies rather than O(N²). The delta holds each of its keys with the combined value (base and new
+/// entry together), so a lookup asks the delta first and the base only for keys the delta lacks.
+#[derive(Default, Clone)]
+struct Layered {
+    base: Arc<Set>,
+    delta: Set,
+    /// Keys in `delta` that `base` lacks.
+    fresh: usize,
+}
+
+/// The smallest delta that merges into the base.
+const MIN_MERGE: usize = 1024;
+
+impl Layered {
+    fn is_empty(&self) -> bool {
+        self.base.is_empty() && self.delta.is_empty()
+    }
+
+    fn len(&self) -> usize {
+        self.base.len() + self.fresh
+    }
+
+    fn jti(&self, jti: &str) -> Option<u64> {
+        self.delta.jti.get(jti).or_else(|| self.base.jti.get(jti)).copied()
+    }
+
+    fn hash(&self, hash: &[u8; 32]) -> Option<u64> {
+        self.delta.hashes.get(hash).or_else(|| self.base.hashes.get(hash)).copied()
+    }
+
+    fn subject(&self, sub: &str) -> Option<(u64, u64)> {
+        self.delta.subjects.get(sub).or_else(|| self.base.subjects.get(sub)).copied()
+    }
+
+    /// Whether [`add`](Self::add) would change the set, without changing it.
+    fn would_grow(&self, entry: &Revocation) -> bool {
+        match entry {
+            Revocation::Jti { jti, expires_at } => self.jti(jti).is_none_or(|known| *expires_at > known),
+            Revocation::TokenHash { sha256, expires_at } => {
+                self.hash(sha256.as_bytes()).is_none_or(|known| *expires_at > known)
+            }
+            Revocation::Subject { sub, before, expires_at } => self
+                .subject(sub)
+                .is_none_or(|(known_before, known_expiry)| *before > known_before || *expires_at > known_expiry),
+        }
+    }
+
+    /// Adds `entry` to the delta, combined with what the base holds for its key; `true` when it changed the set.
+    fn add(&mut self, entry: &Revocation) -> bool {
+        if !self.would_grow(entry) {
+            return false;
+        }
+        let (in_delta, in_base, combined) = match entry {
+            Revocation::Jti { jti, expires_at } => {
+                let known = self.jti(jti).unwrap_or(0);
+                (
+                    self.delta.jti.contains_key(jti),
+                    self.base.jti.contains_key(jti),
+                    Revocation::Jti { jti: jti.clone(), expires_at: known.max(*expires_at) },
+                )
+            }
+            Revocation::TokenHash { sha256, expires_at } => {
+                let known = self.hash(sha256.as_bytes()).unwrap_or(0);
+                (
+                    self.delta.hashes.contains_key(sha256.as_bytes()),
+                    self.base.hashes.contains_key(sha256.as_bytes()),
+                    Revocation::TokenHash { sha256: *sha256, expires_at: known.max(*expires_at) },
+                )
+            }
+            Revocation::Subject { sub, before, expires_at } => {
+                let (known_before, known_expiry) = self.subject(sub).unwrap_or((0, 0));
+                (
+                    self.delta.subjects.contains_key(sub),
+                    self.base.subjects.contains_key(sub),
+                    Revocation::Subject {
+                        sub: sub.clone(),
+                        before: known_before.max(*before),
+                        expires_at: known_expiry.max(*expires_at),
+                    },
+                )
+            }
+        };
+        if !in_delta && !in_base {
+            self.fresh += 1;
+        }
+        self.delta.add(&combined);
+        true
+    }
+
+    /// Whether the delta is due to merge into the base.
+    fn outgrown(&self) -> bool {
+        self.delta.len() > MIN_MERGE.max(self.base.len() / 8)
+    }
+
+    /// One set of base and delta, without the entries expired at `now`.
+    fn merged(&self, now: u64) -> Set {
+        let mut set = Set::clone(&self.base);
+        set.merge(&self.delta);
+        set.prune(now);
+        set
+    }
+
+    /// Every key once, its delta value winning.
+    fn flat(&self) -> std::borrow::Cow<'_, Set> {
+        if self.delta.is_empty() {
+            std::borrow::Cow::Borrowed(&self.base)
+        } else {
+            std::borrow::Cow::Owned(self.merged(0))
+        }
+    }
+
+    /// `Err(token_revoked)` when an entry expiring after `now` names `token`.
+    fn names(&self, token: &VerifiedToken, now: u64) -> Result<(), Error> {
+        let in_force = |expires: u64| expires > now;
+        if let Some(jti) = token.registered().jti.as_deref()
+            && self.jti(jti).is_some_and(in_force)
+        {
+            return Err(Error::new(Reason::TokenRevoked, "the token has been revoked"));
+        }
+        if !(self.base.hashes.is_empty() && self.delta.hashes.is_empty())
+            && self.hash(TokenHash::of_token(token.raw()).as_bytes()).is_some_and(in_force)
+        {
+            return Err(Error::new(Reason::TokenRevoked, "the token has been revoked"));
+        }
+        if let Some(sub) = token.subject()
+            && let Some((before, expires)) = self.subject(sub)
+            && in_force(expires)
+            && issued_at_or_before(token, before)
+        {
+            return Err(Error::new(
+                Reason::TokenRevoked,
+                "the tokens of this subject issued until a revocation time have been revoked",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Expired entries never refuse anything (every lookup compares the expiry), so the set is rebuilt to drop them at
+/// most this often (in seconds), or when the delta merges anyway.
+const PRUNE_EVERY: u64 = 30;
+
 /// Entries gathered for matching many tokens: one lookup per token and kind, whatever the number of entries (a
 /// token cache dropping what a resynchronization brought).
 #[cfg(feature = "cache")]
@@ -350,11 +520,15 @@ impl Matcher {
 type Listener = Box<dyn Fn(&[Revocation]) -> bool + Send + Sync>;
 
 struct Shared {
-    set: ArcSwap<Set>,
+    set: ArcSwap<Layered>,
     /// How many entries `set` holds, for the check of an empty list: one atomic load.
     entries: AtomicUsize,
-    /// The earliest `expires_at` in `set` (`u64::MAX` when empty): nothing is due for pruning before it.
+    /// At most the earliest `expires_at` in `set` (`u64::MAX` when empty): nothing is due for pruning before it.
     earliest: AtomicU64,
+    /// When (`now`, seconds) the set was last pruned.
+    pruned_at: AtomicU64,
+    /// How many times the whole set was rebuilt (the delta merged, or expired entries dropped).
+    rebuilds: AtomicU64,
     /// Serializes writers (readers never wait).
     write: Mutex<()>,
     listeners: Mutex<Vec<Listener>>,
@@ -387,39 +561,55 @@ impl RevocationList {
     pub fn new() -> Self {
         Self {
             shared: Arc::new(Shared {
-                set: ArcSwap::from_pointee(Set::default()),
+                set: ArcSwap::from_pointee(Layered::default()),
                 entries: AtomicUsize::new(0),
                 earliest: AtomicU64::new(u64::MAX),
+                pruned_at: AtomicU64::new(0),
+                rebuilds: AtomicU64::new(0),
                 write: Mutex::new(()),
                 listeners: Mutex::new(Vec::new()),
             }),
         }
     }
 
-    /// Adds `entries` and drops those expired at `now`. Returns how many entries changed the list (new ones, or
-    /// ones extending an entry); listeners hear about exactly those. Entries already expired at `now` are ignored.
+    /// Adds `entries`; drops those expired at `now` (at most every 30 s: an expired entry refuses nothing
+    /// meanwhile). Returns how many entries changed the list (new ones, or ones extending an entry); listeners hear
+    /// about exactly those. Entries already expired at `now` are ignored. Adding an entry copies a small delta,
+    /// never the whole set: apply a burst as one slice or one at a time, at about the same cost.
     pub fn apply(&self, entries: &[Revocation], now: UnixTime) -> usize {
-        let now = now.as_secs();
+        self.apply_at(entries, now.as_secs(), false)
+    }
+
+    fn apply_at(&self, entries: &[Revocation], now: u64, force_prune: bool) -> usize {
         let changed: Vec<Revocation> = {
             let _writer = self.shared.write.lock().unwrap_or_else(PoisonError::into_inner);
             let current = self.shared.set.load();
+            let expired = self.shared.earliest.load(Ordering::Acquire) <= now;
+            let prune_due = expired
+                && (force_prune || now >= self.shared.pruned_at.load(Ordering::Acquire).saturating_add(PRUNE_EVERY));
             // Applying what the list already holds (every replica hears its own revocations back, and a resync
-            // reads the whole set again) must not copy the set.
+            // reads the whole set again) must not copy anything.
             let grows = entries.iter().any(|entry| entry.expires_at().as_secs() > now && current.would_grow(entry));
-            if !grows && self.shared.earliest.load(Ordering::Acquire) > now {
+            if !grows && !prune_due {
                 return 0;
             }
-            let mut set = Set::clone(&current);
-            let pruned = set.prune(now);
+            let mut next = Layered::clone(&current);
             let changed: Vec<Revocation> =
-                entries.iter().filter(|entry| entry.expires_at().as_secs() > now && set.add(entry)).cloned().collect();
-            if pruned || !changed.is_empty() {
-                let entries = set.len();
-                let earliest = set.earliest_expiry().unwrap_or(u64::MAX);
-                self.shared.set.store(Arc::new(set));
-                self.shared.earliest.store(earliest, Ordering::Release);
-                self.shared.entries.store(entries, Ordering::Release);
+                entries.iter().filter(|entry| entry.expires_at().as_secs() > now && next.add(entry)).cloned().collect();
+            let mut earliest = self.shared.earliest.load(Ordering::Acquire);
+            if prune_due || next.outgrown() {
+                let set = next.merged(now);
+                earliest = set.earliest_expiry().unwrap_or(u64::MAX);
+                next = Layered { base: Arc::new(set), delta: Set::default(), fresh: 0 };
+                self.shared.rebuilds.fetch_add(1, Ordering::Relaxed);
+                self.shared.pruned_at.store(now, Ordering::Release);
+            } else if let Some(soonest) = changed.iter().map(|entry| entry.expires_at().as_secs()).min() {
+                earliest = earliest.min(soonest);
             }
+            let entries = next.len();
+            self.shared.set.store(Arc::new(next));
+            self.shared.earliest.store(earliest, Ordering::Release);
+            self.shared.entries.store(entries, Ordering::Release);
             changed
         };
         if !changed.is_empty() {
@@ -429,9 +619,15 @@ impl RevocationList {
         changed.len()
     }
 
-    /// Drops the entries expired at `now`.
+    /// Drops the entries expired at `now`, now.
     pub fn prune(&self, now: UnixTime) {
-        self.apply(&[], now);
+        self.apply_at(&[], now.as_secs(), true);
+    }
+
+    /// How many times the whole set was rebuilt (for tests of the cost of a burst of revocations).
+    #[doc(hidden)]
+    pub fn rebuilds(&self) -> u64 {
+        self.shared.rebuilds.load(Ordering::Relaxed)
     }
 
     /// `Err(token_revoked)` when an entry in force at `now` names `token`. Call it only on a verified token.
@@ -449,7 +645,8 @@ impl RevocationList {
 
     /// Every entry, in no particular order.
     pub fn entries(&self) -> Vec<Revocation> {
-        let set = self.shared.set.load();
+        let layered = self.shared.set.load();
+        let set = layered.flat();
         let jti = set.jti.iter().map(|(jti, expires_at)| Revocation::Jti { jti: jti.clone(), expires_at: *expires_at });
         let hashes = set
             .hashes
@@ -465,7 +662,8 @@ impl RevocationList {
 
     /// How many entries of each kind the list holds.
     pub fn counts(&self) -> RevocationCounts {
-        let set = self.shared.set.load();
+        let layered = self.shared.set.load();
+        let set = layered.flat();
         RevocationCounts { jti: set.jti.len(), token_hashes: set.hashes.len(), subjects: set.subjects.len() }
     }
 
