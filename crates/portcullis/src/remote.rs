@@ -554,8 +554,9 @@ impl RemoteKeySet {
     /// Current state and counters.
     pub fn status(&self) -> Status {
         let now = self.inner.clock.now().as_secs_f64();
-        let snapshot = self.inner.snapshot.load_full();
+        // Under the lock, the held set and the counters are of the same fetches.
         let state = self.inner.lock_state();
+        let snapshot = self.inner.snapshot.load_full();
         Status {
             ready: self.inner.usable(now).is_some(),
             keys: snapshot.as_ref().map_or(0, |s| s.keys.len()),
@@ -737,6 +738,9 @@ impl Inner {
     async fn fetch_and_store(&self, cause: Cause) -> Result<(), RefreshError> {
         let result = self.fetch_once().await;
         let now = self.clock.now().as_secs_f64();
+        // The new set and the count of attempts change under the state lock together, and the metrics read them
+        // under it: a scrape never sees the keys of a fetch that its counters do not count yet.
+        let mut state = self.lock_state();
         let outcome = match result {
             Ok((keys, ttl)) => {
                 let count = keys.len();
@@ -756,17 +760,15 @@ impl Inner {
                 Err(why)
             }
         };
-        {
-            let mut state = self.lock_state();
-            state.attempts += 1;
-            match &outcome {
-                Ok(()) => state.last_error = None,
-                Err(why) => {
-                    state.failures += 1;
-                    state.last_error = Some(why.clone());
-                }
+        state.attempts += 1;
+        match &outcome {
+            Ok(()) => state.last_error = None,
+            Err(why) => {
+                state.failures += 1;
+                state.last_error = Some(why.clone());
             }
         }
+        drop(state);
         self.publish_metrics();
         self.events.send_modify(|generation| *generation += 1);
         outcome
@@ -776,10 +778,10 @@ impl Inner {
     /// Counters are set with `absolute`, which never lowers them: the state's counts only grow.
     fn publish_metrics(&self) {
         let now = self.clock.now().as_secs_f64();
-        let snapshot = self.snapshot.load_full();
-        let (attempts, failures, cooldown, bucket) = {
+        let (snapshot, attempts, failures, cooldown, bucket) = {
             let state = self.lock_state();
-            (state.attempts, state.failures, state.cooldown_rejections, state.bucket_rejections)
+            let snapshot = self.snapshot.load_full();
+            (snapshot, state.attempts, state.failures, state.cooldown_rejections, state.bucket_rejections)
         };
         let source = || self.label.clone();
         let fetches = |outcome: &'static str| metrics::counter!("portcullis_jwks_fetches_total", "source" => source(), "outcome" => outcome);
