@@ -457,13 +457,15 @@ fn every_documented_reason_code_is_what_verify_emits() {
     let documented = documented_reasons();
 
     // Every reason of the library is documented for verify, or is one verify cannot give: it reads one given token
-    // (no token_missing, request_invalid), checks no rule and no revocation, and loads keys before judging.
+    // (no token_missing, request_invalid), checks no rule, no revocation and no DPoP proof (so it asks no shared
+    // store), and loads keys before judging.
     let never_from_verify = [
         Reason::TokenMissing,
         Reason::RequestInvalid,
         Reason::TokenRevoked,
         Reason::InsufficientScope,
         Reason::KeysUnavailable,
+        Reason::StoreUnavailable,
         Reason::DpopProofInvalid,
         Reason::DpopNonceRequired,
         Reason::TokenBindingInvalid,
