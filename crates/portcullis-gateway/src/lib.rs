@@ -60,6 +60,21 @@ pub use request::CanonicalRequest;
 pub mod __internals {
     pub use crate::canonical::{Canonicalized, canonicalize, split_target};
     pub use crate::headers::{managed_header_names, parse_trusted_proxy};
+
+    /// The reverse proxy's decision for `request` with `headers`, made and reported exactly as the proxy makes it
+    /// (preflights answered), with the policy in force now.
+    pub async fn decide(
+        gateway: &crate::Gateway,
+        request: &crate::CanonicalRequest,
+        headers: &http::HeaderMap,
+    ) -> crate::Decision {
+        gateway.policy().decide_and_report(request, headers, true).await
+    }
+
+    /// Removes every client spelling of the headers the gateway manages from `headers`, as the proxy does.
+    pub fn strip_managed(gateway: &crate::Gateway, headers: &mut http::HeaderMap) {
+        crate::headers::strip_client_copies(headers, &gateway.policy().managed);
+    }
 }
 
 use axum::Router;
