@@ -8,10 +8,10 @@ use crate::local_keys::LocalKeys;
 use crate::observe::{Observer, Outcome, RouteSeries};
 use crate::options::RouteOptions;
 use crate::policy::{Access, RouteTable};
-use crate::proxy::UpstreamClient;
 use crate::request::CanonicalRequest;
 use crate::shared_state::SharedState;
 use crate::tls::ListenerTls;
+use crate::upstream::Upstream;
 use arc_swap::ArcSwap;
 use http::{HeaderMap, HeaderName};
 use portcullis::remote::{KeyLocation, RemoteKeySet, RemoteOptions};
@@ -69,7 +69,7 @@ pub(crate) struct Policy {
     pub(crate) local_keys: Vec<(String, LocalKeys)>,
     /// The client forwarding allowed requests (proxy mode): built with the policy, so that a reload reads
     /// `upstream_ca` (or the system's roots) anew.
-    pub(crate) upstream: Option<UpstreamClient>,
+    pub(crate) upstream: Option<Upstream>,
     /// DPoP: modes, the proof verifier, what challenges offer.
     pub(crate) sender: crate::sender::Sender,
     /// The protected-resource metadata document, when configured.
@@ -305,7 +305,14 @@ impl Policy {
         let metadata = crate::metadata::document(&config, built.as_ref().map(crate::sender::Built::verifier))
             .map(|document| crate::metadata::Published::new(&document));
         let upstream = match config.mode() {
-            Mode::Proxy => Some(crate::proxy::upstream_client(crate::tls::upstream_config(&config)?)),
+            Mode::Proxy => {
+                let tls = crate::tls::upstream_config(&config)?;
+                match config.upstream.as_deref() {
+                    Some(url) => Some(Upstream::new(url, tls).map_err(|message| ConfigError::at("upstream", message))?),
+                    // Decisions over gRPC ext_authz only: the HTTP listener forwards nothing.
+                    None => None,
+                }
+            }
             Mode::ForwardAuth(_) => None,
         };
         let mut builder = Verifier::builder()

@@ -39,6 +39,7 @@ mod shared_state;
 mod store_config;
 mod tls;
 mod token_source;
+mod upstream;
 mod validate;
 
 pub use canonical::{CanonicalPath, PathError};

@@ -10,27 +10,10 @@ use axum::body::Body;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::response::Response;
 use http::header::{AUTHORIZATION, CONNECTION, COOKIE, HOST, UPGRADE};
-use http::{HeaderMap, HeaderName, HeaderValue, StatusCode, Uri};
-use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use hyper_util::rt::TokioIo;
 use std::net::SocketAddr;
 use std::time::Duration;
-
-/// The upstream client: HTTP/1.1 over plain TCP (`http://`) or TLS (`https://`).
-pub(crate) type UpstreamClient = Client<HttpsConnector<HttpConnector>, Body>;
-
-/// The upstream client, speaking TLS with `tls` to `https://` upstreams. The certificate is verified against
-/// `tls`'s roots for the name in the upstream URL (also sent as SNI); a failure is a connection error (502).
-pub(crate) fn upstream_client(tls: rustls::ClientConfig) -> UpstreamClient {
-    let mut connector = HttpConnector::new();
-    // Requests and streamed response chunks go out at once (no Nagle delay on either side).
-    connector.set_nodelay(true);
-    // The scheme is the TLS layer's to check: plain TCP for http://, TLS for https://.
-    connector.enforce_http(false);
-    Client::builder(TokioExecutor::new()).build(HttpsConnector::from((connector, tls)))
-}
 
 /// An error and its causes, `outer: inner: …` (the client's own message alone says only "client error").
 fn causes(error: &dyn std::error::Error) -> String {
@@ -258,10 +241,12 @@ pub(crate) async fn proxy(
     if let Some(host) = host {
         headers.insert("x-forwarded-host", host);
     }
-    let upstream = policy.config.upstream.as_deref().unwrap_or_default().trim_end_matches('/');
-    parts.uri = match format!("{upstream}{}", canonical.target()).parse::<Uri>() {
-        Ok(uri) => uri,
-        Err(_) => {
+    let Some(upstream) = policy.upstream.clone() else {
+        return with_request_id(crate::render::upstream_failure(UpstreamFailure::Unreachable), request_id);
+    };
+    parts.uri = match upstream.target(&canonical.target()) {
+        Some(uri) => uri,
+        None => {
             drop(policy);
             let answer = crate::render::unforwardable_target();
             return with_request_id(after_body(body, &parts.headers, answer).await, request_id);
@@ -270,12 +255,9 @@ pub(crate) async fn proxy(
     // The upstream is spoken to over HTTP/1.1 whatever the client used (HTTP/2 included).
     parts.version = http::Version::HTTP_11;
     let timeout = Duration::from_secs(policy.config.upstream_timeout_secs);
-    let Some(client) = policy.upstream.clone() else {
-        return with_request_id(crate::render::upstream_failure(UpstreamFailure::Unreachable), request_id);
-    };
     drop(policy);
     let upgrade = websocket.then(|| HeaderValue::from_static("websocket"));
-    let response = match tokio::time::timeout(timeout, client.request(Request::from_parts(parts, body))).await {
+    let response = match tokio::time::timeout(timeout, upstream.send(Request::from_parts(parts, body))).await {
         Err(_) => {
             let failure = UpstreamFailure::Timeout;
             tracing::warn!(target: "portcullis::gateway", request_id = ?request_id, reason = failure.reason(), "upstream timed out");
@@ -317,7 +299,7 @@ pub(crate) fn with_cors(mut response: Response, cors: Vec<(HeaderName, HeaderVal
 /// Completes a protocol switch (WebSocket) the client asked for and the upstream accepted: answers 101 and then
 /// copies bytes both ways until either side closes.
 fn switch_protocols(
-    mut response: http::Response<hyper::body::Incoming>,
+    mut response: http::Response<crate::upstream::UpstreamBody>,
     requested: Option<HeaderValue>,
     client: Option<hyper::upgrade::OnUpgrade>,
 ) -> Response {
