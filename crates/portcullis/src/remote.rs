@@ -97,6 +97,22 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+/// Held while a key set writes its metric series, and while [`without_publication`] runs.
+static PUBLICATION: Mutex<()> = Mutex::new(());
+
+/// Runs `render` while no key set writes its metric series, so that a metrics endpoint rendering inside it shows
+/// each key set's counters and gauges from one publication (never, say, a new key count next to the fetch counter
+/// of the moment before). Key sets that finish a fetch meanwhile publish right after.
+///
+/// ```
+/// let text = portcullis::remote::without_publication(|| String::from("# rendered metrics"));
+/// assert_eq!(text, "# rendered metrics");
+/// ```
+pub fn without_publication<R>(render: impl FnOnce() -> R) -> R {
+    let _quiet = PUBLICATION.lock().unwrap_or_else(PoisonError::into_inner);
+    render()
+}
+
 /// Where the key set lives.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -775,8 +791,11 @@ impl Inner {
     }
 
     /// Sets every metric series of this key set to its current state (see [`RemoteKeySet::publish_metrics`]).
-    /// Counters are set with `absolute`, which never lowers them: the state's counts only grow.
+    /// Counters are set with `absolute`, which never lowers them: the state's counts only grow. Publications
+    /// follow one another (each reads the state it writes while holding [`PUBLICATION`]), so the last one written
+    /// is of the newest state, and [`without_publication`] renders none of them half-written.
     fn publish_metrics(&self) {
+        let _publishing = PUBLICATION.lock().unwrap_or_else(PoisonError::into_inner);
         let now = self.clock.now().as_secs_f64();
         let (snapshot, attempts, failures, cooldown, bucket) = {
             let state = self.lock_state();
