@@ -85,7 +85,7 @@ def envoy_version(results):
     """Envoy's version as envoy.sh recorded it ("<hash>/1.40.0/Clean/RELEASE/..." in envoy-version.txt or as
     run.txt's envoy=), or ?."""
     path = os.path.join(results, "envoy-version.txt")
-    recorded = open(path).read().strip() if os.path.exists(path) else report.run_info(results).get("envoy", "")
+    recorded = report.read_text(path).strip() if os.path.exists(path) else report.run_info(results).get("envoy", "")
     parts = recorded.split("/")
     return parts[1] if len(parts) > 1 else "?"
 

@@ -27,8 +27,13 @@ def micros(text):
     return float(m.group(1)) * UNITS[m.group(2)] if m else None
 
 
+def read_text(path):
+    with open(path) as f:
+        return f.read()
+
+
 def parse_wrk(path):
-    text = open(path).read()
+    text = read_text(path)
     out = {"rps": 0.0, "requests": 0, "non2xx": 0, "errors": 0, "p50": None, "p99": None}
     m = re.search(r"Requests/sec:\s+([\d.]+)", text)
     if m:
@@ -52,7 +57,7 @@ def parse_wrk(path):
 def parse_kv(path):
     values = {}
     if os.path.exists(path):
-        for word in open(path).read().split():
+        for word in read_text(path).split():
             if "=" in word:
                 key, value = word.split("=", 1)
                 try:
@@ -67,9 +72,9 @@ def run_info(results):
     info = {}
     path = os.path.join(results, "run.txt")
     if os.path.exists(path):
-        for line in open(path):
+        for line in read_text(path).splitlines():
             if "=" in line:
-                key, value = line.rstrip("\n").split("=", 1)
+                key, value = line.split("=", 1)
                 info[key.strip()] = value.strip()
     return info
 
@@ -77,7 +82,7 @@ def run_info(results):
 def parse_cpu(path):
     """One .cpu file (bench/lib.sh's measured_run): (clk_tck, {role: (ticks, switches)}), the differences between
     the after: and before: samples."""
-    text = open(path).read()
+    text = read_text(path)
     tck = float(re.search(r"clk_tck=(\d+)", text).group(1))
     before_text, after_text = text.split("before:", 1)[1].split("after:", 1)
 
