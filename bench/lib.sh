@@ -150,13 +150,13 @@ run_info() {
   } >"$1"
 }
 
-# save_results RESULTS DIR: copies a run's raw files (small text) to DIR, e.g. bench/runs/<date>-<name>, for
-# committing. Refuses a DIR that already holds files, so no earlier run is overwritten.
+# save_results RESULTS DIR [run|envoy]: copies a run's raw files (small text) to DIR, e.g.
+# bench/runs/<date>-<name>, for committing. Refuses a DIR that already holds files, so no earlier run is overwritten.
 save_results() {
   [[ -z "$(ls -A "$2" 2>/dev/null)" ]] || { echo "bench: $2 is not empty; not saving over it"; return 1; }
   mkdir -p "$2"
   cp -r "$1/." "$2/"
-  echo "== raw files saved to $2 ($(du -sh "$2" | cut -f1)); charts: python3 bench/charts.py OUTDIR --run $2"
+  echo "== raw files saved to $2 ($(du -sh "$2" | cut -f1)); charts: python3 bench/charts.py OUTDIR --${3:-run} $2"
 }
 
 # wrk_run PEER MIX PATH ORIGINAL START OUT SECONDS: wrk -t1 -c$CONNS on core 1 against PORT[PEER], cycling through

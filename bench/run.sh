@@ -28,7 +28,9 @@ done
 COMMAND=bench/run.sh
 (( QUICK )) && COMMAND+=" --quick"
 [[ -n "$ONLY" ]] && COMMAND+=" --only $ONLY"
-[[ -z "$SAVE" || -z "$(ls -A "$SAVE" 2>/dev/null)" ]] || { echo "bench: $SAVE is not empty; choose a new folder"; exit 2; }
+if [[ -n "$SAVE" && -n "$(ls -A "$SAVE" 2>/dev/null)" ]]; then
+  echo "bench: $SAVE is not empty; choose a new folder"; exit 2
+fi
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 if (( QUICK )); then
@@ -181,9 +183,9 @@ for round in $(seq 0 $((ROUNDS - 1))); do
     read -r peer mix path original <<<"$run"
     # Each round starts in its own slice of the token set: a cached token is never seen again by the same server.
     case $mix in distinct) start_at=$((round * DISTINCT / ROUNDS));; mixed) start_at=$((round * MIXED / ROUNDS));; *) start_at=0;; esac
-    measured_run "${ROLES[$peer]}" "$peer" "$mix" "$path" "${original:-}" "$start_at" "$RESULTS/$peer.$mix.round$round" \
-      "$DUR"
-    printf '  round %s  %-22s %-9s %s\n' "$round" "$peer" "$mix" "$(grep 'Requests/sec' "$RESULTS/$peer.$mix.round$round.wrk")"
+    out=$RESULTS/$peer.$mix.round$round
+    measured_run "${ROLES[$peer]}" "$peer" "$mix" "$path" "${original:-}" "$start_at" "$out" "$DUR"
+    printf '  round %s  %-22s %-9s %s\n' "$round" "$peer" "$mix" "$(grep 'Requests/sec' "$out.wrk")"
   done
 done
 uptime >>"$RESULTS/load.txt"
