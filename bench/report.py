@@ -1,9 +1,14 @@
 #!/usr/bin/env python3
 """Reads bench/run.sh's results folder and prints the table and the target ratios (P1-P6) of that one run.
 
-Usage: report.py RESULTS_DIR [--quick 0|1] [--rounds N] [--seconds S]
+Usage: report.py RESULTS_DIR [--quick 0|1] [--rounds N] [--seconds S] [--charts OUTDIR]
        report.py --median-rps RESULTS_DIR PEER MIX   (prints the median requests/s of the rounds as an integer)
        report.py --decision-metrics < METRICS        (the gateway's decision-time quantiles from its /metrics text)
+       report.py --machine                           (this machine's one-line description)
+
+RESULTS_DIR is bench/.work/results or a copy saved with `bench/run.sh --save DIR` (bench/runs/<date>-<name>/).
+Its run.txt, when present, gives the date, command, machine, rounds and duration of the run; --quick, --rounds and
+--seconds override it. --charts OUTDIR also draws the SVG charts (bench/charts.py) into OUTDIR.
 """
 import datetime
 import os
@@ -11,6 +16,8 @@ import platform
 import re
 import statistics
 import sys
+
+sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 
 UNITS = {"us": 1.0, "ms": 1000.0, "s": 1_000_000.0}
 
@@ -20,8 +27,13 @@ def micros(text):
     return float(m.group(1)) * UNITS[m.group(2)] if m else None
 
 
+def read_text(path):
+    with open(path) as f:
+        return f.read()
+
+
 def parse_wrk(path):
-    text = open(path).read()
+    text = read_text(path)
     out = {"rps": 0.0, "requests": 0, "non2xx": 0, "errors": 0, "p50": None, "p99": None}
     m = re.search(r"Requests/sec:\s+([\d.]+)", text)
     if m:
@@ -45,7 +57,7 @@ def parse_wrk(path):
 def parse_kv(path):
     values = {}
     if os.path.exists(path):
-        for word in open(path).read().split():
+        for word in read_text(path).split():
             if "=" in word:
                 key, value = word.split("=", 1)
                 try:
@@ -53,6 +65,73 @@ def parse_kv(path):
                 except ValueError:
                     pass
     return values
+
+
+def run_info(results):
+    """The key=value lines of a results folder's run.txt (written by bench/lib.sh's run_info), or {}."""
+    info = {}
+    path = os.path.join(results, "run.txt")
+    if os.path.exists(path):
+        for line in read_text(path).splitlines():
+            if "=" in line:
+                key, value = line.split("=", 1)
+                info[key.strip()] = value.strip()
+    return info
+
+
+def parse_cpu(path):
+    """One .cpu file (bench/lib.sh's measured_run): (clk_tck, {role: (ticks, switches)}), the differences between
+    the after: and before: samples."""
+    text = read_text(path)
+    tck = float(re.search(r"clk_tck=(\d+)", text).group(1))
+    before_text, after_text = text.split("before:", 1)[1].split("after:", 1)
+
+    def sample(part):
+        return {(role, kind): int(value) for role, kind, value in
+                re.findall(r"([\w-]+)_(ticks|switches)=(\d+)", part)}
+    before, after = sample(before_text), sample(after_text)
+    roles = {}
+    for (role, kind), value in after.items():
+        ticks, switches = roles.get(role, (0, 0))
+        delta = value - before.get((role, kind), 0)
+        roles[role] = (delta, switches) if kind == "ticks" else (ticks, delta)
+    return tck, roles
+
+
+def cpu_rounds(results, peer, mix):
+    """Per round that has a .cpu file next to its .wrk: {role: µs of CPU per request, role + "_switches": context
+    switches per request}. µs per request = ticks / clk_tck × 10⁶ / the requests wrk counted in that run."""
+    out = []
+    for n in range(100):
+        cpu = os.path.join(results, f"{peer}.{mix}.round{n}.cpu")
+        wrk = os.path.join(results, f"{peer}.{mix}.round{n}.wrk")
+        if not os.path.exists(wrk):
+            break
+        if not os.path.exists(cpu):
+            continue
+        requests = parse_wrk(wrk)["requests"]
+        if not requests:
+            continue
+        tck, roles = parse_cpu(cpu)
+        values = {}
+        for role, (ticks, switches) in roles.items():
+            values[role] = ticks / tck * 1e6 / requests
+            values[role + "_switches"] = switches / requests
+        out.append(values)
+    return out
+
+
+def cpu_median(results, peer, mix, role="server"):
+    """Median over the rounds of one role's µs of CPU per request, or None without .cpu files."""
+    values = [r[role] for r in cpu_rounds(results, peer, mix) if role in r]
+    return statistics.median(values) if values else None
+
+
+def cpu_round_ratio(results, a, b, role="server"):
+    """Median over the rounds of (a's CPU per request / b's CPU per request in the same round)."""
+    ra, rb = cpu_rounds(results, *a), cpu_rounds(results, *b)
+    ratios = [x[role] / y[role] for x, y in zip(ra, rb) if role in x and y.get(role)]
+    return statistics.median(ratios) if ratios else float("nan")
 
 
 def machine():
@@ -65,6 +144,10 @@ def machine():
     except OSError:
         pass
     return f"{os.cpu_count()} cores, {model}, Linux {platform.release()}"
+
+
+def fmt_cpu(value):
+    return "-" if value is None else f"{value:.1f}"
 
 
 def fmt_us(value):
@@ -121,6 +204,9 @@ def decision_metrics(text):
 
 
 def main():
+    if sys.argv[1] == "--machine":
+        print(machine())
+        return
     if sys.argv[1] == "--median-rps":
         print(int(collect(sys.argv[2])[(sys.argv[3], sys.argv[4])]["rps"]))
         return
@@ -128,8 +214,10 @@ def main():
         print(decision_metrics(sys.stdin.read()))
         return
     results = sys.argv[1]
-    quick = option("--quick", "0") == "1"
-    rounds, seconds = option("--rounds", "?"), option("--seconds", "?")
+    info = run_info(results)
+    quick = option("--quick", "1" if "--quick" in info.get("command", "") else "0") == "1"
+    rounds, seconds = option("--rounds", info.get("rounds", "?")), option("--seconds", info.get("seconds", "?"))
+    command = info.get("command") or f"bench/run.sh{' --quick' if quick else ''}"
     runs = collect(results)
 
     def rps(peer, mix):
@@ -138,19 +226,22 @@ def main():
     def ratio(a, b):
         return a / b if b else float("nan")
 
-    print(f"# portcullis side by side — {datetime.date.today().isoformat()}")
+    print(f"# portcullis side by side — {info.get('date') or datetime.date.today().isoformat()}")
     print()
-    print(f"Machine: {machine()}. Command: `bench/run.sh{' --quick' if quick else ''}`: servers pinned to core 0, "
+    print(f"Machine: {info.get('machine') or machine()}. Command: `{command}`: servers pinned to core 0, "
           f"load (wrk -t1 -c50) on core 1, RS256-2048 tokens; {rounds} interleaved rounds of {seconds} s per row, "
-          "medians shown.")
+          "medians shown. CPU per request: the server's utime + stime (/proc/PID/stat) over a round / its requests; "
+          "for the proxies their shared upstream is counted apart.")
     print()
-    print("| peer | tokens | requests/s (median) | rounds | p50 | p99 | refused (non-2xx) | errors |")
-    print("|---|---|---:|---|---:|---:|---:|---:|")
+    print("| peer | tokens | requests/s (median) | rounds | p50 | p99 | refused (non-2xx) | errors | CPU µs/request "
+          "| upstream CPU µs/request |")
+    print("|---|---|---:|---|---:|---:|---:|---:|---:|---:|")
     for (peer, mix), r in sorted(runs.items()):
         refused = f"{100.0 * r['non2xx'] / r['requests']:.0f} %" if r["requests"] else "-"
         spread = " / ".join(f"{v / 1000:.1f}k" for v in r["all_rps"])
+        own, upstream = cpu_median(results, peer, mix), cpu_median(results, peer, mix, "upstream")
         print(f"| {peer} | {mix} | {r['rps']:,.0f} | {spread} | {fmt_us(r['p50'])} | {fmt_us(r['p99'])} | "
-              f"{refused} | {r['errors']} |")
+              f"{refused} | {r['errors']} | {fmt_cpu(own)} | {fmt_cpu(upstream)} |")
     print()
 
     targets = []
@@ -163,15 +254,31 @@ def main():
     def ratio_of(a_peer, a_mix, b_peer, b_mix):
         return round_ratio(results, (a_peer, a_mix), (b_peer, b_mix))
 
-    p1 = ratio_of(mw, "distinct", "floor", "distinct")
-    target("P1", "distinct tokens: middleware / floor ≥ 0.9", f"{p1:.2f}", p1 >= 0.9)
-    p2 = ratio_of(mw, "one", "ceiling", "one")
-    target("P2", "repeated token: middleware / plain axum ≥ 0.9", f"{p2:.2f}", p2 >= 0.9)
-    p3 = ratio_of("gateway-proxy", "one", "nginx-proxy", "one")
-    target("P3", "gateway reverse proxy with auth (repeated token) / nginx proxy_pass without auth ≥ 1.0", f"{p3:.2f}",
-           p3 >= 1.0)
-    p4 = ratio_of("gateway-forward-auth", "one", "ceiling", "one")
-    target("P4a", "forward-auth decisions/s / plain axum ≥ 0.9", f"{p4:.2f}", p4 >= 0.9)
+    def measured(*rows):
+        """Whether this run has every row (bench/run.sh --only proxy leaves most out)."""
+        return all(row in runs for row in rows)
+
+    if measured((mw, "distinct"), ("floor", "distinct")):
+        p1 = ratio_of(mw, "distinct", "floor", "distinct")
+        target("P1", "distinct tokens: middleware / floor ≥ 0.9", f"{p1:.2f}", p1 >= 0.9)
+    if measured((mw, "one"), ("ceiling", "one")):
+        p2 = ratio_of(mw, "one", "ceiling", "one")
+        target("P2", "repeated token: middleware / plain axum ≥ 0.9", f"{p2:.2f}", p2 >= 0.9)
+    if measured(("gateway-proxy", "one"), ("nginx-proxy", "one")):
+        p3 = ratio_of("gateway-proxy", "one", "nginx-proxy", "one")
+        target("P3", "gateway reverse proxy with auth (repeated token) / nginx proxy_pass without auth ≥ 1.0",
+               f"{p3:.2f}", p3 >= 1.0)
+        gw, ng = cpu_median(results, "gateway-proxy", "one"), cpu_median(results, "nginx-proxy", "one")
+        if gw is not None and ng is not None:
+            c3 = cpu_round_ratio(results, ("gateway-proxy", "one"), ("nginx-proxy", "one"))
+            up_gw = cpu_median(results, "gateway-proxy", "one", "upstream")
+            up_ng = cpu_median(results, "nginx-proxy", "one", "upstream")
+            target("P3 (CPU)", "CPU per request, the proxy process alone (repeated token): gateway / nginx ≤ 1.0",
+                   f"{c3:.2f} (gateway {gw:.1f} µs, nginx {ng:.1f} µs; their upstream {fmt_cpu(up_gw)} and "
+                   f"{fmt_cpu(up_ng)} µs)", c3 <= 1.0)
+    if measured(("gateway-forward-auth", "one"), ("ceiling", "one")):
+        p4 = ratio_of("gateway-forward-auth", "one", "ceiling", "one")
+        target("P4a", "forward-auth decisions/s / plain axum ≥ 0.9", f"{p4:.2f}", p4 >= 0.9)
     def rate_runs(name):
         return [parse_kv(os.path.join(results, f)) for f in sorted(os.listdir(results)) if f.startswith(name + ".rate")]
     fa_rate, ceiling_rate = rate_runs("gateway-forward-auth"), rate_runs("ceiling")
@@ -203,6 +310,8 @@ def main():
         ("keys-100", "distinct", "distinct", "1 → 100 keys (distinct tokens)"),
         ("issuers-20", "distinct", "distinct", "1 → 20 issuers (distinct tokens)"),
     ):
+        if not measured((variant, mix), (fa, base_mix)):
+            continue
         r = ratio_of(variant, mix, fa, base_mix)
         target("P5", f"{label} within ±10 %", f"{r:.2f}", 0.9 <= r <= 1.1)
     memory = parse_kv(os.path.join(results, "memory.txt"))
@@ -233,10 +342,19 @@ def main():
     print()
     others = [("jwt-authorizer", "distinct"), ("express-jwt", "distinct"), ("oauth2-jwt-bearer", "distinct"),
               ("jwt-authorizer", "one"), ("express-jwt", "one"), ("oauth2-jwt-bearer", "one")]
-    print("Middleware against the peers (same token mix): " + ", ".join(
-        f"{ratio(rps(mw, mix), rps(peer, mix)):.1f} × {peer} ({mix})" for peer, mix in others if rps(peer, mix)))
-    print(f"Floor / jwt-authorizer (distinct): {ratio(rps('floor', 'distinct'), rps('jwt-authorizer', 'distinct')):.2f}; "
-          f"floor / express-jwt (distinct): {ratio(rps('floor', 'distinct'), rps('express-jwt', 'distinct')):.1f}")
+    against = [f"{ratio(rps(mw, mix), rps(peer, mix)):.1f} × {peer} ({mix})" for peer, mix in others
+               if rps(peer, mix) and rps(mw, mix)]
+    if against:
+        print("Middleware against the peers (same token mix): " + ", ".join(against))
+    if measured(("floor", "distinct"), ("jwt-authorizer", "distinct"), ("express-jwt", "distinct")):
+        print(f"Floor / jwt-authorizer (distinct): "
+              f"{ratio(rps('floor', 'distinct'), rps('jwt-authorizer', 'distinct')):.2f}; "
+              f"floor / express-jwt (distinct): {ratio(rps('floor', 'distinct'), rps('express-jwt', 'distinct')):.1f}")
+    charts = option("--charts", None)
+    if charts:
+        import charts as chart_module  # bench/charts.py, beside this file
+        for path in chart_module.draw_run(results, charts):
+            print(f"chart: {path}", file=sys.stderr)
 
 
 if __name__ == "__main__":

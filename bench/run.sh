@@ -1,16 +1,38 @@
 #!/usr/bin/env bash
-# Side-by-side benchmark of portcullis and its peers: bench/run.sh [--quick]
+# Side-by-side benchmark of portcullis and its peers: bench/run.sh [--quick] [--only proxy] [--save DIR]
 #
 # Every server runs pinned to core 0 (taskset -c 0); the load (wrk, the fixed-rate, feed and flood tools) runs on
 # core 1. Same route and JSON reply, RS256-2048, the same token sets for every peer. All servers start first; then
 # rounds of short wrk runs go through every peer and token mix in turn, so machine drift hits every peer alike,
-# and the median of the rounds is reported. Prints the table and the ratios of targets P1-P6 from this one run.
-# Network traffic stays on 127.0.0.1. Needs: cargo, wrk, nginx, node + npm, python3, taskset, curl.
+# and the median of the rounds is reported. Around every wrk run the server's CPU time (utime + stime from
+# /proc/PID/stat) is read into a .cpu file next to the wrk output; for the two proxies their shared upstream is read
+# too, as a role of its own. Prints the table and the ratios of targets P1-P6 from this one run.
+#   --quick       3 rounds of 2 s and the smaller token sets
+#   --only proxy  only the rows of P3: ceiling, nginx-proxy, gateway-proxy (one, distinct, mixed); no P4 or P6, no
+#                 Node peers
+#   --save DIR    copy the run's raw files (wrk outputs, .cpu files, run.txt, P4/P6 files, report.md) to DIR,
+#                 e.g. bench/runs/2026-12-01-proxy, which must not hold files yet
+# Network traffic stays on 127.0.0.1. Needs: cargo, wrk, nginx, node + npm, python3, taskset, curl, ss.
 set -euo pipefail
+QUICK=0; ONLY=""; SAVE=""
+usage() { echo "usage: bench/run.sh [--quick] [--only proxy] [--save DIR]"; exit 2; }
+while (( $# )); do
+  case $1 in
+    --quick) QUICK=1 ;;
+    --only) [[ "${2:-}" == proxy ]] || usage; ONLY=$2; shift ;;
+    --save) [[ -n "${2:-}" ]] || usage; SAVE=$(realpath -m -- "$2"); shift ;;
+    *) usage ;;
+  esac
+  shift
+done
+COMMAND=bench/run.sh
+(( QUICK )) && COMMAND+=" --quick"
+[[ -n "$ONLY" ]] && COMMAND+=" --only $ONLY"
+if [[ -n "$SAVE" && -n "$(ls -A "$SAVE" 2>/dev/null)" ]]; then
+  echo "bench: $SAVE is not empty; choose a new folder"; exit 2
+fi
 cd "$(dirname "$0")/.."
 ROOT=$PWD
-QUICK=0
-[[ "${1:-}" == "--quick" ]] && QUICK=1
 if (( QUICK )); then
   ROUNDS=3; DUR=2; RATE_SECS=5; FEED=100000; FLOOD_SECS=15
 else
@@ -24,29 +46,46 @@ rm -rf "$RESULTS" "$LOGS"; mkdir -p "$RESULTS" "$LOGS"
 export PATH="$HOME/.cargo/bin:$PATH"
 source bench/lib.sh
 
-require_tools cargo wrk nginx node npm python3 taskset curl
-build_release portcullis-quickstart
-QUICKSTART=$ROOT/target/release/quickstart
+# wanted NAME: whether this run starts the server NAME (--only proxy: the P3 rows and their upstream).
+wanted() { [[ -z "$ONLY" || " ceiling upstream nginx-proxy gateway-proxy " == *" $1 "* ]]; }
 
-echo "== installing the Node peers (npm ci into $WORK/node)"
-mkdir -p "$WORK/node"
-cp bench/peers/node/package.json bench/peers/node/package-lock.json bench/peers/node/*.js "$WORK/node/"
-(cd "$WORK/node" && npm ci --silent --no-audit --no-fund)
+if [[ -z "$ONLY" ]]; then
+  require_tools cargo wrk nginx node npm python3 taskset curl
+  build_release portcullis-quickstart
+  QUICKSTART=$ROOT/target/release/quickstart
+
+  echo "== installing the Node peers (npm ci into $WORK/node)"
+  mkdir -p "$WORK/node"
+  cp bench/peers/node/package.json bench/peers/node/package-lock.json bench/peers/node/*.js "$WORK/node/"
+  (cd "$WORK/node" && npm ci --silent --no-audit --no-fund)
+else
+  require_tools cargo wrk nginx python3 taskset curl
+  build_release
+fi
 
 token_sets
 trap cleanup EXIT
 start_jwks
 
 echo "== starting every server on core 0"
-P=$(free_port); start ceiling "$PEERS" ceiling "127.0.0.1:$P"
-P=$(free_port); start floor "$PEERS" floor "127.0.0.1:$P" "$TOKENS"
-P=$(free_port); start jwt-authorizer "$PEERS" jwt-authorizer "127.0.0.1:$P" "$JWKS"
-P=$(free_port); start express-jwt env PORT="$P" JWKS_URI="$JWKS" ISSUER="$ISSUER" AUDIENCE="$AUDIENCE" node "$WORK/node/express-jwt.js"
-P=$(free_port); start oauth2-jwt-bearer env PORT="$P" JWKS_URI="$JWKS" ISSUER="$ISSUER" AUDIENCE="$AUDIENCE" \
-  node "$WORK/node/oauth2-jwt-bearer.js"
-P=$(free_port); start portcullis-middleware env PORT="$P" JWKS_URI="$JWKS" ISSUER_BASE_URL="$ISSUER" AUDIENCE="$AUDIENCE" "$QUICKSTART"
+# PID_OF[NAME]: the server's own pid (start's LAST_PID: taskset and env exec it), checked against ss below.
+declare -A PID_OF
+P=$(free_port); start ceiling "$PEERS" ceiling "127.0.0.1:$P"; PID_OF[ceiling]=$LAST_PID
+if wanted floor; then
+  P=$(free_port); start floor "$PEERS" floor "127.0.0.1:$P" "$TOKENS"; PID_OF[floor]=$LAST_PID
+  P=$(free_port); start jwt-authorizer "$PEERS" jwt-authorizer "127.0.0.1:$P" "$JWKS"; PID_OF[jwt-authorizer]=$LAST_PID
+  P=$(free_port); start express-jwt env PORT="$P" JWKS_URI="$JWKS" ISSUER="$ISSUER" AUDIENCE="$AUDIENCE" \
+    node "$WORK/node/express-jwt.js"
+  PID_OF[express-jwt]=$LAST_PID
+  P=$(free_port); start oauth2-jwt-bearer env PORT="$P" JWKS_URI="$JWKS" ISSUER="$ISSUER" AUDIENCE="$AUDIENCE" \
+    node "$WORK/node/oauth2-jwt-bearer.js"
+  PID_OF[oauth2-jwt-bearer]=$LAST_PID
+  P=$(free_port); start portcullis-middleware env PORT="$P" JWKS_URI="$JWKS" ISSUER_BASE_URL="$ISSUER" \
+    AUDIENCE="$AUDIENCE" "$QUICKSTART"
+  PID_OF[portcullis-middleware]=$LAST_PID
+fi
 # The proxies' upstream shares core 0 with them: the server side is one core in every case.
-P=$(free_port); start upstream "$PEERS" ceiling "127.0.0.1:$P"
+P=$(free_port); start upstream "$PEERS" ceiling "127.0.0.1:$P"; PID_OF[upstream]=$LAST_PID
 NGINX_DIR=$LOGS/nginx; mkdir -p "$NGINX_DIR"
 NGINX_PORT=$(free_port)
 cat >"$NGINX_DIR/nginx.conf" <<NGINX
@@ -76,15 +115,29 @@ http {
 NGINX
 P=$NGINX_PORT; PORT[nginx-proxy]=$P
 taskset -c 0 nginx -p "$NGINX_DIR" -c "$NGINX_DIR/nginx.conf" >"$LOGS/nginx.log" 2>&1 &
-PIDS+=("$!"); wait_port "$P"
+PIDS+=("$!"); PID_OF[nginx-proxy]=$!; wait_port "$P"
 for variant in "gateway-proxy proxy 1 jwks.json 1" "gateway-forward-auth forward_auth 1 jwks.json 1" \
   "routes-1000 forward_auth 1000 jwks.json 1" "keys-100 forward_auth 1 jwks-100.json 1" \
   "issuers-20 forward_auth 1 jwks.json 20"; do
   read -r name mode routes jwks_file issuers <<<"$variant"
+  wanted "$name" || continue
   gateway_config "$LOGS/$name.toml" "$mode" "$routes" "$jwks_file" "$issuers"
   P=$(free_port); start "$name" env RUST_LOG=warn "$PORTCULLIS" serve --config "$LOGS/$name.toml" --listen "127.0.0.1:$P" \
     --admin-listen "127.0.0.1:$(free_port)"
+  PID_OF[$name]=$LAST_PID
 done
+
+# Whose CPU time each row reads, as role=PID[,PID...] words: `server` is the process(es) answering wrk (an nginx
+# master and workers would all count; this one runs master_process off, a single process); the two proxies' shared
+# upstream is read as its own role, `upstream`, and reported apart from the proxy's own CPU.
+declare -A ROLES
+for name in "${!PID_OF[@]}"; do
+  pids=$(pid_tree "${PID_OF[$name]}")
+  check_listener "$name" "$pids"
+  ROLES[$name]="server=$pids"
+done
+ROLES[nginx-proxy]+=" upstream=$(pid_tree "${PID_OF[upstream]}")"
+ROLES[gateway-proxy]+=" upstream=$(pid_tree "${PID_OF[upstream]}")"
 
 # The runs: PEER MIX PATH [X-Original-URI]. Rows compared by a target run next to each other in every round.
 RUNS=(
@@ -109,6 +162,13 @@ RUNS=(
   "oauth2-jwt-bearer one /api/protected" "oauth2-jwt-bearer distinct /api/protected"
   "oauth2-jwt-bearer mixed /api/protected"
 )
+if [[ -n "$ONLY" ]]; then
+  selected=()
+  for run in "${RUNS[@]}"; do wanted "${run%% *}" && selected+=("$run"); done
+  RUNS=("${selected[@]}")
+fi
+run_info "$RESULTS/run.txt" "$COMMAND" "$ROUNDS" "$DUR"
+echo "nginx=$(nginx -v 2>&1 | grep -o 'nginx/[^ ]*' || true)" >>"$RESULTS/run.txt"
 
 echo "== warm-up: 1 s per server with the repeated token"
 for run in "${RUNS[@]}"; do
@@ -116,16 +176,27 @@ for run in "${RUNS[@]}"; do
   [[ "$mix" == one || "$peer" == floor ]] && wrk_run "$peer" one "$path" "${original:-}" 0 /dev/null 1
 done
 
+uptime >"$RESULTS/load.txt"
 echo "== $ROUNDS rounds of ${DUR} s per peer and token mix (wrk -t1 -c$CONNS on core 1)"
 for round in $(seq 0 $((ROUNDS - 1))); do
   for run in "${RUNS[@]}"; do
     read -r peer mix path original <<<"$run"
     # Each round starts in its own slice of the token set: a cached token is never seen again by the same server.
     case $mix in distinct) start_at=$((round * DISTINCT / ROUNDS));; mixed) start_at=$((round * MIXED / ROUNDS));; *) start_at=0;; esac
-    wrk_run "$peer" "$mix" "$path" "${original:-}" "$start_at" "$RESULTS/$peer.$mix.round$round.wrk" "$DUR"
-    printf '  round %s  %-22s %-9s %s\n' "$round" "$peer" "$mix" "$(grep 'Requests/sec' "$RESULTS/$peer.$mix.round$round.wrk")"
+    out=$RESULTS/$peer.$mix.round$round
+    measured_run "${ROLES[$peer]}" "$peer" "$mix" "$path" "${original:-}" "$start_at" "$out" "$DUR"
+    printf '  round %s  %-22s %-9s %s\n' "$round" "$peer" "$mix" "$(grep 'Requests/sec' "$out.wrk")"
   done
 done
+uptime >>"$RESULTS/load.txt"
+
+if [[ -n "$ONLY" ]]; then
+  cleanup; PIDS=()
+  echo
+  python3 bench/report.py "$RESULTS" --quick "$QUICK" --rounds "$ROUNDS" --seconds "$DUR" | tee "$RESULTS/report.md"
+  [[ -z "$SAVE" ]] || save_results "$RESULTS" "$SAVE"
+  exit 0
+fi
 
 echo "== P4: fixed-rate latency at half of the forward-auth peak (${RATE_SECS} s each, alternating)"
 PEAK=$(python3 bench/report.py --median-rps "$RESULTS" gateway-forward-auth one)
@@ -169,3 +240,4 @@ cleanup; PIDS=()
 
 echo
 python3 bench/report.py "$RESULTS" --quick "$QUICK" --rounds "$ROUNDS" --seconds "$DUR" | tee "$RESULTS/report.md"
+[[ -z "$SAVE" ]] || save_results "$RESULTS" "$SAVE"
