@@ -15,6 +15,10 @@ use hyper_util::rt::TokioIo;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+
 /// An error and its causes, `outer: inner: …` (the client's own message alone says only "client error").
 fn causes(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
@@ -234,17 +238,17 @@ pub(crate) async fn proxy(
     headers.remove(HOST);
     join_cookies(headers);
     if let Some(chain) = forwarded_for {
-        headers.insert("x-forwarded-for", chain);
+        headers.insert(X_FORWARDED_FOR, chain);
     }
     let scheme = if policy.config.tls_cert.is_some() { "https" } else { "http" };
-    headers.insert("x-forwarded-proto", HeaderValue::from_static(scheme));
+    headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(scheme));
     if let Some(host) = host {
-        headers.insert("x-forwarded-host", host);
+        headers.insert(X_FORWARDED_HOST, host);
     }
     let Some(upstream) = policy.upstream.clone() else {
         return with_request_id(crate::render::upstream_failure(UpstreamFailure::Unreachable), request_id);
     };
-    parts.uri = match upstream.target(&canonical.target()) {
+    parts.uri = match upstream.target(canonical.target()) {
         Some(uri) => uri,
         None => {
             drop(policy);
@@ -343,6 +347,6 @@ pub(crate) async fn no_upstream(State(state): State<ProxyState>, request: Reques
 }
 
 pub(crate) fn with_request_id(mut response: Response, id: HeaderValue) -> Response {
-    response.headers_mut().insert(crate::request_id::HEADER, id);
+    response.headers_mut().insert(crate::request_id::HEADER_NAME, id);
     response
 }

@@ -6,19 +6,22 @@ use http::{HeaderMap, HeaderValue};
 /// The header that carries the request id.
 pub(crate) const HEADER: &str = "x-request-id";
 
+/// [`HEADER`] as a header name, built once.
+pub(crate) const HEADER_NAME: http::HeaderName = http::HeaderName::from_static(HEADER);
+
 /// The longest client-supplied id kept.
 const MAX_LEN: usize = 128;
 
 /// Makes sure `headers` carry exactly one sane request id and returns it.
 pub(crate) fn ensure(headers: &mut HeaderMap) -> HeaderValue {
-    let mut sent = headers.get_all(HEADER).iter();
+    let mut sent = headers.get_all(&HEADER_NAME).iter();
     if let (Some(value), None) = (sent.next(), sent.next())
         && is_sane(value.as_bytes())
     {
         return value.clone();
     }
     let fresh = generate();
-    headers.insert(HEADER, fresh.clone());
+    headers.insert(HEADER_NAME, fresh.clone());
     fresh
 }
 

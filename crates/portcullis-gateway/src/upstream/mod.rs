@@ -127,13 +127,10 @@ impl Upstream {
 
     /// The request target to send for the canonical `target` (path and query) that was checked: the origin URL's
     /// path, then `target`, in origin form. `None` when the result is not a valid request target.
-    pub(crate) fn target(&self, target: &str) -> Option<Uri> {
-        let joined = if self.shared.prefix.is_empty() {
-            PathAndQuery::try_from(target).ok()?
-        } else {
-            PathAndQuery::try_from(format!("{}{target}", self.shared.prefix)).ok()?
-        };
-        Some(Uri::from(joined))
+    pub(crate) fn target(&self, target: String) -> Option<Uri> {
+        let joined = if self.shared.prefix.is_empty() { target } else { format!("{}{target}", self.shared.prefix) };
+        // Taken over as it is, without a copy.
+        PathAndQuery::try_from(joined).ok().map(Uri::from)
     }
 
     /// Sends `request` (its target from [`target`](Self::target)) with the origin's `Host`, on an idle connection
