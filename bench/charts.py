@@ -50,6 +50,8 @@ PEERS = {
     "express-jwt": ("peer", "Node, Express"),
     "oauth2-jwt-bearer": ("peer", "Node, Auth0's Express SDK"),
     "nginx-proxy": ("peer", "nginx proxy_pass, no auth"),
+    "gateway-baseline": ("baseline", "gateway, reverse proxy, previous data path"),
+    "pingora-proxy": ("baseline", "prototype: same decision on Pingora"),
     "envoy-jwt-authn": ("peer", "Envoy's jwt_authn filter"),
     "envoy-ext-authz": ("portcullis", "Envoy + portcullis, gRPC ext_authz"),
     "envoy-ext-authz-http": ("portcullis", "Envoy + portcullis, HTTP ext_authz"),

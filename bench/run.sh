@@ -10,17 +10,22 @@
 #   --quick       3 rounds of 2 s and the smaller token sets
 #   --only proxy  only the rows of P3: ceiling, nginx-proxy, gateway-proxy (one, distinct, mixed); no P4 or P6, no
 #                 Node peers
+#   --baseline BIN  also a row `gateway-baseline`: the same proxy configuration served by another portcullis binary
+#                 (A/B of a data-path change)
+#   --pingora BIN also a row `pingora-proxy`: bench/pingora's prototype with the same configuration
 #   --save DIR    copy the run's raw files (wrk outputs, .cpu files, run.txt, P4/P6 files, report.md) to DIR,
 #                 e.g. bench/runs/2026-12-01-proxy, which must not hold files yet
 # Network traffic stays on 127.0.0.1. Needs: cargo, wrk, nginx, node + npm, python3, taskset, curl, ss.
 set -euo pipefail
-QUICK=0; ONLY=""; SAVE=""
-usage() { echo "usage: bench/run.sh [--quick] [--only proxy] [--save DIR]"; exit 2; }
+QUICK=0; ONLY=""; SAVE=""; BASELINE=""; PINGORA=""
+usage() { echo "usage: bench/run.sh [--quick] [--only proxy] [--baseline BIN] [--pingora BIN] [--save DIR]"; exit 2; }
 while (( $# )); do
   case $1 in
     --quick) QUICK=1 ;;
     --only) [[ "${2:-}" == proxy ]] || usage; ONLY=$2; shift ;;
     --save) [[ -n "${2:-}" ]] || usage; SAVE=$(realpath -m -- "$2"); shift ;;
+    --baseline) [[ -x "${2:-}" ]] || usage; BASELINE=$(realpath -- "$2"); shift ;;
+    --pingora) [[ -x "${2:-}" ]] || usage; PINGORA=$(realpath -- "$2"); shift ;;
     *) usage ;;
   esac
   shift
@@ -28,6 +33,8 @@ done
 COMMAND=bench/run.sh
 (( QUICK )) && COMMAND+=" --quick"
 [[ -n "$ONLY" ]] && COMMAND+=" --only $ONLY"
+[[ -n "$BASELINE" ]] && COMMAND+=" --baseline $BASELINE"
+[[ -n "$PINGORA" ]] && COMMAND+=" --pingora $PINGORA"
 if [[ -n "$SAVE" && -n "$(ls -A "$SAVE" 2>/dev/null)" ]]; then
   echo "bench: $SAVE is not empty; choose a new folder"; exit 2
 fi
@@ -47,7 +54,13 @@ export PATH="$HOME/.cargo/bin:$PATH"
 source bench/lib.sh
 
 # wanted NAME: whether this run starts the server NAME (--only proxy: the P3 rows and their upstream).
-wanted() { [[ -z "$ONLY" || " ceiling upstream nginx-proxy gateway-proxy " == *" $1 "* ]]; }
+wanted() {
+  case $1 in
+    gateway-baseline) [[ -n "$BASELINE" ]] ;;
+    pingora-proxy) [[ -n "$PINGORA" ]] ;;
+    *) [[ -z "$ONLY" || " ceiling upstream nginx-proxy gateway-proxy " == *" $1 "* ]] ;;
+  esac
+}
 
 if [[ -z "$ONLY" ]]; then
   require_tools cargo wrk nginx node npm python3 taskset curl
@@ -127,6 +140,18 @@ for variant in "gateway-proxy proxy 1 jwks.json 1" "gateway-forward-auth forward
   PID_OF[$name]=$LAST_PID
 done
 
+# The optional proxies compared with gateway-proxy: its configuration, served by another binary.
+if wanted gateway-baseline; then
+  P=$(free_port); start gateway-baseline env RUST_LOG=warn "$BASELINE" serve --config "$LOGS/gateway-proxy.toml" \
+    --listen "127.0.0.1:$P" --admin-listen "127.0.0.1:$(free_port)"
+  PID_OF[gateway-baseline]=$LAST_PID
+fi
+if wanted pingora-proxy; then
+  P=$(free_port); start pingora-proxy env RUST_LOG=warn "$PINGORA" --config "$LOGS/gateway-proxy.toml" \
+    --listen "127.0.0.1:$P" --threads 1
+  PID_OF[pingora-proxy]=$LAST_PID
+fi
+
 # Whose CPU time each row reads, as role=PID[,PID...] words: `server` is the process(es) answering wrk (an nginx
 # master and workers would all count; this one runs master_process off, a single process); the two proxies' shared
 # upstream is read as its own role, `upstream`, and reported apart from the proxy's own CPU.
@@ -138,6 +163,9 @@ for name in "${!PID_OF[@]}"; do
 done
 ROLES[nginx-proxy]+=" upstream=$(pid_tree "${PID_OF[upstream]}")"
 ROLES[gateway-proxy]+=" upstream=$(pid_tree "${PID_OF[upstream]}")"
+for extra in gateway-baseline pingora-proxy; do
+  wanted "$extra" && ROLES[$extra]+=" upstream=$(pid_tree "${PID_OF[upstream]}")"
+done
 
 # The runs: PEER MIX PATH [X-Original-URI]. Rows compared by a target run next to each other in every round.
 RUNS=(
@@ -153,6 +181,8 @@ RUNS=(
   "issuers-20 distinct /auth /api/protected"
   "nginx-proxy one /api/protected"
   "gateway-proxy one /api/protected"
+  "gateway-baseline one /api/protected"
+  "pingora-proxy one /api/protected"
   "gateway-proxy distinct /api/protected"
   "portcullis-middleware mixed /api/protected"
   "gateway-forward-auth mixed /auth /api/protected"
@@ -162,11 +192,9 @@ RUNS=(
   "oauth2-jwt-bearer one /api/protected" "oauth2-jwt-bearer distinct /api/protected"
   "oauth2-jwt-bearer mixed /api/protected"
 )
-if [[ -n "$ONLY" ]]; then
-  selected=()
-  for run in "${RUNS[@]}"; do wanted "${run%% *}" && selected+=("$run"); done
-  RUNS=("${selected[@]}")
-fi
+selected=()
+for run in "${RUNS[@]}"; do wanted "${run%% *}" && selected+=("$run"); done
+RUNS=("${selected[@]}")
 run_info "$RESULTS/run.txt" "$COMMAND" "$ROUNDS" "$DUR"
 echo "nginx=$(nginx -v 2>&1 | grep -o 'nginx/[^ ]*' || true)" >>"$RESULTS/run.txt"
 
