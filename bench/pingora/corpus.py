@@ -293,7 +293,7 @@ CASES = [
      get("/public/x", "X-Original-URL: /api/admin\r\nX-HTTP-Method-Override: DELETE\r\n"),
      ["x-original-url", "x-http-method-override"]),
     ("headers", "Authorization is not forwarded", get("/api/x", "{auth}"), ["authorization"]),
-    ("headers", "Connection: X-Auth-Subject (hop-by-hop by name)",
+    ("headers", "Connection: close, X-Keep (a header made hop-by-hop)",
      get("/api/x", "{auth}Connection: close, X-Keep\r\nX-Keep: 1\r\n", close=False), ["x-keep", "x-auth-subject"]),
     ("headers", "Upgrade: h2c on a public route",
      get("/public/x", "Connection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQAAP__\r\n",
@@ -308,6 +308,16 @@ CASES = [
     ("desync", "pipelined: CL+TE request, then a public GET",
      get("/public/x", "Content-Length: 6\r\nTransfer-Encoding: chunked\r\n", method="POST", close=False)
      + "0\r\n\r\n" + SMUGGLED + get("/public/second"), []),
+    ("desync", "keep-alive: refused POST whose body is a request, then (after the answer) a public GET",
+     [get("/api/x", "Content-Length: %d\r\n" % len(SMUGGLED), method="POST", close=False) + SMUGGLED,
+      get("/public/second")], []),
+    ("desync", "keep-alive: refused POST with 100 KiB of body, then (after the answer) a public GET",
+     [get("/api/x", "Content-Length: 102400\r\n", method="POST", close=False) + "a" * 102400,
+      get("/public/second")], []),
+    ("desync", "keep-alive: allowed GET, then (after the answer) a GET without a token",
+     [get("/api/first", "{auth}", close=False), get("/api/second")], []),
+    ("desync", "keep-alive: refused GET, then (after the answer) an allowed GET",
+     [get("/api/first", close=False), get("/api/second", "{auth}")], []),
     ("desync", "refused POST with Expect: 100-continue, body never sent",
      get("/api/x", "Content-Length: 5\r\nExpect: 100-continue\r\n", method="POST"), []),
     # Each response-side case is followed by a second request on the same client connection: an answer the proxy
@@ -324,46 +334,109 @@ CASES = [
 # ---------------------------------------------------------------------------------------------------------------
 
 
-def send(address, payload, quiet=1.5, total=6.0):
-    """Sends `payload` on one connection; returns (bytes received, how it ended)."""
+def send(address, payloads, quiet=1.5, total=6.0, between=0.7):
+    """Sends `payloads` on one connection, each after the answer to the one before (a pause of `between` seconds
+    without new bytes); returns (bytes received, how it ended)."""
     host, port = address.rsplit(":", 1)
     received = b""
     with socket.create_connection((host, int(port)), timeout=total) as connection:
-        try:
-            connection.sendall(payload)
-        except OSError as error:
-            return received, f"send failed ({error.__class__.__name__})"
-        connection.settimeout(quiet)
-        deadline = time.monotonic() + total
-        while time.monotonic() < deadline:
+        for number, payload in enumerate(payloads):
+            last = number == len(payloads) - 1
             try:
-                data = connection.recv(65536)
-            except socket.timeout:
-                return received, "open"
-            except ConnectionResetError:
-                return received, "reset"
-            if not data:
-                return received, "closed"
-            received += data
+                connection.sendall(payload)
+            except OSError as error:
+                return received, f"closed before request {number + 1} ({error.__class__.__name__})"
+            connection.settimeout(quiet if last else between)
+            deadline = time.monotonic() + total
+            while time.monotonic() < deadline:
+                try:
+                    data = connection.recv(65536)
+                except socket.timeout:
+                    if last:
+                        return received, "open"
+                    break
+                except ConnectionResetError:
+                    return received, "reset" if last else f"reset before request {number + 2}"
+                if not data:
+                    return received, "closed" if last else f"closed before request {number + 2}"
+                received += data
     return received, "open"
 
 
-def statuses(received):
-    """The status codes of the response heads in `received`, in order (a head starts at a line start)."""
-    return re.findall(rb"(?:^|\r\n|\n)HTTP/1\.[01] (\d{3})", received)
+def responses(received):
+    """The responses in `received`, read one after the other by their framing: a list of (status, reason code
+    from a JSON body or None, whether the message was complete), and the bytes left over."""
+    found = []
+    rest = received
+    while rest:
+        head_end = rest.find(b"\r\n\r\n")
+        match = re.match(rb"HTTP/1\.[01] (\d{3})", rest)
+        if not match or head_end < 0:
+            break
+        status = int(match.group(1))
+        fields = {}
+        for line in rest[:head_end].split(b"\r\n")[1:]:
+            name, _, value = line.partition(b":")
+            fields.setdefault(name.strip().lower(), []).append(value.strip())
+        rest = rest[head_end + 4:]
+        if 100 <= status < 200 and status != 101:
+            found.append((status, None, True))
+            continue
+        if status in (101, 204, 304):
+            found.append((status, None, True))
+            if status == 101:
+                break  # what follows is the switched protocol
+            continue
+        body, complete = b"", True
+        if b"chunked" in b",".join(fields.get(b"transfer-encoding", [])).lower():
+            while True:
+                line_end = rest.find(b"\r\n")
+                try:
+                    size = int(rest[:line_end].split(b";")[0], 16) if line_end >= 0 else -1
+                except ValueError:
+                    size = -1
+                if size < 0 or len(rest) < line_end + 2 + size + 2:
+                    complete, rest = False, b""
+                    break
+                body += rest[line_end + 2:line_end + 2 + size]
+                rest = rest[line_end + 2 + size + 2:]
+                if size == 0:
+                    break
+        elif b"content-length" in fields:
+            try:
+                size = int(fields[b"content-length"][0])
+            except ValueError:
+                size = len(rest)
+            body, rest = rest[:size], rest[size:]
+            complete = len(body) == size
+        else:
+            body, rest = rest, b""
+        reason = None
+        try:
+            reason = json.loads(body).get("reason")
+        except (ValueError, AttributeError):
+            pass
+        found.append((status, reason, complete))
+    return found, rest
 
 
 def client_view(received, ended):
-    codes = [c.decode() for c in statuses(received)]
-    text = " + ".join(codes) if codes else "no answer"
-    if ended != "closed" or not codes:
+    found, rest = responses(received)
+    shown = []
+    for status, reason, complete in found:
+        text = str(status) + (f" {reason}" if reason else "")
+        shown.append(text + ("" if complete else " (body cut short)"))
+    text = " + ".join(shown) if shown else "no answer"
+    if rest:
+        text += f" + {len(rest)} unframed bytes"
+    if ended != "closed" or not shown:
         text += f" ({ended})"
     if b"smuggled!" in received:
         text += ", **smuggled body reached the client**"
     return text
 
 
-def upstream_view(records, watched):
+def upstream_view(records, watched, address):
     if not records:
         return "—"
     parts = []
@@ -375,7 +448,7 @@ def upstream_view(records, watched):
         for name in watched:
             values = [v for n, v in record["headers"] if n == name]
             if values:
-                notes.append(f"{name}: " + " / ".join(escape(v[:40]) for v in values))
+                notes.append(f"{name}: " + " / ".join(escape(v.replace(address, "<proxy>")[:40]) for v in values))
         if record["body"]:
             notes.append(f"body {len(record['body'])} B ({record['framing']})")
         if notes:
@@ -390,11 +463,16 @@ def escape(text):
 
 
 def render(template, address, token):
-    text = template.replace("{auth}", f"Authorization: Bearer {token}\r\n").replace("{host}", address)
-    return text.encode("utf-8", "surrogateescape")
+    """The payloads of a case: one, or several sent one after the other's answer."""
+    pieces = [template] if isinstance(template, str) else template
+    return [
+        piece.replace("{auth}", f"Authorization: Bearer {token}\r\n").replace("{host}", address).encode(
+            "utf-8", "surrogateescape")
+        for piece in pieces
+    ]
 
 
-def run_cases(proxies, upstream, token):
+def run_cases(proxies, upstream, token, verbose=False):
     rows = []
     for group, name, template, watched in CASES:
         cells = []
@@ -406,11 +484,20 @@ def run_cases(proxies, upstream, token):
                 received, ended = b"", f"connect failed ({error.__class__.__name__})"
             time.sleep(0.25)
             records = upstream.taken()
-            cells.append((client_view(received, ended), upstream_view(records, watched), records, received))
+            cells.append((client_view(received, ended), upstream_view(records, watched, address), records, received))
+            if verbose:
+                print(f"--- {name} via {address}: {ended}\n{received[:600]!r}\n    upstream: {records!r}"[:2000])
         rows.append((group, name, cells))
         summary = " | ".join(f"{c[0]} / up: {len(c[2])}" for c in cells)
+        summary += "" if all(outcome(c) == outcome(cells[0]) for c in cells) else "   <- differs"
         print(f"{group:9} {name[:60]:60} {summary}", flush=True)
     return rows
+
+
+def outcome(cell):
+    """What a row compares: the statuses the client got (not who wrote the refusal) and what the upstream got."""
+    found, rest = responses(cell[3])
+    return [(status, complete) for status, _, complete in found], bool(rest), cell[1]
 
 
 def markdown(rows, proxies):
@@ -421,7 +508,7 @@ def markdown(rows, proxies):
         "|---|---|" + "---|" * (2 * len(names)) + "---|",
     ]
     for group, name, cells in rows:
-        same = "yes" if all(c[0] == cells[0][0] and c[1] == cells[0][1] for c in cells) else "**no**"
+        same = "yes" if all(outcome(c) == outcome(cells[0]) for c in cells) else "**no**"
         out.append(f"| {group} | {escape(name)} | " + " | ".join(c[0] for c in cells) + " | "
                    + " | ".join(c[1] for c in cells) + f" | {same} |")
     return "\n".join(out) + "\n"
@@ -501,6 +588,7 @@ def main():
     parser.add_argument("--token", help="a valid token for the running proxies' /api/* route")
     parser.add_argument("--only", help="run only the cases whose name contains this text")
     parser.add_argument("--out", help="write the Markdown table here")
+    parser.add_argument("--verbose", action="store_true", help="print the bytes each proxy answered")
     args = parser.parse_args()
     if args.only:
         CASES[:] = [case for case in CASES if args.only in case[1]]
@@ -519,7 +607,7 @@ def main():
     try:
         for name, address in proxies:
             print(f"{name}: {address}")
-        rows = run_cases(proxies, upstream, token)
+        rows = run_cases(proxies, upstream, token, args.verbose)
     finally:
         for process in processes:
             process.send_signal(signal.SIGINT)
@@ -529,7 +617,7 @@ def main():
             except subprocess.TimeoutExpired:
                 process.kill()
     table = markdown(rows, proxies)
-    differences = sum(1 for _, _, cells in rows if any(c[:2] != cells[0][:2] for c in cells))
+    differences = sum(1 for _, _, cells in rows if any(outcome(c) != outcome(cells[0]) for c in cells))
     print(f"{len(rows)} cases, {differences} with different outcomes")
     if args.out:
         write_table(args.out, table)

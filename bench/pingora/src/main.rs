@@ -24,6 +24,7 @@ use pingora_core::server::Server;
 use pingora_core::server::configuration::ServerConf;
 use pingora_core::upstreams::peer::HttpPeer;
 use pingora_core::{Error, ErrorSource, ErrorType, Result};
+use pingora_http::authority::{RawTargetAuthority, raw_target_authority};
 use pingora_http::{RequestHeader, ResponseHeader};
 use pingora_proxy::{FailToProxy, ProxyHttp, Session};
 use portcullis_gateway::__internals::{decide, parse_trusted_proxy, split_target, strip_managed};
@@ -285,17 +286,33 @@ impl Proxy {
             let message = "the request head is over the configured limits";
             return Err(Refusal::plain(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, "headers_too_large", message));
         }
-        // Origin-form targets are read from the bytes received; absolute-form ones from the parsed URI, as hyper
-        // gives them to the gateway. Anything else (`*`, authority-form) has no path to decide about.
-        let parts = if request.uri.scheme().is_some() {
-            Ok((request.uri.path().as_bytes(), request.uri.query().map(str::as_bytes)))
-        } else {
-            split_target(request.raw_path())
+        // Pingora accepts a Content-Length listed more than once with one value (`5, 5`, or two equal fields)
+        // and forwards it as sent; hyper, under `portcullis serve`, refuses it. Refused here too, so that the
+        // upstream never reads a length the proxy did not.
+        let mut lengths = request.headers.get_all(http::header::CONTENT_LENGTH).iter();
+        if let (Some(length), second) = (lengths.next(), lengths.next())
+            && (second.is_some() || length.is_empty() || !length.as_bytes().iter().all(u8::is_ascii_digit))
+        {
+            let message = "the Content-Length is not one number";
+            return Err(Refusal::plain(StatusCode::BAD_REQUEST, "content_length_invalid", message));
+        }
+        // The target as received: origin-form, or absolute-form split where Pingora's own authority check splits
+        // it. Anything else (`*`, authority-form, other schemes) has no path to decide about.
+        let raw = request.raw_path();
+        let (target, authority) = match raw_target_authority(raw) {
+            RawTargetAuthority::None => (raw, None),
+            RawTargetAuthority::Absolute { scheme, authority, path_and_query }
+                if scheme.eq_ignore_ascii_case(b"http") || scheme.eq_ignore_ascii_case(b"https") =>
+            {
+                (if path_and_query.is_empty() { b"/".as_slice() } else { path_and_query }, Some(authority))
+            }
+            _ => (raw, None),
         };
-        let canonical =
-            parts.and_then(|(path, query)| CanonicalRequest::from_parts(request.method.clone(), path, query));
+        let canonical = split_target(target)
+            .and_then(|(path, query)| CanonicalRequest::from_parts(request.method.clone(), path, query));
         let mut canonical = canonical.map_err(|e| Refusal::of(&Denial::Target(e), &self.realm))?;
-        let forwarded_host = requested_host(request).map_err(|denial| Refusal::of(&denial, &self.realm))?;
+        let forwarded_host =
+            requested_host(&request.headers, authority).map_err(|denial| Refusal::of(&denial, &self.realm))?;
         let websocket = wants_websocket(&request.headers);
         let forwarded_for = self.forwarded_for(&request.headers, session.client_addr().and_then(|a| a.as_inet()));
         canonical.has_body = !session.is_body_empty();
@@ -338,8 +355,8 @@ impl Proxy {
 
 /// The host the client asked for, refused as the gateway refuses it: several `Host` headers, one that is not a
 /// host and port, user information, or a target authority that names another host than `Host`.
-fn requested_host(request: &RequestHeader) -> std::result::Result<Option<HeaderValue>, Denial> {
-    let mut hosts = request.headers.get_all(HOST).iter();
+fn requested_host(headers: &HeaderMap, authority: Option<&[u8]>) -> std::result::Result<Option<HeaderValue>, Denial> {
+    let mut hosts = headers.get_all(HOST).iter();
     let header = match (hosts.next(), hosts.next()) {
         (_, Some(_)) => return Err(Denial::Host("more than one Host header")),
         (header, None) => header.cloned(),
@@ -350,10 +367,11 @@ fn requested_host(request: &RequestHeader) -> std::result::Result<Option<HeaderV
             return Err(Denial::Host("the Host header is not a host name and port"));
         }
     }
-    let authority = request.uri.authority();
-    if authority.is_some_and(|authority| authority.as_str().contains('@')) {
-        return Err(Denial::Host("the target's authority carries user information"));
-    }
+    let authority = match authority.map(http::uri::Authority::try_from) {
+        None => None,
+        Some(Ok(authority)) if !authority.as_str().contains('@') => Some(authority),
+        Some(_) => return Err(Denial::Host("the target's authority is not a host name and port")),
+    };
     match (authority, header) {
         (Some(authority), Some(header)) if !authority.as_str().eq_ignore_ascii_case(header.to_str().unwrap_or("")) => {
             Err(Denial::Host("the Host header and the target name different hosts"))
