@@ -586,12 +586,12 @@ def main():
     parser.add_argument("--proxy", action="append", default=[], help="NAME=HOST:PORT of a running proxy")
     parser.add_argument("--upstream-port", type=int, default=0, help="port of the echo upstream (running proxies)")
     parser.add_argument("--token", help="a valid token for the running proxies' /api/* route")
-    parser.add_argument("--only", help="run only the cases whose name contains this text")
+    parser.add_argument("--only", help="run only one group, or the cases whose name contains this text")
     parser.add_argument("--out", help="write the Markdown table here")
     parser.add_argument("--verbose", action="store_true", help="print the bytes each proxy answered")
     args = parser.parse_args()
     if args.only:
-        CASES[:] = [case for case in CASES if args.only in case[1]]
+        CASES[:] = [case for case in CASES if args.only == case[0] or args.only in case[1]]
     upstream = Upstream(args.upstream_port)
     processes = []
     if args.proxy:

@@ -3,8 +3,9 @@
 //! strictness can be compared with `portcullis serve` on the same configuration (see `README.md` and `CORPUS.md`
 //! beside this crate).
 //!
-//! What it does, per request: the target is made canonical (refused with 400 when it cannot be), the `Host` is
-//! checked as the gateway checks it, the request is decided, and a refusal is answered here. An allowed request
+//! What it does, per request: the head is checked against the configured limits, the `Content-Length` must be one
+//! number, the target is made canonical (refused with 400 when it cannot be), the `Host` is checked as the gateway
+//! checks it, the request is decided, and a refusal is answered here. An allowed request
 //! goes to the configured `http://` upstream over Pingora's pooled keep-alive connections with exactly the
 //! canonical target that was decided, the client's copies of managed, forwarding and hop-by-hop headers removed,
 //! `Authorization` removed unless the route forwards it, the claim headers and `X-Forwarded-For/-Proto/-Host` set,
@@ -13,7 +14,8 @@
 //! What it leaves out (the product's proxy has them): TLS on either side, CORS headers and answered preflights
 //! (a preflight the policy would answer gets 403), the protected-resource metadata document, forward-auth
 //! endpoints in proxy mode, removing a route's `token_from` cookie or header, the admin listener, metrics, reloads
-//! and the header read timeout (Pingora reads a first request head with its own 60 s per-read timeout).
+//! the header read timeout (Pingora reads a first request head with its own 60 s per-read timeout), and reading a
+//! refused request's body to keep the connection (it is closed instead).
 #![forbid(unsafe_code)]
 
 use async_trait::async_trait;
