@@ -25,6 +25,7 @@ import argparse
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -589,6 +590,7 @@ def main():
     parser.add_argument("--only", help="run only one group, or the cases whose name contains this text")
     parser.add_argument("--out", help="write the Markdown table here")
     parser.add_argument("--verbose", action="store_true", help="print the bytes each proxy answered")
+    parser.add_argument("--keep", action="store_true", help="keep the configuration and the logs of the processes")
     args = parser.parse_args()
     if args.only:
         CASES[:] = [case for case in CASES if args.only == case[0] or args.only in case[1]]
@@ -601,7 +603,7 @@ def main():
     elif args.portcullis and args.pingora:
         work = tempfile.mkdtemp(prefix="portcullis-corpus-")
         proxies, token, processes, config = start_all(args, upstream, work)
-        print(f"config {config}; logs in {work}")
+        print(f"config {config}; logs in {work}" + ("" if args.keep else " (removed at the end; --keep keeps them)"))
     else:
         parser.error("give --portcullis and --pingora, or --proxy (with --upstream-port and --token)")
     try:
@@ -616,6 +618,8 @@ def main():
                 process.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 process.kill()
+        if work and not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
     table = markdown(rows, proxies)
     differences = sum(1 for _, _, cells in rows if any(outcome(c) != outcome(cells[0]) for c in cells))
     print(f"{len(rows)} cases, {differences} with different outcomes")
