@@ -9,7 +9,7 @@ use crate::request::CanonicalRequest;
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::response::Response;
-use http::header::{AUTHORIZATION, CONNECTION, COOKIE, HOST, UPGRADE};
+use http::header::{AUTHORIZATION, CONNECTION, CONTENT_LENGTH, COOKIE, HOST, TRANSFER_ENCODING, UPGRADE};
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use hyper_util::rt::TokioIo;
 use std::net::SocketAddr;
@@ -267,6 +267,12 @@ pub(crate) async fn proxy(
             tracing::warn!(target: "portcullis::gateway", request_id = ?request_id, reason = failure.reason(), "upstream timed out");
             crate::render::upstream_failure(failure)
         }
+        Ok(Err(crate::upstream::UpstreamError::Exchange(error))) if error.is_user() => {
+            // The client's body failed while it was forwarded: the client's fault, not the upstream's.
+            let error = causes(&error);
+            tracing::info!(target: "portcullis::gateway", request_id = ?request_id, reason = "body_invalid", %error, "request body unreadable");
+            crate::render::request_body_invalid()
+        }
         Ok(Err(error)) => {
             // The causes say why: refused, reset, or the upstream's certificate (untrusted, wrong name, expired).
             let error = causes(&error);
@@ -276,6 +282,15 @@ pub(crate) async fn proxy(
         }
         Ok(Ok(response)) if response.status() == StatusCode::SWITCHING_PROTOCOLS => {
             switch_protocols(response, upgrade, client_upgrade)
+        }
+        Ok(Ok(response))
+            if response.headers().contains_key(TRANSFER_ENCODING)
+                && response.headers().contains_key(CONTENT_LENGTH) =>
+        {
+            // RFC 9112 §6.3: such a message may be an attempt at smuggling; the connection is dropped with it.
+            let failure = UpstreamFailure::AmbiguousFraming;
+            tracing::warn!(target: "portcullis::gateway", request_id = ?request_id, reason = failure.reason(), "upstream response framed by both Transfer-Encoding and Content-Length");
+            crate::render::upstream_failure(failure)
         }
         Ok(Ok(response)) => {
             let (mut parts, body) = response.into_parts();

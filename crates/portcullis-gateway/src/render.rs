@@ -149,6 +149,9 @@ pub(crate) enum UpstreamFailure {
     Timeout,
     /// The upstream switched protocols although the client did not ask for WebSocket.
     UnaskedSwitch,
+    /// The upstream's response framed its body two ways (`Transfer-Encoding` and `Content-Length`): a reader
+    /// after the gateway could split it differently, so it is not passed on.
+    AmbiguousFraming,
 }
 
 impl UpstreamFailure {
@@ -158,13 +161,16 @@ impl UpstreamFailure {
             UpstreamFailure::Unreachable => "upstream_unreachable",
             UpstreamFailure::Timeout => "upstream_timeout",
             UpstreamFailure::UnaskedSwitch => "upstream_protocol_switch",
+            UpstreamFailure::AmbiguousFraming => "upstream_response_invalid",
         }
     }
 
     fn status(self) -> StatusCode {
         match self {
             UpstreamFailure::Timeout => StatusCode::GATEWAY_TIMEOUT,
-            UpstreamFailure::Unreachable | UpstreamFailure::UnaskedSwitch => StatusCode::BAD_GATEWAY,
+            UpstreamFailure::Unreachable | UpstreamFailure::UnaskedSwitch | UpstreamFailure::AmbiguousFraming => {
+                StatusCode::BAD_GATEWAY
+            }
         }
     }
 
@@ -174,6 +180,7 @@ impl UpstreamFailure {
             UpstreamFailure::Unreachable => "upstream unavailable",
             UpstreamFailure::Timeout => "upstream timed out",
             UpstreamFailure::UnaskedSwitch => "upstream answered with a protocol switch nobody asked for",
+            UpstreamFailure::AmbiguousFraming => "upstream answered with a response framed two ways",
         }
     }
 }
@@ -181,6 +188,14 @@ impl UpstreamFailure {
 /// The answer when the upstream gave none (502 or 504), logged with its reason and the request id.
 pub(crate) fn upstream_failure(failure: UpstreamFailure) -> Response {
     json_answer(failure.status(), failure.reason(), failure.message())
+}
+
+/// The answer when the client's request body broke off or was malformed (bad chunk framing) while it was being
+/// forwarded: 400, and the connection is closed (the rest of the body cannot be found).
+pub(crate) fn request_body_invalid() -> Response {
+    let mut answer = json_answer(StatusCode::BAD_REQUEST, "body_invalid", "the request body could not be read");
+    answer.headers_mut().insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+    answer
 }
 
 /// The HTTP listener's answer when the gateway has no upstream (it decides over gRPC ext_authz only): 404.
