@@ -308,7 +308,10 @@ impl Policy {
             Mode::Proxy => {
                 let tls = crate::tls::upstream_config(&config)?;
                 match config.upstream.as_deref() {
-                    Some(url) => Some(Upstream::new(url, tls).map_err(|message| ConfigError::at("upstream", message))?),
+                    Some(url) => {
+                        let timeout = std::time::Duration::from_secs(config.upstream_timeout_secs);
+                        Some(Upstream::new(url, tls, timeout).map_err(|message| ConfigError::at("upstream", message))?)
+                    }
                     // Decisions over gRPC ext_authz only: the HTTP listener forwards nothing.
                     None => None,
                 }

@@ -164,3 +164,61 @@ async fn an_idle_connection_the_upstream_closed_is_replaced_without_an_error() {
         assert_eq!(closes.recv().await, Some(n));
     }
 }
+
+/// An upstream that answers as soon as it has a request's head, then reads the whole body (RFC 9110 allows an
+/// answer before the request is complete) and reports how many body bytes it read.
+async fn early_answering_upstream() -> (String, tokio::sync::mpsc::UnboundedReceiver<usize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let (read, reads) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let read = read.clone();
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") && stream.read(&mut byte).await.unwrap_or(0) == 1 {
+                    head.push(byte[0]);
+                }
+                let head = String::from_utf8_lossy(&head).to_ascii_lowercase();
+                let length: usize = head
+                    .lines()
+                    .find_map(|line| line.strip_prefix("content-length:"))
+                    .map_or(0, |value| value.trim().parse().unwrap());
+                stream.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nearly").await.unwrap();
+                let mut body = vec![0u8; length];
+                let got = match stream.read_exact(&mut body).await {
+                    Ok(_) => length,
+                    Err(_) => 0,
+                };
+                let _ = read.send(got);
+            });
+        }
+    });
+    (format!("http://{address}"), reads)
+}
+
+#[tokio::test]
+async fn an_answer_before_the_whole_upload_does_not_cut_the_upload_off() {
+    let issuer = issuer().await;
+    let (upstream, mut reads) = early_answering_upstream().await;
+    let base = gateway(&config(&issuer, &upstream)).await;
+    let mut client = tokio::net::TcpStream::connect(base.trim_start_matches("http://")).await.unwrap();
+    let total = 300_000;
+    client
+        .write_all(format!("POST /upload HTTP/1.1\r\nHost: api\r\nContent-Length: {total}\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    client.write_all(&vec![b'a'; 1000]).await.unwrap();
+    // The answer arrives while most of the body is still to come.
+    let mut answer = Vec::new();
+    let mut chunk = [0u8; 1024];
+    while !answer.ends_with(b"early") {
+        let n = client.read(&mut chunk).await.unwrap();
+        assert!(n > 0, "closed before the answer: {}", String::from_utf8_lossy(&answer));
+        answer.extend_from_slice(&chunk[..n]);
+    }
+    assert!(answer.starts_with(b"HTTP/1.1 200 "), "{}", String::from_utf8_lossy(&answer));
+    client.write_all(&vec![b'b'; total - 1000]).await.unwrap();
+    assert_eq!(reads.recv().await, Some(total), "the upstream read the whole body");
+}

@@ -25,6 +25,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::task::{Context, Poll};
+use std::time::Duration;
 use tower::ServiceExt;
 
 /// An error of any layer, with its causes.
@@ -54,6 +55,10 @@ struct Shared {
     handshake: http1::Builder,
     /// Whether the idle-connection sweeper runs.
     sweeping: AtomicBool,
+    /// Set once the gateway dropped this upstream (a reload replaced it): its connections are closed, never pooled.
+    retired: AtomicBool,
+    /// How long a connection may go on writing a request body after the answer came (the upstream timeout).
+    finish_within: Duration,
 }
 
 /// Why an exchange with the upstream failed.
@@ -88,7 +93,7 @@ impl Upstream {
     /// The upstream at `url` (`http://` or `https://`, checked by the configuration), speaking TLS with `tls` to
     /// an `https://` origin. The certificate is verified against `tls`'s roots for the URL's host name (also sent
     /// as SNI); a failure is a connection error.
-    pub(crate) fn new(url: &str, tls: rustls::ClientConfig) -> Result<Self, String> {
+    pub(crate) fn new(url: &str, tls: rustls::ClientConfig, timeout: Duration) -> Result<Self, String> {
         static NEXT_ID: AtomicU64 = AtomicU64::new(1);
         let url: Uri = url.parse().map_err(|error| format!("the upstream URL cannot be read: {error}"))?;
         let (Some(scheme), Some(authority)) = (url.scheme(), url.authority()) else {
@@ -120,6 +125,8 @@ impl Upstream {
                 prefix: url.path().trim_end_matches('/').to_owned(),
                 handshake: http1::Builder::new(),
                 sweeping: AtomicBool::new(false),
+                retired: AtomicBool::new(false),
+                finish_within: timeout,
             }),
             owner: Arc::new(()),
         })
@@ -141,7 +148,7 @@ impl Upstream {
     pub(crate) async fn send(&self, mut request: Request<Body>) -> Result<Response<UpstreamBody>, UpstreamError> {
         request.headers_mut().insert(HOST, self.shared.host.clone());
         if !self.shared.sweeping.load(Ordering::Relaxed) {
-            pool::start_sweeper(&self.shared, Arc::downgrade(&self.owner));
+            pool::start_sweeper(Arc::clone(&self.shared), Arc::downgrade(&self.owner));
         }
         loop {
             let (link, reused) = match pool::checkout(self.shared.id) {
@@ -186,11 +193,33 @@ impl Link {
         self.drive(cx) && self.sender.is_ready()
     }
 
-    /// Returns the connection to this worker's pool when it is idle; closes it otherwise.
+    /// Returns the connection to this worker's pool once it is idle. An upstream may answer before it has read
+    /// the whole request body (RFC 9110 §15.5): the connection then goes on writing the body in a task of its own,
+    /// for at most the upstream timeout, and joins the pool when done. A connection that ended is dropped.
     fn release(mut self, cx: &mut Context<'_>) {
-        if self.is_idle(cx) {
-            pool::checkin(self);
+        if !self.drive(cx) {
+            return;
         }
+        if self.sender.is_ready() {
+            pool::checkin(self);
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
+        let within = self.upstream.finish_within;
+        runtime.spawn(async move {
+            let finished = poll_fn(|cx| {
+                if !self.drive(cx) {
+                    Poll::Ready(false)
+                } else if self.sender.is_ready() {
+                    Poll::Ready(true)
+                } else {
+                    Poll::Pending
+                }
+            });
+            if let Ok(true) = tokio::time::timeout(within, finished).await {
+                pool::checkin(self);
+            }
+        });
     }
 
     /// Sends `request` and drives the connection until the response head has arrived. A request the connection

@@ -64,10 +64,15 @@ pub(super) fn checkout(id: u64) -> Option<Link> {
     })
 }
 
-/// Puts `link`, idle, into this thread's pool.
+/// Puts `link`, idle, into this thread's pool, unless its upstream was retired (then it is closed).
 pub(super) fn checkin(link: Link) {
     LOCAL.with(|pool| {
         let mut idle = pool.lock();
+        // Read under the pool's lock: the sweeper retires the upstream before it takes the locks for its last
+        // sweep, so a connection is either refused here or found by that sweep.
+        if link.upstream.retired.load(Ordering::SeqCst) {
+            return;
+        }
         while idle.len() >= MAX_IDLE_PER_WORKER {
             idle.pop_front();
         }
@@ -77,19 +82,21 @@ pub(super) fn checkin(link: Link) {
 
 /// Starts `upstream`'s sweeper on the current runtime unless it runs already. It ends, closing the upstream's
 /// idle connections, once `owner` is gone (the gateway dropped the upstream, as a reload does).
-pub(super) fn start_sweeper(upstream: &Shared, owner: Weak<()>) {
+pub(super) fn start_sweeper(upstream: Arc<Shared>, owner: Weak<()>) {
     let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
     if upstream.sweeping.swap(true, Ordering::Relaxed) {
         return;
     }
-    let id = upstream.id;
     runtime.spawn(async move {
         let mut ticks = tokio::time::interval(SWEEP_EVERY);
         ticks.tick().await;
         loop {
             ticks.tick().await;
             let gone = owner.strong_count() == 0;
-            sweep(id, gone);
+            if gone {
+                upstream.retired.store(true, Ordering::SeqCst);
+            }
+            sweep(upstream.id, gone);
             if gone {
                 return;
             }
@@ -111,5 +118,37 @@ fn sweep(id: u64, gone: bool) {
         idle.retain_mut(|entry| {
             entry.link.upstream.id != id || (!gone && entry.since.elapsed() < IDLE_TIMEOUT && entry.link.drive(&mut cx))
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::upstream::Upstream;
+
+    async fn upstream() -> (Upstream, tokio::net::TcpListener) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let toml =
+            format!("upstream = \"{url}\"\n[[issuers]]\nissuer = \"https://issuer.test/\"\naudiences = [\"api\"]\n");
+        let config = crate::Config::from_toml(&toml).unwrap();
+        let tls = crate::tls::upstream_config(&config).unwrap();
+        (Upstream::new(&url, tls, Duration::from_secs(5)).unwrap(), listener)
+    }
+
+    #[tokio::test]
+    async fn a_connection_returns_to_the_pool_unless_its_upstream_was_retired() {
+        let (current, _listener) = upstream().await;
+        checkin(current.connect().await.unwrap());
+        assert!(checkout(current.shared.id).is_some(), "an open, idle connection is taken again");
+        assert!(checkout(current.shared.id).is_none(), "and only once");
+
+        // A response that ends after a reload retired its upstream brings its connection back late: it is closed.
+        let (retired, _listener) = upstream().await;
+        let late = retired.connect().await.unwrap();
+        retired.shared.retired.store(true, Ordering::SeqCst);
+        checkin(late);
+        assert!(checkout(retired.shared.id).is_none());
+        assert!(LOCAL.with(|pool| pool.lock().iter().all(|entry| entry.link.upstream.id != retired.shared.id)));
     }
 }
