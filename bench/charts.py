@@ -403,9 +403,11 @@ def cpu_chart(path, results, runs, info, rounds_note):
 
 
 def p3_chart(path, results, runs, info, rounds_note):
-    proxies = [p for p in ("nginx-proxy", "gateway-proxy") if (p, "one") in runs]
-    if len(proxies) < 2 or not all(report.cpu_rounds(results, p, "one") for p in proxies):
+    if not all((p, "one") in runs and report.cpu_rounds(results, p, "one") for p in ("nginx-proxy", "gateway-proxy")):
         return None
+    # The two P3 compares, then the rows compared with them when the run has them (--baseline, --pingora).
+    proxies = [p for p in ("nginx-proxy", "gateway-proxy", "gateway-baseline", "pingora-proxy")
+               if (p, "one") in runs and report.cpu_rounds(results, p, "one")]
     sections = [("The proxy's own process", cpu_rows(results, [(p, "one") for p in proxies], "one",
                                                      [("server", None)])),
                 ("Their shared upstream (plain axum on the same core), counted apart",
@@ -424,6 +426,8 @@ def p3_chart(path, results, runs, info, rounds_note):
                  f"{rounds_note}"]
     legend = [(FAMILY_COLOUR["portcullis"], "portcullis gateway"), (FAMILY_COLOUR["peer"], "nginx, no auth"),
               (ROLE_COLOUR["upstream"], "the upstream")]
+    if len(proxies) > 2:
+        legend.insert(2, (FAMILY_COLOUR["baseline"], "compared: previous data path, Pingora prototype"))
     axis = {"kind": "linear", "high": top, "label": "CPU time per request (µs, user + system)",
             "tick": lambda v: f"{v:g}"}
     return chart(path, "P3: the reverse proxy's CPU per request, portcullis gateway and nginx", subtitles, legend,
