@@ -5,27 +5,10 @@
 
 mod support;
 
-use portcullis_issuer::{DEMO_AUDIENCE, DevIssuer};
 use serde_json::Value;
-use support::{gateway, issuer, upstream};
+use support::{gateway, issuer, public_proxy_config, read_head, upstream};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-
-fn config(issuer: &DevIssuer, upstream: &str) -> String {
-    format!(
-        r#"
-        upstream = "{upstream}"
-        upstream_timeout_secs = 5
-        [[issuers]]
-        issuer = "{}"
-        audiences = ["{DEMO_AUDIENCE}"]
-        [[routes]]
-        path = "/*"
-        public = true
-        "#,
-        issuer.issuer()
-    )
-}
 
 /// An upstream that answers every request with `answer`, as raw bytes.
 async fn raw_upstream(answer: &'static [u8]) -> String {
@@ -34,14 +17,10 @@ async fn raw_upstream(answer: &'static [u8]) -> String {
     tokio::spawn(async move {
         while let Ok((mut stream, _)) = listener.accept().await {
             tokio::spawn(async move {
-                let mut head = Vec::new();
-                let mut byte = [0u8; 1];
-                while !head.ends_with(b"\r\n\r\n") && stream.read(&mut byte).await.unwrap_or(0) == 1 {
-                    head.push(byte[0]);
-                }
+                read_head(&mut stream).await;
                 let _ = stream.write_all(answer).await;
                 // Keeps the connection open until the gateway closes it.
-                let _ = stream.read(&mut byte).await;
+                let _ = stream.read(&mut [0u8; 1]).await;
             });
         }
     });
@@ -53,7 +32,7 @@ async fn a_response_framed_by_both_transfer_encoding_and_content_length_is_not_p
     let issuer = issuer().await;
     let smuggling: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 30\r\nTransfer-Encoding: chunked\r\n\r\n\
         5\r\nhello\r\n0\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n";
-    let base = gateway(&config(&issuer, &raw_upstream(smuggling).await)).await;
+    let base = gateway(&public_proxy_config(&issuer, &raw_upstream(smuggling).await)).await;
     let answer = reqwest::get(format!("{base}/any")).await.unwrap();
     assert_eq!(answer.status(), 502);
     let body: Value = answer.json().await.unwrap();
@@ -64,7 +43,7 @@ async fn a_response_framed_by_both_transfer_encoding_and_content_length_is_not_p
 #[tokio::test]
 async fn a_client_body_whose_chunk_framing_breaks_is_a_400_and_the_connection_closes() {
     let issuer = issuer().await;
-    let base = gateway(&config(&issuer, &upstream().await)).await;
+    let base = gateway(&public_proxy_config(&issuer, &upstream().await)).await;
     let address = base.trim_start_matches("http://");
     let mut client = TcpStream::connect(address).await.unwrap();
     client

@@ -8,29 +8,12 @@ use axum::Router;
 use axum::body::Body;
 use axum::routing::{any, get};
 use http::StatusCode;
-use portcullis_issuer::{DEMO_AUDIENCE, DevIssuer};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use support::{gateway, issuer};
+use support::{gateway, issuer, public_proxy_config, read_head};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tower::ServiceExt;
-
-fn config(issuer: &DevIssuer, upstream: &str) -> String {
-    format!(
-        r#"
-        upstream = "{upstream}"
-        upstream_timeout_secs = 5
-        [[issuers]]
-        issuer = "{}"
-        audiences = ["{DEMO_AUDIENCE}"]
-        [[routes]]
-        path = "/*"
-        public = true
-        "#,
-        issuer.issuer()
-    )
-}
 
 /// Serves `app` over HTTP/1.1 on a loopback port; its URL and the number of connections accepted so far.
 async fn counting(app: Router) -> (String, Arc<AtomicUsize>) {
@@ -65,7 +48,7 @@ fn app() -> Router {
 async fn one_client_after_another_share_one_upstream_connection() {
     let issuer = issuer().await;
     let (upstream, accepted) = counting(app()).await;
-    let base = gateway(&config(&issuer, &upstream)).await;
+    let base = gateway(&public_proxy_config(&issuer, &upstream)).await;
     // A new client connection for every request: the upstream connection outlives each of them.
     for round in 0..5 {
         let http = reqwest::Client::builder().pool_max_idle_per_host(0).build().unwrap();
@@ -87,7 +70,7 @@ async fn one_client_after_another_share_one_upstream_connection() {
 async fn concurrent_requests_open_no_more_connections_than_are_in_flight() {
     let issuer = issuer().await;
     let (upstream, accepted) = counting(app()).await;
-    let base = gateway(&config(&issuer, &upstream)).await;
+    let base = gateway(&public_proxy_config(&issuer, &upstream)).await;
     let http = reqwest::Client::new();
     for round in 0..4 {
         let requests = (0..8).map(|n| {
@@ -107,7 +90,7 @@ async fn concurrent_requests_open_no_more_connections_than_are_in_flight() {
 async fn a_response_the_client_abandons_is_never_continued_for_the_next_request() {
     let issuer = issuer().await;
     let (upstream, accepted) = counting(app()).await;
-    let base = gateway(&config(&issuer, &upstream)).await;
+    let base = gateway(&public_proxy_config(&issuer, &upstream)).await;
     let http = reqwest::Client::new();
     // The client reads the head of a 4 MiB answer and goes away.
     let answer = http.get(format!("{base}/big")).send().await.unwrap();
@@ -135,11 +118,7 @@ async fn closing_upstream() -> (String, tokio::sync::mpsc::UnboundedReceiver<usi
         let mut count = 0;
         while let Ok((mut stream, _)) = listener.accept().await {
             count += 1;
-            let mut head = Vec::new();
-            let mut byte = [0u8; 1];
-            while !head.ends_with(b"\r\n\r\n") && stream.read(&mut byte).await.unwrap_or(0) == 1 {
-                head.push(byte[0]);
-            }
+            read_head(&mut stream).await;
             let body = format!("connection {count}");
             let answer = format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{body}", body.len());
             stream.write_all(answer.as_bytes()).await.unwrap();
@@ -155,7 +134,7 @@ async fn closing_upstream() -> (String, tokio::sync::mpsc::UnboundedReceiver<usi
 async fn an_idle_connection_the_upstream_closed_is_replaced_without_an_error() {
     let issuer = issuer().await;
     let (upstream, mut closes) = closing_upstream().await;
-    let base = gateway(&config(&issuer, &upstream)).await;
+    let base = gateway(&public_proxy_config(&issuer, &upstream)).await;
     let http = reqwest::Client::new();
     for n in 1..=3 {
         let answer = http.get(format!("{base}/n")).send().await.unwrap();
@@ -175,11 +154,7 @@ async fn early_answering_upstream() -> (String, tokio::sync::mpsc::UnboundedRece
         while let Ok((mut stream, _)) = listener.accept().await {
             let read = read.clone();
             tokio::spawn(async move {
-                let mut head = Vec::new();
-                let mut byte = [0u8; 1];
-                while !head.ends_with(b"\r\n\r\n") && stream.read(&mut byte).await.unwrap_or(0) == 1 {
-                    head.push(byte[0]);
-                }
+                let head = read_head(&mut stream).await;
                 let head = String::from_utf8_lossy(&head).to_ascii_lowercase();
                 let length: usize = head
                     .lines()
@@ -202,7 +177,7 @@ async fn early_answering_upstream() -> (String, tokio::sync::mpsc::UnboundedRece
 async fn an_answer_before_the_whole_upload_does_not_cut_the_upload_off() {
     let issuer = issuer().await;
     let (upstream, mut reads) = early_answering_upstream().await;
-    let base = gateway(&config(&issuer, &upstream)).await;
+    let base = gateway(&public_proxy_config(&issuer, &upstream)).await;
     let mut client = tokio::net::TcpStream::connect(base.trim_start_matches("http://")).await.unwrap();
     let total = 300_000;
     client

@@ -44,3 +44,33 @@ pub async fn gateway(toml: &str) -> String {
     tokio::spawn(portcullis_gateway::serve(gateway, listener, None, std::future::pending()));
     format!("http://{address}")
 }
+
+/// A gateway configuration that proxies every path of `upstream` as public, with the demo issuer configured: for
+/// tests of the forwarding itself.
+pub fn public_proxy_config(issuer: &portcullis_issuer::DevIssuer, upstream: &str) -> String {
+    format!(
+        r#"
+        upstream = "{upstream}"
+        upstream_timeout_secs = 5
+        [[issuers]]
+        issuer = "{}"
+        audiences = ["{}"]
+        [[routes]]
+        path = "/*"
+        public = true
+        "#,
+        issuer.issuer(),
+        portcullis_issuer::DEMO_AUDIENCE
+    )
+}
+
+/// Reads a request head from `stream` byte by byte, up to and including its empty line (less if the stream ends).
+pub async fn read_head(stream: &mut tokio::net::TcpStream) -> Vec<u8> {
+    use tokio::io::AsyncReadExt;
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") && stream.read(&mut byte).await.unwrap_or(0) == 1 {
+        head.push(byte[0]);
+    }
+    head
+}
